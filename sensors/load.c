@@ -12,8 +12,13 @@
  * over P sessions therefore sets NSTART = ceil(W/P) on every session and
  * hands out requests only to sessions with a free place (a FIFO of free
  * places, so with P > W requests rotate over all P ports): nothing waits in
- * libcoap's queue and exactly W requests are on the wire. Nothing here
- * allocates per request; libcoap allocates the PDU and its queue node. */
+ * libcoap's queue and exactly W requests are on the wire.
+ *
+ * Plain CoAP goes through rawcoap.c rather than libcoap: the generator
+ * shares the cores with the gateway it measures, and through libcoap it
+ * spent more CPU per request than the gateway's CoAP layer does. DTLS
+ * (--psk) goes through libcoap (coapio.c). Nothing here allocates per
+ * request. */
 #include "sensors/sensors_int.h"
 
 #include <errno.h>
@@ -48,7 +53,8 @@ typedef struct lslot {
 struct load {
   uv_loop_t loop;
   const sim_load_opts_t *o;
-  sim_coap_t *coap;
+  sim_coap_t *coap; /* DTLS */
+  sim_raw_t *raw;   /* plain CoAP */
   sim_target_t target;
   char where[160];
   int cf;
@@ -183,7 +189,9 @@ static void pump(load_t *l) {
     sl->t0 = uv_hrtime();
     sl->seq = l->seq;
     sl->sess = si;
-    int rc = len < 0 ? len : sim_sess_post(l->sess[si].s, token, l->cf, lbuf, (size_t)len);
+    int rc = len < 0  ? len
+             : l->raw ? sim_raw_post(l->raw, si, token, "r", l->cf, lbuf, (size_t)len)
+                      : sim_sess_post(l->sess[si].s, token, l->cf, lbuf, (size_t)len);
     if (rc < 0) {
       log_err("load: cannot send to %s (%s): is the gateway running?", l->where, strerror(-rc));
       l->failed = true;
@@ -286,6 +294,8 @@ static void load_finish(load_t *l) {
   uv_close((uv_handle_t *)&l->sigterm, on_closed);
   sim_coap_close(l->coap);
   l->coap = NULL;
+  sim_raw_close(l->raw);
+  l->raw = NULL;
 }
 
 static void on_drain(uv_timer_t *h) {
@@ -411,21 +421,38 @@ static int load_start(load_t *l) {
   plan_times(l);
   raise_fd_limit(l->nsess);
   static const sim_coap_cb_t cb = {load_on_reply, load_on_fail, on_link, after_io};
-  int rc = sim_coap_open(&l->loop, &cb, l, &l->coap);
-  if (rc < 0)
-    return rc;
-  sim_coap_fast_prng(uv_hrtime());
+  int rcvbuf = l->per_sess > 32 ? (int)(l->per_sess * 2048 + 65536) : 0;
   for (uint32_t i = 0; i < l->nsess; i++) {
+    l->sess[i].l = l;
+    l->sess[i].dev = i % o->devices;
+  }
+  if (!o->psk) {
+    void **users = calloc(l->nsess, sizeof(*users));
+    if (!users)
+      return -ENOMEM;
+    for (uint32_t i = 0; i < l->nsess; i++)
+      users[i] = &l->sess[i];
+    int rc = sim_raw_open(&l->loop, &l->target, l->nsess, o->window, o->ack_timeout_ms, rcvbuf, &cb,
+                          l, users, &l->raw);
+    free(users);
+    if (rc < 0)
+      return rc;
+    l->n_up = l->nsess;
+  } else {
+    int rc = sim_coap_open(&l->loop, &cb, l, &l->coap);
+    if (rc < 0)
+      return rc;
+    sim_coap_fast_prng(uv_hrtime());
+  }
+  for (uint32_t i = 0; i < l->nsess && l->coap; i++) {
     lsess_t *ls = &l->sess[i];
-    ls->l = l;
-    ls->dev = i % o->devices;
     ls->s = sim_sess_open(l->coap, &l->target, l->names[ls->dev], o->psk, ls);
     if (!ls->s)
       return -EIO;
     ls->up = sim_sess_ready(ls->s);
     l->n_up += ls->up;
     sim_sess_tune(ls->s, l->per_sess, o->ack_timeout_ms, 0);
-    if (l->per_sess > 32 && sim_sess_rcvbuf(ls->s, (int)(l->per_sess * 2048 + 65536)) < 0)
+    if (rcvbuf && sim_sess_rcvbuf(ls->s, rcvbuf) < 0)
       log_warn("load: cannot size the receive buffer of session %u; a window of %u per "
                "session may overflow it",
                i, l->per_sess);

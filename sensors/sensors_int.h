@@ -4,6 +4,7 @@
  * `sitesim --help`). Files and their jobs:
  *   sitesim.c  command line, `gen-config`
  *   coapio.c   libcoap clients on the libuv loop
+ *   rawcoap.c  plain CoAP without libcoap, for the load generator
  *   model.c    believable readings: pure functions of seed, device and time
  *   site.c     the site mode: one CoAP session per configured device
  *   load.c     the load generator for benchmarks
@@ -111,6 +112,25 @@ int sim_sess_post(sim_sess_t *s, uint64_t token, int content_format, const void 
 /* The same to another resource: POST /`path` (weighbridges post to "w"). */
 int sim_sess_post_to(sim_sess_t *s, uint64_t token, const char *path, int content_format,
                      const void *buf, size_t len);
+
+/* ---- rawcoap.c: plain CoAP over UDP without libcoap, for the load
+ * generator (a request costs it a send() and a share of a recvmmsg()).
+ * `nsock` connected UDP sockets (source ports) to `t`, at most `capacity`
+ * requests outstanding in all (up to 65536), CON with retransmissions from
+ * `ack_timeout_ms`; `rcvbuf` > 0 sizes each socket's receive buffer.
+ * Replies and failures come through `cb` with users[sock] as `user`;
+ * after_io(arg) runs after each batch of datagrams and each timer scan.
+ * Returns 0 or a negative errno (logged); after sim_raw_close() (which
+ * accepts NULL) the memory goes once the loop has run. */
+typedef struct sim_raw sim_raw_t;
+int sim_raw_open(uv_loop_t *loop, const sim_target_t *t, unsigned nsock, unsigned capacity,
+                 unsigned ack_timeout_ms, int rcvbuf, const sim_coap_cb_t *cb, void *arg,
+                 void *const *users, sim_raw_t **out);
+/* POST /`path` with Content-Format `cf` on socket `sock`: 0, -ENOBUFS when
+ * `capacity` requests are outstanding, -EMSGSIZE, or the send's errno. */
+int sim_raw_post(sim_raw_t *r, unsigned sock, uint64_t token, const char *path, int cf,
+                 const void *buf, size_t len);
+void sim_raw_close(sim_raw_t *r);
 
 /* ---- model.c: readings. Every random draw is a hash of (seed, device,
  * channel, time), so a reading is a pure function of those: two runs with

@@ -67,7 +67,9 @@ static const char help_text[] =
     "one of them). --rate paces to RPS requests/s (open loop, still at most W\n"
     "outstanding). With --psk every device has its own DTLS session (identity\n"
     "= device id) and --ports is not used. --ack-timeout is the initial CoAP\n"
-    "ACK timeout (default 1000 ms). Latency runs from send to response.\n"
+    "ACK timeout (default 1000 ms). Latency runs from send to response. W is\n"
+    "at most 65536. Plain CoAP is sent without libcoap, to leave the CPU to\n"
+    "the gateway being measured.\n"
     "The last line is machine-readable:\n"
     "  load: req_s=N records_s=N p50_ms=X p99_ms=X max_ms=X ok=N errors=N timeouts=N\n"
     "\n"
@@ -256,8 +258,8 @@ static int main_load(int argc, char **argv) {
       o.records = (unsigned)v;
       break;
     case O_WINDOW:
-      if (!parse_u64(optarg, 1, 1000000, &v))
-        return usage("--window: \"%s\" is not a number from 1 to 1000000", optarg);
+      if (!parse_u64(optarg, 1, 65536, &v)) /* CoAP Message IDs are 16 bits */
+        return usage("--window: \"%s\" is not a number from 1 to 65536", optarg);
       o.window = (unsigned)v;
       break;
     case O_PORTS:
