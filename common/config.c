@@ -21,20 +21,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { OPT_STR, OPT_INT, OPT_DBL, OPT_DEVTYPE } opt_kind_t;
+/* OPT_STR fills a char array; OPT_PSTR sets a const char * to a copy in
+ * the config's string storage (chunks that never move, below). */
+typedef enum { OPT_STR, OPT_PSTR, OPT_INT, OPT_DBL, OPT_DEVTYPE } opt_kind_t;
 
 typedef struct opt {
   const char *section; /* "site", ...; "device" for [device ID] keys */
   const char *key;
   opt_kind_t kind;
   size_t off;  /* into sg_config_t, or sg_device_t for "device" */
-  size_t size; /* OPT_STR: buffer size */
+  size_t size; /* OPT_STR: buffer size; OPT_PSTR: longest value + 1 */
   double min, max;
   const char *def; /* NULL: required (where it matters) or empty */
 } opt_t;
 
 #define G(f) offsetof(sg_config_t, f), sizeof(((sg_config_t *)0)->f)
 #define D(f) offsetof(sg_device_t, f), sizeof(((sg_device_t *)0)->f)
+#define DS(f, max) offsetof(sg_device_t, f), (max) + 1
 #define GR(f) offsetof(sg_group_t, f), sizeof(((sg_group_t *)0)->f)
 
 static const opt_t options[] = {
@@ -136,13 +139,13 @@ static const opt_t options[] = {
     {"waste", "loss_baseline_formwork_timber_pct", OPT_DBL, G(waste_loss_timber), 0, 100, "5.0"},
     {"waste", "loss_target_factor", OPT_DBL, G(waste_loss_target_factor), 0, 1, "0.8"},
     {"device", "type", OPT_DEVTYPE, D(type), 0, 0, NULL},
-    {"device", "psk", OPT_STR, D(psk), 0, 0, ""},
+    {"device", "psk", OPT_PSTR, DS(psk, SG_PSK_MAX), 0, 0, ""},
     {"device", "interval_s", OPT_INT, D(interval_s), 1, 86400, "60"},
-    {"device", "group", OPT_STR, D(group), 0, 0, ""},
-    {"device", "kind", OPT_STR, D(kind), 0, 0, ""},
+    {"device", "group", OPT_PSTR, DS(group, SG_ID_MAX), 0, 0, ""},
+    {"device", "kind", OPT_PSTR, DS(kind, SG_KIND_MAX), 0, 0, ""},
     {"device", "rated_kw", OPT_DBL, D(rated_kw), 0, 100000, "0"},
     {"device", "priority", OPT_INT, D(priority), 0, 1000, "0"},
-    {"device", "coap", OPT_STR, D(coap), 0, 0, ""},
+    {"device", "coap", OPT_PSTR, DS(coap, SG_URI_MAX), 0, 0, ""},
     /* scales: the division, kg (a 100 t weighbridge reads in 20 kg steps) */
     {"device", "resolution_kg", OPT_DBL, D(resolution_kg), 0.001, 1000, "20"},
     /* [energy]: carbon factors and the timing of group control
@@ -318,16 +321,55 @@ static bool valid_id(const char *s) {
   return true;
 }
 
+/* ---- string storage: chunks that never move, freed with the config */
+
+#define STRINGS_CHUNK 16384
+
+struct sg_strings {
+  struct sg_strings *next;
+  size_t used;
+  char text[STRINGS_CHUNK];
+};
+
+/* A copy of `s` (at most STRINGS_CHUNK bytes) that lives as long as `c`;
+ * "" for an empty one. NULL when out of memory. */
+static const char *strings_add(sg_config_t *c, const char *s) {
+  size_t n = strlen(s) + 1;
+  if (n == 1)
+    return "";
+  struct sg_strings *k = c->strings;
+  if (!k || STRINGS_CHUNK - k->used < n) {
+    if (!(k = malloc(sizeof(*k))))
+      return NULL;
+    k->next = c->strings;
+    k->used = 0;
+    c->strings = k;
+  }
+  char *out = memcpy(k->text + k->used, s, n);
+  k->used += n;
+  return out;
+}
+
 static int set_value(parse_t *p, const opt_t *o, const char *sect, void *base, const char *value) {
   char *end;
   void *where = (char *)base + o->off;
   switch (o->kind) {
   case OPT_STR:
+  case OPT_PSTR:
     if (strlen(value) >= o->size) {
       fail(p, p->line, "[%s] %s: value is longer than %zu characters", sect, o->key, o->size - 1);
       return -1;
     }
-    strcpy(where, value);
+    if (o->kind == OPT_STR) {
+      strcpy(where, value);
+    } else {
+      const char *copy = strings_add(p->cfg, value);
+      if (!copy) {
+        fail(p, p->line, "out of memory");
+        return -1;
+      }
+      *(const char **)where = copy;
+    }
     return 0;
   case OPT_INT: {
     errno = 0;
@@ -489,14 +531,7 @@ static void begin_section(parse_t *p, const char *line) {
     const char *id = p->cur_section + 7;
     while (*id == ' ')
       id++;
-    for (size_t i = 0; i < p->cfg->n_devices; i++) {
-      if (strcmp(p->cfg->devices[i].id, id) == 0) {
-        fail(p, p->line, "[device %s] is defined twice (first at line %d)", id,
-             p->cfg->devices[i].line);
-        return;
-      }
-    }
-    p->cur_dev = new_device(p, id);
+    p->cur_dev = new_device(p, id); /* defined twice? see check_duplicates */
     return;
   }
   if (strcmp(p->cur_section, "device") == 0) {
@@ -549,6 +584,38 @@ static int handler(void *user, const char *isection, const char *key, const char
 
 static int cmp_device(const void *a, const void *b) {
   return strcmp(((const sg_device_t *)a)->id, ((const sg_device_t *)b)->id);
+}
+
+static int cmp_device_line(const void *a, const void *b) {
+  const sg_device_t *x = *(const sg_device_t *const *)a, *y = *(const sg_device_t *const *)b;
+  int c = strcmp(x->id, y->id);
+  return c ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+/* Two [device ID] sections with one id, found through a sorted index (a
+ * site may declare tens of thousands of devices: comparing each with all
+ * before it took seconds). The error names the repeat nearest the top. */
+static void check_duplicates(parse_t *p) {
+  const sg_config_t *c = p->cfg;
+  if (c->n_devices < 2)
+    return;
+  const sg_device_t **ix = malloc(c->n_devices * sizeof(*ix));
+  if (!ix) {
+    fail(p, p->line, "out of memory");
+    return;
+  }
+  for (size_t i = 0; i < c->n_devices; i++)
+    ix[i] = &c->devices[i];
+  qsort(ix, c->n_devices, sizeof(*ix), cmp_device_line);
+  const sg_device_t *first = NULL, *again = NULL;
+  for (size_t i = 1; i < c->n_devices; i++)
+    if (strcmp(ix[i - 1]->id, ix[i]->id) == 0 && (!again || ix[i]->line < again->line)) {
+      first = ix[i - 1];
+      again = ix[i];
+    }
+  if (again)
+    fail(p, again->line, "[device %s] is defined twice (first at line %d)", again->id, first->line);
+  free(ix);
 }
 
 /* The line that set a global key, else the end of the file. */
@@ -827,6 +894,8 @@ int sg_config_parse(const char *text, const char *name, sg_config_t **out, char 
   if (rc != 0 && !p.failed)
     fail(&p, rc > 0 ? rc : p.line, "not a key = value line or [section] header");
   if (!p.failed)
+    check_duplicates(&p);
+  if (!p.failed)
     check_whole(&p);
   free(p.dev_seen);
   free(p.grp_seen);
@@ -887,6 +956,10 @@ void sg_config_free(sg_config_t *cfg) {
     return;
   free(cfg->devices);
   free(cfg->groups);
+  for (struct sg_strings *k = cfg->strings, *next; k; k = next) {
+    next = k->next;
+    free(k);
+  }
   free(cfg);
 }
 
@@ -900,13 +973,17 @@ const sg_device_t *sg_config_device(const sg_config_t *cfg, const char *id) {
 
 static void dump_value(FILE *f, const opt_t *o, const void *base) {
   const void *where = (const char *)base + o->off;
+  const char *text = o->kind == OPT_STR    ? (const char *)where
+                     : o->kind == OPT_PSTR ? *(const char *const *)where
+                                           : NULL;
   if (strcmp(o->key, "psk") == 0 || strcmp(o->key, "token") == 0) {
-    fprintf(f, "%s = %s\n", o->key, *(const char *)where ? "(set)" : "");
+    fprintf(f, "%s = %s\n", o->key, *text ? "(set)" : "");
     return;
   }
   switch (o->kind) {
   case OPT_STR:
-    fprintf(f, "%s = %s\n", o->key, (const char *)where);
+  case OPT_PSTR:
+    fprintf(f, "%s = %s\n", o->key, text);
     break;
   case OPT_INT:
     fprintf(f, "%s = %d\n", o->key, *(const int *)where);

@@ -30,6 +30,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,19 +41,24 @@
 #define DUST_CLEAR_SHARE 0.05 /* a dust level clears 5% below its threshold */
 #define ENV_SKEW_TICKS 3      /* evaluations a clock skew must hold steady */
 /* Devices judged per evaluation. A pass over a large site is spread over
- * several ticks so that its verdicts (about 13 per device, ~450 bytes each)
- * stay a few MB: 10,000 devices at once took 60 MB. A site of up to this
- * many devices is judged whole every tick. */
+ * several ticks so that its verdicts (about 13 per device, ~200 bytes each
+ * with their message) stay about a MB: 10,000 devices at once took 60 MB
+ * (when each carried a 256-byte message buffer). A site of up to this many
+ * devices is judged whole every tick. */
 #define ENV_SLICE 512
 
-/* One verdict, with its strings kept. */
+/* One verdict, with its strings kept; its message is in the evaluation's
+ * text (most verdicts say all is normal, in a sentence shorter than the
+ * 256 bytes a message may take). */
 typedef struct verdict {
   char rule[ALARM_RULE_MAX + 1];
   char source[SG_ID_MAX + 1];
   char unit[16];
-  char message[256];
+  size_t message; /* offset + 1 into text; 0: none */
   alarm_cond_t c;
 } verdict_t;
+
+#define ENV_MESSAGE_MAX 256
 
 struct env {
   gw_t *gw;
@@ -74,6 +80,8 @@ struct env {
   int *dust_level; /* loop thread: PM10 level per device, -1 unknown */
   verdict_t *v;
   size_t n, cap;
+  char *text; /* the verdicts' messages (say()) */
+  size_t text_len, text_cap;
   int err;
 };
 
@@ -103,6 +111,27 @@ int env_load(stor_reader_t *r, const char *device, int quantity, double since, d
 }
 
 /* ---- verdicts (worker) */
+
+static void say(struct env *e, verdict_t *v, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void say(struct env *e, verdict_t *v, const char *fmt, ...) {
+  if (e->text_cap - e->text_len < ENV_MESSAGE_MAX) {
+    size_t cap = e->text_cap ? e->text_cap * 2 : 16384;
+    char *t = realloc(e->text, cap);
+    if (!t)
+      return; /* the verdict stands without its sentence */
+    e->text = t;
+    e->text_cap = cap;
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(e->text + e->text_len, ENV_MESSAGE_MAX, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return;
+  v->message = e->text_len + 1;
+  e->text_len += (n < ENV_MESSAGE_MAX ? (size_t)n : ENV_MESSAGE_MAX - 1) + 1;
+}
 
 static verdict_t *add(struct env *e, const char *rule, const char *source, int level, double figure,
                       double limit, const char *unit) {
@@ -143,9 +172,8 @@ static void judge_noise(struct env *e, const sg_device_t *d, const env_sample_t 
     verdict_t *v = add(e, "noise.laeq", d->id, level, w.laeq, limit, "dB(A)");
     if (v) {
       v->c.clear_margin = NOISE_CLEAR_DB;
-      snprintf(v->message, sizeof(v->message),
-               "%s: LAeq of the last %.0f min %.1f dB(A) by %s, limit %.0f (GB 12523-2011)", d->id,
-               e->np.window_s / 60, w.laeq, period_name(w.period), w.limit);
+      say(e, v, "%s: LAeq of the last %.0f min %.1f dB(A) by %s, limit %.0f (GB 12523-2011)", d->id,
+          e->np.window_s / 60, w.laeq, period_name(w.period), w.limit);
     }
   }
   /* Lmax is judged directly (6.2), complete or not; by day there is no
@@ -155,9 +183,9 @@ static void judge_noise(struct env *e, const sg_device_t *d, const env_sample_t 
     verdict_t *v = add(e, "noise.night_lmax", d->id, w.lmax_over ? ALARM_ALARM : ALARM_NORMAL,
                        night ? w.lmax : NAN, night ? w.lmax_limit : NAN, "dB(A)");
     if (v)
-      snprintf(v->message, sizeof(v->message),
-               "%s: night Lmax %.1f dB(A), more than %.0f above the limit %.0f (GB 12523-2011 4.2)",
-               d->id, w.lmax, e->np.lmax_margin, w.limit);
+      say(e, v,
+          "%s: night Lmax %.1f dB(A), more than %.0f above the limit %.0f (GB 12523-2011 4.2)",
+          d->id, w.lmax, e->np.lmax_margin, w.limit);
   }
 }
 
@@ -184,9 +212,8 @@ static void judge_dust_window(struct env *e, const sg_device_t *d, int q, int wk
   if (!v)
     return;
   v->c.clear_margin = DUST_CLEAR_SHARE * limit;
-  snprintf(v->message, sizeof(v->message), "%s: %s mean of the last %.0f min %.1f ug/m3, %s %.0f",
-           d->id, dust_quantity_name(q), len / 60, w.mean,
-           w.level == ALARM_ALARM ? "alarm level" : "warning level", limit);
+  say(e, v, "%s: %s mean of the last %.0f min %.1f ug/m3, %s %.0f", d->id, dust_quantity_name(q),
+      len / 60, w.mean, w.level == ALARM_ALARM ? "alarm level" : "warning level", limit);
 }
 
 /* [dust] max_exceed_day: long clock-aligned windows at alarm level since
@@ -213,9 +240,8 @@ static void judge_dust_day(struct env *e, const sg_device_t *d, int q, const env
   if (!v)
     return;
   v->c.hold_s = -1; /* the count restarts at midnight */
-  snprintf(v->message, sizeof(v->message),
-           "%s: %d %s windows at alarm level today, more than the %d allowed", d->id, count,
-           dust_quantity_name(q), p->max_exceed_day);
+  say(e, v, "%s: %d %s windows at alarm level today, more than the %d allowed", d->id, count,
+      dust_quantity_name(q), p->max_exceed_day);
 }
 
 static void judge_health(struct env *e, const sg_device_t *d, int q, const env_sample_t *s,
@@ -236,9 +262,8 @@ static void judge_health(struct env *e, const sg_device_t *d, int q, const env_s
                        bad && figure < lo ? lo : hi, proto_quantity_unit(q));
     if (v) {
       v->c.hold_s = -1;
-      snprintf(v->message, sizeof(v->message),
-               "%s: %s reading %g %s is outside what the sensor can measure (%g to %g)", d->id,
-               proto_quantity_name(q), figure, proto_quantity_unit(q), lo, hi);
+      say(e, v, "%s: %s reading %g %s is outside what the sensor can measure (%g to %g)", d->id,
+          proto_quantity_name(q), figure, proto_quantity_unit(q), lo, hi);
     }
   }
 }
@@ -253,8 +278,8 @@ static void judge_flatline(struct env *e, const sg_device_t *d, int q, const env
                      e->hp.flatline_s / 60.0, "min");
   if (v) {
     v->c.hold_s = -1;
-    snprintf(v->message, sizeof(v->message), "%s: %s has read %g for %.0f min: a stuck sensor?",
-             d->id, proto_quantity_name(q), n ? s[n - 1].v : NAN, run / 60.0);
+    say(e, v, "%s: %s has read %g for %.0f min: a stuck sensor?", d->id, proto_quantity_name(q),
+        n ? s[n - 1].v : NAN, run / 60.0);
   }
 }
 
@@ -279,8 +304,8 @@ static void judge_device(struct env *e, size_t di) {
                      e->hp.offline_intervals * (double)d->interval_s, "s");
   if (v) {
     v->c.hold_s = -1; /* back as soon as data is */
-    snprintf(v->message, sizeof(v->message), "%s: no data for %.0f s (%d reporting intervals)",
-             d->id, silent, e->hp.offline_intervals);
+    say(e, v, "%s: no data for %.0f s (%d reporting intervals)", d->id, silent,
+        e->hp.offline_intervals);
   }
   double span = fmax(e->hp.flatline_s, e->hp.jump_s * 2);
   if (d->type == SG_DEV_NOISE) {
@@ -318,10 +343,10 @@ static void judge_device(struct env *e, size_t di) {
         verdict_t *iv = add(e, "health.interference", d->id, hit ? ALARM_WARNING : ALARM_NORMAL,
                             hit ? 1 : 0, 1, "");
         if (iv)
-          snprintf(iv->message, sizeof(iv->message),
-                   "%s: humidity jumped by %.0f %%RH as PM10 fell by %.0f%%: is someone "
-                   "spraying the station?",
-                   d->id, e->hp.rh_jump, e->hp.pm_drop * 100);
+          say(e, iv,
+              "%s: humidity jumped by %.0f %%RH as PM10 fell by %.0f%%: is someone "
+              "spraying the station?",
+              d->id, e->hp.rh_jump, e->hp.pm_drop * 100);
       }
       free(s);
     }
@@ -358,9 +383,8 @@ static void judge_device(struct env *e, size_t di) {
     verdict_t *sv = add(e, "health.clock_skew", d->id, skewed ? ALARM_WARNING : ALARM_NORMAL, skew,
                         e->hp.skew_s, "s");
     if (sv)
-      snprintf(sv->message, sizeof(sv->message),
-               "%s: its clock is %.0f s %s the gateway's (its newest reading vs. arrival)", d->id,
-               fabs(skew), skew < 0 ? "ahead of" : "behind");
+      say(e, sv, "%s: its clock is %.0f s %s the gateway's (its newest reading vs. arrival)", d->id,
+          fabs(skew), skew < 0 ? "ahead of" : "behind");
   }
 }
 
@@ -375,6 +399,7 @@ static void work_on_run(uv_work_t *w) {
       return;
     }
   }
+  e->text_len = 0;
   for (size_t i = e->slice_begin; i < e->slice_end; i++)
     judge_device(e, i);
 }
@@ -386,6 +411,7 @@ static void env_free(struct env *e) {
   free(e->skew_runs);
   free(e->dust_level);
   free(e->v);
+  free(e->text);
   free(e);
 }
 
@@ -429,7 +455,7 @@ static void work_on_done(uv_work_t *w, int status) {
     v->c.rule = v->rule;
     v->c.source = v->source;
     v->c.unit = v->unit;
-    v->c.message = v->message[0] ? v->message : NULL;
+    v->c.message = v->message ? e->text + v->message - 1 : NULL;
     alarm_update(e->gw, &v->c);
   }
 }

@@ -98,9 +98,9 @@ int stor__batch_open(stor_db_t *db) {
     rc = stor__prepare(db->db, sql, &db->s_raw_multi[k]);
   }
   if (rc == 0) {
-    db->order = malloc(db->queue_max * sizeof(*db->order));
-    db->sid = malloc(db->queue_max * sizeof(*db->sid));
-    db->state = malloc(db->queue_max * sizeof(*db->state));
+    db->order = stor__pages_alloc(db->queue_max * sizeof(*db->order));
+    db->sid = stor__pages_alloc(db->queue_max * sizeof(*db->sid));
+    db->state = stor__pages_alloc(db->queue_max * sizeof(*db->state));
     if (!db->order || !db->sid || !db->state)
       rc = -ENOMEM;
   }
@@ -118,9 +118,9 @@ void stor__batch_free(stor_db_t *db) {
     sqlite3_finalize(stmts[i]);
   for (int k = 0; k < STOR_MULTI_SHIFT; k++)
     sqlite3_finalize(db->s_raw_multi[k]);
-  free(db->order);
-  free(db->sid);
-  free(db->state);
+  stor__pages_free(db->order, db->queue_max * sizeof(*db->order));
+  stor__pages_free(db->sid, db->queue_max * sizeof(*db->sid));
+  stor__pages_free(db->state, db->queue_max * sizeof(*db->state));
   free(db->pend);
   free(db->cnt);
   free(db->series.slots);
@@ -778,6 +778,16 @@ int stor__batch_commit(stor_db_t *db, size_t n, bool flush, uint64_t *inserted, 
   forget(db);
   *inserted = *dups = 0;
   return stor__err(db->db, rc);
+}
+
+void stor__batch_release(stor_db_t *db, size_t n) {
+  /* The first pages stay: every batch uses them. */
+  size_t keep = STOR_BATCH_KEEP;
+  if (n > keep) {
+    stor__pages_release(db->order, keep * sizeof(*db->order), n * sizeof(*db->order));
+    stor__pages_release(db->sid, keep * sizeof(*db->sid), n * sizeof(*db->sid));
+    stor__pages_release(db->state, keep * sizeof(*db->state), n * sizeof(*db->state));
+  }
 }
 
 int stor__roll_prepare(stor_db_t *db) {

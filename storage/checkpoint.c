@@ -62,8 +62,10 @@ int stor__ckpt_start(stor_db_t *db) {
   if (rc != SQLITE_OK)
     return stor__fail(db->ckpt_db, rc, db->path);
   sqlite3_busy_timeout(db->ckpt_db, STOR_BUSY_TIMEOUT_MS);
-  /* The checkpoint syncs the database file as this connection says. */
-  if ((rc = stor__exec(db->ckpt_db, "PRAGMA synchronous = FULL")) != 0)
+  /* The checkpoint syncs the database file as this connection says. It
+   * copies pages through a buffer of its own, so its page cache stays
+   * small. */
+  if ((rc = stor__exec(db->ckpt_db, "PRAGMA synchronous = FULL; PRAGMA cache_size = 16")) != 0)
     return rc;
   if ((rc = -pthread_create(&db->ckpt_thread, NULL, ckpt_main, db)) != 0) {
     log_err("%s: cannot start the checkpoint thread: %s", db->path, strerror(-rc));

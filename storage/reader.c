@@ -60,7 +60,8 @@ int stor_reader_open(const char *path, stor_reader_t **out) {
     goto fail;
   }
   sqlite3_busy_timeout(r->db, STOR_BUSY_TIMEOUT_MS);
-  if ((rc = stor__check_version(r->db, path)) != 0 || (rc = prepare(r)) != 0)
+  if ((rc = stor__exec(r->db, "PRAGMA cache_size = -" STR(STOR_READER_CACHE_KIB))) != 0 ||
+      (rc = stor__check_version(r->db, path)) != 0 || (rc = prepare(r)) != 0)
     goto fail;
   *out = r;
   return 0;

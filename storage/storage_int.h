@@ -21,8 +21,15 @@
 #define STOR_PAGE_SIZE 1024
 /* The writer's page cache. The gateway's RSS target is 32 MB; since
  * batches no longer touch rollup pages, 8 MiB runs as fast as 16 did
- * (schema.c). */
-#define STOR_CACHE_KIB 8192
+ * (schema.c), and 6 MiB as fast as 8 in bench/run.sh's (b) and (c) with
+ * 10,000 devices (three runs each, alternating: 30-37k req/s and 221-243k
+ * records/s against 32-33k and 221-233k), for 2.7 MB less peak RSS. */
+#define STOR_CACHE_KIB 6144
+/* Each reader connection (one per module that reads) holds at most this
+ * much: their queries are range scans the kernel's page cache serves as
+ * well, and SQLite's default of 2 MB each added up to more than the
+ * writer's. */
+#define STOR_READER_CACHE_KIB 512
 #define STOR_WAL_PAGES 8192 /* wake the checkpointer (checkpoint.c) at this WAL size */
 #define STOR_WAL_HARD_PAGES (8 * STOR_WAL_PAGES) /* the writer checkpoints itself */
 /* The writer's WAL writes are gathered into this many bytes (db.c); the
@@ -39,6 +46,7 @@
 
 #define STOR_DEFAULT_BATCH_MS 50
 #define STOR_DEFAULT_QUEUE_MAX 200000
+#define STOR_BATCH_KEEP 4096 /* batch array entries kept resident (batch.c) */
 #define STOR_DEFAULT_RAW_DAYS 31
 
 /* The rollup steps that have tables, indexed by stor_step_t - 1. */
@@ -63,6 +71,17 @@ int stor__query_int(sqlite3 *db, const char *sql, int64_t *v);
  * is stored as 5630 in 2 bytes instead of an 8-byte REAL), else the REAL. */
 void stor__bind_value(sqlite3_stmt *st, int col, double v);
 double stor__column_value(sqlite3_stmt *st, int col);
+
+/* Buffers sized for the worst case (the queue and the batch arrays, a few
+ * MB at queue_max 200,000) come straight from mmap, so that what a batch
+ * no longer needs goes back to the kernel: without that the ring, cycled
+ * through, keeps all of it resident however short the queue is.
+ * stor__pages_release drops the whole pages inside [from, to) bytes of
+ * `base`: they read as zeros on next touch. Only for memory no other thread
+ * may write meanwhile. */
+void *stor__pages_alloc(size_t bytes); /* NULL on failure */
+void stor__pages_free(void *base, size_t bytes);
+void stor__pages_release(void *base, size_t from, size_t to);
 
 /* Rollups keep vmin, vmax and vsum times 100 in REAL columns. SQLite
  * writes a REAL with no fraction as a small integer, so 56.3 takes 2 bytes
@@ -203,6 +222,9 @@ int stor__roll_prepare(stor_db_t *db);
 /* Prepares the batch statements and buffers at open; free copes with a
  * half-done open. */
 int stor__batch_open(stor_db_t *db);
+/* After a commit of n readings: hands back the batch arrays' pages past the
+ * first STOR_BATCH_KEEP entries. */
+void stor__batch_release(stor_db_t *db, size_t n);
 void stor__batch_free(stor_db_t *db);
 /* The local midnight at or before `s` (Unix seconds). */
 int64_t stor__day_start(stor_db_t *db, int64_t s);

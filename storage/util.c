@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <math.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 int stor__err(sqlite3 *db, int rc) {
   switch (rc & 0xff) {
@@ -118,4 +120,24 @@ double stor__column_value(sqlite3_stmt *st, int col) {
   if (sqlite3_column_type(st, col) == SQLITE_INTEGER)
     return (double)sqlite3_column_int64(st, col) / 100.0;
   return sqlite3_column_double(st, col);
+}
+
+void *stor__pages_alloc(size_t bytes) {
+  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+void stor__pages_free(void *base, size_t bytes) {
+  if (base)
+    munmap(base, bytes);
+}
+
+void stor__pages_release(void *base, size_t from, size_t to) {
+  static size_t page;
+  if (!page)
+    page = (size_t)sysconf(_SC_PAGESIZE);
+  from = (from + page - 1) / page * page;
+  to = to / page * page;
+  if (to > from)
+    madvise((char *)base + from, to - from, MADV_DONTNEED);
 }
