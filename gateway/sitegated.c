@@ -5,6 +5,7 @@
 #include "gateway/gateway.h"
 
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,7 +16,19 @@ static void usage(FILE *f) {
              "  -v, --verbose       debug logging\n");
 }
 
+/* Memory runs for months on a small box (the RSS target is 32 MB with
+ * 10,000 devices). glibc raises its mmap threshold to the size of each
+ * mmapped block freed, up to 32 MB: once start-up had freed a few MB (the
+ * config parser's scratch), arrays that grow by doubling (the writer's
+ * series map, the rules' verdicts) lived in the arenas, and each growth
+ * copied them, leaving both copies resident. A fixed threshold keeps
+ * blocks from 128 KiB up in their own mappings: realloc moves them with
+ * mremap, free gives them back. Measured: 2-3 MB less peak RSS in the
+ * bench, no change in throughput. */
+#define SITEGATED_MMAP_THRESHOLD (128 * 1024)
+
 int main(int argc, char **argv) {
+  mallopt(M_MMAP_THRESHOLD, SITEGATED_MMAP_THRESHOLD);
   static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
                                            {"check-config", no_argument, NULL, 'k'},
                                            {"verbose", no_argument, NULL, 'v'},
