@@ -65,14 +65,15 @@ struct gw {
   struct coap_front *coap;
   struct http_api *http;
   uv_signal_t sig_term, sig_int;
-  uv_timer_t lag_timer;          /* watches the loop for blocking work */
+  uv_timer_t lag_timer; /* watches the loop for blocking work */
+  uv_work_t pool_start; /* starts libuv's threads before they are placed */
   uint64_t lag_expected_ms;
-  _Atomic uint64_t lag_max_ms;   /* the longest the loop was late, since start */
+  _Atomic uint64_t lag_max_ms; /* the longest the loop was late, since start */
   struct loop_calls *calls;
-  struct alarms *alarms; /* the alarm model (alarm_int.h), loop thread */
-  struct env *env;       /* noise, dust and health rules (env_int.h) */
-  struct waste_gw *waste; /* the waste and material ledger (ledger_int.h) */
-  struct uplink *uplink;  /* to the authority (uplink_int.h); NULL without [uplink] host */
+  struct alarms *alarms;       /* the alarm model (alarm_int.h), loop thread */
+  struct env *env;             /* noise, dust and health rules (env_int.h) */
+  struct waste_gw *waste;      /* the waste and material ledger (ledger_int.h) */
+  struct uplink *uplink;       /* to the authority (uplink_int.h); NULL without [uplink] host */
   struct equipment *equipment; /* energy and group control (equipment_int.h) */
 };
 
@@ -101,16 +102,16 @@ typedef struct http_req {
   gw_t *gw;
   stor_reader_t *reader; /* the HTTP thread's read-only connection */
   const char *method;
-  const char *path;     /* "/api/alarms/12/ack" */
-  const char *tail;     /* for prefix routes: what follows the prefix ("12/ack") */
-  json_t *body;       /* parsed JSON body of POST/PUT, or NULL */
-  void *conn;           /* for http_query() */
+  const char *path; /* "/api/alarms/12/ack" */
+  const char *tail; /* for prefix routes: what follows the prefix ("12/ack") */
+  json_t *body;     /* parsed JSON body of POST/PUT, or NULL */
+  void *conn;       /* for http_query() */
 } http_req_t;
 
 typedef struct http_resp {
-  unsigned status;          /* 200 unless set */
-  json_t *json;           /* the body as JSON (owned, sent compact), or */
-  char *text;               /* a malloc'ed body of another type */
+  unsigned status; /* 200 unless set */
+  json_t *json;    /* the body as JSON (owned, sent compact), or */
+  char *text;      /* a malloc'ed body of another type */
   size_t text_len;
   const char *content_type; /* with text: "text/csv; charset=utf-8", ... */
 } http_resp_t;
