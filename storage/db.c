@@ -263,6 +263,7 @@ static bool retention_turn(stor_db_t *db, bool start) {
 
 static void *writer_main(void *arg) {
   stor_db_t *db = arg;
+  stor__thread_nice(STOR_WRITER_NICE);
   unsigned close_tries = 0;
   bool retention_owed = false; /* under load, batches and retention alternate */
   pthread_mutex_lock(&db->mu);

@@ -7,7 +7,9 @@
 
 #include <errno.h>
 #include <math.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 int stor__err(sqlite3 *db, int rc) {
@@ -140,4 +142,10 @@ void stor__pages_release(void *base, size_t from, size_t to) {
   to = to / page * page;
   if (to > from)
     madvise((char *)base + from, to - from, MADV_DONTNEED);
+}
+
+void stor__thread_nice(int nice) {
+  /* Linux: a thread's nice value is its own (setpriority on its tid). */
+  if (setpriority(PRIO_PROCESS, (id_t)gettid(), nice) != 0)
+    log_debug("cannot set the nice value of a storage thread to %d: %s", nice, strerror(errno));
 }
