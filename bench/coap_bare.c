@@ -1,8 +1,10 @@
 /* coap_bare: the ceiling for ingest benchmarks. A libcoap server on the same
  * libuv integration as sitegated (one uv_poll_t on libcoap's epoll fd,
- * coap_io_process(NO_WAIT)), answering POST /r with 2.04 and doing nothing
+ * coap_io_process(NO_WAIT), the loop thread alone on the first allowed CPU
+ * as sitegated places it), answering POST /r with 2.04 and doing nothing
  * else. Usage: coap_bare PORT; stops on SIGINT/SIGTERM. */
 #include <coap3/coap.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,15 @@ int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: coap_bare PORT\n");
     return 2;
+  }
+  cpu_set_t all, first;
+  if (sched_getaffinity(0, sizeof(all), &all) == 0 && CPU_COUNT(&all) >= 2) {
+    int c = 0;
+    while (!CPU_ISSET(c, &all))
+      c++;
+    CPU_ZERO(&first);
+    CPU_SET(c, &first);
+    sched_setaffinity(0, sizeof(first), &first);
   }
   coap_startup();
   coap_set_log_level(LOG_ERR);
