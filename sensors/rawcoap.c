@@ -32,7 +32,11 @@
 #define RAW_SLOTS_MAX 65536  /* requests outstanding; Message IDs are 16 bits */
 #define RAW_BATCH 32         /* datagrams per recvmmsg() */
 #define RAW_MAX_RETRANSMIT 4 /* RFC 7252 4.8 */
-#define RAW_SCAN_MS 20       /* retransmission timer resolution */
+/* After an empty ACK, the separate response may take MAX_TRANSMIT_WAIT,
+ * ACK_TIMEOUT x (2^(MAX_RETRANSMIT + 1) - 1) x ACK_RANDOM_FACTOR = 46.5 x
+ * ACK_TIMEOUT (RFC 7252 4.8.2). */
+#define RAW_SEPARATE_WAIT 47
+#define RAW_SCAN_MS 20 /* retransmission timer resolution */
 #define RAW_TYPE_CON 0
 #define RAW_TYPE_NON 1
 #define RAW_TYPE_ACK 2
@@ -246,7 +250,8 @@ static void on_message(sim_raw_t *r, raw_sock_t *so, const uint8_t *b, size_t le
       fail(r, (uint32_t)i, SIM_FAIL_RESET);
     } else if (!r->slots[i].acked) { /* the response will come separately */
       r->slots[i].acked = true;
-      r->slots[i].due_ns = uv_hrtime() + (uint64_t)r->ack_timeout_ms * 45 * 1000000ull;
+      r->slots[i].due_ns =
+          uv_hrtime() + (uint64_t)r->ack_timeout_ms * RAW_SEPARATE_WAIT * 1000000ull;
     }
     return;
   }

@@ -76,7 +76,8 @@
  * while every batch touched rollup pages: with 8 MiB instead of 16 the
  * 1,000 x 3 rate dropped to 165-185 k/s. Now batches touch raw pages only
  * (rollup pages once a second) and 8 MiB runs as fast as 16 (10,000 x 1:
- * 278-311 k/s against 287-314 k/s; 4 MiB 3-5% slower), 9 MB less RSS.
+ * 278-311 k/s against 287-314 k/s; 4 MiB 3-5% slower), 9 MB less RSS;
+ * in the sitegated bench 6 MiB runs as fast as 8 (storage_int.h).
  * Tried and left: writing rollups every 2 or 5 s instead of 1 (no
  * measurable gain); waking the checkpointer at 32,768 WAL pages instead of
  * 8,192 (+8%, for 2.3 MB more RSS and a WAL four times the size);
