@@ -119,9 +119,12 @@ fuzz: deps
 	  build-fuzz/bin/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
 	    build-fuzz/corpus/$$f tests/data/$$f || exit 1; \
 	done
+# The load generator's CoAP reader lives in sitesim, not in a library.
+$(BIN)/fuzz_rawcoap: FUZZ_OBJS = $(BUILD)/sensors/rawcoap.o
+$(BIN)/fuzz_rawcoap: $(BUILD)/sensors/rawcoap.o
 $(BIN)/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(LIBS) $(FINAL_LDLIBS)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_OBJS) $(LIBS) $(FINAL_LDLIBS)
 
 bench: deps
 	@$(MAKE) --no-print-directory all

@@ -142,15 +142,6 @@ static int build(raw_slot_t *s, uint32_t index, const char *path, int cf, const 
 
 /* ---- decoding */
 
-typedef struct raw_msg {
-  unsigned type, code, tkl;
-  uint16_t mid;
-  uint64_t token;
-  long max_age;
-  const uint8_t *payload;
-  size_t len;
-} raw_msg_t;
-
 static int ext(const uint8_t **p, const uint8_t *end, unsigned nib, unsigned *out) {
   if (nib < 13) {
     *out = nib;
@@ -169,7 +160,7 @@ static int ext(const uint8_t **p, const uint8_t *end, unsigned nib, unsigned *ou
   return 0;
 }
 
-static int parse(const uint8_t *b, size_t len, raw_msg_t *m) {
+int sim_raw_parse(const uint8_t *b, size_t len, sim_raw_msg_t *m) {
   if (len < 4 || b[0] >> 6 != 1)
     return -1;
   m->type = b[0] >> 4 & 3;
@@ -238,8 +229,8 @@ static void fail(sim_raw_t *r, uint32_t i, sim_fail_t why) {
 }
 
 static void on_message(sim_raw_t *r, raw_sock_t *so, const uint8_t *b, size_t len) {
-  raw_msg_t m;
-  if (parse(b, len, &m) != 0)
+  sim_raw_msg_t m;
+  if (sim_raw_parse(b, len, &m) != 0)
     return;
   uint32_t sock = (uint32_t)(so - r->socks);
   if (m.type == RAW_TYPE_RST || (m.type == RAW_TYPE_ACK && m.code == 0)) {

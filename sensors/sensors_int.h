@@ -131,6 +131,19 @@ int sim_raw_open(uv_loop_t *loop, const sim_target_t *t, unsigned nsock, unsigne
 int sim_raw_post(sim_raw_t *r, unsigned sock, uint64_t token, const char *path, int cf,
                  const void *buf, size_t len);
 void sim_raw_close(sim_raw_t *r);
+/* One CoAP message as rawcoap.c reads it (the only options it keeps are
+ * Max-Age; the payload points into the datagram). */
+typedef struct sim_raw_msg {
+  unsigned type, code, tkl;
+  uint16_t mid;
+  uint64_t token;
+  long max_age; /* -1: absent */
+  const uint8_t *payload;
+  size_t len;
+} sim_raw_msg_t;
+/* 0, or -1 for a datagram that is not a well-formed CoAP message (RFC 7252
+ * 3). Fuzzed by tests/fuzz/fuzz_rawcoap.c. */
+int sim_raw_parse(const uint8_t *b, size_t len, sim_raw_msg_t *m);
 
 /* ---- model.c: readings. Every random draw is a hash of (seed, device,
  * channel, time), so a reading is a pure function of those: two runs with
