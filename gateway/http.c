@@ -138,7 +138,8 @@ static void api_status(const http_req_t *req, http_resp_t *resp) {
       (json_int_t)st.batches, "last_commit_ms", st.last_commit_ms, "disk_full", st.disk_full,
       "raw_readings", (json_int_t)raw_rows, "db_bytes", (json_int_t)db_bytes, "devices_total",
       (json_int_t)cfg->n_devices, "devices_online", (json_int_t)online);
-  json_object_set_new(head, "loop_lag_max_ms", json_integer((json_int_t)atomic_load(&gw->lag_max_ms)));
+  json_object_set_new(head, "loop_lag_max_ms",
+                      json_integer((json_int_t)atomic_load(&gw->lag_max_ms)));
   char *head_text = json_dumps(head, JSON_COMPACT | JSON_REAL_PRECISION(10));
   json_decref(head);
   char *body = NULL;
@@ -163,15 +164,15 @@ static void api_status(const http_req_t *req, http_resp_t *resp) {
     bool on = last && now - (double)last / 1000.0 <= OFFLINE_INTERVALS * d->conf->interval_s;
     json_t *latest = json_object();
     for (; r < ls.n && ls.rows[r].dev == i; r++)
-      json_object_set_new(latest, proto_quantity_name(ls.rows[r].quantity),
-                          json_pack("{s:o,s:f}", "t", json_time(ls.rows[r].t_ms), "v",
-                                    ls.rows[r].value));
-    json_t *dev = json_pack("{s:s,s:s,s:i,s:o,s:b,s:I,s:I,s:I,s:o}", "id", d->conf->id, "type",
-                            sg_devtype_name(d->conf->type), "interval_s", d->conf->interval_s,
-                            "last_seen", json_time(last), "online", on, "packs",
-                            (json_int_t)atomic_load(&d->packs), "records",
-                            (json_int_t)atomic_load(&d->records), "rejects",
-                            (json_int_t)atomic_load(&d->rejects), "latest", latest);
+      json_object_set_new(
+          latest, proto_quantity_name(ls.rows[r].quantity),
+          json_pack("{s:o,s:f}", "t", json_time(ls.rows[r].t_ms), "v", ls.rows[r].value));
+    json_t *dev =
+        json_pack("{s:s,s:s,s:i,s:o,s:b,s:I,s:I,s:I,s:o}", "id", d->conf->id, "type",
+                  sg_devtype_name(d->conf->type), "interval_s", d->conf->interval_s, "last_seen",
+                  json_time(last), "online", on, "packs", (json_int_t)atomic_load(&d->packs),
+                  "records", (json_int_t)atomic_load(&d->records), "rejects",
+                  (json_int_t)atomic_load(&d->rejects), "latest", latest);
     if (i)
       fputc(',', f);
     json_dumpf(dev, f, JSON_COMPACT | JSON_REAL_PRECISION(10));
@@ -191,57 +192,49 @@ static void api_readings(const http_req_t *req, http_resp_t *resp) {
   const char *qname = http_query(req, "quantity");
   const char *sname = http_query(req, "step");
   const char *lname = http_query(req, "limit");
-  if (!device || !*device || !qname || !*qname)
-    {
-      http_error(resp, 400,
-                      "device and quantity are required, e.g. ?device=dust-01&quantity=pm10");
-      return;
-    }
-  if (!gw_device_find(req->gw, device))
-    {
-      http_error(resp, 404, "unknown device \"%s\"", device);
-      return;
-    }
+  if (!device || !*device || !qname || !*qname) {
+    http_error(resp, 400, "device and quantity are required, e.g. ?device=dust-01&quantity=pm10");
+    return;
+  }
+  if (!gw_device_find(req->gw, device)) {
+    http_error(resp, 404, "unknown device \"%s\"", device);
+    return;
+  }
   int q = proto_quantity_from_name(qname);
-  if (q < 0)
-    {
-      http_error(resp, 400, "unknown quantity \"%s\"", qname);
-      return;
-    }
+  if (q < 0) {
+    http_error(resp, 400, "unknown quantity \"%s\"", qname);
+    return;
+  }
   stor_step_t step = STOR_STEP_RAW;
   if (sname && *sname) {
     size_t i = 0;
     while (i < 4 && strcmp(sname, step_names[i]) != 0)
       i++;
-    if (i == 4)
-      {
-        http_error(resp, 400, "step \"%s\" is not one of raw, 1m, 1h, 1d", sname);
-        return;
-      }
+    if (i == 4) {
+      http_error(resp, 400, "step \"%s\" is not one of raw, 1m, 1h, 1d", sname);
+      return;
+    }
     step = (stor_step_t)i;
   }
   long limit = READINGS_LIMIT_DEFAULT;
   if (lname) {
     char *end;
     limit = strtol(lname, &end, 10);
-    if (*end || limit < 1 || limit > READINGS_LIMIT_MAX)
-      {
-        http_error(resp, 400, "limit must be 1..%d", READINGS_LIMIT_MAX);
-        return;
-      }
+    if (*end || limit < 1 || limit > READINGS_LIMIT_MAX) {
+      http_error(resp, 400, "limit must be 1..%d", READINGS_LIMIT_MAX);
+      return;
+    }
   }
   double now = sg_now(), since, until;
   if (http_query_time(req, "since", now - 3600.0, &since) ||
-      http_query_time(req, "until", now + 1.0, &until))
-    {
-      http_error(resp, 400, "since and until are Unix seconds");
-      return;
-    }
-  if (until <= since)
-    {
-      http_error(resp, 400, "until must be later than since");
-      return;
-    }
+      http_query_time(req, "until", now + 1.0, &until)) {
+    http_error(resp, 400, "since and until are Unix seconds");
+    return;
+  }
+  if (until <= since) {
+    http_error(resp, 400, "until must be later than since");
+    return;
+  }
 
   stor_point_t *pts = NULL;
   size_t n = 0;
@@ -249,11 +242,10 @@ static void api_readings(const http_req_t *req, http_resp_t *resp) {
                       (int64_t)(until * 1000.0), (size_t)limit, &pts, &n);
   if (rc == -ENOENT)
     n = 0; /* configured but never stored anything */
-  else if (rc != 0)
-    {
-      http_error(resp, 503, "database query failed: %s", strerror(-rc));
-      return;
-    }
+  else if (rc != 0) {
+    http_error(resp, 503, "database query failed: %s", strerror(-rc));
+    return;
+  }
   json_t *points = json_array();
   for (size_t i = 0; i < n; i++) {
     json_t *p = step == STOR_STEP_RAW
@@ -264,10 +256,9 @@ static void api_readings(const http_req_t *req, http_resp_t *resp) {
     json_array_append_new(points, p);
   }
   free(pts);
-  resp->json = json_pack("{s:s,s:s,s:s,s:s,s:f,s:f,s:b,s:o}", "device", device, "quantity",
-                             qname, "unit", proto_quantity_unit(q), "step", step_names[step],
-                             "since", since, "until", until, "truncated", n == (size_t)limit,
-                             "points", points);
+  resp->json = json_pack("{s:s,s:s,s:s,s:s,s:f,s:f,s:b,s:o}", "device", device, "quantity", qname,
+                         "unit", proto_quantity_unit(q), "step", step_names[step], "since", since,
+                         "until", until, "truncated", n == (size_t)limit, "points", points);
 }
 
 /* The endpoints. `prefix` routes match every path that starts with `path`
@@ -388,8 +379,12 @@ static void dispatch(struct http_api *h, struct MHD_Connection *c, const char *u
     http_error(resp, 413, "request body is larger than %d bytes", HTTP_BODY_MAX);
     return;
   }
-  http_req_t req = {.gw = h->gw, .reader = h->reader, .method = method, .path = url,
-                    .tail = url + strlen(found->path), .conn = c};
+  http_req_t req = {.gw = h->gw,
+                    .reader = h->reader,
+                    .method = method,
+                    .path = url,
+                    .tail = url + strlen(found->path),
+                    .conn = c};
   if (cs->len) {
     json_error_t jerr;
     req.body = json_loadb(cs->body, cs->len, JSON_REJECT_DUPLICATES, &jerr);
@@ -404,8 +399,8 @@ static void dispatch(struct http_api *h, struct MHD_Connection *c, const char *u
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **state) {
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **state) {
   (void)version;
   struct http_api *h = cls;
   conn_state_t *cs = *state;
