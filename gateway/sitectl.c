@@ -23,11 +23,8 @@ static int cmd_status(ctl_t *ctl, int argc, char **argv) {
   int rc = fetch_status(ctl, &st);
   if (rc)
     return rc;
-  if (ctl->json) {
-    print_json(st);
-    json_decref(st);
+  if (json_answer(ctl, st))
     return 0;
-  }
   json_t *site = json_object_get(st, "site"), *ing = json_object_get(st, "ingest"),
          *sto = json_object_get(st, "storage");
   char t1[32], t2[32];
@@ -115,11 +112,8 @@ static int cmd_readings(ctl_t *ctl, int argc, char **argv) {
            dev, q, since, until, ctl->step ? ctl->step : "raw");
   if ((rc = api_get(ctl, path, &r)) != 0)
     return rc;
-  if (ctl->json) {
-    print_json(r);
-    json_decref(r);
+  if (json_answer(ctl, r))
     return 0;
-  }
   const char *unit = json_string_value(json_object_get(r, "unit"));
   bool raw = strcmp(json_string_value(json_object_get(r, "step")), "raw") == 0;
   json_t *pts = json_object_get(r, "points"), *p;

@@ -74,11 +74,8 @@ int cmd_alarms(ctl_t *ctl, int argc, char **argv) {
   }
   if ((rc = api_get(ctl, path, &r)) != 0)
     return rc;
-  if (ctl->json) {
-    print_json(r);
-    json_decref(r);
+  if (json_answer(ctl, r))
     return 0;
-  }
   json_t *alarms = json_object_get(r, "alarms");
   if (json_array_size(alarms) == 0) {
     printf(ctl->all ? "no alarms in that period\n" : "no active alarms\n");
@@ -143,11 +140,8 @@ static int alarm_show(ctl_t *ctl, const char *id_arg) {
   snprintf(path, sizeof(path), "/api/alarms/%lld", id);
   if ((rc = api_get(ctl, path, &r)) != 0)
     return rc;
-  if (ctl->json) {
-    print_json(r);
-    json_decref(r);
+  if (json_answer(ctl, r))
     return 0;
-  }
   json_t *list = json_array();
   json_array_append(list, r);
   table_t t = {.ncols = 9};
@@ -247,11 +241,8 @@ int cmd_noise(ctl_t *ctl, int argc, char **argv) {
   snprintf(path, sizeof(path), "/api/noise?%s", q);
   if ((rc = api_get(ctl, path, &r)) != 0)
     return rc;
-  if (ctl->json) {
-    print_json(r);
-    json_decref(r);
+  if (json_answer(ctl, r))
     return 0;
-  }
   json_t *windows = json_object_get(r, "windows"), *sliding = json_object_get(r, "sliding"), *w;
   size_t i;
   if (json_array_size(windows) + json_array_size(sliding) == 0) {
@@ -292,11 +283,8 @@ int cmd_dust(ctl_t *ctl, int argc, char **argv) {
   snprintf(path, sizeof(path), "/api/dust?%s%s", q, win);
   if ((rc = api_get(ctl, path, &r)) != 0)
     return rc;
-  if (ctl->json) {
-    print_json(r);
-    json_decref(r);
+  if (json_answer(ctl, r))
     return 0;
-  }
   table_t t = {.ncols = 9};
   t.right[4] = t.right[5] = t.right[6] = t.right[7] = true;
   size_t i;

@@ -97,11 +97,8 @@ static int equipment_show(ctl_t *ctl) {
   int rc = api_get(ctl, "/api/equipment", &r);
   if (rc)
     return rc;
-  if (ctl->json) {
-    print_json(r);
-    json_decref(r);
+  if (json_answer(ctl, r))
     return 0;
-  }
   size_t i;
   json_t *g, *u;
   table_t tg = {.ncols = 3};
@@ -211,11 +208,8 @@ static int equipment_log(ctl_t *ctl, const char *unit) {
   int rc = api_get(ctl, path, &r);
   if (rc)
     return rc;
-  if (ctl->json) {
-    print_json(r);
-    json_decref(r);
+  if (json_answer(ctl, r))
     return 0;
-  }
   table_t t = {.ncols = 9};
   table_row(&t, "TIME", "UNIT", "GROUP", "SWITCH", "REASON", "ORIGIN", "BY", "RESULT", "NOTE");
   size_t i;
@@ -295,11 +289,8 @@ int cmd_energy(ctl_t *ctl, int argc, char **argv) {
   snprintf(path, sizeof(path), "/api/energy%s", q);
   if ((rc = api_get(ctl, path, &r)) != 0)
     return rc;
-  if (ctl->json) {
-    print_json(r);
-    json_decref(r);
+  if (json_answer(ctl, r))
     return 0;
-  }
   print_period(r);
   printf("\n");
   table_t t = {.ncols = 8};
@@ -352,11 +343,8 @@ int cmd_carbon(ctl_t *ctl, int argc, char **argv) {
   snprintf(path, sizeof(path), "/api/carbon%s", q);
   if ((rc = api_get(ctl, path, &r)) != 0)
     return rc;
-  if (ctl->json) {
-    print_json(r);
-    json_decref(r);
+  if (json_answer(ctl, r))
     return 0;
-  }
   const json_t *f = json_object_get(r, "factors"), *p = json_object_get(r, "period"),
                *all = json_object_get(r, "cumulative");
   char a[32], b[32], c[32], e[32], tm[32];

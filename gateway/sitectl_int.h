@@ -50,6 +50,9 @@ int fetch_zone(ctl_t *ctl);
 int url_escape(const char *in, char *out, size_t cap);
 
 void print_json(const json_t *j);
+/* With --json: prints `j` as the command's answer, frees it and returns
+ * true (the command is done); false otherwise. */
+bool json_answer(const ctl_t *ctl, json_t *j);
 void use_site_zone(const ctl_t *ctl);
 /* "2026-11-20 21:20:00" in the site's zone, "-" for 0. */
 const char *fmt_time(double t, char *buf, size_t cap);

@@ -120,11 +120,8 @@ int cmd_report(ctl_t *ctl, int argc, char **argv) {
     return rc;
   if ((rc = api_get(ctl, path, &r)) != 0)
     return rc;
-  if (ctl->json) {
-    print_json(r);
-    json_decref(r);
+  if (json_answer(ctl, r))
     return 0;
-  }
   json_t *site = json_object_get(r, "site");
   printf("%s 月度工地报告 · %s（%s）%s\n", json_string_value(json_object_get(r, "month")),
          json_string_value(json_object_get(site, "name")),

@@ -53,11 +53,8 @@ int cmd_uplink(ctl_t *ctl, int argc, char **argv) {
     return rc;
   if ((rc = api_get(ctl, "/api/uplink", &u)) != 0)
     return rc;
-  if (ctl->json) {
-    print_json(u);
-    json_decref(u);
+  if (json_answer(ctl, u))
     return 0;
-  }
   char a[96], b[96];
   bool enabled = json_is_true(json_object_get(u, "enabled"));
   if (!enabled)

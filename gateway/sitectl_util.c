@@ -134,6 +134,14 @@ void print_json(const json_t *j) {
   free(s);
 }
 
+bool json_answer(const ctl_t *ctl, json_t *j) {
+  if (!ctl->json)
+    return false;
+  print_json(j);
+  json_decref(j);
+  return true;
+}
+
 /* ---- times */
 void use_site_zone(const ctl_t *ctl) {
   if (ctl->timezone[0]) {

@@ -85,11 +85,8 @@ static int waste_summary(ctl_t *ctl) {
     return rc;
   if ((rc = api_get(ctl, "/api/waste/summary", &s)) != 0)
     return rc;
-  if (ctl->json) {
-    print_json(s);
-    json_decref(s);
+  if (json_answer(ctl, s))
     return 0;
-  }
   char a[32], b[32], c[32], d[32], e[32], f[32];
   json_t *site = json_object_get(s, "site"), *proj = json_object_get(s, "projection");
   double ac = jnum(s, "area_cast_in_place_m2"), ap = jnum(s, "area_prefab_m2");
@@ -213,11 +210,8 @@ static int waste_tickets(ctl_t *ctl) {
     return get_text(ctl, path);
   if ((rc = api_get(ctl, path, &r)) != 0)
     return rc;
-  if (ctl->json) {
-    print_json(r);
-    json_decref(r);
+  if (json_answer(ctl, r))
     return 0;
-  }
   table_t t = {.ncols = 9};
   t.right[0] = t.right[7] = true;
   table_row(&t, "ID", "WEIGHED", "SLIP", "PLATE", "TYPE", "WHAT", "WHERE", "NET t", "NOTE");
@@ -483,11 +477,8 @@ static int waste_disclosure(ctl_t *ctl) {
     snprintf(path, sizeof(path), "/api/waste/disclosure");
   if ((rc = api_get(ctl, path, &r)) != 0)
     return rc;
-  if (ctl->json) {
-    print_json(r);
-    json_decref(r);
+  if (json_answer(ctl, r))
     return 0;
-  }
   json_t *site = json_object_get(r, "site"), *cats = json_object_get(r, "by_category"),
          *to = json_object_get(r, "to_date");
   char d1[48], d2[48], a[32], b[32], c[32], d[32], e[32];
@@ -580,11 +571,8 @@ static int materials_summary(ctl_t *ctl) {
   int rc = api_get(ctl, "/api/materials/summary", &r);
   if (rc)
     return rc;
-  if (ctl->json) {
-    print_json(r);
-    json_decref(r);
+  if (json_answer(ctl, r))
     return 0;
-  }
   table_t t = {.ncols = 10};
   for (int i = 1; i < 9; i++)
     t.right[i] = true;
