@@ -71,9 +71,6 @@ const rx_pubkey_t *rx_tls_peer_key(const rx_tls_t *t);
 int rx_pubkey_load(const char *cert_path, rx_pubkey_t **out, char *err, size_t errlen);
 void rx_pubkey_free(rx_pubkey_t *k);
 
-/* SHA-256 of `a` followed by `b` (either may be empty). */
-void rx_sha256(const void *a, size_t alen, const void *b, size_t blen, uint8_t out[32]);
-
 /* Checks a signed record (UPLINK.md "Signed records"): Hash against the
  * canonical bytes and, when `key` is not NULL, Sig against the key. Returns
  * 0 or -EBADMSG with the reason. */

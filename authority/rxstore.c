@@ -352,7 +352,7 @@ static int seal_check(sqlite3 *db, const char *mn, int64_t hour, int64_t frames,
   }
   uint8_t d[32];
   char dh[65];
-  rx_sha256(buf, len, NULL, 0, d);
+  proto_sha256(buf, len, NULL, 0, d);
   free(buf);
   hex(d, 32, dh);
   if (*held == frames && strcasecmp(dh, digest) == 0)

@@ -13,6 +13,7 @@
  * generator because it runs on a worker thread while sessions run on the
  * loop; mbedTLS contexts are not shared across threads. */
 #include "gateway/uplink_int.h"
+#include "protocol/protocol.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -25,7 +26,6 @@
 #include <mbedtls/error.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
-#include <mbedtls/sha256.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
 
@@ -41,13 +41,7 @@ struct gtls_conf {
 };
 
 struct gtls {
-  mbedtls_ssl_context ssl;
-  gtls_send_fn send;
-  void *arg;
-  uint8_t *in;
-  size_t in_off, in_len, in_cap;
-  bool done;
-  char error[256];
+  proto_tls_t *p;
 };
 
 struct gtls_signer {
@@ -55,12 +49,6 @@ struct gtls_signer {
   mbedtls_entropy_context entropy;
   mbedtls_ctr_drbg_context drbg;
 };
-
-static void say_mbed(char *out, size_t len, const char *what, int rc) {
-  char e[128];
-  mbedtls_strerror(rc, e, sizeof(e));
-  snprintf(out, len, "%s: %s", what, e);
-}
 
 static bool is_p256(const mbedtls_pk_context *pk) {
   return mbedtls_pk_get_type(pk) == MBEDTLS_PK_ECKEY &&
@@ -144,7 +132,7 @@ int gtls_conf_new(const char *ca, const char *cert, const char *key, gtls_conf_t
   *out = c;
   return 0;
 fail:
-  say_mbed(err, errlen, what, rc);
+  proto_tls_say(err, errlen, what, rc);
   gtls_conf_free(c);
   return -EINVAL;
 }
@@ -165,128 +153,61 @@ const char *gtls_conf_cn(const gtls_conf_t *c) { return c->cn; }
 
 /* ---- one session */
 
-static int bio_send(void *ctx, const unsigned char *buf, size_t len) {
-  gtls_t *t = ctx;
-  return t->send(t->arg, buf, len) == 0 ? (int)len : MBEDTLS_ERR_SSL_INTERNAL_ERROR;
-}
-
-static int bio_recv(void *ctx, unsigned char *buf, size_t len) {
-  gtls_t *t = ctx;
-  if (t->in_len == 0)
-    return MBEDTLS_ERR_SSL_WANT_READ;
-  size_t n = len < t->in_len ? len : t->in_len;
-  memcpy(buf, t->in + t->in_off, n);
-  t->in_off += n;
-  t->in_len -= n;
-  if (t->in_len == 0)
-    t->in_off = 0;
-  return (int)n;
-}
-
 gtls_t *gtls_new(gtls_conf_t *c, const char *server_name, gtls_send_fn send, void *arg) {
   gtls_t *t = calloc(1, sizeof(*t));
-  if (!t)
-    return NULL;
-  mbedtls_ssl_init(&t->ssl);
-  t->send = send;
-  t->arg = arg;
-  if (mbedtls_ssl_setup(&t->ssl, &c->conf) != 0 ||
-      mbedtls_ssl_set_hostname(&t->ssl, server_name) != 0) {
-    gtls_free(t);
-    return NULL;
+  if (t && !(t->p = proto_tls_new(&c->conf, server_name, IN_MAX, send, arg))) {
+    free(t);
+    t = NULL;
   }
-  mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
   return t;
 }
 
 void gtls_free(gtls_t *t) {
   if (!t)
     return;
-  mbedtls_ssl_free(&t->ssl);
-  free(t->in);
+  proto_tls_free(t->p);
   free(t);
 }
 
-int gtls_feed(gtls_t *t, const uint8_t *buf, size_t len) {
-  if (t->in_off > 0 && t->in_len > 0)
-    memmove(t->in, t->in + t->in_off, t->in_len);
-  t->in_off = 0;
-  if (t->in_len + len > t->in_cap) {
-    if (t->in_len + len > IN_MAX)
-      return -ENOBUFS;
-    size_t cap = t->in_cap ? t->in_cap : 16384;
-    while (cap < t->in_len + len)
-      cap *= 2;
-    uint8_t *p = realloc(t->in, cap);
-    if (!p)
-      return -ENOBUFS;
-    t->in = p;
-    t->in_cap = cap;
-  }
-  memcpy(t->in + t->in_len, buf, len);
-  t->in_len += len;
-  return 0;
-}
+int gtls_feed(gtls_t *t, const uint8_t *buf, size_t len) { return proto_tls_feed(t->p, buf, len); }
 
 int gtls_handshake(gtls_t *t) {
-  if (t->done)
+  if (proto_tls_done(t->p))
     return 0;
-  int rc = mbedtls_ssl_handshake(&t->ssl);
+  mbedtls_ssl_context *ssl = proto_tls_ssl(t->p);
+  int rc = mbedtls_ssl_handshake(ssl);
   if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
     return -EAGAIN;
   if (rc != 0) {
-    uint32_t flags = mbedtls_ssl_get_verify_result(&t->ssl);
+    uint32_t flags = mbedtls_ssl_get_verify_result(ssl);
     if (rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED && flags != 0 && flags != (uint32_t)-1) {
       char info[200];
       mbedtls_x509_crt_verify_info(info, sizeof(info), "", flags);
       info[strcspn(info, "\n")] = '\0';
-      snprintf(t->error, sizeof(t->error), "the receiver's certificate is refused: %s", info);
-    } else if (rc == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE) {
-      snprintf(t->error, sizeof(t->error),
-               "the receiver refused the handshake (a fatal alert: is our certificate from the "
-               "authority's CA?)");
-    } else {
-      say_mbed(t->error, sizeof(t->error), "TLS handshake", rc);
+      return proto_tls_fail(t->p, "the receiver's certificate is refused: %s", info);
     }
-    return -EPROTO;
+    if (rc == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE)
+      return proto_tls_fail(t->p, "the receiver refused the handshake (a fatal alert: is our "
+                                  "certificate from the authority's CA?)");
+    return proto_tls_fail_mbed(t->p, "TLS handshake", rc);
   }
-  t->done = true;
+  proto_tls_set_done(t->p);
   return 0;
 }
 
-int gtls_read(gtls_t *t, uint8_t *buf, size_t cap) {
-  int rc = mbedtls_ssl_read(&t->ssl, buf, cap);
-  if (rc > 0)
-    return rc;
-  if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
-    return 0;
-  if (rc == 0 || rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
-    return -ECONNRESET;
-  say_mbed(t->error, sizeof(t->error), "TLS read", rc);
-  return -EPROTO;
-}
+int gtls_read(gtls_t *t, uint8_t *buf, size_t cap) { return proto_tls_read(t->p, buf, cap); }
 
 int gtls_write(gtls_t *t, const uint8_t *buf, size_t len) {
-  while (len > 0) {
-    int rc = mbedtls_ssl_write(&t->ssl, buf, len);
-    if (rc < 0) {
-      say_mbed(t->error, sizeof(t->error), "TLS write", rc);
-      return -EPROTO;
-    }
-    buf += rc;
-    len -= (size_t)rc;
-  }
-  return 0;
+  return proto_tls_write(t->p, buf, len);
 }
 
-void gtls_close_notify(gtls_t *t) {
-  if (t->done)
-    (void)mbedtls_ssl_close_notify(&t->ssl);
+void gtls_close_notify(gtls_t *t) { proto_tls_close_notify(t->p); }
+
+const char *gtls_error(const gtls_t *t) { return proto_tls_error(t->p); }
+
+const char *gtls_cipher(const gtls_t *t) {
+  return mbedtls_ssl_get_ciphersuite(proto_tls_ssl(t->p));
 }
-
-const char *gtls_error(const gtls_t *t) { return t->error[0] ? t->error : "no error"; }
-
-const char *gtls_cipher(const gtls_t *t) { return mbedtls_ssl_get_ciphersuite(&t->ssl); }
 
 /* ---- signatures and hashes */
 
@@ -302,11 +223,11 @@ int gtls_signer_new(const char *key, gtls_signer_t **out, char *err, size_t errl
   int rc =
       mbedtls_ctr_drbg_seed(&s->drbg, mbedtls_entropy_func, &s->entropy, pers, sizeof(pers) - 1);
   if (rc != 0) {
-    say_mbed(err, errlen, "seeding the random generator", rc);
+    proto_tls_say(err, errlen, "seeding the random generator", rc);
   } else if ((rc = mbedtls_pk_parse_keyfile(&s->key, key, NULL)) != 0) {
     char what[300];
     snprintf(what, sizeof(what), "[uplink] key %s", key);
-    say_mbed(err, errlen, what, rc);
+    proto_tls_say(err, errlen, what, rc);
   } else if (!is_p256(&s->key)) {
     snprintf(err, errlen, "[uplink] key %s is not an EC P-256 key", key);
     rc = -1;
@@ -342,16 +263,4 @@ int gtls_sign(gtls_signer_t *s, const uint8_t hash[32], uint8_t sig[64]) {
   mbedtls_mpi_free(&r);
   mbedtls_mpi_free(&sv);
   return rc == 0 ? 0 : -EIO;
-}
-
-void gtls_sha256(const void *a, size_t alen, const void *b, size_t blen, uint8_t out[32]) {
-  mbedtls_sha256_context c;
-  mbedtls_sha256_init(&c);
-  mbedtls_sha256_starts_ret(&c, 0);
-  if (alen)
-    mbedtls_sha256_update_ret(&c, a, alen);
-  if (blen)
-    mbedtls_sha256_update_ret(&c, b, blen);
-  mbedtls_sha256_finish_ret(&c, out);
-  mbedtls_sha256_free(&c);
 }

@@ -272,7 +272,7 @@ static int pass_add_signed(uplink_builder_t *b, const char *cn, int64_t t, size_
   memcpy(b->cp, head, (size_t)hn);
   len += (size_t)hn;
   uint8_t hash[32], sig[64];
-  gtls_sha256(b->chain_hash, 32, b->cp, len, hash);
+  proto_sha256(b->chain_hash, 32, b->cp, len, hash);
   if (gtls_sign(b->signer, hash, sig) != 0) {
     snprintf(b->error, sizeof(b->error), "CN %s: signing failed", cn);
     return -EIO;
@@ -798,7 +798,7 @@ static int make_seals(uplink_builder_t *b, double now, uplink_build_result_t *re
     if (rc == 0 && d.frames > 0) {
       uint8_t dg[32];
       char dh[65], dt[15];
-      gtls_sha256(d.buf, d.len, NULL, 0, dg);
+      proto_sha256(d.buf, d.len, NULL, 0, dg);
       hex(dg, 32, dh);
       uplink_datatime(h, dt);
       size_t len = 0;

@@ -72,8 +72,6 @@ int gtls_signer_new(const char *key, gtls_signer_t **out, char *err, size_t errl
 void gtls_signer_free(gtls_signer_t *s);
 /* ECDSA P-256 over the 32-byte digest: raw r || s, 32 bytes each. */
 int gtls_sign(gtls_signer_t *s, const uint8_t hash[32], uint8_t sig[64]);
-/* SHA-256 of `a` followed by `b` (either may be empty). */
-void gtls_sha256(const void *a, size_t alen, const void *b, size_t blen, uint8_t out[32]);
 
 /* ---- building messages (uplink_build.c), on a worker thread */
 typedef struct uplink_builder uplink_builder_t;

@@ -3,7 +3,9 @@
  * SenML (RFC 8428) packs from sensors, in JSON and CBOR, decoded into
  * canonical quantities and units (DESIGN.md "Southbound CoAP contract").
  * Every decoder validates the world's input and explains a rejection in a
- * sentence a person can act on; none of them asserts on input. */
+ * sentence a person can act on; none of them asserts on input. The uplink's
+ * TLS session (tlspipe.c) is here too, shared by both ends: it does no I/O
+ * either, the caller carries its ciphertext. */
 #ifndef SITEGATE_PROTOCOL_H
 #define SITEGATE_PROTOCOL_H
 
@@ -356,5 +358,44 @@ int proto_ticket_check_net(const proto_ticket_t *t, double resolution_kg, char *
  * bytes written (JSON: a NUL follows), or -ENOSPC. */
 int proto_ticket_encode_json(const proto_ticket_t *t, char *buf, size_t cap);
 int proto_ticket_encode_cbor(const proto_ticket_t *t, uint8_t *buf, size_t cap);
+
+/* ---- tlspipe.c: one TLS session (mbedTLS) whose ciphertext the caller
+ * carries, for both ends of the uplink: the gateway's client
+ * (gateway/tls.c) and the receiver's server (authority/rxtls.c) keep their
+ * own configuration, handshake and peer checks. */
+struct mbedtls_ssl_config;
+struct mbedtls_ssl_context;
+typedef struct proto_tls proto_tls_t;
+/* Ciphertext to write: queue it and return 0, or a negative errno to fail
+ * the TLS operation. */
+typedef int (*proto_tls_send_fn)(void *arg, const uint8_t *buf, size_t len);
+/* A session on `conf`; a client checks the server's certificate against
+ * `server_name` (NULL for a server). At most `in_max` bytes of ciphertext
+ * wait unconsumed. NULL when out of memory. */
+proto_tls_t *proto_tls_new(const struct mbedtls_ssl_config *conf, const char *server_name,
+                           size_t in_max, proto_tls_send_fn send, void *arg);
+void proto_tls_free(proto_tls_t *t); /* accepts NULL */
+/* For the handshake and the peer's certificate. */
+struct mbedtls_ssl_context *proto_tls_ssl(proto_tls_t *t);
+/* Ciphertext that arrived. Returns 0, or -ENOBUFS past `in_max`. */
+int proto_tls_feed(proto_tls_t *t, const uint8_t *buf, size_t len);
+/* The handshake is complete (and the peer accepted): close_notify is sent
+ * from now on. */
+void proto_tls_set_done(proto_tls_t *t);
+bool proto_tls_done(const proto_tls_t *t);
+/* Plaintext: bytes (> 0), 0 when none now, -ECONNRESET when the peer closed
+ * the session, -EPROTO. */
+int proto_tls_read(proto_tls_t *t, uint8_t *buf, size_t cap);
+/* Encrypts and queues all of `buf`. Returns 0 or -EPROTO. */
+int proto_tls_write(proto_tls_t *t, const uint8_t *buf, size_t len);
+void proto_tls_close_notify(proto_tls_t *t);
+/* Record why the session failed; both return -EPROTO. */
+int proto_tls_fail(proto_tls_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int proto_tls_fail_mbed(proto_tls_t *t, const char *what, int rc);
+const char *proto_tls_error(const proto_tls_t *t); /* "no error" when none */
+/* "what: mbedTLS's text for rc" into out. */
+void proto_tls_say(char *out, size_t len, const char *what, int rc);
+/* SHA-256 of a then b (either may be empty). */
+void proto_sha256(const void *a, size_t alen, const void *b, size_t blen, uint8_t out[32]);
 
 #endif

@@ -207,7 +207,7 @@ static void a_pass_makes_frames_a_signed_ticket_and_seals_that_verify(void **sta
     assert_int_equal(s.m[i].seq, i + 1);
     assert_memory_equal(sg.prev, prev, 32);
     uint8_t hash[32];
-    gtls_sha256(sg.prev, 32, d->cp, sg.canon_len, hash);
+    proto_sha256(sg.prev, 32, d->cp, sg.canon_len, hash);
     assert_memory_equal(hash, sg.hash, 32);
     memcpy(prev, sg.hash, 32);
     if (i == 0) {
@@ -244,7 +244,7 @@ static void a_pass_makes_frames_a_signed_ticket_and_seals_that_verify(void **sta
     }
     uint8_t dg[32];
     char dh[65];
-    gtls_sha256(all, len, NULL, 0, dg);
+    proto_sha256(all, len, NULL, 0, dg);
     hex(dg, 32, dh);
     free(all);
     found_free(&e);

@@ -1,0 +1,161 @@
+/* One TLS session (mbedTLS 2.28) whose ciphertext the caller carries: what
+ * the socket read is fed in, what mbedTLS writes goes to a send callback.
+ * Both ends of the uplink (UPLINK.md) run their sessions this way, the
+ * gateway's client (gateway/tls.c) and the receiver's server
+ * (authority/rxtls.c); each keeps its own configuration, handshake and
+ * peer checks and uses the session through proto_tls_ssl(). */
+#include "protocol/protocol.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mbedtls/error.h>
+#include <mbedtls/sha256.h>
+#include <mbedtls/ssl.h>
+
+#define IN_FIRST 16384 /* first size of the buffer of ciphertext fed in */
+
+struct proto_tls {
+  mbedtls_ssl_context ssl;
+  proto_tls_send_fn send;
+  void *arg;
+  uint8_t *in; /* fed in, not yet taken by mbedTLS: in_len bytes from in_off */
+  size_t in_off, in_len, in_cap, in_max;
+  bool done;
+  char error[256];
+};
+
+static int bio_send(void *ctx, const unsigned char *buf, size_t len) {
+  proto_tls_t *t = ctx;
+  return t->send(t->arg, buf, len) == 0 ? (int)len : MBEDTLS_ERR_SSL_INTERNAL_ERROR;
+}
+
+static int bio_recv(void *ctx, unsigned char *buf, size_t len) {
+  proto_tls_t *t = ctx;
+  if (t->in_len == 0)
+    return MBEDTLS_ERR_SSL_WANT_READ;
+  size_t n = len < t->in_len ? len : t->in_len;
+  memcpy(buf, t->in + t->in_off, n);
+  t->in_off += n;
+  t->in_len -= n;
+  if (t->in_len == 0)
+    t->in_off = 0;
+  return (int)n;
+}
+
+proto_tls_t *proto_tls_new(const struct mbedtls_ssl_config *conf, const char *server_name,
+                           size_t in_max, proto_tls_send_fn send, void *arg) {
+  proto_tls_t *t = calloc(1, sizeof(*t));
+  if (!t)
+    return NULL;
+  mbedtls_ssl_init(&t->ssl);
+  t->send = send;
+  t->arg = arg;
+  t->in_max = in_max;
+  if (mbedtls_ssl_setup(&t->ssl, conf) != 0 ||
+      (server_name && mbedtls_ssl_set_hostname(&t->ssl, server_name) != 0)) {
+    proto_tls_free(t);
+    return NULL;
+  }
+  mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
+  return t;
+}
+
+void proto_tls_free(proto_tls_t *t) {
+  if (!t)
+    return;
+  mbedtls_ssl_free(&t->ssl);
+  free(t->in);
+  free(t);
+}
+
+struct mbedtls_ssl_context *proto_tls_ssl(proto_tls_t *t) {
+  return &t->ssl;
+}
+
+int proto_tls_feed(proto_tls_t *t, const uint8_t *buf, size_t len) {
+  if (t->in_off > 0 && t->in_len > 0)
+    memmove(t->in, t->in + t->in_off, t->in_len);
+  t->in_off = 0;
+  if (t->in_len + len > t->in_cap) {
+    if (t->in_len + len > t->in_max)
+      return -ENOBUFS;
+    size_t cap = t->in_cap ? t->in_cap : IN_FIRST;
+    while (cap < t->in_len + len)
+      cap *= 2;
+    uint8_t *p = realloc(t->in, cap);
+    if (!p)
+      return -ENOBUFS;
+    t->in = p;
+    t->in_cap = cap;
+  }
+  memcpy(t->in + t->in_len, buf, len);
+  t->in_len += len;
+  return 0;
+}
+
+void proto_tls_set_done(proto_tls_t *t) { t->done = true; }
+bool proto_tls_done(const proto_tls_t *t) { return t->done; }
+
+int proto_tls_read(proto_tls_t *t, uint8_t *buf, size_t cap) {
+  int rc = mbedtls_ssl_read(&t->ssl, buf, cap);
+  if (rc > 0)
+    return rc;
+  if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
+    return 0;
+  if (rc == 0 || rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
+    return -ECONNRESET;
+  return proto_tls_fail_mbed(t, "TLS read", rc);
+}
+
+int proto_tls_write(proto_tls_t *t, const uint8_t *buf, size_t len) {
+  while (len > 0) {
+    int rc = mbedtls_ssl_write(&t->ssl, buf, len);
+    if (rc < 0)
+      return proto_tls_fail_mbed(t, "TLS write", rc);
+    buf += rc;
+    len -= (size_t)rc;
+  }
+  return 0;
+}
+
+void proto_tls_close_notify(proto_tls_t *t) {
+  if (t->done)
+    (void)mbedtls_ssl_close_notify(&t->ssl);
+}
+
+int proto_tls_fail(proto_tls_t *t, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(t->error, sizeof(t->error), fmt, ap);
+  va_end(ap);
+  return -EPROTO;
+}
+
+int proto_tls_fail_mbed(proto_tls_t *t, const char *what, int rc) {
+  proto_tls_say(t->error, sizeof(t->error), what, rc);
+  return -EPROTO;
+}
+
+const char *proto_tls_error(const proto_tls_t *t) { return t->error[0] ? t->error : "no error"; }
+
+void proto_tls_say(char *out, size_t len, const char *what, int rc) {
+  char e[128];
+  mbedtls_strerror(rc, e, sizeof(e));
+  snprintf(out, len, "%s: %s", what, e);
+}
+
+void proto_sha256(const void *a, size_t alen, const void *b, size_t blen, uint8_t out[32]) {
+  mbedtls_sha256_context c;
+  mbedtls_sha256_init(&c);
+  mbedtls_sha256_starts_ret(&c, 0);
+  if (alen)
+    mbedtls_sha256_update_ret(&c, a, alen);
+  if (blen)
+    mbedtls_sha256_update_ret(&c, b, blen);
+  mbedtls_sha256_finish_ret(&c, out);
+  mbedtls_sha256_free(&c);
+}
