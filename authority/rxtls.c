@@ -2,12 +2,13 @@
  * signature checks of the ledger extension: the one file of sitegate-rx
  * that includes mbedTLS headers.
  *
- * mbedTLS never touches a socket here. Its BIO callbacks read from an input
- * buffer the loop fills (rx_tls_feed) and write through a callback that
- * queues a uv_write, so a handshake is just "feed, call again until it stops
- * asking for input", driven by read events. The policy is fixed, not
+ * mbedTLS never touches a socket here. The session and the policy are
+ * protocol/tlspipe.c's, shared with the gateway: its BIO callbacks read from
+ * an input buffer the loop fills (rx_tls_feed) and write through a callback
+ * that queues a uv_write, so a handshake is just "feed, call again until it
+ * stops asking for input", driven by read events. The policy is fixed, not
  * configured: TLS 1.2 only, ECDHE-ECDSA with AES-GCM, a client certificate
- * required and verified against the authority's CA, the peer's key EC P-256
+ * required and verified against the authority's CA; here, the peer's key EC P-256
  * (the same key signs ledger records, UPLINK.md). One ECDSA handshake costs a
  * few milliseconds of the loop's time; mbedTLS 2.28 as Debian builds it has
  * no restartable ECC to slice that up. */
@@ -18,10 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <mbedtls/ctr_drbg.h>
 #include <mbedtls/ecdsa.h>
-#include <mbedtls/entropy.h>
-#include <mbedtls/error.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
@@ -30,11 +28,7 @@
 #define IN_MAX (64 * 1024) /* ciphertext held before mbedTLS consumes it */
 
 struct rx_tls_server {
-  mbedtls_ssl_config conf;
-  mbedtls_x509_crt ca, cert;
-  mbedtls_pk_context key;
-  mbedtls_entropy_context entropy;
-  mbedtls_ctr_drbg_context drbg;
+  proto_tls_conf_t *tc;
 };
 
 struct rx_pubkey {
@@ -51,81 +45,28 @@ struct rx_tls {
 
 /* ---- the server's configuration */
 
-static const int suites[] = {MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-                             MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, 0};
-static const mbedtls_ecp_group_id curves[] = {MBEDTLS_ECP_DP_SECP256R1, MBEDTLS_ECP_DP_CURVE25519,
-                                              MBEDTLS_ECP_DP_SECP384R1, MBEDTLS_ECP_DP_NONE};
-
 int rx_tls_server_new(const char *ca, const char *cert, const char *key, rx_tls_server_t **out,
                       char *err, size_t errlen) {
+  static const char *const names[3] = {"CA", "certificate", "key"};
   *out = NULL;
   rx_tls_server_t *s = calloc(1, sizeof(*s));
   if (!s) {
     snprintf(err, errlen, "out of memory");
     return -ENOMEM;
   }
-  mbedtls_ssl_config_init(&s->conf);
-  mbedtls_x509_crt_init(&s->ca);
-  mbedtls_x509_crt_init(&s->cert);
-  mbedtls_pk_init(&s->key);
-  mbedtls_entropy_init(&s->entropy);
-  mbedtls_ctr_drbg_init(&s->drbg);
-  int rc;
-  char what[300];
-  static const unsigned char pers[] = "sitegate-rx";
-  if ((rc = mbedtls_ctr_drbg_seed(&s->drbg, mbedtls_entropy_func, &s->entropy, pers,
-                                  sizeof(pers) - 1)) != 0) {
-    snprintf(what, sizeof(what), "seeding the random generator");
-    goto fail;
-  }
-  if ((rc = mbedtls_x509_crt_parse_file(&s->ca, ca)) != 0) {
-    snprintf(what, sizeof(what), "CA %s", ca);
-    goto fail;
-  }
-  if ((rc = mbedtls_x509_crt_parse_file(&s->cert, cert)) != 0) {
-    snprintf(what, sizeof(what), "certificate %s", cert);
-    goto fail;
-  }
-  if ((rc = mbedtls_pk_parse_keyfile(&s->key, key, NULL)) != 0) {
-    snprintf(what, sizeof(what), "key %s", key);
-    goto fail;
-  }
-  if ((rc = mbedtls_ssl_config_defaults(&s->conf, MBEDTLS_SSL_IS_SERVER,
-                                        MBEDTLS_SSL_TRANSPORT_STREAM,
-                                        MBEDTLS_SSL_PRESET_DEFAULT)) != 0) {
-    snprintf(what, sizeof(what), "TLS defaults");
-    goto fail;
-  }
-  /* TLS 1.2 and nothing else (3.3 is TLS 1.2 in the record layer's terms). */
-  mbedtls_ssl_conf_min_version(&s->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
-  mbedtls_ssl_conf_max_version(&s->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
-  mbedtls_ssl_conf_ciphersuites(&s->conf, suites);
-  mbedtls_ssl_conf_curves(&s->conf, curves);
-  mbedtls_ssl_conf_authmode(&s->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
-  mbedtls_ssl_conf_ca_chain(&s->conf, &s->ca, NULL);
-  mbedtls_ssl_conf_rng(&s->conf, mbedtls_ctr_drbg_random, &s->drbg);
-  mbedtls_ssl_conf_renegotiation(&s->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
-  if ((rc = mbedtls_ssl_conf_own_cert(&s->conf, &s->cert, &s->key)) != 0) {
-    snprintf(what, sizeof(what), "certificate %s with key %s", cert, key);
-    goto fail;
+  int rc = proto_tls_conf_new(true, ca, cert, key, names, &s->tc, err, errlen);
+  if (rc != 0) {
+    free(s);
+    return rc;
   }
   *out = s;
   return 0;
-fail:
-  proto_tls_say(err, errlen, what, rc);
-  rx_tls_server_free(s);
-  return -EINVAL;
 }
 
 void rx_tls_server_free(rx_tls_server_t *s) {
   if (!s)
     return;
-  mbedtls_ssl_config_free(&s->conf);
-  mbedtls_x509_crt_free(&s->ca);
-  mbedtls_x509_crt_free(&s->cert);
-  mbedtls_pk_free(&s->key);
-  mbedtls_ctr_drbg_free(&s->drbg);
-  mbedtls_entropy_free(&s->entropy);
+  proto_tls_conf_free(s->tc);
   free(s);
 }
 
@@ -136,7 +77,7 @@ rx_tls_t *rx_tls_new(rx_tls_server_t *s, rx_tls_send_fn send, void *arg) {
   if (!t)
     return NULL;
   mbedtls_x509_crt_init(&t->peer.crt);
-  if (!(t->p = proto_tls_new(&s->conf, NULL, IN_MAX, send, arg))) {
+  if (!(t->p = proto_tls_new(s->tc, NULL, IN_MAX, send, arg))) {
     rx_tls_free(t);
     return NULL;
   }

@@ -1,7 +1,8 @@
 /* TLS 1.2 client sessions over buffers, and the ECDSA signatures of the
  * ledger extension: the one gateway file that includes mbedTLS headers.
  *
- * mbedTLS never touches a socket. Its BIO callbacks read from an input
+ * mbedTLS never touches a socket. The session and the policy are
+ * protocol/tlspipe.c's, shared with the receiver: its BIO callbacks read from an input
  * buffer the loop fills (gtls_feed) and write through a callback that
  * queues a uv_write, so the handshake is "feed, call again until it stops
  * asking for input", driven by read events, and the loop never blocks. The
@@ -23,7 +24,6 @@
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/ecdsa.h>
 #include <mbedtls/entropy.h>
-#include <mbedtls/error.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
@@ -32,11 +32,7 @@
 #define IN_MAX (256 * 1024) /* ciphertext held before mbedTLS consumes it */
 
 struct gtls_conf {
-  mbedtls_ssl_config conf;
-  mbedtls_x509_crt ca, cert;
-  mbedtls_pk_context key;
-  mbedtls_entropy_context entropy;
-  mbedtls_ctr_drbg_context drbg;
+  proto_tls_conf_t *tc;
   char cn[64];
 };
 
@@ -57,11 +53,6 @@ static bool is_p256(const mbedtls_pk_context *pk) {
 
 /* ---- configuration */
 
-static const int suites[] = {MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-                             MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, 0};
-static const mbedtls_ecp_group_id curves[] = {MBEDTLS_ECP_DP_SECP256R1, MBEDTLS_ECP_DP_SECP384R1,
-                                              MBEDTLS_ECP_DP_NONE};
-
 /* The subject CN of `crt` into out. */
 static void subject_cn(const mbedtls_x509_crt *crt, char *out, size_t cap) {
   out[0] = '\0';
@@ -72,80 +63,31 @@ static void subject_cn(const mbedtls_x509_crt *crt, char *out, size_t cap) {
 
 int gtls_conf_new(const char *ca, const char *cert, const char *key, gtls_conf_t **out, char *err,
                   size_t errlen) {
+  static const char *const names[3] = {"[uplink] ca", "[uplink] cert", "[uplink] key"};
   *out = NULL;
   gtls_conf_t *c = calloc(1, sizeof(*c));
   if (!c) {
     snprintf(err, errlen, "out of memory");
     return -ENOMEM;
   }
-  mbedtls_ssl_config_init(&c->conf);
-  mbedtls_x509_crt_init(&c->ca);
-  mbedtls_x509_crt_init(&c->cert);
-  mbedtls_pk_init(&c->key);
-  mbedtls_entropy_init(&c->entropy);
-  mbedtls_ctr_drbg_init(&c->drbg);
-  int rc;
-  char what[600];
-  static const unsigned char pers[] = "sitegated uplink";
-  if ((rc = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy, pers,
-                                  sizeof(pers) - 1)) != 0) {
-    snprintf(what, sizeof(what), "seeding the random generator");
-    goto fail;
-  }
-  if ((rc = mbedtls_x509_crt_parse_file(&c->ca, ca)) != 0) {
-    snprintf(what, sizeof(what), "[uplink] ca %s", ca);
-    goto fail;
-  }
-  if ((rc = mbedtls_x509_crt_parse_file(&c->cert, cert)) != 0) {
-    snprintf(what, sizeof(what), "[uplink] cert %s", cert);
-    goto fail;
-  }
-  if ((rc = mbedtls_pk_parse_keyfile(&c->key, key, NULL)) != 0) {
-    snprintf(what, sizeof(what), "[uplink] key %s", key);
-    goto fail;
-  }
-  if (!is_p256(&c->key)) {
+  int rc = proto_tls_conf_new(false, ca, cert, key, names, &c->tc, err, errlen);
+  if (rc == 0 && !is_p256(proto_tls_conf_key(c->tc))) {
     snprintf(err, errlen, "[uplink] key %s is not an EC P-256 key (deploy/pki/ makes one)", key);
+    rc = -EINVAL;
+  }
+  if (rc != 0) {
     gtls_conf_free(c);
-    return -EINVAL;
+    return rc;
   }
-  if ((rc = mbedtls_ssl_config_defaults(&c->conf, MBEDTLS_SSL_IS_CLIENT,
-                                        MBEDTLS_SSL_TRANSPORT_STREAM,
-                                        MBEDTLS_SSL_PRESET_DEFAULT)) != 0) {
-    snprintf(what, sizeof(what), "TLS defaults");
-    goto fail;
-  }
-  /* TLS 1.2 and nothing else (3.3 is TLS 1.2 in the record layer's terms). */
-  mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
-  mbedtls_ssl_conf_max_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
-  mbedtls_ssl_conf_ciphersuites(&c->conf, suites);
-  mbedtls_ssl_conf_curves(&c->conf, curves);
-  mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
-  mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
-  mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
-  mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
-  if ((rc = mbedtls_ssl_conf_own_cert(&c->conf, &c->cert, &c->key)) != 0) {
-    snprintf(what, sizeof(what), "[uplink] cert %s with key %s", cert, key);
-    goto fail;
-  }
-  subject_cn(&c->cert, c->cn, sizeof(c->cn));
+  subject_cn(proto_tls_conf_cert(c->tc), c->cn, sizeof(c->cn));
   *out = c;
   return 0;
-fail:
-  proto_tls_say(err, errlen, what, rc);
-  gtls_conf_free(c);
-  return -EINVAL;
 }
 
 void gtls_conf_free(gtls_conf_t *c) {
   if (!c)
     return;
-  mbedtls_ssl_config_free(&c->conf);
-  mbedtls_x509_crt_free(&c->ca);
-  mbedtls_x509_crt_free(&c->cert);
-  mbedtls_pk_free(&c->key);
-  mbedtls_ctr_drbg_free(&c->drbg);
-  mbedtls_entropy_free(&c->entropy);
+  proto_tls_conf_free(c->tc);
   free(c);
 }
 
@@ -155,7 +97,7 @@ const char *gtls_conf_cn(const gtls_conf_t *c) { return c->cn; }
 
 gtls_t *gtls_new(gtls_conf_t *c, const char *server_name, gtls_send_fn send, void *arg) {
   gtls_t *t = calloc(1, sizeof(*t));
-  if (t && !(t->p = proto_tls_new(&c->conf, server_name, IN_MAX, send, arg))) {
+  if (t && !(t->p = proto_tls_new(c->tc, server_name, IN_MAX, send, arg))) {
     free(t);
     t = NULL;
   }

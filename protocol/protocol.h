@@ -363,17 +363,33 @@ int proto_ticket_encode_cbor(const proto_ticket_t *t, uint8_t *buf, size_t cap);
  * carries, for both ends of the uplink: the gateway's client
  * (gateway/tls.c) and the receiver's server (authority/rxtls.c) keep their
  * own configuration, handshake and peer checks. */
-struct mbedtls_ssl_config;
+struct mbedtls_pk_context;
 struct mbedtls_ssl_context;
+struct mbedtls_x509_crt;
+typedef struct proto_tls_conf proto_tls_conf_t;
 typedef struct proto_tls proto_tls_t;
+
+/* One end's configuration under the uplink's policy (TLS 1.2 only,
+ * ECDHE-ECDSA with AES-GCM, the peer's certificate required and checked
+ * against `ca`), with its certificate and key. `names` say in errors what
+ * the three files are ("CA", "certificate", "key"). Returns 0, or -EINVAL
+ * (-ENOMEM) with the file and mbedTLS's reason in `err`. */
+int proto_tls_conf_new(bool server, const char *ca, const char *cert, const char *key,
+                       const char *const names[3], proto_tls_conf_t **out, char *err,
+                       size_t errlen);
+void proto_tls_conf_free(proto_tls_conf_t *c); /* accepts NULL */
+/* This end's own certificate and key. */
+const struct mbedtls_x509_crt *proto_tls_conf_cert(const proto_tls_conf_t *c);
+const struct mbedtls_pk_context *proto_tls_conf_key(const proto_tls_conf_t *c);
+
 /* Ciphertext to write: queue it and return 0, or a negative errno to fail
  * the TLS operation. */
 typedef int (*proto_tls_send_fn)(void *arg, const uint8_t *buf, size_t len);
-/* A session on `conf`; a client checks the server's certificate against
+/* A session on `c`; a client checks the server's certificate against
  * `server_name` (NULL for a server). At most `in_max` bytes of ciphertext
  * wait unconsumed. NULL when out of memory. */
-proto_tls_t *proto_tls_new(const struct mbedtls_ssl_config *conf, const char *server_name,
-                           size_t in_max, proto_tls_send_fn send, void *arg);
+proto_tls_t *proto_tls_new(const proto_tls_conf_t *c, const char *server_name, size_t in_max,
+                           proto_tls_send_fn send, void *arg);
 void proto_tls_free(proto_tls_t *t); /* accepts NULL */
 /* For the handshake and the peer's certificate. */
 struct mbedtls_ssl_context *proto_tls_ssl(proto_tls_t *t);

@@ -1,4 +1,5 @@
-/* One TLS session (mbedTLS 2.28) whose ciphertext the caller carries: what
+/* The uplink's TLS (mbedTLS 2.28): one policy for both ends, and one
+ * session whose ciphertext the caller carries: what
  * the socket read is fed in, what mbedTLS writes goes to a send callback.
  * Both ends of the uplink (UPLINK.md) run their sessions this way, the
  * gateway's client (gateway/tls.c) and the receiver's server
@@ -12,11 +13,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
+#include <mbedtls/pk.h>
 #include <mbedtls/sha256.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
 
 #define IN_FIRST 16384 /* first size of the buffer of ciphertext fed in */
+
+struct proto_tls_conf {
+  mbedtls_ssl_config conf;
+  mbedtls_x509_crt ca, cert;
+  mbedtls_pk_context key;
+  mbedtls_entropy_context entropy;
+  mbedtls_ctr_drbg_context drbg;
+};
 
 struct proto_tls {
   mbedtls_ssl_context ssl;
@@ -27,6 +40,98 @@ struct proto_tls {
   bool done;
   char error[256];
 };
+
+/* ---- the policy (UPLINK.md): TLS 1.2 only, ECDHE-ECDSA with AES-GCM, the
+ * peer's certificate required and checked against the authority's CA */
+
+static const int suites[] = {MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+                             MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, 0};
+/* The receiver also takes X25519 from a client that offers it; the gateway
+ * offers the NIST curves its ECDSA certificates use. */
+static const mbedtls_ecp_group_id client_curves[] = {MBEDTLS_ECP_DP_SECP256R1,
+                                                     MBEDTLS_ECP_DP_SECP384R1, MBEDTLS_ECP_DP_NONE};
+static const mbedtls_ecp_group_id server_curves[] = {MBEDTLS_ECP_DP_SECP256R1,
+                                                     MBEDTLS_ECP_DP_CURVE25519,
+                                                     MBEDTLS_ECP_DP_SECP384R1, MBEDTLS_ECP_DP_NONE};
+
+int proto_tls_conf_new(bool server, const char *ca, const char *cert, const char *key,
+                       const char *const names[3], proto_tls_conf_t **out, char *err,
+                       size_t errlen) {
+  *out = NULL;
+  proto_tls_conf_t *c = calloc(1, sizeof(*c));
+  if (!c) {
+    snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+  }
+  mbedtls_ssl_config_init(&c->conf);
+  mbedtls_x509_crt_init(&c->ca);
+  mbedtls_x509_crt_init(&c->cert);
+  mbedtls_pk_init(&c->key);
+  mbedtls_entropy_init(&c->entropy);
+  mbedtls_ctr_drbg_init(&c->drbg);
+  int rc;
+  char what[600];
+  static const unsigned char pers[] = "sitegate uplink";
+  if ((rc = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy, pers,
+                                  sizeof(pers) - 1)) != 0) {
+    snprintf(what, sizeof(what), "seeding the random generator");
+    goto fail;
+  }
+  if ((rc = mbedtls_x509_crt_parse_file(&c->ca, ca)) != 0) {
+    snprintf(what, sizeof(what), "%s %s", names[0], ca);
+    goto fail;
+  }
+  if ((rc = mbedtls_x509_crt_parse_file(&c->cert, cert)) != 0) {
+    snprintf(what, sizeof(what), "%s %s", names[1], cert);
+    goto fail;
+  }
+  if ((rc = mbedtls_pk_parse_keyfile(&c->key, key, NULL)) != 0) {
+    snprintf(what, sizeof(what), "%s %s", names[2], key);
+    goto fail;
+  }
+  if ((rc = mbedtls_ssl_config_defaults(
+           &c->conf, server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
+           MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT)) != 0) {
+    snprintf(what, sizeof(what), "TLS defaults");
+    goto fail;
+  }
+  /* TLS 1.2 and nothing else (3.3 is TLS 1.2 in the record layer's terms). */
+  mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+  mbedtls_ssl_conf_max_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+  mbedtls_ssl_conf_ciphersuites(&c->conf, suites);
+  mbedtls_ssl_conf_curves(&c->conf, server ? server_curves : client_curves);
+  mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+  mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
+  mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
+  mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+  if ((rc = mbedtls_ssl_conf_own_cert(&c->conf, &c->cert, &c->key)) != 0) {
+    snprintf(what, sizeof(what), "%s %s with key %s", names[1], cert, key);
+    goto fail;
+  }
+  *out = c;
+  return 0;
+fail:
+  proto_tls_say(err, errlen, what, rc);
+  proto_tls_conf_free(c);
+  return -EINVAL;
+}
+
+void proto_tls_conf_free(proto_tls_conf_t *c) {
+  if (!c)
+    return;
+  mbedtls_ssl_config_free(&c->conf);
+  mbedtls_x509_crt_free(&c->ca);
+  mbedtls_x509_crt_free(&c->cert);
+  mbedtls_pk_free(&c->key);
+  mbedtls_ctr_drbg_free(&c->drbg);
+  mbedtls_entropy_free(&c->entropy);
+  free(c);
+}
+
+const struct mbedtls_x509_crt *proto_tls_conf_cert(const proto_tls_conf_t *c) { return &c->cert; }
+const struct mbedtls_pk_context *proto_tls_conf_key(const proto_tls_conf_t *c) { return &c->key; }
+
+/* ---- one session */
 
 static int bio_send(void *ctx, const unsigned char *buf, size_t len) {
   proto_tls_t *t = ctx;
@@ -46,8 +151,8 @@ static int bio_recv(void *ctx, unsigned char *buf, size_t len) {
   return (int)n;
 }
 
-proto_tls_t *proto_tls_new(const struct mbedtls_ssl_config *conf, const char *server_name,
-                           size_t in_max, proto_tls_send_fn send, void *arg) {
+proto_tls_t *proto_tls_new(const proto_tls_conf_t *c, const char *server_name, size_t in_max,
+                           proto_tls_send_fn send, void *arg) {
   proto_tls_t *t = calloc(1, sizeof(*t));
   if (!t)
     return NULL;
@@ -55,7 +160,7 @@ proto_tls_t *proto_tls_new(const struct mbedtls_ssl_config *conf, const char *se
   t->send = send;
   t->arg = arg;
   t->in_max = in_max;
-  if (mbedtls_ssl_setup(&t->ssl, conf) != 0 ||
+  if (mbedtls_ssl_setup(&t->ssl, &c->conf) != 0 ||
       (server_name && mbedtls_ssl_set_hostname(&t->ssl, server_name) != 0)) {
     proto_tls_free(t);
     return NULL;
