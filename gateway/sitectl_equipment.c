@@ -275,19 +275,25 @@ static void print_period(const json_t *r) {
          when(jnum(r, "until") - 1, b, sizeof(b)));
 }
 
-int cmd_energy(ctl_t *ctl, int argc, char **argv) {
-  (void)argv;
-  if (argc != 0)
-    return EXIT_USAGE;
-  json_t *r;
+/* GETs `api` for the --since/--until period, in the site's time zone. */
+static int get_period(ctl_t *ctl, const char *api, json_t **r) {
   int rc = fetch_zone(ctl);
   if (rc)
     return rc;
   char q[128], path[192];
   if ((rc = period_query(ctl, q, sizeof(q))) != 0)
     return rc;
-  snprintf(path, sizeof(path), "/api/energy%s", q);
-  if ((rc = api_get(ctl, path, &r)) != 0)
+  snprintf(path, sizeof(path), "%s%s", api, q);
+  return api_get(ctl, path, r);
+}
+
+int cmd_energy(ctl_t *ctl, int argc, char **argv) {
+  (void)argv;
+  if (argc != 0)
+    return EXIT_USAGE;
+  json_t *r;
+  int rc = get_period(ctl, "/api/energy", &r);
+  if (rc)
     return rc;
   if (json_answer(ctl, r))
     return 0;
@@ -334,14 +340,8 @@ int cmd_carbon(ctl_t *ctl, int argc, char **argv) {
   if (argc != 0)
     return EXIT_USAGE;
   json_t *r;
-  int rc = fetch_zone(ctl);
+  int rc = get_period(ctl, "/api/carbon", &r);
   if (rc)
-    return rc;
-  char q[128], path[192];
-  if ((rc = period_query(ctl, q, sizeof(q))) != 0)
-    return rc;
-  snprintf(path, sizeof(path), "/api/carbon%s", q);
-  if ((rc = api_get(ctl, path, &r)) != 0)
     return rc;
   if (json_answer(ctl, r))
     return 0;
