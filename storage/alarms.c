@@ -67,13 +67,6 @@ static void bind_alarm(sqlite3_stmt *st, const stor_alarm_t *a) {
   sqlite3_bind_int(st, 18, a->low_is_bad);
 }
 
-static int step_done(sqlite3 *db, sqlite3_stmt *st, const char *what) {
-  int rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
-  return rc == SQLITE_DONE ? 0 : stor__fail(db, rc, what);
-}
-
 /* Writer thread. */
 static int64_t write_fn(stor_db_t *db, stor_req_t *req) {
   write_req_t *w = (write_req_t *)req;
@@ -88,7 +81,7 @@ static int64_t write_fn(stor_db_t *db, stor_req_t *req) {
     const stor_alarm_event_t *e = &w->ev[i];
     const stor_alarm_t *a = &e->alarm;
     bind_alarm(up, a);
-    if ((rc = step_done(db->db, up, "store alarm")) != 0)
+    if ((rc = stor__step_done(db->db, up, "store alarm")) != 0)
       break;
     bool ack = e->kind == 4; /* acknowledged: who and why */
     sqlite3_bind_int64(ev, 1, a->id);
@@ -99,7 +92,7 @@ static int64_t write_fn(stor_db_t *db, stor_req_t *req) {
     bind_real(ev, 6, a->limit);
     sqlite3_bind_text(ev, 7, ack ? a->acked_by : "", -1, SQLITE_STATIC);
     sqlite3_bind_text(ev, 8, ack ? a->note : "", -1, SQLITE_STATIC);
-    rc = step_done(db->db, ev, "store alarm event");
+    rc = stor__step_done(db->db, ev, "store alarm event");
   }
   if (rc == 0)
     rc = stor__exec(db->db, "COMMIT");

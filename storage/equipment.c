@@ -32,13 +32,6 @@ typedef struct write_req {
   "INSERT OR REPLACE INTO eq_state(unit, held, ovr, ovr_on, ovr_until, ovr_t, ovr_actor,"          \
   " ovr_note) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
 
-static int step_done(sqlite3 *db, sqlite3_stmt *st, const char *what) {
-  int rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
-  return rc == SQLITE_DONE ? 0 : stor__fail(db, rc, what);
-}
-
 static void text(sqlite3_stmt *st, int col, const char *s) {
   sqlite3_bind_text(st, col, s, -1, SQLITE_STATIC);
 }
@@ -59,7 +52,7 @@ static int write_cmds(sqlite3 *db, const stor_eqcmd_t *c, size_t n) {
     sqlite3_bind_int(st, 10, c[i].attempts);
     text(st, 11, c[i].result);
     sqlite3_bind_double(st, 12, c[i].result_t);
-    rc = step_done(db, st, "store equipment command");
+    rc = stor__step_done(db, st, "store equipment command");
   }
   sqlite3_finalize(st);
   return rc;
@@ -77,7 +70,7 @@ static int write_days(sqlite3 *db, const stor_energy_row_t *d, size_t n) {
     sqlite3_bind_double(st, 6, d[i].idle_s);
     sqlite3_bind_double(st, 7, d[i].off_s);
     sqlite3_bind_double(st, 8, d[i].idle_kwh);
-    rc = step_done(db, st, "store daily energy");
+    rc = stor__step_done(db, st, "store daily energy");
   }
   sqlite3_finalize(st);
   return rc;
@@ -94,7 +87,7 @@ static int write_counters(sqlite3 *db, const stor_counter_row_t *c, size_t n) {
     sqlite3_bind_int64(st, 5, c[i].rollovers);
     sqlite3_bind_int64(st, 6, c[i].resets);
     sqlite3_bind_int64(st, 7, c[i].jumps);
-    rc = step_done(db, st, "store energy counter");
+    rc = stor__step_done(db, st, "store energy counter");
   }
   sqlite3_finalize(st);
   return rc;
@@ -112,7 +105,7 @@ static int write_states(sqlite3 *db, const stor_eqstate_t *s, size_t n) {
     sqlite3_bind_double(st, 6, s[i].ovr_t);
     text(st, 7, s[i].ovr_actor);
     text(st, 8, s[i].ovr_note);
-    rc = step_done(db, st, "store equipment state");
+    rc = stor__step_done(db, st, "store equipment state");
   }
   sqlite3_finalize(st);
   return rc;

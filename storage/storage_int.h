@@ -74,6 +74,10 @@ int stor__prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st);
 int stor__exec(sqlite3 *db, const char *sql);
 /* Reads a one-value pragma or query into *v. */
 int stor__query_int(sqlite3 *db, const char *sql, int64_t *v);
+/* Steps a statement that returns no row, then resets it and clears its
+ * bindings for the next use: 0, or the error as stor__fail() gives it with
+ * `what`. */
+int stor__step_done(sqlite3 *db, sqlite3_stmt *st, const char *what);
 
 /* raw.v holds hundredths as an INTEGER when that round-trips exactly (56.3
  * is stored as 5630 in 2 bytes instead of an 8-byte REAL), else the REAL. */

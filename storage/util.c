@@ -84,6 +84,13 @@ int stor__exec(sqlite3 *db, const char *sql) {
   return 0;
 }
 
+int stor__step_done(sqlite3 *db, sqlite3_stmt *st, const char *what) {
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return rc == SQLITE_DONE ? 0 : stor__fail(db, rc, what);
+}
+
 int stor__query_int(sqlite3 *db, const char *sql, int64_t *v) {
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
