@@ -125,15 +125,6 @@ int64_t rx_datatime(const char *s) {
   return (int64_t)timegm(&tm) - RX_BEIJING_MIN * 60;
 }
 
-static void hex(const uint8_t *b, size_t n, char *out) {
-  static const char digits[] = "0123456789ABCDEF";
-  for (size_t i = 0; i < n; i++) {
-    out[2 * i] = digits[b[i] >> 4];
-    out[2 * i + 1] = digits[b[i] & 15];
-  }
-  out[2 * n] = '\0';
-}
-
 /* ---- small SQL helpers (the writer's connection) */
 
 static int exec(sqlite3 *db, const char *sql) {
@@ -255,8 +246,8 @@ static int promote(sqlite3 *db, const char *mn, uint64_t seq, const char *hash) 
  * or an SQLite error. */
 static int chain_check(sqlite3 *db, rx_msg_t *m, const char **state) {
   char hash[65], prev[65], s[16], h[65], p[65];
-  hex(m->sig.hash, 32, hash);
-  hex(m->sig.prev, 32, prev);
+  hj212_hex(m->sig.hash, 32, hash);
+  hj212_hex(m->sig.prev, 32, prev);
   uint64_t seq = m->sig.seq;
   int rc = ledger_get(db, m->mn, seq, s, h, p);
   if (rc == SQLITE_ROW) {
@@ -354,7 +345,7 @@ static int seal_check(sqlite3 *db, const char *mn, int64_t hour, int64_t frames,
   char dh[65];
   proto_sha256(buf, len, NULL, 0, d);
   free(buf);
-  hex(d, 32, dh);
+  hj212_hex(d, 32, dh);
   if (*held == frames && strcasecmp(dh, digest) == 0)
     *state = "verified";
   else if (*held < frames)
@@ -507,9 +498,9 @@ static int decide(sqlite3 *db, rx_msg_t *m) {
   }
   if (m->is_signed) {
     char hash[65], prev[65], sig[129];
-    hex(m->sig.hash, 32, hash);
-    hex(m->sig.prev, 32, prev);
-    hex(m->sig.sig, 64, sig);
+    hj212_hex(m->sig.hash, 32, hash);
+    hj212_hex(m->sig.prev, 32, prev);
+    hj212_hex(m->sig.sig, 64, sig);
     rc = run(prep(db,
                   "INSERT INTO ledger(mn, seq, cn, qn, prev, hash, sig, cert, state, received_ms) "
                   "VALUES(?,?,?,?,?,?,?,?,?,?)",

@@ -91,15 +91,6 @@ struct uplink_builder {
 
 /* ---- small helpers */
 
-static void hex(const uint8_t *b, size_t n, char *out) {
-  static const char digits[] = "0123456789ABCDEF";
-  for (size_t i = 0; i < n; i++) {
-    out[2 * i] = digits[b[i] >> 4];
-    out[2 * i + 1] = digits[b[i] & 15];
-  }
-  out[2 * n] = '\0';
-}
-
 static int unhex(const char *s, uint8_t *out, size_t n) {
   if (strlen(s) != 2 * n)
     return -EINVAL;
@@ -265,7 +256,7 @@ static int pass_add_signed(uplink_builder_t *b, const char *cn, int64_t t, size_
     return -EMSGSIZE;
   }
   char head[128], prev[65];
-  hex(b->chain_hash, 32, prev);
+  hj212_hex(b->chain_hash, 32, prev);
   int64_t seq = b->chain_seq + 1;
   int hn = snprintf(head, sizeof(head), "Seq=%lld,Prev=%s,", (long long)seq, prev);
   memmove(b->cp + hn, b->cp, len);
@@ -278,8 +269,8 @@ static int pass_add_signed(uplink_builder_t *b, const char *cn, int64_t t, size_
     return -EIO;
   }
   char hh[65], sh[129];
-  hex(hash, 32, hh);
-  hex(sig, 64, sh);
+  hj212_hex(hash, 32, hh);
+  hj212_hex(sig, 64, sh);
   cp_add(b, &len, "%cHash=%s,Sig=%s", sep, hh, sh);
   int rc = pass_add(b, cn, STOR_OB_SIGNED, t, seq, len, now);
   if (rc == 0) {
@@ -457,7 +448,7 @@ static int make_ticket(uplink_builder_t *b, const stor_ticket_t *t, double now) 
   if (t->note[0])
     cp_text(b, &len, ";", "Note", t->note);
   char lh[65];
-  hex(t->hash, 32, lh);
+  hj212_hex(t->hash, 32, lh);
   cp_add(b, &len, ";LedgerHash=%s", lh);
   return pass_add_signed(b, waste ? "6011" : "6012", t->t, len, ',', now);
 }
@@ -635,7 +626,7 @@ static int load(uplink_builder_t *b, double now) {
 /* Stores the pass's messages with the cursors as they now stand. */
 static int store(uplink_builder_t *b, uplink_build_result_t *res) {
   char hh[65];
-  hex(b->chain_hash, 32, hh);
+  hj212_hex(b->chain_hash, 32, hh);
   const stor_ob_var_t vars[] = {
       {.name = "next_rtd", .i = b->next_rtd},   {.name = "next_minute", .i = b->next_minute},
       {.name = "next_hour", .i = b->next_hour}, {.name = "next_day", .i = b->next_day},
@@ -799,7 +790,7 @@ static int make_seals(uplink_builder_t *b, double now, uplink_build_result_t *re
       uint8_t dg[32];
       char dh[65], dt[15];
       proto_sha256(d.buf, d.len, NULL, 0, dg);
-      hex(dg, 32, dh);
+      hj212_hex(dg, 32, dh);
       uplink_datatime(h, dt);
       size_t len = 0;
       cp_add(b, &len, "DataTime=%s,Frames=%lld,Digest=%s", dt, (long long)d.frames, dh);

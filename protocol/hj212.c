@@ -665,6 +665,15 @@ static void unhex(const char *s, size_t n, uint8_t *out) {
     out[i] = (uint8_t)(hex_val(s[2 * i]) << 4 | hex_val(s[2 * i + 1]));
 }
 
+void hj212_hex(const uint8_t *b, size_t n, char *out) {
+  static const char digits[] = "0123456789ABCDEF";
+  for (size_t i = 0; i < n; i++) {
+    out[2 * i] = digits[b[i] >> 4];
+    out[2 * i + 1] = digits[b[i] & 15];
+  }
+  out[2 * n] = '\0';
+}
+
 int hj212_signed_parse(const char *cp, size_t len, hj212_signed_t *out, char *err, size_t errlen) {
   /* The tail: <sep>Hash=<64>,Sig=<128> */
   static const size_t tail = 1 + 5 + 64 + 1 + 4 + 128;

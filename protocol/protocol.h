@@ -229,6 +229,9 @@ const char *hj212_cn_name(const char *cn);
  * the layout only; hashing and verifying are the caller's (no crypto here). */
 int hj212_signed_parse(const char *cp, size_t cp_len, hj212_signed_t *out, char *err,
                        size_t errlen);
+/* The `n` bytes of `b` as the signed records write them: upper-case hex, a
+ * NUL after the 2n digits. */
+void hj212_hex(const uint8_t *b, size_t n, char *out);
 
 /* ======================================================================
  * ---- weighing tickets (POST /w; protocol/ticket.c)
