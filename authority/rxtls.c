@@ -134,25 +134,11 @@ static int take_peer(rx_tls_t *t) {
 
 int rx_tls_handshake(rx_tls_t *t) {
   if (proto_tls_done(t->p))
-    return 0;
-  mbedtls_ssl_context *ssl = proto_tls_ssl(t->p);
-  int rc = mbedtls_ssl_handshake(ssl);
-  if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
-    return -EAGAIN;
-  if (rc != 0) {
-    uint32_t flags = mbedtls_ssl_get_verify_result(ssl);
-    if (rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED && flags != 0 && flags != (uint32_t)-1) {
-      char info[160];
-      mbedtls_x509_crt_verify_info(info, sizeof(info), "", flags);
-      info[strcspn(info, "\n")] = '\0';
-      return proto_tls_fail(t->p, "client certificate refused: %s", info);
-    }
-    return proto_tls_fail_mbed(t->p, "handshake", rc);
-  }
-  if ((rc = take_peer(t)) != 0)
-    return rc;
-  proto_tls_set_done(t->p);
-  return 0;
+    return 0; /* and the peer taken already */
+  int rc = proto_tls_handshake(t->p, "handshake", "client certificate refused", NULL);
+  if (rc == 0 && (rc = take_peer(t)) == 0)
+    proto_tls_set_done(t->p);
+  return rc;
 }
 
 int rx_tls_read(rx_tls_t *t, uint8_t *buf, size_t cap) { return proto_tls_read(t->p, buf, cap); }

@@ -114,27 +114,12 @@ void gtls_free(gtls_t *t) {
 int gtls_feed(gtls_t *t, const uint8_t *buf, size_t len) { return proto_tls_feed(t->p, buf, len); }
 
 int gtls_handshake(gtls_t *t) {
-  if (proto_tls_done(t->p))
-    return 0;
-  mbedtls_ssl_context *ssl = proto_tls_ssl(t->p);
-  int rc = mbedtls_ssl_handshake(ssl);
-  if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
-    return -EAGAIN;
-  if (rc != 0) {
-    uint32_t flags = mbedtls_ssl_get_verify_result(ssl);
-    if (rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED && flags != 0 && flags != (uint32_t)-1) {
-      char info[200];
-      mbedtls_x509_crt_verify_info(info, sizeof(info), "", flags);
-      info[strcspn(info, "\n")] = '\0';
-      return proto_tls_fail(t->p, "the receiver's certificate is refused: %s", info);
-    }
-    if (rc == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE)
-      return proto_tls_fail(t->p, "the receiver refused the handshake (a fatal alert: is our "
-                                  "certificate from the authority's CA?)");
-    return proto_tls_fail_mbed(t->p, "TLS handshake", rc);
-  }
-  proto_tls_set_done(t->p);
-  return 0;
+  int rc = proto_tls_handshake(t->p, "TLS handshake", "the receiver's certificate is refused",
+                               "the receiver refused the handshake (a fatal alert: is our "
+                               "certificate from the authority's CA?)");
+  if (rc == 0)
+    proto_tls_set_done(t->p);
+  return rc;
 }
 
 int gtls_read(gtls_t *t, uint8_t *buf, size_t cap) { return proto_tls_read(t->p, buf, cap); }

@@ -398,6 +398,11 @@ void proto_tls_free(proto_tls_t *t); /* accepts NULL */
 struct mbedtls_ssl_context *proto_tls_ssl(proto_tls_t *t);
 /* Ciphertext that arrived. Returns 0, or -ENOBUFS past `in_max`. */
 int proto_tls_feed(proto_tls_t *t, const uint8_t *buf, size_t len);
+/* Advances the handshake: 0 when it is complete (or was), -EAGAIN for more
+ * input, or -EPROTO with proto_tls_error() saying why: "`refused`: the
+ * verification's finding" for a refused certificate, `alert` (when not
+ * NULL) for the peer's fatal alert, else "`what`: mbedTLS's text". */
+int proto_tls_handshake(proto_tls_t *t, const char *what, const char *refused, const char *alert);
 /* The handshake is complete (and the peer accepted): close_notify is sent
  * from now on. */
 void proto_tls_set_done(proto_tls_t *t);

@@ -202,6 +202,26 @@ int proto_tls_feed(proto_tls_t *t, const uint8_t *buf, size_t len) {
   return 0;
 }
 
+int proto_tls_handshake(proto_tls_t *t, const char *what, const char *refused, const char *alert) {
+  if (t->done)
+    return 0;
+  int rc = mbedtls_ssl_handshake(&t->ssl);
+  if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
+    return -EAGAIN;
+  if (rc == 0)
+    return 0;
+  uint32_t flags = mbedtls_ssl_get_verify_result(&t->ssl);
+  if (rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED && flags != 0 && flags != (uint32_t)-1) {
+    char info[160];
+    mbedtls_x509_crt_verify_info(info, sizeof(info), "", flags);
+    info[strcspn(info, "\n")] = '\0';
+    return proto_tls_fail(t, "%s: %s", refused, info);
+  }
+  if (rc == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && alert)
+    return proto_tls_fail(t, "%s", alert);
+  return proto_tls_fail_mbed(t, what, rc);
+}
+
 void proto_tls_set_done(proto_tls_t *t) { t->done = true; }
 bool proto_tls_done(const proto_tls_t *t) { return t->done; }
 
