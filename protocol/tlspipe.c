@@ -1,10 +1,9 @@
-/* The uplink's TLS (mbedTLS 2.28): one policy for both ends, and one
- * session whose ciphertext the caller carries: what
- * the socket read is fed in, what mbedTLS writes goes to a send callback.
- * Both ends of the uplink (UPLINK.md) run their sessions this way, the
+/* The uplink's TLS (mbedTLS 2.28), for both of its ends (UPLINK.md): the
  * gateway's client (gateway/tls.c) and the receiver's server
- * (authority/rxtls.c); each keeps its own configuration, handshake and
- * peer checks and uses the session through proto_tls_ssl(). */
+ * (authority/rxtls.c). One policy, one handshake step, and one session
+ * whose ciphertext the caller carries: what the socket read is fed in,
+ * what mbedTLS writes goes to a send callback. Each end names its own
+ * files and messages and checks its peer (through proto_tls_ssl()). */
 #include "protocol/protocol.h"
 
 #include <errno.h>
