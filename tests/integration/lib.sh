@@ -1,12 +1,22 @@
-# Shared by the integration tests: each test sources this, gets a temporary
-# directory and free ports, starts the real binaries over loopback, and
-# everything it started is stopped and removed on exit, also on failure.
-set -eu
+# Shared by the integration tests (bash): each test sources this, gets a
+# temporary directory and free ports, starts the real binaries over loopback,
+# and everything it started is stopped and removed on exit, also on failure.
+#
+# Two rules keep the suite true on slow and busy machines:
+# - nothing waits by sleeping: wait_for polls a condition up to a deadline and
+#   fails saying what did not happen; a sleep is left only where time itself is
+#   under test, with a comment saying so;
+# - every failure says where: fail() names the test's file and line, and the
+#   ERR trap does the same for any command that fails outside a `|| fail`.
+set -eEu
 BIN=${SITEGATE_BIN:?set SITEGATE_BIN to the folder with sitegated}
 HERE=$(cd "$(dirname "$0")" && pwd)
 T=$(mktemp -d /tmp/sitegate-it.XXXXXX)
 PIDS=""
 GW_PID=""
+# Debian's interpreter, called by path: whatever python3 comes first on PATH
+# (a version manager's shim that takes 0.3 s to start, say) is not ours to time.
+PY=${SITEGATE_PYTHON:-/usr/bin/python3}
 
 cleanup() {
   for p in $PIDS; do kill -9 "$p" 2>/dev/null || true; done
@@ -16,18 +26,69 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() {
-  echo "FAIL: $*" >&2
+# where SKIP: "file:line" of the first call outside lib.sh, SKIP frames above
+# where's caller (so a failure inside a helper points at the test's line).
+where() {
+  local i src
+  for ((i = $1 + 1; i < ${#FUNCNAME[@]}; i++)); do
+    src=${BASH_SOURCE[i + 1]:-}
+    [ -n "$src" ] || break
+    [ "$(basename "$src")" = lib.sh ] && continue
+    echo "$(basename "$src"):${BASH_LINENO[i]}"
+    return 0
+  done
+  echo "lib.sh"
+}
+
+logs_tail() {
   if [ -f "$T/gw.log" ]; then
     echo "--- sitegated log (last 20 lines)" >&2
     tail -20 "$T/gw.log" >&2
   fi
+}
+
+fail() {
+  echo "FAIL $(where 0): $*" >&2
+  logs_tail
   exit 1
+}
+
+# A command that fails where nobody tests its status ends the test (set -e):
+# say which, and where. Command substitutions run without -e, so the trap
+# speaks only when this shell is about to exit; the line is the one that
+# used the substitution.
+on_err() {
+  local rc=$1 line=$2 cmd=$3
+  case $- in *e*) ;; *) return 0 ;; esac
+  trap - ERR
+  echo "FAIL $(basename "${BASH_SOURCE[1]}"):$line: exit $rc from: $cmd" >&2
+  case ${FUNCNAME[1]:-main} in main | source) ;; *) echo "     in ${FUNCNAME[1]}, called from $(where 1)" >&2 ;; esac
+  logs_tail
+  exit "$rc"
+}
+trap 'on_err $? $LINENO "$BASH_COMMAND"' ERR
+
+# wait_for SECONDS WHAT COMMAND...: runs COMMAND every 0.1 s until it
+# succeeds; after SECONDS fails with "WHAT did not happen within SECONDS s".
+# The deadline is generous on purpose: it bounds a broken run, it is not a
+# performance check.
+wait_for() {
+  local secs=$1 what=$2 deadline
+  shift 2
+  deadline=$(($(date +%s) + secs))
+  until "$@"; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "FAIL $(where 0): $what did not happen within $secs s" >&2
+      logs_tail
+      exit 1
+    fi
+    sleep 0.1 # the poll period, not a synchronisation
+  done
 }
 
 # A port nobody listens on (proto udp or tcp), from the kernel.
 free_port() {
-  python3 -c '
+  "$PY" -c '
 import socket, sys
 kind = socket.SOCK_DGRAM if sys.argv[1] == "udp" else socket.SOCK_STREAM
 s = socket.socket(socket.AF_INET, kind); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' "$1"
@@ -75,18 +136,28 @@ CONF
   } >"$1"
 }
 
+# alive PID WHAT: true while PID runs; once it has exited, fails saying so
+# (for wait_for conditions that must not wait on a dead process).
+alive() {
+  kill -0 "$1" 2>/dev/null || fail "$2 exited: $(wait "$1" 2>/dev/null; echo "status $?")"
+}
+
+gw_answers() {
+  alive "$GW_PID" "sitegated"
+  curl -sf "$SITECTL_URL/api/status" >/dev/null 2>&1
+}
+
 # start_gw CONF: starts sitegated and waits until its API answers.
 start_gw() {
   "$BIN/sitegated" -c "$1" >>"$T/gw.log" 2>&1 &
   GW_PID=$!
   PIDS="$PIDS $GW_PID"
-  i=0
-  until curl -sf "$SITECTL_URL/api/status" >/dev/null 2>&1; do
-    i=$((i + 1))
-    kill -0 "$GW_PID" 2>/dev/null || fail "sitegated exited at start"
-    [ $i -lt 200 ] || fail "sitegated did not answer within 20 s"
-    sleep 0.1
-  done
+  wait_for 60 "sitegated answering on $SITECTL_URL" gw_answers
+}
+
+# committed: true once the gateway's storage queue is empty.
+committed() {
+  [ "$(curl -sf "$SITECTL_URL/api/status" | json 'j["storage"]["queued"]')" = 0 ]
 }
 
 # stop_gw: SIGTERM and expect a clean exit 0.
@@ -134,7 +205,7 @@ expect_code() { # expect_code WANT "OUTPUT" what
 
 # json EXPR < JSON: evaluates a Python expression over the parsed JSON `j`.
 json() {
-  python3 -c 'import json, sys; j = json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"
+  "$PY" -c 'import json, sys; j = json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"
 }
 
 now_s() { date +%s; }
