@@ -40,7 +40,15 @@ where() {
   echo "lib.sh"
 }
 
+# A test may define diagnose() to print what it knows (its own state, other
+# logs) when it fails; the gateway's log tail follows.
 logs_tail() {
+  if declare -F diagnose >/dev/null; then
+    echo "--- what the test knows" >&2
+    trap - ERR
+    (diagnose) >&2 || true
+    unset -f diagnose # once, even if it fails itself
+  fi
   if [ -f "$T/gw.log" ]; then
     echo "--- sitegated log (last 20 lines)" >&2
     tail -20 "$T/gw.log" >&2

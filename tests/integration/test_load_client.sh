@@ -6,10 +6,11 @@
 . "$(dirname "$0")/lib.sh"
 
 P=$(free_port udp)
-python3 - "$P" >"$T/server.log" 2>&1 <<'PY' &
+"$PY" - "$P" >"$T/server.log" 2>&1 <<'PY' &
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("127.0.0.1", int(sys.argv[1]))); s.settimeout(10)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.settimeout(60)
+print("ready", flush=True)
 n = 0; acked = []
 while n < 7:
     d, a = s.recvfrom(2000)
@@ -31,12 +32,15 @@ while n < 7:
         s.sendto(bytes([0x60 | tkl, 0x44]) + mid + tok, a)
 print("acked", " ".join(acked))
 PY
-PIDS="$PIDS $!"
-sleep 0.3
+SERVER=$!
+PIDS="$PIDS $SERVER"
+server_ready() { alive "$SERVER" "the scripted server"; grep -qx ready "$T/server.log"; }
+diagnose() { cat "$T/server.log"; }
+wait_for 30 "the scripted server bound to its port" server_ready
 out=$("$BIN/sitesim" load --gateway "coap://127.0.0.1:$P/r" --devices 1 --records 1 --window 1 \
-  --ports 1 --requests 6 --ack-timeout 1000 2>&1) || true
+  --ports 1 --requests 6 --ack-timeout 2000 2>&1) || true
 echo "$out" | grep -q 'ok=4 errors=2 timeouts=0' || fail "load summary: $out"
 echo "$out" | grep -q 'replied 5.03: busy here' || fail "no 5.03 diagnostic: $out"
-wait "${PIDS##* }" || fail "server: $(cat "$T/server.log")"
+wait "$SERVER" || fail "server: $(cat "$T/server.log")"
 grep -q '^acked 1234$' "$T/server.log" || fail "separate response not acknowledged: $(cat "$T/server.log")"
 echo "load client: retransmission, separate response, 5.03 and RST handled"
