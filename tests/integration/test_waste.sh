@@ -72,7 +72,7 @@ expect_code 4.09 "$r" "same ticket number, other content"
 case "$r" in *"entry 1"*) ;; *) fail "4.09 names the stored entry: $r" ;; esac
 
 # 4. CBOR (60): the same shape, built byte by byte.
-python3 - "$((now - 3500))" "$T/t.cbor" <<'PY'
+"$PY" - "$((now - 3500))" "$T/t.cbor" <<'PY'
 import struct, sys
 t, path = int(sys.argv[1]), sys.argv[2]
 def head(m, v):
@@ -155,18 +155,17 @@ check 'j["by_kind"]["concrete"]["generated_t"], j["by_kind"]["concrete"]["utilis
 
 # The CSV adds up by hand: net_t of the rows marked discharged.
 "$S" waste tickets --csv >"$T/t.csv" || fail "waste tickets --csv"
-sum=$(python3 -c 'import csv, sys; print(round(sum(float(r["net_t"]) for r in csv.DictReader(open(sys.argv[1])) if r["discharged"] == "1"), 3))' "$T/t.csv")
+sum=$("$PY" -c 'import csv, sys; print(round(sum(float(r["net_t"]) for r in csv.DictReader(open(sys.argv[1])) if r["discharged"] == "1"), 3))' "$T/t.csv")
 [ "$sum" = 37.8 ] || fail "CSV discharged rows add up to $sum"
 head -1 "$T/t.csv" | grep -q '^id,time,source,type,scale,no,plate' || fail "CSV header"
 "$S" waste tickets | grep -q "黑A12345" || fail "tickets table"
 
 # The allowance is 94.5% used and the projection is over it: two alarms.
-i=0
-until "$S" alarms --json | json '" ".join(sorted(a["rule"] for a in (j if isinstance(j, list) else j["alarms"])))' |
-  grep -q "waste.allowance waste.projection"; do
-  i=$((i + 1)); [ $i -lt 50 ] || fail "waste alarms: $("$S" alarms --json)"
-  sleep 0.2
-done
+waste_alarms() {
+  "$S" alarms --json | json '" ".join(sorted(a["rule"] for a in (j if isinstance(j, list) else j["alarms"])))' |
+    grep -q "waste.allowance waste.projection"
+}
+wait_for 30 "the waste.allowance and waste.projection alarms" waste_alarms
 
 # A correction: entry 2 went to disposal, not backfill. Discharged stays
 # 37.8 t (both leave the site); utilisation = (5.0 + 17.6) / 42.8 = 0.528037.
@@ -213,19 +212,23 @@ expect_code 2.04 "$r" "resend after the restart"
 # While another program holds the database's write lock, the commit fails
 # after the busy timeout: 5.03 with Max-Age, nothing stored; the resend
 # once the lock is gone is stored.
-python3 -c '
-import sqlite3, sys, time
+"$PY" -c '
+import os, sqlite3, sys, time
 c = sqlite3.connect(sys.argv[1], isolation_level=None)
 c.execute("BEGIN IMMEDIATE")
 open(sys.argv[2], "w").close()
-time.sleep(7)
-c.execute("ROLLBACK")' "$T/sitegate.db" "$T/locked" &
+deadline = time.time() + 120
+while not os.path.exists(sys.argv[3]) and time.time() < deadline:
+    time.sleep(0.05)
+c.execute("ROLLBACK")' "$T/sitegate.db" "$T/locked" "$T/release" &
 L=$!
-until [ -e "$T/locked" ]; do sleep 0.05; done
+locked() { alive "$L" "the lock holder"; [ -e "$T/locked" ]; }
+wait_for 30 "another program holding the write lock" locked
 r=$(w 50 -e "$(ticket 1011 3000)")
 expect_code 5.03 "$r" "commit while the database is locked"
 grep -q "Max-Age" "$T/w.out" || fail "5.03 without Max-Age: $(cat "$T/w.out")"
-wait $L
+touch "$T/release"
+wait $L || fail "the lock holder failed"
 r=$(w 50 -e "$(ticket 1011 3000)")
 expect_code 2.01 "$r" "the resend after the lock"
 stop_gw
