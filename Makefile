@@ -38,7 +38,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_PROGRAMS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
-.PHONY: all deps test unit integration asan fuzz bench lint install demo clean web
+.PHONY: all deps test unit integration test-stress asan fuzz bench lint install demo clean web
 # Objects make would take for intermediate (tests, fuzz harnesses) are kept:
 # deleting them made every `make unit` rebuild.
 .SECONDARY:
@@ -101,6 +101,13 @@ unit: $(TEST_PROGRAMS)
 
 integration: $(PROGRAMS) web
 	@SITEGATE_BIN=$(abspath $(BIN)) tests/integration/run.sh
+
+# The integration suite 3 times on a machine made slow on purpose (a python3
+# that takes 0.5 s to start first on PATH, one CPU spinning): every round
+# must pass. About 3 x 10 minutes on 2 cores, so not in .ci/run.
+test-stress: deps
+	@$(MAKE) --no-print-directory all
+	@SITEGATE_BIN=$(abspath $(BIN)) tests/integration/stress.sh
 
 # The same suite under AddressSanitizer + UBSan, in its own build tree.
 asan: deps

@@ -14,6 +14,7 @@ set -eu
 BIN=${SITEGATE_BIN:-$(cd "$(dirname "$0")/.." && pwd)/bin}
 REQUESTS=${BENCH_REQUESTS:-200000}
 T=$(mktemp -d /tmp/sitegate-bench.XXXXXX)
+PY=/usr/bin/python3 # Debian's, by path: as the tests (tests/integration/lib.sh)
 PIDS=""
 cleanup() {
   for p in $PIDS; do kill -9 "$p" 2>/dev/null || true; done
@@ -23,7 +24,7 @@ cleanup() {
 trap cleanup EXIT
 
 port() {
-  python3 -c 'import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM if sys.argv[1]=="udp" else socket.SOCK_STREAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' "$1"
+  "$PY" -c 'import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM if sys.argv[1]=="udp" else socket.SOCK_STREAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' "$1"
 }
 field() { # field NAME LINE: value of NAME=... in a `load:` line
   printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"
@@ -51,7 +52,7 @@ for i in $(seq 100); do curl -sf "http://127.0.0.1:$PH/api/status" >/dev/null &&
 G="coap://127.0.0.1:$PC/r"
 settle() { # waits until the gateway's queue is empty (at most 10 s), then 1 s more
   for i in $(seq 100); do
-    q=$(curl -sf "http://127.0.0.1:$PH/api/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["storage"]["queued"])')
+    q=$(curl -sf "http://127.0.0.1:$PH/api/status" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["storage"]["queued"])')
     [ "$q" = 0 ] && break; sleep 0.1
   done
   sleep 1
@@ -89,7 +90,7 @@ echo "    paced at 10,000 requests/s:   $paced"
 
 # Everything acknowledged is committed before we count and weigh it.
 settle
-rows=$(curl -sf "http://127.0.0.1:$PH/api/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["storage"]["raw_readings"])')
+rows=$(curl -sf "http://127.0.0.1:$PH/api/status" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["storage"]["raw_readings"])')
 rss_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$GW/status")
 kill -TERM "$GW"; wait "$GW" || true
 db_bytes=$(stat -c %s "$T/bench.db")

@@ -12,6 +12,7 @@ N=${BENCH_UPLINK_RECORDS:-40000}
 WINDOW=${BENCH_UPLINK_WINDOW:-64}
 MN=BENCH-SITE-01
 T=$(mktemp -d /tmp/sitegate-bench-uplink.XXXXXX)
+PY=/usr/bin/python3 # Debian's, by path: as the tests (tests/integration/lib.sh)
 PIDS=""
 cleanup() {
   for p in $PIDS; do kill -9 "$p" 2>/dev/null || true; done
@@ -20,7 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT
 port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 now_ms() { date +%s%3N; }
 
@@ -29,7 +30,7 @@ now_ms() { date +%s%3N; }
 "$TOP/deploy/pki/make-gateway.sh" "$T/pki" "$MN" >/dev/null
 RX=$(port)
 PH=$(port)
-PC=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PC=$("$PY" -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat >"$T/gw.conf" <<CONF
 [site]
 id = $MN

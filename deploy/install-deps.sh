@@ -25,7 +25,7 @@ cmd:cc:gcc
 cmd:make:make
 cmd:clang:clang
 hdr:/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a:libclang-rt-14-dev
-cmd:python3:python3
+hdr:/usr/bin/python3:python3
 cmd:curl:curl
 cmd:node:nodejs
 cmd:npm:npm
