@@ -85,6 +85,12 @@ int gw_call_on_loop(gw_t *gw, void (*fn)(gw_t *gw, void *arg), void *arg);
 
 /* The registry entry of a device id, or NULL. */
 gw_device_t *gw_device_find(gw_t *gw, const char *id);
+/* Whether `d` reported within [health] offline_intervals of its interval
+ * before `now` (health_online, as the health.offline alarm judges it).
+ * Any thread: it reads the atomic last_ms. */
+bool gw_device_online(const gw_t *gw, const gw_device_t *d, double now);
+/* How many configured devices are online at `now`. Any thread. */
+size_t gw_devices_online(const gw_t *gw, double now);
 
 /* CoAP front (coapfront.c): binds UDP and DTLS, serves POST /r. */
 int coapfront_start(gw_t *gw, struct coap_front **out);
