@@ -19,7 +19,6 @@
 
 void gw_append_verdict(int rc, const stor_reading_t *r, size_t n, gw_verdict_t *v) {
   char why[128];
-  memset(v, 0, sizeof(*v));
   switch (rc) {
   case -EAGAIN:
     *v = (gw_verdict_t){503, GW_REJECT_BUSY, MAX_AGE_BUSY_S, ""};
