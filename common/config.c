@@ -107,7 +107,8 @@ static const opt_t options[] = {
     {"dust", "rh_unreliable", OPT_DBL, G(dust_rh_max), 50, 100, "95"},
     {"dust", "complete_share", OPT_DBL, G(dust_complete_share), 0.01, 1, "0.75"},
     /* [health]: each check becomes an alarm (health.*) */
-    /* offline after this many missed reporting intervals */
+    /* offline after this many missed reporting intervals: the health.offline
+     * alarm, and "online" in /api/status and /metrics */
     {"health", "offline_intervals", OPT_INT, G(health_offline_intervals), 1, 1000, "3"},
     /* identical readings for this long is a stuck sensor, minutes */
     {"health", "flatline_min", OPT_DBL, G(health_flatline_min), 1, 10080, "30"},

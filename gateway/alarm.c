@@ -232,3 +232,31 @@ int alarm_model_ack(alarm_model_t *m, int64_t id, const char *by, const char *no
   }
   return -ENOENT;
 }
+
+/* ---- the storage tally */
+
+void alarm_tally_made(alarm_tally_t *t, int queue_rc) {
+  t->made++;
+  if (queue_rc != 0)
+    t->lost++;
+}
+
+void alarm_tally_written(alarm_tally_t *t, size_t n, int rc, bool kept) {
+  if (rc == 0) {
+    t->stored += n;
+    return;
+  }
+  t->failures++;
+  if (!kept)
+    t->lost += n;
+}
+
+int alarm_tally_outcome(const alarm_tally_t *now, const alarm_tally_t *then, uint64_t seq) {
+  if (now->lost != then->lost)
+    return -EIO;
+  /* The `then->lost` events given up earlier all precede `seq`; the others
+   * up to it are committed in order, so it is stored once that many are. */
+  if (now->stored + then->lost >= seq)
+    return 0;
+  return now->failures != then->failures ? -EIO : -EINPROGRESS;
+}

@@ -8,7 +8,10 @@
  * acknowledgement waiting on the HTTP thread is stored even while the loop
  * is shutting down. Order is kept: one worker at a time, events in the
  * order the model made them; a failed write puts its events back at the
- * head, and the next report (rules report every few seconds) retries. */
+ * head, and the next report (rules report every few seconds) retries.
+ * Events that cannot be queued or put back (out of memory) are counted
+ * lost, never stored (alarm_tally_t), so no acknowledgement among them is
+ * answered as stored. */
 #define LOG_MODULE "alarm"
 #include "gateway/alarm_int.h"
 
@@ -40,9 +43,7 @@ struct alarms {
   stor_alarm_event_t *q; /* waiting to be written, in order */
   size_t n, cap;
   bool busy;           /* a worker is draining the queue */
-  uint64_t queued_seq; /* events ever queued */
-  uint64_t stored_seq; /* events ever committed */
-  uint64_t failures;   /* failed writes */
+  alarm_tally_t tally; /* what became of the events (alarm_int.h) */
   bool closed;
 };
 
@@ -85,19 +86,15 @@ static void work_on_run(uv_work_t *w) {
       break;
     int rc = stor_alarm_write(al->gw->db, batch, n);
     pthread_mutex_lock(&al->mu);
-    if (rc == 0) {
-      al->stored_seq += n;
-    } else {
-      al->failures++;
-      if (queue_put(al, batch, n, true) != 0)
-        al->stored_seq += n; /* cannot keep them: count them gone, logged below */
-    }
+    bool kept = rc != 0 && queue_put(al, batch, n, true) == 0;
+    alarm_tally_written(&al->tally, n, rc, kept);
     pthread_cond_broadcast(&al->stored_cv);
     pthread_mutex_unlock(&al->mu);
     free(batch);
     al->worker_failed = rc != 0; /* read in work_on_done, after this thread ends */
     if (rc != 0) {
-      log_err("cannot store %zu alarm events: %s; retrying with the next report", n, strerror(-rc));
+      log_err("cannot store %zu alarm events: %s; %s", n, strerror(-rc),
+              kept ? "retrying with the next report" : "out of memory, they are lost");
       break;
     }
   }
@@ -142,8 +139,7 @@ static void on_event(void *arg, alarm_ev_t ev, const stor_alarm_t *a) {
   stor_alarm_event_t e = {.alarm = *a, .kind = (int)ev, .t = sg_now()};
   pthread_mutex_lock(&al->mu);
   int rc = queue_put(al, &e, 1, false);
-  if (rc == 0)
-    al->queued_seq++;
+  alarm_tally_made(&al->tally, rc);
   pthread_mutex_unlock(&al->mu);
   if (rc != 0)
     log_err("alarm %lld %s: out of memory, not stored", (long long)a->id, alarm_event_name(ev));
@@ -199,10 +195,9 @@ void alarm_close(gw_t *gw) {
   al->closed = true;
   if (al->n > 0 && gw->db) {
     int rc = stor_alarm_write(gw->db, al->q, al->n);
+    alarm_tally_written(&al->tally, al->n, rc, false);
     if (rc != 0)
       log_err("%zu alarm events could not be stored at exit: %s", al->n, strerror(-rc));
-    else
-      al->stored_seq += al->n;
   }
   pthread_cond_broadcast(&al->stored_cv);
   pthread_mutex_unlock(&al->mu);
@@ -290,7 +285,8 @@ typedef struct ack_call {
   int64_t id;
   const char *by, *note;
   int rc;
-  uint64_t seq, failures;
+  alarm_tally_t then; /* before the acknowledgement's event */
+  uint64_t seq;       /* its position */
 } ack_call_t;
 
 static void ack_on_loop(gw_t *gw, void *arg) {
@@ -301,11 +297,11 @@ static void ack_on_loop(gw_t *gw, void *arg) {
     return;
   }
   pthread_mutex_lock(&al->mu);
-  c->failures = al->failures;
+  c->then = al->tally;
   pthread_mutex_unlock(&al->mu);
   c->rc = alarm_model_ack(&al->model, c->id, c->by, c->note, sg_now());
   pthread_mutex_lock(&al->mu);
-  c->seq = al->queued_seq;
+  c->seq = al->tally.made;
   pthread_mutex_unlock(&al->mu);
 }
 
@@ -327,13 +323,11 @@ int alarm_ack(gw_t *gw, int64_t id, const char *by, const char *note) {
   clock_gettime(CLOCK_REALTIME, &until);
   until.tv_sec += ACK_WAIT_S;
   pthread_mutex_lock(&al->mu);
-  rc = 0;
-  while (al->stored_seq < c.seq && rc == 0) {
-    if (al->failures != c.failures || al->closed)
-      rc = -EIO;
-    else if (pthread_cond_timedwait(&al->stored_cv, &al->mu, &until) == ETIMEDOUT)
-      rc = -ETIMEDOUT;
-  }
+  while ((rc = alarm_tally_outcome(&al->tally, &c.then, c.seq)) == -EINPROGRESS && !al->closed &&
+         pthread_cond_timedwait(&al->stored_cv, &al->mu, &until) != ETIMEDOUT)
+    ;
+  if (rc == -EINPROGRESS)
+    rc = al->closed ? -EIO : -ETIMEDOUT;
   pthread_mutex_unlock(&al->mu);
   return rc;
 }

@@ -150,4 +150,29 @@ int alarm_model_ack(alarm_model_t *m, int64_t id, const char *by, const char *no
 const stor_alarm_t *alarm_model_find(const alarm_model_t *m, const char *rule, const char *source);
 const stor_alarm_t *alarm_model_get(const alarm_model_t *m, int64_t id);
 
+/* ---- what became of the events on their way to storage (alarm.c): pure;
+ * alarm_gw.c keeps one tally under its mutex and an acknowledgement waits
+ * on it. Each event the model makes takes the next position when it is
+ * made and leaves the queue in that order, either committed (stored) or
+ * given up for want of memory (lost: it could not be queued, or not put
+ * back after a failed write). A failed write whose events were put back
+ * leaves them queued for the next report's retry. */
+typedef struct alarm_tally {
+  uint64_t made;     /* events ever made: the newest one's position */
+  uint64_t stored;   /* events ever committed */
+  uint64_t lost;     /* events ever given up; they will never be stored */
+  uint64_t failures; /* failed writes */
+} alarm_tally_t;
+
+/* One event was made; `queue_rc` is what queueing it returned (not 0: lost). */
+void alarm_tally_made(alarm_tally_t *t, int queue_rc);
+/* A write of `n` events returned `rc`; after a failure, `kept` says whether
+ * they went back into the queue (else they are lost). */
+void alarm_tally_written(alarm_tally_t *t, size_t n, int rc, bool kept);
+/* The fate of the event at position `seq`, made after `then` was taken:
+ * 0 committed; -EIO when events were lost since `then` (it may be one of
+ * them) or, while it waits, a write failed (its retry waits for the next
+ * report, too long to hold a person's request); -EINPROGRESS still queued. */
+int alarm_tally_outcome(const alarm_tally_t *now, const alarm_tally_t *then, uint64_t seq);
+
 #endif

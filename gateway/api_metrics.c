@@ -14,8 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define OFFLINE_INTERVALS 3 /* as /api/status: offline after 3 missed intervals */
-
 /* A label value with \, " and newlines escaped (exposition format). */
 static void label(FILE *f, const char *s) {
   fputc('"', f);
@@ -48,12 +46,7 @@ static void ingest(FILE *f, gw_t *gw) {
     fprintf(f, "} %llu\n", (unsigned long long)atomic_load(&gw->counters.rejects[i]));
   }
   const sg_config_t *cfg = gw->cfg;
-  double now = sg_now();
-  size_t online = 0;
-  for (size_t i = 0; i < cfg->n_devices; i++) {
-    int64_t last = atomic_load(&gw->devices[i].last_ms);
-    online += last && now - (double)last / 1000.0 <= OFFLINE_INTERVALS * cfg->devices[i].interval_s;
-  }
+  size_t online = gw_devices_online(gw, sg_now());
   head(f, "sitegate_devices", "gauge", "Configured devices, by whether they report.");
   fprintf(f, "sitegate_devices{state=\"online\"} %zu\nsitegate_devices{state=\"offline\"} %zu\n",
           online, cfg->n_devices - online);

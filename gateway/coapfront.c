@@ -28,8 +28,6 @@
  * source port would otherwise slow every request (measured: 1,000 endpoints
  * halve the rate). A dropped session costs nothing for plain CoAP. */
 #define COAP_MAX_IDLE_SESSIONS 100
-#define MAX_AGE_BUSY_S 1       /* queue full: retry soon */
-#define MAX_AGE_DISK_FULL_S 60 /* disk full: a person has to act */
 
 struct coap_front {
   gw_t *gw;
@@ -159,20 +157,15 @@ static void on_post_readings(coap_resource_t *res, coap_session_t *session, cons
                                        .value = cf->pack.rec[i].value};
   }
   rc = stor_append(gw->db, cf->readings, cf->pack.n);
-  if (rc == -EAGAIN || rc == -ENOSPC) {
-    bool full = rc == -ENOSPC;
-    uint8_t buf[4];
-    unsigned age = full ? MAX_AGE_DISK_FULL_S : MAX_AGE_BUSY_S;
-    coap_add_option(resp, COAP_OPTION_MAXAGE, coap_encode_var_safe(buf, sizeof(buf), age), buf);
-    reject(cf, dev, full ? GW_REJECT_DISK_FULL : GW_REJECT_BUSY, resp,
-           COAP_RESPONSE_CODE_SERVICE_UNAVAILABLE,
-           full ? "gateway storage is full; keep the readings and retry later"
-                : "gateway is busy; retry after Max-Age");
-    return;
-  }
   if (rc != 0) {
-    reject(cf, dev, GW_REJECT_BUSY, resp, COAP_RESPONSE_CODE_INTERNAL_ERROR,
-           "gateway storage failed; retry later");
+    gw_verdict_t v;
+    gw_append_verdict(rc, cf->readings, cf->pack.n, &v);
+    if (v.max_age) {
+      uint8_t buf[4];
+      coap_add_option(resp, COAP_OPTION_MAXAGE, coap_encode_var_safe(buf, sizeof(buf), v.max_age),
+                      buf);
+    }
+    reject(cf, dev, v.why, resp, COAP_RESPONSE_CODE(v.code), v.text);
     return;
   }
   atomic_fetch_add_explicit(&gw->counters.records, cf->pack.n, memory_order_relaxed);
@@ -495,8 +488,10 @@ static int ticket_submit(struct coap_front *cf, coap_session_t *session, const c
     coap_free_async(session, async);
     job_unlink(j);
     free(j);
-    reply_busy(resp, rc == -ESHUTDOWN ? "gateway is stopping; resend the ticket later"
-                                      : "gateway is busy; resend the ticket");
+    if (gw_ticket_refusal(rc, &st, err, sizeof(err)) == 400)
+      reject(cf, dev, GW_REJECT_INVALID_TICKET, resp, COAP_RESPONSE_CODE_BAD_REQUEST, err);
+    else
+      reply_busy(resp, err);
     return -1;
   }
   atomic_fetch_add_explicit(&dev->packs, 1, memory_order_relaxed);

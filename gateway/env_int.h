@@ -174,8 +174,13 @@ typedef struct health_params {
 void health_params_default(health_params_t *p);
 void health_params_from_config(const sg_config_t *cfg, health_params_t *p);
 
-/* Offline: no data for offline_intervals × interval_s. `last` is the
- * receipt time of the last pack (0: never). *silent_s gets the silence. */
+/* Online: a pack arrived within offline_intervals × interval_s before
+ * `now`; `last` is the receipt time of the last pack (0: never). The one
+ * definition of online: /api/status and /metrics (gw_device_online) and the
+ * health.offline alarm all use it, with [health] offline_intervals. */
+bool health_online(int offline_intervals, double interval_s, double last, double now);
+/* Offline: not health_online(). *silent_s gets the silence (INFINITY for a
+ * device never heard from). */
 bool health_offline(const health_params_t *p, double interval_s, double last, double now,
                     double *silent_s);
 /* Flatline: the newest run of identical values lasts >= flatline_s (and has

@@ -32,6 +32,19 @@ gw_device_t *gw_device_find(gw_t *gw, const char *id) {
   return d ? &gw->devices[d - gw->cfg->devices] : NULL;
 }
 
+bool gw_device_online(const gw_t *gw, const gw_device_t *d, double now) {
+  int64_t last = atomic_load_explicit(&d->last_ms, memory_order_relaxed);
+  return health_online(gw->cfg->health_offline_intervals, d->conf->interval_s,
+                       (double)last / 1000.0, now);
+}
+
+size_t gw_devices_online(const gw_t *gw, double now) {
+  size_t online = 0;
+  for (size_t i = 0; i < gw->cfg->n_devices; i++)
+    online += gw_device_online(gw, &gw->devices[i], now);
+  return online;
+}
+
 /* ---- calls from other threads onto the loop */
 typedef struct loop_call {
   void (*fn)(gw_t *gw, void *arg);

@@ -14,7 +14,8 @@
 #include <stdatomic.h>
 #include <uv.h>
 
-/* Why a request was refused: X(enum, metric label). */
+/* Why a request was refused: X(enum, metric label). The labels are
+ * /metrics' and /api/status' contract: README's table of refusals. */
 #define GW_REJECT_MAP(X)                                                                           \
   X(BAD_PACK, "bad_pack")                                                                          \
   X(UNKNOWN_DEVICE, "unknown_device")                                                              \
@@ -22,8 +23,11 @@
   X(NEEDS_DTLS, "needs_dtls")                                                                      \
   X(TOO_LARGE, "too_large")                                                                        \
   X(FORMAT, "unsupported_format")                                                                  \
+  X(INVALID_READING, "invalid_reading")                                                            \
+  X(INVALID_TICKET, "invalid_ticket")                                                              \
   X(BUSY, "storage_busy")                                                                          \
-  X(DISK_FULL, "disk_full")
+  X(DISK_FULL, "disk_full")                                                                        \
+  X(STORAGE_ERROR, "storage_error")
 
 typedef enum {
 #define X(e, s) GW_REJECT_##e,
@@ -85,6 +89,29 @@ int gw_call_on_loop(gw_t *gw, void (*fn)(gw_t *gw, void *arg), void *arg);
 
 /* The registry entry of a device id, or NULL. */
 gw_device_t *gw_device_find(gw_t *gw, const char *id);
+/* Whether `d` reported within [health] offline_intervals of its interval
+ * before `now` (health_online, as the health.offline alarm judges it).
+ * Any thread: it reads the atomic last_ms. */
+bool gw_device_online(const gw_t *gw, const gw_device_t *d, double now);
+/* How many configured devices are online at `now`. Any thread. */
+size_t gw_devices_online(const gw_t *gw, double now);
+
+/* How the CoAP front answers a refusal from storage (ingest.c, pure). */
+typedef struct gw_verdict {
+  int code;         /* the CoAP code as three digits (RFC 7252 12.1.2): 400, 500, 503 */
+  gw_reject_t why;  /* the reason it is counted under */
+  unsigned max_age; /* the Max-Age option in s; 0: none */
+  char text[256];   /* the diagnostic payload */
+} gw_verdict_t;
+/* stor_append() refused readings r[0..n) with `rc` (not 0): -EAGAIN is
+ * busy and -ENOSPC disk full (both 5.03 with Max-Age), -EINVAL for a
+ * reading that can never be stored is 4.00 invalid_reading naming it, any
+ * other errno 5.00 storage_error. */
+void gw_append_verdict(int rc, const stor_reading_t *r, size_t n, gw_verdict_t *v);
+/* waste_gw_submit() refused ticket `t` with `rc` (not 0). Returns 400 for a
+ * ticket the ledger can never hold (invalid_ticket), with what is wrong in
+ * `text`; else 503 (resend) with the reason. */
+int gw_ticket_refusal(int rc, const stor_ticket_t *t, char *text, size_t cap);
 
 /* CoAP front (coapfront.c): binds UDP and DTLS, serves POST /r. */
 int coapfront_start(gw_t *gw, struct coap_front **out);

@@ -27,11 +27,14 @@ void health_params_from_config(const sg_config_t *c, health_params_t *p) {
   p->jump_s = c->health_jump_s;
 }
 
+bool health_online(int offline_intervals, double interval_s, double last, double now) {
+  return last > 0 && now - last <= offline_intervals * interval_s;
+}
+
 bool health_offline(const health_params_t *p, double interval_s, double last, double now,
                     double *silent_s) {
-  double limit = p->offline_intervals * interval_s;
   *silent_s = last > 0 ? now - last : INFINITY;
-  return *silent_s > limit;
+  return !health_online(p->offline_intervals, interval_s, last, now);
 }
 
 bool health_flatline(const health_params_t *p, const env_sample_t *s, size_t n, double *run_s) {

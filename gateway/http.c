@@ -24,7 +24,6 @@
 #define SITEGATE_VERSION "0.1.0"
 #define READINGS_LIMIT_DEFAULT 10000
 #define READINGS_LIMIT_MAX 100000
-#define OFFLINE_INTERVALS 3 /* a device is offline after 3 missed intervals */
 
 struct http_api {
   gw_t *gw;
@@ -117,11 +116,7 @@ static void api_status(const http_req_t *req, http_resp_t *resp) {
   if (ls.n) /* qsort of NULL is undefined, even for no rows */
     qsort(ls.rows, ls.n, sizeof(*ls.rows), cmp_latest);
 
-  size_t online = 0;
-  for (size_t i = 0; i < cfg->n_devices; i++) {
-    int64_t last = atomic_load(&gw->devices[i].last_ms);
-    online += last && now - (double)last / 1000.0 <= OFFLINE_INTERVALS * cfg->devices[i].interval_s;
-  }
+  size_t online = gw_devices_online(gw, now);
   json_t *rejects = json_object();
   for (int i = 0; i < GW_REJECT_COUNT; i++)
     json_object_set_new(rejects, gw_reject_name(i),
@@ -161,7 +156,7 @@ static void api_status(const http_req_t *req, http_resp_t *resp) {
   for (size_t i = 0; i < cfg->n_devices; i++) {
     const gw_device_t *d = &gw->devices[i];
     int64_t last = atomic_load(&d->last_ms);
-    bool on = last && now - (double)last / 1000.0 <= OFFLINE_INTERVALS * d->conf->interval_s;
+    bool on = gw_device_online(gw, d, now);
     json_t *latest = json_object();
     for (; r < ls.n && ls.rows[r].dev == i; r++)
       json_object_set_new(

@@ -731,8 +731,19 @@ void stor_close(stor_db_t *db) {
 /* With mu held: whether stor_append may take `r`. The queue must never hold
  * a reading a commit would refuse, or that commit would fail forever. */
 static bool reading_ok(const stor_db_t *db, const stor_reading_t *r) {
-  return r->device != 0 && r->device <= db->max_device && r->quantity < PROTO_Q_COUNT &&
-         r->t_ms >= 0 && isfinite(r->value);
+  return r->device != 0 && r->device <= db->max_device && stor_reading_check(r, NULL, 0) == 0;
+}
+
+int stor_reading_check(const stor_reading_t *r, char *err, size_t errlen) {
+  const char *why = r->quantity >= PROTO_Q_COUNT ? "its quantity is unknown"
+                    : r->t_ms < 0                ? "its time is before 1970"
+                    : !isfinite(r->value)        ? "its value is not a finite number"
+                                                 : NULL;
+  if (!why)
+    return 0;
+  if (err)
+    snprintf(err, errlen, "%s", why);
+  return -EINVAL;
 }
 
 int stor_append(stor_db_t *db, const stor_reading_t *r, size_t n) {

@@ -259,20 +259,31 @@ static bool terminated(const char *s, size_t cap) { return memchr(s, '\0', cap) 
 
 /* A ticket the schema can hold: the checks the decoder already made are
  * the caller's; these keep a bad struct from reaching the chain. */
-static bool ticket_ok(const stor_ticket_t *t) {
-  if (!terminated(t->source, sizeof(t->source)) || !terminated(t->type, sizeof(t->type)) ||
-      !terminated(t->scale, sizeof(t->scale)) || !terminated(t->plate, sizeof(t->plate)) ||
-      !terminated(t->dir, sizeof(t->dir)) || !terminated(t->category, sizeof(t->category)) ||
-      !terminated(t->kind, sizeof(t->kind)) || !terminated(t->dest, sizeof(t->dest)) ||
-      !terminated(t->dest_name, sizeof(t->dest_name)) ||
-      !terminated(t->carrier, sizeof(t->carrier)) ||
-      !terminated(t->material, sizeof(t->material)) || !terminated(t->note, sizeof(t->note)))
-    return false;
-  bool type_ok = strcmp(t->type, "waste") == 0 || strcmp(t->type, "delivery") == 0 ||
-                 strcmp(t->type, "return") == 0;
-  bool dir_ok = strcmp(t->dir, "in") == 0 || strcmp(t->dir, "out") == 0;
-  return type_ok && dir_ok && t->net_kg != 0 && t->no >= 0 && t->t >= 0 &&
-         (t->no == 0 || t->scale[0] != '\0');
+int stor_ticket_check(const stor_ticket_t *t, char *err, size_t errlen) {
+  bool texts = terminated(t->source, sizeof(t->source)) && terminated(t->type, sizeof(t->type)) &&
+               terminated(t->scale, sizeof(t->scale)) && terminated(t->plate, sizeof(t->plate)) &&
+               terminated(t->dir, sizeof(t->dir)) && terminated(t->category, sizeof(t->category)) &&
+               terminated(t->kind, sizeof(t->kind)) && terminated(t->dest, sizeof(t->dest)) &&
+               terminated(t->dest_name, sizeof(t->dest_name)) &&
+               terminated(t->carrier, sizeof(t->carrier)) &&
+               terminated(t->material, sizeof(t->material)) && terminated(t->note, sizeof(t->note));
+  /* strcmp only once every text is known to end */
+  bool type_ok = texts && (strcmp(t->type, "waste") == 0 || strcmp(t->type, "delivery") == 0 ||
+                           strcmp(t->type, "return") == 0);
+  bool dir_ok = texts && (strcmp(t->dir, "in") == 0 || strcmp(t->dir, "out") == 0);
+  const char *why = !texts                       ? "a text field is longer than the ledger holds"
+                    : !type_ok                   ? "type is not waste, delivery or return"
+                    : !dir_ok                    ? "dir is not in or out"
+                    : t->net_kg == 0             ? "net weight is 0 kg"
+                    : t->no < 0                  ? "ticket number is negative"
+                    : t->t < 0                   ? "weighing time is before 1970"
+                    : t->no != 0 && !t->scale[0] ? "a numbered ticket needs its scale"
+                                                 : NULL;
+  if (!why)
+    return 0;
+  if (err)
+    snprintf(err, errlen, "%s", why);
+  return -EINVAL;
 }
 
 /* ---- writer side */
@@ -498,7 +509,7 @@ static int submit(stor_db_t *db, job_t *j) {
 }
 
 int stor_ticket_submit(stor_db_t *db, const stor_ticket_t *t, stor_ticket_cb cb, void *arg) {
-  if (!db || !t || !cb || !ticket_ok(t))
+  if (!db || !t || !cb || stor_ticket_check(t, NULL, 0) != 0)
     return -EINVAL;
   job_t *j = calloc(1, sizeof(*j));
   if (!j)
@@ -513,7 +524,7 @@ int stor_ticket_submit(stor_db_t *db, const stor_ticket_t *t, stor_ticket_cb cb,
 int stor_ticket_correct_submit(stor_db_t *db, int64_t id, const stor_ticket_t *replacement,
                                const char *note, stor_ticket_cb cb, void *arg) {
   if (!db || id <= 0 || !note || !*note || strlen(note) >= STOR_TICKET_TEXT || !cb ||
-      (replacement && !ticket_ok(replacement)))
+      (replacement && stor_ticket_check(replacement, NULL, 0) != 0))
     return -EINVAL;
   job_t *j = calloc(1, sizeof(*j));
   if (!j)

@@ -86,6 +86,11 @@ int stor_device_ids(stor_db_t *db, const char *const *names, size_t n, uint32_t 
  * finite). A reading with the same device, quantity and time as a stored
  * one (or an earlier one in the queue) is a resend and is ignored. */
 int stor_append(stor_db_t *db, const stor_reading_t *r, size_t n);
+/* The part of stor_append's -EINVAL that is about the reading itself (the
+ * device id only the open database can judge): a quantity in
+ * proto_quantity_t, t_ms >= 0, a finite value. Pure, any thread. Returns 0,
+ * or -EINVAL with what is wrong in `err` (may be NULL). */
+int stor_reading_check(const stor_reading_t *r, char *err, size_t errlen);
 
 /* Returns once everything queued before the call is committed (tests and
  * shutdown). Returns 0, or the negative errno of a commit that failed
@@ -251,6 +256,10 @@ typedef void (*stor_ticket_cb)(void *arg, const stor_ticket_result_t *res);
  * Returns 0 (cb will be called), -EINVAL for a ticket the schema cannot
  * hold, or -ENOMEM / -ESHUTDOWN (cb will not be called). */
 int stor_ticket_submit(stor_db_t *db, const stor_ticket_t *t, stor_ticket_cb cb, void *arg);
+/* What stor_ticket_submit's -EINVAL judges: whether the schema can hold
+ * `t`. Pure, any thread. Returns 0, or -EINVAL with what is wrong in `err`
+ * (may be NULL), naming the field. */
+int stor_ticket_check(const stor_ticket_t *t, char *err, size_t errlen);
 
 /* Queues a correction of entry `id`: a reversal and, when `replacement` is
  * not NULL, the replacement (its corrects/reversal fields are set here),

@@ -417,8 +417,90 @@ static void events_are_stored_and_read_back_in_order(void **state) {
   assert_int_equal(system(cmd), 0);
 }
 
+/* ---- the storage tally: what an acknowledgement waiting for its event is told */
+
+/* Two events wait; the acknowledgement is the third. One write of all
+ * three commits it. */
+static void an_event_is_stored_once_all_before_it_are_committed(void **state) {
+  (void)state;
+  alarm_tally_t t = {0};
+  alarm_tally_made(&t, 0);
+  alarm_tally_made(&t, 0);
+  alarm_tally_t then = t;
+  alarm_tally_made(&t, 0);
+  assert_int_equal(t.made, 3);
+  assert_int_equal(alarm_tally_outcome(&t, &then, 3), -EINPROGRESS);
+  alarm_tally_written(&t, 2, 0, false); /* the two before it */
+  assert_int_equal(alarm_tally_outcome(&t, &then, 3), -EINPROGRESS);
+  alarm_tally_written(&t, 1, 0, false);
+  assert_int_equal(t.stored, 3);
+  assert_int_equal(alarm_tally_outcome(&t, &then, 3), 0);
+}
+
+/* The review's case: the write of events 1-3 fails and they cannot be put
+ * back; they were counted stored, so the acknowledgement (3) was answered
+ * as stored although it is gone. Now they are lost: 3 made, 0 stored, 3
+ * lost, and the acknowledgement is told -EIO, also after event 4 is
+ * committed (the old count would then have reached 4 >= 3). */
+static void events_that_cannot_be_put_back_are_lost_not_stored(void **state) {
+  (void)state;
+  alarm_tally_t t = {0};
+  alarm_tally_made(&t, 0);
+  alarm_tally_made(&t, 0);
+  alarm_tally_t then = t;
+  alarm_tally_made(&t, 0);
+  alarm_tally_written(&t, 3, -EIO, false);
+  assert_int_equal(t.stored, 0);
+  assert_int_equal(t.lost, 3);
+  assert_int_equal(t.failures, 1);
+  assert_int_equal(alarm_tally_outcome(&t, &then, 3), -EIO);
+  alarm_tally_made(&t, 0);
+  alarm_tally_written(&t, 1, 0, false);
+  assert_int_equal(t.stored, 1);
+  assert_int_equal(alarm_tally_outcome(&t, &then, 3), -EIO);
+}
+
+/* A failed write whose events were put back: -EIO to a waiter (the retry
+ * comes with the next report), but nothing is lost, and once the retry
+ * commits them they count as stored. */
+static void a_failed_write_that_was_put_back_is_retried(void **state) {
+  (void)state;
+  alarm_tally_t t = {0};
+  alarm_tally_t then = t;
+  alarm_tally_made(&t, 0);
+  alarm_tally_written(&t, 1, -EIO, true);
+  assert_int_equal(t.lost, 0);
+  assert_int_equal(t.stored, 0);
+  assert_int_equal(alarm_tally_outcome(&t, &then, 1), -EIO);
+  alarm_tally_written(&t, 1, 0, false);
+  assert_int_equal(t.stored, 1);
+  assert_int_equal(alarm_tally_outcome(&t, &then, 1), 0);
+}
+
+/* An event that could not even be queued is lost at once. An event lost
+ * before the acknowledgement was made does not taint it: event 1 lost,
+ * the acknowledgement is 2 and is stored once 1 event is committed. */
+static void an_event_that_cannot_be_queued_is_lost(void **state) {
+  (void)state;
+  alarm_tally_t t = {0};
+  alarm_tally_t then = t;
+  alarm_tally_made(&t, -ENOMEM);
+  assert_int_equal(t.made, 1);
+  assert_int_equal(t.lost, 1);
+  assert_int_equal(alarm_tally_outcome(&t, &then, 1), -EIO);
+  then = t;
+  alarm_tally_made(&t, 0);
+  assert_int_equal(alarm_tally_outcome(&t, &then, 2), -EINPROGRESS);
+  alarm_tally_written(&t, 1, 0, false);
+  assert_int_equal(alarm_tally_outcome(&t, &then, 2), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(an_event_is_stored_once_all_before_it_are_committed),
+      cmocka_unit_test(events_that_cannot_be_put_back_are_lost_not_stored),
+      cmocka_unit_test(a_failed_write_that_was_put_back_is_retried),
+      cmocka_unit_test(an_event_that_cannot_be_queued_is_lost),
       cmocka_unit_test_setup_teardown(a_normal_report_raises_nothing, setup, teardown),
       cmocka_unit_test_setup_teardown(a_warning_raises_once_and_repeats_make_no_event, setup,
                                       teardown),

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "gateway/env_int.h"
+#include "gateway/gateway_int.h"
 #include "protocol/protocol.h"
 
 #include <math.h>
@@ -153,6 +154,41 @@ static void a_device_silent_for_n_intervals_is_offline(void **state) {
   assert_true(health_offline(&p, 10, 0, H(9), &silent)); /* never heard from */
 }
 
+/* [health] offline_intervals = 5 and a device reporting every 60 s: online
+ * up to 300 s of silence, offline from 301 s. "online" in /api/status and
+ * /metrics (gw_device_online) and the health.offline alarm agree at every
+ * second around the limit; the old fixed 3 intervals would say offline at
+ * 181 s. */
+static void online_follows_the_configured_offline_intervals(void **state) {
+  (void)state;
+  static const char text[] = "[site]\nid = S\n[health]\noffline_intervals = 5\n"
+                             "[device d1]\ntype = dust\ninterval_s = 60\n";
+  sg_config_t *cfg = NULL;
+  char err[256];
+  assert_int_equal(sg_config_parse(text, "t.conf", &cfg, err, sizeof(err)), 0);
+  gw_device_t dev = {.conf = &cfg->devices[0]};
+  gw_t gw = {.cfg = cfg, .devices = &dev};
+  health_params_t p;
+  health_params_from_config(cfg, &p);
+  atomic_store(&dev.last_ms, (int64_t)(H(9) * 1000));
+
+  assert_true(health_online(5, 60, H(9), H(9) + 300));
+  assert_false(health_online(5, 60, H(9), H(9) + 301));
+  assert_false(health_online(5, 60, 0, H(9))); /* never heard from */
+  assert_true(gw_device_online(&gw, &dev, H(9) + 181));
+  assert_true(gw_device_online(&gw, &dev, H(9) + 300));
+  assert_false(gw_device_online(&gw, &dev, H(9) + 301));
+  for (int s = 0; s <= 400; s++) {
+    double silent;
+    bool off = health_offline(&p, 60, H(9), H(9) + s, &silent);
+    assert_true(gw_device_online(&gw, &dev, H(9) + s) == !off);
+    assert_int_equal(gw_devices_online(&gw, H(9) + s), s <= 300);
+  }
+  atomic_store(&dev.last_ms, 0);
+  assert_int_equal(gw_devices_online(&gw, H(9)), 0);
+  sg_config_free(cfg);
+}
+
 /* 31 identical readings a minute apart: a 30-min run, a flatline; one
  * different value at the end breaks it. */
 static void identical_readings_for_the_set_time_are_a_flatline(void **state) {
@@ -234,6 +270,7 @@ int main(void) {
       cmocka_unit_test(exceedances_are_counted_per_level),
       cmocka_unit_test(dust_quantities_map_to_protocol_names),
       cmocka_unit_test(a_device_silent_for_n_intervals_is_offline),
+      cmocka_unit_test(online_follows_the_configured_offline_intervals),
       cmocka_unit_test(identical_readings_for_the_set_time_are_a_flatline),
       cmocka_unit_test(readings_outside_the_physical_range_are_faults),
       cmocka_unit_test(a_clock_off_by_more_than_the_limit_is_skew),
