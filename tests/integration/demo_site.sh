@@ -18,27 +18,40 @@ demo_conf() { # demo_conf FILE
   for n in 1 2 3 4; do # the units' controllers, served by sitesim
     p=$(free_port udp)
     sed -i "s|127.0.0.1:570$n\$|127.0.0.1:$p|" "$1"
+    CTL_PORTS="$CTL_PORTS $p"
   done
 }
 
+# controllers_up: true once sitesim (live) serves every unit's controller,
+# i.e. has bound each of CTL_PORTS; fails if it has exited.
+controllers_up() {
+  local p
+  alive "$SIM_PID" "sitesim (live)"
+  for p in $CTL_PORTS; do
+    [ -n "$(ss -Hlun "sport = :$p")" ] || return 1
+  done
+}
+
+# waste_alarm: true once `sitectl alarms` lists a waste.allowance alarm.
+waste_alarm() {
+  "$BIN/sitectl" alarms --json >"$T/alarms.json" 2>&1 && grep -q '"waste.allowance"' "$T/alarms.json"
+}
+
 # start_demo: the gateway, an hour of past readings and tickets (sitesim
-# --speed 360 for 10 s), then sitesim live and a paper ticket; returns once
-# the waste alarm is active.
+# --speed 360 for 10 s), then sitesim live (once it serves the units'
+# controllers) and a paper ticket; returns once the waste alarm is active.
 start_demo() {
   demo_conf "$T/demo.conf"
   start_gw "$T/demo.conf"
   "$BIN/sitesim" -c "$T/demo.conf" --speed 360 --duration 10 --ignore 0 >>"$T/sim.log" 2>&1 ||
     fail "sitesim (backfill) failed: $(tail -5 "$T/sim.log")"
   "$BIN/sitesim" -c "$T/demo.conf" --ignore 0 >>"$T/sim-live.log" 2>&1 &
-  PIDS="$PIDS $!"
+  SIM_PID=$!
+  PIDS="$PIDS $SIM_PID"
+  wait_for 60 "sitesim (live) serving the controllers on udp ports$CTL_PORTS" controllers_up
   # a paper ticket through the API: the waste alarms are evaluated on it
   SITECTL_TOKEN=$TOKEN "$BIN/sitectl" waste add dir=out category=decoration kind=mixed \
     dest=disposal net_t=8.2 dest_name=松北填埋场 --note "纸质磅单 0087" >/dev/null ||
     fail "sitectl waste add"
-  i=0
-  until "$BIN/sitectl" alarms --json 2>/dev/null | grep -q '"waste.allowance"'; do
-    i=$((i + 1))
-    [ $i -lt 100 ] || fail "no waste.allowance alarm after the tickets: $("$BIN/sitectl" alarms 2>&1)"
-    sleep 0.2
-  done
+  wait_for 60 "a waste.allowance alarm after the tickets" waste_alarm
 }

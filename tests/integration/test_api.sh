@@ -66,7 +66,13 @@ get "/api/alarms" | json "[a['acked'] for a in j['alarms'] if a['id'] == $ID][0]
   fail "a refused ack changed the alarm"
 # (a ticket first: it escalates the alarm, which withdraws an acknowledgement)
 check "ticket" "$(code POST /api/waste/tickets '{"dir":"out","category":"engineering","kind":"concrete","dest":"recycling","net_kg":8200,"note":"纸质磅单"}' "$TOKEN")" 201
-sleep 0.5
+# The ticket is committed when it is answered; the alarms are re-evaluated
+# after, on the loop: wait until the alarm's figure includes the ticket.
+D=$(get /api/waste/summary | json 'j["discharged_t"]')
+evaluated() {
+  get /api/alarms | json "[a['figure'] for a in j['alarms'] if a['id'] == $ID][0] >= $D - 1e-6" | grep -qx True
+}
+wait_for 30 "alarm $ID re-evaluated with the ticket (its figure at least $D t)" evaluated
 check "ack" "$(code POST "/api/alarms/$ID/ack" "$ACK" "$TOKEN")" 200
 get "/api/alarms" | json "[a['acked_by'] for a in j['alarms'] if a['id'] == $ID][0]" | grep -qx "张工" ||
   fail "the ack is not shown"
@@ -102,17 +108,19 @@ check "report future month" "$(code GET "/api/report?month=2099-01")" 404
 check "report unknown table" "$(code GET "/api/report?month=$MONTH&format=csv&table=nope")" 404
 "$BIN/sitectl" report --month "$MONTH" --out "$T/report.html" >/dev/null || fail "sitectl report --out"
 grep -q '噪声' "$T/report.html" || fail "the saved report"
-"$BIN/sitectl" report --month "$MONTH" --csv waste_categories | grep -q '^category,' ||
-  fail "sitectl report --csv"
-"$BIN/sitectl" report --month "$MONTH" | grep -q '六、能耗与碳排放' || fail "sitectl report"
-"$BIN/sitectl" --json metrics | json 'any(m["name"] == "sitegate_ingest_records_total" and m["value"] > 0 for m in j)' |
+out=$("$BIN/sitectl" report --month "$MONTH" --csv waste_categories) || fail "sitectl report --csv exited $?"
+printf '%s\n' "$out" | grep -q '^category,' || fail "sitectl report --csv: $(printf '%s' "$out" | head -3)"
+out=$("$BIN/sitectl" report --month "$MONTH") || fail "sitectl report exited $?"
+printf '%s\n' "$out" | grep -q '六、能耗与碳排放' || fail "sitectl report has no energy part"
+out=$("$BIN/sitectl" --json metrics) || fail "sitectl --json metrics exited $?"
+printf '%s\n' "$out" | json 'any(m["name"] == "sitegate_ingest_records_total" and m["value"] > 0 for m in j)' |
   grep -qx True || fail "sitectl metrics --json"
 
 # ---- the dashboard's files
-curl -sfi "$U/" | grep -qi '^content-type: text/html' || fail "/ is not the dashboard"
-curl -sf "$U/" | grep -q 'app.js' || fail "index.html"
-curl -sfi "$U/app.js" | grep -qi '^content-type: text/javascript' || fail "app.js type"
-curl -sf "$U/vendor/uPlot.esm.js" | grep -q 'uPlot' || fail "uPlot is not served"
+get / -i | grep -qi '^content-type: text/html' || fail "/ is not the dashboard"
+get / | grep -q 'app.js' || fail "index.html"
+get /app.js -i | grep -qi '^content-type: text/javascript' || fail "app.js type"
+get /vendor/uPlot.esm.js | grep -q 'uPlot' || fail "uPlot is not served"
 for bad in '/../etc/passwd' '/%2e%2e/%2e%2e/etc/passwd' '/vendor/../../../etc/passwd' '/.git/config' \
   '/x/.hidden.js' '//etc/passwd' '/index.html/'; do
   c=$(curl -s --path-as-is -o /dev/null -w '%{http_code}' "$U$bad")

@@ -22,8 +22,10 @@ rc=0; out=$(timeout 10 "$BIN/sitegated" -c "$T/same-ports.conf" 2>&1) || rc=$?
 echo "$out" | grep -q "port $COAP_PORT" || fail "reason should name the port: $out"
 
 # A LAN bind without a token is refused.
-sed "s|^listen = 127.0.0.1:.*|listen = 0.0.0.0:$(free_port tcp)|" "$T/site.conf" |
-  sed "s|^port = .*|port = $(free_port udp)|; s|^dtls_port = .*|dtls_port = 0|; s|^path = .*|path = $T/lan.db|" >"$T/lan.conf"
+LAN_HTTP=$(free_port tcp)
+LAN_COAP=$(free_port udp)
+sed "s|^listen = 127.0.0.1:.*|listen = 0.0.0.0:$LAN_HTTP|" "$T/site.conf" |
+  sed "s|^port = .*|port = $LAN_COAP|; s|^dtls_port = .*|dtls_port = 0|; s|^path = .*|path = $T/lan.db|" >"$T/lan.conf"
 rc=0; out=$(timeout 10 "$BIN/sitegated" -c "$T/lan.conf" 2>&1) || rc=$?
 [ $rc -ne 0 ] && echo "$out" | grep -q "token" || fail "LAN bind without token: rc=$rc $out"
 
@@ -35,8 +37,9 @@ rc=0; "$BIN/sitectl" readings dust-01 2>/dev/null || rc=$?
 [ $rc -eq 2 ] || fail "missing argument: rc=$rc"
 rc=0; "$BIN/sitectl" readings dust-01 pm10 --since yesterday 2>/dev/null || rc=$?
 [ $rc -eq 2 ] || fail "bad --since: rc=$rc"
-"$BIN/sitectl" readings dust-01 pm10 --since 2026-11-20T21:20 --until 2026-11-20T22:00+08:00 --json |
-  json 'round(j["until"] - j["since"])' | grep -qx 2400 || fail "ISO times in the site zone"
+out=$("$BIN/sitectl" readings dust-01 pm10 --since 2026-11-20T21:20 --until 2026-11-20T22:00+08:00 --json) ||
+  fail "sitectl readings with ISO times exited $?"
+printf '%s\n' "$out" | json 'round(j["until"] - j["since"])' | grep -qx 2400 || fail "ISO times in the site zone: $out"
 stop_gw
 rc=0; "$BIN/sitectl" status 2>"$T/err" || rc=$?
 [ $rc -eq 3 ] && grep -q "not running\|reach" "$T/err" || fail "gateway down: rc=$rc"

@@ -11,7 +11,7 @@ r=$(coap post /r 50 "[{\"bn\":\"dust-01/\",\"bt\":$((now - 60)),\"n\":\"pm10\",\
 expect_code 2.04 "$r" "JSON (50) pack in mg/m3"
 # SenML CBOR: [{-2:"noise-01/", -3:now, 0:"la", 2:63.5}] (RFC 8428 section 6 labels)
 cbor="$T/pack.cbor"
-python3 - "$now" "$cbor" <<'PY'
+"$PY" - "$now" "$cbor" <<'PY'
 import struct, sys
 now, path = int(sys.argv[1]), sys.argv[2]
 def text(s): b = s.encode(); return bytes([0x60 + len(b)]) + b
@@ -36,26 +36,30 @@ r=$(coap post /r 0 'pm10=5')
 expect_code 4.15 "$r" "text/plain payload"
 r=$(coap post /r 110 '[{"bn":"dust-02/","n":"pm10","v":5}]')
 expect_code 4.03 "$r" "device with a key over plain CoAP"
-python3 -c 'import json; print(json.dumps([{"bn":"dust-01/","n":"pm10","v":1.0,"t":-i} for i in range(3000)]))' >"$T/big.json"
+"$PY" -c 'import json; print(json.dumps([{"bn":"dust-01/","n":"pm10","v":1.0,"t":-i} for i in range(3000)]))' >"$T/big.json"
 out=$(coap-client-openssl -B 10 -v 7 -m post -t 110 -f "$T/big.json" "coap://127.0.0.1:$COAP_PORT/r" 2>&1 || true)
 expect_code 4.13 "$(code_and_payload "$out")" "a 160 kB pack"
 
 wk=$(coap-client-openssl -B 5 -m get "coap://127.0.0.1:$COAP_PORT/.well-known/core" 2>&1)
 case "$wk" in *"</r>"*ct=*) ;; *) fail "/.well-known/core does not list </r>: $wk" ;; esac
 
-# What was accepted is stored, converted to canonical units.
+# What was accepted is stored, converted to canonical units (a 2.04 is a
+# promise to commit within a batch window: wait for the commit).
+wait_for 30 "the accepted readings committed (storage queue empty)" committed
 "$BIN/sitectl" readings dust-01 pm10 --since -10m --json >"$T/r.json" || fail "sitectl readings"
 [ "$(json 'len(j["points"])' <"$T/r.json")" = 2 ] || fail "dust-01 pm10: $(cat "$T/r.json")"
 [ "$(json 'sorted(round(p["v"], 3) for p in j["points"])' <"$T/r.json")" = "[56.3, 61.2]" ] ||
   fail "mg/m3 not converted: $(cat "$T/r.json")"
 [ "$(json 'j["unit"]' <"$T/r.json")" = "ug/m3" ] || fail "unit"
-"$BIN/sitectl" readings noise-01 la --since -10m --json | json 'j["points"][0]["v"]' | grep -qx 63.5 ||
-  fail "CBOR reading not stored"
+"$BIN/sitectl" readings noise-01 la --since -10m --json >"$T/la.json" || fail "sitectl readings noise-01 la"
+json 'j["points"][0]["v"]' <"$T/la.json" | grep -qx 63.5 || fail "CBOR reading not stored: $(cat "$T/la.json")"
 # The person's table has a header and the values.
-"$BIN/sitectl" readings dust-01 pm10 --since -10m | grep -q "56.30" || fail "table output"
-"$BIN/sitectl" status --json >"$T/s.json"
+"$BIN/sitectl" readings dust-01 pm10 --since -10m >"$T/r.txt" || fail "sitectl readings (table)"
+grep -q "56.30" "$T/r.txt" || fail "table output: $(cat "$T/r.txt")"
+"$BIN/sitectl" status --json >"$T/s.json" || fail "sitectl status --json"
 [ "$(json 'j["ingest"]["rejects"]["unknown_device"]' <"$T/s.json")" = 1 ] || fail "reject counter"
 [ "$(json '[d["online"] for d in j["devices"] if d["id"]=="dust-01"][0]' <"$T/s.json")" = True ] ||
   fail "dust-01 should be online"
-"$BIN/sitectl" status | grep -q "测试工地" || fail "status table shows the site name"
+"$BIN/sitectl" status >"$T/s.txt" || fail "sitectl status"
+grep -q "测试工地" "$T/s.txt" || fail "status table shows the site name: $(cat "$T/s.txt")"
 stop_gw

@@ -14,6 +14,7 @@ case "$r" in 2.*) fail "an unknown identity was accepted: $r" ;; esac
 r=$(coaps dust-02 secret-dust-02 /r 110 '[{"bn":"dust-01/","n":"pm10","v":77.5}]')
 expect_code 4.03 "$r" "identity dust-02 sending for dust-01"
 
+wait_for 30 "the accepted reading committed (storage queue empty)" committed
 "$BIN/sitectl" readings dust-02 pm10 --since -10m --json >"$T/r.json"
 [ "$(json '[p["v"] for p in j["points"]]' <"$T/r.json")" = "[88.5]" ] ||
   fail "only the authenticated reading is stored: $(cat "$T/r.json")"

@@ -3,11 +3,16 @@
 # acknowledged in the last batch window; the database is intact after both.
 . "$(dirname "$0")/lib.sh"
 BATCH_MS=50
+# A reading is committed at most one batch window after its ack, plus the
+# commit itself (an fsync: milliseconds on an idle disk, up to seconds on a
+# disk shared with heavy writers), which COMMIT_MS allows for.
+COMMIT_MS=500
 write_conf "$T/site.conf" </dev/null
 BASE=$(( $(now_s) - 7200 ))
 
 # sender FROM FILE: posts one pack per reading (pm10 = i at BASE + i) until
-# stopped, appending "i ack_time_ns" to FILE for every 2.04.
+# stopped, appending "i ack_time_ns" to FILE for every 2.04. Each post waits
+# for its answer: coap-client paces the sender, no sleep needed.
 sender() {
   i=$1
   while :; do
@@ -19,16 +24,32 @@ sender() {
   done
 }
 
-# stored_values: the pm10 values stored for dust-01, one per line.
+# stored_values FILE: the pm10 values stored for dust-01, one per line, sorted.
 stored_values() {
-  "$BIN/sitectl" readings dust-01 pm10 --since "$BASE" --until "$((BASE + 7200))" --json |
-    json '"\n".join(str(int(p["v"])) for p in j["points"])'
+  "$BIN/sitectl" readings dust-01 pm10 --since "$BASE" --until "$((BASE + 7200))" --json >"$T/r.json" ||
+    fail "sitectl readings after the restart"
+  json '"\n".join(str(int(p["v"])) for p in j["points"])' <"$T/r.json" | sort >"$1"
+}
+
+# acks_at_least FILE N: true once the sender has N acknowledgements in FILE.
+acks_at_least() {
+  alive "$S" "the sender"
+  [ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ]
+}
+
+# acks_older_at_least FILE N: true once N acknowledgements in FILE are older
+# than a batch window plus a commit: enough for the kill -9 check to judge.
+acks_older_at_least() {
+  alive "$S" "the sender"
+  [ -f "$1" ] || return 1
+  [ "$(awk -v k="$(date +%s%N)" -v w=$(((BATCH_MS + COMMIT_MS) * 1000000)) '$2 < k - w' "$1" | wc -l)" -ge "$2" ]
 }
 
 # 1. SIGTERM while packs arrive: every acknowledged pack is stored.
 start_gw "$T/site.conf"
 sender 0 "$T/acked1" & S=$!
-sleep 2
+PIDS="$PIDS $S"
+wait_for 60 "20 packs acknowledged before SIGTERM" acks_at_least "$T/acked1" 20
 kill -TERM "$GW_PID"
 rc=0; wait "$GW_PID" || rc=$?
 kill "$S" 2>/dev/null; wait "$S" 2>/dev/null || true
@@ -37,14 +58,16 @@ n1=$(wc -l <"$T/acked1")
 [ "$n1" -gt 10 ] || fail "only $n1 packs acknowledged before SIGTERM"
 [ "$(sqlite3 "$T/sitegate.db" 'PRAGMA integrity_check')" = ok ] || fail "integrity after SIGTERM"
 start_gw "$T/site.conf"
-stored_values | sort >"$T/stored1"
+stored_values "$T/stored1"
 missing=$(cut -d' ' -f1 "$T/acked1" | sort | comm -23 - "$T/stored1" | head -5)
 [ -z "$missing" ] || fail "acknowledged before SIGTERM but not stored: $missing"
 
 # 2. kill -9 while packs arrive: everything acknowledged more than one batch
 # window before the kill is stored, and the database is intact.
 sender 3000 "$T/acked2" & S=$!
-sleep 2
+PIDS="$PIDS $S"
+wait_for 60 "20 packs acknowledged more than $((BATCH_MS + COMMIT_MS)) ms ago before kill -9" \
+  acks_older_at_least "$T/acked2" 20
 kill_ns=$(date +%s%N)
 kill -9 "$GW_PID"
 wait "$GW_PID" 2>/dev/null || true
@@ -53,11 +76,7 @@ n2=$(wc -l <"$T/acked2")
 [ "$n2" -gt 10 ] || fail "only $n2 packs acknowledged before kill -9"
 [ "$(sqlite3 "$T/sitegate.db" 'PRAGMA integrity_check')" = ok ] || fail "integrity after kill -9"
 start_gw "$T/site.conf"
-stored_values | sort >"$T/stored2"
-# A reading is committed at most one batch window after its ack, plus the
-# commit itself (an fsync: milliseconds on an idle disk, up to seconds on a
-# disk shared with heavy writers), which COMMIT_MS allows for.
-COMMIT_MS=500
+stored_values "$T/stored2"
 awk -v k="$kill_ns" -v w=$(((BATCH_MS + COMMIT_MS) * 1000000)) '$2 < k - w { print $1 }' \
   "$T/acked2" | sort >"$T/must"
 [ "$(wc -l <"$T/must")" -gt 5 ] || fail "too few packs to judge"

@@ -102,36 +102,68 @@ elif cmd == "digest":         # FILE... -> "FRAMES DIGEST" of their 2011/2051/20
     segs.sort()
     print(len(segs), hashlib.sha256(b"".join(d + b"\r\n" for _, d in segs)).hexdigest().upper())
 PY
-mk() { python3 "$T/mk.py" "$@"; }
+mk() { "$PY" "$T/mk.py" "$@"; }
 
 RX_LOG="$T/rx.log"
 "$BIN/sitegate-rx" --listen "127.0.0.1:$RX_PORT" --ca "$T/pki/ca.crt" --cert "$T/pki/server.crt" \
   --key "$T/pki/server.key" --db "$T/rx.db" >"$RX_LOG" 2>&1 &
 RX_PID=$!
 PIDS="$PIDS $RX_PID"
-i=0
-until grep -q "listening on" "$RX_LOG"; do
-  i=$((i + 1))
+rx_listening() {
   kill -0 "$RX_PID" 2>/dev/null || { cat "$RX_LOG" >&2; fail "sitegate-rx exited at start"; }
-  [ $i -lt 100 ] || fail "sitegate-rx did not start within 10 s"
-  sleep 0.1
-done
+  grep -q "listening on" "$RX_LOG"
+}
+wait_for 30 "sitegate-rx saying \"listening on\"" rx_listening
 
-# send DIR NAME FILE: sends FILE's frames over TLS as gateway NAME of the PKI
-# in DIR; prints what the receiver answered (its frames) and s_client's
-# complaints. Waits a moment for answers before closing.
+# send DIR NAME FILE WHAT COND...: sends FILE's frames over TLS as gateway
+# NAME of the PKI in DIR and keeps the connection open until COND holds
+# (COND reads the answer so far, $T/answer: the receiver's frames and
+# s_client's complaints), then closes it. Fails saying WHAT did not happen
+# if COND does not hold within 30 s.
+SPID=""
 send() {
-  (cat "$3"; sleep "${WAIT:-1}") | timeout 20 openssl s_client -quiet -no_ign_eof \
+  local dir=$1 name=$2 file=$3 what=$4
+  shift 4
+  rm -f "$T/in" "$T/answer"
+  mkfifo "$T/in"
+  timeout 60 openssl s_client -quiet -no_ign_eof \
     -connect "127.0.0.1:$RX_PORT" -servername localhost \
-    -cert "$1/gateway-$2.crt" -key "$1/gateway-$2.key" \
-    -CAfile "$T/pki/ca.crt" -verify_return_error -verify_hostname localhost 2>&1 || true
+    -cert "$dir/gateway-$name.crt" -key "$dir/gateway-$name.key" \
+    -CAfile "$T/pki/ca.crt" -verify_return_error -verify_hostname localhost <"$T/in" >"$T/answer" 2>&1 &
+  SPID=$!
+  PIDS="$PIDS $SPID"
+  exec 3>"$T/in"
+  cat "$file" >&3 || true # s_client may be gone already (a refused handshake)
+  wait_for 30 "$what" "$@"
+  exec 3>&-
+  wait "$SPID" || true
 }
 rxfail() {
   echo "--- sitegate-rx log (last 20 lines)" >&2
   tail -20 "$RX_LOG" >&2
   fail "$@"
 }
-acked() { printf '%s\n' "$1" | grep -q "QN=$2;ST=91;CN=9014;PW=123456;MN=$MN;Flag=4;CP=&&&&"; }
+ack_of() { echo "QN=$1;ST=91;CN=9014;PW=123456;MN=$MN;Flag=4;CP=&&&&"; }
+acked() { printf '%s\n' "$1" | grep -q "$(ack_of "$2")"; }
+# answered PATTERN...: (a send COND) true once the answer so far has a line
+# with each PATTERN; fails at once if s_client ended without.
+answered() {
+  local ended=0 p
+  kill -0 "$SPID" 2>/dev/null || ended=1
+  for p; do
+    if ! grep -q "$p" "$T/answer"; then
+      [ $ended = 0 ] || rxfail "s_client ended without an answer with \"$p\": $(cat "$T/answer")"
+      return 1
+    fi
+  done
+}
+# ended: (a send COND) true once s_client has ended by itself.
+ended() { ! kill -0 "$SPID" 2>/dev/null; }
+# A frame the receiver already holds, sent after frames that must NOT be
+# answered: its 9014 comes after anything the receiver says about the frames
+# before it (one connection is answered in order), so once it is in, nothing
+# more is coming. The receiver acknowledges it again and stores it once.
+SENTINEL_QN=20261120212000123
 
 # ---- the handshake, seen from OpenSSL
 out=$(echo | timeout 10 openssl s_client -connect "127.0.0.1:$RX_PORT" -servername localhost \
@@ -153,27 +185,32 @@ printf '%s\n' "$out" | grep -q "Cipher is (NONE)" || rxfail "TLS 1.1 was accepte
 mk plain "$MN" 20261120212000123 2051 \
   "DataTime=20261120212000;a34002-Min=80.1,a34002-Avg=88.5,a34002-Max=97.0,a34002-Flag=N;LA-Avg=63.2,LA-Flag=N" \
   >"$T/m1.txt"
-r=$(send "$T/pki" "$MN" "$T/m1.txt")
+send "$T/pki" "$MN" "$T/m1.txt" "a 9014 for the minute frame" answered "$(ack_of 20261120212000123)"
+r=$(cat "$T/answer")
 acked "$r" 20261120212000123 || rxfail "no 9014 for a minute frame: $r"
 
 # ---- the same frame again: acknowledged again, stored once
-r=$(send "$T/pki" "$MN" "$T/m1.txt")
+send "$T/pki" "$MN" "$T/m1.txt" "a 9014 for the resent frame" answered "$(ack_of 20261120212000123)"
+r=$(cat "$T/answer")
 acked "$r" 20261120212000123 || rxfail "no 9014 for a resent frame: $r"
 grep -q "QN 20261120212000123 is a duplicate" "$RX_LOG" || rxfail "duplicate not recognised"
 
 # ---- a certificate from another CA never gets a session
-r=$(send "$T/evil" "$MN" "$T/m1.txt")
+send "$T/evil" "$MN" "$T/m1.txt" "s_client ending (its certificate refused)" ended
+r=$(cat "$T/answer")
 printf '%s\n' "$r" | grep -q "CN=9014" && rxfail "a gateway of another CA was acknowledged: $r"
-grep -q "TLS handshake failed: client certificate refused" "$RX_LOG" ||
-  rxfail "no log of the refused certificate"
+refused_cert() { grep -q "TLS handshake failed: client certificate refused" "$RX_LOG"; }
+wait_for 10 "a log of the refused certificate" refused_cert
 
 # ---- a frame for another MN, a bad CRC, a frame without QN: refused, unanswered
 mk plain "$OTHER" 20261120212100123 2051 "DataTime=20261120212100;a34002-Avg=70.0" >"$T/other.txt"
 printf '##0101QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;Flag=5;CP=&&RtdInterval=30&&1C81\r\n' \
   >"$T/badcrc.txt"
 mk raw "ST=39;CN=2051;PW=123456;MN=$MN;Flag=5;CP=&&DataTime=20261120212200&&" >"$T/noqn.txt"
-cat "$T/other.txt" "$T/badcrc.txt" "$T/noqn.txt" >"$T/refused.txt"
-r=$(send "$T/pki" "$MN" "$T/refused.txt")
+cat "$T/other.txt" "$T/badcrc.txt" "$T/noqn.txt" "$T/m1.txt" >"$T/refused.txt" # m1: the sentinel
+send "$T/pki" "$MN" "$T/refused.txt" "the 9014 of the sentinel after the refused frames" \
+  answered "$(ack_of $SENTINEL_QN)"
+r=$(grep -v "$(ack_of $SENTINEL_QN)" "$T/answer" || true)
 printf '%s\n' "$r" | grep -q "CN=9014" && rxfail "a refused frame was acknowledged: $r"
 grep -q "refused: frame for MN $OTHER on the connection of MN $MN" "$RX_LOG" ||
   rxfail "the frame for another MN was not refused"
@@ -189,13 +226,15 @@ mk signed "$KEY" "$MN" 20261120213000001 6011 1 $ZERO \
 mk signed "$KEY" "$MN" 20261120213000002 6012 2 "$(cat "$T/h1")" \
   "DataTime=20261120213100,Scale=wb-01,TicketNo=1043,Plate=黑A54321,Material=rebar,GreenCert=1,GrossKg=42100,TareKg=15000,NetKg=27100" \
   , >"$T/l2.txt" 2>"$T/h2"
-eq=$(python3 -c 'print(";".join("EqId=eq-%02d,EnergyKwh=%d.5,FuelL=%d.0,RunS=%d" % (i, 40 * i, 3 * i, 1000 * i) for i in range(1, 41)))')
+eq=$("$PY" -c 'print(";".join("EqId=eq-%02d,EnergyKwh=%d.5,FuelL=%d.0,RunS=%d" % (i, 40 * i, 3 * i, 1000 * i) for i in range(1, 41)))')
 mk signed "$KEY" "$MN" 20261120213000003 6031 3 "$(cat "$T/h2")" \
   "DataTime=20261120000000,EnergyKwh=1520.5,FuelL=310.2,CarbonKg=1683.0,EfGrid=0.5703,EfFuel=2.63;$eq" \
   ";" >"$T/l3.txt" 2>"$T/h3"
 [ "$(grep -c "PNUM=" "$T/l3.txt")" -ge 2 ] || fail "the daily summary did not split: $(cat "$T/l3.txt")"
-cat "$T/l1.txt" "$T/l2.txt" "$T/l3.txt" >"$T/ledger.txt"
-r=$(send "$T/pki" "$MN" "$T/ledger.txt")
+cat "$T/l1.txt" "$T/l2.txt" "$T/l3.txt" "$T/m1.txt" >"$T/ledger.txt" # m1: the sentinel
+send "$T/pki" "$MN" "$T/ledger.txt" "the 9014 of the sentinel after the ledger records" \
+  answered "$(ack_of $SENTINEL_QN)"
+r=$(cat "$T/answer")
 for qn in 20261120213000001 20261120213000002 20261120213000003; do
   acked "$r" $qn || rxfail "ledger record $qn not acknowledged: $r"
 done
@@ -211,8 +250,10 @@ mk signed "$T/pki/gateway-$OTHER.key" "$MN" 20261120213000010 6021 4 "$(cat "$T/
 mk signed "$KEY" "$MN" 20261120213000011 6021 4 "$(cat "$T/h1")" \
   "DataTime=20261120221500,AlarmId=417,State=on,Level=alarm,Rule=noise-night-laeq,Device=noise-01,PolId=LA,Value=58.3,Limit=55,WindowS=1200" \
   , >"$T/broken.txt" 2>/dev/null
-cat "$T/tampered.txt" "$T/foreign.txt" "$T/broken.txt" >"$T/bad-ledger.txt"
-r=$(send "$T/pki" "$MN" "$T/bad-ledger.txt")
+cat "$T/tampered.txt" "$T/foreign.txt" "$T/broken.txt" "$T/m1.txt" >"$T/bad-ledger.txt" # m1: the sentinel
+send "$T/pki" "$MN" "$T/bad-ledger.txt" "the 9014 of the sentinel after the bad ledger records" \
+  answered "$(ack_of $SENTINEL_QN)"
+r=$(grep -v "$(ack_of $SENTINEL_QN)" "$T/answer" || true)
 printf '%s\n' "$r" | grep -q "CN=9014" && rxfail "a bad ledger record was acknowledged: $r"
 grep -q "Hash of Seq 1 does not match" "$RX_LOG" || rxfail "tampered record not refused"
 grep -q "Sig of Seq 4 does not verify" "$RX_LOG" || rxfail "foreign signature not refused"
@@ -228,14 +269,17 @@ mk signed "$KEY" "$MN" 20261120213000012 6021 4 "$(cat "$T/h3")" \
 mk signed "$KEY" "$MN" 20261120213000013 6021 5 "$(cat "$T/h4")" \
   "DataTime=20261120223500,AlarmId=417,State=off,Level=alarm,Rule=noise-night-laeq,Device=noise-01,PolId=LA,Value=52.1,Limit=55,WindowS=1200" \
   , >"$T/l5.txt" 2>"$T/h5"
-r=$(send "$T/pki" "$MN" "$T/l5.txt")
+send "$T/pki" "$MN" "$T/l5.txt" "a 9014 and a 6081 pull for the record after a gap" \
+  answered "$(ack_of 20261120213000013)" "CN=6081;PW=123456;MN=$MN;Flag=5;CP=&&BeginSeq=4,EndSeq=4&&"
+r=$(cat "$T/answer")
 acked "$r" 20261120213000013 || rxfail "record after a gap not acknowledged: $r"
 printf '%s\n' "$r" | grep -q "CN=6081;PW=123456;MN=$MN;Flag=5;CP=&&BeginSeq=4,EndSeq=4&&" ||
   rxfail "no 6081 pull for the gap: $r"
 "$BIN/sitegate-rx" sites --db "$T/rx.db" --json >"$T/sites.json"
 [ "$(json 'j["ledger_seq"], j["ledger_pending"]' <"$T/sites.json")" = "(3, 1)" ] ||
   rxfail "ledger before the gap closes: $(cat "$T/sites.json")"
-r=$(send "$T/pki" "$MN" "$T/l4.txt")
+send "$T/pki" "$MN" "$T/l4.txt" "a 9014 for the pulled record" answered "$(ack_of 20261120213000012)"
+r=$(cat "$T/answer")
 acked "$r" 20261120213000012 || rxfail "the pulled record was not acknowledged: $r"
 "$BIN/sitegate-rx" sites --db "$T/rx.db" --json >"$T/sites.json"
 [ "$(json 'j["ledger_seq"], j["ledger_pending"]' <"$T/sites.json")" = "(5, 0)" ] ||
@@ -245,11 +289,15 @@ acked "$r" 20261120213000012 || rxfail "the pulled record was not acknowledged: 
 mk plain "$MN" 20261120220100001 2051 "DataTime=20261120220000;a34002-Avg=91.0,a34002-Flag=N" >"$T/e1.txt"
 mk plain "$MN" 20261120220200001 2051 "DataTime=20261120220100;a34002-Avg=93.5,a34002-Flag=N" >"$T/e2.txt"
 mk plain "$MN" 20261120230000001 2061 "DataTime=20261120220000;a34002-Avg=92.2,a34002-Flag=N" >"$T/e3.txt"
-set -- $(python3 "$T/mk.py" digest "$T/e1.txt" "$T/e2.txt" "$T/e3.txt")
+set -- $(mk digest "$T/e1.txt" "$T/e2.txt" "$T/e3.txt")
 mk signed "$KEY" "$MN" 20261120230500001 6041 6 "$(cat "$T/h5")" \
   "DataTime=20261120220000,Frames=$1,Digest=$2" , >"$T/seal.txt" 2>"$T/h6"
 cat "$T/e1.txt" "$T/e3.txt" "$T/seal.txt" >"$T/hour.txt" # e2 is "lost"
-r=$(send "$T/pki" "$MN" "$T/hour.txt")
+send "$T/pki" "$MN" "$T/hour.txt" "a 9014 for the seal and the pulls of the missing minutes and hour" \
+  answered "$(ack_of 20261120230500001)" \
+  "CN=2051;PW=123456;MN=$MN;Flag=5;CP=&&BeginTime=20261120212100,EndTime=20261120215900&&" \
+  "CN=2011;PW=123456;MN=$MN;Flag=5;CP=&&BeginTime=20261120220000,EndTime=20261120225959&&"
+r=$(cat "$T/answer")
 acked "$r" 20261120230500001 || rxfail "seal not acknowledged: $r"
 printf '%s\n' "$r" | grep -q "CN=2051;PW=123456;MN=$MN;Flag=5;CP=&&BeginTime=20261120212100,EndTime=20261120215900&&" ||
   rxfail "no pull for the minutes missing since 21:20: $r"
@@ -257,7 +305,8 @@ printf '%s\n' "$r" | grep -q "CN=2011;PW=123456;MN=$MN;Flag=5;CP=&&BeginTime=202
   rxfail "no pull for the incompletely sealed hour: $r"
 "$BIN/sitegate-rx" sites --db "$T/rx.db" --json >"$T/sites.json"
 [ "$(json 'j["seals_incomplete"]' <"$T/sites.json")" = 1 ] || rxfail "seal: $(cat "$T/sites.json")"
-r=$(send "$T/pki" "$MN" "$T/e2.txt")
+send "$T/pki" "$MN" "$T/e2.txt" "a 9014 for the pulled frame" answered "$(ack_of 20261120220200001)"
+r=$(cat "$T/answer")
 acked "$r" 20261120220200001 || rxfail "pulled frame not acknowledged: $r"
 "$BIN/sitegate-rx" sites --db "$T/rx.db" --json >"$T/sites.json"
 [ "$(json 'j["seals_verified"], j["seals_incomplete"], j["seals_mismatch"]' <"$T/sites.json")" = "(1, 0, 0)" ] ||

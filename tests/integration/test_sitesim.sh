@@ -17,6 +17,7 @@ start_gw "$T/site.conf"
 "$BIN/sitesim" -c "$T/site.conf" --speed 120 --duration 5 >"$T/sim.log" 2>&1 ||
   fail "sitesim exited non-zero: $(tail -3 "$T/sim.log")"
 grep -q "acked" "$T/sim.log" || fail "no summary line: $(tail -3 "$T/sim.log")"
+wait_for 30 "sitesim's readings committed (storage queue empty)" committed
 
 check() { # check DEVICE QUANTITY MIN MAX: readings exist and lie in [MIN, MAX]
   "$BIN/sitectl" readings "$1" "$2" --since -30m --json >"$T/r.json" || fail "sitectl readings $1 $2"
@@ -33,13 +34,16 @@ check weather-01 temp -50 45
 check weather-01 rh 0 100
 check em-site power 0 5000
 check em-site energy 0 1e9
-"$BIN/sitectl" status --json | json '[d["id"] for d in j["devices"] if not d["online"]]' |
-  grep -qx "\[\]" || fail "every simulated device should be online"
+"$BIN/sitectl" status --json >"$T/s.json" || fail "sitectl status --json"
+out=$(json '[d["id"] for d in j["devices"] if not d["online"]]' <"$T/s.json")
+[ "$out" = "[]" ] || fail "every simulated device should be online, these are not: $out"
 
 # The load generator: every request acknowledged and every record stored.
 DB=$T/load.db
-"$BIN/sitesim" gen-config --devices 50 --port "$(free_port udp)" --db "$T/load.db" \
-  --http "127.0.0.1:$(free_port tcp)" >"$T/load.conf"
+LOAD_COAP=$(free_port udp)
+LOAD_HTTP=$(free_port tcp)
+"$BIN/sitesim" gen-config --devices 50 --port "$LOAD_COAP" --db "$T/load.db" \
+  --http "127.0.0.1:$LOAD_HTTP" >"$T/load.conf"
 stop_gw
 LPORT=$(sed -n 's/^port = //p' "$T/load.conf" | head -1)
 export SITECTL_URL="http://$(sed -n 's/^listen = \(127.*\)/\1/p' "$T/load.conf" | tail -1)"
@@ -47,9 +51,8 @@ start_gw "$T/load.conf"
 out=$("$BIN/sitesim" load --gateway "coap://127.0.0.1:$LPORT/r" --devices 50 --records 10 \
   --window 16 --ports 4 --requests 2000 2>&1 | tail -1)
 case "$out" in "load: req_s="*" ok=2000 errors=0 timeouts=0") ;; *) fail "load: $out" ;; esac
-for i in $(seq 50); do
-  q=$("$BIN/sitectl" status --json | json 'j["storage"]["queued"]'); [ "$q" = 0 ] && break; sleep 0.1
-done
-[ "$("$BIN/sitectl" status --json | json 'j["storage"]["raw_readings"]')" = 20000 ] ||
-  fail "20,000 records acknowledged, $("$BIN/sitectl" status --json | json 'j["storage"]["raw_readings"]') stored"
+wait_for 60 "the load's 20,000 records committed (storage queue empty)" committed
+"$BIN/sitectl" status --json >"$T/s.json" || fail "sitectl status --json"
+n=$(json 'j["storage"]["raw_readings"]' <"$T/s.json")
+[ "$n" = 20000 ] || fail "20,000 records acknowledged, $n stored"
 stop_gw
