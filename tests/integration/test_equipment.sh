@@ -67,12 +67,16 @@ start_sim() { # start_sim IGNORE: sitesim with its controllers
   SIM_PID=$!
   PIDS="$PIDS $SIM_PID"
 }
-stop_sim() {
+stop_sim() { # SIGTERM; sitesim exits 0, or 1 when its loop kept a handle open
   kill -TERM "$SIM_PID" 2>/dev/null || true
-  wait "$SIM_PID" 2>/dev/null || true
+  rc=0
+  wait "$SIM_PID" 2>/dev/null || rc=$?
+  [ $rc -eq 0 ] || fail "sitesim exited $rc after SIGTERM: $(tail -3 "$T/sim.log")"
+  no_sanitizer_report "$T/sim.log" sitesim
 }
-# wait_for SECONDS DESCRIPTION PYTHON-EXPR-OVER-/api/equipment
-wait_for() {
+# wait_eq SECONDS DESCRIPTION PYTHON-EXPR-OVER-/api/equipment (not lib.sh's
+# wait_for, which start_gw uses)
+wait_eq() {
   i=0
   until curl -sf "$SITECTL_URL/api/equipment" | json "$3" 2>/dev/null | grep -qx True; do
     i=$((i + 1))
@@ -88,9 +92,9 @@ start_sim 0
 
 # The controllers answer, the cap sheds the least important unit and the
 # group settles under its cap with the two others running.
-wait_for 20 "all three controllers answer" "all(u['reachable'] for u in j['units'] if u['group'])"
-wait_for 40 "c1 shed for the cap" "($U)['c1']['held'] == 'peak-cap' and ($U)['c1']['on'] is False"
-wait_for 30 "the group under its cap" "j['groups'][0]['power_kw'] <= 80 + 2"
+wait_eq 20 "all three controllers answer" "all(u['reachable'] for u in j['units'] if u['group'])"
+wait_eq 40 "c1 shed for the cap" "($U)['c1']['held'] == 'peak-cap' and ($U)['c1']['on'] is False"
+wait_eq 30 "the group under its cap" "j['groups'][0]['power_kw'] <= 80 + 2"
 "$CTL" equipment --json | json "[($U)[k]['on'] for k in ('c2', 'c3')] == [True, True] or ($U)['c2']['held'] == 'peak-cap'" |
   grep -qx True || fail "c3, the most important, must keep running"
 "$CTL" equipment | grep -q "^c1 .*held off: peak-cap" || fail "sitectl equipment shows the hold: $("$CTL" equipment)"
@@ -110,7 +114,7 @@ rc=0; "$CTL" equipment set c1 on --for 10m 2>/dev/null || rc=$?
 "$CTL" equipment set c1 on --for 10m --by 王工 --reason "泵送混凝土 floor 12" >"$T/out" ||
   fail "override: $(cat "$T/out")"
 grep -q "c1: on until" "$T/out" || fail "override output: $(cat "$T/out")"
-wait_for 30 "c1 on by override, c2 shed" "($U)['c1']['on'] is True and ($U)['c2']['held'] == 'peak-cap'"
+wait_eq 30 "c1 on by override, c2 shed" "($U)['c1']['on'] is True and ($U)['c2']['held'] == 'peak-cap'"
 "$CTL" equipment | grep -q "^c1 .*OVERRIDE on until .* by 王工: 泵送混凝土 floor 12" ||
   fail "sitectl equipment shows the override: $("$CTL" equipment)"
 # Audit rows are written by a worker, a moment after the decision: poll.
@@ -129,15 +133,15 @@ log_row c1 '[e for e in j["entries"] if e["origin"] == "override"][0]["by"]' |
 # Which unit the cap then holds depends on the simulated units' power (they
 # swing within their rating), so the check is the policy itself: no
 # override left, and the group back under its cap.
-wait_for 40 "the cap again after the override" "($U)['c1']['override'] is None and j['groups'][0]['power_kw'] <= 80 + 2 and any(u['held'] == 'peak-cap' for u in j['units'])"
+wait_eq 40 "the cap again after the override" "($U)['c1']['override'] is None and j['groups'][0]['power_kw'] <= 80 + 2 and any(u['held'] == 'peak-cap' for u in j['units'])"
 "$CTL" equipment log c1 | grep -q "override-cleared" || fail "the clearing is audited"
 
 # A controller that ignores every command: retried, then an alarm.
 stop_sim
 start_sim 1
-wait_for 20 "the controllers answer again" "all(u['reachable'] for u in j['units'] if u['group'])"
+wait_eq 20 "the controllers answer again" "all(u['reachable'] for u in j['units'] if u['group'])"
 "$CTL" equipment set c3 off --for 10m --reason "ignored on purpose" >/dev/null || fail "override c3"
-wait_for 40 "c3 did not follow" "($U)['c3']['not_following'] is True"
+wait_eq 40 "c3 did not follow" "($U)['c3']['not_following'] is True"
 "$CTL" equipment | grep -q "^c3 .*DID NOT FOLLOW" || fail "sitectl equipment says so"
 "$CTL" alarms --json | json 'any(a["rule"] == "equipment.no_follow" and a["source"] == "c3" for a in j["alarms"])' |
   grep -qx True || fail "equipment.no_follow alarm for c3: $("$CTL" alarms)"
