@@ -5,7 +5,7 @@
  * Why a worker and a mutex-guarded queue: stor_alarm_write() waits for the
  * storage writer (a commit, an fsync), which the loop must never do. The
  * worker keeps taking events until the queue is empty, so an
- * acknowledgement waiting on the HTTP thread is stored even while the loop
+ * acknowledgement waiting on an HTTP thread is stored even while the loop
  * is shutting down. Order is kept: one worker at a time, events in the
  * order the model made them; a failed write puts its events back at the
  * head, and the next report (rules report every few seconds) retries.
@@ -227,7 +227,7 @@ int alarm_listen(gw_t *gw, alarm_listener_t fn, void *arg) {
   return 0;
 }
 
-/* ---- the HTTP thread's side */
+/* ---- the HTTP threads' side */
 
 static json_t *real_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 static json_t *time_or_null(double t) { return t > 0 ? json_real(t) : json_null(); }
@@ -315,7 +315,7 @@ int alarm_ack(gw_t *gw, int64_t id, const char *by, const char *note) {
   if (c.rc != 0)
     return c.rc;
   /* Answer only once the acknowledgement is committed. The alarms object
-   * lives until the HTTP thread has stopped, so it is safe to wait on. */
+   * lives until the HTTP threads have stopped, so it is safe to wait on. */
   struct alarms *al = gw->alarms;
   if (!al)
     return -ECANCELED;

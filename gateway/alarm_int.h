@@ -115,7 +115,7 @@ int64_t alarm_update(gw_t *gw, const alarm_cond_t *c);
 #define ALARM_LISTENERS 8
 int alarm_listen(gw_t *gw, alarm_listener_t fn, void *arg);
 
-/* For the HTTP thread (they call onto the loop themselves):
+/* For the HTTP threads (they call onto the loop themselves):
  * the active alarms, newest first, as the API's JSON array; and an
  * acknowledgement, which returns once it is stored: 0, -ENOENT (no active
  * alarm with that id), -EINVAL (empty `by`), -EIO when the store failed,

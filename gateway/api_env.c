@@ -1,8 +1,8 @@
 /* The API of alarms, noise and dust (DESIGN.md "Manager interface"), on
- * the HTTP thread.
+ * the HTTP threads.
  *
  * Active alarms come from the model on the loop (a copy through
- * gw_call_on_loop), history from storage on the HTTP thread's read-only
+ * gw_call_on_loop), history from storage on the request's read-only
  * connection. Noise and dust windows are computed here from stored samples
  * with the same pure functions the rule engine uses, so a window reads the
  * same whether its data came live or was backfilled. */

@@ -1,11 +1,12 @@
 /* The waste, material and progress endpoints of the local API
- * (ledger_int.h), on the HTTP thread with its read-only connection.
+ * (ledger_int.h), on the HTTP threads with the request's read-only connection.
  *
  * Reads compute their figures from the ledger on every call (a site has
  * thousands of tickets, not millions; the sums are one grouped query).
  * Writes (a person's ticket, a correction, the bill of quantities, the
  * progress) are actions that need the token; they wait for their durable
- * commit here, on the HTTP thread, which may block, and then ask the loop
+ * commit here, on an HTTP thread, which may block (the others go on
+ * answering), and then ask the loop
  * to re-evaluate the waste alarms. */
 #define LOG_MODULE "http"
 #include "gateway/ledger_int.h"

@@ -6,9 +6,9 @@
  * the pure functions of noise.c, dust.c and health.c, and fills a list of
  * conditions. Back on the loop, after_work reports them to the alarm model.
  *
- * Why a worker and not the loop or the HTTP thread: a query over an hour
+ * Why a worker and not the loop or an HTTP thread: a query over an hour
  * of 1-s noise samples takes milliseconds to tens of milliseconds, which
- * the loop must not spend (it acknowledges sensors); the HTTP thread is the
+ * the loop must not spend (it acknowledges sensors); the HTTP threads are the
  * manager's. A read-only WAL connection never blocks the writer, and the
  * worker owns it alone (one evaluation at a time), so it needs no lock.
  *

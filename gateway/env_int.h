@@ -5,7 +5,7 @@
  * health.c): no loop, no storage, testable with hand-computed cases. The
  * rule engine (env.c) feeds them stored samples on a worker thread and
  * reports the verdicts to the alarm model; the API (api_env.c) feeds them
- * the same stored samples on the HTTP thread, so a window gets the same
+ * the same stored samples on the HTTP threads, so a window gets the same
  * verdict whether its data came live or was backfilled.
  *
  * Local time: windows are aligned to the site's clock and day and night are

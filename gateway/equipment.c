@@ -911,7 +911,7 @@ void equipment_free(gw_t *gw) {
 }
 
 /* ======================================================================
- * ---- snapshots for the API (built on the loop, handed to the HTTP thread) */
+ * ---- snapshots for the API (built on the loop, handed to an HTTP thread) */
 
 static json_t *json_time(double t) { return t > 0 ? json_real(t) : json_null(); }
 static json_t *json_num(double v) { return isfinite(v) ? json_real(v) : json_null(); }

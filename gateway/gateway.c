@@ -9,6 +9,7 @@
 #include "gateway/ledger_int.h"
 #include "gateway/uplink_int.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -45,7 +46,17 @@ size_t gw_devices_online(const gw_t *gw, double now) {
   return online;
 }
 
-/* ---- calls from other threads onto the loop */
+/* ---- calls from other threads onto the loop
+ *
+ * HTTP handler threads queue a call and wait on `cv` until the loop has run
+ * it. The shutdown order is waste_gw.c's: calls_close() (loop thread) marks
+ * the list closed and fails every queued call with -ECANCELED under the
+ * mutex, so no thread can send on the closing async handle; the struct,
+ * its mutex and its condition variable stay alive until calls_free(),
+ * which runs only after http_stop() has joined every handler thread, so a
+ * waiter woken by the cancellation can still re-acquire the mutex.
+ * gw->calls is set before the HTTP threads start and cleared only after
+ * they have stopped: they read it without a lock. */
 typedef struct loop_call {
   void (*fn)(gw_t *gw, void *arg);
   void *arg;
@@ -55,10 +66,11 @@ typedef struct loop_call {
 
 struct loop_calls {
   uv_async_t async;
+  bool handle_closed; /* the async handle's close callback has run (loop thread) */
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  loop_call_t *head;
-  bool closed;
+  loop_call_t *head; /* under mu */
+  bool closed;       /* under mu: no call is taken any more */
 };
 
 static void calls_on_async(uv_async_t *a) {
@@ -84,6 +96,7 @@ static void calls_on_async(uv_async_t *a) {
 int gw_call_on_loop(gw_t *gw, void (*fn)(gw_t *gw, void *arg), void *arg) {
   struct loop_calls *lc = gw->calls;
   loop_call_t call = {.fn = fn, .arg = arg};
+  assert(lc != NULL); /* set before http_start, cleared after http_stop */
   pthread_mutex_lock(&lc->mu);
   if (lc->closed) {
     pthread_mutex_unlock(&lc->mu);
@@ -93,7 +106,7 @@ int gw_call_on_loop(gw_t *gw, void (*fn)(gw_t *gw, void *arg), void *arg) {
   while (*tail)
     tail = &(*tail)->next;
   *tail = &call;
-  uv_async_send(&lc->async);
+  uv_async_send(&lc->async); /* under mu: calls_close() cannot have closed it */
   while (call.state == 0)
     pthread_cond_wait(&lc->cv, &lc->mu);
   pthread_mutex_unlock(&lc->mu);
@@ -102,26 +115,40 @@ int gw_call_on_loop(gw_t *gw, void (*fn)(gw_t *gw, void *arg), void *arg) {
 
 static void calls_on_closed(uv_handle_t *h) {
   struct loop_calls *lc = h->data;
-  pthread_mutex_destroy(&lc->mu);
-  pthread_cond_destroy(&lc->cv);
-  free(lc);
+  lc->handle_closed = true;
 }
 
-/* Stops taking calls; callers still waiting are told -ECANCELED. */
+/* Loop thread. Stops taking calls; callers still waiting are told
+ * -ECANCELED. Frees nothing: calls_free() does, after http_stop(). */
 static void calls_close(gw_t *gw) {
   struct loop_calls *lc = gw->calls;
   if (!lc)
     return;
-  gw->calls = NULL;
   pthread_mutex_lock(&lc->mu);
+  bool was_closed = lc->closed;
   lc->closed = true;
   for (loop_call_t *c = lc->head; c; c = c->next)
     c->state = -1;
   lc->head = NULL;
   pthread_cond_broadcast(&lc->cv);
   pthread_mutex_unlock(&lc->mu);
-  lc->async.data = lc;
-  uv_close((uv_handle_t *)&lc->async, calls_on_closed);
+  if (!was_closed) {
+    lc->async.data = lc;
+    uv_close((uv_handle_t *)&lc->async, calls_on_closed);
+  }
+}
+
+/* After http_stop() (no thread can be waiting) and after the loop has run
+ * the async handle's close callback. Accepts gw->calls == NULL. */
+static void calls_free(gw_t *gw) {
+  struct loop_calls *lc = gw->calls;
+  if (!lc)
+    return;
+  assert(lc->closed && lc->handle_closed);
+  gw->calls = NULL;
+  pthread_mutex_destroy(&lc->mu);
+  pthread_cond_destroy(&lc->cv);
+  free(lc);
 }
 
 static int calls_open(gw_t *gw) {
@@ -170,7 +197,7 @@ static void on_signal(uv_signal_t *s, int signum) {
  *
  * The loop thread answers every CoAP request, so it gets one CPU of its
  * own and every other thread (the storage writer and checkpointer, the
- * HTTP thread, libuv's workers) the rest. Left to the scheduler on a
+ * HTTP threads, libuv's workers) the rest. Left to the scheduler on a
  * 2-core box, a reply waited behind a commit or a rollup flush on the
  * loop's CPU while the other CPU idled (perf sched: up to 5 ms; a woken
  * thread that ran recently is not pulled to an idle CPU): at 10,000
@@ -213,6 +240,28 @@ static void place_threads(gw_t *gw) {
   else
     log_info("CPU %d runs the CoAP loop; storage and workers run on the other %d", first,
              CPU_COUNT(&rest));
+}
+
+/* ---- the end of the loop: a part that forgot to close a handle is a bug
+ * that a clean exit status would hide (and a leak in tests), so it is
+ * named and the run fails. */
+static void leftover_on_walk(uv_handle_t *h, void *arg) {
+  size_t *n = arg;
+  (*n)++;
+  log_err("a %s handle was left open%s", uv_handle_type_name(uv_handle_get_type(h)),
+          uv_is_active(h) ? " (active)" : "");
+}
+
+/* After the last uv_run(): closes the loop. Returns rc, or -EBUSY when rc
+ * was 0 and a handle or request was still open (each handle is logged). */
+static int loop_close(uv_loop_t *loop, int rc) {
+  size_t n = 0;
+  uv_walk(loop, leftover_on_walk, &n);
+  int lrc = uv_loop_close(loop);
+  if (lrc == 0)
+    return rc;
+  log_err("the event loop could not close with %zu handles open: %s", n, uv_strerror(lrc));
+  return rc != 0 ? rc : lrc;
 }
 
 /* Registry: one entry per configured device, with its storage id. */
@@ -298,18 +347,17 @@ out:
   waste_gw_stop(&gw);
   env_stop(&gw);
   uplink_stop(&gw);
-  calls_close(&gw);
-  http_stop(gw.http);
+  calls_close(&gw);              /* handlers waiting on the loop get -ECANCELED */
+  http_stop(gw.http);            /* joins every handler thread */
   uv_run(&loop, UV_RUN_DEFAULT); /* let closed handles finish */
+  calls_free(&gw);               /* nobody can wait on it any more */
   equipment_free(&gw);           /* stores the last figures and commands */
   uplink_free(&gw);              /* marks the last acknowledgements */
   alarm_close(&gw);              /* stores what is still queued */
   stor_close(gw.db);             /* commits everything queued */
   waste_gw_free(&gw);            /* after storage: no ledger result can come any more */
   free(gw.devices);
-  int lrc = uv_loop_close(&loop);
-  if (lrc != 0)
-    log_err("event loop closed with open handles: %s", uv_strerror(lrc));
+  rc = loop_close(&loop, rc);
   if (rc == 0)
     log_info("stopped cleanly");
   return rc;

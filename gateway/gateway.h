@@ -14,8 +14,10 @@ typedef struct gw gw_t;
 
 /* Opens storage, binds CoAP and HTTP, and runs the loop until SIGTERM or
  * SIGINT; then stops taking requests, commits everything queued and returns.
- * `cfg` is borrowed for the whole run. Returns 0 after a clean stop, or a
- * negative errno when start-up failed (the reason is logged on one line). */
+ * `cfg` is borrowed for the whole run. Returns 0 after a clean stop, a
+ * negative errno when start-up failed (the reason is logged on one line),
+ * or -EBUSY when the loop could not close because a handle was left open
+ * (a bug: each such handle's type is logged). */
 int gw_run(const sg_config_t *cfg);
 
 #endif

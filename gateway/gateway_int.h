@@ -1,7 +1,7 @@
 /* Private to gateway/: the daemon's shared state and the parts' entry points.
  *
  * Threads: the loop thread owns everything here except the counters and the
- * per-device `last_ms`, which the HTTP thread reads; those are C11 atomics
+ * per-device `last_ms`, which the HTTP threads read; those are C11 atomics
  * written by the loop thread only. */
 #ifndef SITEGATE_GATEWAY_INT_H
 #define SITEGATE_GATEWAY_INT_H
@@ -82,9 +82,11 @@ struct gw {
 };
 
 /* Runs fn(gw, arg) on the loop thread and waits until it has returned: the
- * way the HTTP thread acts on loop-owned state (acknowledging an alarm,
- * overriding a unit). Returns 0, or -ECANCELED when the loop is stopping
- * (fn did not run). Never call it from the loop thread. */
+ * way an HTTP thread acts on loop-owned state (acknowledging an alarm,
+ * overriding a unit). Any number of threads may wait at once; `arg` is the
+ * caller's and only fn touches it. Returns 0, or -ECANCELED when the loop is
+ * stopping (fn did not run). Safe until http_stop() has returned, also
+ * during the shutdown drain. Never call it from the loop thread. */
 int gw_call_on_loop(gw_t *gw, void (*fn)(gw_t *gw, void *arg), void *arg);
 
 /* The registry entry of a device id, or NULL. */
@@ -119,15 +121,19 @@ int coapfront_start(gw_t *gw, struct coap_front **out);
  * the loop must run once more. Accepts NULL. */
 void coapfront_stop(struct coap_front *cf);
 
-/* Local HTTP API (http.c), on libmicrohttpd's own thread with its own
- * read-only storage connection. Endpoints are rows of the route table in
- * http.c; a handler fills `resp` and may live in any gateway file. */
+/* Local HTTP API (http.c), on a pool of libmicrohttpd threads; each request
+ * borrows a read-only storage connection. Endpoints are rows of the route
+ * table in http.c; a handler fills `resp` and may live in any gateway file.
+ * Handlers run concurrently, on several threads: no statics, and anything
+ * shared is atomic, under its own lock, or reached by gw_call_on_loop. */
 int http_start(gw_t *gw, struct http_api **out);
-void http_stop(struct http_api *h); /* accepts NULL */
+/* Stops serving and joins every handler thread; after it no handler runs.
+ * Accepts NULL. */
+void http_stop(struct http_api *h);
 
 typedef struct http_req {
   gw_t *gw;
-  stor_reader_t *reader; /* the HTTP thread's read-only connection */
+  stor_reader_t *reader; /* read-only, lent to this request's thread until it returns */
   const char *method;
   const char *path; /* "/api/alarms/12/ack" */
   const char *tail; /* for prefix routes: what follows the prefix ("12/ack") */

@@ -1,21 +1,35 @@
 /* The local HTTP API (DESIGN.md "Manager interface"): JSON for sitectl and
  * the dashboard.
  *
- * libmicrohttpd runs it on its own single thread with its own read-only
- * storage connection, so a slow query never stalls the CoAP loop. The loop's
- * live figures (counters, last-seen times) are atomics; storage statistics
- * come from stor_get_stats, which is thread-safe. Reading needs nothing on
- * loopback; a non-loopback bind needs [http] token (checked at start-up). */
+ * libmicrohttpd runs it on a pool of HTTP_THREADS threads of its own, so a
+ * slow query never stalls the CoAP loop, and one slow request (an action
+ * waiting for its commit or fsync, an acknowledgement waiting up to 30 s,
+ * a call onto a busy loop) never stalls the others: each pool thread
+ * accepts new connections while another is blocked. A handler may run on
+ * any of them at the same time as another handler, so handlers keep their
+ * state on the stack or in the request: no statics. Storage read
+ * connections are single-thread (storage.h), so a request borrows one from
+ * a small pool for its duration (reader_take). The loop's live figures
+ * (counters, last-seen times) are atomics; storage statistics come from
+ * stor_get_stats, which is thread-safe; loop-owned state is reached through
+ * gw_call_on_loop, which takes any number of waiters. Reading needs nothing
+ * on loopback; a non-loopback bind needs [http] token (checked at start-up).
+ *
+ * A keep-alive connection stays with the pool thread that accepted it: its
+ * next request waits if that thread is blocked. sitectl and curl open a
+ * connection per request; the dashboard's browser may open another. */
 #define LOG_MODULE "http"
 #include "gateway/gateway_int.h"
 #include "gateway/ledger_int.h"
 #include "gateway/uplink_int.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,11 +39,54 @@
 #define READINGS_LIMIT_DEFAULT 10000
 #define READINGS_LIMIT_MAX 100000
 
+/* libmicrohttpd's threads: one blocked request leaves the others three.
+ * Each may hold a storage read connection (512 KiB of page cache) while it
+ * answers, so the pool is small; readers are opened when first needed. */
+#define HTTP_THREADS 4
+
 struct http_api {
   gw_t *gw;
   struct MHD_Daemon *mhd;
-  stor_reader_t *reader; /* MHD's thread only */
+  /* under mu: read connections not lent to a request */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  stor_reader_t *idle[HTTP_THREADS];
+  size_t n_idle, n_open;
 };
+
+/* Lends a read connection to the calling thread until reader_give(); opens
+ * one when none is idle and fewer than HTTP_THREADS are open. A thread
+ * answers one request at a time, so waiting here is for a slow open only.
+ * Returns 0 or the negative errno of stor_reader_open. */
+static int reader_take(struct http_api *h, stor_reader_t **out) {
+  int rc = 0;
+  pthread_mutex_lock(&h->mu);
+  while (h->n_idle == 0 && h->n_open == HTTP_THREADS)
+    pthread_cond_wait(&h->cv, &h->mu);
+  if (h->n_idle > 0) {
+    *out = h->idle[--h->n_idle];
+    pthread_mutex_unlock(&h->mu);
+    return 0;
+  }
+  h->n_open++;
+  pthread_mutex_unlock(&h->mu);
+  rc = stor_reader_open(h->gw->cfg->db_path, out); /* outside mu: it reads the file */
+  if (rc != 0) {
+    pthread_mutex_lock(&h->mu);
+    h->n_open--;
+    pthread_cond_signal(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+  }
+  return rc;
+}
+
+static void reader_give(struct http_api *h, stor_reader_t *r) {
+  pthread_mutex_lock(&h->mu);
+  assert(h->n_idle < HTTP_THREADS);
+  h->idle[h->n_idle++] = r;
+  pthread_cond_signal(&h->cv);
+  pthread_mutex_unlock(&h->mu);
+}
 
 void http_error(http_resp_t *resp, unsigned status, const char *fmt, ...) {
   char msg[512];
@@ -375,7 +432,6 @@ static void dispatch(struct http_api *h, struct MHD_Connection *c, const char *u
     return;
   }
   http_req_t req = {.gw = h->gw,
-                    .reader = h->reader,
                     .method = method,
                     .path = url,
                     .tail = url + strlen(found->path),
@@ -389,7 +445,13 @@ static void dispatch(struct http_api *h, struct MHD_Connection *c, const char *u
       return;
     }
   }
-  found->handler(&req, resp);
+  int rc = reader_take(h, &req.reader);
+  if (rc != 0) {
+    http_error(resp, 503, "cannot read the database: %s", strerror(-rc));
+  } else {
+    found->handler(&req, resp);
+    reader_give(h, req.reader);
+  }
   json_decref(req.body);
 }
 
@@ -422,7 +484,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return MHD_YES;
   }
   http_resp_t resp = {0};
+  /* With -v the log shows when a request starts and how long it took;
+   * test_api_concurrency.sh uses the first line to know that a handler is
+   * running. The URL has no query string here, and no token. */
+  uint64_t t0 = sg_mono_ms();
+  log_debug("%s %s", method, url);
   dispatch(h, c, url, method, cs, &resp);
+  log_debug("%s %s: %u in %llu ms", method, url, resp.status ? resp.status : 200,
+            (unsigned long long)(sg_mono_ms() - t0));
   return respond(c, &resp);
 }
 
@@ -490,24 +559,30 @@ int http_start(gw_t *gw, struct http_api **out) {
   if (!h)
     return -ENOMEM;
   h->gw = gw;
-  int rc = stor_reader_open(cfg->db_path, &h->reader);
+  pthread_mutex_init(&h->mu, NULL);
+  pthread_cond_init(&h->cv, NULL);
+  /* One reader now, so that a database the API cannot read fails the start. */
+  int rc = stor_reader_open(cfg->db_path, &h->idle[0]);
   if (rc != 0) {
-    free(h);
+    http_stop(h);
     return rc;
   }
+  h->n_idle = h->n_open = 1;
+  /* The pool threads poll with epoll or poll (MHD_USE_AUTO); the pool
+   * needs the internal polling thread mode. */
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
   if (ss.ss_family == AF_INET6)
     flags |= MHD_USE_IPv6;
   h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &ss,
+                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS,
                             MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_LIMIT, 64u,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
   if (!h->mhd) {
     log_err("cannot serve HTTP on %s: is another program using it?", cfg->http_listen);
-    stor_reader_close(h->reader);
-    free(h);
+    http_stop(h);
     return -EADDRINUSE;
   }
-  log_info("API on http://%s/api/status", cfg->http_listen);
+  log_info("API on http://%s/api/status (%d threads)", cfg->http_listen, HTTP_THREADS);
   *out = h;
   return 0;
 }
@@ -515,7 +590,12 @@ int http_start(gw_t *gw, struct http_api **out) {
 void http_stop(struct http_api *h) {
   if (!h)
     return;
-  MHD_stop_daemon(h->mhd);
-  stor_reader_close(h->reader);
+  if (h->mhd)
+    MHD_stop_daemon(h->mhd); /* joins the pool: every reader is back */
+  assert(h->n_idle == h->n_open);
+  for (size_t i = 0; i < h->n_idle; i++)
+    stor_reader_close(h->idle[i]);
+  pthread_mutex_destroy(&h->mu);
+  pthread_cond_destroy(&h->cv);
   free(h);
 }

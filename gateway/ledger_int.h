@@ -37,7 +37,7 @@ typedef void (*waste_done_fn)(void *arg, const stor_ticket_result_t *res);
  * Loop thread only. Returns 0, or a negative errno (done is not called). */
 int waste_gw_submit(gw_t *gw, const stor_ticket_t *t, waste_done_fn done, void *arg);
 /* The ledger or the progress changed: re-evaluate the waste alarms soon.
- * Loop thread (the HTTP thread goes through gw_call_on_loop). */
+ * Loop thread (the HTTP threads go through gw_call_on_loop). */
 void waste_gw_changed(gw_t *gw, void *arg);
 
 /* A decoded ticket as a ledger entry; `source` is "scale" or "manual". */

@@ -108,7 +108,7 @@ void uplink_stop(gw_t *gw);
 /* After the loop has run out: frees it. */
 void uplink_free(gw_t *gw);
 
-/* GET /api/uplink (the HTTP thread). */
+/* GET /api/uplink (an HTTP thread). */
 void api_uplink(const http_req_t *req, http_resp_t *resp);
 
 #endif

@@ -1,5 +1,5 @@
 /* The dashboard's static files (GET / and every path outside /api/), on the
- * HTTP thread.
+ * HTTP threads.
  *
  * The files are plain HTML, CSS and JavaScript modules that `make` copies,
  * with the charting library npm installed, into share/sitegate/web beside

@@ -271,7 +271,7 @@ int stor_ticket_correct_submit(stor_db_t *db, int64_t id, const stor_ticket_t *r
                                const char *note, stor_ticket_cb cb, void *arg);
 
 /* The same two, waiting for the result (for threads that may block, like
- * the HTTP thread; never the loop thread). Return 0 with *res filled, or
+ * the HTTP threads; never the loop thread). Return 0 with *res filled, or
  * the submission's negative errno. */
 int stor_ticket_commit(stor_db_t *db, const stor_ticket_t *t, stor_ticket_result_t *res);
 int stor_ticket_correct(stor_db_t *db, int64_t id, const stor_ticket_t *replacement,

@@ -155,9 +155,11 @@ gw_answers() {
   curl -sf "$SITECTL_URL/api/status" >/dev/null 2>&1
 }
 
-# start_gw CONF: starts sitegated and waits until its API answers.
+# start_gw CONF: starts sitegated (with the extra options in $GW_ARGS, e.g.
+# -v) and waits until its API answers.
 start_gw() {
-  "$BIN/sitegated" -c "$1" >>"$T/gw.log" 2>&1 &
+  # shellcheck disable=SC2086 # GW_ARGS is a list of options
+  "$BIN/sitegated" -c "$1" ${GW_ARGS:-} >>"$T/gw.log" 2>&1 &
   GW_PID=$!
   PIDS="$PIDS $GW_PID"
   wait_for 60 "sitegated answering on $SITECTL_URL" gw_answers
@@ -168,13 +170,26 @@ committed() {
   [ "$(curl -sf "$SITECTL_URL/api/status" | json 'j["storage"]["queued"]')" = 0 ]
 }
 
-# stop_gw: SIGTERM and expect a clean exit 0.
+# stop_gw: SIGTERM and expect a clean exit 0 (sitegated exits 1 when its
+# loop could not close, naming each handle left open), and no sanitizer
+# report in its log.
 stop_gw() {
   kill -TERM "$GW_PID"
   rc=0
   wait "$GW_PID" || rc=$?
   [ $rc -eq 0 ] || fail "sitegated exited $rc after SIGTERM"
   GW_PID=""
+  no_sanitizer_report "$T/gw.log" sitegated
+}
+
+# no_sanitizer_report LOG WHAT: fails when LOG holds an AddressSanitizer,
+# LeakSanitizer or UBSan report.
+no_sanitizer_report() {
+  if grep -q "ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:" "$1"; then
+    grep -m1 -A30 "ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:" "$1" >&2
+    fail "$2: sanitizer report in $1"
+  fi
+  return 0
 }
 
 # coap METHOD PATH CONTENT-FORMAT PAYLOAD [extra coap-client args...]:

@@ -84,7 +84,8 @@ stop_sim() {
   kill -TERM "$SIM_PID"
   rc=0
   wait "$SIM_PID" || rc=$?
-  [ $rc -eq 0 ] || fail "sitesim exited $rc after SIGTERM"
+  [ $rc -eq 0 ] || fail "sitesim exited $rc after SIGTERM: $(tail -3 "$T/sim.log")"
+  no_sanitizer_report "$T/sim.log" sitesim
 }
 diagnose() {
   "$CTL" equipment || true
