@@ -17,7 +17,8 @@ chmod +x "$SHIM/python3"
 # The spinner stops by itself after 4 hours, and is killed with this script.
 timeout 14400 sh -c 'while :; do :; done' &
 SPIN=$!
-trap 'kill $SPIN 2>/dev/null; rm -rf "$SHIM"' EXIT INT TERM
+trap 'kill $SPIN 2>/dev/null; rm -rf "$SHIM"' EXIT
+trap 'exit 130' INT TERM
 
 passed=0; failed=0
 for r in $(seq "$ROUNDS"); do
