@@ -1,8 +1,9 @@
 # sitegate: `make` builds the programs into bin/; see README.md for the rest.
 #
 # Each folder is a module built into a static library (common, protocol,
-# storage, gateway); programs and tests link the ones they need. New .c files
-# are picked up by wildcard, so adding a unit needs no Makefile edit.
+# storage, gateway); programs and tests link the ones they need. gateway/'s
+# library is its top file and every room (a subfolder) but sitectl/ and web/.
+# New .c files and new rooms are picked up by wildcard: no list to keep.
 
 BUILD   ?= build
 BIN     ?= bin
@@ -28,7 +29,9 @@ MODULES := common protocol storage gateway
 LIB_common   := $(filter-out %/fuzz_%.c,$(wildcard common/*.c))
 LIB_protocol := $(wildcard protocol/*.c)
 LIB_storage  := $(wildcard storage/*.c)
-LIB_gateway  := $(filter-out gateway/sitegated.c gateway/sitectl%.c,$(wildcard gateway/*.c))
+GW_ROOMS     := $(filter-out gateway/sitectl/ gateway/web/,$(wildcard gateway/*/))
+LIB_gateway  := $(filter-out gateway/sitegated.c,$(wildcard gateway/*.c)) \
+  $(wildcard $(addsuffix *.c,$(GW_ROOMS)))
 LIBS := $(foreach m,gateway storage protocol common,$(BUILD)/lib$(m).a)
 
 PROGRAMS := $(BIN)/sitegated $(BIN)/sitectl $(BIN)/sitesim $(BIN)/sitegate-rx
@@ -80,7 +83,7 @@ endef
 $(foreach m,$(MODULES),$(eval $(call module_lib,$(m))))
 
 $(BIN)/sitegated: $(BUILD)/gateway/sitegated.o $(LIBS)
-$(BIN)/sitectl: $(patsubst %.c,$(BUILD)/%.o,$(wildcard gateway/sitectl*.c)) $(LIBS)
+$(BIN)/sitectl: $(patsubst %.c,$(BUILD)/%.o,$(wildcard gateway/sitectl/*.c)) $(LIBS)
 $(BIN)/sitesim: $(patsubst %.c,$(BUILD)/%.o,$(wildcard sensors/*.c)) $(LIBS)
 $(BIN)/sitegate-rx: $(patsubst %.c,$(BUILD)/%.o,$(wildcard authority/*.c)) $(LIBS)
 $(BENCH_PROGRAMS): $(BIN)/%: $(BUILD)/bench/%.o $(LIBS)

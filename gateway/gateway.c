@@ -1,363 +1,71 @@
-/* The daemon's life cycle: start the parts in dependency order on one libuv
- * loop, run until SIGTERM/SIGINT, then stop them in reverse so that nothing
- * already acknowledged to a sensor is lost: the CoAP front stops answering
- * first, then storage commits whatever is queued. */
-#define LOG_MODULE "gateway"
-#include "gateway/alarm_int.h"
-#include "gateway/env_int.h"
-#include "gateway/gateway_int.h"
-#include "gateway/ledger_int.h"
-#include "gateway/uplink_int.h"
-
-#include <assert.h>
-#include <dirent.h>
-#include <errno.h>
-#include <pthread.h>
-#include <sched.h>
-#include <signal.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-const char *gw_reject_name(gw_reject_t r) {
-  static const char *const names[] = {
-#define X(e, s) s,
-      GW_REJECT_MAP(X)
-#undef X
-  };
-  return (unsigned)r < GW_REJECT_COUNT ? names[r] : "?";
-}
-
-gw_device_t *gw_device_find(gw_t *gw, const char *id) {
-  const sg_device_t *d = sg_config_device(gw->cfg, id);
-  return d ? &gw->devices[d - gw->cfg->devices] : NULL;
-}
-
-bool gw_device_online(const gw_t *gw, const gw_device_t *d, double now) {
-  int64_t last = atomic_load_explicit(&d->last_ms, memory_order_relaxed);
-  return health_online(gw->cfg->health_offline_intervals, d->conf->interval_s,
-                       (double)last / 1000.0, now);
-}
-
-size_t gw_devices_online(const gw_t *gw, double now) {
-  size_t online = 0;
-  for (size_t i = 0; i < gw->cfg->n_devices; i++)
-    online += gw_device_online(gw, &gw->devices[i], now);
-  return online;
-}
-
-/* ---- calls from other threads onto the loop
+/* The daemon's life cycle, the one file that knows every room of gateway/:
+ * start the parts in dependency order on core's loop, run until
+ * SIGTERM/SIGINT, then stop them in reverse so that nothing already
+ * acknowledged to a sensor is lost: the CoAP front stops answering first,
+ * then storage commits whatever is queued.
  *
- * HTTP handler threads queue a call and wait on `cv` until the loop has run
- * it. The shutdown order is waste_gw.c's: calls_close() (loop thread) marks
- * the list closed and fails every queued call with -ECANCELED under the
- * mutex, so no thread can send on the closing async handle; the struct,
- * its mutex and its condition variable stay alive until calls_free(),
- * which runs only after http_stop() has joined every handler thread, so a
- * waiter woken by the cancellation can still re-acquire the mutex.
- * gw->calls is set before the HTTP threads start and cleared only after
- * they have stopped: they read it without a lock. */
-typedef struct loop_call {
-  void (*fn)(gw_t *gw, void *arg);
-  void *arg;
-  int state; /* 0 waiting, 1 done, -1 cancelled */
-  struct loop_call *next;
-} loop_call_t;
+ * The rooms, each depending only on those before it:
+ *   core                           the loop, the registry, calls and posts,
+ *                                  listeners, tickets to the ledger
+ *   coap                           the CoAP server of sensors, client of controllers
+ *   rules                          the alarm model; noise, dust, health
+ *   equipment, waste, uplink       group control and energy; the ledger; the authority
+ *   api                            the HTTP API, the dashboard, /metrics, the report */
+#define LOG_MODULE "gateway"
+#include "gateway/api/api.h"
+#include "gateway/coap/coap.h"
+#include "gateway/core/core.h"
+#include "gateway/equipment/equipment.h"
+#include "gateway/rules/rules.h"
+#include "gateway/uplink/uplink.h"
+#include "gateway/waste/waste.h"
 
-struct loop_calls {
-  uv_async_t async;
-  bool handle_closed; /* the async handle's close callback has run (loop thread) */
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  loop_call_t *head; /* under mu */
-  bool closed;       /* under mu: no call is taken any more */
-};
+#include <string.h>
 
-static void calls_on_async(uv_async_t *a) {
-  gw_t *gw = a->data;
-  struct loop_calls *lc = gw->calls;
-  pthread_mutex_lock(&lc->mu);
-  loop_call_t *list = lc->head;
-  lc->head = NULL;
-  pthread_mutex_unlock(&lc->mu);
-  /* The callers are blocked until we mark their call: the list is ours. */
-  for (loop_call_t *c = list, *next; c; c = next) {
-    next = c->next;
-    c->fn(gw, c->arg);
-    pthread_mutex_lock(&lc->mu);
-    c->state = 1;
-    pthread_mutex_unlock(&lc->mu);
-  }
-  pthread_mutex_lock(&lc->mu);
-  pthread_cond_broadcast(&lc->cv);
-  pthread_mutex_unlock(&lc->mu);
-}
-
-int gw_call_on_loop(gw_t *gw, void (*fn)(gw_t *gw, void *arg), void *arg) {
-  struct loop_calls *lc = gw->calls;
-  loop_call_t call = {.fn = fn, .arg = arg};
-  assert(lc != NULL); /* set before http_start, cleared after http_stop */
-  pthread_mutex_lock(&lc->mu);
-  if (lc->closed) {
-    pthread_mutex_unlock(&lc->mu);
-    return -ECANCELED;
-  }
-  loop_call_t **tail = &lc->head;
-  while (*tail)
-    tail = &(*tail)->next;
-  *tail = &call;
-  uv_async_send(&lc->async); /* under mu: calls_close() cannot have closed it */
-  while (call.state == 0)
-    pthread_cond_wait(&lc->cv, &lc->mu);
-  pthread_mutex_unlock(&lc->mu);
-  return call.state == 1 ? 0 : -ECANCELED;
-}
-
-static void calls_on_closed(uv_handle_t *h) {
-  struct loop_calls *lc = h->data;
-  lc->handle_closed = true;
-}
-
-/* Loop thread. Stops taking calls; callers still waiting are told
- * -ECANCELED. Frees nothing: calls_free() does, after http_stop(). */
-static void calls_close(gw_t *gw) {
-  struct loop_calls *lc = gw->calls;
-  if (!lc)
-    return;
-  pthread_mutex_lock(&lc->mu);
-  bool was_closed = lc->closed;
-  lc->closed = true;
-  for (loop_call_t *c = lc->head; c; c = c->next)
-    c->state = -1;
-  lc->head = NULL;
-  pthread_cond_broadcast(&lc->cv);
-  pthread_mutex_unlock(&lc->mu);
-  if (!was_closed) {
-    lc->async.data = lc;
-    uv_close((uv_handle_t *)&lc->async, calls_on_closed);
-  }
-}
-
-/* After http_stop() (no thread can be waiting) and after the loop has run
- * the async handle's close callback. Accepts gw->calls == NULL. */
-static void calls_free(gw_t *gw) {
-  struct loop_calls *lc = gw->calls;
-  if (!lc)
-    return;
-  assert(lc->closed && lc->handle_closed);
-  gw->calls = NULL;
-  pthread_mutex_destroy(&lc->mu);
-  pthread_cond_destroy(&lc->cv);
-  free(lc);
-}
-
-static int calls_open(gw_t *gw) {
-  struct loop_calls *lc = calloc(1, sizeof(*lc));
-  if (!lc)
-    return -ENOMEM;
-  pthread_mutex_init(&lc->mu, NULL);
-  pthread_cond_init(&lc->cv, NULL);
-  uv_async_init(gw->loop, &lc->async, calls_on_async);
-  lc->async.data = gw;
-  gw->calls = lc;
-  return 0;
-}
-
-/* The loop must never block (DESIGN.md): a 100 ms timer that fires late
- * shows how long something held it, and a long hold is logged. */
-#define LAG_TICK_MS 100
-#define LAG_WARN_MS 250
-static void lag_on_tick(uv_timer_t *t) {
-  gw_t *gw = t->data;
-  uint64_t now = uv_now(gw->loop);
-  uint64_t late = now > gw->lag_expected_ms ? now - gw->lag_expected_ms : 0;
-  if (late > atomic_load(&gw->lag_max_ms))
-    atomic_store(&gw->lag_max_ms, late);
-  if (late >= LAG_WARN_MS)
-    log_warn("the event loop was blocked for %llu ms", (unsigned long long)late);
-  gw->lag_expected_ms = now + LAG_TICK_MS;
-}
-
-static void on_signal(uv_signal_t *s, int signum) {
-  gw_t *gw = s->data;
-  log_info("%s: stopping", strsignal(signum));
+/* Stops what takes work in (on the loop: at SIGTERM, or after a failed
+ * start); each part's stop is idempotent and accepts a part never started. */
+static void stop_parts(gw_t *gw) {
   equipment_stop(gw); /* sends nothing more through the front */
   coapfront_stop(gw->coap);
   gw->coap = NULL;
   waste_gw_stop(gw);
   env_stop(gw);
   uplink_stop(gw);
-  calls_close(gw);
-  uv_close((uv_handle_t *)&gw->lag_timer, NULL);
-  uv_close((uv_handle_t *)&gw->sig_term, NULL);
-  uv_close((uv_handle_t *)&gw->sig_int, NULL);
-}
-
-/* ---- CPU placement
- *
- * The loop thread answers every CoAP request, so it gets one CPU of its
- * own and every other thread (the storage writer and checkpointer, the
- * HTTP threads, libuv's workers) the rest. Left to the scheduler on a
- * 2-core box, a reply waited behind a commit or a rollup flush on the
- * loop's CPU while the other CPU idled (perf sched: up to 5 ms; a woken
- * thread that ran recently is not pulled to an idle CPU): at 10,000
- * requests/s p99 was 3.1-4.9 ms, placed 1.0-1.3 ms, throughput the same
- * (bench/run.sh, three runs each). With one CPU allowed, nothing is done.
- * Threads the loop starts later would share its CPU; none does (libuv's
- * pool is started here, before placing). */
-static void pool_noop(uv_work_t *w) { (void)w; }
-static void pool_noop_done(uv_work_t *w, int status) {
-  (void)w;
-  (void)status;
-}
-
-static void place_threads(gw_t *gw) {
-  cpu_set_t all, loop_cpu, rest;
-  if (sched_getaffinity(0, sizeof(all), &all) != 0 || CPU_COUNT(&all) < 2)
-    return;
-  int first = 0;
-  while (!CPU_ISSET(first, &all))
-    first++;
-  CPU_ZERO(&loop_cpu);
-  CPU_SET(first, &loop_cpu);
-  rest = all;
-  CPU_CLR(first, &rest);
-  if (uv_queue_work(gw->loop, &gw->pool_start, pool_noop, pool_noop_done) != 0)
-    return;
-  DIR *d = opendir("/proc/self/task");
-  if (!d)
-    return;
-  pid_t self = gettid();
-  int failed = 0;
-  for (struct dirent *e; (e = readdir(d));) {
-    pid_t tid = (pid_t)atoi(e->d_name);
-    if (tid > 0 && sched_setaffinity(tid, sizeof(cpu_set_t), tid == self ? &loop_cpu : &rest) != 0)
-      failed = errno;
-  }
-  closedir(d);
-  if (failed)
-    log_info("threads left where the scheduler puts them: %s", strerror(failed));
-  else
-    log_info("CPU %d runs the CoAP loop; storage and workers run on the other %d", first,
-             CPU_COUNT(&rest));
-}
-
-/* ---- the end of the loop: a part that forgot to close a handle is a bug
- * that a clean exit status would hide (and a leak in tests), so it is
- * named and the run fails. */
-static void leftover_on_walk(uv_handle_t *h, void *arg) {
-  size_t *n = arg;
-  (*n)++;
-  log_err("a %s handle was left open%s", uv_handle_type_name(uv_handle_get_type(h)),
-          uv_is_active(h) ? " (active)" : "");
-}
-
-/* After the last uv_run(): closes the loop. Returns rc, or -EBUSY when rc
- * was 0 and a handle or request was still open (each handle is logged). */
-static int loop_close(uv_loop_t *loop, int rc) {
-  size_t n = 0;
-  uv_walk(loop, leftover_on_walk, &n);
-  int lrc = uv_loop_close(loop);
-  if (lrc == 0)
-    return rc;
-  log_err("the event loop could not close with %zu handles open: %s", n, uv_strerror(lrc));
-  return rc != 0 ? rc : lrc;
-}
-
-/* Registry: one entry per configured device, with its storage id. */
-static int registry_open(gw_t *gw) {
-  const sg_config_t *cfg = gw->cfg;
-  gw->devices = calloc(cfg->n_devices ? cfg->n_devices : 1, sizeof(*gw->devices));
-  if (!gw->devices)
-    return -ENOMEM;
-  const char **names = calloc(cfg->n_devices ? cfg->n_devices : 1, sizeof(*names));
-  uint32_t *ids = calloc(cfg->n_devices ? cfg->n_devices : 1, sizeof(*ids));
-  int rc = names && ids ? 0 : -ENOMEM;
-  for (size_t i = 0; rc == 0 && i < cfg->n_devices; i++) {
-    gw->devices[i].conf = &cfg->devices[i];
-    names[i] = cfg->devices[i].id;
-  }
-  if (rc == 0)
-    rc = stor_device_ids(gw->db, names, cfg->n_devices, ids);
-  for (size_t i = 0; rc == 0 && i < cfg->n_devices; i++)
-    gw->devices[i].db_id = ids[i];
-  free(names);
-  free(ids);
-  return rc;
 }
 
 int gw_run(const sg_config_t *cfg) {
   gw_t gw;
   uv_loop_t loop;
-  int rc;
-  memset(&gw, 0, sizeof(gw));
-  gw.cfg = cfg;
-  gw.loop = &loop;
-  gw.started = sg_now();
-  /* Rollups and reports are in the site's zone; set it before any thread. */
-  setenv("TZ", cfg->timezone, 1);
-  tzset();
-  signal(SIGPIPE, SIG_IGN);
-  if ((rc = uv_loop_init(&loop)) != 0) {
-    log_err("cannot start the event loop: %s", uv_strerror(rc));
-    return rc;
+  int rc = gw_core_open(&gw, cfg, &loop);
+  if (rc == 0)
+    rc = alarm_open(&gw);
+  if (rc == 0)
+    rc = waste_gw_open(&gw);
+  if (rc == 0)
+    rc = coapfront_start(&gw, &gw.coap);
+  if (rc == 0)
+    rc = http_start(&gw, &gw.http);
+  if (rc == 0)
+    rc = env_start(&gw);
+  if (rc == 0)
+    rc = equipment_open(&gw);
+  if (rc == 0)
+    rc = uplink_start(&gw);
+  if (rc == 0)
+    gw_core_run(&gw, stop_parts);
+
+  if (gw.loop) {
+    stop_parts(&gw);
+    gw_core_stop(&gw);             /* handlers waiting on the loop get -ECANCELED */
+    http_stop(gw.http);            /* joins every handler thread */
+    uv_run(&loop, UV_RUN_DEFAULT); /* let closed handles finish */
+    equipment_free(&gw);           /* stores the last figures and commands */
+    uplink_free(&gw);              /* marks the last acknowledgements */
+    alarm_close(&gw);              /* stores what is still queued */
+    waste_gw_free(&gw);
+    gw_core_free(&gw); /* storage commits everything queued; kept posts run */
   }
-
-  stor_options_t so = {.path = cfg->db_path,
-                       .batch_ms = cfg->batch_ms,
-                       .queue_max = (size_t)cfg->queue_max,
-                       .raw_days = cfg->raw_days};
-  if ((rc = calls_open(&gw)) != 0 || (rc = stor_open(&so, &gw.db)) != 0)
-    goto out;
-  if ((rc = registry_open(&gw)) != 0) {
-    log_err("cannot register devices in %s: %s", cfg->db_path, strerror(-rc));
-    goto out;
-  }
-  if ((rc = alarm_open(&gw)) != 0)
-    goto out;
-  if ((rc = waste_gw_open(&gw)) != 0)
-    goto out;
-  if ((rc = coapfront_start(&gw, &gw.coap)) != 0)
-    goto out;
-  if ((rc = http_start(&gw, &gw.http)) != 0)
-    goto out;
-  if ((rc = env_start(&gw)) != 0)
-    goto out;
-  if ((rc = equipment_open(&gw)) != 0)
-    goto out;
-  if ((rc = uplink_start(&gw)) != 0)
-    goto out;
-  uv_signal_init(&loop, &gw.sig_term);
-  uv_signal_init(&loop, &gw.sig_int);
-  gw.sig_term.data = gw.sig_int.data = &gw;
-  uv_signal_start(&gw.sig_term, on_signal, SIGTERM);
-  uv_signal_start(&gw.sig_int, on_signal, SIGINT);
-  uv_timer_init(&loop, &gw.lag_timer);
-  gw.lag_timer.data = &gw;
-  gw.lag_expected_ms = uv_now(&loop) + LAG_TICK_MS;
-  uv_timer_start(&gw.lag_timer, lag_on_tick, LAG_TICK_MS, LAG_TICK_MS);
-  place_threads(&gw);
-  log_info("site %s: %zu devices, database %s", cfg->site_id, cfg->n_devices, cfg->db_path);
-
-  uv_run(&loop, UV_RUN_DEFAULT);
-
-out:
-  equipment_stop(&gw);
-  coapfront_stop(gw.coap);
-  waste_gw_stop(&gw);
-  env_stop(&gw);
-  uplink_stop(&gw);
-  calls_close(&gw);              /* handlers waiting on the loop get -ECANCELED */
-  http_stop(gw.http);            /* joins every handler thread */
-  uv_run(&loop, UV_RUN_DEFAULT); /* let closed handles finish */
-  calls_free(&gw);               /* nobody can wait on it any more */
-  equipment_free(&gw);           /* stores the last figures and commands */
-  uplink_free(&gw);              /* marks the last acknowledgements */
-  alarm_close(&gw);              /* stores what is still queued */
-  stor_close(gw.db);             /* commits everything queued */
-  waste_gw_free(&gw);            /* after storage: no ledger result can come any more */
-  free(gw.devices);
-  rc = loop_close(&loop, rc);
+  rc = gw_core_close_loop(&gw, rc);
   if (rc == 0)
     log_info("stopped cleanly");
   return rc;

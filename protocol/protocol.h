@@ -333,6 +333,8 @@ typedef struct proto_ticket {
   char note[PROTO_TICKET_TEXT_BYTES + 1];      /* manual entries only */
 } proto_ticket_t;
 
+#define PROTO_TICKET_OLDEST_DAYS 400 /* weighings older than this are refused (`oldest`) */
+
 /* What a ticket decoder accepts. Weighing times before `oldest` or more
  * than PROTO_FUTURE_MAX_S after `now` are refused. A scale's ticket needs
  * scale, no, t, gross_kg and tare_kg (a resend must compare equal, so its
@@ -421,5 +423,26 @@ const char *proto_tls_error(const proto_tls_t *t); /* "no error" when none */
 void proto_tls_say(char *out, size_t len, const char *what, int rc);
 /* SHA-256 of a then b (either may be empty). */
 void proto_sha256(const void *a, size_t alen, const void *b, size_t blen, uint8_t out[32]);
+
+/* ---- bill of quantities (CSV): a header naming at least the columns
+ * material, unit and net_qty (any order, any case; "description" kept,
+ * other columns ignored), then one row per material. Units t or kg.
+ * RFC 4180 quoting, a UTF-8 BOM, CRLF, blank lines and lines starting
+ * with '#' are all fine. */
+#define PROTO_BOQ_DESC_MAX 127
+#define PROTO_BOQ_ITEMS_MAX 1000
+
+typedef struct proto_boq_item {
+  char material[PROTO_MATERIAL_MAX + 1];
+  double net_t;
+  char description[PROTO_BOQ_DESC_MAX + 1];
+  int line;
+} proto_boq_item_t;
+
+/* Parses `len` bytes. Returns 0 with *items (malloc'ed, the caller frees;
+ * NULL when n is 0) and *n, or -EBADMSG with every bad line named, one per
+ * line, in `err` ("line 7: net_qty \"12,5\" is not a number"), or -ENOMEM. */
+int proto_boq_parse(const char *text, size_t len, proto_boq_item_t **items, size_t *n, char *err,
+              size_t errlen);
 
 #endif

@@ -956,3 +956,29 @@ int stor_boq_list(stor_reader_t *r, stor_boq_cb cb, void *arg) {
   struct boq_ctx c = {cb, arg};
   return each_row(r, st, boq_row, &c, "bill of quantities");
 }
+
+void stor_ticket_from_proto(const proto_ticket_t *p, const char *source, stor_ticket_t *out) {
+  memset(out, 0, sizeof(*out));
+  snprintf(out->source, sizeof(out->source), "%s", source);
+  snprintf(out->type, sizeof(out->type), "%s", proto_ticket_type_name(p->type));
+  snprintf(out->scale, sizeof(out->scale), "%s", p->scale);
+  out->no = p->no;
+  out->t = p->t;
+  snprintf(out->plate, sizeof(out->plate), "%s", p->plate);
+  snprintf(out->dir, sizeof(out->dir), "%s", p->dir_in ? "in" : "out");
+  out->weighed = p->gross_kg >= 0 && p->tare_kg >= 0;
+  out->gross_kg = out->weighed ? p->gross_kg : 0;
+  out->tare_kg = out->weighed ? p->tare_kg : 0;
+  out->net_kg = p->net_kg;
+  if (p->category >= 0)
+    snprintf(out->category, sizeof(out->category), "%s", proto_waste_category_name(p->category));
+  if (p->kind >= 0)
+    snprintf(out->kind, sizeof(out->kind), "%s", proto_waste_kind_name(p->kind));
+  if (p->dest >= 0)
+    snprintf(out->dest, sizeof(out->dest), "%s", proto_waste_dest_name(p->dest));
+  snprintf(out->dest_name, sizeof(out->dest_name), "%s", p->dest_name);
+  snprintf(out->carrier, sizeof(out->carrier), "%s", p->carrier);
+  snprintf(out->material, sizeof(out->material), "%s", p->material);
+  out->green_cert = p->green_cert;
+  snprintf(out->note, sizeof(out->note), "%s", p->note);
+}

@@ -18,6 +18,8 @@
 #ifndef SITEGATE_STORAGE_H
 #define SITEGATE_STORAGE_H
 
+#include "protocol/protocol.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -256,6 +258,9 @@ typedef void (*stor_ticket_cb)(void *arg, const stor_ticket_result_t *res);
  * Returns 0 (cb will be called), -EINVAL for a ticket the schema cannot
  * hold, or -ENOMEM / -ESHUTDOWN (cb will not be called). */
 int stor_ticket_submit(stor_db_t *db, const stor_ticket_t *t, stor_ticket_cb cb, void *arg);
+/* A decoded ticket (protocol.h) as a ledger entry; `source` is "scale",
+ * "manual" or "correction". */
+void stor_ticket_from_proto(const proto_ticket_t *p, const char *source, stor_ticket_t *out);
 /* What stor_ticket_submit's -EINVAL judges: whether the schema can hold
  * `t`. Pure, any thread. Returns 0, or -EINVAL with what is wrong in `err`
  * (may be NULL), naming the field. */

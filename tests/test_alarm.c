@@ -6,7 +6,7 @@
 
 #include <cmocka.h>
 
-#include "gateway/alarm_int.h"
+#include "gateway/rules/rules.h"
 
 #include <errno.h>
 #include <math.h>

@@ -7,8 +7,8 @@
 
 #include <cmocka.h>
 
-#include "gateway/env_int.h"
-#include "gateway/gateway_int.h"
+#include "gateway/rules/rules.h"
+#include "gateway/core/core.h"
 #include "protocol/protocol.h"
 
 #include <math.h>
@@ -172,9 +172,9 @@ static void online_follows_the_configured_offline_intervals(void **state) {
   health_params_from_config(cfg, &p);
   atomic_store(&dev.last_ms, (int64_t)(H(9) * 1000));
 
-  assert_true(health_online(5, 60, H(9), H(9) + 300));
-  assert_false(health_online(5, 60, H(9), H(9) + 301));
-  assert_false(health_online(5, 60, 0, H(9))); /* never heard from */
+  assert_true(gw_is_online(5, 60, H(9), H(9) + 300));
+  assert_false(gw_is_online(5, 60, H(9), H(9) + 301));
+  assert_false(gw_is_online(5, 60, 0, H(9))); /* never heard from */
   assert_true(gw_device_online(&gw, &dev, H(9) + 181));
   assert_true(gw_device_online(&gw, &dev, H(9) + 300));
   assert_false(gw_device_online(&gw, &dev, H(9) + 301));

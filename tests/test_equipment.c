@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "gateway/equipment_int.h"
+#include "gateway/equipment/equipment.h"
 
 #include <errno.h>
 #include <math.h>
@@ -197,6 +197,7 @@ static void carbon_is_grid_and_diesel_factors(void **state) {
  * is off for this file. */
 #pragma GCC diagnostic ignored "-Woverride-init"
 
+#undef MIN /* sys/param.h's, through uv.h */
 #define MIN 60.0
 #define H 3600.0
 

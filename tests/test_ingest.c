@@ -6,7 +6,7 @@
 
 #include <cmocka.h>
 
-#include "gateway/gateway_int.h"
+#include "gateway/coap/coap.h"
 
 #include <errno.h>
 #include <math.h>

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "gateway/env_int.h"
+#include "gateway/rules/rules.h"
 
 #include <errno.h>
 #include <math.h>

@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "common/common.h"
-#include "gateway/uplink_int.h"
+#include "gateway/uplink/uplink.h"
 #include "protocol/protocol.h"
 #include "storage/storage.h"
 

@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "gateway/waste_int.h"
+#include "gateway/waste/waste.h"
 
 #include <errno.h>
 #include <math.h>
@@ -223,14 +223,14 @@ static void loss_rate_takes_returns_off_the_deliveries(void **state) {
 }
 
 /* ---- bill of quantities */
-static boq_item_t *items;
+static proto_boq_item_t *items;
 static size_t n_items;
 static char err[4096];
 
 static int parse(const char *text) {
   free(items);
   items = NULL;
-  return boq_parse(text, strlen(text), &items, &n_items, err, sizeof(err));
+  return proto_boq_parse(text, strlen(text), &items, &n_items, err, sizeof(err));
 }
 
 static void boq_reads_a_spreadsheet_export(void **state) {
@@ -312,7 +312,7 @@ static void boq_needs_a_header_with_the_three_columns(void **state) {
   char bin[] = "material,unit,net_qty\nreb\0ar,t,1\n";
   free(items);
   items = NULL;
-  assert_int_equal(boq_parse(bin, sizeof(bin) - 1, &items, &n_items, err, sizeof(err)), -EBADMSG);
+  assert_int_equal(proto_boq_parse(bin, sizeof(bin) - 1, &items, &n_items, err, sizeof(err)), -EBADMSG);
   assert_non_null(strstr(err, "line 2: holds a NUL byte"));
 }
 
@@ -326,7 +326,7 @@ static void boq_stops_naming_lines_after_twenty(void **state) {
   assert_null(strstr(err, "line 22:"));
   assert_non_null(strstr(err, "... and 10 more bad lines"));
   char small[16];
-  assert_int_equal(boq_parse(csv, strlen(csv), &items, &n_items, small, sizeof(small)), -EBADMSG);
+  assert_int_equal(proto_boq_parse(csv, strlen(csv), &items, &n_items, small, sizeof(small)), -EBADMSG);
   assert_true(strlen(small) < sizeof(small));
   free(items);
   items = NULL;

@@ -1,0 +1,92 @@
+/* gateway/api: the local HTTP API, the dashboard's files, /metrics and the
+ * monthly report, on libmicrohttpd's threads. The top room: it reads every
+ * part (their snapshots, through gw_call_on_loop) and no part calls it. */
+#ifndef SITEGATE_GW_API_H
+#define SITEGATE_GW_API_H
+
+#include "gateway/core/core.h"
+
+#include <jansson.h>
+
+/* Local HTTP API (http.c), on a pool of libmicrohttpd threads; each request
+ * borrows a read-only storage connection. Endpoints are rows of the route
+ * table in http.c; a handler fills `resp` and may live in any gateway file.
+ * Handlers run concurrently, on several threads: no statics, and anything
+ * shared is atomic, under its own lock, or reached by gw_call_on_loop. */
+int http_start(gw_t *gw, struct http_api **out);
+/* Stops serving and joins every handler thread; after it no handler runs.
+ * Accepts NULL. */
+void http_stop(struct http_api *h);
+
+typedef struct http_req {
+  gw_t *gw;
+  stor_reader_t *reader; /* read-only, lent to this request's thread until it returns */
+  const char *method;
+  const char *path; /* "/api/alarms/12/ack" */
+  const char *tail; /* for prefix routes: what follows the prefix ("12/ack") */
+  json_t *body;     /* parsed JSON body of POST/PUT, or NULL */
+  void *conn;       /* for http_query() */
+} http_req_t;
+
+typedef struct http_resp {
+  unsigned status; /* 200 unless set */
+  json_t *json;    /* the body as JSON (owned, sent compact), or */
+  char *text;      /* a malloc'ed body of another type */
+  size_t text_len;
+  const char *content_type; /* with text: "text/csv; charset=utf-8", ... */
+} http_resp_t;
+
+typedef void (*http_handler_t)(const http_req_t *req, http_resp_t *resp);
+
+/* A query-string argument, or NULL. */
+const char *http_query(const http_req_t *req, const char *name);
+/* A query argument as Unix seconds; `def` when absent. Returns 0 or -EINVAL. */
+int http_query_time(const http_req_t *req, const char *name, double def, double *out);
+/* Sets resp to {"error": message} with the status. */
+void http_error(http_resp_t *resp, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Handlers of the alarm, noise and dust endpoints (api_env.c). */
+void api_alarms(const http_req_t *req, http_resp_t *resp);
+void api_alarm_detail(const http_req_t *req, http_resp_t *resp);
+void api_alarm_ack(const http_req_t *req, http_resp_t *resp);
+void api_noise(const http_req_t *req, http_resp_t *resp);
+void api_dust(const http_req_t *req, http_resp_t *resp);
+
+
+/* Handlers of the equipment, energy and carbon endpoints (api_equipment.c). */
+void api_equipment(const http_req_t *req, http_resp_t *resp);
+void api_equipment_log(const http_req_t *req, http_resp_t *resp);
+void api_equipment_override(const http_req_t *req, http_resp_t *resp);
+void api_energy(const http_req_t *req, http_resp_t *resp);
+void api_carbon(const http_req_t *req, http_resp_t *resp);
+
+/* Handlers of the waste, materials and progress endpoints (api_waste.c). */
+void api_waste_summary(const http_req_t *req, http_resp_t *resp);
+void api_waste_tickets(const http_req_t *req, http_resp_t *resp);
+void api_waste_add(const http_req_t *req, http_resp_t *resp);
+void api_waste_correct(const http_req_t *req, http_resp_t *resp);
+void api_waste_verify(const http_req_t *req, http_resp_t *resp);
+void api_waste_disclosure(const http_req_t *req, http_resp_t *resp);
+void api_materials_summary(const http_req_t *req, http_resp_t *resp);
+void api_materials_boq(const http_req_t *req, http_resp_t *resp);
+void api_site_progress_get(const http_req_t *req, http_resp_t *resp);
+void api_site_progress_put(const http_req_t *req, http_resp_t *resp);
+
+/* GET /api/uplink (api_uplink.c). */
+void api_uplink(const http_req_t *req, http_resp_t *resp);
+
+/* ---- the dashboard, metrics and reports (web.c, api_metrics.c, report.c) */
+/* The folder the dashboard's files are served from: [http] web_root, or
+ * ../share/sitegate/web beside the running program. */
+const char *web_root(const sg_config_t *cfg);
+void api_web_file(const http_req_t *req, http_resp_t *resp);
+void api_metrics(const http_req_t *req, http_resp_t *resp);
+/* GET /api/report?month=YYYY-MM[&format=json|html|csv&table=NAME] (report.c,
+ * report_html.c): the monthly site report. */
+void api_report(const http_req_t *req, http_resp_t *resp);
+/* The report of month m of year y as JSON (*out, owned by the caller):
+ * 0, -ERANGE for a month that has not begun, or -errno. */
+int report_build(gw_t *gw, stor_reader_t *rd, int y, int m, json_t **out);
+
+#endif

@@ -1,0 +1,601 @@
+/* The local HTTP API (DESIGN.md "Manager interface"): JSON for sitectl and
+ * the dashboard.
+ *
+ * libmicrohttpd runs it on a pool of HTTP_THREADS threads of its own, so a
+ * slow query never stalls the CoAP loop, and one slow request (an action
+ * waiting for its commit or fsync, an acknowledgement waiting up to 30 s,
+ * a call onto a busy loop) never stalls the others: each pool thread
+ * accepts new connections while another is blocked. A handler may run on
+ * any of them at the same time as another handler, so handlers keep their
+ * state on the stack or in the request: no statics. Storage read
+ * connections are single-thread (storage.h), so a request borrows one from
+ * a small pool for its duration (reader_take). The loop's live figures
+ * (counters, last-seen times) are atomics; storage statistics come from
+ * stor_get_stats, which is thread-safe; loop-owned state is reached through
+ * gw_call_on_loop, which takes any number of waiters. Reading needs nothing
+ * on loopback; a non-loopback bind needs [http] token (checked at start-up).
+ *
+ * A keep-alive connection stays with the pool thread that accepted it: its
+ * next request waits if that thread is blocked. sitectl and curl open a
+ * connection per request; the dashboard's browser may open another. */
+#define LOG_MODULE "http"
+
+#include "gateway/api/api.h"
+#include "gateway/uplink/uplink.h"
+#include "gateway/waste/waste.h"
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SITEGATE_VERSION "0.1.0"
+#define READINGS_LIMIT_DEFAULT 10000
+#define READINGS_LIMIT_MAX 100000
+
+/* libmicrohttpd's threads: one blocked request leaves the others three.
+ * Each may hold a storage read connection (512 KiB of page cache) while it
+ * answers, so the pool is small; readers are opened when first needed. */
+#define HTTP_THREADS 4
+
+struct http_api {
+  gw_t *gw;
+  struct MHD_Daemon *mhd;
+  /* under mu: read connections not lent to a request */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  stor_reader_t *idle[HTTP_THREADS];
+  size_t n_idle, n_open;
+};
+
+/* Lends a read connection to the calling thread until reader_give(); opens
+ * one when none is idle and fewer than HTTP_THREADS are open. A thread
+ * answers one request at a time, so waiting here is for a slow open only.
+ * Returns 0 or the negative errno of stor_reader_open. */
+static int reader_take(struct http_api *h, stor_reader_t **out) {
+  int rc = 0;
+  pthread_mutex_lock(&h->mu);
+  while (h->n_idle == 0 && h->n_open == HTTP_THREADS)
+    pthread_cond_wait(&h->cv, &h->mu);
+  if (h->n_idle > 0) {
+    *out = h->idle[--h->n_idle];
+    pthread_mutex_unlock(&h->mu);
+    return 0;
+  }
+  h->n_open++;
+  pthread_mutex_unlock(&h->mu);
+  rc = stor_reader_open(h->gw->cfg->db_path, out); /* outside mu: it reads the file */
+  if (rc != 0) {
+    pthread_mutex_lock(&h->mu);
+    h->n_open--;
+    pthread_cond_signal(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+  }
+  return rc;
+}
+
+static void reader_give(struct http_api *h, stor_reader_t *r) {
+  pthread_mutex_lock(&h->mu);
+  assert(h->n_idle < HTTP_THREADS);
+  h->idle[h->n_idle++] = r;
+  pthread_cond_signal(&h->cv);
+  pthread_mutex_unlock(&h->mu);
+}
+
+void http_error(http_resp_t *resp, unsigned status, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  json_decref(resp->json);
+  resp->status = status;
+  resp->json = json_pack("{s:s}", "error", msg);
+}
+
+const char *http_query(const http_req_t *req, const char *name) {
+  return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+int http_query_time(const http_req_t *req, const char *name, double def, double *out) {
+  const char *v = http_query(req, name);
+  if (!v || !*v) {
+    *out = def;
+    return 0;
+  }
+  char *end;
+  double t = strtod(v, &end);
+  if (*end != '\0' || !isfinite(t) || t < 0 || t > 4102444800.0) /* 2100-01-01 */
+    return -EINVAL;
+  *out = t;
+  return 0;
+}
+
+static json_t *json_time(int64_t ms) { return ms ? json_real((double)ms / 1000.0) : json_null(); }
+
+/* The latest value of each series, gathered flat and sorted by device so
+ * that /api/status can stream one device at a time: a site of 10,000
+ * devices must not build a 20 MB JSON tree (the gateway's RSS target is
+ * 32 MB). */
+typedef struct latest_row {
+  size_t dev; /* index in cfg->devices */
+  int quantity;
+  int64_t t_ms;
+  double value;
+} latest_row_t;
+
+typedef struct latest_set {
+  const sg_config_t *cfg;
+  latest_row_t *rows;
+  size_t n, cap;
+} latest_set_t;
+
+static int on_latest(void *arg, const char *device, int quantity, int64_t t_ms, double value) {
+  latest_set_t *ls = arg;
+  const sg_device_t *d = sg_config_device(ls->cfg, device);
+  if (!d || !proto_quantity_name(quantity))
+    return 0; /* a device no longer configured */
+  if (ls->n == ls->cap) {
+    size_t cap = ls->cap ? ls->cap * 2 : 256;
+    latest_row_t *r = realloc(ls->rows, cap * sizeof(*r));
+    if (!r)
+      return 1;
+    ls->rows = r;
+    ls->cap = cap;
+  }
+  ls->rows[ls->n++] = (latest_row_t){(size_t)(d - ls->cfg->devices), quantity, t_ms, value};
+  return 0;
+}
+
+static int cmp_latest(const void *a, const void *b) {
+  const latest_row_t *x = a, *y = b;
+  if (x->dev != y->dev)
+    return x->dev < y->dev ? -1 : 1;
+  return x->quantity - y->quantity;
+}
+
+static void api_status(const http_req_t *req, http_resp_t *resp) {
+  gw_t *gw = req->gw;
+  const sg_config_t *cfg = gw->cfg;
+  double now = sg_now();
+  stor_stats_t st;
+  stor_get_stats(gw->db, &st);
+  int64_t raw_rows = -1, db_bytes = -1;
+  stor_reader_counts(req->reader, &raw_rows, &db_bytes);
+  latest_set_t ls = {.cfg = cfg};
+  stor_latest(req->reader, on_latest, &ls);
+  if (ls.n) /* qsort of NULL is undefined, even for no rows */
+    qsort(ls.rows, ls.n, sizeof(*ls.rows), cmp_latest);
+
+  size_t online = gw_devices_online(gw, now);
+  json_t *rejects = json_object();
+  for (int i = 0; i < GW_REJECT_COUNT; i++)
+    json_object_set_new(rejects, gw_reject_name(i),
+                        json_integer((json_int_t)atomic_load(&gw->counters.rejects[i])));
+  json_t *head = json_pack(
+      "{s:{s:s,s:s,s:s},s:s,s:f,s:f,s:f,s:{s:I,s:I,s:o},"
+      "s:{s:I,s:I,s:I,s:I,s:I,s:f,s:b,s:I,s:I},s:I,s:I}",
+      "site", "id", cfg->site_id, "name", cfg->site_name, "timezone", cfg->timezone, "version",
+      SITEGATE_VERSION, "now", now, "started", gw->started, "uptime_s", now - gw->started, "ingest",
+      "requests", (json_int_t)atomic_load(&gw->counters.requests), "records",
+      (json_int_t)atomic_load(&gw->counters.records), "rejects", rejects, "storage", "queued",
+      (json_int_t)st.queued, "queue_max", (json_int_t)st.queue_max, "committed",
+      (json_int_t)st.committed, "duplicates", (json_int_t)st.duplicates, "batches",
+      (json_int_t)st.batches, "last_commit_ms", st.last_commit_ms, "disk_full", st.disk_full,
+      "raw_readings", (json_int_t)raw_rows, "db_bytes", (json_int_t)db_bytes, "devices_total",
+      (json_int_t)cfg->n_devices, "devices_online", (json_int_t)online);
+  json_object_set_new(head, "loop_lag_max_ms",
+                      json_integer((json_int_t)atomic_load(&gw->lag_max_ms)));
+  char *head_text = json_dumps(head, JSON_COMPACT | JSON_REAL_PRECISION(10));
+  json_decref(head);
+  char *body = NULL;
+  size_t body_len = 0;
+  FILE *f = open_memstream(&body, &body_len);
+  if (!f || !head_text) {
+    if (f)
+      fclose(f);
+    free(body);
+    free(head_text);
+    free(ls.rows);
+    http_error(resp, 503, "out of memory");
+    return;
+  }
+  /* {...head...,"devices":[{...},...]} */
+  fprintf(f, "%.*s,\"devices\":[", (int)strlen(head_text) - 1, head_text);
+  free(head_text);
+  size_t r = 0;
+  for (size_t i = 0; i < cfg->n_devices; i++) {
+    const gw_device_t *d = &gw->devices[i];
+    int64_t last = atomic_load(&d->last_ms);
+    bool on = gw_device_online(gw, d, now);
+    json_t *latest = json_object();
+    for (; r < ls.n && ls.rows[r].dev == i; r++)
+      json_object_set_new(
+          latest, proto_quantity_name(ls.rows[r].quantity),
+          json_pack("{s:o,s:f}", "t", json_time(ls.rows[r].t_ms), "v", ls.rows[r].value));
+    json_t *dev =
+        json_pack("{s:s,s:s,s:i,s:o,s:b,s:I,s:I,s:I,s:o}", "id", d->conf->id, "type",
+                  sg_devtype_name(d->conf->type), "interval_s", d->conf->interval_s, "last_seen",
+                  json_time(last), "online", on, "packs", (json_int_t)atomic_load(&d->packs),
+                  "records", (json_int_t)atomic_load(&d->records), "rejects",
+                  (json_int_t)atomic_load(&d->rejects), "latest", latest);
+    if (i)
+      fputc(',', f);
+    json_dumpf(dev, f, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    json_decref(dev);
+  }
+  fputs("]}", f);
+  fclose(f);
+  free(ls.rows);
+  resp->text = body;
+  resp->text_len = body_len;
+  resp->content_type = "application/json; charset=utf-8";
+}
+
+static void api_readings(const http_req_t *req, http_resp_t *resp) {
+  static const char *const step_names[] = {"raw", "1m", "1h", "1d"};
+  const char *device = http_query(req, "device");
+  const char *qname = http_query(req, "quantity");
+  const char *sname = http_query(req, "step");
+  const char *lname = http_query(req, "limit");
+  if (!device || !*device || !qname || !*qname) {
+    http_error(resp, 400, "device and quantity are required, e.g. ?device=dust-01&quantity=pm10");
+    return;
+  }
+  if (!gw_device_find(req->gw, device)) {
+    http_error(resp, 404, "unknown device \"%s\"", device);
+    return;
+  }
+  int q = proto_quantity_from_name(qname);
+  if (q < 0) {
+    http_error(resp, 400, "unknown quantity \"%s\"", qname);
+    return;
+  }
+  stor_step_t step = STOR_STEP_RAW;
+  if (sname && *sname) {
+    size_t i = 0;
+    while (i < 4 && strcmp(sname, step_names[i]) != 0)
+      i++;
+    if (i == 4) {
+      http_error(resp, 400, "step \"%s\" is not one of raw, 1m, 1h, 1d", sname);
+      return;
+    }
+    step = (stor_step_t)i;
+  }
+  long limit = READINGS_LIMIT_DEFAULT;
+  if (lname) {
+    char *end;
+    limit = strtol(lname, &end, 10);
+    if (*end || limit < 1 || limit > READINGS_LIMIT_MAX) {
+      http_error(resp, 400, "limit must be 1..%d", READINGS_LIMIT_MAX);
+      return;
+    }
+  }
+  double now = sg_now(), since, until;
+  if (http_query_time(req, "since", now - 3600.0, &since) ||
+      http_query_time(req, "until", now + 1.0, &until)) {
+    http_error(resp, 400, "since and until are Unix seconds");
+    return;
+  }
+  if (until <= since) {
+    http_error(resp, 400, "until must be later than since");
+    return;
+  }
+
+  stor_point_t *pts = NULL;
+  size_t n = 0;
+  int rc = stor_query(req->reader, device, q, step, (int64_t)(since * 1000.0),
+                      (int64_t)(until * 1000.0), (size_t)limit, &pts, &n);
+  if (rc == -ENOENT)
+    n = 0; /* configured but never stored anything */
+  else if (rc != 0) {
+    http_error(resp, 503, "database query failed: %s", strerror(-rc));
+    return;
+  }
+  json_t *points = json_array();
+  for (size_t i = 0; i < n; i++) {
+    json_t *p = step == STOR_STEP_RAW
+                    ? json_pack("{s:f,s:f}", "t", pts[i].t_ms / 1000.0, "v", pts[i].mean)
+                    : json_pack("{s:f,s:I,s:f,s:f,s:f}", "t", pts[i].t_ms / 1000.0, "n",
+                                (json_int_t)pts[i].n, "min", pts[i].min, "max", pts[i].max, "mean",
+                                pts[i].mean);
+    json_array_append_new(points, p);
+  }
+  free(pts);
+  resp->json = json_pack("{s:s,s:s,s:s,s:s,s:f,s:f,s:b,s:o}", "device", device, "quantity", qname,
+                         "unit", proto_quantity_unit(q), "step", step_names[step], "since", since,
+                         "until", until, "truncated", n == (size_t)limit, "points", points);
+}
+
+/* The endpoints. `prefix` routes match every path that starts with `path`
+ * and pass the rest as req->tail; `action` routes change something and need
+ * the [http] token (DESIGN.md: reading on loopback needs nothing). */
+static const struct route {
+  const char *method;
+  const char *path;
+  bool prefix, action;
+  http_handler_t handler;
+} routes[] = {
+    {"GET", "/api/status", false, false, api_status},
+    {"GET", "/api/readings", false, false, api_readings},
+    {"GET", "/api/alarms", false, false, api_alarms},
+    {"GET", "/api/alarms/", true, false, api_alarm_detail},
+    {"POST", "/api/alarms/", true, true, api_alarm_ack},
+    {"GET", "/api/noise", false, false, api_noise},
+    {"GET", "/api/dust", false, false, api_dust},
+    /* waste and material ledger (api_waste.c) */
+    {"GET", "/api/waste/summary", false, false, api_waste_summary},
+    {"GET", "/api/waste/tickets", false, false, api_waste_tickets},
+    {"POST", "/api/waste/tickets", false, true, api_waste_add},
+    {"POST", "/api/waste/corrections", false, true, api_waste_correct},
+    {"GET", "/api/waste/verify", false, false, api_waste_verify},
+    {"GET", "/api/waste/disclosure", false, false, api_waste_disclosure},
+    {"GET", "/api/materials/summary", false, false, api_materials_summary},
+    {"PUT", "/api/materials/boq", false, true, api_materials_boq},
+    {"GET", "/api/site/progress", false, false, api_site_progress_get},
+    {"PUT", "/api/site/progress", false, true, api_site_progress_put},
+    /* equipment energy, group control and carbon (api_equipment.c) */
+    {"GET", "/api/equipment", false, false, api_equipment},
+    {"GET", "/api/equipment/log", false, false, api_equipment_log},
+    {"POST", "/api/equipment/", true, true, api_equipment_override},
+    {"GET", "/api/energy", false, false, api_energy},
+    {"GET", "/api/carbon", false, false, api_carbon},
+    /* the uplink to the authority and its outbox (uplink.c) */
+    {"GET", "/api/uplink", false, false, api_uplink},
+    /* Prometheus metrics (api_metrics.c), the monthly report (report.c) */
+    {"GET", "/metrics", false, false, api_metrics},
+    {"GET", "/api/report", false, false, api_report},
+    /* the dashboard's files (web.c): last, it takes every other path */
+    {"GET", "/", true, false, api_web_file},
+};
+
+/* Per-connection state across libmicrohttpd's calls of one request. */
+typedef struct conn_state {
+  char *body;
+  size_t len;
+  bool too_large;
+} conn_state_t;
+
+#define HTTP_BODY_MAX (256 * 1024)
+
+static bool token_ok(struct http_api *h, struct MHD_Connection *c) {
+  const char *want = h->gw->cfg->http_token;
+  const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+  if (!want[0] || !auth || strncmp(auth, "Bearer ", 7) != 0)
+    return false;
+  /* Constant-time compare: the token guards every action. */
+  const char *got = auth + 7;
+  size_t n = strlen(want), m = strlen(got);
+  unsigned diff = (unsigned)(n ^ m);
+  for (size_t i = 0; i < n; i++)
+    diff |= (unsigned char)want[i] ^ (unsigned char)(i < m ? got[i] : 0);
+  return diff == 0;
+}
+
+static enum MHD_Result respond(struct MHD_Connection *c, http_resp_t *resp) {
+  struct MHD_Response *r;
+  if (resp->json) {
+    char *text = json_dumps(resp->json, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    json_decref(resp->json);
+    free(resp->text);
+    if (!text)
+      return MHD_NO;
+    r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", "application/json; charset=utf-8");
+  } else {
+    r = MHD_create_response_from_buffer(resp->text_len, resp->text ? resp->text : (char *)"",
+                                        resp->text ? MHD_RESPMEM_MUST_FREE
+                                                   : MHD_RESPMEM_PERSISTENT);
+    if (resp->content_type)
+      MHD_add_response_header(r, "Content-Type", resp->content_type);
+  }
+  MHD_add_response_header(r, "Cache-Control", "no-store");
+  enum MHD_Result ok = MHD_queue_response(c, resp->status ? resp->status : 200, r);
+  MHD_destroy_response(r);
+  return ok;
+}
+
+static void dispatch(struct http_api *h, struct MHD_Connection *c, const char *url,
+                     const char *method, conn_state_t *cs, http_resp_t *resp) {
+  const struct route *found = NULL;
+  bool path_known = false;
+  for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && !found; i++) {
+    const struct route *r = &routes[i];
+    size_t n = strlen(r->path);
+    bool match = r->prefix ? strncmp(url, r->path, n) == 0 : strcmp(url, r->path) == 0;
+    if (match && r->handler == api_web_file && strncmp(url, "/api/", 5) == 0)
+      match = false; /* not a file: an endpoint no row names */
+    path_known |= match;
+    if (match && (strcmp(method, r->method) == 0 ||
+                  (strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0)))
+      found = r;
+  }
+  if (!found) {
+    if (path_known)
+      http_error(resp, 405, "%s is not allowed on %s", method, url);
+    else
+      http_error(resp, 404, "no such endpoint: %s", url);
+    return;
+  }
+  if (found->action && !token_ok(h, c)) {
+    http_error(resp, 401, "this action needs the gateway's token (Authorization: Bearer ...)");
+    return;
+  }
+  if (cs->too_large) {
+    http_error(resp, 413, "request body is larger than %d bytes", HTTP_BODY_MAX);
+    return;
+  }
+  http_req_t req = {.gw = h->gw,
+                    .method = method,
+                    .path = url,
+                    .tail = url + strlen(found->path),
+                    .conn = c};
+  if (cs->len) {
+    json_error_t jerr;
+    req.body = json_loadb(cs->body, cs->len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!req.body) {
+      http_error(resp, 400, "body is not JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                 jerr.column);
+      return;
+    }
+  }
+  int rc = reader_take(h, &req.reader);
+  if (rc != 0) {
+    http_error(resp, 503, "cannot read the database: %s", strerror(-rc));
+  } else {
+    found->handler(&req, resp);
+    reader_give(h, req.reader);
+  }
+  json_decref(req.body);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **state) {
+  (void)version;
+  struct http_api *h = cls;
+  conn_state_t *cs = *state;
+  /* First call: headers only. Answering on a later call keeps connections
+   * alive (libmicrohttpd's documented pattern). */
+  if (cs == NULL) {
+    if (!(cs = calloc(1, sizeof(*cs))))
+      return MHD_NO;
+    *state = cs;
+    return MHD_YES;
+  }
+  if (*upload_size) {
+    if (cs->len + *upload_size > HTTP_BODY_MAX) {
+      cs->too_large = true;
+    } else {
+      char *b = realloc(cs->body, cs->len + *upload_size);
+      if (!b)
+        return MHD_NO;
+      memcpy(b + cs->len, upload_data, *upload_size);
+      cs->body = b;
+      cs->len += *upload_size;
+    }
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  http_resp_t resp = {0};
+  /* With -v the log shows when a request starts and how long it took;
+   * test_api_concurrency.sh uses the first line to know that a handler is
+   * running. The URL has no query string here, and no token. */
+  uint64_t t0 = sg_mono_ms();
+  log_debug("%s %s", method, url);
+  dispatch(h, c, url, method, cs, &resp);
+  log_debug("%s %s: %u in %llu ms", method, url, resp.status ? resp.status : 200,
+            (unsigned long long)(sg_mono_ms() - t0));
+  return respond(c, &resp);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **state,
+                         enum MHD_RequestTerminationCode why) {
+  (void)cls;
+  (void)c;
+  (void)why;
+  conn_state_t *cs = *state;
+  if (cs) {
+    free(cs->body);
+    free(cs);
+    *state = NULL;
+  }
+}
+
+/* "host:port" or "[v6]:port" into a socket address. */
+static int parse_listen(const char *s, struct sockaddr_storage *ss, bool *loopback) {
+  char host[64];
+  const char *colon = strrchr(s, ':');
+  if (!colon || colon == s || (size_t)(colon - s) >= sizeof(host))
+    return -EINVAL;
+  char *end;
+  long port = strtol(colon + 1, &end, 10);
+  if (*end || port < 1 || port > 65535)
+    return -EINVAL;
+  memcpy(host, s, (size_t)(colon - s));
+  host[colon - s] = '\0';
+  memset(ss, 0, sizeof(*ss));
+  struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)port);
+    *loopback = (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
+    return 0;
+  }
+  size_t hl = strlen(host);
+  if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
+    host[hl - 1] = '\0';
+    if (inet_pton(AF_INET6, host + 1, &v6->sin6_addr) == 1) {
+      v6->sin6_family = AF_INET6;
+      v6->sin6_port = htons((uint16_t)port);
+      *loopback = IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr);
+      return 0;
+    }
+  }
+  return -EINVAL;
+}
+
+int http_start(gw_t *gw, struct http_api **out) {
+  const sg_config_t *cfg = gw->cfg;
+  struct sockaddr_storage ss;
+  bool loopback = false;
+  *out = NULL;
+  if (parse_listen(cfg->http_listen, &ss, &loopback) != 0) {
+    log_err("[http] listen: \"%s\" is not ADDRESS:PORT (like 127.0.0.1:8080)", cfg->http_listen);
+    return -EINVAL;
+  }
+  if (!loopback && cfg->http_token[0] == '\0') {
+    log_err("[http] listen %s is not loopback: set [http] token first", cfg->http_listen);
+    return -EPERM;
+  }
+  struct http_api *h = calloc(1, sizeof(*h));
+  if (!h)
+    return -ENOMEM;
+  h->gw = gw;
+  pthread_mutex_init(&h->mu, NULL);
+  pthread_cond_init(&h->cv, NULL);
+  /* One reader now, so that a database the API cannot read fails the start. */
+  int rc = stor_reader_open(cfg->db_path, &h->idle[0]);
+  if (rc != 0) {
+    http_stop(h);
+    return rc;
+  }
+  h->n_idle = h->n_open = 1;
+  /* The pool threads poll with epoll or poll (MHD_USE_AUTO); the pool
+   * needs the internal polling thread mode. */
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+  if (ss.ss_family == AF_INET6)
+    flags |= MHD_USE_IPv6;
+  h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &ss,
+                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS,
+                            MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_LIMIT, 64u,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+  if (!h->mhd) {
+    log_err("cannot serve HTTP on %s: is another program using it?", cfg->http_listen);
+    http_stop(h);
+    return -EADDRINUSE;
+  }
+  log_info("API on http://%s/api/status (%d threads)", cfg->http_listen, HTTP_THREADS);
+  *out = h;
+  return 0;
+}
+
+void http_stop(struct http_api *h) {
+  if (!h)
+    return;
+  if (h->mhd)
+    MHD_stop_daemon(h->mhd); /* joins the pool: every reader is back */
+  assert(h->n_idle == h->n_open);
+  for (size_t i = 0; i < h->n_idle; i++)
+    stor_reader_close(h->idle[i]);
+  pthread_mutex_destroy(&h->mu);
+  pthread_cond_destroy(&h->cv);
+  free(h);
+}

@@ -1,0 +1,64 @@
+/* gateway/coap: the CoAP front. A server of sensors (POST /r readings,
+ * POST /w weighing tickets, over UDP and DTLS: protocol/COAP.md) and a client
+ * of equipment controllers (GET /state observed, PUT /ctl). It hands every
+ * accepted pack to core's pack listeners and every ticket to
+ * gw_ticket_submit: it calls no other part. Loop thread. */
+#ifndef SITEGATE_GW_COAP_H
+#define SITEGATE_GW_COAP_H
+
+#include "gateway/core/core.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* CoAP front (coapfront.c): binds UDP and DTLS, serves POST /r. */
+int coapfront_start(gw_t *gw, struct coap_front **out);
+/* Stops answering and frees it; its libuv handles close asynchronously, so
+ * the loop must run once more. Accepts NULL. */
+void coapfront_stop(struct coap_front *cf);
+
+/* ---- the gateway as a CoAP client of equipment controllers (coapfront.c,
+ * protocol/COAP.md): GET /state observed (RFC 7641),
+ * PUT /ctl {"on":false,"reason":"peak-cap"} as CON, retransmitted by
+ * libcoap. `uri` is the unit's `coap` key: coap://HOST[:PORT][/BASE], the
+ * resources being BASE/state and BASE/ctl. Loop thread only; callbacks run
+ * on the loop and may send again; none runs after coapfront_stop(). */
+typedef struct coapfront_state {
+  bool on;
+  double power_kw; /* NAN when the controller does not say */
+  int demand;      /* 1 the operator asks for the unit, 0 not, -1 not said */
+} coapfront_state_t;
+/* A notification (st != NULL, err 0) or a failed observation (st NULL,
+ * err -ETIMEDOUT, -ECONNREFUSED, -EPROTO for an error code or -EBADMSG for
+ * a payload that is not a state): observe again later. */
+typedef void (*coapfront_state_cb)(void *arg, const coapfront_state_t *st, int err);
+/* A command's answer: 0 (2.xx), -EPROTO (4.xx, 5.xx: `code` as 404),
+ * -ETIMEDOUT (no ACK after the retransmissions) or -ECONNREFUSED (RST). */
+typedef void (*coapfront_done_cb)(void *arg, uint64_t tag, int result, int code);
+/* Registers (again, with the same token: RFC 7641 3.3.1) an observation
+ * of uri's /state. Returns 0, -EINVAL for a URI it cannot use (logged),
+ * -ENOMEM or -EIO. */
+int coapfront_observe(struct coap_front *cf, const char *uri, coapfront_state_cb cb, void *arg);
+/* Sends PUT /ctl; cb(arg, tag, ...) is called once, unless the front stops
+ * first. Returns 0 or as coapfront_observe. */
+int coapfront_command(struct coap_front *cf, const char *uri, bool on, const char *reason,
+                      coapfront_done_cb cb, void *arg, uint64_t tag);
+
+/* How the CoAP front answers a refusal from storage (ingest.c, pure). */
+typedef struct gw_verdict {
+  int code;         /* the CoAP code as three digits (RFC 7252 12.1.2): 400, 500, 503 */
+  gw_reject_t why;  /* the reason it is counted under */
+  unsigned max_age; /* the Max-Age option in s; 0: none */
+  char text[256];   /* the diagnostic payload */
+} gw_verdict_t;
+/* stor_append() refused readings r[0..n) with `rc` (not 0): -EAGAIN is
+ * busy and -ENOSPC disk full (both 5.03 with Max-Age), -EINVAL for a
+ * reading that can never be stored is 4.00 invalid_reading naming it, any
+ * other errno 5.00 storage_error. */
+void gw_append_verdict(int rc, const stor_reading_t *r, size_t n, gw_verdict_t *v);
+/* gw_ticket_submit() refused ticket `t` with `rc` (not 0). Returns 400 for a
+ * ticket the ledger can never hold (invalid_ticket), with what is wrong in
+ * `text`; else 503 (resend) with the reason. */
+int gw_ticket_refusal(int rc, const stor_ticket_t *t, char *text, size_t cap);
+
+#endif

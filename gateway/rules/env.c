@@ -1,0 +1,529 @@
+/* The rule engine of noise, dust and sensor health (env_int.h).
+ *
+ * A uv_timer ticks every ENV_TICK_MS. A tick starts one evaluation on the
+ * libuv threadpool (never two at once): the worker reads each device's
+ * recent samples on its own read-only storage connection, judges them with
+ * the pure functions of noise.c, dust.c and health.c, and fills a list of
+ * conditions. Back on the loop, after_work reports them to the alarm model.
+ *
+ * Why a worker and not the loop or an HTTP thread: a query over an hour
+ * of 1-s noise samples takes milliseconds to tens of milliseconds, which
+ * the loop must not spend (it acknowledges sensors); the HTTP threads are the
+ * manager's. A read-only WAL connection never blocks the writer, and the
+ * worker owns it alone (one evaluation at a time), so it needs no lock.
+ *
+ * What each rule reports (rule names are the alarm model's):
+ *   noise.laeq        sliding LAeq,20min vs the period's limit; warning
+ *                     within warn_margin below it (GB 12523-2011 4.1)
+ *   noise.night_lmax  Lmax in the sliding window at night vs limit + 15 (4.2)
+ *   dust.<q>_short    sliding short-window mean vs its levels
+ *   dust.<q>_long     sliding long-window mean vs its levels
+ *   dust.<q>_exceed_day  long clock windows at alarm level today vs
+ *                     [dust] max_exceed_day
+ *   health.offline, health.flatline, health.range, health.clock_skew,
+ *   health.interference   (health.c)
+ * Incomplete windows report nothing: the alarm keeps its state. */
+#define LOG_MODULE "env"
+#include "gateway/rules/rules.h"
+#include "protocol/protocol.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ENV_FIRST_MS 3000     /* first evaluation after start */
+#define ENV_RANGE_S 300.0     /* out-of-range readings count this long */
+#define NOISE_CLEAR_DB 1.0    /* an LAeq alarm clears 1 dB below its limit */
+#define DUST_CLEAR_SHARE 0.05 /* a dust level clears 5% below its threshold */
+#define ENV_SKEW_TICKS 3      /* evaluations a clock skew must hold steady */
+/* Devices judged per evaluation. A pass over a large site is spread over
+ * several ticks so that its verdicts (about 13 per device, ~200 bytes each
+ * with their message) stay about a MB: 10,000 devices at once took 60 MB
+ * (when each carried a 256-byte message buffer). A site of up to this many
+ * devices is judged whole every tick. */
+#define ENV_SLICE 512
+
+/* One verdict, with its strings kept; its message is in the evaluation's
+ * text (most verdicts say all is normal, in a sentence shorter than the
+ * 256 bytes a message may take). */
+typedef struct verdict {
+  char rule[ALARM_RULE_MAX + 1];
+  char source[SG_ID_MAX + 1];
+  char unit[16];
+  size_t message; /* offset + 1 into text; 0: none */
+  alarm_cond_t c;
+} verdict_t;
+
+#define ENV_MESSAGE_MAX 256
+
+struct env {
+  gw_t *gw;
+  uv_timer_t timer;
+  uv_work_t work;
+  bool busy, stopping, timer_closed;
+  noise_params_t np;
+  dust_params_t dp;
+  health_params_t hp;
+  stor_reader_t *reader; /* the worker's; opened on first use */
+  /* one evaluation: inputs set on the loop, outputs read on the loop */
+  double now;
+  size_t slice_begin, slice_end; /* devices of this evaluation (cfg order) */
+  int64_t *last_ms;              /* receipt time per device (cfg order) */
+  /* clock skew must hold steady over ENV_SKEW_TICKS evaluations: a device
+   * catching up on a backlog also looks late, but less so at every tick */
+  double *skew_prev;
+  int *skew_runs;
+  int *dust_level; /* loop thread: PM10 level per device, -1 unknown */
+  verdict_t *v;
+  size_t n, cap;
+  char *text; /* the verdicts' messages (say()) */
+  size_t text_len, text_cap;
+  int err;
+};
+
+int env_load(stor_reader_t *r, const char *device, int quantity, double since, double until,
+             env_sample_t **out, size_t *n) {
+  stor_point_t *pts = NULL;
+  size_t np = 0;
+  *out = NULL;
+  *n = 0;
+  int rc = stor_query(r, device, quantity, STOR_STEP_RAW, (int64_t)llround(since * 1000.0),
+                      (int64_t)llround(until * 1000.0), ENV_SAMPLES_MAX, &pts, &np);
+  if (rc == -ENOENT)
+    return 0;
+  if (rc != 0 || np == 0)
+    return rc;
+  env_sample_t *s = malloc(np * sizeof(*s));
+  if (!s) {
+    free(pts);
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < np; i++)
+    s[i] = (env_sample_t){(double)pts[i].t_ms / 1000.0, pts[i].mean};
+  free(pts);
+  *out = s;
+  *n = np;
+  return 0;
+}
+
+/* ---- verdicts (worker) */
+
+static void say(struct env *e, verdict_t *v, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void say(struct env *e, verdict_t *v, const char *fmt, ...) {
+  if (e->text_cap - e->text_len < ENV_MESSAGE_MAX) {
+    size_t cap = e->text_cap ? e->text_cap * 2 : 16384;
+    char *t = realloc(e->text, cap);
+    if (!t)
+      return; /* the verdict stands without its sentence */
+    e->text = t;
+    e->text_cap = cap;
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(e->text + e->text_len, ENV_MESSAGE_MAX, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return;
+  v->message = e->text_len + 1;
+  e->text_len += (n < ENV_MESSAGE_MAX ? (size_t)n : ENV_MESSAGE_MAX - 1) + 1;
+}
+
+static verdict_t *add(struct env *e, const char *rule, const char *source, int level, double figure,
+                      double limit, const char *unit) {
+  if (e->n == e->cap) {
+    size_t cap = e->cap ? e->cap * 2 : 64;
+    verdict_t *v = realloc(e->v, cap * sizeof(*v));
+    if (!v)
+      return NULL;
+    e->v = v;
+    e->cap = cap;
+  }
+  verdict_t *v = &e->v[e->n++];
+  memset(v, 0, sizeof(*v));
+  snprintf(v->rule, sizeof(v->rule), "%s", rule);
+  snprintf(v->source, sizeof(v->source), "%s", source);
+  snprintf(v->unit, sizeof(v->unit), "%s", unit);
+  v->c.level = level;
+  v->c.figure = figure;
+  v->c.limit = limit;
+  v->c.t = e->now;
+  return v;
+}
+
+static const char *period_name(noise_period_t p) { return p == NOISE_NIGHT ? "night" : "day"; }
+
+static void judge_noise(struct env *e, const sg_device_t *d, const env_sample_t *la, size_t n_la,
+                        const env_sample_t *lamax, size_t n_lamax) {
+  noise_window_t w;
+  double start = e->now - e->np.window_s;
+  noise_window(&e->np, la, n_la, lamax, n_lamax, start, e->now, &w);
+  if (w.n == 0)
+    return; /* offline: health says so */
+  if (w.verdict >= 0) {
+    double warn = e->np.warn_margin > 0 ? w.limit - e->np.warn_margin : INFINITY;
+    int level = w.laeq_over ? ALARM_ALARM : w.laeq > warn ? ALARM_WARNING : ALARM_NORMAL;
+    /* the threshold of the level; when normal, the lowest one */
+    double limit = level == ALARM_ALARM || !isfinite(warn) ? w.limit : warn;
+    verdict_t *v = add(e, "noise.laeq", d->id, level, w.laeq, limit, "dB(A)");
+    if (v) {
+      v->c.clear_margin = NOISE_CLEAR_DB;
+      say(e, v, "%s: LAeq of the last %.0f min %.1f dB(A) by %s, limit %.0f (GB 12523-2011)", d->id,
+          e->np.window_s / 60, w.laeq, period_name(w.period), w.limit);
+    }
+  }
+  /* Lmax is judged directly (6.2), complete or not; by day there is no
+   * Lmax rule, so the report is normal and a night alarm clears. */
+  if (isfinite(w.lmax)) {
+    bool night = w.period == NOISE_NIGHT;
+    verdict_t *v = add(e, "noise.night_lmax", d->id, w.lmax_over ? ALARM_ALARM : ALARM_NORMAL,
+                       night ? w.lmax : NAN, night ? w.lmax_limit : NAN, "dB(A)");
+    if (v)
+      say(e, v,
+          "%s: night Lmax %.1f dB(A), more than %.0f above the limit %.0f (GB 12523-2011 4.2)",
+          d->id, w.lmax, e->np.lmax_margin, w.limit);
+  }
+}
+
+static void judge_dust_window(struct env *e, const sg_device_t *d, int q, int wk,
+                              const env_sample_t *s, size_t n, const env_sample_t *rh,
+                              size_t n_rh) {
+  const dust_params_t *p = &e->dp;
+  if (p->warn[q][wk] <= 0 && p->alarm[q][wk] <= 0)
+    return;
+  dust_window_t w;
+  double len = p->window_s[wk];
+  dust_window(p, q, wk, s, n, rh, n_rh, d->interval_s, e->now - len, e->now, &w);
+  if (w.level < 0)
+    return;
+  char rule[ALARM_RULE_MAX + 1];
+  snprintf(rule, sizeof(rule), "dust.%s_%s", dust_quantity_name(q),
+           wk == DUST_SHORT ? "short" : "long");
+  /* The threshold of the level reached; when normal, the lowest one. */
+  double limit = w.level == ALARM_ALARM     ? w.alarm
+                 : w.level == ALARM_WARNING ? w.warn
+                 : w.warn > 0               ? w.warn
+                                            : w.alarm;
+  verdict_t *v = add(e, rule, d->id, w.level, w.mean, limit, "ug/m3");
+  if (!v)
+    return;
+  v->c.clear_margin = DUST_CLEAR_SHARE * limit;
+  say(e, v, "%s: %s mean of the last %.0f min %.1f ug/m3, %s %.0f", d->id, dust_quantity_name(q),
+      len / 60, w.mean, w.level == ALARM_ALARM ? "alarm level" : "warning level", limit);
+}
+
+/* [dust] max_exceed_day: long clock-aligned windows at alarm level since
+ * local midnight, finished ones only. */
+static void judge_dust_day(struct env *e, const sg_device_t *d, int q, const env_sample_t *s,
+                           size_t n, const env_sample_t *rh, size_t n_rh) {
+  const dust_params_t *p = &e->dp;
+  if (p->max_exceed_day <= 0 || p->alarm[q][DUST_LONG] <= 0)
+    return;
+  double mid = env_local_midnight(e->now), end;
+  int count = 0;
+  for (double t = mid;; t = end) {
+    double start = env_aligned_start(p->window_s[DUST_LONG], t, &end);
+    if (end > e->now || start >= e->now)
+      break;
+    dust_window_t w;
+    dust_window(p, q, DUST_LONG, s, n, rh, n_rh, d->interval_s, start, end, &w);
+    count += w.level == ALARM_ALARM;
+  }
+  char rule[ALARM_RULE_MAX + 1];
+  snprintf(rule, sizeof(rule), "dust.%s_exceed_day", dust_quantity_name(q));
+  verdict_t *v = add(e, rule, d->id, count > p->max_exceed_day ? ALARM_ALARM : ALARM_NORMAL, count,
+                     p->max_exceed_day, "windows");
+  if (!v)
+    return;
+  v->c.hold_s = -1; /* the count restarts at midnight */
+  say(e, v, "%s: %d %s windows at alarm level today, more than the %d allowed", d->id, count,
+      dust_quantity_name(q), p->max_exceed_day);
+}
+
+static void judge_health(struct env *e, const sg_device_t *d, int q, const env_sample_t *s,
+                         size_t n, double *newest) {
+  double figure;
+  if (n > 0 && s[n - 1].t > *newest)
+    *newest = s[n - 1].t;
+  /* out of range: any reading of the last few minutes */
+  size_t k = n;
+  while (k > 0 && s[k - 1].t >= e->now - ENV_RANGE_S)
+    k--;
+  double lo, hi;
+  if (health_range(q, &lo, &hi)) {
+    bool bad = health_out_of_range(q, s + k, n - k, &figure);
+    char rule[ALARM_RULE_MAX + 1];
+    snprintf(rule, sizeof(rule), "health.range.%s", proto_quantity_name(q));
+    verdict_t *v = add(e, rule, d->id, bad ? ALARM_ALARM : ALARM_NORMAL, bad ? figure : NAN,
+                       bad && figure < lo ? lo : hi, proto_quantity_unit(q));
+    if (v) {
+      v->c.hold_s = -1;
+      say(e, v, "%s: %s reading %g %s is outside what the sensor can measure (%g to %g)", d->id,
+          proto_quantity_name(q), figure, proto_quantity_unit(q), lo, hi);
+    }
+  }
+}
+
+static void judge_flatline(struct env *e, const sg_device_t *d, int q, const env_sample_t *s,
+                           size_t n) {
+  double run;
+  bool flat = health_flatline(&e->hp, s, n, &run);
+  char rule[ALARM_RULE_MAX + 1];
+  snprintf(rule, sizeof(rule), "health.flatline.%s", proto_quantity_name(q));
+  verdict_t *v = add(e, rule, d->id, flat ? ALARM_WARNING : ALARM_NORMAL, run / 60.0,
+                     e->hp.flatline_s / 60.0, "min");
+  if (v) {
+    v->c.hold_s = -1;
+    say(e, v, "%s: %s has read %g for %.0f min: a stuck sensor?", d->id, proto_quantity_name(q),
+        n ? s[n - 1].v : NAN, run / 60.0);
+  }
+}
+
+/* Loads one series over [since, now). */
+static env_sample_t *load(struct env *e, const sg_device_t *d, int q, double since, size_t *n) {
+  env_sample_t *s = NULL;
+  int rc = env_load(e->reader, d->id, q, since, e->now, &s, n);
+  if (rc != 0 && e->err == 0)
+    e->err = rc;
+  return s;
+}
+
+static void judge_device(struct env *e, size_t di) {
+  const sg_device_t *d = &e->gw->cfg->devices[di];
+  double last = (double)e->last_ms[di] / 1000.0, silent, newest = 0;
+  if (d->type == SG_DEV_SCALE)
+    return; /* a scale reports when a truck comes, not on an interval */
+  /* Silence counts from the start of this run for a device never heard. */
+  double since_start = last > 0 ? last : e->gw->started;
+  bool off = health_offline(&e->hp, d->interval_s, since_start, e->now, &silent);
+  verdict_t *v = add(e, "health.offline", d->id, off ? ALARM_ALARM : ALARM_NORMAL, silent,
+                     e->hp.offline_intervals * (double)d->interval_s, "s");
+  if (v) {
+    v->c.hold_s = -1; /* back as soon as data is */
+    say(e, v, "%s: no data for %.0f s (%d reporting intervals)", d->id, silent,
+        e->hp.offline_intervals);
+  }
+  double span = fmax(e->hp.flatline_s, e->hp.jump_s * 2);
+  if (d->type == SG_DEV_NOISE) {
+    size_t n_la = 0, n_mx = 0;
+    env_sample_t *la = load(e, d, PROTO_Q_LA, e->now - fmax(span, e->np.window_s), &n_la);
+    env_sample_t *mx = load(e, d, PROTO_Q_LAMAX, e->now - e->np.window_s, &n_mx);
+    judge_noise(e, d, la, n_la, mx, n_mx);
+    judge_health(e, d, PROTO_Q_LA, la, n_la, &newest);
+    judge_health(e, d, PROTO_Q_LAMAX, mx, n_mx, &newest);
+    judge_flatline(e, d, PROTO_Q_LA, la, n_la);
+    free(la);
+    free(mx);
+  } else if (d->type == SG_DEV_DUST) {
+    double len = fmax(e->dp.window_s[DUST_LONG], span);
+    double mid = env_local_midnight(e->now);
+    if (e->dp.max_exceed_day > 0 && mid < e->now - len)
+      len = e->now - mid;
+    size_t n_rh = 0;
+    env_sample_t *rh = load(e, d, PROTO_Q_RH, e->now - len, &n_rh);
+    judge_health(e, d, PROTO_Q_RH, rh, n_rh, &newest);
+    for (int q = 0; q < DUST_QUANTITIES; q++) {
+      size_t n = 0;
+      env_sample_t *s = load(e, d, dust_proto_quantity(q), e->now - len, &n);
+      for (int wk = 0; wk < DUST_WINDOWS; wk++)
+        judge_dust_window(e, d, q, wk, s, n, rh, n_rh);
+      judge_dust_day(e, d, q, s, n, rh, n_rh);
+      judge_health(e, d, dust_proto_quantity(q), s, n, &newest);
+      if (q == DUST_PM10) {
+        judge_flatline(e, d, PROTO_Q_PM10, s, n);
+        double at;
+        size_t k = n;
+        while (k > 0 && s[k - 1].t >= e->now - 2 * e->hp.jump_s)
+          k--;
+        bool hit = health_interference(&e->hp, s + k, n - k, rh, n_rh, &at);
+        verdict_t *iv = add(e, "health.interference", d->id, hit ? ALARM_WARNING : ALARM_NORMAL,
+                            hit ? 1 : 0, 1, "");
+        if (iv)
+          say(e, iv,
+              "%s: humidity jumped by %.0f %%RH as PM10 fell by %.0f%%: is someone "
+              "spraying the station?",
+              d->id, e->hp.rh_jump, e->hp.pm_drop * 100);
+      }
+      free(s);
+    }
+    free(rh);
+  } else if (d->type == SG_DEV_WEATHER) {
+    static const int qs[] = {PROTO_Q_TEMP, PROTO_Q_RH, PROTO_Q_PRESSURE, PROTO_Q_WIND_SPEED,
+                             PROTO_Q_WIND_DIR};
+    for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+      size_t n = 0;
+      env_sample_t *s = load(e, d, qs[i], e->now - span, &n);
+      judge_health(e, d, qs[i], s, n, &newest);
+      if (qs[i] == PROTO_Q_TEMP)
+        judge_flatline(e, d, qs[i], s, n);
+      free(s);
+    }
+  }
+  /* Clock skew needs a live device, and a steady offset. */
+  double skew;
+  if (!off && last > 0 && newest > 0 && d->type != SG_DEV_EQUIPMENT && d->type != SG_DEV_ENERGY) {
+    bool skewed = health_clock_skew(&e->hp, last, newest, &skew);
+    /* readings arrive up to one interval after they are taken */
+    if (skewed && skew > 0 && skew <= d->interval_s + e->hp.skew_s)
+      skewed = false;
+    double tol = fmax(d->interval_s, 10);
+    if (!skewed)
+      e->skew_runs[di] = 0;
+    else if (e->skew_runs[di] > 0 && fabs(skew - e->skew_prev[di]) <= tol)
+      e->skew_runs[di]++;
+    else
+      e->skew_runs[di] = 1;
+    e->skew_prev[di] = skew;
+    if (skewed && e->skew_runs[di] < ENV_SKEW_TICKS)
+      return; /* not steady yet: no verdict */
+    verdict_t *sv = add(e, "health.clock_skew", d->id, skewed ? ALARM_WARNING : ALARM_NORMAL, skew,
+                        e->hp.skew_s, "s");
+    if (sv)
+      say(e, sv, "%s: its clock is %.0f s %s the gateway's (its newest reading vs. arrival)", d->id,
+          fabs(skew), skew < 0 ? "ahead of" : "behind");
+  }
+}
+
+static void work_on_run(uv_work_t *w) {
+  struct env *e = w->data;
+  e->n = 0;
+  e->err = 0;
+  if (!e->reader) {
+    int rc = stor_reader_open(e->gw->cfg->db_path, &e->reader);
+    if (rc != 0) {
+      e->err = rc;
+      return;
+    }
+  }
+  e->text_len = 0;
+  for (size_t i = e->slice_begin; i < e->slice_end; i++)
+    judge_device(e, i);
+}
+
+static void env_free(struct env *e) {
+  stor_reader_close(e->reader);
+  free(e->last_ms);
+  free(e->skew_prev);
+  free(e->skew_runs);
+  free(e->dust_level);
+  free(e->v);
+  free(e->text);
+  free(e);
+}
+
+/* PM10 levels for env_dust_level(): the worst of this evaluation's
+ * windows per station; a station without a complete window keeps its
+ * previous level. */
+static void update_dust_levels(struct env *e) {
+  const sg_config_t *cfg = e->gw->cfg;
+  int *seen = malloc((cfg->n_devices ? cfg->n_devices : 1) * sizeof(*seen));
+  if (!seen)
+    return;
+  for (size_t i = 0; i < cfg->n_devices; i++)
+    seen[i] = -1;
+  for (size_t i = 0; i < e->n; i++) {
+    const verdict_t *v = &e->v[i];
+    if (strcmp(v->rule, "dust.pm10_short") != 0 && strcmp(v->rule, "dust.pm10_long") != 0)
+      continue;
+    const sg_device_t *d = sg_config_device(cfg, v->source);
+    if (d && v->c.level > seen[d - cfg->devices])
+      seen[d - cfg->devices] = v->c.level;
+  }
+  for (size_t i = 0; i < cfg->n_devices; i++)
+    if (seen[i] >= 0)
+      e->dust_level[i] = seen[i];
+  free(seen);
+}
+
+static void work_on_done(uv_work_t *w, int status) {
+  struct env *e = w->data;
+  e->busy = false;
+  if (e->stopping || status != 0) {
+    if (e->timer_closed)
+      env_free(e);
+    return;
+  }
+  if (e->err != 0)
+    log_warn("rules evaluated with errors: %s", strerror(-e->err));
+  update_dust_levels(e);
+  for (size_t i = 0; i < e->n; i++) {
+    verdict_t *v = &e->v[i];
+    v->c.rule = v->rule;
+    v->c.source = v->source;
+    v->c.unit = v->unit;
+    v->c.message = v->message ? e->text + v->message - 1 : NULL;
+    alarm_update(e->gw, &v->c);
+  }
+}
+
+static void timer_on_tick(uv_timer_t *t) {
+  struct env *e = t->data;
+  if (e->busy || e->stopping)
+    return; /* the last evaluation is still running: skip a beat */
+  e->now = sg_now();
+  size_t n = e->gw->cfg->n_devices;
+  e->slice_begin = e->slice_end < n ? e->slice_end : 0;
+  e->slice_end = e->slice_begin + ENV_SLICE < n ? e->slice_begin + ENV_SLICE : n;
+  for (size_t i = 0; i < n; i++)
+    e->last_ms[i] = atomic_load(&e->gw->devices[i].last_ms);
+  e->work.data = e;
+  if (uv_queue_work(e->gw->loop, &e->work, work_on_run, work_on_done) == 0)
+    e->busy = true;
+}
+
+static void timer_on_closed(uv_handle_t *h) {
+  struct env *e = h->data;
+  e->timer_closed = true;
+  if (!e->busy)
+    env_free(e);
+}
+
+int env_start(gw_t *gw) {
+  struct env *e = calloc(1, sizeof(*e));
+  if (!e)
+    return -ENOMEM;
+  e->gw = gw;
+  size_t nd = gw->cfg->n_devices ? gw->cfg->n_devices : 1;
+  e->last_ms = calloc(nd, sizeof(*e->last_ms));
+  e->skew_prev = calloc(nd, sizeof(*e->skew_prev));
+  e->skew_runs = calloc(nd, sizeof(*e->skew_runs));
+  e->dust_level = malloc(nd * sizeof(*e->dust_level));
+  if (!e->last_ms || !e->skew_prev || !e->skew_runs || !e->dust_level) {
+    env_free(e);
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < nd; i++)
+    e->dust_level[i] = -1;
+  noise_params_from_config(gw->cfg, &e->np);
+  dust_params_from_config(gw->cfg, &e->dp);
+  health_params_from_config(gw->cfg, &e->hp);
+  uv_timer_init(gw->loop, &e->timer);
+  e->timer.data = e;
+  uv_timer_start(&e->timer, timer_on_tick, ENV_FIRST_MS, ENV_TICK_MS);
+  gw->env = e;
+  return 0;
+}
+
+void env_stop(gw_t *gw) {
+  struct env *e = gw ? gw->env : NULL;
+  if (!e)
+    return;
+  gw->env = NULL;
+  e->stopping = true;
+  uv_close((uv_handle_t *)&e->timer, timer_on_closed);
+}
+
+int env_dust_level(gw_t *gw, const char *device) {
+  const struct env *e = gw ? gw->env : NULL;
+  if (!e)
+    return -1;
+  const sg_config_t *cfg = gw->cfg;
+  int worst = -1;
+  for (size_t i = 0; i < cfg->n_devices; i++)
+    if (cfg->devices[i].type == SG_DEV_DUST && (!device || strcmp(device, cfg->devices[i].id) == 0))
+      worst = e->dust_level[i] > worst ? e->dust_level[i] : worst;
+  return worst;
+}

@@ -1,0 +1,255 @@
+/* sitectl's shared helpers: the HTTP client, time parsing and printing, and
+ * aligned tables. Commands live in sitectl*.c files. */
+
+#include "gateway/sitectl/sitectl.h"
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <wchar.h>
+
+/* ---- HTTP */
+typedef struct buf {
+  char *p;
+  size_t len;
+} buf_t;
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg) {
+  buf_t *b = arg;
+  char *p = realloc(b->p, b->len + size * n + 1);
+  if (!p)
+    return 0;
+  memcpy(p + b->len, data, size * n);
+  b->len += size * n;
+  p[b->len] = '\0';
+  b->p = p;
+  return size * n;
+}
+
+/* One HTTP exchange with the gateway: the body lands in `body`, the status
+ * in `status`. Returns 0, or EXIT_UNREACHABLE after saying why. */
+static int perform(const ctl_t *ctl, const char *method, const char *path, const json_t *body_in,
+                   long timeout_s, buf_t *body, long *status) {
+  char url[1024];
+  snprintf(url, sizeof(url), "%s%s", ctl->url, path);
+  CURL *h = curl_easy_init();
+  if (!h)
+    return EXIT_NO;
+  struct curl_slist *hdrs = NULL;
+  const char *token = getenv("SITECTL_TOKEN");
+  if (token && *token) {
+    char auth[256];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+    hdrs = curl_slist_append(hdrs, auth);
+  }
+  char *payload = NULL;
+  if (body_in) {
+    payload = json_dumps(body_in, JSON_COMPACT);
+    hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload ? payload : "");
+  }
+  curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+  curl_easy_setopt(h, CURLOPT_URL, url);
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
+  curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  CURLcode cc = curl_easy_perform(h);
+  *status = 0;
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+  curl_slist_free_all(hdrs);
+  curl_easy_cleanup(h);
+  free(payload);
+  if (cc != CURLE_OK) {
+    fprintf(stderr, "sitectl: cannot reach the gateway at %s (%s); is sitegated running?\n",
+            ctl->url, curl_easy_strerror(cc));
+    return EXIT_UNREACHABLE;
+  }
+  return 0;
+}
+
+/* The gateway's {"error": "..."} for a refused request: EXIT_NO after
+ * printing it, or EXIT_UNREACHABLE when the answer is not the gateway's. */
+static int said_no(const ctl_t *ctl, const buf_t *body, long status) {
+  json_t *j = body->p ? json_loads(body->p, 0, NULL) : NULL;
+  const char *msg = json_string_value(json_object_get(j, "error"));
+  if (j)
+    fprintf(stderr, "sitectl: the gateway said no: %s\n", msg ? msg : "(no reason given)");
+  else
+    fprintf(stderr, "sitectl: %s answered HTTP %ld without JSON; is it a sitegate gateway?\n",
+            ctl->url, status);
+  json_decref(j);
+  return j ? EXIT_NO : EXIT_UNREACHABLE;
+}
+
+int api_get(const ctl_t *ctl, const char *path, json_t **out) {
+  return api_request(ctl, "GET", path, NULL, out);
+}
+
+int api_request(const ctl_t *ctl, const char *method, const char *path, const json_t *body_in,
+                json_t **out) {
+  buf_t body = {0};
+  long status;
+  *out = NULL;
+  int rc = perform(ctl, method, path, body_in, 60L, &body, &status);
+  if (rc == 0 && status >= 400) {
+    rc = said_no(ctl, &body, status);
+  } else if (rc == 0 && (!body.p || !(*out = json_loads(body.p, 0, NULL)))) {
+    fprintf(stderr, "sitectl: %s answered HTTP %ld without JSON; is it a sitegate gateway?\n",
+            ctl->url, status);
+    rc = EXIT_UNREACHABLE;
+  }
+  free(body.p);
+  return rc;
+}
+
+int api_get_text(const ctl_t *ctl, const char *path, char **out, size_t *len) {
+  buf_t body = {0};
+  long status;
+  *out = NULL;
+  *len = 0;
+  int rc = perform(ctl, "GET", path, NULL, 120L, &body, &status);
+  if (rc == 0 && status != 200)
+    rc = said_no(ctl, &body, status);
+  if (rc == 0) {
+    *out = body.p;
+    *len = body.len;
+  } else {
+    free(body.p);
+  }
+  return rc;
+}
+
+void print_json(const json_t *j) {
+  char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+  if (s)
+    printf("%s\n", s);
+  free(s);
+}
+
+bool json_answer(const ctl_t *ctl, json_t *j) {
+  if (!ctl->json)
+    return false;
+  print_json(j);
+  json_decref(j);
+  return true;
+}
+
+/* ---- times */
+void use_site_zone(const ctl_t *ctl) {
+  if (ctl->timezone[0]) {
+    setenv("TZ", ctl->timezone, 1);
+    tzset();
+  }
+}
+
+const char *fmt_time(double t, char *buf, size_t cap) {
+  if (t <= 0)
+    return "-";
+  time_t s = (time_t)t;
+  struct tm tm;
+  localtime_r(&s, &tm);
+  strftime(buf, cap, "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+/* ---- aligned tables: cells are UTF-8, widths count display columns so
+ * Chinese names line up. */
+
+static int display_width(const char *s) {
+  mbstate_t st;
+  memset(&st, 0, sizeof(st));
+  int w = 0;
+  wchar_t wc;
+  size_t n;
+  while ((n = mbrtowc(&wc, s, MB_CUR_MAX, &st)) != 0 && n != (size_t)-1 && n != (size_t)-2) {
+    int cw = wcwidth(wc);
+    w += cw > 0 ? cw : 0;
+    s += n;
+  }
+  return w;
+}
+
+void table_row(table_t *t, ...) {
+  va_list ap;
+  va_start(ap, t);
+  if (t->nrows == t->cap) {
+    t->cap = t->cap ? t->cap * 2 : 64;
+    t->cells = realloc(t->cells, t->cap * t->ncols * sizeof(char *));
+  }
+  for (size_t c = 0; c < t->ncols; c++) {
+    const char *s = va_arg(ap, const char *);
+    t->cells[t->nrows * t->ncols + c] = strdup(s ? s : "");
+  }
+  va_end(ap);
+  t->nrows++;
+}
+
+void table_print(table_t *t) {
+  int width[TBL_MAX_COLS] = {0};
+  for (size_t i = 0; i < t->nrows * t->ncols; i++) {
+    int w = display_width(t->cells[i]);
+    if (w > width[i % t->ncols])
+      width[i % t->ncols] = w;
+  }
+  for (size_t r = 0; r < t->nrows; r++) {
+    for (size_t c = 0; c < t->ncols; c++) {
+      const char *s = t->cells[r * t->ncols + c];
+      int pad = width[c] - display_width(s);
+      bool last = c + 1 == t->ncols;
+      if (t->right[c])
+        printf("%*s%s%s", pad, "", s, last ? "" : "  ");
+      else
+        printf("%s%*s", s, last ? 0 : pad + 2, "");
+    }
+    printf("\n");
+  }
+  for (size_t i = 0; i < t->nrows * t->ncols; i++)
+    free(t->cells[i]);
+  free(t->cells);
+}
+
+const char *fmt_num(double v, char *buf, size_t cap) {
+  if (!isfinite(v))
+    return "-";
+  if (fabs(v) >= 1e6 || v == floor(v))
+    snprintf(buf, cap, "%.0f", v);
+  else if (fabs(v) >= 100)
+    snprintf(buf, cap, "%.1f", v);
+  else
+    snprintf(buf, cap, "%.2f", v);
+  return buf;
+}
+
+int fetch_zone(ctl_t *ctl) {
+  json_t *st;
+  int rc = fetch_status(ctl, &st);
+  json_decref(st);
+  return rc;
+}
+
+int fetch_status(ctl_t *ctl, json_t **st) {
+  int rc = api_get(ctl, "/api/status", st);
+  if (rc == 0) {
+    const char *tz = json_string_value(json_object_get(json_object_get(*st, "site"), "timezone"));
+    snprintf(ctl->timezone, sizeof(ctl->timezone), "%s", tz ? tz : "");
+    use_site_zone(ctl);
+  }
+  return rc;
+}
+
+int url_escape(const char *in, char *out, size_t cap) {
+  char *e = curl_easy_escape(NULL, in, 0);
+  if (!e)
+    return -ENOMEM;
+  snprintf(out, cap, "%s", e);
+  curl_free(e);
+  return 0;
+}
