@@ -100,6 +100,7 @@ test: deps
 	@$(MAKE) --no-print-directory unit integration
 
 unit: $(TEST_PROGRAMS)
+	@tests/check-layout.sh
 	@tests/run-units.sh $(TEST_PROGRAMS)
 
 integration: $(PROGRAMS) web

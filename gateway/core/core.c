@@ -113,6 +113,7 @@ static void calls_on_async(uv_async_t *a) {
 
 int gw_call_on_loop(gw_t *gw, void (*fn)(gw_t *gw, void *arg), void *arg) {
   struct loop_calls *lc = gw->calls;
+  assert(!pthread_equal(pthread_self(), gw->loop_thread)); /* it would wait for itself */
   loop_call_t call = {.fn = fn, .arg = arg};
   assert(lc != NULL); /* set before http_start, cleared after http_stop */
   pthread_mutex_lock(&lc->mu);
@@ -349,6 +350,7 @@ int gw_on_pack(gw_t *gw, gw_pack_fn fn, void *arg) {
 }
 
 void gw_pack_accepted(gw_t *gw, const gw_device_t *dev, const proto_pack_t *p) {
+  GW_ASSERT_LOOP(gw);
   for (struct gw_listener *l = gw->on_pack; l; l = l->next)
     ((gw_pack_fn)l->fn)(l->arg, dev, p);
 }
@@ -358,6 +360,7 @@ int gw_on_ledger(gw_t *gw, gw_ledger_fn fn, void *arg) {
 }
 
 void gw_ledger_changed(gw_t *gw) {
+  GW_ASSERT_LOOP(gw);
   for (struct gw_listener *l = gw->on_ledger; l; l = l->next)
     ((gw_ledger_fn)l->fn)(l->arg);
 }
@@ -388,6 +391,7 @@ static void ticket_on_committed(void *arg, const stor_ticket_result_t *res) {
 }
 
 int gw_ticket_submit(gw_t *gw, const stor_ticket_t *t, gw_ticket_fn done, void *arg) {
+  GW_ASSERT_LOOP(gw);
   if (gw->stopping)
     return -ESHUTDOWN;
   ticket_job_t *j = calloc(1, sizeof(*j));
@@ -411,6 +415,7 @@ int gw_core_open(gw_t *gw, const sg_config_t *cfg, uv_loop_t *loop) {
   memset(gw, 0, sizeof(*gw));
   gw->cfg = cfg;
   gw->loop = loop;
+  gw->loop_thread = pthread_self();
   gw->started = sg_now();
   /* Rollups and reports are in the site's zone; set it before any thread. */
   setenv("TZ", cfg->timezone, 1);

@@ -13,7 +13,9 @@
 #include "protocol/protocol.h"
 #include "storage/storage.h"
 
+#include <assert.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <uv.h>
 
@@ -78,6 +80,7 @@ struct gw {
   uint64_t lag_expected_ms;
   _Atomic uint64_t lag_max_ms; /* the longest the loop was late, since start */
   bool running, stopping;       /* gw_core_run has begun; gw_core_stop has run */
+  pthread_t loop_thread;        /* the thread that opened the loop */
   void (*stop_parts)(gw_t *gw); /* the top file's, on SIGTERM/SIGINT */
   struct loop_calls *calls;   /* calls and posts onto the loop (core.c) */
   struct gw_listener *on_pack; /* gw_on_pack() listeners, loop thread */
@@ -88,6 +91,10 @@ struct gw {
   struct uplink *uplink;       /* to the authority (uplink_int.h); NULL without [uplink] host */
   struct equipment *equipment; /* energy and group control (equipment_int.h) */
 };
+
+/* For functions that must run on the loop thread: asserts it in debug
+ * builds (as libuv asserts its handles' states), costs nothing with NDEBUG. */
+#define GW_ASSERT_LOOP(gw) assert(pthread_equal(pthread_self(), (gw)->loop_thread))
 
 /* Runs fn(gw, arg) on the loop thread and waits until it has returned: the
  * way an HTTP thread acts on loop-owned state (acknowledging an alarm,
