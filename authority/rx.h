@@ -1,7 +1,7 @@
 /* sitegate-rx: the authority's receiver (folder-private header).
  *
- * One libuv loop accepts gateways over mutual TLS (rxtls.c, the only file
- * that includes mbedTLS headers), cuts the stream into HJ 212 frames, checks
+ * One libuv loop accepts gateways over mutual TLS (rxtls.c, over
+ * protocol/tlspipe.c, which alone includes mbedTLS headers), cuts the stream into HJ 212 frames, checks
  * them and assembles split messages (rxserver.c). A writer thread owns the
  * SQLite database (rxstore.c, the only file that includes sqlite3.h):
  * de-duplication, chain continuity and hourly seals are decided there, and
@@ -19,10 +19,10 @@
 
 #define RX_BEIJING_MIN 480 /* HJ 212 times are Beijing time, UTC+8 */
 
-/* ---- TLS and signatures (rxtls.c) */
+/* ---- TLS and signatures (rxtls.c, over protocol/tlspipe.c) */
 typedef struct rx_tls_server rx_tls_server_t;
 typedef struct rx_tls rx_tls_t;
-typedef struct rx_pubkey rx_pubkey_t;
+typedef proto_pubkey_t rx_pubkey_t; /* a gateway's certificate and key */
 
 /* Loads the CA that client certificates must chain to, the server's own
  * certificate and key, and seeds the random generator. Returns 0, or -EINVAL
