@@ -200,6 +200,9 @@ int hj212_encode(const hj212_head_t *h, const char *cp, size_t cp_len, char *buf
 /* Writes QN (YYYYMMDDhhmmssSSS, NUL-terminated) for Unix milliseconds `ms`
  * at a fixed UTC offset (480 minutes for Beijing time, which HJ 212 uses). */
 void hj212_qn_format(int64_t ms, int utc_offset_min, char out[HJ212_QN_LEN + 1]);
+/* DataTime (YYYYMMDDhhmmss, optionally with milliseconds) at a fixed UTC
+ * offset to Unix seconds; -1 when malformed. */
+int64_t hj212_datatime(const char *s, int utc_offset_min);
 
 /* Free text in a CP value (a plate, a site name): percent-encodes '%', ';',
  * ',', '=', '&' and bytes below 0x20 or 0x7F as %XX (upper-case), other
