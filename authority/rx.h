@@ -5,7 +5,7 @@
  * stream into HJ 212 frames, checks them and assembles split messages
  * (rxserver.c). A writer thread (rxwriter.c) owns the database, which is
  * storage/'s (storage.h "the receiver's store"; only storage/ includes
- * sqlite3.h): de-duplication, chain continuity and hourly seals are
+ * SQLite's header): de-duplication, chain continuity and hourly seals are
  * decided there, and the loop sends 9014 only once the writer says a
  * message is durably stored. sitegate-rx.c is the command line: serve,
  * check, sites, export, the last two printed by rxquery.c. The wire
@@ -81,7 +81,8 @@ int rx_signed_verify(const rx_pubkey_t *key, const char *cp, size_t cp_len, cons
                      char *err, size_t errlen);
 
 /* ---- the writer thread (rxwriter.c) over the receiver's store
- * (storage.h "the receiver's store", which alone includes sqlite3.h) */
+ * (storage.h "the receiver's store"; only storage/ includes SQLite's
+ * header) */
 typedef struct rx_store rx_store_t;
 
 /* Frees a message made by the loop (its packets and CP). Accepts NULL. */

@@ -2,7 +2,7 @@
  * idempotent resends and conflicts, corrections by reversal, sums, the
  * hash chain in its documented canonical form, and tampering with stored
  * rows (with the sqlite3 shell, as someone with the file would) found by
- * the verifier; only storage/ includes sqlite3.h. Also the progress
+ * the verifier; only storage/ includes SQLite's header. Also the progress
  * history and the bill of quantities. */
 #include <setjmp.h>
 #include <stdarg.h>
