@@ -36,15 +36,15 @@ static void sites_on_row(void *arg, const stor_rx_site_t *r) {
   sites_out_t *o = arg;
   sites_header(o);
   if (o->json) {
-    json_t *j = json_pack(
-        "{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "mn", r->mn, "subject",
-        r->subject, "last_seen", (json_int_t)r->last_seen, "connections",
-        (json_int_t)r->connections, "frames", (json_int_t)r->frames, "last_frame",
-        (json_int_t)(r->last_frame_ms / 1000), "ledger_seq", (json_int_t)r->ledger_seq,
-        "ledger_pending", (json_int_t)r->ledger_pending, "ledger_broken",
-        (json_int_t)r->ledger_broken, "seals_verified", (json_int_t)r->seals_verified,
-        "seals_incomplete", (json_int_t)r->seals_incomplete, "seals_mismatch",
-        (json_int_t)r->seals_mismatch);
+    json_t *j =
+        json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "mn", r->mn,
+                  "subject", r->subject, "last_seen", (json_int_t)r->last_seen, "connections",
+                  (json_int_t)r->connections, "frames", (json_int_t)r->frames, "last_frame",
+                  (json_int_t)(r->last_frame_ms / 1000), "ledger_seq", (json_int_t)r->ledger_seq,
+                  "ledger_pending", (json_int_t)r->ledger_pending, "ledger_broken",
+                  (json_int_t)r->ledger_broken, "seals_verified", (json_int_t)r->seals_verified,
+                  "seals_incomplete", (json_int_t)r->seals_incomplete, "seals_mismatch",
+                  (json_int_t)r->seals_mismatch);
     json_object_set_new(j, "refused", json_integer(r->refused));
     char *s = json_dumps(j, JSON_COMPACT);
     if (s)
@@ -60,8 +60,8 @@ static void sites_on_row(void *arg, const stor_rx_site_t *r) {
   snprintf(seals, sizeof(seals), "%lld/%lld/%lld", (long long)r->seals_verified,
            (long long)r->seals_incomplete, (long long)r->seals_mismatch);
   printf("%-27s %8lld %-25s %9lld %7lld %7lld %-24s %lld\n", r->mn, (long long)r->frames, when,
-         (long long)r->ledger_seq, (long long)r->ledger_pending, (long long)r->ledger_broken,
-         seals, (long long)r->refused);
+         (long long)r->ledger_seq, (long long)r->ledger_pending, (long long)r->ledger_broken, seals,
+         (long long)r->refused);
 }
 
 int rx_query_sites(const char *path, bool json) {
@@ -154,8 +154,7 @@ static void export_on_row(void *arg, const stor_rx_frame_t *r) {
   char a[40], b[40];
   iso(r->t, a, sizeof(a));
   iso(r->received_ms / 1000, b, sizeof(b));
-  printf("%s,%s,%s,%s,%s,%s,%d,%d,", a, b, o->mn, r->qn, r->cn, what ? what : "", r->pno,
-         r->pnum);
+  printf("%s,%s,%s,%s,%s,%s,%d,%d,", a, b, o->mn, r->qn, r->cn, what ? what : "", r->pno, r->pnum);
   if (r->in_ledger)
     printf("%lld,%s,", (long long)r->ledger_seq, r->ledger_state);
   else

@@ -61,7 +61,6 @@ static const char schema[] =
     " frame TEXT NOT NULL, at_ms INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS refusals_mn ON refusals(mn);";
 
-
 struct stor_rx {
   sqlite3 *db;
   int rc; /* the last failure's SQLite code */

@@ -1,5 +1,6 @@
 /* storage: everything that touches the database (the only module that
- * includes sqlite3.h).
+ * includes sqlite3.h): the gateway's, and at the end of this header the
+ * receiver's (sitegate-rx), which is a database of its own.
  *
  * One SQLite file in WAL mode, schema versioned with PRAGMA user_version.
  * A single writer thread owns the read-write connection: the loop thread
@@ -644,7 +645,7 @@ typedef struct stor_rx_site {
   int64_t last_seen, connections; /* Unix seconds; handshakes */
   int64_t frames;
   bool has_last_frame;
-  int64_t last_frame_ms;                        /* received, when has_last_frame */
+  int64_t last_frame_ms;                             /* received, when has_last_frame */
   int64_t ledger_seq, ledger_pending, ledger_broken; /* seq: the chained end, 0 none */
   int64_t seals_verified, seals_incomplete, seals_mismatch;
   int64_t refused;
@@ -655,7 +656,7 @@ int stor_rx_sites(const char *path, void (*cb)(void *arg, const stor_rx_site_t *
                   int64_t *unknown, char *err, size_t errlen);
 
 typedef struct stor_rx_frame {
-  int64_t t;           /* DataTime, else the second it arrived */
+  int64_t t; /* DataTime, else the second it arrived */
   int64_t received_ms;
   const char *qn, *cn;
   int pno, pnum;
