@@ -1,17 +1,20 @@
 /* sitegate-rx: the authority's receiver (folder-private header).
  *
- * One libuv loop accepts gateways over mutual TLS (rxtls.c, the only file
- * that includes mbedTLS headers), cuts the stream into HJ 212 frames, checks
- * them and assembles split messages (rxserver.c). A writer thread owns the
- * SQLite database (rxstore.c, the only file that includes sqlite3.h):
- * de-duplication, chain continuity and hourly seals are decided there, and
- * the loop sends 9014 only once the writer says a message is durably
- * stored. sitegate-rx.c is the command line: serve, check, sites, export.
- * The wire contract is protocol/UPLINK.md. */
+ * One libuv loop accepts gateways over mutual TLS (rxtls.c, over
+ * protocol/tlspipe.c, which alone includes mbedTLS headers), cuts the
+ * stream into HJ 212 frames, checks them and assembles split messages
+ * (rxserver.c). A writer thread (rxwriter.c) owns the database, which is
+ * storage/'s (storage.h "the receiver's store"; only storage/ includes
+ * SQLite's header): de-duplication, chain continuity and hourly seals are
+ * decided there, and the loop sends 9014 only once the writer says a
+ * message is durably stored. sitegate-rx.c is the command line: serve,
+ * check, sites, export, the last two printed by rxquery.c. The wire
+ * contract is protocol/UPLINK.md. */
 #ifndef SITEGATE_RX_H
 #define SITEGATE_RX_H
 
 #include "protocol/protocol.h"
+#include "storage/storage.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -19,10 +22,10 @@
 
 #define RX_BEIJING_MIN 480 /* HJ 212 times are Beijing time, UTC+8 */
 
-/* ---- TLS and signatures (rxtls.c) */
+/* ---- TLS and signatures (rxtls.c, over protocol/tlspipe.c) */
 typedef struct rx_tls_server rx_tls_server_t;
 typedef struct rx_tls rx_tls_t;
-typedef struct rx_pubkey rx_pubkey_t;
+typedef proto_pubkey_t rx_pubkey_t; /* a gateway's certificate and key */
 
 /* Loads the CA that client certificates must chain to, the server's own
  * certificate and key, and seeds the random generator. Returns 0, or -EINVAL
@@ -77,48 +80,15 @@ void rx_pubkey_free(rx_pubkey_t *k);
 int rx_signed_verify(const rx_pubkey_t *key, const char *cp, size_t cp_len, const hj212_signed_t *s,
                      char *err, size_t errlen);
 
-/* ---- storage (rxstore.c): a writer thread and read-only queries */
+/* ---- the writer thread (rxwriter.c) over the receiver's store
+ * (storage.h "the receiver's store"; only storage/ includes SQLite's
+ * header) */
 typedef struct rx_store rx_store_t;
 
-typedef enum {
-  RX_STORED,    /* new, durably stored */
-  RX_DUPLICATE, /* already stored: acknowledge again */
-  RX_REFUSED,   /* not stored: the reason says why */
-  RX_FAILED,    /* the database failed: no acknowledgement, the gateway resends */
-} rx_outcome_t;
+/* Frees a message made by the loop (its packets and CP). Accepts NULL. */
+void rx_msg_free(stor_rx_msg_t *m);
 
-/* One message for the writer, made on the loop and owned by the writer once
- * submitted. `packets` holds the data segments of PNO 1..n, each followed by
- * CRLF, one after another; `cp` the reassembled CP. */
-typedef struct rx_msg {
-  char mn[HJ212_MN_MAX + 1];
-  char qn[HJ212_QN_MAX + 1];
-  char cn[HJ212_CN_MAX + 1];
-  char st[HJ212_ST_MAX + 1];
-  char pw[HJ212_PW_MAX + 1];
-  int flag;
-  int64_t t;     /* DataTime as Unix seconds, or -1 */
-  int64_t rx_ms; /* when it arrived */
-  int npackets;
-  char *packets; /* data segments, "...\r\n" each */
-  size_t packets_len;
-  char *cp;
-  size_t cp_len;
-  bool is_signed; /* verified by the loop: Hash and Sig */
-  hj212_signed_t sig;
-  char cert_fp[65];
-  /* filled by the writer */
-  rx_outcome_t outcome;
-  char reason[192];
-  uint64_t gap_begin, gap_end;  /* a ledger gap to pull with 6081 (begin 0: none) */
-  char pull_cns[32];            /* history to pull, "2051" or "2011,2051,2061" ("" none) */
-  int64_t pull_begin, pull_end; /* its time range, Unix seconds, inclusive */
-  void *owner;                  /* the loop's connection, opaque to the store */
-} rx_msg_t;
-
-void rx_msg_free(rx_msg_t *m);
-
-typedef void (*rx_done_fn)(void *arg, rx_msg_t *m);
+typedef void (*rx_done_fn)(void *arg, stor_rx_msg_t *m);
 
 /* Opens (creating and migrating) the database and starts the writer. `done`
  * is called on the loop thread (through `loop`, a uv_loop_t) for each
@@ -128,9 +98,10 @@ int rx_store_open(const char *path, void *loop, rx_done_fn done, void *arg, rx_s
 /* Finishes what was submitted, stops the writer, closes. Accepts NULL. The
  * loop must run afterwards so the close of its async handle completes. */
 void rx_store_close(rx_store_t *st);
-/* Hands `m` to the writer. Loop thread. Returns the number of messages
- * waiting, so the caller can stop reading while the writer is behind. */
-size_t rx_store_submit(rx_store_t *st, rx_msg_t *m);
+/* Hands `m`, made on the loop, to the writer, which owns it until `done`
+ * gives it back. Loop thread. Returns the number of messages waiting, so
+ * the caller can stop reading while the writer is behind. */
+size_t rx_store_submit(rx_store_t *st, stor_rx_msg_t *m);
 size_t rx_store_waiting(rx_store_t *st); /* messages and records not yet decided */
 /* Records a refusal (who, why, the frame) for `sites` and for people. */
 void rx_store_refusal(rx_store_t *st, const char *mn, const char *peer, const char *reason,
@@ -138,15 +109,12 @@ void rx_store_refusal(rx_store_t *st, const char *mn, const char *peer, const ch
 /* A gateway completed a handshake. */
 void rx_store_seen(rx_store_t *st, const char *mn, const char *subject);
 
-/* Read-only queries for the command line; print to stdout. Return 0, or a
- * negative errno with the reason printed to stderr. */
+/* ---- read-only queries for the command line (rxquery.c); print to
+ * stdout. Return 0, or a negative errno with the reason printed to
+ * stderr. */
 int rx_query_sites(const char *path, bool json);
 int rx_query_export(const char *path, const char *mn, int64_t since, int64_t until, const char *cn,
                     bool json);
-
-/* DataTime (YYYYMMDDhhmmss, optionally with milliseconds) in Beijing time to
- * Unix seconds; -1 when malformed. */
-int64_t rx_datatime(const char *s);
 
 /* ---- the server (rxserver.c) */
 typedef struct rx_options {

@@ -238,8 +238,8 @@ static void refuse(conn_t *c, const char *line, size_t len, const char *fmt, ...
 
 /* ---- messages */
 
-static rx_msg_t *msg_new(conn_t *c) {
-  rx_msg_t *m = calloc(1, sizeof(*m));
+static stor_rx_msg_t *msg_new(conn_t *c) {
+  stor_rx_msg_t *m = calloc(1, sizeof(*m));
   if (!m)
     return NULL;
   snprintf(m->mn, sizeof(m->mn), "%s", c->mn);
@@ -256,7 +256,7 @@ static rx_msg_t *msg_new(conn_t *c) {
 }
 
 /* Verifies a signed message, then hands it to the writer. Takes `m`. */
-static void msg_submit(conn_t *c, rx_msg_t *m, const char *line, size_t len) {
+static void msg_submit(conn_t *c, stor_rx_msg_t *m, const char *line, size_t len) {
   if (hj212_cn_is_signed(m->cn)) {
     char err[192];
     if (hj212_signed_parse(m->cp, m->cp_len, &m->sig, err, sizeof(err)) != 0 ||
@@ -281,11 +281,11 @@ static void msg_submit(conn_t *c, rx_msg_t *m, const char *line, size_t len) {
 
 /* A message in one frame. */
 static void single(conn_t *c, const char *line, size_t len) {
-  rx_msg_t *m = msg_new(c);
+  stor_rx_msg_t *m = msg_new(c);
   if (!m)
     return;
   const char *dt = hj212_get(&frame, 0, "DataTime");
-  m->t = dt ? rx_datatime(dt) : -1;
+  m->t = dt ? hj212_datatime(dt, RX_BEIJING_MIN) : -1;
   m->npackets = 1;
   m->packets = malloc(frame.data_len + 3);
   m->cp = strdup(frame.cp);
@@ -359,7 +359,7 @@ static void packet(conn_t *c, const char *line, size_t len) {
     partial_clear(p); /* cannot happen: it was decoded when it came */
     return;
   }
-  rx_msg_t *m = msg_new(c);
+  stor_rx_msg_t *m = msg_new(c);
   size_t plen = 0, clen = 0;
   for (int k = 0; k < p->pnum; k++) {
     plen += strlen(p->seg[k]) + 2;
@@ -375,7 +375,7 @@ static void packet(conn_t *c, const char *line, size_t len) {
     return;
   }
   const char *dt = hj212_get(&frame, 0, "DataTime");
-  m->t = dt ? rx_datatime(dt) : -1;
+  m->t = dt ? hj212_datatime(dt, RX_BEIJING_MIN) : -1;
   m->npackets = p->pnum;
   for (int k = 0; k < p->pnum; k++) {
     size_t sl = strlen(p->seg[k]), cl = strlen(p->cp[k]);
@@ -570,14 +570,14 @@ static void on_connection(uv_stream_t *listener, int status) {
 
 /* ---- the writer's decisions */
 
-static void rx_done(void *arg, rx_msg_t *m) {
+static void rx_done(void *arg, stor_rx_msg_t *m) {
   server_t *s = arg;
   conn_t *c = m->owner;
   if (!c->closing) {
     switch (m->outcome) {
-    case RX_STORED:
-    case RX_DUPLICATE:
-      if (m->outcome == RX_STORED)
+    case STOR_RX_STORED:
+    case STOR_RX_DUPLICATE:
+      if (m->outcome == STOR_RX_STORED)
         c->stored++;
       else
         log_info("%s: QN %s is a duplicate: acknowledged again, stored once", c->mn, m->qn);
@@ -586,10 +586,10 @@ static void rx_done(void *arg, rx_msg_t *m) {
         s->acks++;
       }
       break;
-    case RX_REFUSED:
+    case STOR_RX_REFUSED:
       refuse(c, m->packets, m->packets_len, "QN %s CN %s: %s", m->qn, m->cn, m->reason);
       break;
-    case RX_FAILED:
+    case STOR_RX_FAILED:
       log_warn("%s: QN %s not stored (%s): no acknowledgement", c->mn, m->qn, m->reason);
       break;
     }

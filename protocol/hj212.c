@@ -581,6 +581,33 @@ void hj212_qn_format(int64_t ms, int utc_offset_min, char out[HJ212_QN_LEN + 1])
   out[HJ212_QN_LEN] = '\0';
 }
 
+int64_t hj212_datatime(const char *s, int utc_offset_min) {
+  size_t n = strlen(s);
+  if (n != 14 && n != 17)
+    return -1;
+  for (size_t i = 0; i < n; i++)
+    if (s[i] < '0' || s[i] > '9')
+      return -1;
+  struct tm tm;
+  memset(&tm, 0, sizeof(tm));
+  int v[6];
+  static const int at[] = {0, 4, 6, 8, 10, 12}, len[] = {4, 2, 2, 2, 2, 2};
+  for (int i = 0; i < 6; i++) {
+    v[i] = 0;
+    for (int k = 0; k < len[i]; k++)
+      v[i] = v[i] * 10 + (s[at[i] + k] - '0');
+  }
+  if (v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23 || v[4] > 59 || v[5] > 60)
+    return -1;
+  tm.tm_year = v[0] - 1900;
+  tm.tm_mon = v[1] - 1;
+  tm.tm_mday = v[2];
+  tm.tm_hour = v[3];
+  tm.tm_min = v[4];
+  tm.tm_sec = v[5];
+  return (int64_t)timegm(&tm) - (int64_t)utc_offset_min * 60;
+}
+
 int hj212_escape(const char *in, char *out, size_t cap) {
   static const char hex[] = "0123456789ABCDEF";
   size_t o = 0;

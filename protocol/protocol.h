@@ -4,8 +4,9 @@
  * canonical quantities and units (DESIGN.md "Southbound CoAP contract").
  * Every decoder validates the world's input and explains a rejection in a
  * sentence a person can act on; none of them asserts on input. The uplink's
- * TLS session (tlspipe.c) is here too, shared by both ends: it does no I/O
- * either, the caller carries its ciphertext. */
+ * TLS session, its signatures and SHA-256 (tlspipe.c, the one file of the
+ * tree that includes mbedTLS headers) are here too, shared by both ends: it
+ * does no I/O either, the caller carries its ciphertext. */
 #ifndef SITEGATE_PROTOCOL_H
 #define SITEGATE_PROTOCOL_H
 
@@ -199,6 +200,9 @@ int hj212_encode(const hj212_head_t *h, const char *cp, size_t cp_len, char *buf
 /* Writes QN (YYYYMMDDhhmmssSSS, NUL-terminated) for Unix milliseconds `ms`
  * at a fixed UTC offset (480 minutes for Beijing time, which HJ 212 uses). */
 void hj212_qn_format(int64_t ms, int utc_offset_min, char out[HJ212_QN_LEN + 1]);
+/* DataTime (YYYYMMDDhhmmss, optionally with milliseconds) at a fixed UTC
+ * offset to Unix seconds; -1 when malformed. */
+int64_t hj212_datatime(const char *s, int utc_offset_min);
 
 /* Free text in a CP value (a plate, a site name): percent-encodes '%', ';',
  * ',', '=', '&' and bytes below 0x20 or 0x7F as %XX (upper-case), other
@@ -364,15 +368,15 @@ int proto_ticket_check_net(const proto_ticket_t *t, double resolution_kg, char *
 int proto_ticket_encode_json(const proto_ticket_t *t, char *buf, size_t cap);
 int proto_ticket_encode_cbor(const proto_ticket_t *t, uint8_t *buf, size_t cap);
 
-/* ---- tlspipe.c: one TLS session (mbedTLS) whose ciphertext the caller
- * carries, for both ends of the uplink: the gateway's client
- * (gateway/tls.c) and the receiver's server (authority/rxtls.c) keep their
- * own configuration, handshake and peer checks. */
-struct mbedtls_pk_context;
-struct mbedtls_ssl_context;
-struct mbedtls_x509_crt;
+/* ---- tlspipe.c: the uplink's TLS and signatures (mbedTLS), for both of
+ * its ends: the gateway's client (gateway/tls.c) and the receiver's server
+ * (authority/rxtls.c) keep their own files, messages and timing. One
+ * session whose ciphertext the caller carries; tlspipe.c is the only file
+ * that includes mbedTLS headers, and no mbedTLS type crosses this header. */
 typedef struct proto_tls_conf proto_tls_conf_t;
 typedef struct proto_tls proto_tls_t;
+typedef struct proto_pubkey proto_pubkey_t;
+typedef struct proto_signer proto_signer_t;
 
 /* One end's configuration under the uplink's policy (TLS 1.2 only,
  * ECDHE-ECDSA with AES-GCM, the peer's certificate required and checked
@@ -383,22 +387,23 @@ int proto_tls_conf_new(bool server, const char *ca, const char *cert, const char
                        const char *const names[3], proto_tls_conf_t **out, char *err,
                        size_t errlen);
 void proto_tls_conf_free(proto_tls_conf_t *c); /* accepts NULL */
-/* This end's own certificate and key. */
-const struct mbedtls_x509_crt *proto_tls_conf_cert(const proto_tls_conf_t *c);
-const struct mbedtls_pk_context *proto_tls_conf_key(const proto_tls_conf_t *c);
+/* The subject CN of this end's own certificate into `out` ("" when it has
+ * none, the last one when it has several). */
+void proto_tls_conf_cn(const proto_tls_conf_t *c, char *out, size_t cap);
+/* Whether this end's key is an EC P-256 key (UPLINK.md: the gateway's key
+ * also signs ledger records). */
+bool proto_tls_conf_key_is_p256(const proto_tls_conf_t *c);
 
 /* Ciphertext to write: queue it and return 0, or a negative errno to fail
  * the TLS operation. */
 typedef int (*proto_tls_send_fn)(void *arg, const uint8_t *buf, size_t len);
-/* A session on `c`; a client checks the server's certificate against
- * `server_name` (NULL for a server). At most `in_max` bytes of ciphertext
- * wait unconsumed. NULL when out of memory. */
+/* A session on `c`, which must outlive it; a client checks the server's
+ * certificate against `server_name` (NULL for a server). At most `in_max`
+ * bytes of ciphertext wait unconsumed. NULL when out of memory. */
 proto_tls_t *proto_tls_new(const proto_tls_conf_t *c, const char *server_name, size_t in_max,
                            proto_tls_send_fn send, void *arg);
 void proto_tls_free(proto_tls_t *t); /* accepts NULL */
-/* For the handshake and the peer's certificate. */
-struct mbedtls_ssl_context *proto_tls_ssl(proto_tls_t *t);
-/* Ciphertext that arrived. Returns 0, or -ENOBUFS past `in_max`. */
+/* Ciphertext that arrived, copied. Returns 0, or -ENOBUFS past `in_max`. */
 int proto_tls_feed(proto_tls_t *t, const uint8_t *buf, size_t len);
 /* Advances the handshake: 0 when it is complete (or was), -EAGAIN for more
  * input, or -EPROTO with proto_tls_error() saying why: "`refused`: the
@@ -415,13 +420,48 @@ int proto_tls_read(proto_tls_t *t, uint8_t *buf, size_t cap);
 /* Encrypts and queues all of `buf`. Returns 0 or -EPROTO. */
 int proto_tls_write(proto_tls_t *t, const uint8_t *buf, size_t len);
 void proto_tls_close_notify(proto_tls_t *t);
-/* Record why the session failed; both return -EPROTO. */
-int proto_tls_fail(proto_tls_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int proto_tls_fail_mbed(proto_tls_t *t, const char *what, int rc);
 const char *proto_tls_error(const proto_tls_t *t); /* "no error" when none */
-/* "what: mbedTLS's text for rc" into out. */
-void proto_tls_say(char *out, size_t len, const char *what, int rc);
-/* SHA-256 of a then b (either may be empty). */
+/* The negotiated ciphersuite's name, after the handshake; static. */
+const char *proto_tls_cipher(const proto_tls_t *t);
+
+/* The receiver's check of a gateway after a complete handshake (UPLINK.md
+ * "Transport"): the certificate's subject CN must be an MN (1-HJ212_MN_MAX
+ * of A-Z a-z 0-9 . _ -) and its key EC P-256. Keeps a copy of the
+ * certificate in the session. Returns 0, or -EPROTO with proto_tls_error()
+ * saying why. */
+int proto_tls_take_peer(proto_tls_t *t);
+/* After proto_tls_take_peer(): the CN (the site's MN), the subject as text
+ * and the certificate's SHA-256 (64 hex digits); "" before. Owned by the
+ * session. */
+const char *proto_tls_peer_cn(const proto_tls_t *t);
+const char *proto_tls_peer_subject(const proto_tls_t *t);
+const char *proto_tls_peer_fingerprint(const proto_tls_t *t);
+/* The peer's key, owned by the session, once proto_tls_set_done() was
+ * called after proto_tls_take_peer(); NULL before. */
+const proto_pubkey_t *proto_tls_peer_key(const proto_tls_t *t);
+
+/* A gateway's public key from its certificate file (PEM or DER), which must
+ * hold an EC P-256 key. Returns 0, -ENOMEM, or -EINVAL with the file and
+ * the reason in `err`. The caller frees it. */
+int proto_pubkey_load(const char *cert_path, proto_pubkey_t **out, char *err, size_t errlen);
+void proto_pubkey_free(proto_pubkey_t *k); /* accepts NULL */
+/* ECDSA P-256 over the 32-byte digest, `sig` raw r || s (UPLINK.md "Signed
+ * records"). Returns 0, or -EBADMSG when it does not verify. */
+int proto_pubkey_verify(const proto_pubkey_t *k, const uint8_t hash[32], const uint8_t sig[64]);
+
+/* The gateway's key for signing ledger records: the EC P-256 key in file
+ * `key`, with its own random generator, so it may run on a worker thread
+ * while sessions run on the loop (one thread at a time per signer). `name`
+ * says in errors what the file is ("[uplink] key"). Returns 0, -ENOMEM, or
+ * -EINVAL with the reason in `err`. The caller frees it. */
+int proto_signer_new(const char *key, const char *name, proto_signer_t **out, char *err,
+                     size_t errlen);
+void proto_signer_free(proto_signer_t *s); /* accepts NULL */
+/* ECDSA P-256 over the 32-byte digest: raw r || s, 32 bytes each. Returns 0
+ * or -EIO. */
+int proto_sign(proto_signer_t *s, const uint8_t hash[32], uint8_t sig[64]);
+
+/* SHA-256 of a then b (either may be empty). Any thread. */
 void proto_sha256(const void *a, size_t alen, const void *b, size_t blen, uint8_t out[32]);
 
 /* ---- bill of quantities (CSV): a header naming at least the columns

@@ -15,18 +15,19 @@
  * zeros. canonical_N is rebuilt from the stored columns by the verifier,
  * so a changed column, a removed or inserted row, or a row cut off the end
  * (ledger_head keeps the count and last hash) is found. SHA-256 is
- * mbedTLS's, the same implementation the uplink signs with; this is the
- * only mbedTLS use in storage/. Someone who rewrites every later row and
+ * protocol's proto_sha256() (mbedTLS's, behind protocol/tlspipe.c), the same
+ * implementation the uplink signs with; storage/ includes no mbedTLS header.
+ * Someone who rewrites every later row and
  * the head defeats a local check by design: the authority holds the
  * hashes it was sent (protocol/UPLINK.md "Signed records"). */
 #define LOG_MODULE "storage"
 #include "common/common.h"
+#include "protocol/protocol.h"
 #include "storage/storage_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <mbedtls/sha256.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,26 +125,15 @@ static int canonical(const stor_ticket_t *t, char *buf, size_t cap) {
   return b.full ? -E2BIG : (int)b.len;
 }
 
-static int chain_hash(const uint8_t prev[32], const char *canon, size_t len, uint8_t out[32]) {
-  mbedtls_sha256_context ctx;
-  mbedtls_sha256_init(&ctx);
-  int rc = mbedtls_sha256_starts_ret(&ctx, 0);
-  if (rc == 0)
-    rc = mbedtls_sha256_update_ret(&ctx, prev, 32);
-  if (rc == 0)
-    rc = mbedtls_sha256_update_ret(&ctx, (const unsigned char *)canon, len);
-  if (rc == 0)
-    rc = mbedtls_sha256_finish_ret(&ctx, out);
-  mbedtls_sha256_free(&ctx);
-  return rc == 0 ? 0 : -EIO;
-}
-
 /* The hash of entry `t` over `prev`, as the writer and the verifier
  * compute it. */
 static int entry_hash(const stor_ticket_t *t, const uint8_t prev[32], uint8_t out[32]) {
   static _Thread_local char canon[CANON_MAX];
   int n = canonical(t, canon, sizeof(canon));
-  return n < 0 ? n : chain_hash(prev, canon, (size_t)n, out);
+  if (n < 0)
+    return n;
+  proto_sha256(prev, 32, canon, (size_t)n, out);
+  return 0;
 }
 
 /* ---- rows */

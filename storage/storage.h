@@ -1,5 +1,6 @@
 /* storage: everything that touches the database (the only module that
- * includes sqlite3.h).
+ * includes sqlite3.h): the gateway's, and at the end of this header the
+ * receiver's (sitegate-rx), which is a database of its own.
  *
  * One SQLite file in WAL mode, schema versioned with PRAGMA user_version.
  * A single writer thread owns the read-write connection: the loop thread
@@ -18,7 +19,7 @@
 #ifndef SITEGATE_STORAGE_H
 #define SITEGATE_STORAGE_H
 
-#include "protocol/protocol.h"
+#include "protocol/protocol.h" /* tickets and the receiver's HJ 212 messages */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -558,5 +559,120 @@ int stor_outbox_alarm_events(stor_reader_t *r, int64_t after_seq, size_t limit,
 /* The energy_day rows of local day `day` (its midnight, Unix s), by unit. */
 int stor_outbox_energy_day(stor_reader_t *r, int64_t day,
                            int (*cb)(void *arg, const stor_energy_row_t *row), void *arg);
+
+/* ==== the receiver's store (sitegate-rx, authority/), rxstore.c ========
+ * A database of its own, apart from the gateway's: what each site sent
+ * (frames), its signed ledger chain, its hourly seals, the sites seen and
+ * the refusals. authority/ calls only what is declared here (its writer
+ * thread, the loop hand-over and all printing stay there), so another
+ * backend can implement these same functions. One connection per
+ * stor_rx_t, used by one thread at a time (the receiver's writer thread);
+ * the queries open their own read-only connection. */
+typedef struct stor_rx stor_rx_t;
+
+typedef enum {
+  STOR_RX_STORED,    /* new, durably stored */
+  STOR_RX_DUPLICATE, /* already stored: acknowledge again */
+  STOR_RX_REFUSED,   /* not stored: the reason says why */
+  STOR_RX_FAILED,    /* the database failed: no acknowledgement, the gateway resends */
+} stor_rx_outcome_t;
+
+/* One whole message (all packets of a QN), already checked for CRC, MN and
+ * signature by the caller, who allocates and frees it. `packets` holds the
+ * data segments of PNO 1..n, each followed by CRLF, one after another; `cp`
+ * the reassembled CP. */
+typedef struct stor_rx_msg {
+  char mn[HJ212_MN_MAX + 1];
+  char qn[HJ212_QN_MAX + 1];
+  char cn[HJ212_CN_MAX + 1];
+  char st[HJ212_ST_MAX + 1];
+  char pw[HJ212_PW_MAX + 1];
+  int flag;
+  int64_t t;     /* DataTime as Unix seconds, or -1 */
+  int64_t rx_ms; /* when it arrived */
+  int npackets;
+  char *packets; /* data segments, "...\r\n" each */
+  size_t packets_len;
+  char *cp;
+  size_t cp_len;
+  bool is_signed; /* verified by the caller: Hash and Sig */
+  hj212_signed_t sig;
+  char cert_fp[65];
+  /* filled by stor_rx_decide() */
+  stor_rx_outcome_t outcome;
+  char reason[192];
+  uint64_t gap_begin, gap_end;  /* a ledger gap to pull with 6081 (begin 0: none) */
+  char pull_cns[32];            /* history to pull, "2051" or "2011,2051,2061" ("" none) */
+  int64_t pull_begin, pull_end; /* its time range, Unix seconds, inclusive */
+  void *owner;                  /* the caller's, never read by storage */
+} stor_rx_msg_t;
+
+/* Opens (creating and migrating) the receiver's database read-write, with
+ * synchronous=FULL so a commit is on disk. Returns 0, or a negative errno
+ * with the reason logged. The caller closes it with stor_rx_close(), which
+ * accepts NULL. */
+int stor_rx_open(const char *path, stor_rx_t **out);
+void stor_rx_close(stor_rx_t *db);
+
+/* A transaction around a batch: stor_rx_begin(), any number of the three
+ * calls below, stor_rx_commit(); after any failure, stor_rx_rollback() and
+ * nothing of the batch is stored. Each returns 0, or a negative errno with
+ * the database's reason in stor_rx_error() (and logged). */
+int stor_rx_begin(stor_rx_t *db);
+int stor_rx_commit(stor_rx_t *db);
+void stor_rx_rollback(stor_rx_t *db); /* keeps stor_rx_error() */
+/* The last failure's reason (static text), "not an error" when none. */
+const char *stor_rx_error(const stor_rx_t *db);
+
+/* Decides `m` inside the transaction and stores it when new: a duplicate of
+ * a stored QN or ledger Seq, the next link of the site's chain, or after a
+ * gap (m->gap_begin/gap_end say what to pull); a 6041 seal is checked
+ * against the stored frames of its hour, and an incomplete hour or a missed
+ * minute sets m->pull_*. Sets m->outcome (STORED, DUPLICATE or REFUSED with
+ * m->reason); `m` stays the caller's. Returns 0 or a negative errno. */
+int stor_rx_decide(stor_rx_t *db, stor_rx_msg_t *m);
+/* Records a refusal (who, why, the frame; `frame` may be NULL) at `at_ms`,
+ * Unix milliseconds. The strings are copied. */
+int stor_rx_refusal(stor_rx_t *db, const char *mn, const char *peer, const char *reason,
+                    const char *frame, int64_t at_ms);
+/* A site completed a handshake at `at_ms` (kept to the second). */
+int stor_rx_seen(stor_rx_t *db, const char *mn, const char *subject, int64_t at_ms);
+
+/* ---- the receiver's read-only queries, for people. Each opens its own
+ * read-only connection on `path`. A row passed to a callback, strings
+ * included, is valid during the call only. Return 0; -ENOENT (cannot
+ * open) or -EIO with the reason in `err`, or -EIO with `err` empty when a
+ * step failed after rows were passed. */
+typedef struct stor_rx_site {
+  const char *mn, *subject;
+  int64_t last_seen, connections; /* Unix seconds; handshakes */
+  int64_t frames;
+  bool has_last_frame;
+  int64_t last_frame_ms;                             /* received, when has_last_frame */
+  int64_t ledger_seq, ledger_pending, ledger_broken; /* seq: the chained end, 0 none */
+  int64_t seals_verified, seals_incomplete, seals_mismatch;
+  int64_t refused;
+} stor_rx_site_t;
+/* Every site in MN order, then in `*unknown` the refusals no site was known
+ * for (a failed handshake). */
+int stor_rx_sites(const char *path, void (*cb)(void *arg, const stor_rx_site_t *s), void *arg,
+                  int64_t *unknown, char *err, size_t errlen);
+
+typedef struct stor_rx_frame {
+  int64_t t; /* DataTime, else the second it arrived */
+  int64_t received_ms;
+  const char *qn, *cn;
+  int pno, pnum;
+  const char *data; /* the data segment as sent, data_len bytes */
+  size_t data_len;
+  bool in_ledger; /* a signed message: */
+  int64_t ledger_seq;
+  const char *ledger_state; /* "chained", "pending", "broken" */
+} stor_rx_frame_t;
+/* The frames of site `mn` with since <= t < until (Unix seconds) and, when
+ * `cn` is not NULL, that CN, in time, QN and PNO order. */
+int stor_rx_export(const char *path, const char *mn, int64_t since, int64_t until, const char *cn,
+                   void (*cb)(void *arg, const stor_rx_frame_t *f), void *arg, char *err,
+                   size_t errlen);
 
 #endif

@@ -2,9 +2,10 @@
  * (protocol/UPLINK.md is the contract, DESIGN.md "Uplink to the authority").
  *
  * Three parts, one per file:
- * - tls.c, the only gateway file that includes mbedTLS headers: a TLS 1.2
- *   client session over buffers (the loop moves the bytes), and the ECDSA
- *   P-256 signer and SHA-256 the signed records need;
+ * - tls.c: a TLS 1.2 client session over buffers (the loop moves the
+ *   bytes) and the ECDSA P-256 signer the signed records need, the
+ *   gateway's names for protocol/tlspipe.c (the one file that includes
+ *   mbedTLS headers; SHA-256 is its proto_sha256());
  * - uplink_build.c, on a libuv worker: makes the messages (2011/2051/2061/
  *   2031 from the storage rollups, 6011/6012 from the ledger, 6021 from the
  *   alarm history, 6031 from the daily energy, 6041 hourly seals, 2081 at a

@@ -1,0 +1,280 @@
+/* The receiver's writer thread: the one thread that writes the database
+ * (storage.h "the receiver's store"), and the hand-over between it and the
+ * loop.
+ *
+ * The loop hands whole messages (all packets of a QN), already checked for
+ * CRC, MN and signatures, to a queue; the writer takes everything queued,
+ * has storage decide each one in one transaction, commits (synchronous=
+ * FULL), and only then passes the messages back to the loop through a
+ * uv_async_t, where they are acknowledged. So a 9014 always means "on
+ * disk", and a crash before the commit just means the gateway resends.
+ * Refusals and handshakes ride in the same batches. */
+#define LOG_MODULE "rxstore"
+#include "authority/rx.h"
+#include "common/common.h"
+#include "storage/storage.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+typedef enum { JOB_MSG, JOB_REFUSAL, JOB_SEEN } job_kind_t;
+
+typedef struct job {
+  job_kind_t kind;
+  stor_rx_msg_t *m;
+  char mn[HJ212_MN_MAX + 1];
+  char peer[64];
+  char *text;  /* refusal reason or subject */
+  char *frame; /* refusal: the frame, NUL-terminated */
+  int64_t at_ms;
+  struct job *next;
+} job_t;
+
+struct rx_store {
+  stor_rx_t *db;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  job_t *head, **tail;
+  size_t waiting;
+  bool stop, started;
+  stor_rx_msg_t **done; /* decided, for the loop */
+  size_t n_done, cap_done;
+  uv_async_t async;
+  rx_done_fn done_fn;
+  void *done_arg;
+};
+
+static int64_t now_ms(void) { return (int64_t)(sg_now() * 1000.0); }
+
+void rx_msg_free(stor_rx_msg_t *m) {
+  if (!m)
+    return;
+  free(m->packets);
+  free(m->cp);
+  free(m);
+}
+
+/* One job inside the batch's transaction: 0 or a negative errno. */
+static int apply(stor_rx_t *db, job_t *j) {
+  switch (j->kind) {
+  case JOB_MSG:
+    return stor_rx_decide(db, j->m);
+  case JOB_REFUSAL:
+    return stor_rx_refusal(db, j->mn, j->peer, j->text, j->frame, j->at_ms);
+  case JOB_SEEN:
+    return stor_rx_seen(db, j->mn, j->text, j->at_ms);
+  }
+  return -EINVAL;
+}
+
+static void job_free(job_t *j) {
+  free(j->text);
+  free(j->frame);
+  free(j);
+}
+
+static void hand_back(rx_store_t *st, job_t *list) {
+  pthread_mutex_lock(&st->mu);
+  for (job_t *j = list; j; j = j->next) {
+    if (j->kind != JOB_MSG)
+      continue;
+    if (st->n_done == st->cap_done) {
+      size_t cap = st->cap_done ? st->cap_done * 2 : 64;
+      stor_rx_msg_t **p = realloc(st->done, cap * sizeof(*p));
+      if (!p) /* cannot happen in practice; the message is lost unacknowledged */
+        abort();
+      st->done = p;
+      st->cap_done = cap;
+    }
+    st->done[st->n_done++] = j->m;
+    j->m = NULL;
+  }
+  pthread_mutex_unlock(&st->mu);
+  uv_async_send(&st->async);
+  for (job_t *j = list, *next; j; j = next) {
+    next = j->next;
+    job_free(j);
+  }
+}
+
+static void *writer_main(void *arg) {
+  rx_store_t *st = arg;
+  for (;;) {
+    pthread_mutex_lock(&st->mu);
+    while (!st->head && !st->stop)
+      pthread_cond_wait(&st->cv, &st->mu);
+    job_t *list = st->head;
+    st->head = NULL;
+    st->tail = &st->head;
+    bool stop = st->stop;
+    pthread_mutex_unlock(&st->mu);
+    if (!list && stop)
+      break;
+    int rc = stor_rx_begin(st->db);
+    for (job_t *j = list; j && rc == 0; j = j->next)
+      rc = apply(st->db, j);
+    if (rc == 0)
+      rc = stor_rx_commit(st->db);
+    if (rc != 0) {
+      const char *why = stor_rx_error(st->db); /* static text */
+      log_err("batch not stored (%s): the gateways will resend", why);
+      stor_rx_rollback(st->db);
+      for (job_t *j = list; j; j = j->next)
+        if (j->kind == JOB_MSG) {
+          j->m->outcome = STOR_RX_FAILED;
+          snprintf(j->m->reason, sizeof(j->m->reason), "database: %s", why);
+        }
+    }
+    size_t n = 0;
+    for (job_t *j = list; j; j = j->next)
+      n++;
+    pthread_mutex_lock(&st->mu);
+    st->waiting -= n;
+    pthread_mutex_unlock(&st->mu);
+    hand_back(st, list);
+  }
+  return NULL;
+}
+
+static void store_on_async(uv_async_t *a) {
+  rx_store_t *st = a->data;
+  pthread_mutex_lock(&st->mu);
+  stor_rx_msg_t **list = st->done;
+  size_t n = st->n_done;
+  st->done = NULL;
+  st->n_done = st->cap_done = 0;
+  pthread_mutex_unlock(&st->mu);
+  for (size_t i = 0; i < n; i++)
+    st->done_fn(st->done_arg, list[i]);
+  free(list);
+}
+
+static void enqueue(rx_store_t *st, job_t *j) {
+  pthread_mutex_lock(&st->mu);
+  *st->tail = j;
+  st->tail = &j->next;
+  st->waiting++;
+  pthread_cond_signal(&st->cv);
+  pthread_mutex_unlock(&st->mu);
+}
+
+size_t rx_store_waiting(rx_store_t *st) {
+  pthread_mutex_lock(&st->mu);
+  size_t n = st->waiting;
+  pthread_mutex_unlock(&st->mu);
+  return n;
+}
+
+size_t rx_store_submit(rx_store_t *st, stor_rx_msg_t *m) {
+  job_t *j = calloc(1, sizeof(*j));
+  if (!j) {
+    m->outcome = STOR_RX_FAILED;
+    snprintf(m->reason, sizeof(m->reason), "out of memory");
+    st->done_fn(st->done_arg, m);
+    return 0;
+  }
+  j->kind = JOB_MSG;
+  j->m = m;
+  enqueue(st, j);
+  pthread_mutex_lock(&st->mu);
+  size_t n = st->waiting;
+  pthread_mutex_unlock(&st->mu);
+  return n;
+}
+
+void rx_store_refusal(rx_store_t *st, const char *mn, const char *peer, const char *reason,
+                      const char *frame, size_t frame_len) {
+  job_t *j = calloc(1, sizeof(*j));
+  if (!j)
+    return;
+  j->kind = JOB_REFUSAL;
+  snprintf(j->mn, sizeof(j->mn), "%s", mn ? mn : "");
+  snprintf(j->peer, sizeof(j->peer), "%s", peer ? peer : "");
+  j->text = strdup(reason);
+  if (frame && frame_len) {
+    size_t n = frame_len > 2048 ? 2048 : frame_len; /* enough to see what it was */
+    j->frame = malloc(n + 1);
+    if (j->frame) {
+      memcpy(j->frame, frame, n);
+      j->frame[n] = '\0';
+    }
+  }
+  j->at_ms = now_ms();
+  if (!j->text) {
+    job_free(j);
+    return;
+  }
+  enqueue(st, j);
+}
+
+void rx_store_seen(rx_store_t *st, const char *mn, const char *subject) {
+  job_t *j = calloc(1, sizeof(*j));
+  if (!j)
+    return;
+  j->kind = JOB_SEEN;
+  snprintf(j->mn, sizeof(j->mn), "%s", mn);
+  j->text = strdup(subject);
+  j->at_ms = now_ms();
+  if (!j->text) {
+    job_free(j);
+    return;
+  }
+  enqueue(st, j);
+}
+
+int rx_store_open(const char *path, void *loop, rx_done_fn done, void *arg, rx_store_t **out) {
+  *out = NULL;
+  rx_store_t *st = calloc(1, sizeof(*st));
+  if (!st)
+    return -ENOMEM;
+  st->tail = &st->head;
+  st->done_fn = done;
+  st->done_arg = arg;
+  if (stor_rx_open(path, &st->db) != 0) {
+    free(st);
+    return -EIO;
+  }
+  pthread_mutex_init(&st->mu, NULL);
+  pthread_cond_init(&st->cv, NULL);
+  uv_async_init(loop, &st->async, store_on_async);
+  st->async.data = st;
+  /* The loop ends when the server's own handles are closed; what the writer
+   * decides after that is handed over by rx_store_close(). */
+  uv_unref((uv_handle_t *)&st->async);
+  if (pthread_create(&st->thread, NULL, writer_main, st) != 0) {
+    log_err("cannot start the writer thread");
+    st->stop = true;
+    rx_store_close(st);
+    return -EAGAIN;
+  }
+  st->started = true;
+  *out = st;
+  return 0;
+}
+
+static void store_on_closed(uv_handle_t *h) {
+  rx_store_t *st = h->data;
+  pthread_mutex_destroy(&st->mu);
+  pthread_cond_destroy(&st->cv);
+  free(st);
+}
+
+void rx_store_close(rx_store_t *st) {
+  if (!st)
+    return;
+  pthread_mutex_lock(&st->mu);
+  st->stop = true;
+  pthread_cond_signal(&st->cv);
+  pthread_mutex_unlock(&st->mu);
+  if (st->started)
+    pthread_join(st->thread, NULL);
+  store_on_async(&st->async); /* the last decisions, so no message leaks */
+  stor_rx_close(st->db);
+  st->db = NULL;
+  uv_close((uv_handle_t *)&st->async, store_on_closed);
+}
