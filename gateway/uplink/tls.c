@@ -1,6 +1,6 @@
 /* TLS 1.2 client sessions over buffers, and the ECDSA signatures of the
  * ledger extension, for the uplink: the gateway's names (gtls_*, declared
- * in uplink_int.h) for what protocol/tlspipe.c does, with the gateway's
+ * in uplink.h) for what protocol/tlspipe.c does, with the gateway's
  * file names and messages. No mbedTLS header is included here; tlspipe.c
  * is the one file that includes them.
  *
