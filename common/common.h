@@ -181,10 +181,10 @@ const char *sg_devtype_name(sg_devtype_t t);
 typedef struct sg_config_option {
   const char *section; /* "site", ...; "device" and "group" for [device ID], [group NAME] */
   const char *key;
-  const char *type;  /* "string", "integer", "number" or "device type" */
-  double min, max;   /* integers and numbers */
-  size_t max_len;    /* strings: the longest value, in bytes */
-  const char *def;   /* as written in the table; NULL: required */
+  const char *type; /* "string", "integer", "number" or "device type" */
+  double min, max;  /* integers and numbers */
+  size_t max_len;   /* strings: the longest value, in bytes */
+  const char *def;  /* as written in the table; NULL: required */
 } sg_config_option_t;
 /* Fills *out with row `i` of the table (file order, grouped by section).
  * Returns false, leaving *out alone, when `i` is past the last row. */

@@ -327,8 +327,7 @@ static void http_reference_names_every_route(void **state) {
   for (size_t i = 0; i < n; i++)
     if (!routes[i].seen) {
       print_error("%s: the route %s %s (%s) has no \"### %s %s...\" heading\n", HTTP_DOC,
-                  routes[i].method, routes[i].path, routes_file, routes[i].method,
-                  routes[i].path);
+                  routes[i].method, routes[i].path, routes_file, routes[i].method, routes[i].path);
       errors++;
     }
   free(text);
