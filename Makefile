@@ -41,7 +41,8 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_PROGRAMS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
-.PHONY: all deps test unit integration test-stress asan fuzz bench lint install demo clean web
+.PHONY: all deps test unit integration test-stress asan fuzz bench lint install demo clean web \
+  config-reference
 # Objects make would take for intermediate (tests, fuzz harnesses) are kept:
 # deleting them made every `make unit` rebuild.
 .SECONDARY:
@@ -140,6 +141,11 @@ $(BIN)/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(LIBS)
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@SITEGATE_BIN=$(abspath $(BIN)) bench/run.sh
+
+# The option rows of deploy/CONFIG.md, from common/config.c's table (the
+# meaning column left to write); tests/test_docs.c fails until they match.
+config-reference: $(BUILD)/tests/test_docs
+	@$(BUILD)/tests/test_docs --print
 
 lint:
 	clang-format --dry-run --Werror $(shell git ls-files '*.c' '*.h')

@@ -176,6 +176,20 @@ const sg_group_t *sg_config_group(const sg_config_t *cfg, const char *name);
 int sg_schedule_parse(const char *s, double day_start_h, double night_start_h, double *from,
                       double *to, int max);
 const char *sg_devtype_name(sg_devtype_t t);
+/* One row of the option table, read-only, for the configuration reference
+ * (deploy/CONFIG.md, which tests/test_config_doc.c holds against it). */
+typedef struct sg_config_option {
+  const char *section; /* "site", ...; "device" and "group" for [device ID], [group NAME] */
+  const char *key;
+  const char *type; /* "string", "integer", "number" or "device type" */
+  double min, max;  /* integers and numbers */
+  size_t max_len;   /* strings: the longest value, in bytes */
+  const char *def;  /* as written in the table; NULL: required */
+} sg_config_option_t;
+/* Fills *out with row `i` of the table (file order, grouped by section).
+ * Returns false, leaving *out alone, when `i` is past the last row. */
+bool sg_config_option(size_t i, sg_config_option_t *out);
+
 /* Writes every key with its value (defaults included) as INI to `f`;
  * secrets are shown as "(set)". */
 void sg_config_dump(const sg_config_t *cfg, void *file);

@@ -246,6 +246,26 @@ static size_t opt_index(const char *section, const char *key) {
   return N_OPTIONS; /* not reached for the keys this file asks for */
 }
 
+bool sg_config_option(size_t i, sg_config_option_t *out) {
+  static const char *const type_names[] = {[OPT_STR] = "string",
+                                           [OPT_PSTR] = "string",
+                                           [OPT_INT] = "integer",
+                                           [OPT_DBL] = "number",
+                                           [OPT_DEVTYPE] = "device type"};
+  if (i >= N_OPTIONS)
+    return false;
+  const opt_t *o = &options[i];
+  *out =
+      (sg_config_option_t){.section = o->section,
+                           .key = o->key,
+                           .type = type_names[o->kind],
+                           .min = o->min,
+                           .max = o->max,
+                           .max_len = o->kind == OPT_STR || o->kind == OPT_PSTR ? o->size - 1 : 0,
+                           .def = o->def};
+  return true;
+}
+
 static const char *const devtype_names[] = {
     [SG_DEV_DUST] = "dust",     [SG_DEV_NOISE] = "noise",         [SG_DEV_WEATHER] = "weather",
     [SG_DEV_ENERGY] = "energy", [SG_DEV_EQUIPMENT] = "equipment", [SG_DEV_SCALE] = "scale",
