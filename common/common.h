@@ -73,7 +73,7 @@ typedef struct sg_device {
 } sg_device_t;
 
 /* One [group NAME] section: equipment units of one kind controlled together
- * (keys and meanings in config.c; the policies in gateway/equipment_int.h). */
+ * (keys and meanings in config.c; the policies in gateway/equipment/equipment.h). */
 typedef struct sg_group {
   char name[SG_ID_MAX + 1];
   char members[512];           /* device ids as written, separated by commas or spaces */

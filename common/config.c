@@ -150,7 +150,7 @@ static const opt_t options[] = {
     /* scales: the division, kg (a 100 t weighbridge reads in 20 kg steps) */
     {"device", "resolution_kg", OPT_DBL, D(resolution_kg), 0.001, 1000, "20"},
     /* [energy]: carbon factors and the timing of group control
-     * (gateway/equipment_int.h) */
+     * (gateway/equipment/equipment.h) */
     /* t CO2 per MWh of grid electricity (national average published in 2023) */
     {"energy", "grid_factor_t_per_mwh", OPT_DBL, G(energy_grid_factor), 0, 10, "0.5703"},
     /* kg CO2 per litre of diesel (GB/T 32151 defaults at 0.85 kg/l) */
@@ -164,7 +164,7 @@ static const opt_t options[] = {
     /* daily figures are stored this often, s (and at stop) */
     {"energy", "persist_s", OPT_DBL, G(energy_persist_s), 1, 3600, "60"},
     /* [group NAME]: equipment of one kind controlled together. Every
-     * policy is off by default; they combine (gateway/equipment_int.h). */
+     * policy is off by default; they combine (gateway/equipment/equipment.h). */
     /* the group's units (default: the equipment whose group is NAME); when
      * given, it must list exactly those */
     {"group", "members", OPT_STR, GR(members), 0, 0, ""},

@@ -369,7 +369,7 @@ int proto_ticket_encode_json(const proto_ticket_t *t, char *buf, size_t cap);
 int proto_ticket_encode_cbor(const proto_ticket_t *t, uint8_t *buf, size_t cap);
 
 /* ---- tlspipe.c: the uplink's TLS and signatures (mbedTLS), for both of
- * its ends: the gateway's client (gateway/tls.c) and the receiver's server
+ * its ends: the gateway's client (gateway/uplink/tls.c) and the receiver's server
  * (authority/rxtls.c) keep their own files, messages and timing. One
  * session whose ciphertext the caller carries; tlspipe.c is the only file
  * that includes mbedTLS headers, and no mbedTLS type crosses this header. */

@@ -1,5 +1,5 @@
 /* The uplink's TLS and signatures (mbedTLS 2.28), for both of its ends
- * (UPLINK.md): the gateway's client (gateway/tls.c) and the receiver's
+ * (UPLINK.md): the gateway's client (gateway/uplink/tls.c) and the receiver's
  * server (authority/rxtls.c). One policy, one handshake step, and one
  * session whose ciphertext the caller carries: what the socket read is fed
  * in, what mbedTLS writes goes to a send callback. Each end names its own

@@ -1,5 +1,5 @@
 /* Alarms and their history (storage.h "alarms"; the model is
- * gateway/alarm.c).
+ * gateway/rules/alarm.c).
  *
  * Table `alarm` holds each alarm's latest state, one row per id (the
  * model hands ids out); `alarm_event` holds every event in order. A write

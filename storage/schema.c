@@ -137,7 +137,7 @@ static const char *const migrations[] = {
     "  value INTEGER NOT NULL) WITHOUT ROWID;"
     "INSERT INTO counter VALUES('raw_rows', 0);",
     /* 2: alarms (alarms.c). `alarm` is each alarm's latest state, its id
-     * handed out by the model (gateway/alarm.c); `alarm_event` is the
+     * handed out by the model (gateway/rules/alarm.c); `alarm_event` is the
      * history, in order. Times are Unix seconds as REAL; a figure that is
      * not a number is NULL. */
     "CREATE TABLE alarm("

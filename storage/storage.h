@@ -144,7 +144,7 @@ int stor_reader_counts(stor_reader_t *r, int64_t *raw_rows, int64_t *db_bytes);
 
 /* ======================================================================
  * ---- alarms (storage/alarms.c). The model and its rules are in
- * gateway/alarm_int.h; storage keeps each alarm's latest state (table
+ * gateway/rules/rules.h; storage keeps each alarm's latest state (table
  * `alarm`) and its history of events (table `alarm_event`). */
 #define STOR_ALARM_NAME_MAX 48 /* rule and source, with the NUL */
 
@@ -344,7 +344,7 @@ int stor_boq_list(stor_reader_t *r, stor_boq_cb cb, void *arg);
 
 /* ======================================================================
  * ---- equipment: command audit trail, daily energy, control state
- * (storage/equipment.c; the rules are gateway/equipment_int.h's).
+ * (storage/equipment.c; the rules are gateway/equipment/equipment.h's).
  *
  * `eq_command` is the audit trail: one row per command the gateway sent
  * (or per switch a unit made on its own, origin "local"), updated with its

@@ -1,4 +1,4 @@
-/* The alarm model (gateway/alarm.c): raise, no repeats, escalation,
+/* The alarm model (gateway/rules/alarm.c): raise, no repeats, escalation,
  * hysteresis on the way down, acknowledgement, and the events each makes. */
 #include <setjmp.h>
 #include <stdarg.h>

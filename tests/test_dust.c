@@ -1,5 +1,5 @@
-/* Dust windows (gateway/dust.c) and the sensor health checks
- * (gateway/health.c), each case computed by hand. Site time is
+/* Dust windows (gateway/rules/dust.c) and the sensor health checks
+ * (gateway/rules/health.c), each case computed by hand. Site time is
  * Asia/Shanghai; MID is local midnight starting 2026-11-20. */
 #include <setjmp.h>
 #include <stdarg.h>

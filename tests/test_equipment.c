@@ -1,5 +1,5 @@
-/* Equipment energy and group control (gateway/energy.c,
- * gateway/equipment_policy.c, [group] in common/config.c): counters with
+/* Equipment energy and group control (gateway/equipment/energy.c,
+ * gateway/equipment/equipment_policy.c, [group] in common/config.c): counters with
  * resets and rollovers, running / idle / off and daily figures, carbon,
  * and every group policy as table-driven cases of the pure decision, plus
  * a simulated week of duty rotation. */

@@ -1,4 +1,4 @@
-/* What the CoAP front answers when storage refuses (gateway/ingest.c):
+/* What the CoAP front answers when storage refuses (gateway/coap/ingest.c):
  * each errno's code, Max-Age, reject reason and diagnostic, by hand. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* GB 12523-2011 windows (gateway/noise.c), each case computed by hand.
+/* GB 12523-2011 windows (gateway/rules/noise.c), each case computed by hand.
  *
  * The site is in Asia/Shanghai (UTC+8, no daylight saving). MID is local
  * midnight starting 2026-11-20, so MID + h*3600 is h o'clock site time. */

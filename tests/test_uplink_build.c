@@ -1,4 +1,4 @@
-/* Making the uplink's messages (gateway/uplink_build.c) against a real
+/* Making the uplink's messages (gateway/uplink/uplink_build.c) against a real
  * database: minute and hour frames from the rollups, a ledger entry as a
  * signed 6011, hourly seals whose Digest and Frames are recomputed here
  * from the frames the outbox holds (as the receiver does), the chain's

@@ -1,4 +1,4 @@
-/* The waste and material figures (gateway/waste.c), each against numbers
+/* The waste and material figures (gateway/waste/waste.c), each against numbers
  * worked out by hand in the comments, and the bill-of-quantities reader
  * naming its bad lines. */
 #include <setjmp.h>

@@ -1,5 +1,5 @@
 /* The waste, material and progress endpoints of the local API
- * (ledger_int.h), on the HTTP threads with the request's read-only connection.
+ * (waste.h), on the HTTP threads with the request's read-only connection.
  *
  * Reads compute their figures from the ledger on every call (a site has
  * thousands of tickets, not millions; the sums are one grouped query).

@@ -85,11 +85,11 @@ struct gw {
   struct loop_calls *calls;   /* calls and posts onto the loop (core.c) */
   struct gw_listener *on_pack; /* gw_on_pack() listeners, loop thread */
   struct gw_listener *on_ledger; /* gw_on_ledger() listeners, loop thread */
-  struct alarms *alarms;       /* the alarm model (alarm_int.h), loop thread */
-  struct env *env;             /* noise, dust and health rules (env_int.h) */
-  struct waste_gw *waste;      /* the waste and material ledger (ledger_int.h) */
-  struct uplink *uplink;       /* to the authority (uplink_int.h); NULL without [uplink] host */
-  struct equipment *equipment; /* energy and group control (equipment_int.h) */
+  struct alarms *alarms;       /* the alarm model (rules.h), loop thread */
+  struct env *env;             /* noise, dust and health rules (rules.h) */
+  struct waste_gw *waste;      /* the waste and material ledger (waste.h) */
+  struct uplink *uplink;       /* to the authority (uplink.h); NULL without [uplink] host */
+  struct equipment *equipment; /* energy and group control (equipment.h) */
 };
 
 /* For functions that must run on the loop thread: asserts it in debug

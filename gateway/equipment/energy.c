@@ -1,6 +1,6 @@
 /* Energy accounting for equipment units and meters: cumulative counters
  * with their resets and rollovers, running / idle / off from power, daily
- * figures and carbon (equipment_int.h has the rules).
+ * figures and carbon (equipment.h has the rules).
  *
  * Pure functions over plain structs: no loop, no storage. The daemon
  * (equipment.c) feeds them every ingested reading; the tests feed them

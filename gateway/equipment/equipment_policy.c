@@ -1,4 +1,4 @@
-/* The group policies as one pure function (equipment_int.h has the rules
+/* The group policies as one pure function (equipment.h has the rules
  * and their order).
  *
  * eqp_decide() starts from every unit as it is (or as its command in

@@ -1,4 +1,4 @@
-/* The alarm model's rules (alarm_int.h): raise, no repeats, escalate at
+/* The alarm model's rules (rules.h): raise, no repeats, escalate at
  * once, de-escalate and clear only after a hold, acknowledge.
  *
  * It is pure: no loop, no storage, time passed in. The active alarms are a

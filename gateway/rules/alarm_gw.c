@@ -1,4 +1,4 @@
-/* The alarm model in the daemon (alarm_int.h): the loop thread owns the
+/* The alarm model in the daemon (rules.h): the loop thread owns the
  * model; its events go to listeners at once and to storage through a
  * queue that a libuv worker drains.
  *
@@ -43,7 +43,7 @@ struct alarms {
   stor_alarm_event_t *q; /* waiting to be written, in order */
   size_t n, cap;
   bool busy;           /* a worker is draining the queue */
-  alarm_tally_t tally; /* what became of the events (alarm_int.h) */
+  alarm_tally_t tally; /* what became of the events (rules.h) */
   bool closed;
 };
 

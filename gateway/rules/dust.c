@@ -1,6 +1,6 @@
 /* Dust at the site boundary: time-weighted averages of tsp, pm10 and pm2_5
  * over clock-aligned windows, with readings taken in fog left out, judged
- * against the configured warning and alarm levels (env_int.h). */
+ * against the configured warning and alarm levels (rules.h). */
 #include "gateway/rules/rules.h"
 #include "protocol/protocol.h"
 

@@ -1,4 +1,4 @@
-/* The rule engine of noise, dust and sensor health (env_int.h).
+/* The rule engine of noise, dust and sensor health (rules.h).
  *
  * A uv_timer ticks every ENV_TICK_MS. A tick starts one evaluation on the
  * libuv threadpool (never two at once): the worker reads each device's

@@ -1,5 +1,5 @@
 /* Sensor health: the checks that tell a broken, stuck, mis-set or tampered
- * sensor from a real reading (env_int.h). Each is a pure function over one
+ * sensor from a real reading (rules.h). Each is a pure function over one
  * device's samples; the rule engine turns a firing check into an alarm. */
 #include "gateway/rules/rules.h"
 #include "protocol/protocol.h"

@@ -1,5 +1,5 @@
 /* Construction-site noise by GB 12523-2011: the LAeq and Lmax of one window
- * and its verdict against the day or night limit (env_int.h).
+ * and its verdict against the day or night limit (rules.h).
  *
  * The energy average is accumulated as Σ tᵢ·10^(0.1·(Lᵢ − Lref)) with Lref
  * the window's first level, so that neither very loud nor very quiet

@@ -1,6 +1,6 @@
 /* sitectl's equipment, energy and carbon commands: thin clients of
  * /api/equipment, /api/equipment/log, /api/equipment/UNIT/override,
- * /api/energy and /api/carbon (gateway/api_equipment.c). Tables for a
+ * /api/energy and /api/carbon (gateway/api/api_equipment.c). Tables for a
  * person in the site's zone; --json prints the API's answer as it is. */
 
 #include "gateway/sitectl/sitectl.h"

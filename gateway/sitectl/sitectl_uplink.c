@@ -1,5 +1,5 @@
 /* sitectl uplink: the connection to the authority and the outbox, from
- * GET /api/uplink (gateway/uplink.c). A person sees whether the gateway is
+ * GET /api/uplink (gateway/uplink/uplink.c). A person sees whether the gateway is
  * connected, how much waits by class, the oldest message waiting, the last
  * acknowledgement, what the bound dropped and the last error; --json gives
  * the API's answer as it is. */

@@ -6,7 +6,7 @@
  * POST /w (plus net_t, gross_t, tare_t in tonnes and t as any time
  * argument), so the words on the command line are the ones on the wire.
  * The bill of quantities is read here with the gateway's own CSV reader
- * (gateway/waste.c), so a bad line is named before anything is sent. */
+ * (protocol/boq.c), so a bad line is named before anything is sent. */
 
 #include "gateway/sitectl/sitectl.h"
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* Making the uplink's messages (uplink_int.h), on a libuv worker thread.
+/* Making the uplink's messages (uplink.h), on a libuv worker thread.
  *
  * A pass looks at what is due at `now` and makes it, oldest first:
  * the 2081 of this start, ledger entries (6011/6012) and alarm events

@@ -2,7 +2,7 @@
  * gateway/waste/waste.h).
  *
  * Pure functions: no loop, no storage, no allocation.
- * The API handlers (gateway/api_waste.c) feed them the ledger's sums; the
+ * The API handlers (gateway/api/api_waste.c) feed them the ledger's sums; the
  * tests feed them hand-computed cases. A figure that cannot be computed
  * (no floor area, nothing generated, no progress) is NAN, which the API
  * shows as null, never as 0. */

@@ -1,4 +1,4 @@
-/* libFuzzer harness for the bill-of-quantities CSV reader (gateway/waste.c).
+/* libFuzzer harness for the bill-of-quantities CSV reader (protocol/boq.c).
  *
  * Arbitrary bytes into proto_boq_parse(). A refusal must be -EBADMSG with every
  * message line starting "line N:" (or the "... and N more" tail), also when
