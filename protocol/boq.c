@@ -283,7 +283,7 @@ static void read_row(struct csv *c, const int col[COL_COUNT], proto_boq_item_t *
 }
 
 int proto_boq_parse(const char *text, size_t len, proto_boq_item_t **items, size_t *n, char *err,
-              size_t errlen) {
+                    size_t errlen) {
   struct csv c; /* 8 KiB of field buffers */
   struct errs e = {err, errlen, 0, 0};
   int col[COL_COUNT];

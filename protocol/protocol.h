@@ -483,6 +483,6 @@ typedef struct proto_boq_item {
  * NULL when n is 0) and *n, or -EBADMSG with every bad line named, one per
  * line, in `err` ("line 7: net_qty \"12,5\" is not a number"), or -ENOMEM. */
 int proto_boq_parse(const char *text, size_t len, proto_boq_item_t **items, size_t *n, char *err,
-              size_t errlen);
+                    size_t errlen);
 
 #endif

@@ -7,8 +7,8 @@
 
 #include <cmocka.h>
 
-#include "gateway/rules/rules.h"
 #include "gateway/core/core.h"
+#include "gateway/rules/rules.h"
 #include "protocol/protocol.h"
 
 #include <math.h>

@@ -312,7 +312,8 @@ static void boq_needs_a_header_with_the_three_columns(void **state) {
   char bin[] = "material,unit,net_qty\nreb\0ar,t,1\n";
   free(items);
   items = NULL;
-  assert_int_equal(proto_boq_parse(bin, sizeof(bin) - 1, &items, &n_items, err, sizeof(err)), -EBADMSG);
+  assert_int_equal(proto_boq_parse(bin, sizeof(bin) - 1, &items, &n_items, err, sizeof(err)),
+                   -EBADMSG);
   assert_non_null(strstr(err, "line 2: holds a NUL byte"));
 }
 
@@ -326,7 +327,8 @@ static void boq_stops_naming_lines_after_twenty(void **state) {
   assert_null(strstr(err, "line 22:"));
   assert_non_null(strstr(err, "... and 10 more bad lines"));
   char small[16];
-  assert_int_equal(proto_boq_parse(csv, strlen(csv), &items, &n_items, small, sizeof(small)), -EBADMSG);
+  assert_int_equal(proto_boq_parse(csv, strlen(csv), &items, &n_items, small, sizeof(small)),
+                   -EBADMSG);
   assert_true(strlen(small) < sizeof(small));
   free(items);
   items = NULL;

@@ -53,7 +53,6 @@ void api_alarm_ack(const http_req_t *req, http_resp_t *resp);
 void api_noise(const http_req_t *req, http_resp_t *resp);
 void api_dust(const http_req_t *req, http_resp_t *resp);
 
-
 /* Handlers of the equipment, energy and carbon endpoints (api_equipment.c). */
 void api_equipment(const http_req_t *req, http_resp_t *resp);
 void api_equipment_log(const http_req_t *req, http_resp_t *resp);

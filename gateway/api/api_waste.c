@@ -221,7 +221,8 @@ void api_waste_add(const http_req_t *req, http_resp_t *resp) {
     return;
   }
   double now = sg_now();
-  if (decode_manual(req->body, now - PROTO_TICKET_OLDEST_DAYS * 86400.0, &pt, err, sizeof(err)) != 0 ||
+  if (decode_manual(req->body, now - PROTO_TICKET_OLDEST_DAYS * 86400.0, &pt, err, sizeof(err)) !=
+          0 ||
       proto_ticket_check_net(&pt, resolution_of(req->gw, pt.scale), err, sizeof(err)) != 0) {
     http_error(resp, 400, "%s", err);
     return;

@@ -431,11 +431,8 @@ static void dispatch(struct http_api *h, struct MHD_Connection *c, const char *u
     http_error(resp, 413, "request body is larger than %d bytes", HTTP_BODY_MAX);
     return;
   }
-  http_req_t req = {.gw = h->gw,
-                    .method = method,
-                    .path = url,
-                    .tail = url + strlen(found->path),
-                    .conn = c};
+  http_req_t req = {
+      .gw = h->gw, .method = method, .path = url, .tail = url + strlen(found->path), .conn = c};
   if (cs->len) {
     json_error_t jerr;
     req.body = json_loadb(cs->body, cs->len, JSON_REJECT_DUPLICATES, &jerr);

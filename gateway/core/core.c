@@ -39,8 +39,8 @@ bool gw_is_online(int offline_intervals, double interval_s, double last, double 
 
 bool gw_device_online(const gw_t *gw, const gw_device_t *d, double now) {
   int64_t last = atomic_load_explicit(&d->last_ms, memory_order_relaxed);
-  return gw_is_online(gw->cfg->health_offline_intervals, d->conf->interval_s,
-                       (double)last / 1000.0, now);
+  return gw_is_online(gw->cfg->health_offline_intervals, d->conf->interval_s, (double)last / 1000.0,
+                      now);
 }
 
 size_t gw_devices_online(const gw_t *gw, double now) {
@@ -77,9 +77,9 @@ struct loop_calls {
   bool handle_closed; /* the async handle's close callback has run (loop thread) */
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  loop_call_t *head; /* under mu */
+  loop_call_t *head;              /* under mu */
   gw_post_t *posts, **posts_tail; /* under mu, in order */
-  bool closed;       /* under mu: no call is taken any more */
+  bool closed;                    /* under mu: no call is taken any more */
 };
 
 static void calls_on_async(uv_async_t *a) {
@@ -471,7 +471,7 @@ void gw_core_stop(gw_t *gw) {
 void gw_core_free(gw_t *gw) {
   stor_close(gw->db); /* commits everything queued */
   gw->db = NULL;
-  calls_free(gw);     /* after storage: kept posts run, as cancelled */
+  calls_free(gw); /* after storage: kept posts run, as cancelled */
   listen_free(&gw->on_pack);
   listen_free(&gw->on_ledger);
   free(gw->devices);

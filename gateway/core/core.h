@@ -78,18 +78,18 @@ struct gw {
   uv_timer_t lag_timer; /* watches the loop for blocking work */
   uv_work_t pool_start; /* starts libuv's threads before they are placed */
   uint64_t lag_expected_ms;
-  _Atomic uint64_t lag_max_ms; /* the longest the loop was late, since start */
-  bool running, stopping;       /* gw_core_run has begun; gw_core_stop has run */
-  pthread_t loop_thread;        /* the thread that opened the loop */
-  void (*stop_parts)(gw_t *gw); /* the top file's, on SIGTERM/SIGINT */
-  struct loop_calls *calls;   /* calls and posts onto the loop (core.c) */
-  struct gw_listener *on_pack; /* gw_on_pack() listeners, loop thread */
+  _Atomic uint64_t lag_max_ms;   /* the longest the loop was late, since start */
+  bool running, stopping;        /* gw_core_run has begun; gw_core_stop has run */
+  pthread_t loop_thread;         /* the thread that opened the loop */
+  void (*stop_parts)(gw_t *gw);  /* the top file's, on SIGTERM/SIGINT */
+  struct loop_calls *calls;      /* calls and posts onto the loop (core.c) */
+  struct gw_listener *on_pack;   /* gw_on_pack() listeners, loop thread */
   struct gw_listener *on_ledger; /* gw_on_ledger() listeners, loop thread */
-  struct alarms *alarms;       /* the alarm model (rules.h), loop thread */
-  struct env *env;             /* noise, dust and health rules (rules.h) */
-  struct waste_gw *waste;      /* the waste and material ledger (waste.h) */
-  struct uplink *uplink;       /* to the authority (uplink.h); NULL without [uplink] host */
-  struct equipment *equipment; /* energy and group control (equipment.h) */
+  struct alarms *alarms;         /* the alarm model (rules.h), loop thread */
+  struct env *env;               /* noise, dust and health rules (rules.h) */
+  struct waste_gw *waste;        /* the waste and material ledger (waste.h) */
+  struct uplink *uplink;         /* to the authority (uplink.h); NULL without [uplink] host */
+  struct equipment *equipment;   /* energy and group control (equipment.h) */
 };
 
 /* For functions that must run on the loop thread: asserts it in debug

@@ -181,7 +181,6 @@ void alarm_tally_written(alarm_tally_t *t, size_t n, int rc, bool kept);
  * report, too long to hold a person's request); -EINPROGRESS still queued. */
 int alarm_tally_outcome(const alarm_tally_t *now, const alarm_tally_t *then, uint64_t seq);
 
-
 /* ==== Environmental compliance, the figures the rules are
  * written in (DESIGN.md "The figures the rules are written in").
  *
@@ -195,8 +194,6 @@ int alarm_tally_outcome(const alarm_tally_t *now, const alarm_tally_t *then, uin
  * Local time: windows are aligned to the site's clock and day and night are
  * site-local, through localtime_r()/mktime() in the process's TZ, which
  * gw_core_open() sets to [site] timezone before any thread starts. */
-
-
 
 /* One stored reading: t in Unix seconds, v in the canonical unit. */
 typedef struct env_sample {

@@ -110,7 +110,6 @@ void uplink_stop(gw_t *gw);
 /* After the loop has run out: frees it. */
 void uplink_free(gw_t *gw);
 
-
 /* ---- what GET /api/uplink shows */
 #define UPLINK_ERROR_MAX 256
 typedef enum {

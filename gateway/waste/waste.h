@@ -111,7 +111,6 @@ double material_loss_rate(double delivered_t, double returned_t, double design_t
 /* green / delivered; NAN when nothing was delivered. */
 double material_green_share(double green_t, double delivered_t);
 
-
 #define WASTE_TICK_MS (10 * 60 * 1000) /* alarms re-evaluated at least this often */
 #define WASTE_MATERIALS_MAX 64         /* materials reported; more is not a site */
 
@@ -174,8 +173,5 @@ json_t *waste_materials_json(const sg_config_t *cfg, const waste_summary_t *s);
 json_t *waste_ticket_json(const stor_ticket_t *t);
 
 /* ---- endpoints (api_waste.c) */
-
-
-
 
 #endif

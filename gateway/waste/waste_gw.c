@@ -32,7 +32,6 @@ struct waste_gw {
   stor_reader_t *reader; /* the worker's */
   int err;               /* worker's result */
   waste_summary_t sum;   /* worker's output, read on the loop after it */
-
 };
 
 static void evaluate_soon(struct waste_gw *wg);
