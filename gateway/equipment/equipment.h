@@ -8,10 +8,12 @@
  *                       off from power, per-day accumulators, carbon
  *   equipment_policy.c  pure: the group policies, one function of the units'
  *                       state, the environment and the time
- *   equipment.c         the daemon: feeds both from ingest and from the
- *                       controllers' observed /state, sends the commands
- *                       through the CoAP front, confirms them, raises
- *                       "did not follow" alarms, keeps the audit trail
+ *   the daemon          feeds both from ingest and from the controllers'
+ *                       observed /state, sends the commands through the
+ *                       CoAP front, confirms them, raises "did not follow"
+ *                       alarms, keeps the audit trail (equipment_int.h:
+ *                       equipment.c, observe.c, command.c, persist.c,
+ *                       equipment_json.c)
  *   api/api_equipment.c the HTTP API (sitectl equipment / energy / carbon)
  *
  * ---- Energy, per unit (and per `energy` meter)
@@ -273,7 +275,7 @@ bool eqp_schedule_allows(const eqp_policy_t *p, double h);
 void eqp_policy_from_config(const sg_config_t *cfg, const sg_group_t *g, eqp_policy_t *p);
 
 /* ======================================================================
- * ---- the daemon (equipment.c), for the API (api_equipment.c)
+ * ---- the daemon (equipment_json.c, command.c), for the API (api_equipment.c)
  *
  * The loop thread owns every unit's state; these are called from the HTTP
  * thread and go onto the loop themselves (gw_call_on_loop), returning a
