@@ -11,13 +11,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* CoAP front (coapfront.c): binds UDP and DTLS, serves POST /r. */
+/* The CoAP front (server.c): binds UDP and DTLS, serves POST /r and POST /w. */
 int coapfront_start(gw_t *gw, struct coap_front **out);
 /* Stops answering and frees it; its libuv handles close asynchronously, so
  * the loop must run once more. Accepts NULL. */
 void coapfront_stop(struct coap_front *cf);
 
-/* ---- the gateway as a CoAP client of equipment controllers (coapfront.c,
+/* ---- the gateway as a CoAP client of equipment controllers (client.c,
  * protocol/COAP.md): GET /state observed (RFC 7641),
  * PUT /ctl {"on":false,"reason":"peak-cap"} as CON, retransmitted by
  * libcoap. `uri` is the unit's `coap` key: coap://HOST[:PORT][/BASE], the
