@@ -253,6 +253,7 @@ static int ctl_send(ctl_peer_t *p, coap_pdu_code_t code, const char *leaf, uint6
 }
 
 int coapfront_observe(struct coap_front *cf, const char *uri, coapfront_state_cb cb, void *arg) {
+  GW_ASSERT_LOOP(cf->gw);
   ctl_peer_t *p = ctl_peer(cf, uri);
   if (!p)
     return -EINVAL;
@@ -263,6 +264,7 @@ int coapfront_observe(struct coap_front *cf, const char *uri, coapfront_state_cb
 
 int coapfront_command(struct coap_front *cf, const char *uri, bool on, const char *reason,
                       coapfront_done_cb cb, void *arg, uint64_t tag) {
+  GW_ASSERT_LOOP(cf->gw);
   ctl_peer_t *p = ctl_peer(cf, uri);
   if (!p)
     return -EINVAL;

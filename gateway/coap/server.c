@@ -294,6 +294,7 @@ static void on_handle_closed(uv_handle_t *h) {
 }
 
 int coapfront_start(gw_t *gw, struct coap_front **out) {
+  GW_ASSERT_LOOP(gw);
   struct coap_front *cf = calloc(1, sizeof(*cf));
   int rc = -ENOMEM;
   *out = NULL;
@@ -345,6 +346,7 @@ fail:
 void coapfront_stop(struct coap_front *cf) {
   if (!cf)
     return;
+  GW_ASSERT_LOOP(cf->gw);
   coapfront__client_free(cf);
   /* The poll handle watches libcoap's fd: close it before the context. */
   uv_close((uv_handle_t *)&cf->poll, on_handle_closed);
