@@ -1,8 +1,8 @@
 /* The gateway as a CoAP client of equipment controllers (protocol/COAP.md):
  * GET /state observed, PUT /ctl. Apart from the server of sensors because
  * its life is the other way round: the gateway sends, libcoap answers
- * through the context's response and NACK handlers, and a request waits
- * for its peer's address before it can go.
+ * through the context's response and NACK handlers, and a request may have
+ * to wait for its controller's address before it can go.
  *
  * Each controller gets one plain-UDP client session in this same libcoap
  * context (so the same uv_poll drives it), opened on first use. Requests
@@ -13,8 +13,16 @@
  * token per controller, so registering again refreshes the same
  * observation; a notification with a token we do not know (an observation
  * from before a restart) is answered with RST, which cancels it
- * (RFC 7641 3.6). Host names are resolved once, when the controller is
- * first used (at start-up). */
+ * (RFC 7641 3.6).
+ *
+ * A controller named by an IP address gets its session at once. A host
+ * name is resolved once, with uv_getaddrinfo (libuv's thread pool: the loop
+ * never waits on DNS); meanwhile the peer has no session, an observation
+ * asked for is remembered in the peer and commands wait in the list of
+ * requests, unsent, and on_resolved() sends them or fails them. A name
+ * that does not resolve drops the peer, so the next call resolves again.
+ * When the front stops during a resolution the peer is orphaned (cf NULL)
+ * and freed by on_resolved(), which then calls nobody. */
 #define LOG_MODULE "coap"
 
 #include "gateway/coap/coap_int.h"
@@ -31,21 +39,28 @@
 #define CTL_PAYLOAD_MAX 256
 
 typedef struct ctl_peer {
-  struct coap_front *cf;
+  struct coap_front *cf; /* NULL once orphaned by the front's stop */
   char uri[128];
   char base[96]; /* path before state and ctl, "" for none */
-  coap_session_t *s;
+  char host[64];
+  uint16_t port;
+  coap_session_t *s;    /* NULL while the host name resolves */
+  uv_getaddrinfo_t gai; /* in flight while s is NULL */
   coapfront_state_cb cb;
   void *arg;
+  bool observe; /* an observation asked for while resolving */
   uint64_t obs_token;
   struct ctl_peer *next;
 } ctl_peer_t;
 
 typedef struct ctl_req {
+  ctl_peer_t *peer;
   uint64_t token;
   coapfront_done_cb cb;
   void *arg;
   uint64_t tag;
+  bool sent;                         /* false while its peer resolves */
+  char payload[CTL_PAYLOAD_MAX + 1]; /* what is sent */
   struct ctl_req *next;
 } ctl_req_t;
 
@@ -159,65 +174,6 @@ static struct ctl_client *ctl_client(struct coap_front *cf) {
   coap_register_nack_handler(cf->ctx, ctl_on_nack);
   return cf->ctl;
 }
-
-/* Opens the session of `uri`, or finds it. NULL after logging why. */
-static ctl_peer_t *ctl_peer(struct coap_front *cf, const char *uri) {
-  struct ctl_client *cc = ctl_client(cf);
-  if (!cc)
-    return NULL;
-  for (ctl_peer_t *p = cc->peers; p; p = p->next)
-    if (strcmp(p->uri, uri) == 0)
-      return p;
-  coap_uri_t u;
-  char host[64];
-  if (strlen(uri) >= sizeof(((ctl_peer_t *)0)->uri) ||
-      coap_split_uri((const uint8_t *)uri, strlen(uri), &u) != 0 ||
-      u.scheme != COAP_URI_SCHEME_COAP || u.host.length == 0 || u.host.length >= sizeof(host) ||
-      u.path.length >= sizeof(((ctl_peer_t *)0)->base)) {
-    log_err("controller %s: use coap://HOST[:PORT][/PATH] (coaps is not supported yet)", uri);
-    return NULL;
-  }
-  memcpy(host, u.host.s, u.host.length);
-  host[u.host.length] = '\0';
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM}, *ai = NULL;
-  int grc = getaddrinfo(host, NULL, &hints, &ai);
-  if (grc != 0) {
-    log_err("controller %s: %s: %s", uri, host, gai_strerror(grc));
-    return NULL;
-  }
-  coap_address_t dst;
-  coap_address_init(&dst);
-  memcpy(&dst.addr, ai->ai_addr, ai->ai_addrlen);
-  dst.size = ai->ai_addrlen;
-  if (ai->ai_family == AF_INET6)
-    dst.addr.sin6.sin6_port = htons(u.port);
-  else
-    dst.addr.sin.sin_port = htons(u.port);
-  freeaddrinfo(ai);
-  ctl_peer_t *p = calloc(1, sizeof(*p));
-  if (!p)
-    return NULL;
-  p->s = coap_new_client_session(cf->ctx, NULL, &dst, COAP_PROTO_UDP);
-  if (!p->s) {
-    log_err("controller %s: cannot open a CoAP session", uri);
-    free(p);
-    return NULL;
-  }
-  coap_fixed_point_t ack = {CTL_ACK_TIMEOUT_MS / 1000, CTL_ACK_TIMEOUT_MS % 1000};
-  coap_session_set_ack_timeout(p->s, ack);
-  coap_session_set_max_retransmit(p->s, CTL_MAX_RETRANSMIT);
-  coap_session_set_app_data(p->s, p);
-  p->cf = cf;
-  snprintf(p->uri, sizeof(p->uri), "%s", uri);
-  if (u.path.length) /* s may be NULL when it is empty */
-    memcpy(p->base, u.path.s, u.path.length);
-  p->base[u.path.length] = '\0';
-  p->obs_token = cc->next_token++;
-  p->next = cc->peers;
-  cc->peers = p;
-  return p;
-}
-
 /* A CON request to BASE/leaf with token `token`; the payload may be NULL. */
 static int ctl_send(ctl_peer_t *p, coap_pdu_code_t code, const char *leaf, uint64_t token,
                     bool observe, const char *payload) {
@@ -252,6 +208,143 @@ static int ctl_send(ctl_peer_t *p, coap_pdu_code_t code, const char *leaf, uint6
   return coap_send(p->s, pdu) == COAP_INVALID_MID ? -EIO : 0;
 }
 
+/* Opens the peer's session to `sa` (its port is the URI's). 0, or -EIO
+ * after logging why. */
+static int peer_connect(ctl_peer_t *p, const struct sockaddr *sa) {
+  coap_address_t dst;
+  coap_address_init(&dst);
+  if (sa->sa_family == AF_INET6) {
+    memcpy(&dst.addr.sin6, sa, sizeof(dst.addr.sin6));
+    dst.addr.sin6.sin6_port = htons(p->port);
+    dst.size = sizeof(dst.addr.sin6);
+  } else {
+    memcpy(&dst.addr.sin, sa, sizeof(dst.addr.sin));
+    dst.addr.sin.sin_port = htons(p->port);
+    dst.size = sizeof(dst.addr.sin);
+  }
+  p->s = coap_new_client_session(p->cf->ctx, NULL, &dst, COAP_PROTO_UDP);
+  if (!p->s) {
+    log_err("controller %s: cannot open a CoAP session", p->uri);
+    return -EIO;
+  }
+  coap_fixed_point_t ack = {CTL_ACK_TIMEOUT_MS / 1000, CTL_ACK_TIMEOUT_MS % 1000};
+  coap_session_set_ack_timeout(p->s, ack);
+  coap_session_set_max_retransmit(p->s, CTL_MAX_RETRANSMIT);
+  coap_session_set_app_data(p->s, p);
+  return 0;
+}
+
+/* The first request of p waiting for its address, taken off the list. */
+static ctl_req_t *take_waiting(struct ctl_client *cc, const ctl_peer_t *p) {
+  for (ctl_req_t **pp = &cc->reqs; *pp; pp = &(*pp)->next) {
+    ctl_req_t *r = *pp;
+    if (r->peer == p && !r->sent) {
+      *pp = r->next;
+      return r;
+    }
+  }
+  return NULL;
+}
+
+/* Loop thread: the host name of `p` resolved, or did not. Sends what
+ * waited, or fails it with -EHOSTUNREACH. A callback may send again or
+ * even stop the front, so the list is searched afresh after each one and
+ * the walk ends once cf->ctl is not `cc` any more. */
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai) {
+  ctl_peer_t *p = req->data;
+  struct coap_front *cf = p->cf;
+  if (!cf) { /* the front stopped meanwhile: nobody is called */
+    uv_freeaddrinfo(ai);
+    free(p);
+    return;
+  }
+  struct ctl_client *cc = cf->ctl;
+  int err = status == 0 ? peer_connect(p, ai->ai_addr) : -EHOSTUNREACH;
+  if (status != 0)
+    log_err("controller %s: %s: %s", p->uri, p->host, uv_strerror(status));
+  uv_freeaddrinfo(ai);
+  if (err) { /* forget it: the next call resolves again */
+    for (ctl_peer_t **pp = &cc->peers; *pp; pp = &(*pp)->next)
+      if (*pp == p) {
+        *pp = p->next;
+        break;
+      }
+  }
+  if (p->observe) {
+    p->observe = false;
+    int rc = err ? err : ctl_send(p, COAP_REQUEST_CODE_GET, "state", p->obs_token, true, NULL);
+    if (rc != 0 && p->cb)
+      p->cb(p->arg, NULL, rc);
+  }
+  for (ctl_req_t *r; cf->ctl == cc && (r = take_waiting(cc, p)) != NULL;) {
+    int rc = err ? err : ctl_send(p, COAP_REQUEST_CODE_PUT, "ctl", r->token, false, r->payload);
+    if (rc == 0) {
+      r->sent = true;
+      r->next = cc->reqs;
+      cc->reqs = r;
+      continue;
+    }
+    r->cb(r->arg, r->tag, rc, 0);
+    free(r);
+  }
+  if (err)
+    free(p); /* unlinked above, so the front's stop did not free it */
+}
+
+/* Finds the peer of `uri`, or makes it: with its session when the host is
+ * an IP address, else with its name resolving. NULL after logging why. */
+static ctl_peer_t *ctl_peer(struct coap_front *cf, const char *uri) {
+  struct ctl_client *cc = ctl_client(cf);
+  if (!cc)
+    return NULL;
+  for (ctl_peer_t *p = cc->peers; p; p = p->next)
+    if (strcmp(p->uri, uri) == 0)
+      return p;
+  coap_uri_t u;
+  if (strlen(uri) >= sizeof(((ctl_peer_t *)0)->uri) ||
+      coap_split_uri((const uint8_t *)uri, strlen(uri), &u) != 0 ||
+      u.scheme != COAP_URI_SCHEME_COAP || u.host.length == 0 ||
+      u.host.length >= sizeof(((ctl_peer_t *)0)->host) ||
+      u.path.length >= sizeof(((ctl_peer_t *)0)->base)) {
+    log_err("controller %s: use coap://HOST[:PORT][/PATH] (coaps is not supported yet)", uri);
+    return NULL;
+  }
+  ctl_peer_t *p = calloc(1, sizeof(*p));
+  if (!p)
+    return NULL;
+  p->cf = cf;
+  snprintf(p->uri, sizeof(p->uri), "%s", uri);
+  memcpy(p->host, u.host.s, u.host.length);
+  if (u.path.length) /* s may be NULL when it is empty */
+    memcpy(p->base, u.path.s, u.path.length);
+  p->port = u.port;
+  struct sockaddr_storage ss = {0};
+  struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+  struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+  int rc;
+  if (uv_inet_pton(AF_INET, p->host, &sin->sin_addr) == 0) {
+    ss.ss_family = AF_INET;
+    rc = peer_connect(p, (struct sockaddr *)&ss);
+  } else if (uv_inet_pton(AF_INET6, p->host, &sin6->sin6_addr) == 0) {
+    ss.ss_family = AF_INET6;
+    rc = peer_connect(p, (struct sockaddr *)&ss);
+  } else {
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM};
+    p->gai.data = p;
+    rc = uv_getaddrinfo(cf->gw->loop, &p->gai, on_resolved, p->host, NULL, &hints);
+    if (rc != 0)
+      log_err("controller %s: cannot resolve %s: %s", uri, p->host, uv_strerror(rc));
+  }
+  if (rc != 0) {
+    free(p);
+    return NULL;
+  }
+  p->obs_token = cc->next_token++;
+  p->next = cc->peers;
+  cc->peers = p;
+  return p;
+}
+
 int coapfront_observe(struct coap_front *cf, const char *uri, coapfront_state_cb cb, void *arg) {
   GW_ASSERT_LOOP(cf->gw);
   ctl_peer_t *p = ctl_peer(cf, uri);
@@ -259,6 +352,10 @@ int coapfront_observe(struct coap_front *cf, const char *uri, coapfront_state_cb
     return -EINVAL;
   p->cb = cb;
   p->arg = arg;
+  if (!p->s) { /* resolving: on_resolved() sends it */
+    p->observe = true;
+    return 0;
+  }
   return ctl_send(p, COAP_REQUEST_CODE_GET, "state", p->obs_token, true, NULL);
 }
 
@@ -277,13 +374,21 @@ int coapfront_command(struct coap_front *cf, const char *uri, bool on, const cha
     free(r);
     return -ENOMEM;
   }
-  *r = (ctl_req_t){.token = cf->ctl->next_token++, .cb = cb, .arg = arg, .tag = tag};
-  int rc = ctl_send(p, COAP_REQUEST_CODE_PUT, "ctl", r->token, false, payload);
+  r->peer = p;
+  r->token = cf->ctl->next_token++;
+  r->cb = cb;
+  r->arg = arg;
+  r->tag = tag;
+  snprintf(r->payload, sizeof(r->payload), "%s", payload);
   free(payload);
-  if (rc != 0) {
-    free(r);
-    return rc;
-  }
+  if (p->s) {
+    int rc = ctl_send(p, COAP_REQUEST_CODE_PUT, "ctl", r->token, false, r->payload);
+    if (rc != 0) {
+      free(r);
+      return rc;
+    }
+    r->sent = true;
+  } /* else it waits for on_resolved() */
   r->next = cf->ctl->reqs;
   cf->ctl->reqs = r;
   return 0;
@@ -296,8 +401,13 @@ void coapfront__client_free(struct coap_front *cf) {
   cf->ctl = NULL;
   for (ctl_peer_t *p = cc->peers, *next; p; p = next) {
     next = p->next;
-    coap_session_set_app_data(p->s, NULL);
-    free(p);
+    if (p->s) {
+      coap_session_set_app_data(p->s, NULL);
+      free(p);
+    } else { /* resolving: its callback frees it (cancelled, or after the lookup ends) */
+      p->cf = NULL;
+      uv_cancel((uv_req_t *)&p->gai);
+    }
   }
   for (ctl_req_t *r = cc->reqs, *next; r; r = next) {
     next = r->next;
