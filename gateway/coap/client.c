@@ -330,8 +330,8 @@ static ctl_peer_t *ctl_peer(struct coap_front *cf, const char *uri) {
     rc = peer_connect(p, (struct sockaddr *)&ss);
   } else {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM};
-    p->gai.data = p;
     rc = uv_getaddrinfo(cf->gw->loop, &p->gai, on_resolved, p->host, NULL, &hints);
+    p->gai.data = p; /* after: the call initialises the request; on_resolved runs later */
     if (rc != 0)
       log_err("controller %s: cannot resolve %s: %s", uri, p->host, uv_strerror(rc));
   }
