@@ -11,33 +11,50 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* CoAP front (coapfront.c): binds UDP and DTLS, serves POST /r. */
+/* The CoAP front (server.c): binds UDP and DTLS, serves POST /r and POST /w.
+ * Loop thread (asserted). Returns 0, -EINVAL, -EADDRINUSE or -ENOTSUP
+ * (each logged with what to do), -EIO or -ENOMEM. */
 int coapfront_start(gw_t *gw, struct coap_front **out);
 /* Stops answering and frees it; its libuv handles close asynchronously, so
- * the loop must run once more. Accepts NULL. */
+ * the loop must run once more (and, when a controller's name was still
+ * resolving, until libuv's lookup returns). No callback of
+ * coapfront_observe or coapfront_command runs after it. Loop thread
+ * (asserted). Accepts NULL. */
 void coapfront_stop(struct coap_front *cf);
 
-/* ---- the gateway as a CoAP client of equipment controllers (coapfront.c,
+/* ---- the gateway as a CoAP client of equipment controllers (client.c,
  * protocol/COAP.md): GET /state observed (RFC 7641),
  * PUT /ctl {"on":false,"reason":"peak-cap"} as CON, retransmitted by
  * libcoap. `uri` is the unit's `coap` key: coap://HOST[:PORT][/BASE], the
- * resources being BASE/state and BASE/ctl. Loop thread only; callbacks run
- * on the loop and may send again; none runs after coapfront_stop(). */
+ * resources being BASE/state and BASE/ctl. Loop thread only (asserted);
+ * callbacks run on the loop and may send again; none runs after
+ * coapfront_stop().
+ *
+ * HOST as an IP address is used at once. A host name is resolved on the
+ * controller's first use with uv_getaddrinfo, so the loop never waits on
+ * DNS: the call returns 0 and the request waits for the address, then
+ * goes. A name that does not resolve reaches the callback as -EHOSTUNREACH
+ * (logged once, with the resolver's reason), and the next call resolves it
+ * again; a resolved name is kept until the front stops. */
 typedef struct coapfront_state {
   bool on;
   double power_kw; /* NAN when the controller does not say */
   int demand;      /* 1 the operator asks for the unit, 0 not, -1 not said */
 } coapfront_state_t;
 /* A notification (st != NULL, err 0) or a failed observation (st NULL,
- * err -ETIMEDOUT, -ECONNREFUSED, -EPROTO for an error code or -EBADMSG for
- * a payload that is not a state): observe again later. */
+ * err -ETIMEDOUT, -ECONNREFUSED, -EPROTO for an error code, -EBADMSG for
+ * a payload that is not a state, -EHOSTUNREACH for a name that did not
+ * resolve, or -ENOMEM, -EIO when it could not be sent once it had): observe
+ * again later. */
 typedef void (*coapfront_state_cb)(void *arg, const coapfront_state_t *st, int err);
 /* A command's answer: 0 (2.xx), -EPROTO (4.xx, 5.xx: `code` as 404),
- * -ETIMEDOUT (no ACK after the retransmissions) or -ECONNREFUSED (RST). */
+ * -ETIMEDOUT (no ACK after the retransmissions), -ECONNREFUSED (RST), or,
+ * for a host name, -EHOSTUNREACH (it did not resolve) or -ENOMEM, -EIO
+ * (not sent once it had); `code` is 0 but for -EPROTO. */
 typedef void (*coapfront_done_cb)(void *arg, uint64_t tag, int result, int code);
 /* Registers (again, with the same token: RFC 7641 3.3.1) an observation
- * of uri's /state. Returns 0, -EINVAL for a URI it cannot use (logged),
- * -ENOMEM or -EIO. */
+ * of uri's /state. Returns 0 (sent, or waiting for the host name),
+ * -EINVAL for a URI it cannot use (logged), -ENOMEM or -EIO. */
 int coapfront_observe(struct coap_front *cf, const char *uri, coapfront_state_cb cb, void *arg);
 /* Sends PUT /ctl; cb(arg, tag, ...) is called once, unless the front stops
  * first. Returns 0 or as coapfront_observe. */

@@ -1,7 +1,7 @@
 /* What the CoAP front answers when storage refuses readings (POST /r) or a
  * ticket (POST /w): the code, the reason /metrics counts it under and the
- * diagnostic payload. Pure, beside coapfront.c which sends it, so that each
- * errno's answer is tested by hand (tests/test_ingest.c).
+ * diagnostic payload. Pure, beside server.c and tickets.c which send it,
+ * so that each errno's answer is tested by hand (tests/test_ingest.c).
  *
  * The mapping follows who can act: -EAGAIN (queue full) and -ENOSPC (disk
  * full) are 5.03 with Max-Age, the request was fine and is to be resent; an

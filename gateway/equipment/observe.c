@@ -78,7 +78,11 @@ static void on_state(void *arg, const coapfront_state_t *st, int err) {
 void equipment__observe(unit_t *u, double now) {
   u->obs_sent = now;
   int rc = coapfront_observe(u->eq->gw->coap, u->dev->coap, on_state, u);
-  if (rc == -EINVAL) { /* a URI it cannot use, or a host name that does not resolve */
+  /* A URI it cannot use is the config's fault and stays so. A host name
+   * that does not resolve comes later, to on_state as -EHOSTUNREACH, and is
+   * retried like a controller that does not answer: DNS on a site's link
+   * comes and goes, and a passing failure must not end control. */
+  if (rc == -EINVAL) {
     log_err("%s is not under control: fix its coap key and restart", u->dev->id);
     u->ctl_bad = true;
   } else if (rc != 0) {

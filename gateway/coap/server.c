@@ -1,0 +1,358 @@
+/* The CoAP server of sensors (protocol/COAP.md): binds CoAP and CoAPS,
+ * answers DTLS handshakes with the device's PSK, serves POST /r, and runs
+ * libcoap on the gateway's libuv loop. It owns the libcoap context that
+ * tickets.c (POST /w) and client.c (the equipment controllers) share, so
+ * starting and stopping the front happen here.
+ *
+ * libcoap runs through its single epoll fd: one uv_poll_t on
+ * coap_context_get_coap_fd() calls coap_io_process(NO_WAIT). Debian's
+ * libcoap arms its own timerfd inside that epoll set, so retransmissions
+ * fire without help; a slow libuv timer only sweeps idle sessions.
+ *
+ * POST /r is decoded, checked against the device registry and handed to the
+ * storage queue in one piece: a pack is accepted or refused whole, and 2.04
+ * means it is queued for the next group commit. */
+#define LOG_MODULE "coap"
+
+#include "gateway/coap/coap_int.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Idle plain-UDP sessions kept before the oldest is dropped: libcoap 4.3.1
+ * walks every session per packet, so thousands of sensors each with its own
+ * source port would otherwise slow every request (measured: 1,000 endpoints
+ * halve the rate). A dropped session costs nothing for plain CoAP. */
+#define COAP_MAX_IDLE_SESSIONS 100
+
+void coapfront__reply(coap_pdu_t *resp, coap_pdu_code_t code, const char *text) {
+  coap_pdu_set_code(resp, code);
+  if (text && *text) {
+    uint8_t buf[4];
+    coap_add_option(resp, COAP_OPTION_CONTENT_FORMAT,
+                    coap_encode_var_safe(buf, sizeof(buf), COAP_MEDIATYPE_TEXT_PLAIN), buf);
+    coap_add_data(resp, strlen(text), (const uint8_t *)text);
+  }
+}
+
+void coapfront__reject(struct coap_front *cf, gw_device_t *dev, gw_reject_t why, coap_pdu_t *resp,
+                       coap_pdu_code_t code, const char *text) {
+  atomic_fetch_add_explicit(&cf->gw->counters.rejects[why], 1, memory_order_relaxed);
+  if (dev)
+    atomic_fetch_add_explicit(&dev->rejects, 1, memory_order_relaxed);
+  log_debug("refused (%s): %s", gw_reject_name(why), text);
+  coapfront__reply(resp, code, text);
+}
+
+void coapfront__identity(const coap_session_t *s, char *out, size_t cap) {
+  out[0] = '\0';
+  if (coap_session_get_proto(s) != COAP_PROTO_DTLS)
+    return;
+  const coap_bin_const_t *id = coap_session_get_psk_identity(s);
+  if (id && id->length < cap) {
+    memcpy(out, id->s, id->length);
+    out[id->length] = '\0';
+  }
+}
+
+static void on_post_readings(coap_resource_t *res, coap_session_t *session, const coap_pdu_t *req,
+                             const coap_string_t *query, coap_pdu_t *resp) {
+  (void)query;
+  struct coap_front *cf = coap_resource_get_userdata(res);
+  gw_t *gw = cf->gw;
+  char err[256];
+  atomic_fetch_add_explicit(&gw->counters.requests, 1, memory_order_relaxed);
+
+  int cfmt = COAP_MEDIATYPE_APPLICATION_SENML_JSON; /* see below */
+  coap_opt_iterator_t oi;
+  coap_opt_t *opt = coap_check_option(req, COAP_OPTION_CONTENT_FORMAT, &oi);
+  if (!opt) {
+    coapfront__reject(
+        cf, NULL, GW_REJECT_FORMAT, resp, COAP_RESPONSE_CODE_UNSUPPORTED_CONTENT_FORMAT,
+        "Content-Format is required: 110 (senml+json), 112 (senml+cbor) or 50 (json)");
+    return;
+  }
+  cfmt = (int)coap_decode_var_bytes(coap_opt_value(opt), coap_opt_length(opt));
+  if (cfmt != COAP_MEDIATYPE_APPLICATION_SENML_JSON &&
+      cfmt != COAP_MEDIATYPE_APPLICATION_SENML_CBOR && cfmt != COAP_MEDIATYPE_APPLICATION_JSON) {
+    snprintf(err, sizeof(err),
+             "Content-Format %d is not accepted: use 110 (senml+json), 112 (senml+cbor) or 50 "
+             "(json)",
+             cfmt);
+    coapfront__reject(cf, NULL, GW_REJECT_FORMAT, resp,
+                      COAP_RESPONSE_CODE_UNSUPPORTED_CONTENT_FORMAT, err);
+    return;
+  }
+
+  size_t len = 0, offset = 0, total = 0;
+  const uint8_t *data = NULL;
+  if (!coap_get_data_large(req, &len, &data, &offset, &total) || total == 0) {
+    coapfront__reject(cf, NULL, GW_REJECT_BAD_PACK, resp, COAP_RESPONSE_CODE_BAD_REQUEST,
+                      "empty payload: send a SenML pack");
+    return;
+  }
+  if (total > (size_t)gw->cfg->max_body) {
+    uint8_t buf[4];
+    snprintf(err, sizeof(err), "pack of %zu bytes is larger than the %d allowed; send it in parts",
+             total, gw->cfg->max_body);
+    coap_add_option(resp, COAP_OPTION_SIZE1,
+                    coap_encode_var_safe(buf, sizeof(buf), (unsigned)gw->cfg->max_body), buf);
+    coapfront__reject(cf, NULL, GW_REJECT_TOO_LARGE, resp, COAP_RESPONSE_CODE_REQUEST_TOO_LARGE,
+                      err);
+    return;
+  }
+
+  double now = sg_now();
+  proto_limits_t lim = {.now = now, .oldest = now - (double)gw->cfg->raw_days * 86400.0};
+  int rc = cfmt == COAP_MEDIATYPE_APPLICATION_SENML_CBOR
+               ? proto_senml_decode_cbor(data, len, &lim, &cf->pack, err, sizeof(err))
+               : proto_senml_decode_json(data, len, &lim, &cf->pack, err, sizeof(err));
+  if (rc != 0) {
+    coapfront__reject(cf, NULL, GW_REJECT_BAD_PACK, resp, COAP_RESPONSE_CODE_BAD_REQUEST, err);
+    return;
+  }
+
+  gw_device_t *dev = gw_device_find(gw, cf->pack.device);
+  char identity[PROTO_DEVICE_MAX + 2];
+  coapfront__identity(session, identity, sizeof(identity));
+  if (!dev) {
+    snprintf(err, sizeof(err),
+             "unknown device \"%s\": add a [device %s] section to the site config", cf->pack.device,
+             cf->pack.device);
+    coapfront__reject(cf, NULL, GW_REJECT_UNKNOWN_DEVICE, resp, COAP_RESPONSE_CODE_FORBIDDEN, err);
+    return;
+  }
+  if (identity[0] && strcmp(identity, dev->conf->id) != 0) {
+    snprintf(err, sizeof(err), "DTLS identity \"%s\" may not send for device \"%s\"", identity,
+             dev->conf->id);
+    coapfront__reject(cf, dev, GW_REJECT_IDENTITY, resp, COAP_RESPONSE_CODE_FORBIDDEN, err);
+    return;
+  }
+  if (!identity[0] && dev->conf->psk[0]) {
+    snprintf(err, sizeof(err), "device \"%s\" has a key and must use CoAPS (DTLS) on port %d",
+             dev->conf->id, gw->cfg->dtls_port);
+    coapfront__reject(cf, dev, GW_REJECT_NEEDS_DTLS, resp, COAP_RESPONSE_CODE_FORBIDDEN, err);
+    return;
+  }
+
+  for (size_t i = 0; i < cf->pack.n; i++) {
+    cf->readings[i] = (stor_reading_t){.device = dev->db_id,
+                                       .quantity = cf->pack.rec[i].quantity,
+                                       .t_ms = cf->pack.rec[i].t_ms,
+                                       .value = cf->pack.rec[i].value};
+  }
+  rc = stor_append(gw->db, cf->readings, cf->pack.n);
+  if (rc != 0) {
+    gw_verdict_t v;
+    gw_append_verdict(rc, cf->readings, cf->pack.n, &v);
+    if (v.max_age) {
+      uint8_t buf[4];
+      coap_add_option(resp, COAP_OPTION_MAXAGE, coap_encode_var_safe(buf, sizeof(buf), v.max_age),
+                      buf);
+    }
+    coapfront__reject(cf, dev, v.why, resp, COAP_RESPONSE_CODE(v.code), v.text);
+    return;
+  }
+  atomic_fetch_add_explicit(&gw->counters.records, cf->pack.n, memory_order_relaxed);
+  atomic_fetch_add_explicit(&dev->packs, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&dev->records, cf->pack.n, memory_order_relaxed);
+  atomic_store_explicit(&dev->last_ms, (int64_t)(now * 1000.0), memory_order_relaxed);
+  gw_pack_accepted(gw, dev, &cf->pack);
+  coap_pdu_set_code(resp, COAP_RESPONSE_CODE_CHANGED);
+}
+
+/* DTLS: the key of the device whose id is the PSK identity. An unknown
+ * identity gets a random key no client has, so its handshake fails. */
+static const coap_bin_const_t *on_psk_identity(coap_bin_const_t *identity, coap_session_t *session,
+                                               void *arg) {
+  (void)session;
+  struct coap_front *cf = arg;
+  static _Thread_local coap_bin_const_t key;
+  char id[PROTO_DEVICE_MAX + 1];
+  if (identity->length < sizeof(id)) {
+    memcpy(id, identity->s, identity->length);
+    id[identity->length] = '\0';
+    gw_device_t *dev = gw_device_find(cf->gw, id);
+    if (dev && dev->conf->psk[0]) {
+      key.s = (const uint8_t *)dev->conf->psk;
+      key.length = strlen(dev->conf->psk);
+      return &key;
+    }
+    log_warn("DTLS handshake from unknown identity \"%s\" (or a device with no psk)", id);
+  }
+  key.s = cf->dummy_key;
+  key.length = sizeof(cf->dummy_key);
+  return &key;
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  (void)status;
+  (void)events;
+  struct coap_front *cf = h->data;
+  coap_io_process(cf->ctx, COAP_IO_NO_WAIT);
+}
+
+static void on_sweep(uv_timer_t *t) {
+  struct coap_front *cf = t->data;
+  coap_io_process(cf->ctx, COAP_IO_NO_WAIT);
+}
+
+static int bind_endpoint(struct coap_front *cf, const char *host, int port, coap_proto_t proto) {
+  coap_address_t addr;
+  coap_address_init(&addr);
+  addr.addr.sin.sin_family = AF_INET;
+  addr.addr.sin.sin_port = htons((uint16_t)port);
+  addr.size = sizeof(addr.addr.sin);
+  if (inet_pton(AF_INET, host, &addr.addr.sin.sin_addr) != 1) {
+    addr.addr.sin6.sin6_family = AF_INET6;
+    addr.addr.sin6.sin6_port = htons((uint16_t)port);
+    addr.size = sizeof(addr.addr.sin6);
+    if (inet_pton(AF_INET6, host, &addr.addr.sin6.sin6_addr) != 1) {
+      log_err("[coap] listen: \"%s\" is not an IPv4 or IPv6 address", host);
+      return -EINVAL;
+    }
+  }
+  /* libcoap binds with SO_REUSEADDR, which lets a second gateway share the
+   * port and steal half the packets; a plain bind first finds the owner. */
+  int probe = socket(addr.addr.sa.sa_family, SOCK_DGRAM, 0);
+  int taken = probe >= 0 && bind(probe, &addr.addr.sa, addr.size) != 0 && errno == EADDRINUSE;
+  if (probe >= 0)
+    close(probe);
+  if (taken || !coap_new_endpoint(cf->ctx, &addr, proto)) {
+    log_err("cannot listen on %s port %d (%s): is another program using it?", host, port,
+            proto == COAP_PROTO_DTLS ? "CoAPS" : "CoAP");
+    return -EADDRINUSE;
+  }
+  log_info("listening on %s %s:%d", proto == COAP_PROTO_DTLS ? "coaps" : "coap", host, port);
+  return 0;
+}
+
+/* Gives the listening sockets on `port` a receive buffer for bursts: with
+ * the kernel's default (208 KiB) a burst of a few hundred packs overflowed it
+ * and each lost datagram cost its sensor a 2-4 s retransmission. libcoap
+ * keeps its sockets to itself, so they are found by their local port. */
+#define COAP_RCVBUF_BYTES (4 * 1024 * 1024)
+static void grow_rcvbuf(int port) {
+  for (int fd = 3; fd < 1024; fd++) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int type = 0;
+    socklen_t tlen = sizeof(type);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 || type != SOCK_DGRAM)
+      continue;
+    int p = ss.ss_family == AF_INET    ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+            : ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                       : -1;
+    if (p != port)
+      continue;
+    int size = COAP_RCVBUF_BYTES;
+    /* SO_RCVBUFFORCE passes net.core.rmem_max when we may (root or
+     * CAP_NET_ADMIN); otherwise the kernel caps SO_RCVBUF at rmem_max. */
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) != 0)
+      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+  }
+}
+
+static int setup_dtls(struct coap_front *cf) {
+  if (!coap_dtls_is_supported()) {
+    log_err("this libcoap has no DTLS; set [coap] dtls_port = 0 or install libcoap3 with OpenSSL");
+    return -ENOTSUP;
+  }
+  if (coap_prng(cf->dummy_key, sizeof(cf->dummy_key)) == 0)
+    return -EIO;
+  coap_dtls_spsk_t spsk;
+  memset(&spsk, 0, sizeof(spsk));
+  spsk.version = COAP_DTLS_SPSK_SETUP_VERSION;
+  spsk.validate_id_call_back = on_psk_identity;
+  spsk.id_call_back_arg = cf;
+  spsk.psk_info.key.s = cf->dummy_key;
+  spsk.psk_info.key.length = sizeof(cf->dummy_key);
+  if (!coap_context_set_psk2(cf->ctx, &spsk))
+    return -EIO;
+  return 0;
+}
+
+static void add_resources(struct coap_front *cf) {
+  coap_resource_t *r = coap_resource_init(coap_make_str_const("r"), 0);
+  coap_register_handler(r, COAP_REQUEST_POST, on_post_readings);
+  coap_resource_set_userdata(r, cf);
+  coap_add_attr(r, coap_make_str_const("ct"), coap_make_str_const("\"110 112 50\""), 0);
+  coap_add_attr(r, coap_make_str_const("rt"), coap_make_str_const("\"sitegate.readings\""), 0);
+  coap_add_attr(r, coap_make_str_const("title"), coap_make_str_const("\"SenML readings\""), 0);
+  coap_add_resource(cf->ctx, r);
+  coapfront__tickets_add(cf); /* POST /w */
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  struct coap_front *cf = h->data;
+  if (--cf->open_handles == 0)
+    free(cf);
+}
+
+int coapfront_start(gw_t *gw, struct coap_front **out) {
+  GW_ASSERT_LOOP(gw);
+  struct coap_front *cf = calloc(1, sizeof(*cf));
+  int rc = -ENOMEM;
+  *out = NULL;
+  if (!cf)
+    return rc;
+  cf->gw = gw;
+  coap_startup();
+  coap_set_log_level(log_threshold >= LOG_LVL_DEBUG ? LOG_INFO : LOG_ERR);
+  coap_dtls_set_log_level(LOG_ERR);
+  cf->ctx = coap_new_context(NULL);
+  if (!cf->ctx)
+    goto fail;
+  coap_context_set_block_mode(cf->ctx, COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY);
+  coap_context_set_max_idle_sessions(cf->ctx, COAP_MAX_IDLE_SESSIONS);
+  const sg_config_t *cfg = gw->cfg;
+  if ((rc = bind_endpoint(cf, cfg->coap_listen, cfg->coap_port, COAP_PROTO_UDP)) != 0)
+    goto fail;
+  if (cfg->dtls_port) {
+    if ((rc = setup_dtls(cf)) != 0 ||
+        (rc = bind_endpoint(cf, cfg->coap_listen, cfg->dtls_port, COAP_PROTO_DTLS)) != 0)
+      goto fail;
+  }
+  add_resources(cf);
+  grow_rcvbuf(cfg->coap_port);
+  if (cfg->dtls_port)
+    grow_rcvbuf(cfg->dtls_port);
+  int fd = coap_context_get_coap_fd(cf->ctx);
+  if (fd < 0) {
+    rc = -ENOTSUP;
+    log_err("libcoap gives no epoll fd; it must be built with epoll support");
+    goto fail;
+  }
+  uv_poll_init(gw->loop, &cf->poll, fd);
+  uv_timer_init(gw->loop, &cf->sweep);
+  cf->poll.data = cf->sweep.data = cf;
+  cf->open_handles = 2;
+  uv_poll_start(&cf->poll, UV_READABLE, on_poll);
+  uv_timer_start(&cf->sweep, on_sweep, 1000, 1000);
+  coap_io_process(cf->ctx, COAP_IO_NO_WAIT); /* prime libcoap's timers */
+  *out = cf;
+  return 0;
+fail:
+  if (cf->ctx)
+    coap_free_context(cf->ctx);
+  free(cf);
+  return rc;
+}
+
+void coapfront_stop(struct coap_front *cf) {
+  if (!cf)
+    return;
+  GW_ASSERT_LOOP(cf->gw);
+  coapfront__client_free(cf);
+  /* The poll handle watches libcoap's fd: close it before the context. */
+  uv_close((uv_handle_t *)&cf->poll, on_handle_closed);
+  uv_close((uv_handle_t *)&cf->sweep, on_handle_closed);
+  coapfront__tickets_orphan(cf);
+  coap_free_context(cf->ctx);
+  cf->ctx = NULL;
+  coap_cleanup();
+}
