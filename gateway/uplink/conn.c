@@ -105,9 +105,8 @@ void uplink__fail(uplink_t *up, const char *fmt, ...) {
   up_link_t *l = &up->link;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(up->last_error, sizeof(up->last_error), fmt, ap);
+  uplink__set_error_v(up, fmt, ap);
   va_end(ap);
-  up->last_error_t = sg_now();
   if (l->conn)
     conn_close(l->conn);
   free_addrs(l);

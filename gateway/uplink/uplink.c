@@ -29,7 +29,7 @@
 
 /* ---- errors */
 
-static void set_error_v(uplink_t *up, const char *fmt, va_list ap) {
+void uplink__set_error_v(uplink_t *up, const char *fmt, va_list ap) {
   vsnprintf(up->last_error, sizeof(up->last_error), fmt, ap);
   up->last_error_t = sg_now();
 }
@@ -37,14 +37,14 @@ static void set_error_v(uplink_t *up, const char *fmt, va_list ap) {
 void uplink__set_error(uplink_t *up, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  set_error_v(up, fmt, ap);
+  uplink__set_error_v(up, fmt, ap);
   va_end(ap);
 }
 
 void uplink__say_error(uplink_t *up, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  set_error_v(up, fmt, ap);
+  uplink__set_error_v(up, fmt, ap);
   va_end(ap);
   log_warn("%s", up->last_error);
 }

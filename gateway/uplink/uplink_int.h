@@ -21,6 +21,7 @@
 
 #include "gateway/uplink/uplink.h"
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -119,6 +120,8 @@ struct uplink {
 
 /* ---- uplink.c */
 /* Records the latest error for the status; uplink__say_error also logs it. */
+void uplink__set_error_v(uplink_t *up, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 void uplink__set_error(uplink_t *up, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void uplink__say_error(uplink_t *up, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* conn.c's hooks. The handshake is done (state READY, a new generation). */
