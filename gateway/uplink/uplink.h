@@ -1,7 +1,7 @@
 /* gateway/uplink: the uplink to the supervision authority
  * (protocol/UPLINK.md is the contract, DESIGN.md "Uplink to the authority").
  *
- * Three parts, one per file:
+ * Three parts:
  * - tls.c: a TLS 1.2 client session over buffers (the loop moves the
  *   bytes) and the ECDSA P-256 signer the signed records need, the
  *   gateway's names for protocol/tlspipe.c (the one file that includes
@@ -13,11 +13,13 @@
  *   outbox (storage.h "uplink outbox") with the cursors that say what has
  *   been made, in one transaction: a crash never makes one twice or skips
  *   one;
- * - uplink.c, on the loop: connects (libuv TCP, non-blocking), sends the
- *   outbox in order with a window of unacknowledged messages, marks what
- *   the 9014s acknowledge, resends after OverTime up to ReCount and then
- *   reconnects with a jittered back-off, and answers the authority's pulls
- *   (9011, the original frames, 9012), time calibration (1012). */
+ * - the loop side, four files sharing the folder-private uplink_int.h:
+ *   conn.c connects (libuv TCP, non-blocking, TLS) and reconnects with a
+ *   jittered back-off; window.c sends the outbox in order with a window of
+ *   unacknowledged messages, marks what the 9014s acknowledge and resends
+ *   after OverTime up to ReCount; pull.c answers the authority's pulls
+ *   (9011, the original frames, 9012) and time calibration (1012); uplink.c
+ *   starts and stops them, ticks them, and holds the status below. */
 #ifndef SITEGATE_GW_UPLINK_H
 #define SITEGATE_GW_UPLINK_H
 
@@ -99,7 +101,7 @@ void uplink_datatime(int64_t t, char out[15]);
 /* DataTime (YYYYMMDDhhmmss) to Unix seconds; -1 when malformed. */
 int64_t uplink_parse_datatime(const char *s);
 
-/* ---- the loop side (uplink.c): gw->uplink */
+/* ---- the loop side (uplink.c): gw->uplink. Loop thread. */
 /* Starts the uplink when [uplink] host is set (else does nothing): loads
  * the PKI, then connects in the background. Returns 0, or -EINVAL with the
  * reason logged (a missing or bad certificate stops start-up). */
