@@ -182,6 +182,30 @@ stop_gw() {
   no_sanitizer_report "$T/gw.log" sitegated
 }
 
+# lock_db DB: another program (Python's sqlite3) takes DB's write lock
+# (BEGIN IMMEDIATE; in WAL mode readers go on) and holds it until
+# unlock_db, or 120 s if the test is gone. Returns once the lock is held.
+lock_db() {
+  rm -f "$T/locked" "$T/release"
+  "$PY" -c '
+import os, sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN IMMEDIATE")
+open(sys.argv[2], "w").close()
+deadline = time.monotonic() + 120
+while not os.path.exists(sys.argv[3]) and time.monotonic() < deadline:
+    time.sleep(0.02)  # the poll period
+c.execute("ROLLBACK")' "$1" "$T/locked" "$T/release" &
+  LOCK_PID=$!
+  PIDS="$PIDS $LOCK_PID"
+  wait_for 30 "another program holding the write lock of $1" lock_held
+}
+lock_held() { alive "$LOCK_PID" "the lock holder"; [ -e "$T/locked" ]; }
+unlock_db() {
+  touch "$T/release"
+  wait "$LOCK_PID" || fail "the lock holder failed"
+}
+
 # no_sanitizer_report LOG WHAT: fails when LOG holds an AddressSanitizer,
 # LeakSanitizer or UBSan report.
 no_sanitizer_report() {

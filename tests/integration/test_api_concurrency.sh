@@ -20,21 +20,7 @@ token = $SITECTL_TOKEN
 CONF
 GW_ARGS=-v start_gw "$T/site.conf"
 
-# The lock holder: BEGIN IMMEDIATE takes SQLite's write lock (in WAL mode
-# readers go on); it says so with $T/locked and lets go when $T/release
-# appears, or after 60 s if the test is gone.
-"$PY" -c '
-import os, sqlite3, sys, time
-c = sqlite3.connect(sys.argv[1], isolation_level=None)
-c.execute("BEGIN IMMEDIATE")
-open(sys.argv[2], "w").close()
-deadline = time.monotonic() + 60
-while not os.path.exists(sys.argv[3]) and time.monotonic() < deadline:
-    time.sleep(0.02)  # a poll period
-c.execute("ROLLBACK")' "$T/sitegate.db" "$T/locked" "$T/release" &
-LOCK_PID=$!
-PIDS="$PIDS $LOCK_PID"
-wait_for 10 "the write lock held by another program" test -e "$T/locked"
+lock_db "$T/sitegate.db" # until unlock_db: the writer cannot commit
 
 # The action: a person's ticket, which waits for its durable commit.
 curl -s -o "$T/post.body" -w '%{http_code}' -X POST \
@@ -72,8 +58,7 @@ echo "GET /api/status answered in $best s (best of $i) while POST /api/waste/tic
 
 # Let the writer go: the ticket is stored (201), or, on a machine so slow
 # that the writer's busy timeout (5 s) ran out first, refused with 503.
-touch "$T/release"
-wait "$LOCK_PID"
+unlock_db
 rc=0
 wait "$POST_PID" || rc=$?
 code=$(cat "$T/post.code")

@@ -212,23 +212,11 @@ expect_code 2.04 "$r" "resend after the restart"
 # While another program holds the database's write lock, the commit fails
 # after the busy timeout: 5.03 with Max-Age, nothing stored; the resend
 # once the lock is gone is stored.
-"$PY" -c '
-import os, sqlite3, sys, time
-c = sqlite3.connect(sys.argv[1], isolation_level=None)
-c.execute("BEGIN IMMEDIATE")
-open(sys.argv[2], "w").close()
-deadline = time.time() + 120
-while not os.path.exists(sys.argv[3]) and time.time() < deadline:
-    time.sleep(0.05)
-c.execute("ROLLBACK")' "$T/sitegate.db" "$T/locked" "$T/release" &
-L=$!
-locked() { alive "$L" "the lock holder"; [ -e "$T/locked" ]; }
-wait_for 30 "another program holding the write lock" locked
+lock_db "$T/sitegate.db"
 r=$(w 50 -e "$(ticket 1011 3000)")
 expect_code 5.03 "$r" "commit while the database is locked"
 grep -q "Max-Age" "$T/w.out" || fail "5.03 without Max-Age: $(cat "$T/w.out")"
-touch "$T/release"
-wait $L || fail "the lock holder failed"
+unlock_db
 r=$(w 50 -e "$(ticket 1011 3000)")
 expect_code 2.01 "$r" "the resend after the lock"
 stop_gw
