@@ -357,9 +357,23 @@ static void recent_discharge_takes_the_median_or_the_plain_sum_when_few(void **s
   assert_float_equal(waste_robust_discharge_t(NULL, 0), 0.0, 1e-9);
 }
 
+/* Rebar: baseline 2.5%, target 2.0%. 1.5% within, 2.2% over the target,
+ * 3.0% over the baseline; -4.0% (less delivered than the design quantity
+ * for the progress) cannot be judged, where it used to read 达标. */
+static void a_negative_loss_rate_is_not_judged_compliant(void **state) {
+  (void)state;
+  assert_string_equal(material_loss_status(0.015, 0.025, 0.02), "within_target");
+  assert_string_equal(material_loss_status(0.022, 0.025, 0.02), "over_target");
+  assert_string_equal(material_loss_status(0.030, 0.025, 0.02), "over_baseline");
+  assert_string_equal(material_loss_status(-0.04, 0.025, 0.02), "not_yet_judgeable");
+  assert_string_equal(material_loss_status(NAN, 0.025, 0.02), "no_design_quantity");
+  assert_string_equal(material_loss_status(0.01, NAN, NAN), "no_baseline");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(recent_discharge_is_robust_to_one_outlier),
+      cmocka_unit_test(a_negative_loss_rate_is_not_judged_compliant),
       cmocka_unit_test(recent_discharge_takes_the_median_or_the_plain_sum_when_few),
       cmocka_unit_test(allowance_of_a_mixed_site_weights_both_limits_by_area),
       cmocka_unit_test(allowance_of_single_type_sites_is_the_plain_limit),

@@ -75,6 +75,8 @@ static const char *zh(const char *id) {
       {"over_target", "超过目标"},
       {"over_baseline", "超过基准"},
       {"no_design_quantity", "无设计量"},
+      {"not_yet_judgeable", "尚不能判定"},
+      {"no_baseline", "无基准"},
       {"noise.laeq", "噪声 LAeq 超标"},
       {"noise.night_lmax", "夜间最大声级超标"},
       {"dust.pm10_long", "PM10 小时均值"},

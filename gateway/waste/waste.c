@@ -115,6 +115,20 @@ double waste_projection_t(const waste_projection_in_t *in, bool *used_window) {
   return in->discharged_t + (1 - p) * rate;
 }
 
+const char *material_loss_status(double loss, double baseline, double target) {
+  if (!isfinite(loss))
+    return "no_design_quantity";
+  if (loss < 0)
+    return "not_yet_judgeable";
+  if (!isfinite(baseline))
+    return "no_baseline";
+  if (loss > baseline)
+    return "over_baseline";
+  if (loss > target)
+    return "over_target";
+  return "within_target";
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);

@@ -117,6 +117,12 @@ int waste_allowance_level(double allowance_used, double warn_share, double alarm
 /* ---- materials */
 /* (delivered - returned - design) / design; NAN without a design quantity. */
 double material_loss_rate(double delivered_t, double returned_t, double design_t);
+/* The verdict on a loss rate, as the API's "status": "no_design_quantity"
+ * (NAN), "not_yet_judgeable" (negative: less consumed than the design
+ * quantity for the progress made, so deliveries lag the estimate and no
+ * loss can honestly be stated yet), "no_baseline", "over_baseline",
+ * "over_target" or "within_target". */
+const char *material_loss_status(double loss, double baseline, double target);
 /* green / delivered; NAN when nothing was delivered. */
 double material_green_share(double green_t, double delivered_t);
 

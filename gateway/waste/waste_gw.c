@@ -301,15 +301,7 @@ json_t *waste_summary_json(const sg_config_t *cfg, const waste_summary_t *s) {
 
 static const char *loss_status(const waste_material_t *m) {
   double loss = isfinite(m->loss_to_date) ? m->loss_to_date : m->loss_rate;
-  if (!isfinite(loss))
-    return "no_design_quantity";
-  if (!isfinite(m->baseline))
-    return "no_baseline";
-  if (loss > m->baseline)
-    return "over_baseline";
-  if (loss > m->target)
-    return "over_target";
-  return "within_target";
+  return material_loss_status(loss, m->baseline, m->target);
 }
 
 json_t *waste_materials_json(const sg_config_t *cfg, const waste_summary_t *s) {

@@ -10,6 +10,12 @@ const CATS = ['engineering', 'demolition', 'decoration', 'spoil', 'mud'];
 const DESTS = ['reuse_onsite', 'recycling', 'backfill', 'disposal'];
 const KINDS = ['mixed', 'concrete', 'mortar', 'brick_tile', 'metal', 'wood', 'plastic', 'glass', 'gypsum', 'packaging'];
 
+// What the projection's rate was computed from, stated beside it.
+function basis(p) {
+  if (p.method !== 'recent_rate') return t('proj_average');
+  return t('proj_basis', { days: p.window_days, n: p.window_tickets, t: num(p.window_discharged_t, 1) });
+}
+
 // A Date as a datetime-local input's value (local time, minutes).
 function localInput(d) {
   const p = (n) => String(n).padStart(2, '0');
@@ -91,7 +97,7 @@ export async function wastePage(main) {
     el('div', { class: 'stats' },
       stat(t('discharged'), `${num(s.discharged_t, 1)} t`, `${pct(s.allowance_used)} ${t('used')}`),
       stat(t('allowance'), `${num(s.allowance_t, 0)} t`, `${num(s.limit_t_per_10k_m2, 1)} t/万m²`),
-      stat(t('projected'), `${num(s.projected_t, 0)} t`, `${t('progress')} ${pct(s.projection.progress, 0)}`, over ? 'lv-alarm' : ''),
+      stat(t('projected'), `${num(s.projected_t, 0)} t`, `${t('progress')} ${pct(s.projection.progress, 0)} · ${basis(s.projection)}`, over ? 'lv-alarm' : ''),
       stat(t('intensity'), `${num(s.intensity_t_per_10k_m2, 1)}`, 't/万m²'),
       stat(t('utilisation'), pct(s.utilisation_rate), `${t('target')} ${pct(s.utilisation_target, 0)}`, s.utilisation_rate < s.utilisation_target ? 'lv-warning' : ''),
       stat(t('excluded'), `${num(s.excluded_t, 1)} t`, `${t('hazardous')} ${num(s.hazardous_t, 2)} t`)),
