@@ -27,10 +27,10 @@ async function override(unit) {
 function policies(p) {
   const out = [];
   if (p.peak_kw > 0) out.push(`${t('peak')} ${num(p.peak_kw, 0)} kW`);
-  if (p.idle_off_min > 0) out.push(`${t('idle_off')} ${num(p.idle_off_min, 0)} min`);
-  if (p.schedule && p.schedule !== 'always') out.push(`${t('schedule')} ${p.schedule}${p.schedule_allows_now ? '' : `（${t('paused')}）`}`);
+  if (p.idle_off_min > 0) out.push(`${t('idle_off')} ${num(p.idle_off_min, 0)} ${t('minutes')}`);
+  if (p.schedule && p.schedule !== 'always') out.push(`${t('schedule')} ${tname('sched', p.schedule)}${p.schedule_allows_now ? '' : `（${t('paused')}）`}`);
   if (p.duty > 0) out.push(`${t('duty')} ${p.duty}`);
-  if (p.dust_linkage) out.push(`${t('dust_link')} ${p.dust_linkage} ≥ ${p.dust_level}`);
+  if (p.dust_linkage) out.push(`${t('dust_link')} ${tname('link', p.dust_linkage)} ≥ ${t(`level_${p.dust_level}`)}`);
   if (p.dust_linkage) out.push(`${t('freeze')} < ${num(p.freeze_c, 0)} °C`);
   return out.join(' · ') || '–';
 }
@@ -56,7 +56,7 @@ export async function equipmentPage(main) {
       { key: 'rated_kw', label: `${t('rated')} kW`, num: true, fmt: (u) => num(u.rated_kw, 0) },
       { key: 'priority', label: t('priority'), num: true },
       { key: 'run_h', label: t('run_h'), num: true, fmt: (u) => num(u.run_h, 1) },
-      { key: 'held', label: t('held'), fmt: (u) => u.held || '–' },
+      { key: 'held', label: t('held'), fmt: (u) => (u.held ? tname('why', u.held) : '–') },
       { key: 'override', label: t('override'), fmt: (u) => (u.override ? `${u.override.on ? t('set_on') : t('set_off')} → ${fmtTime(u.override.until)} (${u.override.by}: ${u.override.reason})` : '–'), csv: (u) => (u.override ? `${u.override.on ? 'on' : 'off'} until ${fmtTime(u.override.until)}` : '') },
       { key: 'act', label: '', fmt: (u) => (u.controllable ? el('button', { type: 'button', class: 'small', 'data-unit': u.id, onclick: () => override(u) }, t('override')) : ''), csv: () => '' },
     ], units, 'equipment-units')),
@@ -66,7 +66,7 @@ export async function equipmentPage(main) {
       { key: 'on', label: t('on_off'), fmt: (r) => (r.on ? t('set_on') : t('set_off')), csv: (r) => (r.on ? 'on' : 'off') },
       { key: 'reason', label: t('reason'), fmt: (r) => tname('why', r.reason) },
       { key: 'origin', label: t('origin'), fmt: (r) => tname('origin', r.origin) },
-      { key: 'by', label: t('by') },
+      { key: 'by', label: t('by'), fmt: (r) => tname('by', r.by) },
       { key: 'note', label: t('note') },
       { key: 'result', label: t('result'), fmt: (r) => tname('res', r.result) },
     ], log.entries, 'equipment-log')));
