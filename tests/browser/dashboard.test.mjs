@@ -144,7 +144,8 @@ try {
         .replace(/[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)*-\d+\b/g, ' ') // device ids
         .replace(/\b(?:kWh|kW|dB|LAeq|Lmax|CSV|CO₂|µg\/m³|ug\/m3)\b/g, ' ')
         .match(/\b[a-z_]{3,}\b/g) || [];
-      assert.deepEqual(words, [], `${name}: ${[...new Set(words)].join(', ')}`);
+      const where = words.map((w) => text.slice(Math.max(0, text.indexOf(w) - 30), text.indexOf(w) + 30).replace(/\s+/g, ' '));
+      assert.deepEqual(words, [], `${name}: ${[...new Set(words)].join(', ')} in: ${where.join(' | ')}`);
     }
   });
 

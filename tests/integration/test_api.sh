@@ -76,6 +76,9 @@ wait_for 30 "alarm $ID re-evaluated with the ticket (its figure at least $D t)" 
 check "ack" "$(code POST "/api/alarms/$ID/ack" "$ACK" "$TOKEN")" 200
 get "/api/alarms" | json "[a['acked_by'] for a in j['alarms'] if a['id'] == $ID][0]" | grep -qx "张工" ||
   fail "the ack is not shown"
+check "a second ack is refused" "$(code POST "/api/alarms/$ID/ack" '{"by":"root","note":"again"}' "$TOKEN")" 409
+get "/api/alarms" | json "[a['acked_by'] for a in j['alarms'] if a['id'] == $ID][0]" | grep -qx "张工" ||
+  fail "a second ack replaced the first name"
 check "progress" "$(code PUT /api/site/progress '{"progress":0.5}' "$TOKEN")" 200
 check "override" "$(code POST /api/equipment/crane-02/override '{"on":false,"for_s":600,"reason":"检修","by":"test"}' "$TOKEN")" 200
 check "a read needs no token" "$(code GET /api/status)" 200
