@@ -141,7 +141,7 @@ try {
       await ready(name);
       const text = await page.locator('#main').evaluate((m) => m.innerText);
       const words = own.reduce((x, n) => x.split(n).join(' '), text)
-        .replace(/[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)*-\d+\b/g, ' ') // device ids
+        .replace(/[A-Za-z0-9]+(?:-[A-Za-z0-9]+)+/g, ' ') // device ids: crane-01, em-site
         .replace(/\b(?:kWh|kW|dB|LAeq|Lmax|CSV|CO₂|µg\/m³|ug\/m3)\b/g, ' ')
         .match(/\b[a-z_]{3,}\b/g) || [];
       const where = words.map((w) => text.slice(Math.max(0, text.indexOf(w) - 30), text.indexOf(w) + 30).replace(/\s+/g, ' '));
