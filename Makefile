@@ -52,7 +52,7 @@ all: $(PROGRAMS) $(BENCH_PROGRAMS) web
 # installs from gateway/web/package-lock.json, copied to share/sitegate/web
 # beside the folder of the programs, where sitegated looks by default.
 WEB_OUT   := $(dir $(BIN))share/sitegate/web
-WEB_SRC   := $(wildcard gateway/web/*.html gateway/web/*.css gateway/web/*.js)
+WEB_SRC   := $(wildcard gateway/web/*.html gateway/web/*.css gateway/web/*.js) gateway/web/messages.json
 WEB_NPM   := gateway/web/node_modules/uplot/dist
 WEB_FILES := $(patsubst gateway/web/%,$(WEB_OUT)/%,$(WEB_SRC)) \
   $(WEB_OUT)/vendor/uPlot.esm.js $(WEB_OUT)/vendor/uPlot.min.css

@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +54,13 @@ int sg_parse_time(const char *s, double now, double *out) {
       p += 1 + m;
     }
   }
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+  /* Days of the month, February of leap years (Gregorian) included, so
+   * 2026-02-30 is refused rather than read as 2026-03-02 by mktime. */
+  static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (mo < 1 || mo > 12 || h > 23 || mi > 59 || sec > 60)
+    return -EINVAL;
+  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (d < 1 || d > mdays[mo - 1] + (mo == 2 && leap))
     return -EINVAL;
   tm.tm_year = y - 1900;
   tm.tm_mon = mo - 1;

@@ -103,6 +103,10 @@ static void a_higher_level_escalates_at_once_and_withdraws_the_ack(void **state)
   assert_string_equal(f->seen.a[1].acked_by, "wang.lei");
   assert_string_equal(f->seen.a[1].note, "water cart sent");
   assert_true(f->seen.a[1].acked == T0 + 5);
+  /* a second acknowledgement does not replace the first person's name */
+  assert_int_equal(alarm_model_ack(&f->m, id, "root", "", T0 + 6), -EALREADY);
+  assert_string_equal(alarm_model_find(&f->m, "dust.pm10_long", "dust-01")->acked_by, "wang.lei");
+  assert_int_equal(f->seen.n, 2);
   assert_int_equal(pm10(f, 230, T0 + 10), id);
   assert_int_equal(f->seen.n, 3);
   assert_int_equal(f->seen.ev[2], ALARM_EV_ESCALATED);

@@ -75,12 +75,23 @@ static void nonsense_is_refused(void **state) {
                                     "2026-11-20T25:00",
                                     "2026-11-20T21:20+8",
                                     "1795",
-                                    "2026-11-20T21:20 junk"};
+                                    "2026-11-20T21:20 junk",
+                                    "2026-02-30T10:00",
+                                    "2026-02-29",
+                                    "2026-04-31"};
   double t;
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     if (sg_parse_time(bad[i], NOW, &t) != -EINVAL)
       fail_msg("\"%s\" was accepted", bad[i]);
   }
+}
+
+static void the_29th_of_february_is_a_day_in_leap_years_only(void **state) {
+  (void)state;
+  double t;
+  assert_int_equal(sg_parse_time("2028-02-29T10:00", NOW, &t), 0);
+  assert_int_equal(sg_parse_time("2000-02-29", NOW, &t), 0);
+  assert_int_equal(sg_parse_time("2100-02-29", NOW, &t), -EINVAL);
 }
 
 int main(void) {
@@ -90,6 +101,7 @@ int main(void) {
       cmocka_unit_test(iso_time_without_zone_is_site_local),
       cmocka_unit_test(iso_time_with_zone_uses_that_zone),
       cmocka_unit_test(nonsense_is_refused),
+      cmocka_unit_test(the_29th_of_february_is_a_day_in_leap_years_only),
   };
   return cmocka_run_group_tests(tests, in_shanghai, NULL);
 }

@@ -334,8 +334,47 @@ static void boq_stops_naming_lines_after_twenty(void **state) {
   items = NULL;
 }
 
+/* Hand-computed: 8 tickets of 10, 12, 11, 9, 10, 13, 10 and one of 170 t
+ * (a typo): sorted 9 10 10 10 11 12 13 170, median (10 + 11) / 2 = 10.5,
+ * times 8 = 84 t, where the plain sum is 245 t. */
+static void recent_discharge_is_robust_to_one_outlier(void **state) {
+  (void)state;
+  double nets[] = {10, 12, 11, 9, 10, 13, 10, 170};
+  assert_float_equal(waste_robust_discharge_t(nets, 8), 84.0, 1e-9);
+  /* 14 t instead of 170 t: the same 84 t, the outlier weighs as one ticket. */
+  double same[] = {10, 12, 11, 9, 10, 13, 10, 14};
+  assert_float_equal(waste_robust_discharge_t(same, 8), 84.0, 1e-9);
+}
+
+/* Odd count: 5 tickets 8, 20, 9, 10, 11: median 10, times 5 = 50 t. Fewer
+ * than five: the plain sum, 3 + 4 = 7 t. */
+static void recent_discharge_takes_the_median_or_the_plain_sum_when_few(void **state) {
+  (void)state;
+  double five[] = {8, 20, 9, 10, 11};
+  assert_float_equal(waste_robust_discharge_t(five, 5), 50.0, 1e-9);
+  double two[] = {3, 4};
+  assert_float_equal(waste_robust_discharge_t(two, 2), 7.0, 1e-9);
+  assert_float_equal(waste_robust_discharge_t(NULL, 0), 0.0, 1e-9);
+}
+
+/* Rebar: baseline 2.5%, target 2.0%. 1.5% within, 2.2% over the target,
+ * 3.0% over the baseline; -4.0% (less delivered than the design quantity
+ * for the progress) cannot be judged, where it used to read 达标. */
+static void a_negative_loss_rate_is_not_judged_compliant(void **state) {
+  (void)state;
+  assert_string_equal(material_loss_status(0.015, 0.025, 0.02), "within_target");
+  assert_string_equal(material_loss_status(0.022, 0.025, 0.02), "over_target");
+  assert_string_equal(material_loss_status(0.030, 0.025, 0.02), "over_baseline");
+  assert_string_equal(material_loss_status(-0.04, 0.025, 0.02), "not_yet_judgeable");
+  assert_string_equal(material_loss_status(NAN, 0.025, 0.02), "no_design_quantity");
+  assert_string_equal(material_loss_status(0.01, NAN, NAN), "no_baseline");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(recent_discharge_is_robust_to_one_outlier),
+      cmocka_unit_test(a_negative_loss_rate_is_not_judged_compliant),
+      cmocka_unit_test(recent_discharge_takes_the_median_or_the_plain_sum_when_few),
       cmocka_unit_test(allowance_of_a_mixed_site_weights_both_limits_by_area),
       cmocka_unit_test(allowance_of_single_type_sites_is_the_plain_limit),
       cmocka_unit_test(a_site_without_floor_area_has_no_intensity),

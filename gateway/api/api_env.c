@@ -143,6 +143,12 @@ void api_alarm_ack(const http_req_t *req, http_resp_t *resp) {
     http_error(resp, 404, "no active alarm %lld (cleared alarms need no acknowledgement)",
                (long long)id);
     return;
+  case -EALREADY:
+    http_error(resp, 409,
+               "alarm %lld is acknowledged already; the first name and note stand "
+               "(see GET /api/alarms/ or sitectl alarms)",
+               (long long)id);
+    return;
   case -ECANCELED:
     http_error(resp, 503, "the gateway is stopping");
     return;

@@ -15,10 +15,12 @@
 #define LOG_MODULE "http"
 
 #include "gateway/api/api.h"
+#include "common/msgcat.h"
 #include "gateway/equipment/equipment.h"
 #include "gateway/rules/rules.h"
 #include "gateway/waste/waste.h"
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,6 +37,7 @@ typedef struct report {
   double since, until; /* the month, until cut at now */
   json_t *parts;       /* [{name, title, lines: [...]}] */
   json_t *tables;      /* [{name, part, title, columns: [...], rows: [[...]]}] */
+  msgcat_t *cat;       /* the dashboard's catalogue (messages.json), or NULL */
 } report_t;
 
 static json_t *num(double v, int digits) {
@@ -72,6 +75,8 @@ static const char *zh(const char *id) {
       {"over_target", "超过目标"},
       {"over_baseline", "超过基准"},
       {"no_design_quantity", "无设计量"},
+      {"not_yet_judgeable", "尚不能判定"},
+      {"no_baseline", "无基准"},
       {"noise.laeq", "噪声 LAeq 超标"},
       {"noise.night_lmax", "夜间最大声级超标"},
       {"dust.pm10_long", "PM10 小时均值"},
@@ -355,11 +360,18 @@ static int on_alarm(void *arg, const stor_alarm_t *a) {
   if (json_array_size(rows) >= REPORT_ROWS_MAX)
     return 0;
   double end = a->cleared > 0 ? a->cleared : r->until;
-  json_array_append_new(rows, json_pack("[I,s,s,s,o,o,o,o,o,s,o,s]", (json_int_t)a->id, zh(a->rule),
+  /* Named and told from the stored parts through the catalogue; the
+   * sentence uses the worst figure, as the column beside it. */
+  char name[128], text[512];
+  msgcat_alarm_t ma = {.rule = a->rule, .source = a->source, .unit = a->unit,
+                       .figure = a->figure, .limit = a->limit, .peak = a->peak};
+  msgcat_rule_name(r->cat, "zh", a->rule, name, sizeof(name));
+  msgcat_alarm_text(r->cat, "zh", &ma, a->peak, text, sizeof(text));
+  json_array_append_new(rows, json_pack("[I,s,s,s,o,o,o,o,o,s,o,s,s]", (json_int_t)a->id, name,
                                         a->source, zh(alarm_level_name(a->peak_level)),
                                         num(a->peak, 1), num(a->limit, 1), ltime(a->raised),
                                         ltime(a->cleared), num((end - a->raised) / 60, 0),
-                                        a->acked > 0 ? a->acked_by : "", ltime(a->acked), a->note));
+                                        a->acked > 0 ? a->acked_by : "", ltime(a->acked), a->note, text));
   return 0;
 }
 
@@ -376,6 +388,7 @@ static int report_alarms(report_t *r) {
                                      "acked_by|确认人",
                                      "acked_at|确认时间",
                                      "note|处理说明",
+                                     "message|说明",
                                      NULL};
   json_t *lines = part(r, "alarms", "三、告警及处理");
   json_t *rows = table(r, "alarms", "alarms", "本月告警及处理", cols);
@@ -618,6 +631,10 @@ int report_build(gw_t *gw, stor_reader_t *rd, int y, int m, json_t **out) {
     return -ERANGE;
   r.parts = json_array();
   r.tables = json_array();
+  char path[PATH_MAX], err[256];
+  snprintf(path, sizeof(path), "%s/messages.json", web_root(gw->cfg));
+  if (msgcat_load(path, &r.cat, err, sizeof(err)) != 0)
+    log_warn("report without the catalogue, alarms by rule name: %s", err);
   int rc = report_noise(&r);
   if (rc == 0)
     rc = report_dust(&r);
@@ -627,6 +644,7 @@ int report_build(gw_t *gw, stor_reader_t *rd, int y, int m, json_t **out) {
     rc = report_waste(&r);
   if (rc == 0)
     rc = report_energy(&r);
+  msgcat_free(r.cat);
   if (rc != 0) {
     json_decref(r.parts);
     json_decref(r.tables);

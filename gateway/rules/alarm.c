@@ -224,6 +224,8 @@ int alarm_model_ack(alarm_model_t *m, int64_t id, const char *by, const char *no
     stor_alarm_t *a = &m->active[i];
     if (a->id != id)
       continue;
+    if (a->acked > 0)
+      return -EALREADY; /* the first person's name and note stand */
     a->acked = now;
     snprintf(a->acked_by, sizeof(a->acked_by), "%s", by);
     snprintf(a->note, sizeof(a->note), "%s", note ? note : "");

@@ -124,7 +124,9 @@ int alarm_listen(gw_t *gw, alarm_listener_t fn, void *arg);
 /* For the HTTP threads (they call onto the loop themselves):
  * the active alarms, newest first, as the API's JSON array; and an
  * acknowledgement, which returns once it is stored: 0, -ENOENT (no active
- * alarm with that id), -EINVAL (empty `by`), -EIO when the store failed,
+ * alarm with that id), -EALREADY (acknowledged already: the first name
+ * and note stand until an escalation withdraws them), -EINVAL (empty
+ * `by`), -EIO when the store failed,
  * -ECANCELED while stopping. */
 json_t *alarm_active_json(gw_t *gw);
 int alarm_ack(gw_t *gw, int64_t id, const char *by, const char *note);

@@ -10,6 +10,7 @@
 #include <getopt.h>
 #include <locale.h>
 #include <math.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,9 +88,39 @@ static int cmd_status(ctl_t *ctl, int argc, char **argv) {
   return 0;
 }
 
+/* An unknown quantity, with the known one it most likely meant: the same
+ * name without its underscores ("pm25" for pm2_5), else the whole list. */
+static int unknown_quantity(const char *name) {
+  char bare[64], want[64];
+  size_t n = 0;
+  for (const char *p = name; *p && n + 1 < sizeof(bare); p++)
+    if (*p != '_' && *p != '.')
+      bare[n++] = (char)tolower((unsigned char)*p);
+  bare[n] = '\0';
+  fprintf(stderr, "sitectl: unknown quantity \"%s\"", name);
+  for (int q = 0; proto_quantity_name(q); q++) {
+    n = 0;
+    for (const char *p = proto_quantity_name(q); *p && n + 1 < sizeof(want); p++)
+      if (*p != '_')
+        want[n++] = *p;
+    want[n] = '\0';
+    if (strcmp(bare, want) == 0) {
+      fprintf(stderr, ": did you mean %s?\n", proto_quantity_name(q));
+      return EXIT_USAGE;
+    }
+  }
+  fputs("; one of:", stderr);
+  for (int q = 0; proto_quantity_name(q); q++)
+    fprintf(stderr, " %s", proto_quantity_name(q));
+  fputc('\n', stderr);
+  return EXIT_USAGE;
+}
+
 static int cmd_readings(ctl_t *ctl, int argc, char **argv) {
   if (argc != 2)
     return EXIT_USAGE;
+  if (proto_quantity_from_name(argv[1]) < 0)
+    return unknown_quantity(argv[1]);
   json_t *r;
   int rc = fetch_zone(ctl);
   if (rc)

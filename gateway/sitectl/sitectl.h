@@ -5,6 +5,7 @@
 #include "common/common.h"
 #include "protocol/protocol.h"
 
+#include "common/msgcat.h"
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -36,6 +37,9 @@ typedef struct ctl {
  * json_decref's it). On failure prints the reason and returns the exit
  * status to use (EXIT_NO, EXIT_UNREACHABLE); 0 on success. */
 int api_get(const ctl_t *ctl, const char *path, json_t **out);
+/* The same printing nothing when the answer is not 200 with JSON (for what
+ * sitectl can do without: the message catalogue). */
+int api_get_quiet(const ctl_t *ctl, const char *path, json_t **out);
 /* The same with any method and an optional JSON body (actions send
  * $SITECTL_TOKEN as a bearer token). */
 int api_request(const ctl_t *ctl, const char *method, const char *path, const json_t *body,

@@ -32,10 +32,27 @@ static int time_arg(const char *opt, const char *s, double now, double def, doub
 
 /* ---- alarms */
 
-static void alarm_rows(table_t *t, json_t *alarms) {
+/* The gateway's catalogue (GET /messages.json), the dashboard's own, in
+ * the language of SITECTL_LANG or LANG (Chinese unless English is asked
+ * for). NULL when the gateway has none: the rule names then stand. */
+static msgcat_t *fetch_catalogue(const ctl_t *ctl, const char **lang) {
+  const char *wish = getenv("SITECTL_LANG");
+  *lang = msgcat_lang(wish && *wish ? wish : getenv("LANG"));
+  json_t *j;
+  msgcat_t *c = NULL;
+  if (api_get_quiet(ctl, "/messages.json", &j) == 0)
+    msgcat_from_json(j, &c);
+  return c;
+}
+
+static void alarm_rows(const ctl_t *ctl, table_t *t, json_t *alarms) {
   size_t i;
   json_t *a;
-  table_row(t, "ID", "LEVEL", "RULE", "SOURCE", "FIGURE", "LIMIT", "RAISED", "STATE", "MESSAGE");
+  const char *lang;
+  msgcat_t *cat = fetch_catalogue(ctl, &lang);
+#define M(key) msgcat_get(cat, lang, key)
+  table_row(t, "ID", M("level"), M("rule"), M("source"), M("figure"), M("limit"), M("raised"),
+            M("status"), M("message"));
   json_array_foreach(alarms, i, a) {
     char id[32], fig[48], lim[48], raised[32], state[128], n1[32], n2[32];
     snprintf(id, sizeof(id), "%lld", (long long)json_integer_value(json_object_get(a, "id")));
@@ -45,15 +62,25 @@ static void alarm_rows(table_t *t, json_t *alarms) {
     fmt_time(jnum(a, "raised"), raised, sizeof(raised));
     if (!json_is_true(json_object_get(a, "active"))) {
       char c[32];
-      snprintf(state, sizeof(state), "cleared %s", fmt_time(jnum(a, "cleared"), c, sizeof(c)));
+      snprintf(state, sizeof(state), "%s %s", M("cleared"),
+               fmt_time(jnum(a, "cleared"), c, sizeof(c)));
     } else if (json_is_true(json_object_get(a, "acked"))) {
-      snprintf(state, sizeof(state), "acked by %s", jstr(a, "acked_by"));
+      snprintf(state, sizeof(state), "%s %s", M("acked"), jstr(a, "acked_by"));
     } else {
-      snprintf(state, sizeof(state), "NEW");
+      snprintf(state, sizeof(state), "%s", M("not_acked"));
     }
-    table_row(t, id, jstr(a, "level"), jstr(a, "rule"), jstr(a, "source"), fig, lim, raised, state,
-              jstr(a, "message"));
+    char level[32], name[128], text[512];
+    snprintf(level, sizeof(level), "level_%s", jstr(a, "level"));
+    msgcat_alarm_t ma = {.rule = jstr(a, "rule"), .source = jstr(a, "source"),
+                         .unit = jstr(a, "unit"), .figure = jnum(a, "figure"),
+                         .limit = jnum(a, "limit"), .peak = jnum(a, "peak")};
+    table_row(t, id, M(level), msgcat_rule_name(cat, lang, ma.rule, name, sizeof(name)),
+              ma.source, fig, lim, raised, state,
+              cat ? msgcat_alarm_text(cat, lang, &ma, ma.figure, text, sizeof(text))
+                  : jstr(a, "message"));
   }
+#undef M
+  msgcat_free(cat);
 }
 
 /* sitectl alarms [--all] [--since T] */
@@ -82,7 +109,7 @@ int cmd_alarms(ctl_t *ctl, int argc, char **argv) {
   } else {
     table_t t = {.ncols = 9};
     t.right[0] = t.right[4] = t.right[5] = true;
-    alarm_rows(&t, alarms);
+    alarm_rows(ctl, &t, alarms);
     table_print(&t);
   }
   json_decref(r);
@@ -146,7 +173,7 @@ static int alarm_show(ctl_t *ctl, const char *id_arg) {
   json_array_append(list, r);
   table_t t = {.ncols = 9};
   t.right[0] = t.right[4] = t.right[5] = true;
-  alarm_rows(&t, list);
+  alarm_rows(ctl, &t, list);
   table_print(&t);
   json_decref(list);
   printf("\n");

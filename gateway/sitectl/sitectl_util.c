@@ -78,6 +78,17 @@ static int perform(const ctl_t *ctl, const char *method, const char *path, const
 /* The gateway's {"error": "..."} for a refused request: EXIT_NO after
  * printing it, or EXIT_UNREACHABLE when the answer is not the gateway's. */
 static int said_no(const ctl_t *ctl, const buf_t *body, long status) {
+  if (status == 401) {
+    /* The gateway cannot tell a wrong token from none; sitectl can. */
+    const char *token = getenv("SITECTL_TOKEN");
+    if (token && *token)
+      fprintf(stderr, "sitectl: the gateway refused the token in SITECTL_TOKEN: it is not the "
+                      "[http] token of sitegate.conf\n");
+    else
+      fprintf(stderr, "sitectl: this action needs the gateway's token: set SITECTL_TOKEN to the "
+                      "[http] token of sitegate.conf\n");
+    return EXIT_NO;
+  }
   json_t *j = body->p ? json_loads(body->p, 0, NULL) : NULL;
   const char *msg = json_string_value(json_object_get(j, "error"));
   if (j)
@@ -87,6 +98,17 @@ static int said_no(const ctl_t *ctl, const buf_t *body, long status) {
             ctl->url, status);
   json_decref(j);
   return j ? EXIT_NO : EXIT_UNREACHABLE;
+}
+
+int api_get_quiet(const ctl_t *ctl, const char *path, json_t **out) {
+  buf_t body = {0};
+  long status;
+  *out = NULL;
+  int rc = perform(ctl, "GET", path, NULL, 10L, &body, &status);
+  if (rc == 0 && (status != 200 || !body.p || !(*out = json_loads(body.p, 0, NULL))))
+    rc = EXIT_NO;
+  free(body.p);
+  return rc;
 }
 
 int api_get(const ctl_t *ctl, const char *path, json_t **out) {

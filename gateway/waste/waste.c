@@ -115,6 +115,36 @@ double waste_projection_t(const waste_projection_in_t *in, bool *used_window) {
   return in->discharged_t + (1 - p) * rate;
 }
 
+const char *material_loss_status(double loss, double baseline, double target) {
+  if (!isfinite(loss))
+    return "no_design_quantity";
+  if (loss < 0)
+    return "not_yet_judgeable";
+  if (!isfinite(baseline))
+    return "no_baseline";
+  if (loss > baseline)
+    return "over_baseline";
+  if (loss > target)
+    return "over_target";
+  return "within_target";
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+double waste_robust_discharge_t(double *nets, size_t n) {
+  double sum = 0;
+  for (size_t i = 0; i < n; i++)
+    sum += nets[i];
+  if (n < WASTE_ROBUST_MIN_TICKETS)
+    return sum;
+  qsort(nets, n, sizeof(*nets), cmp_double);
+  double median = n % 2 ? nets[n / 2] : (nets[n / 2 - 1] + nets[n / 2]) / 2;
+  return median * (double)n;
+}
+
 int waste_allowance_level(double allowance_used, double warn_share, double alarm_share) {
   if (!isfinite(allowance_used))
     return 0;

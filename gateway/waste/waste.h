@@ -102,12 +102,27 @@ typedef struct waste_projection_in {
  * *used_window says which rate it used (may be NULL). */
 double waste_projection_t(const waste_projection_in_t *in, bool *used_window);
 
+/* The discharge of the recent window as the projection uses it: the
+ * median of its tickets' net weights times their number, so one outlier
+ * (five test tickets of 170 t, a typo) moves it by at most one median
+ * ticket. `nets` (t, discharged tickets of the window, reversals negative)
+ * is sorted in place. Below WASTE_ROBUST_MIN_TICKETS tickets, the plain
+ * sum (nothing to be robust with). */
+#define WASTE_ROBUST_MIN_TICKETS 5
+double waste_robust_discharge_t(double *nets, size_t n);
+
 /* ---- alarms: 0 normal, 1 warning, 2 alarm */
 int waste_allowance_level(double allowance_used, double warn_share, double alarm_share);
 
 /* ---- materials */
 /* (delivered - returned - design) / design; NAN without a design quantity. */
 double material_loss_rate(double delivered_t, double returned_t, double design_t);
+/* The verdict on a loss rate, as the API's "status": "no_design_quantity"
+ * (NAN), "not_yet_judgeable" (negative: less consumed than the design
+ * quantity for the progress made, so deliveries lag the estimate and no
+ * loss can honestly be stated yet), "no_baseline", "over_baseline",
+ * "over_target" or "within_target". */
+const char *material_loss_status(double loss, double baseline, double target);
 /* green / delivered; NAN when nothing was delivered. */
 double material_green_share(double green_t, double delivered_t);
 
@@ -156,6 +171,8 @@ typedef struct waste_summary {
   double projected_t;
   bool used_window;
   double window_start, window_discharged_t, window_gain;
+  double window_sum_t; /* the plain sum; window_discharged_t is robust (median x tickets) */
+  long window_tickets; /* discharged tickets in the window */
   /* materials */
   size_t n_mat;
   waste_material_t mat[WASTE_MATERIALS_MAX];

@@ -37,6 +37,26 @@ struct waste_gw {
 static void evaluate_soon(struct waste_gw *wg);
 
 /* ---- the figures */
+#define WINDOW_TICKETS_MAX 20000 /* tickets of the projection's window listed one by one */
+
+struct window_tickets {
+  double *nets; /* t, discharged tickets only */
+  size_t n, cap;
+};
+
+static int on_window_ticket(void *arg, const stor_ticket_t *t) {
+  struct window_tickets *w = arg;
+  if (strcmp(t->type, "waste") != 0)
+    return 0;
+  waste_totals_t one;
+  waste_totals_init(&one);
+  waste_totals_add(&one, proto_waste_category_from_name(t->category),
+                   t->kind[0] ? proto_waste_kind_from_name(t->kind) : -1,
+                   proto_waste_dest_from_name(t->dest), (double)t->net_kg / 1000.0);
+  if (one.discharged_t != 0 && w->n < w->cap)
+    w->nets[w->n++] = one.discharged_t;
+  return w->n == w->cap;
+}
 struct sum_ctx {
   const sg_config_t *cfg;
   waste_summary_t *s;
@@ -182,6 +202,18 @@ int waste_summary_compute(const sg_config_t *cfg, stor_reader_t *r, double now,
   if ((rc = stor_ledger_sums(r, ws, INT64_MAX, on_sum, &wc)) != 0)
     return rc;
   s->window_discharged_t = wc.discharged;
+  /* The rate robust to an outlier: the window's tickets one by one
+   * (waste_robust_discharge_t()); the plain sum stays when they cannot be
+   * listed (more than the cap, or a read error: it was read just above). */
+  struct window_tickets wt = {.cap = WINDOW_TICKETS_MAX};
+  wt.nets = malloc(wt.cap * sizeof(*wt.nets));
+  if (wt.nets && stor_ticket_list(r, ws, INT64_MAX, wt.cap, on_window_ticket, &wt) == 0 &&
+      wt.n < wt.cap) {
+    s->window_sum_t = s->window_discharged_t;
+    s->window_tickets = (long)wt.n;
+    s->window_discharged_t = waste_robust_discharge_t(wt.nets, wt.n);
+  }
+  free(wt.nets);
   waste_projection_in_t in = {s->w.discharged_t, s->progress, s->window_discharged_t,
                               s->window_gain, cfg->waste_min_gain};
   s->projected_t = waste_projection_t(&in, &s->used_window);
@@ -237,14 +269,17 @@ json_t *waste_summary_json(const sg_config_t *cfg, const waste_summary_t *s) {
                                   jshare(waste_kind_utilisation(w, k))));
   }
   json_t *proj =
-      json_pack("{s:o,s:o,s:s,s:i,s:o,s:o,s:o}", "progress", jshare(s->progress), "progress_set",
+      json_pack("{s:o,s:o,s:s,s:i,s:o,s:o,s:o,s:s,s:I,s:o}", "progress", jshare(s->progress), "progress_set",
                 s->progress_t > 0 ? json_real(s->progress_t) : json_null(), "method",
                 !isfinite(s->projected_t) ? "none"
                 : s->used_window          ? "recent_rate"
                                           : "average_to_date",
                 "window_days", cfg->waste_window_days, "window_start",
                 json_real(floor(s->window_start)), "window_discharged_t",
-                jt(s->window_discharged_t), "window_progress_gain", jshare(s->window_gain));
+                jt(s->window_discharged_t), "window_progress_gain", jshare(s->window_gain),
+                "window_basis", s->window_tickets >= WASTE_ROBUST_MIN_TICKETS ? "median_ticket" : "sum",
+                "window_tickets", (json_int_t)s->window_tickets, "window_sum_t",
+                jt(s->window_sum_t));
   return json_pack(
       "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,"
       "s:o,s:o,s:o,s:o,s:I,s:o,s:o,s:o,s:f}",
@@ -266,15 +301,7 @@ json_t *waste_summary_json(const sg_config_t *cfg, const waste_summary_t *s) {
 
 static const char *loss_status(const waste_material_t *m) {
   double loss = isfinite(m->loss_to_date) ? m->loss_to_date : m->loss_rate;
-  if (!isfinite(loss))
-    return "no_design_quantity";
-  if (!isfinite(m->baseline))
-    return "no_baseline";
-  if (loss > m->baseline)
-    return "over_baseline";
-  if (loss > m->target)
-    return "over_target";
-  return "within_target";
+  return material_loss_status(loss, m->baseline, m->target);
 }
 
 json_t *waste_materials_json(const sg_config_t *cfg, const waste_summary_t *s) {

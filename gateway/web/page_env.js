@@ -1,7 +1,7 @@
 // The noise and dust pages: windows as the rules judge them (the API
 // computes them from stored samples with the rule engine's functions),
 // a chart with the limit lines and the table behind it.
-import { t } from './i18n.js';
+import { t, tname } from './i18n.js';
 import { api, el, num, pct, fmtTime, levelClass, table, choice, section } from './util.js';
 import { timeChart, colors, limitColors } from './charts.js';
 
@@ -104,7 +104,7 @@ export async function dustPage(main, params) {
     section(t('dust_chart'), timeChart(xs, series, { unit: 'µg/m³', xRange: [now - h * 3600, now] })),
     section(t('windows'), table([
       { key: 'device', label: t('device') },
-      { key: 'quantity', label: t('quantity') },
+      { key: 'quantity', label: t('quantity'), fmt: (w) => tname('q', w.quantity) },
       { key: 'start', label: t('start'), fmt: (w) => fmtTime(w.start), csv: (w) => fmtTime(w.start) },
       { key: 'end', label: t('end'), fmt: (w) => fmtTime(w.end), csv: (w) => fmtTime(w.end) },
       { key: 'mean', label: `${t('mean')} µg/m³`, num: true, fmt: (w) => num(w.mean, 1) },

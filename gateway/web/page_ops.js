@@ -1,6 +1,6 @@
 // Equipment (groups, units, overrides, the audit log) and alarms (active
 // ones with acknowledgement, the history).
-import { t, ruleName } from './i18n.js';
+import { t, tname, ruleName, alarmText } from './i18n.js';
 import { api, act, el, num, fmtTime, levelClass, table, section, dialog, toast, duration } from './util.js';
 
 const reload = () => window.dispatchEvent(new HashChangeEvent('hashchange'));
@@ -27,10 +27,10 @@ async function override(unit) {
 function policies(p) {
   const out = [];
   if (p.peak_kw > 0) out.push(`${t('peak')} ${num(p.peak_kw, 0)} kW`);
-  if (p.idle_off_min > 0) out.push(`${t('idle_off')} ${num(p.idle_off_min, 0)} min`);
-  if (p.schedule && p.schedule !== 'always') out.push(`${t('schedule')} ${p.schedule}${p.schedule_allows_now ? '' : ' ⏸'}`);
-  if (p.duty > 0) out.push(`duty ${p.duty}`);
-  if (p.dust_linkage) out.push(`${t('dust_link')} ${p.dust_linkage} ≥ ${p.dust_level}`);
+  if (p.idle_off_min > 0) out.push(`${t('idle_off')} ${num(p.idle_off_min, 0)} ${t('minutes')}`);
+  if (p.schedule && p.schedule !== 'always') out.push(`${t('schedule')} ${tname('sched', p.schedule)}${p.schedule_allows_now ? '' : `（${t('paused')}）`}`);
+  if (p.duty > 0) out.push(`${t('duty')} ${p.duty}`);
+  if (p.dust_linkage) out.push(`${t('dust_link')} ${tname('link', p.dust_linkage)} ≥ ${t(`level_${p.dust_level}`)}`);
   if (p.dust_linkage) out.push(`${t('freeze')} < ${num(p.freeze_c, 0)} °C`);
   return out.join(' · ') || '–';
 }
@@ -50,13 +50,13 @@ export async function equipmentPage(main) {
     section(t('units'), table([
       { key: 'id', label: t('device') },
       { key: 'group', label: t('groups') },
-      { key: 'kind', label: t('kind') },
+      { key: 'kind', label: t('kind'), fmt: (u) => tname('eq', u.kind) },
       { key: 'state', label: t('state'), fmt: (u) => el('span', { class: `state st-${u.state}` }, t(`st_${u.state}`)) , csv: (u) => u.state },
       { key: 'power_kw', label: `${t('power')} kW`, num: true, fmt: (u) => num(u.power_kw, 1) },
       { key: 'rated_kw', label: `${t('rated')} kW`, num: true, fmt: (u) => num(u.rated_kw, 0) },
       { key: 'priority', label: t('priority'), num: true },
       { key: 'run_h', label: t('run_h'), num: true, fmt: (u) => num(u.run_h, 1) },
-      { key: 'held', label: t('held'), fmt: (u) => u.held || '–' },
+      { key: 'held', label: t('held'), fmt: (u) => (u.held ? tname('why', u.held) : '–') },
       { key: 'override', label: t('override'), fmt: (u) => (u.override ? `${u.override.on ? t('set_on') : t('set_off')} → ${fmtTime(u.override.until)} (${u.override.by}: ${u.override.reason})` : '–'), csv: (u) => (u.override ? `${u.override.on ? 'on' : 'off'} until ${fmtTime(u.override.until)}` : '') },
       { key: 'act', label: '', fmt: (u) => (u.controllable ? el('button', { type: 'button', class: 'small', 'data-unit': u.id, onclick: () => override(u) }, t('override')) : ''), csv: () => '' },
     ], units, 'equipment-units')),
@@ -64,11 +64,11 @@ export async function equipmentPage(main) {
       { key: 't', label: t('time'), fmt: (r) => fmtTime(r.t, true), csv: (r) => fmtTime(r.t, true) },
       { key: 'unit', label: t('device') },
       { key: 'on', label: t('on_off'), fmt: (r) => (r.on ? t('set_on') : t('set_off')), csv: (r) => (r.on ? 'on' : 'off') },
-      { key: 'reason', label: t('reason') },
-      { key: 'origin', label: t('origin') },
-      { key: 'by', label: t('by') },
+      { key: 'reason', label: t('reason'), fmt: (r) => tname('why', r.reason) },
+      { key: 'origin', label: t('origin'), fmt: (r) => tname('origin', r.origin) },
+      { key: 'by', label: t('by'), fmt: (r) => tname('by', r.by) },
       { key: 'note', label: t('note') },
-      { key: 'result', label: t('result') },
+      { key: 'result', label: t('result'), fmt: (r) => tname('res', r.result) },
     ], log.entries, 'equipment-log')));
   return 30;
 }
@@ -88,17 +88,20 @@ async function acknowledge(a) {
 }
 
 function alarmCols(withAck) {
+  // The active list shows the figure now, the history the worst it reached;
+  // each column says which, and the sentence uses the same one.
+  const fig = withAck ? 'figure' : 'peak';
   return [
     { key: 'id', label: '#', num: true },
     { key: 'level', label: t('level'), fmt: (a) => el('span', { class: `badge ${levelClass(a.level)}` }, t(`level_${a.level}`)), csv: (a) => a.level },
     { key: 'rule', label: t('rule'), fmt: (a) => ruleName(a.rule), csv: (a) => a.rule },
     { key: 'source', label: t('source') },
-    { key: 'figure', label: t('figure'), num: true, fmt: (a) => (a.figure === null ? '–' : `${num(a.figure, 1)} ${a.unit || ''}`) },
+    { key: fig, label: `${t('figure')}（${t(withAck ? 'value_now' : 'value_peak')}）`, num: true, fmt: (a) => (a[fig] === null ? '–' : `${num(a[fig], 1)} ${a.unit || ''}`) },
     { key: 'limit', label: t('limit'), num: true, fmt: (a) => (a.limit === null ? '–' : `${num(a.limit, 1)} ${a.unit || ''}`) },
     { key: 'raised', label: t('raised'), fmt: (a) => fmtTime(a.raised), csv: (a) => fmtTime(a.raised) },
     { key: 'cleared', label: t('cleared'), fmt: (a) => (a.cleared ? `${fmtTime(a.cleared)} (${duration(a.cleared - a.raised)})` : '–'), csv: (a) => (a.cleared ? fmtTime(a.cleared) : '') },
     { key: 'acked', label: t('acked'), fmt: (a) => (a.acked ? `${a.acked_by}: ${a.note}` : withAck ? el('button', { type: 'button', class: 'small primary ack', 'data-alarm': a.id, onclick: () => acknowledge(a) }, t('ack')) : t('not_acked')), csv: (a) => (a.acked ? `${a.acked_by}: ${a.note}` : '') },
-    { key: 'message', label: t('message') },
+    { key: 'message', label: t('message'), fmt: (a) => alarmText(a, fig), csv: (a) => alarmText(a, fig) },
   ];
 }
 

@@ -8,6 +8,19 @@ import { timeChart, limitColors } from './charts.js';
 const TICKETS_SHOWN = 300;
 const CATS = ['engineering', 'demolition', 'decoration', 'spoil', 'mud'];
 const DESTS = ['reuse_onsite', 'recycling', 'backfill', 'disposal'];
+const KINDS = ['mixed', 'concrete', 'mortar', 'brick_tile', 'metal', 'wood', 'plastic', 'glass', 'gypsum', 'packaging'];
+
+// What the projection's rate was computed from, stated beside it.
+function basis(p) {
+  if (p.method !== 'recent_rate') return t('proj_average');
+  return t('proj_basis', { days: p.window_days, n: p.window_tickets, t: num(p.window_discharged_t, 1) });
+}
+
+// A Date as a datetime-local input's value (local time, minutes).
+function localInput(d) {
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+}
 
 function stat(label, value, sub, cls) {
   return el('div', { class: `stat ${cls || ''}` }, el('span', { class: 'l' }, label), el('span', { class: 'v' }, value), sub ? el('span', { class: 'sub' }, sub) : null);
@@ -16,16 +29,19 @@ function stat(label, value, sub, cls) {
 async function addTicket() {
   const v = await dialog(t('add_ticket'), [
     { name: 'category', label: t('category'), options: CATS.map((c) => [c, tname('cat', c)]) },
-    { name: 'kind', label: t('kind'), value: 'mixed' },
+    { name: 'kind', label: t('kind'), options: KINDS.map((k) => [k, tname('kind', k)]), value: 'mixed' },
     { name: 'dest', label: t('dest'), options: DESTS.map((d) => [d, tname('dest', d)]) },
     { name: 'net_t', label: t('net_t'), type: 'number', step: '0.01', required: true },
+    { name: 'when', label: t('ticket_time'), type: 'datetime-local', value: localInput(new Date()), required: true },
     { name: 'plate', label: t('plate') },
+    { name: 'carrier', label: t('carrier') },
     { name: 'dest_name', label: t('dest_name') },
     { name: 'note', label: t('note'), required: true },
   ]);
   if (!v) return;
-  const body = { dir: 'out', category: v.category, dest: v.dest, net_kg: Math.round(Number(v.net_t) * 1000), note: v.note };
-  for (const k of ['kind', 'plate', 'dest_name']) if (v[k]) body[k] = v[k];
+  // The paper ticket's own time, read in this browser's zone (the site's).
+  const body = { t: Math.round(new Date(v.when).getTime() / 1000), dir: 'out', category: v.category, dest: v.dest, net_kg: Math.round(Number(v.net_t) * 1000), note: v.note };
+  for (const k of ['kind', 'plate', 'carrier', 'dest_name']) if (v[k]) body[k] = v[k];
   try {
     const r = await act('/api/waste/tickets', 'POST', body);
     toast(`${t('ticket_added')}: #${r.id}`);
@@ -81,7 +97,7 @@ export async function wastePage(main) {
     el('div', { class: 'stats' },
       stat(t('discharged'), `${num(s.discharged_t, 1)} t`, `${pct(s.allowance_used)} ${t('used')}`),
       stat(t('allowance'), `${num(s.allowance_t, 0)} t`, `${num(s.limit_t_per_10k_m2, 1)} t/万m²`),
-      stat(t('projected'), `${num(s.projected_t, 0)} t`, `${t('progress')} ${pct(s.projection.progress, 0)}`, over ? 'lv-alarm' : ''),
+      stat(t('projected'), `${num(s.projected_t, 0)} t`, `${t('progress')} ${pct(s.projection.progress, 0)} · ${basis(s.projection)}`, over ? 'lv-alarm' : ''),
       stat(t('intensity'), `${num(s.intensity_t_per_10k_m2, 1)}`, 't/万m²'),
       stat(t('utilisation'), pct(s.utilisation_rate), `${t('target')} ${pct(s.utilisation_target, 0)}`, s.utilisation_rate < s.utilisation_target ? 'lv-warning' : ''),
       stat(t('excluded'), `${num(s.excluded_t, 1)} t`, `${t('hazardous')} ${num(s.hazardous_t, 2)} t`)),
@@ -99,13 +115,13 @@ export async function wastePage(main) {
     section(`${t('tickets')}（${recent.length} / ${s.entries} ${t('entries')}）`, table([
       { key: 'id', label: '#', num: true },
       { key: 't', label: t('time'), fmt: (r) => fmtTime(r.t), csv: (r) => fmtTime(r.t) },
-      { key: 'type', label: t('kind'), fmt: (r) => (r.type === 'waste' ? tname('cat', r.category) : r.material || r.type) },
-      { key: 'kind', label: t('kind') },
+      { key: 'type', label: t('category'), fmt: (r) => (r.type === 'waste' ? tname('cat', r.category) : tname('mat', r.material || r.type)) },
+      { key: 'kind', label: t('kind'), fmt: (r) => (r.kind ? tname('kind', r.kind) : '–') },
       { key: 'dest', label: t('dest'), fmt: (r) => (r.dest ? tname('dest', r.dest) : '–') },
       { key: 'dest_name', label: t('dest_name') },
       { key: 'plate', label: t('plate') },
       { key: 'net_t', label: t('net_t'), num: true, fmt: (r) => num(r.net_t, 2) },
-      { key: 'source', label: t('source') },
+      { key: 'source', label: t('source'), fmt: (r) => tname('src', r.source) },
       { key: 'note', label: t('note') },
     ], recent, 'waste-tickets')));
   return 120;

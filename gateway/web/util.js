@@ -156,7 +156,9 @@ export function table(cols, rows, name) {
   for (const r of rows) {
     body.append(el('tr', { class: r._class || null }, cols.map((c) => {
       const v = c.fmt ? c.fmt(r) : r[c.key];
-      return el('td', { class: c.num ? 'num' : null }, v ?? '–');
+      // data-label: the column's name, shown beside the value when a
+      // narrow screen turns each row into a card (style.css).
+      return el('td', { class: c.num ? 'num' : null, 'data-label': c.label || null }, v ?? '–');
     })));
   }
   if (!rows.length) body.append(el('tr', {}, el('td', { colspan: cols.length, class: 'empty' }, t('no_data'))));
@@ -172,7 +174,8 @@ function csvCell(v) {
 }
 
 export function toCsv(cols, rows) {
-  const lines = [cols.map((c) => csvCell(c.csvLabel || c.key)).join(',')];
+  // Headers in the page's language, as the person reads the columns.
+  const lines = [cols.map((c) => csvCell(c.csvLabel || (typeof c.label === 'string' && c.label ? c.label : c.key))).join(',')];
   for (const r of rows) {
     lines.push(cols.map((c) => {
       let v = c.csv ? c.csv(r) : r[c.key];

@@ -129,6 +129,46 @@ try {
     await page.screenshot({ path: join(shots, 'report.png'), fullPage: false });
   });
 
+  // A Chinese page shows no raw code and no English sentence: what is left
+  // after the ids (crane-01, dust-01, plates), units and the standards'
+  // own abbreviations is no lower-case Latin word of 3+ letters.
+  await step('every Chinese page is free of raw codes and English', async () => {
+    // The site's own names for its equipment groups are its configuration.
+    const eq = await (await fetch(`${url}/api/equipment`)).json();
+    const own = eq.groups.map((g) => g.name);
+    for (const name of ['overview', 'noise', 'dust', 'waste', 'materials', 'equipment', 'alarms']) {
+      await page.goto(`${url}/#/${name}`);
+      await ready(name);
+      const text = await page.locator('#main').evaluate((m) => m.innerText);
+      const words = own.reduce((x, n) => x.split(n).join(' '), text)
+        .replace(/[A-Za-z0-9]+(?:-[A-Za-z0-9]+)+/g, ' ') // device ids: crane-01, em-site
+        .replace(/\b(?:kWh|kW|dB|LAeq|Lmax|CSV|CO₂|µg\/m³|ug\/m3)\b/g, ' ')
+        .match(/\b[a-z_]{3,}\b/g) || [];
+      const where = words.map((w) => text.slice(Math.max(0, text.indexOf(w) - 30), text.indexOf(w) + 30).replace(/\s+/g, ' '));
+      assert.deepEqual(words, [], `${name}: ${[...new Set(words)].join(', ')} in: ${where.join(' | ')}`);
+    }
+  });
+
+  // Every action on every page is reachable at 390 px: nothing is wider
+  // than the phone, and each button lies within its width.
+  await step('a phone reaches every action without sideways scrolling', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    for (const name of ['alarms', 'equipment', 'waste', 'materials', 'report']) {
+      await page.goto(`${url}/#/${name}`);
+      await ready(name);
+      const out = await page.evaluate(() => {
+        const w = window.innerWidth;
+        const wide = [...document.querySelectorAll('#main button, #main td')]
+          .filter((b) => { const r = b.getBoundingClientRect(); return r.width > 0 && (r.right > w + 0.5 || r.left < -0.5); })
+          .map((b) => b.textContent.slice(0, 20));
+        return { overflow: document.documentElement.scrollWidth - w, wide };
+      });
+      assert.ok(out.overflow <= 0, `${name}: the page is ${out.overflow}px wider than the phone`);
+      assert.deepEqual(out.wide, [], `${name}: out of reach at 390 px`);
+      await page.screenshot({ path: join(shots, `${name}-phone.png`), fullPage: true });
+    }
+  });
+
   await step('a phone sees the overview in one column', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.goto(`${url}/#/overview`);

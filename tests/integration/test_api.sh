@@ -76,6 +76,9 @@ wait_for 30 "alarm $ID re-evaluated with the ticket (its figure at least $D t)" 
 check "ack" "$(code POST "/api/alarms/$ID/ack" "$ACK" "$TOKEN")" 200
 get "/api/alarms" | json "[a['acked_by'] for a in j['alarms'] if a['id'] == $ID][0]" | grep -qx "张工" ||
   fail "the ack is not shown"
+check "a second ack is refused" "$(code POST "/api/alarms/$ID/ack" '{"by":"root","note":"again"}' "$TOKEN")" 409
+get "/api/alarms" | json "[a['acked_by'] for a in j['alarms'] if a['id'] == $ID][0]" | grep -qx "张工" ||
+  fail "a second ack replaced the first name"
 check "progress" "$(code PUT /api/site/progress '{"progress":0.5}' "$TOKEN")" 200
 check "override" "$(code POST /api/equipment/crane-02/override '{"on":false,"for_s":600,"reason":"检修","by":"test"}' "$TOKEN")" 200
 check "a read needs no token" "$(code GET /api/status)" 200
@@ -115,6 +118,18 @@ printf '%s\n' "$out" | grep -q '六、能耗与碳排放' || fail "sitectl repor
 out=$("$BIN/sitectl" --json metrics) || fail "sitectl --json metrics exited $?"
 printf '%s\n' "$out" | json 'any(m["name"] == "sitegate_ingest_records_total" and m["value"] > 0 for m in j)' |
   grep -qx True || fail "sitectl metrics --json"
+rc=0
+out=$("$BIN/sitectl" readings dust-01 pm25 2>&1) || rc=$?
+check "sitectl exit on an unknown quantity" "$rc" 2
+printf '%s' "$out" | grep -q 'did you mean pm2_5' || fail "no hint of pm2_5: $out"
+rc=0
+out=$(SITECTL_TOKEN=not-the-token "$BIN/sitectl" site progress 0.5 2>&1) || rc=$?
+printf '%s' "$out" | grep -q 'refused the token in SITECTL_TOKEN' || fail "wrong token message: $out"
+rc=0
+out=$(SITECTL_TOKEN= "$BIN/sitectl" site progress 0.5 2>&1) || rc=$?
+printf '%s' "$out" | grep -q 'set SITECTL_TOKEN' || fail "missing token message: $out"
+get /messages.json | json 'j["zh"]["alarm.noise.laeq"] != "" and set(j["zh"]) == set(j["en"])' | grep -qx True ||
+  fail "/messages.json is not the catalogue"
 
 # ---- the dashboard's files
 get / -i | grep -qi '^content-type: text/html' || fail "/ is not the dashboard"

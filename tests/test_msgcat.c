@@ -1,0 +1,125 @@
+/* The message catalogue (common/msgcat.c) and the catalogue itself
+ * (gateway/web/messages.json): every key in both languages, every alarm
+ * the gateway raises with a sentence, Chinese sentences free of English. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "common/msgcat.h"
+#include <ctype.h>
+#include <stdbool.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define CATALOGUE "gateway/web/messages.json"
+
+static msgcat_t *cat;
+
+static int load(void **state) {
+  (void)state;
+  char err[256] = "";
+  int rc = msgcat_load(CATALOGUE, &cat, err, sizeof(err));
+  if (rc != 0)
+    fprintf(stderr, "%s\n", err);
+  return rc;
+}
+
+static int unload(void **state) {
+  (void)state;
+  msgcat_free(cat);
+  return 0;
+}
+
+/* Every rule name the rooms raise (rules/env.c, waste_gw.c, command.c,
+ * uplink.c), with the quantities health rules are made for. */
+static const char *const rules[] = {
+    "noise.laeq",          "noise.night_lmax",      "dust.pm10_long",       "dust.pm10_short",
+    "dust.pm2_5_long",     "dust.pm2_5_short",      "dust.tsp_long",        "dust.tsp_short",
+    "dust.pm10_exceed_day", "dust.pm2_5_exceed_day", "health.offline",       "health.clock_skew",
+    "health.interference", "health.range.pm2_5",    "health.flatline.la",   "health.range.temp",
+    "waste.allowance",     "waste.projection",      "equipment.no_follow",  "uplink.down",
+};
+
+static void every_key_is_in_both_languages_with_the_same_placeholders(void **state) {
+  (void)state;
+  char err[256] = "";
+  int faults = msgcat_check(cat, err, sizeof(err));
+  if (faults)
+    fprintf(stderr, "%d faults, e.g. %s\n", faults, err);
+  assert_int_equal(faults, 0);
+}
+
+/* A lower-case Latin word of 3+ letters in a Chinese sentence is English
+ * (or a raw code): "dB", "LAeq", "PM10", "GB" are the standards' own. */
+static bool has_english(const char *s) {
+  int run = 0;
+  for (const char *p = s; *p; p++) {
+    run = islower((unsigned char)*p) || *p == '_' ? run + 1 : 0;
+    if (run >= 3)
+      return true;
+  }
+  return false;
+}
+
+static void every_alarm_reads_as_a_chinese_sentence_and_an_english_one(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
+    msgcat_alarm_t a = {.rule = rules[i], .source = "N1", .unit = "t", .figure = 72.5,
+                        .limit = 70, .peak = 80};
+    char zh[512], en[512], name[128];
+    msgcat_alarm_text(cat, "zh", &a, a.figure, zh, sizeof(zh));
+    msgcat_alarm_text(cat, "en", &a, a.figure, en, sizeof(en));
+    msgcat_rule_name(cat, "zh", rules[i], name, sizeof(name));
+    if (has_english(zh) || has_english(name) || strchr(zh, '{') || strchr(en, '{') ||
+        strcmp(zh, en) == 0 || strcmp(name, rules[i]) == 0)
+      fail_msg("%s: \"%s\" / \"%s\" / \"%s\"", rules[i], name, zh, en);
+  }
+}
+
+static void alarm_sentence_is_built_from_its_stored_parts(void **state) {
+  (void)state;
+  msgcat_alarm_t a = {.rule = "noise.laeq", .source = "N1", .unit = "dB(A)", .figure = 72.5,
+                      .limit = 70, .peak = 75.25};
+  char buf[256];
+  assert_string_equal(msgcat_alarm_text(cat, "zh", &a, a.figure, buf, sizeof(buf)),
+                      "N1：20 分钟 LAeq 72.5 dB(A)，限值 70 dB(A)（GB 12523-2011）");
+  assert_string_equal(msgcat_alarm_text(cat, "en", &a, a.peak, buf, sizeof(buf)),
+                      "N1: 20-min LAeq 75.2 dB(A), limit 70 dB(A) (GB 12523-2011)");
+  msgcat_alarm_t d = {.rule = "dust.pm2_5_short", .source = "D1", .figure = NAN, .limit = 75};
+  assert_string_equal(msgcat_alarm_text(cat, "zh", &d, d.figure, buf, sizeof(buf)),
+                      "D1：PM2.5 15 分钟均值 – µg/m³，限值 75 µg/m³");
+  assert_string_equal(msgcat_rule_name(cat, "en", "health.range.rh", buf, sizeof(buf)),
+                      "Out of range: humidity");
+}
+
+static void a_missing_key_falls_back_to_chinese_then_to_itself(void **state) {
+  (void)state;
+  assert_string_equal(msgcat_get(cat, "en", "no_such_key"), "no_such_key");
+  assert_string_equal(msgcat_get(NULL, "zh", "ok"), "ok");
+  assert_string_equal(msgcat_name(cat, "zh", "kind", "mixed"), "混合");
+  assert_string_equal(msgcat_name(cat, "zh", "kind", "unobtainium"), "unobtainium");
+  assert_string_equal(msgcat_lang("en_GB.UTF-8"), "en");
+  assert_string_equal(msgcat_lang(NULL), "zh");
+  assert_string_equal(msgcat_lang("C.UTF-8"), "zh");
+}
+
+static void fill_leaves_unknown_placeholders_and_cuts_at_the_buffer(void **state) {
+  (void)state;
+  const char *names[] = {"a"}, *values[] = {"xyz"};
+  char buf[8];
+  assert_string_equal(msgcat_fill("{a}-{b}", names, values, 1, buf, sizeof(buf)), "xyz-{b}");
+  assert_string_equal(msgcat_fill("{a}{a}{a}", names, values, 1, buf, sizeof(buf)), "xyzxyzx");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(every_key_is_in_both_languages_with_the_same_placeholders),
+      cmocka_unit_test(every_alarm_reads_as_a_chinese_sentence_and_an_english_one),
+      cmocka_unit_test(alarm_sentence_is_built_from_its_stored_parts),
+      cmocka_unit_test(a_missing_key_falls_back_to_chinese_then_to_itself),
+      cmocka_unit_test(fill_leaves_unknown_placeholders_and_cuts_at_the_buffer),
+  };
+  return cmocka_run_group_tests(tests, load, unload);
+}
