@@ -88,4 +88,10 @@ void api_report(const http_req_t *req, http_resp_t *resp);
  * 0, -ERANGE for a month that has not begun, or -errno. */
 int report_build(gw_t *gw, stor_reader_t *rd, int y, int m, json_t **out);
 
+/* CSV exports (csv.c): true when cell `s` starts with = + - @, a tab or a
+ * carriage return and is not a plain signed number, so that a spreadsheet
+ * would run it as a formula (OWASP CSV injection); the caller writes a
+ * leading apostrophe. Pure, any thread. */
+bool api_csv_needs_guard(const char *s);
+
 #endif

@@ -287,6 +287,25 @@ static void add_resources(struct coap_front *cf) {
   coapfront__tickets_add(cf); /* POST /w */
 }
 
+/* Devices that post plain CoAP are a choice the site wrote down (`insecure
+ * = yes`); it is said at every start, in one line however many there are. */
+static void warn_insecure(const sg_config_t *cfg) {
+  char names[256] = "";
+  size_t n = 0, len = 0;
+  for (size_t i = 0; i < cfg->n_devices; i++) {
+    if (!cfg->devices[i].insecure)
+      continue;
+    if (n++ < 5 && len < sizeof(names))
+      len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", n > 1 ? ", " : "",
+                              cfg->devices[i].id);
+  }
+  if (n)
+    log_warn("%zu device%s without a key (insecure = yes: %s%s): anyone who can reach %s port %d "
+             "may post as %s",
+             n, n > 1 ? "s" : "", names, n > 5 ? ", ..." : "", cfg->coap_listen, cfg->coap_port,
+             n > 1 ? "them" : "it");
+}
+
 static void on_handle_closed(uv_handle_t *h) {
   struct coap_front *cf = h->data;
   if (--cf->open_handles == 0)
@@ -318,6 +337,7 @@ int coapfront_start(gw_t *gw, struct coap_front **out) {
       goto fail;
   }
   add_resources(cf);
+  warn_insecure(cfg);
   grow_rcvbuf(cfg->coap_port);
   if (cfg->dtls_port)
     grow_rcvbuf(cfg->dtls_port);

@@ -5,13 +5,13 @@
 write_conf "$T/site.conf" </dev/null
 start_gw "$T/site.conf"
 
-r=$(coaps dust-02 secret-dust-02 /r 110 '[{"bn":"dust-02/","n":"pm10","v":88.5}]')
+r=$(coaps dust-02 secret-dust-02-key-0001 /r 110 '[{"bn":"dust-02/","n":"pm10","v":88.5}]')
 expect_code 2.04 "$r" "DTLS pack with the right key"
 r=$(coaps dust-02 wrong-key /r 110 '[{"bn":"dust-02/","n":"pm10","v":99.5}]')
 case "$r" in 2.*) fail "a wrong key was accepted: $r" ;; esac
-r=$(coaps nobody secret-dust-02 /r 110 '[{"bn":"dust-02/","n":"pm10","v":99.5}]')
+r=$(coaps nobody secret-dust-02-key-0001 /r 110 '[{"bn":"dust-02/","n":"pm10","v":99.5}]')
 case "$r" in 2.*) fail "an unknown identity was accepted: $r" ;; esac
-r=$(coaps dust-02 secret-dust-02 /r 110 '[{"bn":"dust-01/","n":"pm10","v":77.5}]')
+r=$(coaps dust-02 secret-dust-02-key-0001 /r 110 '[{"bn":"dust-01/","n":"pm10","v":77.5}]')
 expect_code 4.03 "$r" "identity dust-02 sending for dust-01"
 
 wait_for 30 "the accepted reading committed (storage queue empty)" committed
