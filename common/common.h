@@ -113,6 +113,7 @@ typedef struct sg_config {
   /* [http] */
   char http_listen[64]; /* host:port */
   char http_token[128];
+  char http_hosts[256]; /* more names for the Host check, commas or spaces */
   char http_web_root[256]; /* "": ../share/sitegate/web beside the program */
   /* [noise] GB 12523-2011; meanings and clauses in config.c */
   double noise_day_start_h, noise_night_start_h, noise_day_limit, noise_night_limit;

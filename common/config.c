@@ -58,6 +58,9 @@ static const opt_t options[] = {
     {"coap", "max_body", OPT_INT, G(max_body), 256, 1048576, "65536"},
     {"http", "listen", OPT_STR, G(http_listen), 0, 0, "127.0.0.1:8080"},
     {"http", "token", OPT_STR, G(http_token), 0, 0, ""},
+    /* names the API answers to besides its address and localhost (DNS
+     * rebinding: a browser sends the page's name as Host) */
+    {"http", "hosts", OPT_STR, G(http_hosts), 0, 0, ""},
     /* the dashboard's files; empty: ../share/sitegate/web beside the program */
     {"http", "web_root", OPT_STR, G(http_web_root), 0, 0, ""},
     /* [noise]: GB 12523-2011, 建筑施工场界环境噪声排放标准. Local rules differ,
