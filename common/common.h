@@ -41,6 +41,11 @@ int sg_parse_time(const char *s, double now, double *out);
 /* ---- site configuration */
 #define SG_ID_MAX 47   /* device, group and site ids: [A-Za-z0-9._-] */
 #define SG_PSK_MAX 64  /* DTLS pre-shared key bytes */
+/* The shortest key accepted, bytes: 128 bits if every byte were random
+ * (RFC 9257 4: an external PSK needs at least 128 bits of entropy; NIST
+ * SP 800-57 part 1 table 2: 128-bit strength). Text keys carry less per
+ * byte, so CONFIG.md asks for `openssl rand -hex 16` (32 characters). */
+#define SG_PSK_MIN 16
 #define SG_KIND_MAX 31 /* an equipment kind: crane, hoist, pump ... */
 #define SG_URI_MAX 127 /* an equipment controller's coap:// URI */
 
@@ -59,7 +64,8 @@ typedef struct sg_device {
   /* Strings most devices leave empty point into the config's own storage
    * ("" when unset): a site of 10,000 sensors would otherwise carry 2.4 MB
    * of empty equipment fields. */
-  const char *psk; /* up to SG_PSK_MAX bytes; "": no key, plain CoAP allowed */
+  const char *psk; /* SG_PSK_MIN..SG_PSK_MAX bytes, or "" with insecure set */
+  bool insecure;   /* no key: plain CoAP from anyone who can reach the port */
   int interval_s;  /* expected reporting interval */
   /* equipment only */
   const char *group; /* up to SG_ID_MAX */
@@ -107,6 +113,7 @@ typedef struct sg_config {
   /* [http] */
   char http_listen[64]; /* host:port */
   char http_token[128];
+  char http_hosts[256]; /* more names for the Host check, commas or spaces */
   char http_web_root[256]; /* "": ../share/sitegate/web beside the program */
   /* [noise] GB 12523-2011; meanings and clauses in config.c */
   double noise_day_start_h, noise_night_start_h, noise_day_limit, noise_night_limit;
@@ -189,6 +196,14 @@ typedef struct sg_config_option {
 /* Fills *out with row `i` of the table (file order, grouped by section).
  * Returns false, leaving *out alone, when `i` is past the last row. */
 bool sg_config_option(size_t i, sg_config_option_t *out);
+
+/* The gateway's rule on keys (issue 13, "secure by default"): every device
+ * may post readings, a scale tickets to the append-only ledger, so each
+ * needs a `psk` or a written `insecure = yes`. Kept out of sg_config_parse
+ * so that a file can be read (sitesim, tests) before it is served; sitegated
+ * calls it for --check-config and at start-up. Returns 0, or -EPERM with
+ * "file:line: message" in `err`. */
+int sg_config_check_keys(const sg_config_t *cfg, char *err, size_t errlen);
 
 /* Writes every key with its value (defaults included) as INI to `f`;
  * secrets are shown as "(set)". */

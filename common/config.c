@@ -23,7 +23,7 @@
 
 /* OPT_STR fills a char array; OPT_PSTR sets a const char * to a copy in
  * the config's string storage (chunks that never move, below). */
-typedef enum { OPT_STR, OPT_PSTR, OPT_INT, OPT_DBL, OPT_DEVTYPE } opt_kind_t;
+typedef enum { OPT_STR, OPT_PSTR, OPT_INT, OPT_DBL, OPT_DEVTYPE, OPT_BOOL } opt_kind_t;
 
 typedef struct opt {
   const char *section; /* "site", ...; "device" for [device ID] keys */
@@ -58,6 +58,9 @@ static const opt_t options[] = {
     {"coap", "max_body", OPT_INT, G(max_body), 256, 1048576, "65536"},
     {"http", "listen", OPT_STR, G(http_listen), 0, 0, "127.0.0.1:8080"},
     {"http", "token", OPT_STR, G(http_token), 0, 0, ""},
+    /* names the API answers to besides its address and localhost (DNS
+     * rebinding: a browser sends the page's name as Host) */
+    {"http", "hosts", OPT_STR, G(http_hosts), 0, 0, ""},
     /* the dashboard's files; empty: ../share/sitegate/web beside the program */
     {"http", "web_root", OPT_STR, G(http_web_root), 0, 0, ""},
     /* [noise]: GB 12523-2011, 建筑施工场界环境噪声排放标准. Local rules differ,
@@ -141,6 +144,8 @@ static const opt_t options[] = {
     {"waste", "loss_target_factor", OPT_DBL, G(waste_loss_target_factor), 0, 1, "0.8"},
     {"device", "type", OPT_DEVTYPE, D(type), 0, 0, NULL},
     {"device", "psk", OPT_PSTR, DS(psk, SG_PSK_MAX), 0, 0, ""},
+    /* no psk: plain CoAP, which anyone on the LAN can forge (issue 13) */
+    {"device", "insecure", OPT_BOOL, D(insecure), 0, 0, "no"},
     {"device", "interval_s", OPT_INT, D(interval_s), 1, 86400, "60"},
     {"device", "group", OPT_PSTR, DS(group, SG_ID_MAX), 0, 0, ""},
     {"device", "kind", OPT_PSTR, DS(kind, SG_KIND_MAX), 0, 0, ""},
@@ -251,7 +256,8 @@ bool sg_config_option(size_t i, sg_config_option_t *out) {
                                            [OPT_PSTR] = "string",
                                            [OPT_INT] = "integer",
                                            [OPT_DBL] = "number",
-                                           [OPT_DEVTYPE] = "device type"};
+                                           [OPT_DEVTYPE] = "device type",
+                                           [OPT_BOOL] = "boolean"};
   if (i >= N_OPTIONS)
     return false;
   const opt_t *o = &options[i];
@@ -420,6 +426,17 @@ static int set_value(parse_t *p, const opt_t *o, const char *sect, void *base, c
     *(double *)where = v;
     return 0;
   }
+  case OPT_BOOL:
+    if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 || strcmp(value, "1") == 0) {
+      *(bool *)where = true;
+      return 0;
+    }
+    if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0 || strcmp(value, "0") == 0) {
+      *(bool *)where = false;
+      return 0;
+    }
+    fail(p, p->line, "[%s] %s: \"%s\" is not yes or no", sect, o->key, value);
+    return -1;
   case OPT_DEVTYPE:
     for (size_t i = 0; i < sizeof(devtype_names) / sizeof(devtype_names[0]); i++) {
       if (strcmp(value, devtype_names[i]) == 0) {
@@ -565,6 +582,22 @@ static void begin_section(parse_t *p, const char *line) {
   fail(p, p->line, "unknown section [%s]", p->cur_section);
 }
 
+/* A key that is written must be one: `psk =` left empty used to make the
+ * device plain CoAP without a word, and a 1-byte key was accepted. */
+static void check_psk(parse_t *p, const sg_device_t *d) {
+  size_t n = strlen(d->psk);
+  if (n == 0)
+    fail(p, p->line,
+         "[device %s] psk is empty: give a key of %d to %d bytes (openssl rand -hex 16), or "
+         "remove the line and set insecure = yes for plain CoAP",
+         d->id, SG_PSK_MIN, SG_PSK_MAX);
+  else if (n < SG_PSK_MIN)
+    fail(p, p->line,
+         "[device %s] psk: %zu bytes is too short to resist guessing; at least %d "
+         "(openssl rand -hex 16)",
+         d->id, n, SG_PSK_MIN);
+}
+
 /* inih calls this once per key, after the reader has begun its section. */
 static int handler(void *user, const char *isection, const char *key, const char *value) {
   parse_t *p = user;
@@ -591,7 +624,11 @@ static int handler(void *user, const char *isection, const char *key, const char
     if (!is_device && !is_group)
       p->key_line[i] = p->line;
     void *base = is_device ? (void *)p->cur_dev : is_group ? (void *)p->cur_group : (void *)p->cfg;
-    return set_value(p, o, section, base, value) == 0;
+    if (set_value(p, o, section, base, value) != 0)
+      return 0;
+    if (is_device && o->off == offsetof(sg_device_t, psk))
+      check_psk(p, p->cur_dev);
+    return 1;
   }
   bool known_section = is_device || is_group;
   for (size_t i = 0; i < N_OPTIONS && !known_section; i++)
@@ -879,6 +916,8 @@ static void check_whole(parse_t *p) {
       fail(p, d->line, "[device %s] is equipment and needs a group", d->id);
     if (d->type != SG_DEV_EQUIPMENT && (d->group[0] || d->coap[0] || d->kind[0]))
       fail(p, d->line, "[device %s]: group, kind and coap are for equipment only", d->id);
+    if (d->psk[0] && d->insecure)
+      fail(p, d->line, "[device %s] has a psk and insecure = yes: choose one", d->id);
   }
   if (!p->failed)
     check_groups(p);
@@ -984,6 +1023,21 @@ void sg_config_free(sg_config_t *cfg) {
   free(cfg);
 }
 
+int sg_config_check_keys(const sg_config_t *cfg, char *err, size_t errlen) {
+  for (size_t i = 0; i < cfg->n_devices; i++) {
+    const sg_device_t *d = &cfg->devices[i];
+    if (d->psk[0] || d->insecure)
+      continue;
+    snprintf(err, errlen,
+             "%s:%d: [device %s] has no psk: give it a key (CoAPS; %d to %d bytes, openssl rand "
+             "-hex 16), or set insecure = yes to accept plain CoAP, which anyone on the network "
+             "can forge",
+             cfg->path, d->line, d->id, SG_PSK_MIN, SG_PSK_MAX);
+    return -EPERM;
+  }
+  return 0;
+}
+
 const sg_device_t *sg_config_device(const sg_config_t *cfg, const char *id) {
   sg_device_t key;
   if (cfg->n_devices == 0 || strlen(id) > SG_ID_MAX)
@@ -997,6 +1051,8 @@ static void dump_value(FILE *f, const opt_t *o, const void *base) {
   const char *text = o->kind == OPT_STR    ? (const char *)where
                      : o->kind == OPT_PSTR ? *(const char *const *)where
                                            : NULL;
+  if (strcmp(o->key, "psk") == 0 && !*text)
+    return; /* `psk =` written empty is refused: the dump must parse back */
   if (strcmp(o->key, "psk") == 0 || strcmp(o->key, "token") == 0) {
     fprintf(f, "%s = %s\n", o->key, *text ? "(set)" : "");
     return;
@@ -1014,6 +1070,9 @@ static void dump_value(FILE *f, const opt_t *o, const void *base) {
     break;
   case OPT_DEVTYPE:
     fprintf(f, "%s = %s\n", o->key, sg_devtype_name(*(const sg_devtype_t *)where));
+    break;
+  case OPT_BOOL:
+    fprintf(f, "%s = %s\n", o->key, *(const bool *)where ? "yes" : "no");
     break;
   }
 }

@@ -66,8 +66,19 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s\n", err);
     return 1;
   }
+  if (sg_config_check_keys(cfg, err, sizeof(err)) != 0) {
+    fprintf(stderr, "%s\n", err);
+    sg_config_free(cfg);
+    return 1;
+  }
   if (check) {
     sg_config_dump(cfg, stdout);
+    size_t insecure = 0;
+    for (size_t i = 0; i < cfg->n_devices; i++)
+      insecure += cfg->devices[i].insecure;
+    if (insecure)
+      fprintf(stderr, "%s: warning: %zu device%s with insecure = yes accept plain CoAP from anyone\n",
+              path, insecure, insecure > 1 ? "s" : "");
     fprintf(stderr, "%s: ok (%zu devices)\n", path, cfg->n_devices);
     sg_config_free(cfg);
     return 0;

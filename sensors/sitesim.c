@@ -393,8 +393,8 @@ static int main_genconf(int argc, char **argv) {
   for (const char *p = prefix; *p; p++)
     if (!isalnum((unsigned char)*p) && !strchr("._-", *p))
       return usage("--prefix: \"%s\" may use A-Z a-z 0-9 . _ - only", prefix);
-  if (psk && (!*psk || strlen(psk) > SG_PSK_MAX || strpbrk(psk, "\n\r;#")))
-    return usage("--psk: a key is 1 to 64 bytes without newline, ';' or '#'", NULL);
+  if (psk && (strlen(psk) < SG_PSK_MIN || strlen(psk) > SG_PSK_MAX || strpbrk(psk, "\n\r;#")))
+    return usage("--psk: a key is 16 to 64 bytes without newline, ';' or '#'", NULL);
   if (!dtls_given)
     dtls_port = psk ? (port < 65535 ? port + 1 : 0) : 0;
   printf("# sitesim gen-config: %llu dust devices %s0..%s%llu for load tests.\n"
@@ -409,9 +409,11 @@ static int main_genconf(int argc, char **argv) {
   for (uint64_t i = 0; i < devices; i++) {
     printf("[device %s%llu]\ntype = dust\ninterval_s = %llu\n", prefix, (unsigned long long)i,
            (unsigned long long)interval);
+    /* without a key, the load test's plain CoAP is a choice the file says */
     if (psk)
-      printf("psk = %s\n", psk);
-    printf("\n");
+      printf("psk = %s\n\n", psk);
+    else
+      printf("insecure = yes\n\n");
   }
   return fflush(stdout) == 0 ? 0 : 1;
 }

@@ -699,14 +699,14 @@ static void config_dump_never_prints_a_psk_or_token(void **state) {
   (void)state;
   sg_config_t *c = parse_ok("[site]\nid = S\n"
                             "[http]\ntoken = Secret-Token-42\n"
-                            "[device a]\ntype = dust\npsk = Psk-Alpha-0001\n"
+                            "[device a]\ntype = dust\npsk = Psk-Alpha-0001-0002-0003\n"
                             "[device b]\ntype = noise\n");
   char *out = dump(c);
   assert_null(strstr(out, "Secret-Token-42"));
-  assert_null(strstr(out, "Psk-Alpha-0001"));
+  assert_null(strstr(out, "Psk-Alpha-0001-0002-0003"));
   assert_non_null(strstr(out, "[http]\nlisten = 127.0.0.1:8080\ntoken = (set)\n"));
-  assert_non_null(strstr(out, "[device a]\ntype = dust\npsk = (set)\n"));
-  assert_non_null(strstr(out, "[device b]\ntype = noise\npsk = \n"));
+  assert_non_null(strstr(out, "[device a]\ntype = dust\npsk = (set)\ninsecure = no\n"));
+  assert_non_null(strstr(out, "[device b]\ntype = noise\ninsecure = no\n"));
   assert_non_null(strstr(out, "raw_days = 31\n"));
   free(out);
   sg_config_free(c);
@@ -776,9 +776,49 @@ static void config_rejects_uplink_without_keys_bad_lists_and_long_mn(void **stat
               2, "at most 27 characters", NULL);
 }
 
+/* issue 13: `psk =` left empty made a device plain CoAP without a word,
+ * and a 1-byte key was accepted. */
+static void config_refuses_an_empty_or_short_psk_at_its_line(void **state) {
+  (void)state;
+  check_error("[site]\nid = S\n[device wb-01]\ntype = scale\npsk =\n", 5,
+              "[device wb-01] psk is empty", "insecure = yes", NULL);
+  check_error("[site]\nid = S\n[device wb-01]\ntype = scale\npsk = k\n", 5,
+              "[device wb-01] psk: 1 bytes is too short", "at least 16", NULL);
+  check_error("[site]\nid = S\n[device d]\ntype = dust\npsk = 0123456789abcde\n", 5,
+              "[device d] psk: 15 bytes", NULL);
+  check_error("[site]\nid = S\n[device d]\ntype = dust\npsk = 0123456789abcdef\n"
+              "insecure = yes\n",
+              3, "[device d] has a psk and insecure = yes", NULL);
+  check_error("[site]\nid = S\n[device d]\ntype = dust\ninsecure = maybe\n", 5,
+              "[device d] insecure: \"maybe\" is not yes or no", NULL);
+  sg_config_t *c = parse_ok("[site]\nid = S\n[device d]\ntype = dust\npsk = 0123456789abcdef\n");
+  assert_string_equal(c->devices[0].psk, "0123456789abcdef");
+  assert_false(c->devices[0].insecure);
+  sg_config_free(c);
+}
+
+static void config_keys_need_a_psk_or_insecure_for_every_device(void **state) {
+  (void)state;
+  char err[512];
+  sg_config_t *c = parse_ok("[site]\nid = S\n[device d]\ntype = dust\npsk = 0123456789abcdef\n"
+                            "[device n]\ntype = noise\ninsecure = yes\n"
+                            "[device wb-01]\ntype = scale\n");
+  assert_int_equal(sg_config_check_keys(c, err, sizeof(err)), -EPERM);
+  assert_non_null(strstr(err, NAME ":9: [device wb-01] has no psk"));
+  assert_non_null(strstr(err, "insecure = yes"));
+  sg_config_free(c);
+  c = parse_ok("[site]\nid = S\n[device d]\ntype = dust\npsk = 0123456789abcdef\n"
+               "[device n]\ntype = noise\ninsecure = yes\n");
+  assert_int_equal(sg_config_check_keys(c, err, sizeof(err)), 0);
+  assert_true(sg_config_device(c, "n")->insecure);
+  sg_config_free(c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(config_uplink_is_off_by_default_with_hj212_defaults),
+      cmocka_unit_test(config_refuses_an_empty_or_short_psk_at_its_line),
+      cmocka_unit_test(config_keys_need_a_psk_or_insecure_for_every_device),
       cmocka_unit_test(config_rejects_uplink_without_keys_bad_lists_and_long_mn),
       cmocka_unit_test(config_fills_every_default_when_keys_are_absent),
       cmocka_unit_test(config_reads_every_key_it_is_given),

@@ -85,6 +85,8 @@ static void option_row(const sg_config_option_t *o, char *out, size_t cap) {
     for (int t = SG_DEV_DUST; t <= SG_DEV_SCALE; t++)
       snprintf(range + strlen(range), sizeof(range) - strlen(range), "%s%s", t ? ", " : "",
                sg_devtype_name((sg_devtype_t)t));
+  } else if (strcmp(o->type, "boolean") == 0) {
+    snprintf(range, sizeof(range), "yes, no");
   } else {
     snprintf(range, sizeof(range), "%.15g..%.15g", o->min, o->max);
   }

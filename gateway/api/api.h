@@ -88,4 +88,20 @@ void api_report(const http_req_t *req, http_resp_t *resp);
  * 0, -ERANGE for a month that has not begun, or -errno. */
 int report_build(gw_t *gw, stor_reader_t *rd, int y, int m, json_t **out);
 
+/* CSV exports (csv.c): true when cell `s` starts with = + - @, a tab or a
+ * carriage return and is not a plain signed number, so that a spreadsheet
+ * would run it as a formula (OWASP CSV injection); the caller writes a
+ * leading apostrophe. Pure, any thread. */
+bool api_csv_needs_guard(const char *s);
+
+/* True when the request header Host (`host[:port]`, `[v6]:port`) names
+ * this gateway: an IP literal, `localhost`, or one of `names` (commas or
+ * spaces, [http] hosts), case-insensitive. Pure, any thread. */
+bool http_host_ok(const char *host, const char *names);
+/* `addr` (a struct sockaddr) is 127.0.0.0/8, ::1 or ::ffff:127.x. */
+bool http_addr_is_loopback(const void *addr);
+/* The token rule: every action; every read but the dashboard's files from
+ * a client that is not loopback (an unknown address, NULL, counts as not). */
+bool http_needs_token(bool action, bool web_file, const void *client_addr);
+
 #endif

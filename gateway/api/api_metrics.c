@@ -45,6 +45,19 @@ static void ingest(FILE *f, gw_t *gw) {
     label(f, gw_reject_name(i));
     fprintf(f, "} %llu\n", (unsigned long long)atomic_load(&gw->counters.rejects[i]));
   }
+  head(f, "sitegate_http_refused_total", "counter",
+       "HTTP API connections cut or requests refused (issue 13), by reason.");
+  fprintf(f,
+          "sitegate_http_refused_total{reason=\"slow\"} %llu\n"
+          "sitegate_http_refused_total{reason=\"token\"} %llu\n"
+          "sitegate_http_refused_total{reason=\"host\"} %llu\n",
+          (unsigned long long)atomic_load(&gw->counters.http_slow),
+          (unsigned long long)atomic_load(&gw->counters.http_no_token),
+          (unsigned long long)atomic_load(&gw->counters.http_bad_host));
+  head(f, "sitegate_dtls_handshakes_failed_total", "counter",
+       "DTLS handshakes that failed, timed out or were dropped at the pending limit.");
+  fprintf(f, "sitegate_dtls_handshakes_failed_total %llu\n",
+          (unsigned long long)atomic_load(&gw->counters.dtls_failed));
   const sg_config_t *cfg = gw->cfg;
   size_t online = gw_devices_online(gw, sg_now());
   head(f, "sitegate_devices", "gauge", "Configured devices, by whether they report.");

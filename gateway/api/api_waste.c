@@ -82,8 +82,9 @@ static void csv_raw(struct csv *c, const char *s, size_t n) {
 }
 
 static void csv_field(struct csv *c, const char *s, bool last) {
-  if (strpbrk(s, ",\"\r\n")) {
-    csv_raw(c, "\"", 1);
+  bool guard = api_csv_needs_guard(s);
+  if (guard || strpbrk(s, ",\"\r\n")) {
+    csv_raw(c, guard ? "\"'" : "\"", guard ? 2 : 1);
     for (const char *q; (q = strchr(s, '"')); s = q + 1) {
       csv_raw(c, s, (size_t)(q - s) + 1);
       csv_raw(c, "\"", 1);

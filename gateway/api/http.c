@@ -17,7 +17,16 @@
  *
  * A keep-alive connection stays with the pool thread that accepted it: its
  * next request waits if that thread is blocked. sitectl and curl open a
- * connection per request; the dashboard's browser may open another. */
+ * connection per request; the dashboard's browser may open another.
+ *
+ * The site LAN is hostile (issue 13): libmicrohttpd's CONNECTION_TIMEOUT is
+ * one of inactivity, which every byte restarts, so 200 sockets sending a
+ * header byte a second held every connection. A watchdog thread cuts a
+ * connection whose headers take longer than HTTP_HEADERS_S, or whose body
+ * longer than HTTP_BODY_S (shutdown(2): libmicrohttpd sees the stream end
+ * and closes it itself); one address may hold HTTP_PER_IP_MAX connections.
+ * Off loopback every read needs the token as actions do, and a Host that is
+ * not this gateway is 421 (DNS rebinding). Each refusal is counted. */
 #define LOG_MODULE "http"
 
 #include "gateway/api/api.h"
@@ -34,6 +43,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #define SITEGATE_VERSION "0.1.0"
 #define READINGS_LIMIT_DEFAULT 10000
@@ -44,6 +56,27 @@
  * answers, so the pool is small; readers are opened when first needed. */
 #define HTTP_THREADS 4
 
+/* Slow clients (above): a request's headers must arrive within
+ * HTTP_HEADERS_S of the connection (or of its previous answer), its body
+ * within HTTP_BODY_S of its headers. Apache's mod_reqtimeout defaults are
+ * 20-40 s for headers at 500 bytes/s; ours are a few hundred bytes from
+ * the same site, so 10 s is generous. */
+#define HTTP_HEADERS_S 10
+#define HTTP_BODY_S 30
+#define HTTP_CONN_MAX 256  /* connections in all */
+#define HTTP_PER_IP_MAX 16 /* from one address: a browser opens at most 6 */
+
+typedef enum { PHASE_HEADERS, PHASE_BODY, PHASE_HANDLING } phase_t;
+
+/* One open connection, as the watchdog sees it (under http_api.tmu). */
+typedef struct track {
+  struct track *prev, *next;
+  int fd;
+  uint64_t since_ms; /* when the current phase began */
+  phase_t phase;
+  bool cut;
+} track_t;
+
 struct http_api {
   gw_t *gw;
   struct MHD_Daemon *mhd;
@@ -52,6 +85,13 @@ struct http_api {
   pthread_cond_t cv;
   stor_reader_t *idle[HTTP_THREADS];
   size_t n_idle, n_open;
+  /* under tmu: open connections, and the watchdog that cuts slow ones */
+  pthread_mutex_t tmu;
+  pthread_cond_t tcv;
+  track_t *tracks;
+  bool stopping, watching;
+  pthread_t watch;
+  uint64_t cut_logged_ms, cut_unlogged;
 };
 
 /* Lends a read connection to the calling thread until reader_give(); opens
@@ -378,6 +418,57 @@ static bool token_ok(struct http_api *h, struct MHD_Connection *c) {
   return diff == 0;
 }
 
+bool http_addr_is_loopback(const void *addr) {
+  const struct sockaddr *sa = addr;
+  if (!sa)
+    return false;
+  if (sa->sa_family == AF_INET)
+    return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+  if (sa->sa_family == AF_INET6) {
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+  }
+  return false;
+}
+
+bool http_needs_token(bool action, bool web_file, const void *client_addr) {
+  return action || (!web_file && !http_addr_is_loopback(client_addr));
+}
+
+bool http_host_ok(const char *host, const char *names) {
+  char name[256];
+  size_t n;
+  if (host[0] == '[') { /* [v6]:port */
+    n = strcspn(host + 1, "]");
+    if (host[1 + n] != ']' || n >= sizeof(name))
+      return false;
+    memcpy(name, host + 1, n);
+    name[n] = '\0';
+    struct in6_addr a6;
+    return inet_pton(AF_INET6, name, &a6) == 1;
+  }
+  n = strcspn(host, ":");
+  if (n == 0 || n >= sizeof(name))
+    return false;
+  memcpy(name, host, n);
+  name[n] = '\0';
+  if (n > 1 && name[n - 1] == '.')
+    name[--n] = '\0'; /* "localhost." is localhost */
+  struct in_addr a4;
+  /* An address is never a rebound name: a page of evil.example sends
+   * Host: evil.example, whatever address that name resolves to. */
+  if (inet_pton(AF_INET, name, &a4) == 1 || strcasecmp(name, "localhost") == 0)
+    return true;
+  for (const char *p = names; *p;) {
+    p += strspn(p, ", \t");
+    size_t k = strcspn(p, ", \t");
+    if (k == n && strncasecmp(p, name, n) == 0)
+      return true;
+    p += k;
+  }
+  return false;
+}
+
 static enum MHD_Result respond(struct MHD_Connection *c, http_resp_t *resp) {
   struct MHD_Response *r;
   if (resp->json) {
@@ -416,6 +507,15 @@ static void dispatch(struct http_api *h, struct MHD_Connection *c, const char *u
                   (strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0)))
       found = r;
   }
+  const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+  if (host && !http_host_ok(host, h->gw->cfg->http_hosts)) {
+    atomic_fetch_add_explicit(&h->gw->counters.http_bad_host, 1, memory_order_relaxed);
+    http_error(resp, 421,
+               "this gateway does not answer to Host \"%.64s\": use its address, localhost, or "
+               "add the name to [http] hosts",
+               host);
+    return;
+  }
   if (!found) {
     if (path_known)
       http_error(resp, 405, "%s is not allowed on %s", method, url);
@@ -423,8 +523,17 @@ static void dispatch(struct http_api *h, struct MHD_Connection *c, const char *u
       http_error(resp, 404, "no such endpoint: %s", url);
     return;
   }
-  if (found->action && !token_ok(h, c)) {
-    http_error(resp, 401, "this action needs the gateway's token (Authorization: Bearer ...)");
+  /* The dashboard's files hold no site data; every endpoint off loopback
+   * reads the site's, so it needs the token as an action does. */
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  bool needs_token =
+      http_needs_token(found->action, found->handler == api_web_file, ci ? ci->client_addr : NULL);
+  if (needs_token && !token_ok(h, c)) {
+    atomic_fetch_add_explicit(&h->gw->counters.http_no_token, 1, memory_order_relaxed);
+    http_error(resp, 401,
+               found->action ? "this action needs the gateway's token (Authorization: Bearer ...)"
+                             : "reading from another address than loopback needs the gateway's "
+                               "token (Authorization: Bearer ...)");
     return;
   }
   if (cs->too_large) {
@@ -452,6 +561,87 @@ static void dispatch(struct http_api *h, struct MHD_Connection *c, const char *u
   json_decref(req.body);
 }
 
+/* Moves the connection's watch to `phase`, from now. */
+static void track_phase(struct http_api *h, struct MHD_Connection *c, phase_t phase) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  track_t *t = ci ? ci->socket_context : NULL;
+  if (!t)
+    return;
+  pthread_mutex_lock(&h->tmu);
+  t->phase = phase;
+  t->since_ms = sg_mono_ms();
+  pthread_mutex_unlock(&h->tmu);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+  struct http_api *h = cls;
+  track_t *t = *socket_context;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci || !(t = calloc(1, sizeof(*t))))
+      return; /* not watched: the idle timeout still applies */
+    t->fd = ci->connect_fd;
+    t->since_ms = sg_mono_ms();
+    t->phase = PHASE_HEADERS;
+    pthread_mutex_lock(&h->tmu);
+    t->next = h->tracks;
+    if (h->tracks)
+      h->tracks->prev = t;
+    h->tracks = t;
+    pthread_mutex_unlock(&h->tmu);
+    *socket_context = t;
+  } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && t) {
+    /* before libmicrohttpd closes the fd: the watchdog, which shuts fds
+     * down under tmu, never touches one reused by another connection */
+    pthread_mutex_lock(&h->tmu);
+    if (t->prev)
+      t->prev->next = t->next;
+    else
+      h->tracks = t->next;
+    if (t->next)
+      t->next->prev = t->prev;
+    pthread_mutex_unlock(&h->tmu);
+    free(t);
+    *socket_context = NULL;
+  }
+}
+
+/* The watchdog: once a second, cuts every connection over its phase's
+ * deadline; says so at most once a minute, with the count since. */
+static void *watch_main(void *arg) {
+  struct http_api *h = arg;
+  pthread_mutex_lock(&h->tmu);
+  while (!h->stopping) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 1;
+    pthread_cond_timedwait(&h->tcv, &h->tmu, &ts);
+    uint64_t now = sg_mono_ms();
+    for (track_t *t = h->tracks; t; t = t->next) {
+      uint64_t limit_ms = t->phase == PHASE_HEADERS ? HTTP_HEADERS_S * 1000u
+                          : t->phase == PHASE_BODY  ? HTTP_BODY_S * 1000u
+                                                    : 0;
+      if (!limit_ms || t->cut || now - t->since_ms <= limit_ms)
+        continue;
+      t->cut = true;
+      shutdown(t->fd, SHUT_RDWR);
+      atomic_fetch_add_explicit(&h->gw->counters.http_slow, 1, memory_order_relaxed);
+      h->cut_unlogged++;
+    }
+    if (h->cut_unlogged && now - h->cut_logged_ms >= 60000) {
+      log_warn("cut %llu slow connection%s (headers over %d s or body over %d s)",
+               (unsigned long long)h->cut_unlogged, h->cut_unlogged > 1 ? "s" : "",
+               HTTP_HEADERS_S, HTTP_BODY_S);
+      h->cut_unlogged = 0;
+      h->cut_logged_ms = now;
+    }
+  }
+  pthread_mutex_unlock(&h->tmu);
+  return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **state) {
@@ -464,6 +654,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!(cs = calloc(1, sizeof(*cs))))
       return MHD_NO;
     *state = cs;
+    track_phase(h, c, PHASE_BODY);
     return MHD_YES;
   }
   if (*upload_size) {
@@ -480,6 +671,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     *upload_size = 0;
     return MHD_YES;
   }
+  track_phase(h, c, PHASE_HANDLING);
   http_resp_t resp = {0};
   /* With -v the log shows when a request starts and how long it took;
    * test_api_concurrency.sh uses the first line to know that a handler is
@@ -494,9 +686,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **state,
                          enum MHD_RequestTerminationCode why) {
-  (void)cls;
-  (void)c;
   (void)why;
+  track_phase(cls, c, PHASE_HEADERS); /* a keep-alive connection's next request */
   conn_state_t *cs = *state;
   if (cs) {
     free(cs->body);
@@ -558,6 +749,8 @@ int http_start(gw_t *gw, struct http_api **out) {
   h->gw = gw;
   pthread_mutex_init(&h->mu, NULL);
   pthread_cond_init(&h->cv, NULL);
+  pthread_mutex_init(&h->tmu, NULL);
+  pthread_cond_init(&h->tcv, NULL);
   /* One reader now, so that a database the API cannot read fails the start. */
   int rc = stor_reader_open(cfg->db_path, &h->idle[0]);
   if (rc != 0) {
@@ -572,13 +765,21 @@ int http_start(gw_t *gw, struct http_api **out) {
     flags |= MHD_USE_IPv6;
   h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &ss,
                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS,
-                            MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_LIMIT, 64u,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+                            MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)HTTP_CONN_MAX, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                            (unsigned)HTTP_PER_IP_MAX, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+                            h, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
   if (!h->mhd) {
     log_err("cannot serve HTTP on %s: is another program using it?", cfg->http_listen);
     http_stop(h);
     return -EADDRINUSE;
   }
+  if (pthread_create(&h->watch, NULL, watch_main, h) != 0) {
+    log_err("cannot start the HTTP watchdog thread");
+    http_stop(h);
+    return -EAGAIN;
+  }
+  h->watching = true;
   log_info("API on http://%s/api/status (%d threads)", cfg->http_listen, HTTP_THREADS);
   *out = h;
   return 0;
@@ -589,10 +790,20 @@ void http_stop(struct http_api *h) {
     return;
   if (h->mhd)
     MHD_stop_daemon(h->mhd); /* joins the pool: every reader is back */
+  if (h->watching) {
+    pthread_mutex_lock(&h->tmu);
+    h->stopping = true;
+    pthread_cond_signal(&h->tcv);
+    pthread_mutex_unlock(&h->tmu);
+    pthread_join(h->watch, NULL);
+  }
+  assert(h->tracks == NULL); /* every connection has closed */
   assert(h->n_idle == h->n_open);
   for (size_t i = 0; i < h->n_idle; i++)
     stor_reader_close(h->idle[i]);
   pthread_mutex_destroy(&h->mu);
   pthread_cond_destroy(&h->cv);
+  pthread_mutex_destroy(&h->tmu);
+  pthread_cond_destroy(&h->tcv);
   free(h);
 }

@@ -141,11 +141,14 @@ static char *render_html(const json_t *rep, size_t *len) {
 }
 
 static void csv_text(FILE *f, const char *s) {
-  if (!strpbrk(s, ",\"\r\n")) {
+  bool guard = api_csv_needs_guard(s);
+  if (!guard && !strpbrk(s, ",\"\r\n")) {
     fputs(s, f);
     return;
   }
   fputc('"', f);
+  if (guard)
+    fputc('\'', f); /* OWASP CSV injection: shown as text, never run */
   for (; *s; s++) {
     if (*s == '"')
       fputc('"', f);

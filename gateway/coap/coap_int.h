@@ -21,6 +21,8 @@ struct coap_front {
   proto_pack_t pack;   /* decode scratch */
   stor_reading_t readings[PROTO_PACK_MAX];
   uint8_t dummy_key[32];      /* PSK for identities we do not know */
+  uint64_t unknown_ids;       /* handshakes of unknown identities not yet logged */
+  uint64_t unknown_logged_ms; /* when the last was */
   struct ticket_job *tickets; /* POST /w waiting for their commit (tickets.c) */
   struct ctl_client *ctl;     /* equipment controllers (client.c), NULL until used */
 };

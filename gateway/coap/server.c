@@ -166,6 +166,20 @@ static void on_post_readings(coap_resource_t *res, coap_session_t *session, cons
 
 /* DTLS: the key of the device whose id is the PSK identity. An unknown
  * identity gets a random key no client has, so its handshake fails. */
+#define IDENTITY_LOG_EVERY_MS 10000
+
+/* `n` bytes of `in` as printable ASCII into `out`: anything else as \xNN. */
+static void escape_bytes(char *out, size_t cap, const uint8_t *in, size_t n) {
+  size_t o = 0;
+  for (size_t i = 0; i < n && o + 5 <= cap; i++) {
+    if (in[i] >= 0x20 && in[i] < 0x7f && in[i] != '"' && in[i] != '\\')
+      out[o++] = (char)in[i];
+    else
+      o += (size_t)snprintf(out + o, cap - o, "\\x%02x", in[i]);
+  }
+  out[o < cap ? o : cap - 1] = '\0';
+}
+
 static const coap_bin_const_t *on_psk_identity(coap_bin_const_t *identity, coap_session_t *session,
                                                void *arg) {
   (void)session;
@@ -181,7 +195,23 @@ static const coap_bin_const_t *on_psk_identity(coap_bin_const_t *identity, coap_
       key.length = strlen(dev->conf->psk);
       return &key;
     }
-    log_warn("DTLS handshake from unknown identity \"%s\" (or a device with no psk)", id);
+  }
+  /* The identity is the peer's bytes: escaped (a crafted one forged a crit
+   * line with terminal escapes), and said at most once per
+   * IDENTITY_LOG_EVERY_MS with the count since, so a flood of handshakes
+   * cannot flood the log. The handshake then fails: counted. */
+  atomic_fetch_add_explicit(&cf->gw->counters.dtls_failed, 1, memory_order_relaxed);
+  uint64_t now = sg_mono_ms();
+  cf->unknown_ids++;
+  if (now - cf->unknown_logged_ms >= IDENTITY_LOG_EVERY_MS || cf->unknown_logged_ms == 0) {
+    char shown[4 * 32 + 1];
+    escape_bytes(shown, sizeof(shown), identity->s, identity->length < 32 ? identity->length : 32);
+    log_warn("DTLS handshake from unknown identity \"%s\"%s (or a device with no psk); %llu such "
+             "handshake%s since the last line",
+             shown, identity->length > 32 ? "..." : "", (unsigned long long)cf->unknown_ids,
+             cf->unknown_ids > 1 ? "s" : "");
+    cf->unknown_ids = 0;
+    cf->unknown_logged_ms = now;
   }
   key.s = cf->dummy_key;
   key.length = sizeof(cf->dummy_key);
@@ -287,6 +317,25 @@ static void add_resources(struct coap_front *cf) {
   coapfront__tickets_add(cf); /* POST /w */
 }
 
+/* Devices that post plain CoAP are a choice the site wrote down (`insecure
+ * = yes`); it is said at every start, in one line however many there are. */
+static void warn_insecure(const sg_config_t *cfg) {
+  char names[256] = "";
+  size_t n = 0, len = 0;
+  for (size_t i = 0; i < cfg->n_devices; i++) {
+    if (!cfg->devices[i].insecure)
+      continue;
+    if (n++ < 5 && len < sizeof(names))
+      len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", n > 1 ? ", " : "",
+                              cfg->devices[i].id);
+  }
+  if (n)
+    log_warn("%zu device%s without a key (insecure = yes: %s%s): anyone who can reach %s port %d "
+             "may post as %s",
+             n, n > 1 ? "s" : "", names, n > 5 ? ", ..." : "", cfg->coap_listen, cfg->coap_port,
+             n > 1 ? "them" : "it");
+}
+
 static void on_handle_closed(uv_handle_t *h) {
   struct coap_front *cf = h->data;
   if (--cf->open_handles == 0)
@@ -318,6 +367,7 @@ int coapfront_start(gw_t *gw, struct coap_front **out) {
       goto fail;
   }
   add_resources(cf);
+  warn_insecure(cfg);
   grow_rcvbuf(cfg->coap_port);
   if (cfg->dtls_port)
     grow_rcvbuf(cfg->dtls_port);

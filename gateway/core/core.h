@@ -53,6 +53,12 @@ typedef struct gw_device {
 typedef struct gw_counters {
   _Atomic uint64_t requests, records;
   _Atomic uint64_t rejects[GW_REJECT_COUNT];
+  /* the HTTP API's refusals (api/http.c), written by its threads */
+  _Atomic uint64_t http_slow;     /* connections cut: headers or body too slow */
+  _Atomic uint64_t http_no_token; /* 401: an action, or a read off loopback */
+  _Atomic uint64_t http_bad_host; /* 421: a Host that is not this gateway */
+  /* DTLS (coap/server.c): handshakes that failed or were dropped */
+  _Atomic uint64_t dtls_failed;
 } gw_counters_t;
 
 struct coap_front;

@@ -129,15 +129,19 @@ dtls_port = $DTLS_PORT
 [http]
 listen = 127.0.0.1:$HTTP_PORT
 
+# dust-01 and noise-01 post plain CoAP on purpose (the tests that speak
+# it); dust-02 has a key and must use CoAPS.
 [device dust-01]
 type = dust
+insecure = yes
 
 [device dust-02]
 type = dust
-psk = secret-dust-02
+psk = secret-dust-02-key-0001
 
 [device noise-01]
 type = noise
+insecure = yes
 interval_s = 10
 CONF
     cat

@@ -3,7 +3,7 @@
 write_conf "$T/site.conf" </dev/null
 "$BIN/sitegated" --check-config -c "$T/site.conf" >"$T/dump" 2>&1 || fail "--check-config on a good file"
 grep -q "^id = TEST-SITE-01" "$T/dump" || fail "--check-config prints the settings"
-grep -q "secret-dust-02" "$T/dump" && fail "--check-config printed a psk"
+grep -q "secret-dust-02-key-0001" "$T/dump" && fail "--check-config printed a psk"
 
 printf '[site]\nid = X\n[coap]\nprot = 5683\n' >"$T/bad.conf"
 rc=0; out=$("$BIN/sitegated" -c "$T/bad.conf" 2>&1) || rc=$?

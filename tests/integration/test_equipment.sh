@@ -22,9 +22,11 @@ token = test-token
 
 [device weather-01]
 type = weather
+insecure = yes
 
 [device c1]
 type = equipment
+insecure = yes
 group = pumps
 kind = concrete_pump
 rated_kw = 50
@@ -34,6 +36,7 @@ coap = coap://127.0.0.1:$C1
 
 [device c2]
 type = equipment
+insecure = yes
 group = pumps
 kind = concrete_pump
 rated_kw = 50
@@ -43,6 +46,7 @@ coap = coap://127.0.0.1:$C2
 
 [device c3]
 type = equipment
+insecure = yes
 group = pumps
 kind = concrete_pump
 rated_kw = 50
@@ -52,6 +56,7 @@ coap = coap://127.0.0.1:$C3
 
 [device c4]
 type = equipment
+insecure = yes
 group = spare
 kind = concrete_pump
 rated_kw = 50

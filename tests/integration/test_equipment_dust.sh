@@ -21,13 +21,16 @@ complete_share = 0.05
 
 [device dust-x]
 type = dust
+insecure = yes
 interval_s = 1
 
 [device wx]
 type = weather
+insecure = yes
 
 [device f1]
 type = equipment
+insecure = yes
 group = fog
 kind = fog_cannon
 rated_kw = 18.5
@@ -55,6 +58,7 @@ port = $COAP_PORT
 dtls_port = 0
 [device f1]
 type = equipment
+insecure = yes
 group = fog
 kind = fog_cannon
 rated_kw = 18.5

@@ -24,6 +24,7 @@ MN=TEST-SITE-01
 write_conf "$T/site.conf" <<CONF
 [device meter-01]
 type = equipment
+insecure = yes
 group = cranes
 kind = tower_crane
 rated_kw = 40

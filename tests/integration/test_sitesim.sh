@@ -6,9 +6,11 @@ write_conf "$T/site.conf" <<'CONF'
 
 [device weather-01]
 type = weather
+insecure = yes
 
 [device em-site]
 type = energy
+insecure = yes
 CONF
 start_gw "$T/site.conf"
 

@@ -17,14 +17,16 @@ progress = 0.42
 
 [device wb-01]
 type = scale
+insecure = yes
 
 [device wb-02]
 type = scale
+insecure = yes
 resolution_kg = 50
 
 [device wb-03]
 type = scale
-psk = secret-wb-03
+psk = secret-wb-03-key-00001
 CONF
 sed -i "s|^listen = 127.0.0.1:$HTTP_PORT|listen = 127.0.0.1:$HTTP_PORT\ntoken = $SITECTL_TOKEN|" "$T/site.conf"
 start_gw "$T/site.conf"
@@ -228,7 +230,7 @@ rc=0; "$S" waste verify >"$T/v" || rc=$?
 [ $rc -eq 1 ] && grep -q "LEDGER BROKEN at entry 3" "$T/v" || fail "tampering not found: rc=$rc $(cat "$T/v")"
 
 # 9. A scale with a key: CoAPS with its id as the PSK identity, not plain CoAP.
-coap-client-openssl -B 5 -v 7 -u wb-03 -k secret-wb-03 -m post -t 50 \
+coap-client-openssl -B 5 -v 7 -u wb-03 -k secret-wb-03-key-00001 -m post -t 50 \
   -e "$(ticket 1 4000 engineering metal recycling wb-03)" "coaps://127.0.0.1:$DTLS_PORT/w" \
   >"$T/w.out" 2>&1 || true
 grep -o ' c:[2-5]\.[0-9][0-9]' "$T/w.out" | head -1 | grep -q 2.01 ||
