@@ -1,4 +1,5 @@
-// What every page shares: the API client (with the token for actions),
+// What every page shares: the API client (with the token for actions, and
+// for reads when the dashboard is opened from another machine on the LAN),
 // times in the site's zone, numbers, tables with CSV export, small widgets.
 import { t, getLang } from './i18n.js';
 
@@ -9,22 +10,36 @@ export class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
-export async function api(path, opts = {}) {
+async function request(path, opts) {
   const init = { method: opts.method || 'GET', headers: {} };
   if (opts.body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(opts.body);
   }
-  if (init.method !== 'GET') {
-    const tok = localStorage.getItem('sitegate.token');
-    if (tok) init.headers.Authorization = `Bearer ${tok}`;
-  }
+  const tok = localStorage.getItem('sitegate.token');
+  if (tok) init.headers.Authorization = `Bearer ${tok}`;
   const r = await fetch(path, init);
   const text = await r.text();
   let j = null;
   try { j = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
   if (!r.ok) throw new ApiError(r.status, (j && j.error) || `HTTP ${r.status}`);
   return j;
+}
+
+// Off loopback the gateway answers reads only with the token (401): ask for
+// it once, whichever of a page's parallel reads is refused first, and read
+// again. On loopback reads need nothing and this never asks.
+let asking = null;
+export async function api(path, opts = {}) {
+  try {
+    return await request(path, opts);
+  } catch (e) {
+    if (e.status !== 401 || (opts.method && opts.method !== 'GET')) throw e;
+    localStorage.removeItem('sitegate.token');
+    asking = asking || askToken().finally(() => { asking = null; });
+    if (!(await asking)) throw e;
+    return request(path, opts);
+  }
 }
 
 // An action: asks for the token when there is none or it was refused, once.
