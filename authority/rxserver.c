@@ -725,7 +725,9 @@ int rx_serve(const rx_options_t *o) {
   s.loop = &loop;
   int status = 1;
   if (rx_store_open(o->db, &loop, rx_done, &s, &s.store) != 0) {
-    log_err("cannot start: database %s", o->db);
+    char db[256];
+    stor_rx_redact(o->db, db, sizeof(db));
+    log_err("cannot start: database %s", db);
     goto out;
   }
   if (bind_listener(&s, o->listen) != 0) {
@@ -740,8 +742,10 @@ int rx_serve(const rx_options_t *o) {
   s.sig_term.data = s.sig_int.data = &s;
   uv_signal_start(&s.sig_term, on_signal, SIGTERM);
   uv_signal_start(&s.sig_int, on_signal, SIGINT);
+  char db[256];
+  stor_rx_redact(o->db, db, sizeof(db)); /* a URI's password stays out of the log */
   log_info("listening on %s (TLS 1.2, client certificates from %s), database %s", o->listen, o->ca,
-           o->db);
+           db);
   uv_run(&loop, UV_RUN_DEFAULT);
   rx_store_close(s.store); /* decides what is left; no connection is open to answer */
   status = 0;
