@@ -90,11 +90,12 @@ void rx_msg_free(stor_rx_msg_t *m);
 
 typedef void (*rx_done_fn)(void *arg, stor_rx_msg_t *m);
 
-/* Opens (creating and migrating) the database and starts the writer. `done`
+/* Opens (creating and migrating) the database, a file or a PostgreSQL URI
+ * (storage.h "the receiver's store"), and starts the writer. `done`
  * is called on the loop thread (through `loop`, a uv_loop_t) for each
  * submitted message once it is decided. Returns 0 or a negative errno,
  * logged. */
-int rx_store_open(const char *path, void *loop, rx_done_fn done, void *arg, rx_store_t **out);
+int rx_store_open(const char *db, void *loop, rx_done_fn done, void *arg, rx_store_t **out);
 /* Finishes what was submitted, stops the writer, closes. Accepts NULL. The
  * loop must run afterwards so the close of its async handle completes. */
 void rx_store_close(rx_store_t *st);
@@ -103,6 +104,7 @@ void rx_store_close(rx_store_t *st);
  * the caller can stop reading while the writer is behind. */
 size_t rx_store_submit(rx_store_t *st, stor_rx_msg_t *m);
 size_t rx_store_waiting(rx_store_t *st); /* messages and records not yet decided */
+const char *rx_store_backend(const rx_store_t *st); /* "SQLite", "PostgreSQL" */
 /* Records a refusal (who, why, the frame) for `sites` and for people. */
 void rx_store_refusal(rx_store_t *st, const char *mn, const char *peer, const char *reason,
                       const char *frame, size_t frame_len);
@@ -112,8 +114,8 @@ void rx_store_seen(rx_store_t *st, const char *mn, const char *subject);
 /* ---- read-only queries for the command line (rxquery.c); print to
  * stdout. Return 0, or a negative errno with the reason printed to
  * stderr. */
-int rx_query_sites(const char *path, bool json);
-int rx_query_export(const char *path, const char *mn, int64_t since, int64_t until, const char *cn,
+int rx_query_sites(const char *db, bool json);
+int rx_query_export(const char *db, const char *mn, int64_t since, int64_t until, const char *cn,
                     bool json);
 
 /* ---- the server (rxserver.c) */
@@ -123,6 +125,7 @@ typedef struct rx_options {
   int max_conn;
   int idle_s;      /* close a connection silent this long */
   int handshake_s; /* close one whose handshake takes longer */
+  bool reuseport;  /* SO_REUSEPORT: several receivers on one --listen */
 } rx_options_t;
 
 /* Runs until SIGTERM/SIGINT. Returns 0 after a clean stop, or 1 with a

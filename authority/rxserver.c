@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #define LINE_MAX_BYTES (HJ212_FRAME_MAX + 64) /* a longer line is not a frame */
@@ -667,6 +669,24 @@ static void on_signal(uv_signal_t *sig, int signum) {
     conn_close_handle(c);
 }
 
+/* Binds with SO_REUSEPORT, so that several receivers on this machine
+ * listen on one address and the kernel spreads the connections among
+ * them (libuv 1.44 cannot set it on Linux). Returns 0 or a libuv error. */
+static int bind_reuseport(uv_tcp_t *tcp, const struct sockaddr_storage *sa) {
+  int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, rc = 0;
+  if (fd < 0)
+    return uv_translate_sys_error(errno);
+  socklen_t len = sa->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+      bind(fd, (const struct sockaddr *)sa, len) != 0)
+    rc = uv_translate_sys_error(errno);
+  if (rc == 0 && (rc = uv_tcp_open(tcp, fd)) == 0)
+    return 0;
+  close(fd);
+  return rc;
+}
+
 static int bind_listener(server_t *s, const char *listen) {
   char host[64];
   const char *colon = strrchr(listen, ':');
@@ -696,8 +716,11 @@ static int bind_listener(server_t *s, const char *listen) {
   }
   uv_tcp_init(s->loop, &s->listener);
   s->listener.data = s;
-  if ((rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&sa, 0)) != 0 ||
-      (rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection)) != 0) {
+  if (s->opt->reuseport)
+    rc = bind_reuseport(&s->listener, &sa);
+  else
+    rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&sa, 0);
+  if (rc != 0 || (rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection)) != 0) {
     log_err("cannot listen on %s: %s", listen, uv_strerror(rc));
     uv_close((uv_handle_t *)&s->listener, NULL);
     return rc;
@@ -744,8 +767,9 @@ int rx_serve(const rx_options_t *o) {
   uv_signal_start(&s.sig_int, on_signal, SIGINT);
   char db[256];
   stor_rx_redact(o->db, db, sizeof(db)); /* a URI's password stays out of the log */
-  log_info("listening on %s (TLS 1.2, client certificates from %s), database %s", o->listen, o->ca,
-           db);
+  log_info("listening on %s%s (TLS 1.2, client certificates from %s), database %s (%s)",
+           o->listen, o->reuseport ? " with SO_REUSEPORT" : "", o->ca, db,
+           rx_store_backend(s.store));
   uv_run(&loop, UV_RUN_DEFAULT);
   rx_store_close(s.store); /* decides what is left; no connection is open to answer */
   status = 0;

@@ -209,6 +209,8 @@ static void enqueue(rx_store_t *st, job_t *j) {
   pthread_mutex_unlock(&st->mu);
 }
 
+const char *rx_store_backend(const rx_store_t *st) { return stor_rx_backend(st->db); }
+
 size_t rx_store_waiting(rx_store_t *st) {
   pthread_mutex_lock(&st->mu);
   size_t n = st->waiting;

@@ -94,7 +94,7 @@ in_order() {
   grep -Fxf "$T/gw.qns" "$T/rx.all" >"$T/rx.qns" || true
   diff "$T/gw.qns" "$T/rx.qns" >"$T/order.diff" ||
     fail "$1: outbox and receiver differ ($(wc -l <"$T/gw.qns") made): $(head -5 "$T/order.diff")"
-  dups=$(rx_sql "SELECT COUNT(*) FROM (SELECT qn FROM frames WHERE mn='$MN' GROUP BY qn, pno HAVING COUNT(*) > 1)")
+  dups=$(rx_sql "SELECT COUNT(*) FROM (SELECT qn FROM frames WHERE mn='$MN' GROUP BY qn, pno HAVING COUNT(*) > 1) AS d")
   [ "$dups" = 0 ] || fail "$1: $dups messages stored twice"
 }
 
