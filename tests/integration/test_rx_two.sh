@@ -29,7 +29,7 @@ start_rx() {
 }
 rx_listening() {
   alive "${RXP[$1]}" "sitegate-rx $1"
-  grep -q "listening on 127.0.0.1:$RX_PORT with SO_REUSEPORT" "$T/rx-$1.log"
+  grep -qs "listening on 127.0.0.1:$RX_PORT with SO_REUSEPORT" "$T/rx-$1.log"
 }
 connections() { grep -c "$MN connected from" "$T/rx-$1.log" || true; }
 diagnose() {
@@ -95,7 +95,7 @@ for i in $(seq 40); do ticket; done
 kill_holder
 for i in $(seq 20); do ticket; done
 up_wait 90 "the backlog drained after the kills" \
-  'j["connected"] and j["backlog"]["signed"] == 0 and j["backlog"]["rtd"] <= 1'
+  'j["connected"] and j["chain_seq"] >= 140 and j["backlog"]["signed"] == 0 and j["backlog"]["rtd"] <= 1'
 
 # Every message the gateway made, acknowledged, stored exactly once.
 sqlite3 "$T/sitegate.db" "SELECT qn FROM outbox WHERE acked_ms IS NOT NULL ORDER BY qn" >"$T/gw.qns"
