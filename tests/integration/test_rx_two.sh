@@ -6,6 +6,9 @@
 # end every message the gateway made is stored exactly once, the signed
 # chain is continuous (nothing pending, broken or refused), and nothing is
 # lost: the gateway's outbox has no backlog.
+# Then a race: one site's chain of 30 signed records sent at once over two
+# connections to two receivers (s_client, another site's certificate):
+# every record is acknowledged on both, stored once, chained once.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pg.sh"
 REPO=$(cd "$HERE/../.." && pwd)
@@ -16,6 +19,8 @@ RX_PORT=$(free_port tcp)
 "$PKI/make-ca.sh" "$T/pki" >/dev/null
 "$PKI/make-server.sh" "$T/pki" localhost >/dev/null
 "$PKI/make-gateway.sh" "$T/pki" "$MN" >/dev/null
+RACE=TEST-SITE-02
+"$PKI/make-gateway.sh" "$T/pki" "$RACE" >/dev/null
 pg_start
 
 # start_rx NAME: receiver NAME (its log $T/rx-NAME.log) on the shared port.
@@ -119,7 +124,75 @@ for n in a b; do
   grep -q "$MN connected from" "$T/rx-$n.log" || fail "receiver $n never had the gateway"
 done
 stop_gw
-for n in a b; do
+
+# ---- the race: one chain, two receivers at once
+cat >"$T/chain.py" <<'PY'
+import hashlib, subprocess, sys
+def crc(b):
+    c = 0xFFFF
+    for x in b:
+        c = (c >> 8) ^ x
+        for _ in range(8):
+            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
+    return c
+def raw(der):
+    i, out = 2, b""
+    for _ in range(2):
+        n = der[i + 1]
+        out += der[i + 2:i + 2 + n].lstrip(b"\0").rjust(32, b"\0")
+        i += 2 + n
+    return out
+key, mn, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+prev = "0" * 64
+for seq in range(1, n + 1):
+    canon = f"Seq={seq},Prev={prev},DataTime=20261120{seq:02d}0000,AlarmId={seq},State=on,Level=warn,Rule=dust.pm10,Device=dust-01,PolId=a34002,Value=160,Limit=150,WindowS=3600"
+    msg = bytes.fromhex(prev) + canon.encode()
+    h = hashlib.sha256(msg).hexdigest().upper()
+    der = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=msg,
+                         capture_output=True, check=True).stdout
+    d = f"QN=202611201200{seq:05d};ST=39;CN=6021;PW=123456;MN={mn};Flag=5;CP=&&{canon},Hash={h},Sig={raw(der).hex().upper()}&&".encode()
+    sys.stdout.buffer.write(b"##%04d" % len(d) + d + b"%04X\r\n" % crc(d))
+    prev = h
+PY
+"$PY" "$T/chain.py" "$T/pki/gateway-$RACE.key" "$RACE" 30 >"$T/chain.txt"
+RX_PORT2=$(free_port tcp)
+"$BIN/sitegate-rx" --listen "127.0.0.1:$RX_PORT2" --ca "$T/pki/ca.crt" --cert "$T/pki/server.crt" \
+  --key "$T/pki/server.key" --db "$PG_URI" >>"$T/rx-c.log" 2>&1 &
+RXP[c]=$!
+PIDS="$PIDS ${RXP[c]}"
+c_listening() { alive "${RXP[c]}" "sitegate-rx c"; grep -qs "listening on" "$T/rx-c.log"; }
+wait_for 30 "receiver c listening" c_listening
+for n in a b; do kill -0 "${RXP[$n]}" 2>/dev/null || start_rx "$n"; done
+# race PORT NAME: sends the chain over one connection and keeps it open
+# (its input, fifo NAME, is closed by the test) to collect the answers.
+race() {
+  mkfifo "$T/$2.in"
+  timeout 120 openssl s_client -quiet -no_ign_eof -connect "127.0.0.1:$1" -servername localhost \
+    -cert "$T/pki/gateway-$RACE.crt" -key "$T/pki/gateway-$RACE.key" -CAfile "$T/pki/ca.crt" \
+    <"$T/$2.in" >"$T/$2.answer" 2>&1 &
+  PIDS="$PIDS $!"
+}
+race "$RX_PORT" r1
+race "$RX_PORT2" r2
+exec 4>"$T/r1.in" 5>"$T/r2.in"
+cat "$T/chain.txt" >&4 &
+cat "$T/chain.txt" >&5
+wait $! || true
+all_acked() { [ "$(grep -c "CN=9014;PW=123456;MN=$RACE" "$T/$1.answer")" -ge 30 ]; }
+wait_for 60 "30 acknowledgements on the first connection" all_acked r1
+wait_for 60 "30 acknowledgements on the second connection" all_acked r2
+exec 4>&- 5>&-
+grep -q "CN=6081" "$T/r1.answer" "$T/r2.answer" && fail "a receiver saw a gap in a chain sent in order"
+[ "$(pg_sql "SELECT COUNT(*), COUNT(DISTINCT seq), MAX(seq), COUNT(*) FILTER (WHERE state='chained') FROM ledger WHERE mn='$RACE'")" = \
+  "30|30|30|30" ] || fail "the raced chain: $(pg_sql "SELECT state, COUNT(*) FROM ledger WHERE mn='$RACE' GROUP BY state")"
+[ "$(pg_sql "SELECT COUNT(*) FROM frames WHERE mn='$RACE'")" = 30 ] || fail "the raced frames are not stored once each"
+[ "$(pg_sql "SELECT COUNT(*) FROM refusals WHERE mn='$RACE'")" = 0 ] ||
+  fail "refused in the race: $(pg_sql "SELECT reason FROM refusals WHERE mn='$RACE' LIMIT 3")"
+dups=$(cat "$T"/rx-*.log | grep -c "QN 202611201200[0-9]* is a duplicate" || true)
+echo "race: 60 sends, 30 stored, $dups acknowledged as duplicates" >&2
+[ "$dups" -eq 30 ] || fail "the race: $dups duplicates, wanted 30 (each record stored by one receiver)"
+
+for n in a b c; do
   if kill -0 "${RXP[$n]}" 2>/dev/null; then
     kill -TERM "${RXP[$n]}"
     rc=0
