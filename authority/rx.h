@@ -111,6 +111,40 @@ void rx_store_refusal(rx_store_t *st, const char *mn, const char *peer, const ch
 /* A gateway completed a handshake. */
 void rx_store_seen(rx_store_t *st, const char *mn, const char *subject);
 
+/* What the writer counts, for /metrics (since start). */
+#define RX_COMMIT_BUCKETS 10
+extern const double RX_COMMIT_BOUNDS_MS[RX_COMMIT_BUCKETS];
+typedef struct rx_writer_stats {
+  uint64_t batches;    /* committed */
+  uint64_t retries;    /* batches the database asked again for */
+  uint64_t errors;     /* batches not stored */
+  uint64_t reconnects; /* the database connection lost, then back */
+  bool lost;           /* the database is unreachable now */
+  uint64_t commit_le[RX_COMMIT_BUCKETS]; /* committed batches that took <= the bound, cumulative */
+  double commit_ms_sum;
+} rx_writer_stats_t;
+/* A copy of the writer's counters. Any thread. */
+void rx_store_stats(rx_store_t *st, rx_writer_stats_t *out);
+
+/* ---- /metrics (rxmetrics.c), loop thread */
+typedef struct rx_counters {
+  uint64_t accepted, open, handshakes, frames, refused, acks;
+  uint64_t messages[4]; /* by stor_rx_outcome_t */
+  size_t waiting;
+  rx_writer_stats_t w;
+} rx_counters_t;
+typedef void (*rx_counters_fn)(void *arg, rx_counters_t *out);
+typedef struct rx_metrics rx_metrics_t;
+struct sockaddr;
+/* Serves GET /metrics on `sa` (plain HTTP/1.0), each scrape filled by
+ * `fill`. Returns 0 or a libuv error; rx_metrics_stop() closes it (accepts
+ * NULL). */
+int rx_metrics_start(void *loop, const struct sockaddr *sa, rx_counters_fn fill, void *arg,
+                     rx_metrics_t **out);
+void rx_metrics_stop(rx_metrics_t *m);
+/* The Prometheus text of `k`, malloc'ed (NULL when out of memory). */
+char *rx_metrics_format(const rx_counters_t *k);
+
 /* ---- read-only queries for the command line (rxquery.c); print to
  * stdout. Return 0, or a negative errno with the reason printed to
  * stderr. */
@@ -126,6 +160,7 @@ typedef struct rx_options {
   int idle_s;      /* close a connection silent this long */
   int handshake_s; /* close one whose handshake takes longer */
   bool reuseport;  /* SO_REUSEPORT: several receivers on one --listen */
+  const char *metrics; /* host:port of /metrics, or NULL */
 } rx_options_t;
 
 /* Runs until SIGTERM/SIGINT. Returns 0 after a clean stop, or 1 with a

@@ -50,6 +50,7 @@ struct rx_store {
   size_t waiting;
   bool stop, started;
   bool lost; /* the writer's: the database connection is lost */
+  rx_writer_stats_t stats; /* under mu */
   stor_rx_msg_t **done; /* decided, for the loop */
   size_t n_done, cap_done;
   uv_async_t async;
@@ -58,6 +59,12 @@ struct rx_store {
 };
 
 static int64_t now_ms(void) { return (int64_t)(sg_now() * 1000.0); }
+
+static double mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
 
 void rx_msg_free(stor_rx_msg_t *m) {
   if (!m)
@@ -123,22 +130,51 @@ static void hand_back(rx_store_t *st, job_t *list) {
  * RX_RECONNECT_MS while the receiver runs, holding the batch's
  * acknowledgements meanwhile. Returns 0, or the last negative errno
  * (rolled back: nothing of the batch is stored). */
+static void count(rx_store_t *st, uint64_t *what) {
+  pthread_mutex_lock(&st->mu);
+  (*what)++;
+  st->stats.lost = st->lost;
+  pthread_mutex_unlock(&st->mu);
+}
+
+static void count_commit(rx_store_t *st, double ms) {
+  pthread_mutex_lock(&st->mu);
+  st->stats.batches++;
+  st->stats.commit_ms_sum += ms;
+  for (int i = 0; i < RX_COMMIT_BUCKETS; i++)
+    if (ms <= RX_COMMIT_BOUNDS_MS[i])
+      st->stats.commit_le[i]++;
+  st->stats.lost = false;
+  pthread_mutex_unlock(&st->mu);
+}
+
+void rx_store_stats(rx_store_t *st, rx_writer_stats_t *out) {
+  pthread_mutex_lock(&st->mu);
+  *out = st->stats;
+  pthread_mutex_unlock(&st->mu);
+}
+
 static int store_batch(rx_store_t *st, job_t *list) {
   int again = 0, rc;
   for (;;) {
+    double t0 = mono_ms();
     rc = stor_rx_begin(st->db);
     for (job_t *j = list; j && rc == 0; j = j->next)
       rc = apply(st->db, j);
     if (rc == 0)
       rc = stor_rx_commit(st->db);
     if (rc == 0) {
-      if (st->lost)
+      if (st->lost) {
         log_info("database connection back: batch stored");
+        count(st, &st->stats.reconnects);
+      }
       st->lost = false;
+      count_commit(st, mono_ms() - t0);
       return 0;
     }
     stor_rx_rollback(st->db);
     if (rc == -EAGAIN && ++again <= RX_RETRIES) {
+      count(st, &st->stats.retries);
       log_info("batch asked again by the database (%s): retry %d", stor_rx_error(st->db), again);
       continue;
     }
@@ -148,6 +184,7 @@ static int store_batch(rx_store_t *st, job_t *list) {
       log_err("database connection lost (%s): holding acknowledgements, reconnecting",
               stor_rx_error(st->db));
     st->lost = true;
+    count(st, &st->stats.errors);
     struct timespec ts = {RX_RECONNECT_MS / 1000, (RX_RECONNECT_MS % 1000) * 1000000L};
     nanosleep(&ts, NULL);
   }
@@ -167,6 +204,8 @@ static void *writer_main(void *arg) {
     if (!list && stop)
       break;
     int rc = store_batch(st, list);
+    if (rc != 0 && rc != -ENOTCONN)
+      count(st, &st->stats.errors);
     if (rc != 0) {
       const char *why = stor_rx_error(st->db);
       log_err("batch not stored (%s): the gateways will resend", why);

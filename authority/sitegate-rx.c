@@ -28,6 +28,7 @@ static const char usage[] =
     "                          a PostgreSQL connection URI (postgresql://USER@HOST/DB...),\n"
     "                          which any number of receivers may share\n"
     "      --reuseport         SO_REUSEPORT: several receivers on this machine share --listen\n"
+    "      --metrics HOST:PORT serve GET /metrics (Prometheus text, plain HTTP) there\n"
     "      --max-conn N        connections at once (4096)\n"
     "      --idle S            close a connection silent for S seconds (600)\n"
     "      --handshake S       close one without a TLS handshake after S seconds (30)\n"
@@ -74,6 +75,7 @@ static const opt_def_t opt_defs[] = {
     {"--idle", O(rx.idle_s), 'i', 5, 86400, "serve"},
     {"--handshake", O(rx.handshake_s), 'i', 1, 600, "serve"},
     {"--reuseport", O(rx.reuseport), 'b', 0, 0, "serve"},
+    {"--metrics", O(rx.metrics), 's', 0, 0, "serve"},
     {"--site", O(site), 's', 0, 0, "export"},
     {"--since", O(since), 's', 0, 0, "export"},
     {"--until", O(until), 's', 0, 0, "export"},

@@ -10,6 +10,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 PKI="$REPO/deploy/pki"
 MN=TEST-SITE-01
 RX_PORT=$(free_port tcp)
+METRICS_PORT=$(free_port tcp)
 
 "$PKI/make-ca.sh" "$T/pki" >/dev/null
 "$PKI/make-server.sh" "$T/pki" localhost >/dev/null
@@ -19,7 +20,8 @@ pg_start
 # start_rx NAME: receiver NAME (its log $T/rx-NAME.log).
 declare -A RXP
 start_rx() {
-  "$BIN/sitegate-rx" --listen "127.0.0.1:$RX_PORT" --reuseport --ca "$T/pki/ca.crt" \
+  "$BIN/sitegate-rx" --listen "127.0.0.1:$RX_PORT" --reuseport --metrics "127.0.0.1:$METRICS_PORT" \
+    --ca "$T/pki/ca.crt" \
     --cert "$T/pki/server.crt" --key "$T/pki/server.key" --db "$PG_URI" >>"$T/rx-$1.log" 2>&1 &
   RXP[$1]=$!
   PIDS="$PIDS ${RXP[$1]}"
@@ -86,6 +88,10 @@ S=$(up | json 'j["chain_seq"]')
 "$BIN/sitegate-rx" sites --db "$PG_URI" --json >"$T/sites.json"
 [ "$(json 'j["ledger_seq"], j["ledger_pending"], j["ledger_broken"], j["refused"]' <"$T/sites.json")" = \
   "($S, 0, 0, 0)" ] || fail "sites: $(cat "$T/sites.json")"
+curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" >"$T/metrics.txt" || fail "no /metrics"
+grep -q '^sitegate_rx_db_up 1$' "$T/metrics.txt" || fail "db_up: $(cat "$T/metrics.txt")"
+grep -Eq '^sitegate_rx_db_reconnects_total [1-9]' "$T/metrics.txt" ||
+  fail "the reconnection is not counted: $(cat "$T/metrics.txt")"
 stop_gw
 kill -TERM "${RXP[a]}"
 rc=0

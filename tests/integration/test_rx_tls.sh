@@ -10,6 +10,7 @@ rx_backend # RX_DB=sqlite (default) or pg: the receiver's back end
 REPO=$(cd "$HERE/../.." && pwd)
 PKI="$REPO/deploy/pki"
 RX_PORT=$(free_port tcp)
+METRICS_PORT=$(free_port tcp)
 MN=HLJ-HRB-0001
 OTHER=HLJ-HRB-0002
 
@@ -108,7 +109,7 @@ mk() { "$PY" "$T/mk.py" "$@"; }
 
 RX_LOG="$T/rx.log"
 "$BIN/sitegate-rx" --listen "127.0.0.1:$RX_PORT" --ca "$T/pki/ca.crt" --cert "$T/pki/server.crt" \
-  --key "$T/pki/server.key" --db "$RX_TARGET" >"$RX_LOG" 2>&1 &
+  --key "$T/pki/server.key" --db "$RX_TARGET" --metrics "127.0.0.1:$METRICS_PORT" >"$RX_LOG" 2>&1 &
 RX_PID=$!
 PIDS="$PIDS $RX_PID"
 rx_listening() {
@@ -347,6 +348,23 @@ diff "$T/check.want" "$T/check.out" >&2 || fail "check output differs"
 grep -q "bad: Sig of Seq 1 does not verify" "$T/check.out" || fail "check --cert: $(cat "$T/check.out")"
 "$BIN/sitegate-rx" check --cert "$T/pki/gateway-$MN.crt" "$T/l1.txt" >/dev/null 2>&1 ||
   fail "check --cert refused a good signature"
+
+# ---- /metrics counts what happened
+curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" >"$T/metrics.txt" || rxfail "no /metrics"
+metric() { "$PY" -c '
+import sys
+for l in open(sys.argv[1]):
+    if l.startswith(sys.argv[2] + " "):
+        print(int(float(l.split()[1])))' "$T/metrics.txt" "$1"; }
+[ "$(metric 'sitegate_rx_messages_total{outcome="stored"}')" = 10 ] || rxfail "stored: $(cat "$T/metrics.txt")"
+[ "$(metric 'sitegate_rx_messages_total{outcome="duplicate"}')" -ge 4 ] || rxfail "duplicates: $(cat "$T/metrics.txt")"
+[ "$(metric sitegate_rx_refusals_total)" -ge 6 ] || rxfail "refusals: $(cat "$T/metrics.txt")"
+[ "$(metric sitegate_rx_db_batches_total)" -ge 1 ] || rxfail "batches: $(cat "$T/metrics.txt")"
+[ "$(metric sitegate_rx_commit_seconds_count)" = "$(metric sitegate_rx_db_batches_total)" ] ||
+  rxfail "commit histogram: $(cat "$T/metrics.txt")"
+[ "$(metric sitegate_rx_db_up)" = 1 ] || rxfail "db_up: $(cat "$T/metrics.txt")"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$METRICS_PORT/other")
+[ "$code" = 404 ] || rxfail "/other answered $code"
 
 # ---- a clean stop
 kill -TERM "$RX_PID"
