@@ -103,7 +103,7 @@ void rx_store_close(rx_store_t *st);
  * gives it back. Loop thread. Returns the number of messages waiting, so
  * the caller can stop reading while the writer is behind. */
 size_t rx_store_submit(rx_store_t *st, stor_rx_msg_t *m);
-size_t rx_store_waiting(rx_store_t *st); /* messages and records not yet decided */
+size_t rx_store_waiting(rx_store_t *st);            /* messages and records not yet decided */
 const char *rx_store_backend(const rx_store_t *st); /* "SQLite", "PostgreSQL" */
 /* Records a refusal (who, why, the frame) for `sites` and for people. */
 void rx_store_refusal(rx_store_t *st, const char *mn, const char *peer, const char *reason,
@@ -115,11 +115,11 @@ void rx_store_seen(rx_store_t *st, const char *mn, const char *subject);
 #define RX_COMMIT_BUCKETS 10
 extern const double RX_COMMIT_BOUNDS_MS[RX_COMMIT_BUCKETS];
 typedef struct rx_writer_stats {
-  uint64_t batches;    /* committed */
-  uint64_t retries;    /* batches the database asked again for */
-  uint64_t errors;     /* batches not stored */
-  uint64_t reconnects; /* the database connection lost, then back */
-  bool lost;           /* the database is unreachable now */
+  uint64_t batches;                      /* committed */
+  uint64_t retries;                      /* batches the database asked again for */
+  uint64_t errors;                       /* batches not stored */
+  uint64_t reconnects;                   /* the database connection lost, then back */
+  bool lost;                             /* the database is unreachable now */
   uint64_t commit_le[RX_COMMIT_BUCKETS]; /* committed batches that took <= the bound, cumulative */
   double commit_ms_sum;
 } rx_writer_stats_t;
@@ -157,9 +157,9 @@ typedef struct rx_options {
   const char *listen; /* host:port */
   const char *ca, *cert, *key, *db;
   int max_conn;
-  int idle_s;      /* close a connection silent this long */
-  int handshake_s; /* close one whose handshake takes longer */
-  bool reuseport;  /* SO_REUSEPORT: several receivers on one --listen */
+  int idle_s;          /* close a connection silent this long */
+  int handshake_s;     /* close one whose handshake takes longer */
+  bool reuseport;      /* SO_REUSEPORT: several receivers on one --listen */
   const char *metrics; /* host:port of /metrics, or NULL */
 } rx_options_t;
 

@@ -89,8 +89,8 @@ char *rx_metrics_format(const rx_counters_t *k) {
   b.p[0] = '\0';
   counter(&b, "sitegate_rx_connections_total", "TCP connections accepted.", k->accepted);
   gauge(&b, "sitegate_rx_connections", "Connections open now.", k->open);
-  counter(&b, "sitegate_rx_handshakes_total", "TLS handshakes completed (client certificate verified).",
-          k->handshakes);
+  counter(&b, "sitegate_rx_handshakes_total",
+          "TLS handshakes completed (client certificate verified).", k->handshakes);
   counter(&b, "sitegate_rx_frames_total", "HJ 212 frames read.", k->frames);
   put(&b, "# HELP sitegate_rx_messages_total Messages decided, by outcome.\n"
           "# TYPE sitegate_rx_messages_total counter\n");

@@ -682,7 +682,8 @@ static int bind_reuseport(uv_tcp_t *tcp, const struct sockaddr_storage *sa) {
   int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, rc = 0;
   if (fd < 0)
     return uv_translate_sys_error(errno);
-  socklen_t len = sa->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  socklen_t len =
+      sa->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
       bind(fd, (const struct sockaddr *)sa, len) != 0)
@@ -812,9 +813,8 @@ int rx_serve(const rx_options_t *o) {
   uv_signal_start(&s.sig_int, on_signal, SIGINT);
   char db[256];
   stor_rx_redact(o->db, db, sizeof(db)); /* a URI's password stays out of the log */
-  log_info("listening on %s%s (TLS 1.2, client certificates from %s), database %s (%s)",
-           o->listen, o->reuseport ? " with SO_REUSEPORT" : "", o->ca, db,
-           rx_store_backend(s.store));
+  log_info("listening on %s%s (TLS 1.2, client certificates from %s), database %s (%s)", o->listen,
+           o->reuseport ? " with SO_REUSEPORT" : "", o->ca, db, rx_store_backend(s.store));
   uv_run(&loop, UV_RUN_DEFAULT);
   rx_store_close(s.store); /* decides what is left; no connection is open to answer */
   status = 0;

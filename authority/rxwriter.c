@@ -25,7 +25,7 @@
 #include <time.h>
 #include <uv.h>
 
-#define RX_RETRIES 5          /* a batch the database asks again for, at once */
+#define RX_RETRIES 5         /* a batch the database asks again for, at once */
 #define RX_RECONNECT_MS 1000 /* a lost database connection is tried this often */
 
 typedef enum { JOB_MSG, JOB_REFUSAL, JOB_SEEN } job_kind_t;
@@ -49,9 +49,9 @@ struct rx_store {
   job_t *head, **tail;
   size_t waiting;
   bool stop, started;
-  bool lost; /* the writer's: the database connection is lost */
+  bool lost;               /* the writer's: the database connection is lost */
   rx_writer_stats_t stats; /* under mu */
-  stor_rx_msg_t **done; /* decided, for the loop */
+  stor_rx_msg_t **done;    /* decided, for the loop */
   size_t n_done, cap_done;
   uv_async_t async;
   rx_done_fn done_fn;

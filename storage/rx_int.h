@@ -58,14 +58,13 @@ typedef struct stor_rx_ops {
   int (*frame_last_t)(stor_rx_t *x, const char *mn, const char *cn, int64_t *t);
   /* The data segments of mn's 2011/2051/2061 frames with t0 <= t < t1, in
    * QN (bytewise) and PNO order. */
-  int (*env_frames)(stor_rx_t *x, const char *mn, int64_t t0, int64_t t1, rx_data_cb cb,
-                    void *arg);
+  int (*env_frames)(stor_rx_t *x, const char *mn, int64_t t0, int64_t t1, rx_data_cb cb, void *arg);
   int (*ledger_get)(stor_rx_t *x, const char *mn, uint64_t seq, rx_link_t *out); /* 1 / 0 */
-  int (*ledger_last_chained)(stor_rx_t *x, const char *mn, rx_link_t *out);    /* 1 / 0 */
+  int (*ledger_last_chained)(stor_rx_t *x, const char *mn, rx_link_t *out);      /* 1 / 0 */
   int (*ledger_insert)(stor_rx_t *x, const stor_rx_msg_t *m, const char *state);
   int (*ledger_set_state)(stor_rx_t *x, const char *mn, uint64_t seq, const char *state);
   int (*seal_get)(stor_rx_t *x, const char *mn, int64_t hour, rx_seal_t *out); /* 1 / 0 */
-  int (*seal_put)(stor_rx_t *x, const char *mn, const rx_seal_t *s);         /* insert or replace */
+  int (*seal_put)(stor_rx_t *x, const char *mn, const rx_seal_t *s); /* insert or replace */
   int (*refusal)(stor_rx_t *x, const char *mn, const char *peer, const char *reason,
                  const char *frame, int64_t at_ms);
   int (*seen)(stor_rx_t *x, const char *mn, const char *subject, int64_t at_ms);

@@ -84,7 +84,11 @@ static void on_notice(void *arg, const char *msg) {
 static bool text_ok(const char *s) {
   const unsigned char *p = (const unsigned char *)s;
   while (*p) {
-    int n = *p < 0x80 ? 0 : (*p & 0xE0) == 0xC0 ? 1 : (*p & 0xF0) == 0xE0 ? 2 : (*p & 0xF8) == 0xF0 ? 3 : -1;
+    int n = *p < 0x80             ? 0
+            : (*p & 0xE0) == 0xC0 ? 1
+            : (*p & 0xF0) == 0xE0 ? 2
+            : (*p & 0xF8) == 0xF0 ? 3
+                                  : -1;
     if (n < 0)
       return false;
     p++;
@@ -128,8 +132,8 @@ static PGresult *q(stor_rx_t *x, int *rc, const char *sql, int n, const char *co
       return NULL;
     }
   /* Without parameters: PQexec, which also takes several statements. */
-  PGresult *res = n ? PQexecParams(conn_of(x), sql, n, NULL, v, len, bin, 0)
-                    : PQexec(conn_of(x), sql);
+  PGresult *res =
+      n ? PQexecParams(conn_of(x), sql, n, NULL, v, len, bin, 0) : PQexec(conn_of(x), sql);
   ExecStatusType s = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
   if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
     *rc = 0;
@@ -185,7 +189,8 @@ static int pg_lock_site(stor_rx_t *x, const char *mn) {
 static int pg_frame_exists(stor_rx_t *x, const char *mn, const char *qn) {
   const char *v[] = {mn, qn};
   int rc;
-  PGresult *res = q(x, &rc, "SELECT 1 FROM frames WHERE mn=$1 AND qn=$2 AND pno=1", 2, v, NULL, NULL);
+  PGresult *res =
+      q(x, &rc, "SELECT 1 FROM frames WHERE mn=$1 AND qn=$2 AND pno=1", 2, v, NULL, NULL);
   if (res)
     rc = PQntuples(res) > 0;
   PQclear(res);
@@ -195,8 +200,15 @@ static int pg_frame_exists(stor_rx_t *x, const char *mn, const char *qn) {
 static int pg_frame_insert(stor_rx_t *x, const stor_rx_msg_t *m, int pno, const char *data,
                            size_t len) {
   char b_pno[24], b_pnum[24], b_t[24], b_rx[24];
-  const char *v[] = {m->mn, m->qn, I64(b_pno, pno), I64(b_pnum, m->npackets), m->st, m->cn,
-                     m->t >= 0 ? I64(b_t, m->t) : NULL, data, I64(b_rx, m->rx_ms)};
+  const char *v[] = {m->mn,
+                     m->qn,
+                     I64(b_pno, pno),
+                     I64(b_pnum, m->npackets),
+                     m->st,
+                     m->cn,
+                     m->t >= 0 ? I64(b_t, m->t) : NULL,
+                     data,
+                     I64(b_rx, m->rx_ms)};
   int lens[] = {0, 0, 0, 0, 0, 0, 0, (int)len, 0};
   int bin[] = {0, 0, 0, 0, 0, 0, 0, 1, 0};
   int rc;
@@ -275,8 +287,8 @@ static int pg_ledger_get(stor_rx_t *x, const char *mn, uint64_t seq, rx_link_t *
   char b[24];
   const char *v[] = {mn, I64(b, seq)};
   int rc;
-  PGresult *res =
-      q(x, &rc, "SELECT seq, state, hash, prev FROM ledger WHERE mn=$1 AND seq=$2", 2, v, NULL, NULL);
+  PGresult *res = q(x, &rc, "SELECT seq, state, hash, prev FROM ledger WHERE mn=$1 AND seq=$2", 2,
+                    v, NULL, NULL);
   if (res)
     rc = link_row(res, out);
   PQclear(res);
@@ -334,8 +346,8 @@ static int pg_seal_get(stor_rx_t *x, const char *mn, int64_t hour, rx_seal_t *ou
 
 static int pg_seal_put(stor_rx_t *x, const char *mn, const rx_seal_t *s) {
   char b_h[24], b_f[24], b_held[24], b_now[24];
-  const char *v[] = {mn,       I64(b_h, s->hour),     I64(b_f, s->frames),
-                     s->digest, s->state, I64(b_held, s->held), I64(b_now, now_ms())};
+  const char *v[] = {mn,       I64(b_h, s->hour),    I64(b_f, s->frames), s->digest,
+                     s->state, I64(b_held, s->held), I64(b_now, now_ms())};
   return qx(x,
             "INSERT INTO seals(mn, hour, frames, digest, state, held, checked_ms) "
             "VALUES($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (mn, hour) DO UPDATE SET "

@@ -146,7 +146,8 @@ static int sq_lock_site(stor_rx_t *x, const char *mn) {
 }
 
 static int sq_frame_exists(stor_rx_t *x, const char *mn, const char *qn) {
-  int rc = row(x, prep(db_of(x), "SELECT 1 FROM frames WHERE mn=? AND qn=? AND pno=1", "ss", mn, qn));
+  int rc =
+      row(x, prep(db_of(x), "SELECT 1 FROM frames WHERE mn=? AND qn=? AND pno=1", "ss", mn, qn));
   return rc;
 }
 
@@ -203,8 +204,9 @@ static void link_from(sqlite3_stmt *st, rx_link_t *l) {
 }
 
 static int sq_ledger_get(stor_rx_t *x, const char *mn, uint64_t seq, rx_link_t *out) {
-  sqlite3_stmt *st = prep(db_of(x), "SELECT seq, state, hash, prev FROM ledger WHERE mn=? AND seq=?",
-                          "si", mn, (int64_t)seq);
+  sqlite3_stmt *st =
+      prep(db_of(x), "SELECT seq, state, hash, prev FROM ledger WHERE mn=? AND seq=?", "si", mn,
+           (int64_t)seq);
   int rc = row(x, st);
   if (rc == 1)
     link_from(st, out);
@@ -240,9 +242,9 @@ static int sq_ledger_set_state(stor_rx_t *x, const char *mn, uint64_t seq, const
 }
 
 static int sq_seal_get(stor_rx_t *x, const char *mn, int64_t hour, rx_seal_t *out) {
-  sqlite3_stmt *st = prep(db_of(x),
-                          "SELECT frames, digest, state, held FROM seals WHERE mn=? AND hour=?",
-                          "si", mn, hour);
+  sqlite3_stmt *st =
+      prep(db_of(x), "SELECT frames, digest, state, held FROM seals WHERE mn=? AND hour=?", "si",
+           mn, hour);
   int rc = row(x, st);
   if (rc != 1)
     return rc;
@@ -256,11 +258,11 @@ static int sq_seal_get(stor_rx_t *x, const char *mn, int64_t hour, rx_seal_t *ou
 }
 
 static int sq_seal_put(stor_rx_t *x, const char *mn, const rx_seal_t *s) {
-  return sq_exec(x, prep(db_of(x),
-                         "INSERT OR REPLACE INTO seals(mn, hour, frames, digest, state, held, "
-                         "checked_ms) VALUES(?,?,?,?,?,?,?)",
-                         "siissii", mn, s->hour, s->frames, s->digest, s->state, s->held,
-                         now_ms()));
+  return sq_exec(x,
+                 prep(db_of(x),
+                      "INSERT OR REPLACE INTO seals(mn, hour, frames, digest, state, held, "
+                      "checked_ms) VALUES(?,?,?,?,?,?,?)",
+                      "siissii", mn, s->hour, s->frames, s->digest, s->state, s->held, now_ms()));
 }
 
 static int sq_begin(stor_rx_t *x) { return result(x, exec(db_of(x), "BEGIN IMMEDIATE")); }
@@ -370,7 +372,7 @@ static const char sites_sql[] =
     " FROM sites s ORDER BY s.mn";
 
 static int sq_sites(const char *path, void (*cb)(void *arg, const stor_rx_site_t *s), void *arg,
-                  int64_t *unknown, char *err, size_t errlen) {
+                    int64_t *unknown, char *err, size_t errlen) {
   sqlite3 *db;
   if (open_ro(path, &db, err, errlen) != 0)
     return -ENOENT;
@@ -413,8 +415,8 @@ static int sq_sites(const char *path, void (*cb)(void *arg, const stor_rx_site_t
 }
 
 static int sq_export(const char *path, const char *mn, int64_t since, int64_t until, const char *cn,
-                   void (*cb)(void *arg, const stor_rx_frame_t *f), void *arg, char *err,
-                   size_t errlen) {
+                     void (*cb)(void *arg, const stor_rx_frame_t *f), void *arg, char *err,
+                     size_t errlen) {
   sqlite3 *db;
   if (open_ro(path, &db, err, errlen) != 0)
     return -ENOENT;

@@ -327,8 +327,7 @@ static int decide(stor_rx_t *x, stor_rx_msg_t *m) {
 
 int stor_rx_open(const char *target, stor_rx_t **out) {
   *out = NULL;
-  return stor_rx_is_pg(target) ? stor__rx_pg_open(target, out)
-                               : stor__rx_sqlite_open(target, out);
+  return stor_rx_is_pg(target) ? stor__rx_pg_open(target, out) : stor__rx_sqlite_open(target, out);
 }
 
 void stor_rx_close(stor_rx_t *x) {
@@ -345,9 +344,7 @@ int stor_rx_commit(stor_rx_t *x) { return x->ops->commit(x); }
 
 void stor_rx_rollback(stor_rx_t *x) { x->ops->rollback(x); }
 
-const char *stor_rx_error(const stor_rx_t *x) {
-  return x->error[0] ? x->error : "not an error";
-}
+const char *stor_rx_error(const stor_rx_t *x) { return x->error[0] ? x->error : "not an error"; }
 
 const char *stor_rx_backend(const stor_rx_t *x) { return x->ops->name; }
 
@@ -376,9 +373,9 @@ int stor_rx_sites(const char *target, void (*cb)(void *arg, const stor_rx_site_t
   return ops_for(target)->sites(target, cb, arg, unknown, err, errlen);
 }
 
-int stor_rx_export(const char *target, const char *mn, int64_t since, int64_t until,
-                   const char *cn, void (*cb)(void *arg, const stor_rx_frame_t *f), void *arg,
-                   char *err, size_t errlen) {
+int stor_rx_export(const char *target, const char *mn, int64_t since, int64_t until, const char *cn,
+                   void (*cb)(void *arg, const stor_rx_frame_t *f), void *arg, char *err,
+                   size_t errlen) {
   err[0] = '\0';
   return ops_for(target)->export_frames(target, mn, since, until, cn, cb, arg, err, errlen);
 }
