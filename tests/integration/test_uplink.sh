@@ -143,7 +143,8 @@ up | json 'j["last_error"]' | grep -q "connect\|closed" || fail "no last error: 
 start_rx 2
 up_wait 60 "the backlog drained" 'j["connected"] and j["backlog"]["signed"] == 0 and j["backlog"]["rtd"] <= 1'
 in_order "after the outage"
-chain_ok || fail "after the outage: chain and receiver: $(up | json 'j["chain_seq"]') $(cat "$T/sites.json")"
+# (a wait: the gateway may sign another message meanwhile, an alarm say)
+wait_for 30 "the receiver holding the whole chain after the outage" chain_ok
 
 # ---- kill -9 in the middle of an upload: nothing is lost
 stop_rx
@@ -168,7 +169,7 @@ uplink_conf "$T/site.conf" "$MN" "$T/pki"
 start_gw "$T/site.conf"
 up_wait 60 "the backlog drained after kill -9" 'j["connected"] and j["backlog"]["signed"] == 0 and j["backlog"]["rtd"] <= 1'
 in_order "after kill -9"
-chain_ok || fail "after kill -9: chain and receiver: $(up | json 'j["chain_seq"]') $(cat "$T/sites.json")"
+wait_for 30 "the receiver holding the whole chain after kill -9" chain_ok
 
 # ---- a gap in the chain at the receiver: it pulls Seq with 6081 and the
 # gateway answers with the original messages
