@@ -90,11 +90,12 @@ void rx_msg_free(stor_rx_msg_t *m);
 
 typedef void (*rx_done_fn)(void *arg, stor_rx_msg_t *m);
 
-/* Opens (creating and migrating) the database and starts the writer. `done`
+/* Opens (creating and migrating) the database, a file or a PostgreSQL URI
+ * (storage.h "the receiver's store"), and starts the writer. `done`
  * is called on the loop thread (through `loop`, a uv_loop_t) for each
  * submitted message once it is decided. Returns 0 or a negative errno,
  * logged. */
-int rx_store_open(const char *path, void *loop, rx_done_fn done, void *arg, rx_store_t **out);
+int rx_store_open(const char *db, void *loop, rx_done_fn done, void *arg, rx_store_t **out);
 /* Finishes what was submitted, stops the writer, closes. Accepts NULL. The
  * loop must run afterwards so the close of its async handle completes. */
 void rx_store_close(rx_store_t *st);
@@ -102,18 +103,53 @@ void rx_store_close(rx_store_t *st);
  * gives it back. Loop thread. Returns the number of messages waiting, so
  * the caller can stop reading while the writer is behind. */
 size_t rx_store_submit(rx_store_t *st, stor_rx_msg_t *m);
-size_t rx_store_waiting(rx_store_t *st); /* messages and records not yet decided */
+size_t rx_store_waiting(rx_store_t *st);            /* messages and records not yet decided */
+const char *rx_store_backend(const rx_store_t *st); /* "SQLite", "PostgreSQL" */
 /* Records a refusal (who, why, the frame) for `sites` and for people. */
 void rx_store_refusal(rx_store_t *st, const char *mn, const char *peer, const char *reason,
                       const char *frame, size_t frame_len);
 /* A gateway completed a handshake. */
 void rx_store_seen(rx_store_t *st, const char *mn, const char *subject);
 
+/* What the writer counts, for /metrics (since start). */
+#define RX_COMMIT_BUCKETS 10
+extern const double RX_COMMIT_BOUNDS_MS[RX_COMMIT_BUCKETS];
+typedef struct rx_writer_stats {
+  uint64_t batches;                      /* committed */
+  uint64_t retries;                      /* batches the database asked again for */
+  uint64_t errors;                       /* batches not stored */
+  uint64_t reconnects;                   /* the database connection lost, then back */
+  bool lost;                             /* the database is unreachable now */
+  uint64_t commit_le[RX_COMMIT_BUCKETS]; /* committed batches that took <= the bound, cumulative */
+  double commit_ms_sum;
+} rx_writer_stats_t;
+/* A copy of the writer's counters. Any thread. */
+void rx_store_stats(rx_store_t *st, rx_writer_stats_t *out);
+
+/* ---- /metrics (rxmetrics.c), loop thread */
+typedef struct rx_counters {
+  uint64_t accepted, open, handshakes, frames, refused, acks;
+  uint64_t messages[4]; /* by stor_rx_outcome_t */
+  size_t waiting;
+  rx_writer_stats_t w;
+} rx_counters_t;
+typedef void (*rx_counters_fn)(void *arg, rx_counters_t *out);
+typedef struct rx_metrics rx_metrics_t;
+struct sockaddr;
+/* Serves GET /metrics on `sa` (plain HTTP/1.0), each scrape filled by
+ * `fill`. Returns 0 or a libuv error; rx_metrics_stop() closes it (accepts
+ * NULL). */
+int rx_metrics_start(void *loop, const struct sockaddr *sa, rx_counters_fn fill, void *arg,
+                     rx_metrics_t **out);
+void rx_metrics_stop(rx_metrics_t *m);
+/* The Prometheus text of `k`, malloc'ed (NULL when out of memory). */
+char *rx_metrics_format(const rx_counters_t *k);
+
 /* ---- read-only queries for the command line (rxquery.c); print to
  * stdout. Return 0, or a negative errno with the reason printed to
  * stderr. */
-int rx_query_sites(const char *path, bool json);
-int rx_query_export(const char *path, const char *mn, int64_t since, int64_t until, const char *cn,
+int rx_query_sites(const char *db, bool json);
+int rx_query_export(const char *db, const char *mn, int64_t since, int64_t until, const char *cn,
                     bool json);
 
 /* ---- the server (rxserver.c) */
@@ -121,8 +157,10 @@ typedef struct rx_options {
   const char *listen; /* host:port */
   const char *ca, *cert, *key, *db;
   int max_conn;
-  int idle_s;      /* close a connection silent this long */
-  int handshake_s; /* close one whose handshake takes longer */
+  int idle_s;          /* close a connection silent this long */
+  int handshake_s;     /* close one whose handshake takes longer */
+  bool reuseport;      /* SO_REUSEPORT: several receivers on one --listen */
+  const char *metrics; /* host:port of /metrics, or NULL */
 } rx_options_t;
 
 /* Runs until SIGTERM/SIGINT. Returns 0 after a clean stop, or 1 with a

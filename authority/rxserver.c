@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #define LINE_MAX_BYTES (HJ212_FRAME_MAX + 64) /* a longer line is not a frame */
@@ -73,6 +75,8 @@ struct server {
   int64_t last_qn_ms;
   bool stopping;
   uint64_t accepted, handshakes, frames, refused, acks;
+  uint64_t outcomes[4]; /* messages decided, by stor_rx_outcome_t */
+  rx_metrics_t *metrics;
 };
 
 static hj212_frame_t frame; /* loop thread only */
@@ -573,6 +577,8 @@ static void on_connection(uv_stream_t *listener, int status) {
 static void rx_done(void *arg, stor_rx_msg_t *m) {
   server_t *s = arg;
   conn_t *c = m->owner;
+  if ((unsigned)m->outcome < 4)
+    s->outcomes[m->outcome]++;
   if (!c->closing) {
     switch (m->outcome) {
     case STOR_RX_STORED:
@@ -658,6 +664,8 @@ static void on_signal(uv_signal_t *sig, int signum) {
            signum, (unsigned long long)s->accepted, (unsigned long long)s->frames,
            (unsigned long long)s->acks, (unsigned long long)s->refused);
   uv_close((uv_handle_t *)&s->listener, NULL);
+  rx_metrics_stop(s->metrics);
+  s->metrics = NULL;
   uv_close((uv_handle_t *)&s->sweep, NULL);
   uv_close((uv_handle_t *)&s->sig_term, NULL);
   uv_close((uv_handle_t *)&s->sig_int, NULL);
@@ -667,11 +675,32 @@ static void on_signal(uv_signal_t *sig, int signum) {
     conn_close_handle(c);
 }
 
-static int bind_listener(server_t *s, const char *listen) {
+/* Binds with SO_REUSEPORT, so that several receivers on this machine
+ * listen on one address and the kernel spreads the connections among
+ * them (libuv 1.44 cannot set it on Linux). Returns 0 or a libuv error. */
+static int bind_reuseport(uv_tcp_t *tcp, const struct sockaddr_storage *sa) {
+  int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, rc = 0;
+  if (fd < 0)
+    return uv_translate_sys_error(errno);
+  socklen_t len =
+      sa->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+      bind(fd, (const struct sockaddr *)sa, len) != 0)
+    rc = uv_translate_sys_error(errno);
+  if (rc == 0 && (rc = uv_tcp_open(tcp, fd)) == 0)
+    return 0;
+  close(fd);
+  return rc;
+}
+
+/* HOST:PORT (an IPv4 address, or [IPv6]) into `sa`: 0 or -EINVAL, logged
+ * with `what` (the option). */
+static int parse_addr(const char *what, const char *listen, struct sockaddr_storage *sa) {
   char host[64];
   const char *colon = strrchr(listen, ':');
   if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof(host)) {
-    log_err("--listen %s: want HOST:PORT", listen);
+    log_err("%s %s: want HOST:PORT", what, listen);
     return -EINVAL;
   }
   memcpy(host, listen, (size_t)(colon - listen));
@@ -679,25 +708,60 @@ static int bind_listener(server_t *s, const char *listen) {
   char *end;
   long port = strtol(colon + 1, &end, 10);
   if (*end || port < 1 || port > 65535) {
-    log_err("--listen %s: bad port", listen);
+    log_err("%s %s: bad port", what, listen);
     return -EINVAL;
   }
-  struct sockaddr_storage sa;
   int rc;
   if (host[0] == '[' && host[strlen(host) - 1] == ']') {
     host[strlen(host) - 1] = '\0';
-    rc = uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)&sa);
+    rc = uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)sa);
   } else {
-    rc = uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&sa);
+    rc = uv_ip4_addr(host, (int)port, (struct sockaddr_in *)sa);
   }
   if (rc != 0) {
-    log_err("--listen %s: not an IP address", listen);
+    log_err("%s %s: not an IP address", what, listen);
     return -EINVAL;
   }
+  return 0;
+}
+
+static void fill_counters(void *arg, rx_counters_t *k) {
+  server_t *s = arg;
+  k->accepted = s->accepted;
+  k->open = (uint64_t)s->n_conns;
+  k->handshakes = s->handshakes;
+  k->frames = s->frames;
+  k->refused = s->refused;
+  k->acks = s->acks;
+  memcpy(k->messages, s->outcomes, sizeof(k->messages));
+  k->waiting = rx_store_waiting(s->store);
+  rx_store_stats(s->store, &k->w);
+}
+
+static int start_metrics(server_t *s, const char *listen) {
+  struct sockaddr_storage sa;
+  if (parse_addr("--metrics", listen, &sa) != 0)
+    return -EINVAL;
+  int rc = rx_metrics_start(s->loop, (struct sockaddr *)&sa, fill_counters, s, &s->metrics);
+  if (rc != 0)
+    log_err("cannot serve /metrics on %s: %s", listen, uv_strerror(rc));
+  else
+    log_info("metrics on http://%s/metrics", listen);
+  return rc;
+}
+
+static int bind_listener(server_t *s, const char *listen) {
+  struct sockaddr_storage sa;
+  int rc;
+  if (parse_addr("--listen", listen, &sa) != 0)
+    return -EINVAL;
   uv_tcp_init(s->loop, &s->listener);
   s->listener.data = s;
-  if ((rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&sa, 0)) != 0 ||
-      (rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection)) != 0) {
+  if (s->opt->reuseport)
+    rc = bind_reuseport(&s->listener, &sa);
+  else
+    rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&sa, 0);
+  if (rc != 0 || (rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection)) != 0) {
     log_err("cannot listen on %s: %s", listen, uv_strerror(rc));
     uv_close((uv_handle_t *)&s->listener, NULL);
     return rc;
@@ -725,10 +789,17 @@ int rx_serve(const rx_options_t *o) {
   s.loop = &loop;
   int status = 1;
   if (rx_store_open(o->db, &loop, rx_done, &s, &s.store) != 0) {
-    log_err("cannot start: database %s", o->db);
+    char db[256];
+    stor_rx_redact(o->db, db, sizeof(db));
+    log_err("cannot start: database %s", db);
     goto out;
   }
   if (bind_listener(&s, o->listen) != 0) {
+    rx_store_close(s.store);
+    goto out;
+  }
+  if (o->metrics && start_metrics(&s, o->metrics) != 0) {
+    uv_close((uv_handle_t *)&s.listener, NULL);
     rx_store_close(s.store);
     goto out;
   }
@@ -740,8 +811,10 @@ int rx_serve(const rx_options_t *o) {
   s.sig_term.data = s.sig_int.data = &s;
   uv_signal_start(&s.sig_term, on_signal, SIGTERM);
   uv_signal_start(&s.sig_int, on_signal, SIGINT);
-  log_info("listening on %s (TLS 1.2, client certificates from %s), database %s", o->listen, o->ca,
-           o->db);
+  char db[256];
+  stor_rx_redact(o->db, db, sizeof(db)); /* a URI's password stays out of the log */
+  log_info("listening on %s%s (TLS 1.2, client certificates from %s), database %s (%s)", o->listen,
+           o->reuseport ? " with SO_REUSEPORT" : "", o->ca, db, rx_store_backend(s.store));
   uv_run(&loop, UV_RUN_DEFAULT);
   rx_store_close(s.store); /* decides what is left; no connection is open to answer */
   status = 0;

@@ -4,11 +4,14 @@
  *
  * The loop hands whole messages (all packets of a QN), already checked for
  * CRC, MN and signatures, to a queue; the writer takes everything queued,
- * has storage decide each one in one transaction, commits (synchronous=
- * FULL), and only then passes the messages back to the loop through a
- * uv_async_t, where they are acknowledged. So a 9014 always means "on
- * disk", and a crash before the commit just means the gateway resends.
- * Refusals and handshakes ride in the same batches. */
+ * has storage decide each one in one transaction (SQLite or PostgreSQL,
+ * storage's choice from --db), commits, and only then passes the messages
+ * back to the loop through a uv_async_t, where they are acknowledged. So a
+ * 9014 always means "committed", and a crash before the commit just means
+ * the gateway resends. Refusals and handshakes ride in the same batches.
+ * A batch the database asks again for is run again; while the database is
+ * unreachable the writer holds its batch (no acknowledgement goes out) and
+ * reconnects. */
 #define LOG_MODULE "rxstore"
 #include "authority/rx.h"
 #include "common/common.h"
@@ -19,7 +22,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
+
+#define RX_RETRIES 5         /* a batch the database asks again for, at once */
+#define RX_RECONNECT_MS 1000 /* a lost database connection is tried this often */
 
 typedef enum { JOB_MSG, JOB_REFUSAL, JOB_SEEN } job_kind_t;
 
@@ -42,7 +49,9 @@ struct rx_store {
   job_t *head, **tail;
   size_t waiting;
   bool stop, started;
-  stor_rx_msg_t **done; /* decided, for the loop */
+  bool lost;               /* the writer's: the database connection is lost */
+  rx_writer_stats_t stats; /* under mu */
+  stor_rx_msg_t **done;    /* decided, for the loop */
   size_t n_done, cap_done;
   uv_async_t async;
   rx_done_fn done_fn;
@@ -51,12 +60,25 @@ struct rx_store {
 
 static int64_t now_ms(void) { return (int64_t)(sg_now() * 1000.0); }
 
+static double mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
 void rx_msg_free(stor_rx_msg_t *m) {
   if (!m)
     return;
   free(m->packets);
   free(m->cp);
   free(m);
+}
+
+static bool stopping(rx_store_t *st) {
+  pthread_mutex_lock(&st->mu);
+  bool stop = st->stop;
+  pthread_mutex_unlock(&st->mu);
+  return stop;
 }
 
 /* One job inside the batch's transaction: 0 or a negative errno. */
@@ -102,6 +124,72 @@ static void hand_back(rx_store_t *st, job_t *list) {
   }
 }
 
+/* One batch in one transaction. The database may ask for it again (a
+ * deadlock with another receiver, a race it lost: -EAGAIN), which is done
+ * at once; a lost connection (-ENOTCONN) is tried again every
+ * RX_RECONNECT_MS while the receiver runs, holding the batch's
+ * acknowledgements meanwhile. Returns 0, or the last negative errno
+ * (rolled back: nothing of the batch is stored). */
+static void count(rx_store_t *st, uint64_t *what) {
+  pthread_mutex_lock(&st->mu);
+  (*what)++;
+  st->stats.lost = st->lost;
+  pthread_mutex_unlock(&st->mu);
+}
+
+static void count_commit(rx_store_t *st, double ms) {
+  pthread_mutex_lock(&st->mu);
+  st->stats.batches++;
+  st->stats.commit_ms_sum += ms;
+  for (int i = 0; i < RX_COMMIT_BUCKETS; i++)
+    if (ms <= RX_COMMIT_BOUNDS_MS[i])
+      st->stats.commit_le[i]++;
+  st->stats.lost = false;
+  pthread_mutex_unlock(&st->mu);
+}
+
+void rx_store_stats(rx_store_t *st, rx_writer_stats_t *out) {
+  pthread_mutex_lock(&st->mu);
+  *out = st->stats;
+  pthread_mutex_unlock(&st->mu);
+}
+
+static int store_batch(rx_store_t *st, job_t *list) {
+  int again = 0, rc;
+  for (;;) {
+    double t0 = mono_ms();
+    rc = stor_rx_begin(st->db);
+    for (job_t *j = list; j && rc == 0; j = j->next)
+      rc = apply(st->db, j);
+    if (rc == 0)
+      rc = stor_rx_commit(st->db);
+    if (rc == 0) {
+      if (st->lost) {
+        log_info("database connection back: batch stored");
+        count(st, &st->stats.reconnects);
+      }
+      st->lost = false;
+      count_commit(st, mono_ms() - t0);
+      return 0;
+    }
+    stor_rx_rollback(st->db);
+    if (rc == -EAGAIN && ++again <= RX_RETRIES) {
+      count(st, &st->stats.retries);
+      log_info("batch asked again by the database (%s): retry %d", stor_rx_error(st->db), again);
+      continue;
+    }
+    if (rc != -ENOTCONN || stopping(st))
+      return rc;
+    if (!st->lost)
+      log_err("database connection lost (%s): holding acknowledgements, reconnecting",
+              stor_rx_error(st->db));
+    st->lost = true;
+    count(st, &st->stats.errors);
+    struct timespec ts = {RX_RECONNECT_MS / 1000, (RX_RECONNECT_MS % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+}
+
 static void *writer_main(void *arg) {
   rx_store_t *st = arg;
   for (;;) {
@@ -115,15 +203,12 @@ static void *writer_main(void *arg) {
     pthread_mutex_unlock(&st->mu);
     if (!list && stop)
       break;
-    int rc = stor_rx_begin(st->db);
-    for (job_t *j = list; j && rc == 0; j = j->next)
-      rc = apply(st->db, j);
-    if (rc == 0)
-      rc = stor_rx_commit(st->db);
+    int rc = store_batch(st, list);
+    if (rc != 0 && rc != -ENOTCONN)
+      count(st, &st->stats.errors);
     if (rc != 0) {
-      const char *why = stor_rx_error(st->db); /* static text */
+      const char *why = stor_rx_error(st->db);
       log_err("batch not stored (%s): the gateways will resend", why);
-      stor_rx_rollback(st->db);
       for (job_t *j = list; j; j = j->next)
         if (j->kind == JOB_MSG) {
           j->m->outcome = STOR_RX_FAILED;
@@ -162,6 +247,8 @@ static void enqueue(rx_store_t *st, job_t *j) {
   pthread_cond_signal(&st->cv);
   pthread_mutex_unlock(&st->mu);
 }
+
+const char *rx_store_backend(const rx_store_t *st) { return stor_rx_backend(st->db); }
 
 size_t rx_store_waiting(rx_store_t *st) {
   pthread_mutex_lock(&st->mu);

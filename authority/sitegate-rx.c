@@ -24,7 +24,11 @@ static const char usage[] =
     "      site's MN; frames for another MN are refused (logged, counted, no answer).\n"
     "      Stored messages are acknowledged with 9014 (protocol/UPLINK.md).\n"
     "      --listen HOST:PORT  address to listen on (0.0.0.0:9212; [::]:9212 for IPv6)\n"
-    "      --db FILE           SQLite database, created if missing (sitegate-rx.db)\n"
+    "      --db FILE|URI       SQLite database file, created if missing (sitegate-rx.db), or\n"
+    "                          a PostgreSQL connection URI (postgresql://USER@HOST/DB...),\n"
+    "                          which any number of receivers may share\n"
+    "      --reuseport         SO_REUSEPORT: several receivers on this machine share --listen\n"
+    "      --metrics HOST:PORT serve GET /metrics (Prometheus text, plain HTTP) there\n"
     "      --max-conn N        connections at once (4096)\n"
     "      --idle S            close a connection silent for S seconds (600)\n"
     "      --handshake S       close one without a TLS handshake after S seconds (30)\n"
@@ -34,9 +38,9 @@ static const char usage[] =
     "      \"ok CN=.. ST=.. MN=..\" or \"bad: <reason>\". Signed extension records in one\n"
     "      frame have their Hash checked, and their Sig with --cert. Exit 0 when all\n"
     "      are ok, 1 when any is bad.\n"
-    "  sitegate-rx sites [--db FILE] [--json]\n"
+    "  sitegate-rx sites [--db FILE|URI] [--json]\n"
     "      Every site that connected: frames, last frame, ledger chain, seals, refusals.\n"
-    "  sitegate-rx export --site MN --since T [--until T] [--cn CN] [--db FILE] [--json]\n"
+    "  sitegate-rx export --site MN --since T [--until T] [--cn CN] [--db FILE|URI] [--json]\n"
     "      What arrived from MN with DataTime (else arrival) in [since, until), as CSV\n"
     "      (time,received,mn,qn,cn,what,pno,pnum,ledger_seq,ledger_state,cp) or, with\n"
     "      --json, one JSON object per line with the CP's records. T is Unix seconds,\n"
@@ -70,6 +74,8 @@ static const opt_def_t opt_defs[] = {
     {"--max-conn", O(rx.max_conn), 'i', 1, 1000000, "serve"},
     {"--idle", O(rx.idle_s), 'i', 5, 86400, "serve"},
     {"--handshake", O(rx.handshake_s), 'i', 1, 600, "serve"},
+    {"--reuseport", O(rx.reuseport), 'b', 0, 0, "serve"},
+    {"--metrics", O(rx.metrics), 's', 0, 0, "serve"},
     {"--site", O(site), 's', 0, 0, "export"},
     {"--since", O(since), 's', 0, 0, "export"},
     {"--until", O(until), 's', 0, 0, "export"},

@@ -13,6 +13,8 @@ pkg:jansson:libjansson-dev
 pkg:libcbor:libcbor-dev
 pkg:inih:libinih-dev
 pkg:sqlite3:libsqlite3-dev
+pkg:libpq:libpq-dev
+hdr:/usr/lib/postgresql/15/bin/initdb:postgresql-15
 pkg:libmicrohttpd:libmicrohttpd-dev
 pkg:libcurl:libcurl4-openssl-dev
 pkg:cmocka:libcmocka-dev

@@ -564,10 +564,12 @@ int stor_outbox_energy_day(stor_reader_t *r, int64_t day,
  * A database of its own, apart from the gateway's: what each site sent
  * (frames), its signed ledger chain, its hourly seals, the sites seen and
  * the refusals. authority/ calls only what is declared here (its writer
- * thread, the loop hand-over and all printing stay there), so another
- * backend can implement these same functions. One connection per
- * stor_rx_t, used by one thread at a time (the receiver's writer thread);
- * the queries open their own read-only connection. */
+ * thread, the loop hand-over and all printing stay there). Two back ends,
+ * chosen by the target: a file name is SQLite (rxsqlite.c), a libpq URI
+ * (postgresql://... or postgres://...) is PostgreSQL (rxpg.c), which any
+ * number of receivers may share; the decisions are rxstore.c's, the same
+ * for both. One connection per stor_rx_t, used by one thread at a time
+ * (the receiver's writer thread); the queries open their own connection. */
 typedef struct stor_rx stor_rx_t;
 
 typedef enum {
@@ -607,24 +609,36 @@ typedef struct stor_rx_msg {
   void *owner;                  /* the caller's, never read by storage */
 } stor_rx_msg_t;
 
-/* Opens (creating and migrating) the receiver's database read-write, with
- * synchronous=FULL so a commit is on disk. Returns 0, or a negative errno
- * with the reason logged. The caller closes it with stor_rx_close(), which
- * accepts NULL. */
-int stor_rx_open(const char *path, stor_rx_t **out);
+/* True when `target` names a PostgreSQL database (a libpq URI). */
+bool stor_rx_is_pg(const char *target);
+/* `target` fit for a log line: a URI's password becomes ***. */
+void stor_rx_redact(const char *target, char *out, size_t outlen);
+
+/* Opens (creating and migrating) the receiver's database read-write; a
+ * commit is durable (SQLite synchronous=FULL; PostgreSQL's own WAL).
+ * Returns 0, or a negative errno with the reason logged. The caller closes
+ * it with stor_rx_close(), which accepts NULL. */
+int stor_rx_open(const char *target, stor_rx_t **out);
+const char *stor_rx_backend(const stor_rx_t *db); /* "SQLite", "PostgreSQL" */
 void stor_rx_close(stor_rx_t *db);
 
 /* A transaction around a batch: stor_rx_begin(), any number of the three
  * calls below, stor_rx_commit(); after any failure, stor_rx_rollback() and
  * nothing of the batch is stored. Each returns 0, or a negative errno with
- * the database's reason in stor_rx_error() (and logged). */
+ * the database's reason in stor_rx_error() (and logged): -EAGAIN when the
+ * database asks for the batch again (a deadlock between receivers, a race
+ * another receiver won): roll back and run the same batch again;
+ * -ENOTCONN when the connection to the database is lost: roll back, and
+ * the next stor_rx_begin() reconnects (or fails with -ENOTCONN again). */
 int stor_rx_begin(stor_rx_t *db);
 int stor_rx_commit(stor_rx_t *db);
 void stor_rx_rollback(stor_rx_t *db); /* keeps stor_rx_error() */
-/* The last failure's reason (static text), "not an error" when none. */
+/* The last failure's reason, "not an error" when none; valid until the
+ * next call on `db`. */
 const char *stor_rx_error(const stor_rx_t *db);
 
-/* Decides `m` inside the transaction and stores it when new: a duplicate of
+/* Decides `m` inside the transaction, under a lock on its site held until
+ * the end of the transaction, and stores it when new: a duplicate of
  * a stored QN or ledger Seq, the next link of the site's chain, or after a
  * gap (m->gap_begin/gap_end say what to pull); a 6041 seal is checked
  * against the stored frames of its hour, and an incomplete hour or a missed
@@ -639,7 +653,7 @@ int stor_rx_refusal(stor_rx_t *db, const char *mn, const char *peer, const char 
 int stor_rx_seen(stor_rx_t *db, const char *mn, const char *subject, int64_t at_ms);
 
 /* ---- the receiver's read-only queries, for people. Each opens its own
- * read-only connection on `path`. A row passed to a callback, strings
+ * connection on `target` (a file or a URI). A row passed to a callback, strings
  * included, is valid during the call only. Return 0; -ENOENT (cannot
  * open) or -EIO with the reason in `err`, or -EIO with `err` empty when a
  * step failed after rows were passed. */
@@ -655,7 +669,7 @@ typedef struct stor_rx_site {
 } stor_rx_site_t;
 /* Every site in MN order, then in `*unknown` the refusals no site was known
  * for (a failed handshake). */
-int stor_rx_sites(const char *path, void (*cb)(void *arg, const stor_rx_site_t *s), void *arg,
+int stor_rx_sites(const char *target, void (*cb)(void *arg, const stor_rx_site_t *s), void *arg,
                   int64_t *unknown, char *err, size_t errlen);
 
 typedef struct stor_rx_frame {
@@ -671,7 +685,7 @@ typedef struct stor_rx_frame {
 } stor_rx_frame_t;
 /* The frames of site `mn` with since <= t < until (Unix seconds) and, when
  * `cn` is not NULL, that CN, in time, QN and PNO order. */
-int stor_rx_export(const char *path, const char *mn, int64_t since, int64_t until, const char *cn,
+int stor_rx_export(const char *target, const char *mn, int64_t since, int64_t until, const char *cn,
                    void (*cb)(void *arg, const stor_rx_frame_t *f), void *arg, char *err,
                    size_t errlen);
 

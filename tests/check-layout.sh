@@ -1,7 +1,7 @@
 #!/bin/sh
 # The tree is the architecture (STYLE.md, issue 12); this keeps it so:
 # - each third-party library in its room: sqlite3.h only under storage/,
-#   mbedTLS headers only under protocol/;
+#   mbedTLS headers only under protocol/; libpq-fe.h only under storage/;
 # - gateway/ holds at most three .c files at its top, the rest in rooms;
 # - a room of gateway/ includes only the headers of rooms below it:
 #     core < coap, rules < equipment, waste, uplink < api
@@ -15,6 +15,7 @@ sources=$(git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.[ch]' -not -pa
 for f in $sources; do
   case $f in storage/*) ;; *) grep -q '#include <sqlite3.h>' "$f" && complain "$f includes sqlite3.h (only storage/ may)" ;; esac
   case $f in protocol/*) ;; *) grep -q '#include <mbedtls/' "$f" && complain "$f includes an mbedTLS header (only protocol/ may)" ;; esac
+  case $f in storage/*) ;; *) grep -q '#include <libpq-fe.h>' "$f" && complain "$f includes libpq-fe.h (only storage/ may)" ;; esac
 done
 
 n=$(ls gateway/*.c | wc -l)

@@ -5,9 +5,12 @@
 # ledger record), de-duplication, split messages, the ledger chain with a
 # gap and its pull, an hourly seal, `check`, `sites` and `export`.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/pg.sh"
+rx_backend # RX_DB=sqlite (default) or pg: the receiver's back end
 REPO=$(cd "$HERE/../.." && pwd)
 PKI="$REPO/deploy/pki"
 RX_PORT=$(free_port tcp)
+METRICS_PORT=$(free_port tcp)
 MN=HLJ-HRB-0001
 OTHER=HLJ-HRB-0002
 
@@ -106,7 +109,7 @@ mk() { "$PY" "$T/mk.py" "$@"; }
 
 RX_LOG="$T/rx.log"
 "$BIN/sitegate-rx" --listen "127.0.0.1:$RX_PORT" --ca "$T/pki/ca.crt" --cert "$T/pki/server.crt" \
-  --key "$T/pki/server.key" --db "$T/rx.db" >"$RX_LOG" 2>&1 &
+  --key "$T/pki/server.key" --db "$RX_TARGET" --metrics "127.0.0.1:$METRICS_PORT" >"$RX_LOG" 2>&1 &
 RX_PID=$!
 PIDS="$PIDS $RX_PID"
 rx_listening() {
@@ -275,13 +278,13 @@ r=$(cat "$T/answer")
 acked "$r" 20261120213000013 || rxfail "record after a gap not acknowledged: $r"
 printf '%s\n' "$r" | grep -q "CN=6081;PW=123456;MN=$MN;Flag=5;CP=&&BeginSeq=4,EndSeq=4&&" ||
   rxfail "no 6081 pull for the gap: $r"
-"$BIN/sitegate-rx" sites --db "$T/rx.db" --json >"$T/sites.json"
+"$BIN/sitegate-rx" sites --db "$RX_TARGET" --json >"$T/sites.json"
 [ "$(json 'j["ledger_seq"], j["ledger_pending"]' <"$T/sites.json")" = "(3, 1)" ] ||
   rxfail "ledger before the gap closes: $(cat "$T/sites.json")"
 send "$T/pki" "$MN" "$T/l4.txt" "a 9014 for the pulled record" answered "$(ack_of 20261120213000012)"
 r=$(cat "$T/answer")
 acked "$r" 20261120213000012 || rxfail "the pulled record was not acknowledged: $r"
-"$BIN/sitegate-rx" sites --db "$T/rx.db" --json >"$T/sites.json"
+"$BIN/sitegate-rx" sites --db "$RX_TARGET" --json >"$T/sites.json"
 [ "$(json 'j["ledger_seq"], j["ledger_pending"]' <"$T/sites.json")" = "(5, 0)" ] ||
   rxfail "ledger after the gap closed: $(cat "$T/sites.json")"
 
@@ -303,28 +306,28 @@ printf '%s\n' "$r" | grep -q "CN=2051;PW=123456;MN=$MN;Flag=5;CP=&&BeginTime=202
   rxfail "no pull for the minutes missing since 21:20: $r"
 printf '%s\n' "$r" | grep -q "CN=2011;PW=123456;MN=$MN;Flag=5;CP=&&BeginTime=20261120220000,EndTime=20261120225959&&" ||
   rxfail "no pull for the incompletely sealed hour: $r"
-"$BIN/sitegate-rx" sites --db "$T/rx.db" --json >"$T/sites.json"
+"$BIN/sitegate-rx" sites --db "$RX_TARGET" --json >"$T/sites.json"
 [ "$(json 'j["seals_incomplete"]' <"$T/sites.json")" = 1 ] || rxfail "seal: $(cat "$T/sites.json")"
 send "$T/pki" "$MN" "$T/e2.txt" "a 9014 for the pulled frame" answered "$(ack_of 20261120220200001)"
 r=$(cat "$T/answer")
 acked "$r" 20261120220200001 || rxfail "pulled frame not acknowledged: $r"
-"$BIN/sitegate-rx" sites --db "$T/rx.db" --json >"$T/sites.json"
+"$BIN/sitegate-rx" sites --db "$RX_TARGET" --json >"$T/sites.json"
 [ "$(json 'j["seals_verified"], j["seals_incomplete"], j["seals_mismatch"]' <"$T/sites.json")" = "(1, 0, 0)" ] ||
   rxfail "seal not verified once the hour was complete: $(cat "$T/sites.json")"
 
 # ---- sites and export show what arrived
-"$BIN/sitegate-rx" sites --db "$T/rx.db" >"$T/sites.txt"
+"$BIN/sitegate-rx" sites --db "$RX_TARGET" >"$T/sites.txt"
 grep -q "^$MN " "$T/sites.txt" || rxfail "sites: $(cat "$T/sites.txt")"
 grep -q "^$OTHER " "$T/sites.txt" && rxfail "a site that never connected is listed"
 [ "$(json 'j["refused"] == 6' <"$T/sites.json")" = True ] || rxfail "refusals: $(cat "$T/sites.json")"
-"$BIN/sitegate-rx" export --db "$T/rx.db" --site "$MN" --since 2026-11-20T21:00 --until 2026-11-20T22:00 \
+"$BIN/sitegate-rx" export --db "$RX_TARGET" --site "$MN" --since 2026-11-20T21:00 --until 2026-11-20T22:00 \
   >"$T/export.csv"
 [ "$(grep -c ",$MN,20261120212000123,2051,minute data," "$T/export.csv")" = 1 ] ||
   rxfail "the duplicate must be stored once: $(cat "$T/export.csv")"
-"$BIN/sitegate-rx" export --db "$T/rx.db" --site "$MN" --since 2026-11-20 --cn 6011 --json >"$T/export.json"
+"$BIN/sitegate-rx" export --db "$RX_TARGET" --site "$MN" --since 2026-11-20 --cn 6011 --json >"$T/export.json"
 [ "$(json 'j["records"][0]["Plate"], j["ledger_seq"], j["ledger_state"]' <"$T/export.json")" = \
   "('黑A12345', 1, 'chained')" ] || rxfail "export of the waste ticket: $(cat "$T/export.json")"
-"$BIN/sitegate-rx" export --db "$T/rx.db" --site "$OTHER" --since 0000000000 >"$T/other.csv"
+"$BIN/sitegate-rx" export --db "$RX_TARGET" --site "$OTHER" --since 0000000000 >"$T/other.csv"
 [ "$(wc -l <"$T/other.csv")" = 1 ] || rxfail "frames for $OTHER were stored: $(cat "$T/other.csv")"
 
 # ---- check: one line per frame
@@ -345,6 +348,23 @@ diff "$T/check.want" "$T/check.out" >&2 || fail "check output differs"
 grep -q "bad: Sig of Seq 1 does not verify" "$T/check.out" || fail "check --cert: $(cat "$T/check.out")"
 "$BIN/sitegate-rx" check --cert "$T/pki/gateway-$MN.crt" "$T/l1.txt" >/dev/null 2>&1 ||
   fail "check --cert refused a good signature"
+
+# ---- /metrics counts what happened
+curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" >"$T/metrics.txt" || rxfail "no /metrics"
+metric() { "$PY" -c '
+import sys
+for l in open(sys.argv[1]):
+    if l.startswith(sys.argv[2] + " "):
+        print(int(float(l.split()[1])))' "$T/metrics.txt" "$1"; }
+[ "$(metric 'sitegate_rx_messages_total{outcome="stored"}')" = 10 ] || rxfail "stored: $(cat "$T/metrics.txt")"
+[ "$(metric 'sitegate_rx_messages_total{outcome="duplicate"}')" -ge 4 ] || rxfail "duplicates: $(cat "$T/metrics.txt")"
+[ "$(metric sitegate_rx_refusals_total)" -ge 6 ] || rxfail "refusals: $(cat "$T/metrics.txt")"
+[ "$(metric sitegate_rx_db_batches_total)" -ge 1 ] || rxfail "batches: $(cat "$T/metrics.txt")"
+[ "$(metric sitegate_rx_commit_seconds_count)" = "$(metric sitegate_rx_db_batches_total)" ] ||
+  rxfail "commit histogram: $(cat "$T/metrics.txt")"
+[ "$(metric sitegate_rx_db_up)" = 1 ] || rxfail "db_up: $(cat "$T/metrics.txt")"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$METRICS_PORT/other")
+[ "$code" = 404 ] || rxfail "/other answered $code"
 
 # ---- a clean stop
 kill -TERM "$RX_PID"

@@ -7,6 +7,8 @@
 # certificate from another CA, one whose frames carry another MN and one
 # that expects another server name get nothing acknowledged.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/pg.sh"
+rx_backend # RX_DB=sqlite (default) or pg: the receiver's back end
 REPO=$(cd "$HERE/../.." && pwd)
 PKI="$REPO/deploy/pki"
 MN=TEST-SITE-01
@@ -22,7 +24,7 @@ RX_LOG="$T/rx.log"
 RX_PID=""
 start_rx() {
   "$BIN/sitegate-rx" --listen "127.0.0.1:$RX_PORT" --ca "$T/pki/ca.crt" \
-    --cert "$T/pki/server.crt" --key "$T/pki/server.key" --db "$T/rx.db" >>"$RX_LOG" 2>&1 &
+    --cert "$T/pki/server.crt" --key "$T/pki/server.key" --db "$RX_TARGET" >>"$RX_LOG" 2>&1 &
   RX_PID=$!
   PIDS="$PIDS $RX_PID"
   wait_for 30 "sitegate-rx listening (start $1)" rx_listening "$1"
@@ -79,7 +81,7 @@ ticket() { # a waste ticket from the weighbridge, committed and signed
 # nothing refused.
 chain_ok() {
   s=$(up | json 'j["chain_seq"]')
-  "$BIN/sitegate-rx" sites --db "$T/rx.db" --json | grep "\"$MN\"" >"$T/sites.json"
+  "$BIN/sitegate-rx" sites --db "$RX_TARGET" --json | grep "\"$MN\"" >"$T/sites.json"
   [ "$(json 'j["ledger_seq"], j["ledger_pending"], j["ledger_broken"], j["refused"]' <"$T/sites.json")" = \
     "($s, 0, 0, 0)" ]
 }
@@ -88,11 +90,11 @@ chain_ok() {
 # once, and the receiver stored them first in outbox order.
 in_order() {
   sqlite3 "$T/sitegate.db" "SELECT qn FROM outbox WHERE acked_ms IS NOT NULL ORDER BY id" >"$T/gw.qns"
-  sqlite3 "$T/rx.db" "SELECT qn FROM frames WHERE mn='$MN' AND pno=1 ORDER BY id" >"$T/rx.all"
+  rx_sql "SELECT qn FROM frames WHERE mn='$MN' AND pno=1 ORDER BY id" >"$T/rx.all"
   grep -Fxf "$T/gw.qns" "$T/rx.all" >"$T/rx.qns" || true
   diff "$T/gw.qns" "$T/rx.qns" >"$T/order.diff" ||
     fail "$1: outbox and receiver differ ($(wc -l <"$T/gw.qns") made): $(head -5 "$T/order.diff")"
-  dups=$(sqlite3 "$T/rx.db" "SELECT COUNT(*) FROM (SELECT qn FROM frames WHERE mn='$MN' GROUP BY qn, pno HAVING COUNT(*) > 1)")
+  dups=$(rx_sql "SELECT COUNT(*) FROM (SELECT qn FROM frames WHERE mn='$MN' GROUP BY qn, pno HAVING COUNT(*) > 1) AS d")
   [ "$dups" = 0 ] || fail "$1: $dups messages stored twice"
 }
 
@@ -110,7 +112,7 @@ reading 81.5
 reading 83.5
 ticket
 up_wait 30 "4 messages acknowledged and no signed backlog" 'j["counters"]["acked"] >= 4 and j["backlog"]["signed"] == 0'
-"$BIN/sitegate-rx" export --db "$T/rx.db" --site "$MN" --since -10m --json >"$T/export.json"
+"$BIN/sitegate-rx" export --db "$RX_TARGET" --site "$MN" --since -10m --json >"$T/export.json"
 grep -q '"cn":"2081"' "$T/export.json" || fail "no restart (2081): $(head -3 "$T/export.json")"
 grep -q '"a34002-Rtd":"8[13].5"' "$T/export.json" || fail "no PM10 in a 2011: $(cat "$T/export.json")"
 grep -q '"a01001-Rtd":"-18.5"' "$T/export.json" || fail "no temperature in a 2011"
@@ -141,7 +143,8 @@ up | json 'j["last_error"]' | grep -q "connect\|closed" || fail "no last error: 
 start_rx 2
 up_wait 60 "the backlog drained" 'j["connected"] and j["backlog"]["signed"] == 0 and j["backlog"]["rtd"] <= 1'
 in_order "after the outage"
-chain_ok || fail "after the outage: chain and receiver: $(up | json 'j["chain_seq"]') $(cat "$T/sites.json")"
+# (a wait: the gateway may sign another message meanwhile, an alarm say)
+wait_for 30 "the receiver holding the whole chain after the outage" chain_ok
 
 # ---- kill -9 in the middle of an upload: nothing is lost
 stop_rx
@@ -166,14 +169,14 @@ uplink_conf "$T/site.conf" "$MN" "$T/pki"
 start_gw "$T/site.conf"
 up_wait 60 "the backlog drained after kill -9" 'j["connected"] and j["backlog"]["signed"] == 0 and j["backlog"]["rtd"] <= 1'
 in_order "after kill -9"
-chain_ok || fail "after kill -9: chain and receiver: $(up | json 'j["chain_seq"]') $(cat "$T/sites.json")"
+wait_for 30 "the receiver holding the whole chain after kill -9" chain_ok
 
 # ---- a gap in the chain at the receiver: it pulls Seq with 6081 and the
 # gateway answers with the original messages
 stop_rx
 S=$(up | json 'j["chain_seq"]')
 [ "$S" -ge 60 ] || fail "chain_seq $S"
-sqlite3 "$T/rx.db" "DELETE FROM frames WHERE qn IN (SELECT qn FROM ledger WHERE mn='$MN' AND seq > $S - 10);
+rx_sql "DELETE FROM frames WHERE qn IN (SELECT qn FROM ledger WHERE mn='$MN' AND seq > $S - 10);
   DELETE FROM ledger WHERE mn='$MN' AND seq > $S - 10;"
 start_rx 4
 ticket
@@ -204,7 +207,7 @@ grep_refused() { grep -q "refused: frame for MN OTHER-SITE-02 on the connection 
 wait_for 30 "the receiver refusing the frames for another MN" grep_refused
 up_wait 30 "the gateway sending again for want of an acknowledgement" 'j["counters"]["resent"] >= 1'
 [ "$(up | json 'j["counters"]["acked"]')" = 0 ] || fail "a frame for another MN was acknowledged"
-[ "$("$BIN/sitegate-rx" export --db "$T/rx.db" --site OTHER-SITE-02 --since 0000000000 | wc -l)" = 1 ] ||
+[ "$("$BIN/sitegate-rx" export --db "$RX_TARGET" --site OTHER-SITE-02 --since 0000000000 | wc -l)" = 1 ] ||
   fail "frames for another MN were stored"
 grep -q "is for $MN, not for this site" "$T/gw.log" || fail "the gateway did not warn about its certificate"
 stop_gw

@@ -1,0 +1,100 @@
+# The receiver rides out a PostgreSQL restart: a gateway (sitegated)
+# uploads to one sitegate-rx on a real PostgreSQL, which is restarted
+# (pg_ctl stop -m fast, start) in the middle of the stream. The receiver
+# does not crash, holds its acknowledgements while the database is away,
+# reconnects, and in the end every message the gateway made is stored
+# exactly once, the signed chain is continuous and the outbox is empty.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/pg.sh"
+REPO=$(cd "$HERE/../.." && pwd)
+PKI="$REPO/deploy/pki"
+MN=TEST-SITE-01
+RX_PORT=$(free_port tcp)
+METRICS_PORT=$(free_port tcp)
+
+"$PKI/make-ca.sh" "$T/pki" >/dev/null
+"$PKI/make-server.sh" "$T/pki" localhost >/dev/null
+"$PKI/make-gateway.sh" "$T/pki" "$MN" >/dev/null
+pg_start
+
+# start_rx NAME: receiver NAME (its log $T/rx-NAME.log).
+declare -A RXP
+start_rx() {
+  "$BIN/sitegate-rx" --listen "127.0.0.1:$RX_PORT" --reuseport --metrics "127.0.0.1:$METRICS_PORT" \
+    --ca "$T/pki/ca.crt" \
+    --cert "$T/pki/server.crt" --key "$T/pki/server.key" --db "$PG_URI" >>"$T/rx-$1.log" 2>&1 &
+  RXP[$1]=$!
+  PIDS="$PIDS ${RXP[$1]}"
+  wait_for 30 "receiver $1 listening" rx_listening "$1"
+}
+rx_listening() {
+  alive "${RXP[$1]}" "sitegate-rx $1"
+  grep -qs "listening on 127.0.0.1:$RX_PORT with SO_REUSEPORT" "$T/rx-$1.log"
+}
+diagnose() {
+  echo "--- /api/uplink"
+  up || true
+  for n in a; do
+    echo "--- receiver $n (last 15 lines)"
+    tail -15 "$T/rx-$n.log"
+  done
+  pg_log_tail
+}
+
+up() { curl -sf "$SITECTL_URL/api/uplink"; }
+up_is() { [ "$(up | json "$1" 2>/dev/null)" = True ]; }
+up_wait() { wait_for "$1" "$2" up_is "$3"; }
+TICKET=1000
+ticket() {
+  TICKET=$((TICKET + 1))
+  r=$(coap post /w 50 "{\"scale\":\"wb-01\",\"no\":$TICKET,\"t\":$(now_s),\"plate\":\"黑A1$TICKET\",\"dir\":\"out\",\"gross_kg\":31800,\"tare_kg\":14200,\"net_kg\":17600,\"category\":\"engineering\",\"kind\":\"concrete\",\"dest\":\"recycling\",\"dest_name\":\"Harbin yard\"}")
+  expect_code 2.01 "$r" "ticket $TICKET"
+}
+
+start_rx a
+{
+  printf '[device wb-01]\ntype = scale\n\n[uplink]\nhost = 127.0.0.1\nport = %s\n' "$RX_PORT"
+  printf 'server_name = localhost\nca = %s\ncert = %s\nkey = %s\n' "$T/pki/ca.crt" \
+    "$T/pki/gateway-$MN.crt" "$T/pki/gateway-$MN.key"
+  printf 'rtd_interval_s = 1\nlag_s = 1\novertime_s = 3\nrecount = 2\nbackoff_max_s = 2\nwindow = 8\n'
+} | write_conf "$T/site.conf"
+start_gw "$T/site.conf"
+up_wait 30 "a TLS session to the receiver" 'j["connected"]'
+
+for i in $(seq 30); do ticket; done
+up_wait 60 "the upload under way" 'j["counters"]["acked"] >= 10'
+# The database goes away with messages in flight, and tickets keep coming.
+as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -s stop || fail "pg_ctl stop failed"
+for i in $(seq 20); do ticket; done
+lost() { alive "${RXP[a]}" "sitegate-rx"; grep -q "database connection lost" "$T/rx-a.log"; }
+wait_for 30 "the receiver noticing the database is gone" lost
+acked=$(up | json 'j["counters"]["acked"]')
+pg_ctl_start
+for i in $(seq 20); do ticket; done
+back() { alive "${RXP[a]}" "sitegate-rx"; grep -q "database connection back" "$T/rx-a.log"; }
+wait_for 60 "the receiver reconnected to the database" back
+up_wait 90 "the backlog drained after the restart" \
+  "j['connected'] and j['backlog']['signed'] == 0 and j['backlog']['rtd'] <= 1 and j['counters']['acked'] > $acked and j['chain_seq'] >= 70"
+
+sqlite3 "$T/sitegate.db" "SELECT qn FROM outbox WHERE acked_ms IS NOT NULL ORDER BY qn" >"$T/gw.qns"
+pg_sql "SELECT qn FROM frames WHERE mn='$MN' AND pno=1 ORDER BY qn" >"$T/rx.all"
+grep -Fxf "$T/gw.qns" "$T/rx.all" >"$T/rx.qns" || true
+diff "$T/gw.qns" "$T/rx.qns" >"$T/diff" ||
+  fail "outbox and receiver differ ($(wc -l <"$T/gw.qns") acknowledged): $(head -5 "$T/diff")"
+[ "$(pg_sql "SELECT COUNT(*) FROM (SELECT 1 FROM frames GROUP BY mn, qn, pno HAVING COUNT(*) > 1) AS d")" = 0 ] ||
+  fail "a packet is stored twice"
+S=$(up | json 'j["chain_seq"]')
+[ "$S" -ge 70 ] || fail "chain_seq $S: fewer signed messages than tickets"
+"$BIN/sitegate-rx" sites --db "$PG_URI" --json >"$T/sites.json"
+[ "$(json 'j["ledger_seq"], j["ledger_pending"], j["ledger_broken"], j["refused"]' <"$T/sites.json")" = \
+  "($S, 0, 0, 0)" ] || fail "sites: $(cat "$T/sites.json")"
+curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" >"$T/metrics.txt" || fail "no /metrics"
+grep -q '^sitegate_rx_db_up 1$' "$T/metrics.txt" || fail "db_up: $(cat "$T/metrics.txt")"
+grep -Eq '^sitegate_rx_db_reconnects_total [1-9]' "$T/metrics.txt" ||
+  fail "the reconnection is not counted: $(cat "$T/metrics.txt")"
+stop_gw
+kill -TERM "${RXP[a]}"
+rc=0
+wait "${RXP[a]}" || rc=$?
+[ $rc -eq 0 ] || fail "the receiver exited $rc after SIGTERM"
+exit 0
