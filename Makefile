@@ -23,7 +23,9 @@ pkglibs   = $(shell pkg-config --libs $(1) 2>/dev/null)
 FINAL_CFLAGS = $(CFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
   -Wshadow -Wstrict-prototypes -Wmissing-prototypes -I. $(call pkgcflags,$(PKGS))
 # mbedTLS 2.28 ships no pkg-config file.
-FINAL_LDLIBS = $(LDLIBS) $(call pkglibs,$(PKGS)) -lmbedtls -lmbedx509 -lmbedcrypto -lpthread -lm
+# --as-needed: a program depends only on the libraries it calls (sitegated
+# links no libpq, which only the receiver's PostgreSQL store uses).
+FINAL_LDLIBS = -Wl,--as-needed $(LDLIBS) $(call pkglibs,$(PKGS)) -lmbedtls -lmbedx509 -lmbedcrypto -lpthread -lm
 
 MODULES := common protocol storage gateway
 LIB_common   := $(filter-out %/fuzz_%.c,$(wildcard common/*.c))
