@@ -10,6 +10,7 @@ pkg:libcoap-3-openssl:libcoap3-dev
 cmd:coap-client-openssl:libcoap3-bin
 pkg:libuv:libuv1-dev
 pkg:jansson:libjansson-dev
+hdr:/usr/include/jsmn.h:libjsmn-dev
 pkg:libcbor:libcbor-dev
 pkg:inih:libinih-dev
 pkg:sqlite3:libsqlite3-dev

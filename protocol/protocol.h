@@ -86,6 +86,13 @@ int proto_senml_decode_json(const uint8_t *buf, size_t len, const proto_limits_t
                             proto_pack_t *out, char *err, size_t errlen);
 int proto_senml_decode_cbor(const uint8_t *buf, size_t len, const proto_limits_t *lim,
                             proto_pack_t *out, char *err, size_t errlen);
+/* The JSON decoder as it was, on jansson's tree: the reference that
+ * proto_senml_decode_json (jsmn, no tree) is checked against by
+ * tests/fuzz/fuzz_senml_diff.c. Same verdicts, values and messages, except
+ * that the reason after "invalid JSON at line L, column C: " is jansson's
+ * here. Not for the hot path: it allocates per value. */
+int proto_senml_decode_json_jansson(const uint8_t *buf, size_t len, const proto_limits_t *lim,
+                                    proto_pack_t *out, char *err, size_t errlen);
 
 /* Encode a pack as SenML JSON (for simulators and tests): base name
  * "DEVICE/", absolute times. Returns bytes written (excluding the NUL), or

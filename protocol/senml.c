@@ -529,7 +529,8 @@ static int record_end(struct senml_dec *s) {
   return 0;
 }
 
-/* ---- JSON (RFC 8428 section 5) */
+/* ---- JSON (RFC 8428 section 5) through jansson's tree: the reference the
+ * jsmn decoder below is checked against (tests/fuzz/fuzz_senml_diff.c). */
 static const char *json_type_name(const json_t *v) {
   switch (json_typeof(v)) {
   case JSON_OBJECT:
@@ -597,8 +598,8 @@ static void json_error_clean(char *text) {
       *p = '?';
 }
 
-int proto_senml_decode_json(const uint8_t *buf, size_t len, const proto_limits_t *lim,
-                            proto_pack_t *out, char *err, size_t errlen) {
+int proto_senml_decode_json_jansson(const uint8_t *buf, size_t len, const proto_limits_t *lim,
+                                    proto_pack_t *out, char *err, size_t errlen) {
   struct senml_dec s;
   json_error_t je;
   int rc = 0;
@@ -623,6 +624,675 @@ int proto_senml_decode_json(const uint8_t *buf, size_t len, const proto_limits_t
   for (size_t i = 0; rc == 0 && i < n; i++)
     rc = json_record(&s, json_array_get(root, i));
   json_decref(root);
+  return rc;
+}
+
+/* ---- JSON (RFC 8428 section 5) with jsmn, the decoder on the hot path.
+ *
+ * jsmn (strict mode) cuts the text into tokens in one pass, into an array
+ * on the stack for packs of ordinary size: no tree, no allocation. jsmn
+ * alone is lax (it takes "[1,]", "{\"a\" 1}", "tru", raw control
+ * characters, lone surrogates), so json_check() holds every token and the
+ * punctuation between tokens to RFC 8259 and to what jansson refuses besides
+ * (\u0000, numbers that overflow, duplicate keys, nesting past 2048): the
+ * verdicts, values and SenML messages are jansson's, which stays as the
+ * oracle of a differential fuzz harness. A syntax error is reported as
+ * "invalid JSON at line L, column C: reason", in our words, not jansson's. */
+#define JSMN_STATIC
+#define JSMN_STRICT
+#include <jsmn.h>
+
+#include <locale.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#define JSON_DEPTH_MAX 2048 /* jansson's JSON_PARSER_MAX_DEPTH: values nested this deep */
+#define JSON_TOKENS_STACK 256
+#define KEYS_LINEAR 16 /* keys of one object compared pairwise before a hash is used */
+
+/* RFC 3629 section 4: no overlong forms, no surrogates, nothing past
+ * U+10FFFF. Returns the offset of the first bad byte, or n. */
+static size_t utf8_bad_at(const uint8_t *s, size_t n) {
+  for (size_t i = 0; i < n;) {
+    unsigned c = s[i];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    if (c >= 0xc2 && c <= 0xdf)
+      len = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+      len = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+      len = 4, cp = c & 0x07;
+    else
+      return i;
+    if (n - i < len)
+      return i;
+    for (size_t k = 1; k < len; k++) {
+      if ((s[i + k] & 0xc0) != 0x80)
+        return i;
+      cp = cp << 6 | (s[i + k] & 0x3f);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+      return i;
+    i += len;
+  }
+  return n;
+}
+
+struct jdoc {
+  const char *b;
+  size_t len;
+  jsmntok_t *tok;
+  int ntok;
+  size_t bad;      /* offset of a syntax error */
+  const char *why; /* its reason */
+};
+
+static bool jbad(struct jdoc *d, size_t off, const char *why) {
+  d->bad = off;
+  d->why = why;
+  return false;
+}
+
+static int hexval(char c) {
+  return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
+static uint32_t hex4(const char *p) {
+  return (uint32_t)(hexval(p[0]) << 12 | hexval(p[1]) << 8 | hexval(p[2]) << 4 | hexval(p[3]));
+}
+
+/* The decoded bytes of a string token, one at a time (escapes resolved,
+ * RFC 8259 section 7), for keys and values that hold a backslash. The
+ * string has passed json_check_string(). */
+struct jcur {
+  const char *p, *end;
+  uint8_t pend[4];
+  int npend, ipend;
+};
+
+static void jcur_init(struct jcur *c, const struct jdoc *d, const jsmntok_t *t) {
+  c->p = d->b + t->start;
+  c->end = d->b + t->end;
+  c->npend = c->ipend = 0;
+}
+
+static int utf8_put(uint8_t *o, uint32_t cp) {
+  if (cp < 0x80) {
+    o[0] = (uint8_t)cp;
+    return 1;
+  }
+  if (cp < 0x800) {
+    o[0] = (uint8_t)(0xc0 | cp >> 6);
+    o[1] = (uint8_t)(0x80 | (cp & 0x3f));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    o[0] = (uint8_t)(0xe0 | cp >> 12);
+    o[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
+    o[2] = (uint8_t)(0x80 | (cp & 0x3f));
+    return 3;
+  }
+  o[0] = (uint8_t)(0xf0 | cp >> 18);
+  o[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3f));
+  o[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
+  o[3] = (uint8_t)(0x80 | (cp & 0x3f));
+  return 4;
+}
+
+/* The next decoded byte, or -1 at the end. */
+static int jcur_next(struct jcur *c) {
+  if (c->ipend < c->npend)
+    return c->pend[c->ipend++];
+  if (c->p >= c->end)
+    return -1;
+  char ch = *c->p++;
+  if (ch != '\\')
+    return (unsigned char)ch;
+  ch = *c->p++;
+  switch (ch) {
+  case 'b':
+    return '\b';
+  case 'f':
+    return '\f';
+  case 'n':
+    return '\n';
+  case 'r':
+    return '\r';
+  case 't':
+    return '\t';
+  case 'u':
+    break;
+  default: /* '"', '\\', '/' */
+    return (unsigned char)ch;
+  }
+  uint32_t cp = hex4(c->p);
+  c->p += 4;
+  if (cp >= 0xd800 && cp <= 0xdbff) { /* a pair: checked to be one */
+    cp = 0x10000 + ((cp - 0xd800) << 10) + (hex4(c->p + 2) - 0xdc00);
+    c->p += 6;
+  }
+  c->npend = utf8_put(c->pend, cp);
+  c->ipend = 1;
+  return c->pend[0];
+}
+
+static bool tok_has_escape(const struct jdoc *d, const jsmntok_t *t) {
+  return memchr(d->b + t->start, '\\', (size_t)(t->end - t->start)) != NULL;
+}
+
+/* Copies the first `cap` decoded bytes of string token `t` to dst and
+ * returns its whole decoded length; *last is its last byte ('\0' if none). */
+static size_t tok_text(const struct jdoc *d, const jsmntok_t *t, char *dst, size_t cap,
+                       char *last) {
+  size_t n = 0;
+  int ch, prev = '\0';
+  if (!tok_has_escape(d, t)) {
+    n = (size_t)(t->end - t->start);
+    memcpy(dst, d->b + t->start, n < cap ? n : cap);
+    *last = n > 0 ? d->b[t->end - 1] : '\0';
+    return n;
+  }
+  struct jcur c;
+  jcur_init(&c, d, t);
+  while ((ch = jcur_next(&c)) >= 0) {
+    if (n < cap)
+      dst[n] = (char)ch;
+    n++;
+    prev = ch;
+  }
+  *last = (char)prev;
+  return n;
+}
+
+static bool keys_equal(const struct jdoc *d, const jsmntok_t *a, const jsmntok_t *b) {
+  bool ea = tok_has_escape(d, a), eb = tok_has_escape(d, b);
+  if (!ea && !eb)
+    return a->end - a->start == b->end - b->start &&
+           memcmp(d->b + a->start, d->b + b->start, (size_t)(a->end - a->start)) == 0;
+  struct jcur ca, cb;
+  int x, y;
+  jcur_init(&ca, d, a);
+  jcur_init(&cb, d, b);
+  do {
+    x = jcur_next(&ca);
+    y = jcur_next(&cb);
+  } while (x == y && x >= 0);
+  return x == y;
+}
+
+static uint32_t key_hash(const struct jdoc *d, const jsmntok_t *t, int obj) {
+  struct jcur c;
+  int ch;
+  uint32_t h = 2166136261u ^ (uint32_t)obj; /* FNV-1a */
+  jcur_init(&c, d, t);
+  while ((ch = jcur_next(&c)) >= 0)
+    h = (h ^ (uint32_t)ch) * 16777619u;
+  return h;
+}
+
+/* RFC 8259 section 7, and what jansson refuses besides: control
+ * characters, lone or reversed surrogates, \u0000 (escape letters and hex
+ * digits jsmn has checked). */
+static bool json_check_string(struct jdoc *d, const jsmntok_t *t) {
+  for (int i = t->start; i < t->end; i++) {
+    unsigned char c = (unsigned char)d->b[i];
+    if (c < 0x20)
+      return jbad(d, (size_t)i, "a control character in a string");
+    if (c != '\\')
+      continue;
+    if (d->b[++i] != 'u')
+      continue;
+    uint32_t cp = hex4(d->b + i + 1);
+    if (cp == 0)
+      return jbad(d, (size_t)i - 1, "\\u0000 in a string");
+    if (cp >= 0xdc00 && cp <= 0xdfff)
+      return jbad(d, (size_t)i - 1, "a lone low surrogate");
+    i += 4;
+    if (cp >= 0xd800 && cp <= 0xdbff) {
+      if (i + 6 >= t->end || d->b[i + 1] != '\\' || d->b[i + 2] != 'u')
+        return jbad(d, (size_t)i - 5, "a high surrogate without its low half");
+      uint32_t lo = hex4(d->b + i + 3);
+      if (lo < 0xdc00 || lo > 0xdfff)
+        return jbad(d, (size_t)i - 5, "a high surrogate without its low half");
+      i += 6;
+    }
+  }
+  return true;
+}
+
+static locale_t c_locale;
+static void c_locale_init(void) { c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0); }
+
+/* A number token's value as jansson gives it: integers through strtoll
+ * (so -0 is 0), the rest through strtod. Returns false when jansson would
+ * call it an overflow. The token is followed by a delimiter in the buffer
+ * (jsmn's strict mode), so strtod stops at its end. */
+static bool number_value(const char *s, size_t n, bool integer, double *out) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  bool neg = s[0] == '-';
+  size_t i = neg ? 1 : 0, digits = 0, frac = 0;
+  uint64_t m = 0;
+  /* Clinger's fast path: at most 15 digits and 22 decimals are exact. */
+  for (; i < n && s[i] >= '0' && s[i] <= '9'; i++, digits++)
+    m = m * 10 + (uint64_t)(s[i] - '0');
+  if (i < n && s[i] == '.')
+    for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++, digits++, frac++)
+      m = m * 10 + (uint64_t)(s[i] - '0');
+  if (i == n && digits <= 15) {
+    static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+    double v = (double)m / pow10[frac];
+    *out = integer ? (neg && m != 0 ? -v : v) : (neg ? -v : v);
+    return true;
+  }
+  errno = 0;
+  char *end;
+  if (integer) {
+    long long ll = strtoll(s, &end, 10);
+    *out = (double)ll;
+    return errno != ERANGE;
+  }
+  pthread_once(&once, c_locale_init);
+  double v = c_locale != (locale_t)0 ? strtod_l(s, &end, c_locale) : strtod(s, &end);
+  *out = v;
+  return !((v == HUGE_VAL || v == -HUGE_VAL) && errno == ERANGE);
+}
+
+/* true, false, null, or a number of RFC 8259 section 6 that fits. */
+static bool json_check_primitive(struct jdoc *d, const jsmntok_t *t) {
+  const char *s = d->b + t->start;
+  size_t n = (size_t)(t->end - t->start), i = 0;
+  if (s[0] == 't' || s[0] == 'f' || s[0] == 'n') {
+    if ((n == 4 && memcmp(s, "true", 4) == 0) || (n == 5 && memcmp(s, "false", 5) == 0) ||
+        (n == 4 && memcmp(s, "null", 4) == 0))
+      return true;
+    return jbad(d, (size_t)t->start, "not true, false or null");
+  }
+  bool integer = true;
+  if (s[i] == '-')
+    i++;
+  if (i < n && s[i] == '0')
+    i++;
+  else if (i < n && s[i] >= '1' && s[i] <= '9')
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+      i++;
+  else
+    return jbad(d, (size_t)t->start + i, "a malformed number");
+  if (i < n && s[i] == '.') {
+    integer = false;
+    if (++i == n || s[i] < '0' || s[i] > '9')
+      return jbad(d, (size_t)t->start + i, "a malformed number");
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+      i++;
+  }
+  if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+    integer = false;
+    if (++i < n && (s[i] == '+' || s[i] == '-'))
+      i++;
+    if (i == n || s[i] < '0' || s[i] > '9')
+      return jbad(d, (size_t)t->start + i, "a malformed number");
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+      i++;
+  }
+  if (i != n)
+    return jbad(d, (size_t)t->start + i, "a malformed number");
+  double v;
+  if (!number_value(s, n, integer, &v))
+    return jbad(d, (size_t)t->start, "a number out of range");
+  return true;
+}
+
+/* Duplicate keys (jansson's JSON_REJECT_DUPLICATES): a new key `k` of the
+ * object `obj` against its earlier keys, keys[base..top). Small objects
+ * are compared pairwise; from KEYS_LINEAR keys on, the object's keys go
+ * into one hash table shared by the whole document (allocated then). */
+struct keyset {
+  int *keys; /* key token indices, a stack over open objects */
+  int top;
+  struct kslot {
+    int obj, key; /* key + 1; 0: empty */
+  } *tab;
+  size_t cap; /* slots, a power of two */
+};
+
+static bool keyset_insert(struct jdoc *d, struct keyset *ks, int obj, int k) {
+  if (ks->tab == NULL) {
+    size_t cap = 64;
+    while (cap < 2 * (size_t)d->ntok)
+      cap *= 2;
+    ks->tab = calloc(cap, sizeof(*ks->tab));
+    if (ks->tab == NULL)
+      return jbad(d, (size_t)d->tok[k].start, "out of memory");
+    ks->cap = cap;
+  }
+  for (size_t h = key_hash(d, &d->tok[k], obj) & (ks->cap - 1);; h = (h + 1) & (ks->cap - 1)) {
+    struct kslot *sl = &ks->tab[h];
+    if (sl->key == 0) {
+      sl->obj = obj;
+      sl->key = k + 1;
+      return true;
+    }
+    if (sl->obj == obj && keys_equal(d, &d->tok[sl->key - 1], &d->tok[k]))
+      return jbad(d, (size_t)d->tok[k].start - 1, "a duplicate object key");
+  }
+}
+
+static bool keyset_add(struct jdoc *d, struct keyset *ks, int obj, int base, int k) {
+  int n = ks->top - base;
+  if (n < KEYS_LINEAR) {
+    for (int i = base; i < ks->top; i++)
+      if (keys_equal(d, &d->tok[ks->keys[i]], &d->tok[k]))
+        return jbad(d, (size_t)d->tok[k].start - 1, "a duplicate object key");
+    ks->keys[ks->top++] = k;
+    if (n + 1 < KEYS_LINEAR)
+      return true;
+    for (int i = base; i < ks->top; i++) /* this object moves to the table */
+      if (!keyset_insert(d, ks, obj, ks->keys[i]))
+        return false;
+    return true;
+  }
+  return keyset_insert(d, ks, obj, k);
+}
+
+/* Where the pushdown check of json_check() stands. */
+enum jstate {
+  J_TOP,        /* before the document's value */
+  J_ARR_FIRST,  /* after '[': a value or ']' */
+  J_OBJ_FIRST,  /* after '{': a key or '}' */
+  J_VALUE,      /* after ',' in an array, or ':' */
+  J_KEY,        /* after ',' in an object */
+  J_COLON,      /* after a key */
+  J_AFTER,      /* after a value inside a container: ',' or the closer */
+  J_DONE        /* the document's value is closed */
+};
+
+struct jframe {
+  int obj;      /* the container's token */
+  int keybase;  /* its first key in keyset.keys */
+};
+
+/* The punctuation between tokens: ws, ',', ':' and closers. */
+static bool json_gap(struct jdoc *d, size_t from, size_t to, enum jstate *st,
+                     struct jframe *stack, int *depth, struct keyset *ks) {
+  for (size_t i = from; i < to; i++) {
+    char c = d->b[i];
+    bool arr = *depth > 0 && d->tok[stack[*depth - 1].obj].type == JSMN_ARRAY;
+    switch (c) {
+    case ' ':
+    case '\t':
+    case '\n':
+    case '\r':
+      continue;
+    case ',':
+      if (*st != J_AFTER)
+        return jbad(d, i, "unexpected ','");
+      *st = arr ? J_VALUE : J_KEY;
+      continue;
+    case ':':
+      if (*st != J_COLON)
+        return jbad(d, i, "unexpected ':'");
+      *st = J_VALUE;
+      continue;
+    case ']':
+    case '}':
+      if (*depth == 0 || arr != (c == ']') ||
+          !(*st == J_AFTER || *st == (arr ? J_ARR_FIRST : J_OBJ_FIRST)))
+        return jbad(d, i, c == ']' ? "unexpected ']'" : "unexpected '}'");
+      ks->top = stack[--*depth].keybase;
+      *st = *depth == 0 ? J_DONE : J_AFTER;
+      continue;
+    default:
+      return jbad(d, i, "an unexpected character");
+    }
+  }
+  return true;
+}
+
+/* Holds jsmn's tokens and the text between them to RFC 8259 and to what
+ * jansson refuses; *d->bad and d->why say where and why not. */
+static bool json_check(struct jdoc *d, int *keys) {
+  struct jframe stack[JSON_DEPTH_MAX];
+  struct keyset ks = {keys, 0, NULL, 0};
+  enum jstate st = J_TOP;
+  int depth = 0;
+  size_t pos = 0;
+  bool ok = true;
+  for (int i = 0; ok && i < d->ntok; i++) {
+    const jsmntok_t *t = &d->tok[i];
+    size_t lex = (size_t)t->start - (t->type == JSMN_STRING ? 1 : 0);
+    if (!(ok = json_gap(d, pos, lex, &st, stack, &depth, &ks)))
+      break;
+    if (st == J_OBJ_FIRST || st == J_KEY) {
+      if (t->type != JSMN_STRING) {
+        ok = jbad(d, lex, "a key must be a string");
+        break;
+      }
+      ok = json_check_string(d, t) &&
+           keyset_add(d, &ks, stack[depth - 1].obj, stack[depth - 1].keybase, i);
+      st = J_COLON;
+      pos = (size_t)t->end + 1;
+      continue;
+    }
+    if (st == J_DONE) {
+      ok = jbad(d, lex, "data after the end of the document");
+      break;
+    }
+    if (st == J_COLON || st == J_AFTER) {
+      ok = jbad(d, lex, st == J_COLON ? "':' expected" : "',' expected");
+      break;
+    }
+    if (st == J_TOP && t->type != JSMN_ARRAY && t->type != JSMN_OBJECT) {
+      ok = jbad(d, lex, "a JSON text here is an array or an object");
+      break;
+    }
+    if (depth >= JSON_DEPTH_MAX) {
+      ok = jbad(d, lex, "nested too deep");
+      break;
+    }
+    switch (t->type) {
+    case JSMN_ARRAY:
+    case JSMN_OBJECT:
+      stack[depth].obj = i;
+      stack[depth++].keybase = ks.top;
+      st = t->type == JSMN_ARRAY ? J_ARR_FIRST : J_OBJ_FIRST;
+      pos = lex + 1;
+      continue;
+    case JSMN_STRING:
+      ok = json_check_string(d, t);
+      pos = (size_t)t->end + 1;
+      break;
+    default:
+      ok = json_check_primitive(d, t);
+      pos = (size_t)t->end;
+      break;
+    }
+    st = J_AFTER;
+  }
+  if (ok)
+    ok = json_gap(d, pos, d->len, &st, stack, &depth, &ks);
+  if (ok && st != J_DONE)
+    ok = jbad(d, d->len, "premature end of input");
+  free(ks.tab);
+  return ok;
+}
+
+/* The token after the value at `i` and everything inside it. */
+static int tok_skip(const struct jdoc *d, int i) {
+  if (d->tok[i].type != JSMN_ARRAY && d->tok[i].type != JSMN_OBJECT)
+    return i + 1;
+  int end = d->tok[i].end, j = i + 1;
+  while (j < d->ntok && d->tok[j].start < end)
+    j++;
+  return j;
+}
+
+static const char *tok_type_name(const struct jdoc *d, const jsmntok_t *t) {
+  switch (t->type) {
+  case JSMN_OBJECT:
+    return "an object";
+  case JSMN_ARRAY:
+    return "an array";
+  case JSMN_STRING:
+    return "a string";
+  default:
+    break;
+  }
+  switch (d->b[t->start]) {
+  case 't':
+    return "true";
+  case 'f':
+    return "false";
+  case 'n':
+    return "null";
+  default:
+    return "a number";
+  }
+}
+
+/* What json_field() does with a jansson value, for token `v` of key `k`. */
+static int jtok_field(struct senml_dec *s, const struct jdoc *d, const jsmntok_t *k,
+                      const jsmntok_t *v) {
+  char key[TEXT_MAX + 1], last, qs[QUOTE_CAP];
+  size_t klen = tok_text(d, k, key, sizeof(key), &last);
+  int l = klen <= 4 ? label_from_name(key, klen) : L_UNKNOWN;
+  int rc;
+  if (l == L_UNKNOWN) {
+    if (klen > 0 && last == '_')
+      return fail(s, "field %s must be understood (RFC 8428 4.4) and is not supported",
+                  quote(qs, key, klen, false));
+    return 0;
+  }
+  if ((rc = record_label(s, l)) != 0)
+    return rc;
+  if (v->type == JSMN_STRING) {
+    char text[TEXT_MAX + 1];
+    /* record_text() copies at most TEXT_MAX bytes: the rest only counts. */
+    size_t n = tok_text(d, v, text, sizeof(text), &last);
+    return record_text(s, l, text, n);
+  }
+  if (v->type == JSMN_PRIMITIVE) {
+    const char *p = d->b + v->start;
+    size_t n = (size_t)(v->end - v->start);
+    if (*p == 't' || *p == 'f')
+      return record_bool(s, l, *p == 't');
+    if (*p != 'n') {
+      double x;
+      bool integer = memchr(p, '.', n) == NULL && memchr(p, 'e', n) == NULL &&
+                     memchr(p, 'E', n) == NULL;
+      (void)number_value(p, n, integer, &x); /* in range: json_check() */
+      return record_number(s, l, x);
+    }
+  }
+  return wrong_type(s, l, tok_type_name(d, v));
+}
+
+static int jtok_record(struct senml_dec *s, const struct jdoc *d, int i) {
+  const jsmntok_t *rec = &d->tok[i];
+  int rc;
+  if (rec->type != JSMN_OBJECT)
+    return fail(s, "not an object but %s", tok_type_name(d, rec));
+  if ((rc = record_begin(s)) != 0)
+    return rc;
+  int k = i + 1;
+  for (int f = 0; f < rec->size; f++) {
+    if ((rc = jtok_field(s, d, &d->tok[k], &d->tok[k + 1])) != 0)
+      return rc;
+    k = tok_skip(d, k + 1);
+  }
+  return record_end(s);
+}
+
+/* line and column (1-based, in bytes) of offset `off`, for messages */
+static void line_col(const char *b, size_t off, int *line, int *col) {
+  *line = 1;
+  size_t ls = 0;
+  for (size_t i = 0; i < off; i++)
+    if (b[i] == '\n')
+      (*line)++, ls = i + 1;
+  *col = (int)(off - ls) + 1;
+}
+
+static int jsmn_tokens(struct jdoc *d, jsmntok_t *stack_tok, jsmntok_t **heap) {
+  jsmn_parser p;
+  jsmn_init(&p);
+  int r = jsmn_parse(&p, d->b, d->len, stack_tok, JSON_TOKENS_STACK);
+  d->tok = stack_tok;
+  if (r == JSMN_ERROR_NOMEM) {
+    jsmn_init(&p);
+    r = jsmn_parse(&p, d->b, d->len, NULL, 0); /* counts */
+    if (r > 0) {
+      *heap = malloc((size_t)r * sizeof(**heap));
+      if (*heap == NULL)
+        return -ENOMEM;
+      d->tok = *heap;
+      unsigned n = (unsigned)r;
+      jsmn_init(&p);
+      r = jsmn_parse(&p, d->b, d->len, d->tok, n);
+    }
+  }
+  if (r < 0) {
+    d->bad = p.pos;
+    d->why = r == JSMN_ERROR_PART ? "premature end of input" : "an unexpected character";
+  }
+  d->ntok = r;
+  return r;
+}
+
+int proto_senml_decode_json(const uint8_t *buf, size_t len, const proto_limits_t *lim,
+                            proto_pack_t *out, char *err, size_t errlen) {
+  struct senml_dec s;
+  jsmntok_t stack_tok[JSON_TOKENS_STACK], *heap_tok = NULL;
+  int stack_keys[JSON_TOKENS_STACK], *heap_keys = NULL;
+  struct jdoc d = {(const char *)buf, len, NULL, 0, 0, NULL};
+  int rc = 0, line, col;
+
+  dec_init(&s, lim, out, err, errlen);
+  if (len == 0)
+    return fail_pack(err, errlen, "no data: a SenML pack is a JSON array of records");
+  /* jsmn stops at a NUL byte, which no JSON text holds. */
+  const uint8_t *nul = memchr(buf, '\0', len);
+  size_t bad_utf8 = utf8_bad_at(buf, len);
+  if (nul != NULL && (size_t)(nul - buf) < bad_utf8)
+    jbad(&d, (size_t)(nul - buf), "a NUL byte");
+  else if (bad_utf8 < len)
+    jbad(&d, bad_utf8, "not UTF-8");
+  else if (jsmn_tokens(&d, stack_tok, &heap_tok) < 0 && d.why == NULL)
+    rc = -ENOMEM;
+  else if (d.ntok > JSON_TOKENS_STACK && (heap_keys = malloc((size_t)d.ntok * sizeof(int))) == NULL)
+    rc = -ENOMEM;
+  else if (d.ntok > 0)
+    (void)json_check(&d, heap_keys != NULL ? heap_keys : stack_keys);
+  else if (d.why == NULL)
+    jbad(&d, len, "premature end of input");
+  free(heap_keys);
+  if (rc == -ENOMEM) {
+    free(heap_tok);
+    return fail_pack(err, errlen, "out of memory decoding the pack");
+  }
+  if (d.why != NULL) {
+    free(heap_tok);
+    line_col(d.b, d.bad, &line, &col);
+    return fail_pack(err, errlen, "invalid JSON at line %d, column %d: %s", line, col, d.why);
+  }
+  const jsmntok_t *root = &d.tok[0];
+  size_t n = (size_t)root->size;
+  if (root->type != JSMN_ARRAY)
+    rc = fail_pack(err, errlen, "a SenML pack is a JSON array of records, not an object");
+  else if (n == 0)
+    rc = fail_pack(err, errlen, "empty pack");
+  else if (n > PROTO_PACK_MAX)
+    rc = fail_pack(err, errlen, "pack has %zu records, more than %d", n, PROTO_PACK_MAX);
+  for (int i = 1, r = 0; rc == 0 && (size_t)r < n; r++) {
+    rc = jtok_record(&s, &d, i);
+    i = tok_skip(&d, i);
+  }
+  free(heap_tok);
   return rc;
 }
 
@@ -1006,38 +1676,7 @@ static void cbor_on_event(struct cbor_dec *d, const struct ev *e) {
   }
 }
 
-/* RFC 3629 section 4: no overlong forms, no surrogates, nothing past U+10FFFF. */
-static bool utf8_valid(const uint8_t *s, size_t n) {
-  for (size_t i = 0; i < n;) {
-    unsigned c = s[i];
-    size_t len;
-    uint32_t cp;
-    if (c < 0x80) {
-      i++;
-      continue;
-    }
-    if (c >= 0xc2 && c <= 0xdf)
-      len = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-      len = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-      len = 4, cp = c & 0x07;
-    else
-      return false;
-    if (n - i < len)
-      return false;
-    for (size_t k = 1; k < len; k++) {
-      if ((s[i + k] & 0xc0) != 0x80)
-        return false;
-      cp = cp << 6 | (s[i + k] & 0x3f);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-      return false;
-    i += len;
-  }
-  return true;
-}
+static bool utf8_valid(const uint8_t *s, size_t n) { return utf8_bad_at(s, n) == n; }
 
 static void on_uint(void *c, uint64_t v) {
   cbor_on_event(c, &(struct ev){.kind = EV_UINT, .u = v});

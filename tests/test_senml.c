@@ -1020,8 +1020,184 @@ static void every_unit_offered_in_messages_converts(void **state) {
   assert_int_equal(proto_unit_to_canonical(PROTO_Q_COUNT, "kPa", 3, &v), -EINVAL);
 }
 
+/* ---- the jsmn decoder against jansson's (the oracle it replaced): the
+ * same verdict, values bit for bit and message, except the reason after
+ * "invalid JSON at line L, column C: " (tests/fuzz/fuzz_senml_diff.c does
+ * this with arbitrary bytes). */
+#define SYNTAX "invalid JSON at line "
+
+static int agree_n(const char *text, size_t len) {
+  static proto_pack_t mine, oracle;
+  char e1[512], e2[512];
+  int r1 = proto_senml_decode_json((const uint8_t *)text, len, &lim, &mine, e1, sizeof(e1));
+  int r2 = proto_senml_decode_json_jansson((const uint8_t *)text, len, &lim, &oracle, e2,
+                                           sizeof(e2));
+  if (r1 != r2)
+    print_error("verdicts differ: jsmn %d \"%s\", jansson %d \"%s\"\n--- input ---\n%.300s\n", r1,
+                r1 ? e1 : "", r2, r2 ? e2 : "", text);
+  assert_int_equal(r1, r2);
+  if (r1 == 0) {
+    assert_string_equal(mine.device, oracle.device);
+    assert_int_equal(mine.n, oracle.n);
+    for (size_t i = 0; i < mine.n; i++) {
+      assert_int_equal(mine.rec[i].quantity, oracle.rec[i].quantity);
+      assert_int_equal(mine.rec[i].t_ms, oracle.rec[i].t_ms);
+      assert_memory_equal(&mine.rec[i].value, &oracle.rec[i].value, sizeof(double));
+    }
+    pack = mine;
+    return 0;
+  }
+  bool s1 = strncmp(e1, SYNTAX, strlen(SYNTAX)) == 0, s2 = strncmp(e2, SYNTAX, strlen(SYNTAX)) == 0;
+  if (s1 != s2 || (!s1 && strcmp(e1, e2) != 0))
+    print_error("messages differ:\n jsmn    %s\n jansson %s\n--- input ---\n%.300s\n", e1, e2,
+                text);
+  assert_true(s1 == s2);
+  if (!s1)
+    assert_string_equal(e1, e2);
+  strcpy(err, e1);
+  return r1;
+}
+
+static int agree(const char *text) { return agree_n(text, strlen(text)); }
+
+#define REC "{\"bn\":\"d/\",\"n\":\"pm10\",\"v\":12"
+
+static void json_decoders_agree_on_strings_and_escapes(void **state) {
+  (void)state;
+  assert_int_equal(agree("[{\"b\\u006e\":\"d\\/\",\"\\u006E\":\"pm\\u0031\\u0030\",\"v\":1}]"), 0);
+  assert_string_equal(pack.device, "d");
+  assert_int_equal(agree("[" REC ",\"x\":\"\\ud83d\\ude00 \\u00e9\\\"\\\\\\b\\f\\n\\r\\t\"}]"), 0);
+  assert_int_equal(agree("[" REC ",\"\\u00e9_\":1}]"), -EBADMSG); /* must understand, quoted */
+  assert_non_null(strstr(err, "\\xc3\\xa9_"));
+  assert_int_equal(agree("[" REC ",\"u\":\"\\u00b5g/m3\"}]"), -EBADMSG); /* not our unit */
+  assert_non_null(strstr(err, "unit \"\\xc2\\xb5g/m3\" is not a unit of pm10"));
+  const char *syntax[] = {
+      "[" REC ",\"x\":\"\\u0000\"}]",        "[" REC ",\"\\u0000\":1}]",
+      "[" REC ",\"x\":\"\\ud800\"}]",        "[" REC ",\"x\":\"\\udc00\"}]",
+      "[" REC ",\"x\":\"\\ud800\\u0041\"}]", "[" REC ",\"x\":\"\\ud800x\"}]",
+      "[" REC ",\"x\":\"a\tb\"}]",           "[" REC ",\"x\":\"\\x\"}]",
+      "[" REC ",\"x\":\"\\u12g4\"}]",        "[" REC ",\"x\":\"\xc3\"}]",
+      "[" REC ",\"x\":\"\xc0\xaf\"}]",       "[" REC ",\"x\":\"\xed\xa0\x80\"}]",
+      "[" REC ",\"x\":\"\xf4\x90\x80\x80\"}]", "[" REC ",\"x\":\"\x7f\"}]\xff",
+  };
+  for (size_t i = 0; i < sizeof(syntax) / sizeof(syntax[0]); i++)
+    assert_int_equal(agree(syntax[i]), -EBADMSG);
+}
+
+static void json_decoders_agree_on_numbers(void **state) {
+  (void)state;
+  const char *ok[] = {"-0", "-0.0", "0", "0.0", "1e2", "1E+2", "12.5e-1", "1e-400", "-1e-400",
+                      "9007199254740993", "123456789012345678", "-9223372036854775808",
+                      "0.1", "1764100000.5", "3.14159265358979323846", "1234567890123456.5",
+                      "0.000000000000000000000001", "100000000000000000000.0"};
+  char buf[256];
+  for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+    snprintf(buf, sizeof(buf), "[{\"bn\":\"d/\",\"n\":\"temp\",\"v\":%s,\"x\":%s}]", ok[i], ok[i]);
+    assert_int_equal(agree(buf), 0);
+  }
+  const char *bad[] = {"01", "-", "1.", ".5", "+1", "1e", "1e+", "-01", "0x10", "1e400",
+                       "-1e400", "9223372036854775808", "-9223372036854775809", "NaN",
+                       "Infinity", "tru", "nul", "falsey", "1.5.2", "--1"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    snprintf(buf, sizeof(buf), "[{\"bn\":\"d/\",\"n\":\"temp\",\"v\":1,\"x\":%s}]", bad[i]);
+    assert_int_equal(agree(buf), -EBADMSG);
+    assert_non_null(strstr(err, SYNTAX));
+  }
+  /* Values of a wrong type name the type as jansson did. */
+  assert_int_equal(agree("[{\"bn\":\"d/\",\"n\":\"temp\",\"v\":null}]"), -EBADMSG);
+  assert_int_equal(agree("[{\"bn\":\"d/\",\"n\":\"temp\",\"v\":[1]}]"), -EBADMSG);
+  assert_int_equal(agree("[{\"bn\":\"d/\",\"n\":\"temp\",\"v\":{}}]"), -EBADMSG);
+  assert_int_equal(agree("[{\"bn\":\"d/\",\"n\":\"temp\",\"v\":true}]"), -EBADMSG);
+  assert_int_equal(agree("[{\"bn\":\"d/\",\"n\":\"temp\",\"v\":\"1\"}]"), -EBADMSG);
+  assert_int_equal(agree("[{\"bn\":\"d/\",\"n\":1,\"v\":1}]"), -EBADMSG);
+}
+
+static void json_decoders_agree_on_structure(void **state) {
+  (void)state;
+  const char *cases[] = {
+      "",          " ",          "[]",         "{}",         "{\"a\":1}",  "[1]",
+      "[\"x\"]",   "[null]",     "[[]]",       "1",          "\"x\"",      "true",
+      "[1,]",      "[,1]",       "[1 2]",      "{\"a\" 1}",  "{\"a\":}",   "{\"a\":1,}",
+      "{,}",       "{\"a\"}",    "{1:2}",      "[1:2]",      "[{\"a\":1]", "[}",
+      "[" REC "}] [1]",          "[" REC "}]  \r\n\t",       "[" REC "}],",
+      "[" REC ",\"v\":13}]",     "[" REC ",\"\\u0076\":13}]", "[" REC ",\"x\":{\"a\":1,\"a\":2}}]",
+      "[" REC ",\"x\":[{\"a\":1},{\"a\":2}]}]",                "[" REC "},7]",
+      "[" REC "},[]]",           "\xef\xbb\xbf[" REC "}]",   "[" REC ",\"bn\":\"e/\"}]",
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+    (void)agree(cases[i]);
+  assert_int_equal(agree("[" REC "}] x"), -EBADMSG);
+  assert_non_null(strstr(err, "invalid JSON at line 1, column 33:")); /* the x */
+  assert_int_equal(agree("[" REC ",\n\"x\":[1,]}]"), -EBADMSG);
+  assert_non_null(strstr(err, "invalid JSON at line 2, column 8:"));
+}
+
+/* Objects past 16 keys go through the hash table; packs past 256 tokens
+ * through heap-allocated tokens. */
+static void json_decoders_agree_on_large_objects_and_packs(void **state) {
+  (void)state;
+  static char buf[1 << 20];
+  for (int dup = 0; dup <= 1; dup++) {
+    size_t o = (size_t)sprintf(buf, "[" REC ",\"x\":{");
+    for (int k = 0; k < 3000; k++)
+      o += (size_t)sprintf(buf + o, "%s\"k%d\":%d", k ? "," : "", k, k);
+    o += (size_t)sprintf(buf + o, dup ? ",\"k\\u0031\\u0037\":0}}]" : "}}]");
+    assert_int_equal(agree_n(buf, o), dup ? -EBADMSG : 0);
+  }
+  size_t o = (size_t)sprintf(buf, "[");
+  for (int r = 0; r < PROTO_PACK_MAX; r++)
+    o += (size_t)sprintf(buf + o, "%s{%s\"n\":\"temp\",\"t\":%d,\"v\":%d.5}", r ? "," : "",
+                         r ? "" : "\"bn\":\"d/\",\"bt\":1764100000,", -r, r);
+  o += (size_t)sprintf(buf + o, "]");
+  assert_int_equal(agree_n(buf, o), 0);
+  assert_int_equal(pack.n, PROTO_PACK_MAX);
+}
+
+/* jansson's limit: a value nested in 2048 containers is refused. */
+static void json_decoders_agree_on_nesting_depth(void **state) {
+  (void)state;
+  static char buf[3 * 2100 + 200];
+  const int depths[] = {2045, 2046, 2047, 2048};
+  for (size_t d = 0; d < sizeof(depths) / sizeof(depths[0]); d++) {
+    for (int scalar = 0; scalar <= 1; scalar++) {
+      size_t o = (size_t)sprintf(buf, "[" REC ",\"x\":");
+      for (int i = 0; i < depths[d]; i++)
+        buf[o++] = '[';
+      if (scalar)
+        buf[o++] = '1';
+      for (int i = 0; i < depths[d]; i++)
+        buf[o++] = ']';
+      o += (size_t)sprintf(buf + o, "}]");
+      int rc = agree_n(buf, o);
+      /* the array and the record add 2 containers around x */
+      assert_int_equal(rc, depths[d] + 2 + scalar > 2048 ? -EBADMSG : 0);
+    }
+  }
+}
+
+/* jansson takes one NUL byte after a number as if it were not there (its
+ * lexer's look-ahead); every NUL byte is a syntax error to jsmn's decoder,
+ * as to RFC 8259. The one deliberate difference. */
+static void json_decoder_refuses_every_nul_byte(void **state) {
+  (void)state;
+  const char text[] = "[{\"bn\":\"d/\",\"n\":\"pm10\",\"v\":2\0}]";
+  assert_int_equal(proto_senml_decode_json((const uint8_t *)text, sizeof(text) - 1, &lim, &pack,
+                                           err, sizeof(err)),
+                   -EBADMSG);
+  assert_string_equal(err, "invalid JSON at line 1, column 29: a NUL byte");
+  assert_int_equal(proto_senml_decode_json_jansson((const uint8_t *)text, sizeof(text) - 1, &lim,
+                                                   &pack, err, sizeof(err)),
+                   0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(json_decoders_agree_on_strings_and_escapes),
+      cmocka_unit_test(json_decoders_agree_on_numbers),
+      cmocka_unit_test(json_decoders_agree_on_structure),
+      cmocka_unit_test(json_decoders_agree_on_large_objects_and_packs),
+      cmocka_unit_test(json_decoders_agree_on_nesting_depth),
+      cmocka_unit_test(json_decoder_refuses_every_nul_byte),
       cmocka_unit_test(decode_adds_record_time_to_base_time),
       cmocka_unit_test(decode_treats_times_below_2_pow_28_as_relative_to_now),
       cmocka_unit_test(decode_reads_times_from_2_pow_28_on_as_unix_seconds),
