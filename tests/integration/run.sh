@@ -11,7 +11,11 @@ run() { # run NAME BACKEND
     passed=$((passed + 1)); echo "ok   $1${3:-} ($(( $(date +%s) - start ))s)"
   else
     failed=$((failed + 1)); names="$names $1${3:-}"
-    echo "FAIL $1${3:-}"; printf '%s\n' "$out" | sed 's/^/     /' | tail -40
+    # where it failed first (lib.sh's FAIL lines name file:line), then
+    # the end of what it printed (the logs' tails come last)
+    echo "FAIL $1${3:-}"
+    printf '%s\n' "$out" | grep -E '^FAIL |^     in |^     called from ' | sed 's/^/     /'
+    printf '%s\n' "$out" | sed 's/^/     /' | tail -40
   fi
 }
 for t in test_*.sh; do
