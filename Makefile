@@ -12,7 +12,7 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 FUZZ_SECONDS ?= 20
 
-PKGS := libcoap-3-openssl libuv jansson libcbor inih sqlite3 libmicrohttpd libcurl
+PKGS := libcoap-3-openssl libuv jansson libcbor inih sqlite3 libmicrohttpd libcurl libsystemd
 TEST_PKGS := cmocka
 
 # pkg-config is asked only when a target needs to compile (not for `make deps`).

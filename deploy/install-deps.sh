@@ -15,6 +15,7 @@ pkg:inih:libinih-dev
 pkg:sqlite3:libsqlite3-dev
 pkg:libmicrohttpd:libmicrohttpd-dev
 pkg:libcurl:libcurl4-openssl-dev
+pkg:libsystemd:libsystemd-dev
 pkg:cmocka:libcmocka-dev
 hdr:/usr/include/mbedtls/ssl.h:libmbedtls-dev
 hdr:/usr/share/zoneinfo/Asia/Shanghai:tzdata
