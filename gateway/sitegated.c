@@ -67,6 +67,11 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (check) {
+    int crc = gw_check(cfg);
+    if (crc != 0) {
+      sg_config_free(cfg);
+      return 1;
+    }
     sg_config_dump(cfg, stdout);
     fprintf(stderr, "%s: ok (%zu devices)\n", path, cfg->n_devices);
     sg_config_free(cfg);
