@@ -7,10 +7,10 @@ grep -q "secret-dust-02" "$T/dump" && fail "--check-config printed a psk"
 
 printf '[site]\nid = X\n[coap]\nprot = 5683\n' >"$T/bad.conf"
 rc=0; out=$("$BIN/sitegated" -c "$T/bad.conf" 2>&1) || rc=$?
-[ $rc -ne 0 ] || fail "an unknown key must stop start-up"
+[ $rc -eq 78 ] || fail "an unknown key must stop start-up with 78 (EX_CONFIG), got $rc"
 [ "$out" = "$T/bad.conf:4: unknown key \"prot\" in [coap]" ] || fail "message: $out"
 rc=0; "$BIN/sitegated" -c "$T/missing.conf" 2>"$T/err" || rc=$?
-[ $rc -eq 1 ] && grep -q "missing.conf" "$T/err" || fail "missing file: rc=$rc $(cat "$T/err")"
+[ $rc -eq 78 ] && grep -q "missing.conf" "$T/err" || fail "missing file: rc=$rc (want 78, EX_CONFIG) $(cat "$T/err")"
 rc=0; "$BIN/sitegated" 2>/dev/null || rc=$?
 [ $rc -eq 2 ] || fail "no -c is a usage error (2), got $rc"
 
@@ -37,7 +37,7 @@ sed "s|^listen = 127.0.0.1:.*|listen = 0.0.0.0:$LAN_HTTP|" "$T/site.conf" |
 rc=0; out=$(timeout 10 "$BIN/sitegated" -c "$T/lan.conf" 2>&1) || rc=$?
 [ $rc -ne 0 ] && echo "$out" | grep -q "token" || fail "LAN bind without token: rc=$rc $out"
 rc=0; out=$("$BIN/sitegated" --check-config -c "$T/lan.conf" 2>&1) || rc=$?
-[ $rc -eq 1 ] && echo "$out" | grep -q "lan.conf:[0-9]*: \[http\] listen.*token" ||
+[ $rc -eq 78 ] && echo "$out" | grep -q "lan.conf:[0-9]*: \[http\] listen.*token" ||
   fail "--check-config must refuse what start-up refuses: rc=$rc $out"
 
 # sitectl: 0 ok, 1 the gateway said no, 2 usage, 3 unreachable.
