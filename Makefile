@@ -41,7 +41,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_PROGRAMS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
-.PHONY: all deps test unit integration test-stress asan fuzz bench lint install install-files demo clean web \
+.PHONY: all deps test unit integration test-stress asan fuzz bench lint install install-files deb demo clean web \
   config-reference
 # Objects make would take for intermediate (tests, fuzz harnesses) are kept:
 # deleting them made every `make unit` rebuild.
@@ -205,6 +205,22 @@ ifeq ($(LIVE_INSTALL),yes)
 	  [ -d /run/systemd/system ] && systemctl daemon-reload || true; \
 	fi
 endif
+
+# Debian packages (sitegate, sitegate-rx, sitegate-sim) with debhelper,
+# built from a copy of the tree in build/deb/ (dpkg-buildpackage writes
+# beside the source, which must stay inside this tree), then lintian.
+# ARCH=arm64 cross-builds. Not part of `make test`.
+ARCH ?= $(shell dpkg --print-architecture 2>/dev/null)
+DEB_DIR := $(BUILD)/deb/$(ARCH)
+deb: $(WEB_NPM)/uPlot.esm.js
+	@deploy/install-deps.sh deb
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/sitegate
+	git ls-files -z --cached --others --exclude-standard | grep -zv '^debian/.*~$$' | \
+	  xargs -0 cp -p --parents -t $(DEB_DIR)/sitegate
+	cp -rp --parents gateway/web/node_modules/uplot $(DEB_DIR)/sitegate
+	cd $(DEB_DIR)/sitegate && dpkg-buildpackage -b -us -uc -a$(ARCH) $(if $(filter-out $(shell dpkg --print-architecture),$(ARCH)),-Pnocheck)
+	lintian --fail-on error,warning $(DEB_DIR)/*.changes
+	@ls -l $(DEB_DIR)/*.deb
 
 clean:
 	rm -rf build build-asan build-fuzz bin share
