@@ -225,4 +225,5 @@ deb: $(WEB_NPM)/uPlot.esm.js
 clean:
 	rm -rf build build-asan build-fuzz bin share
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# (build/deb/ holds the packages' own trees: their .d files and sysusers.d are not ours)
+-include $(shell find $(BUILD) -path '$(BUILD)/deb' -prune -o -type f -name '*.d' -print 2>/dev/null)
