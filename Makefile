@@ -12,7 +12,7 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 FUZZ_SECONDS ?= 20
 
-PKGS := libcoap-3-openssl libuv jansson libcbor inih sqlite3 libmicrohttpd libcurl libpq
+PKGS := libcoap-3-openssl libuv jansson libcbor inih sqlite3 libmicrohttpd libcurl libpq libsystemd
 TEST_PKGS := cmocka
 
 # pkg-config is asked only when a target needs to compile (not for `make deps`).
@@ -43,7 +43,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_PROGRAMS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
-.PHONY: all deps test unit integration test-stress asan fuzz bench lint install demo clean web \
+.PHONY: all deps test unit integration test-stress asan fuzz bench lint install install-files deb demo clean web \
   config-reference
 # Objects make would take for intermediate (tests, fuzz harnesses) are kept:
 # deleting them made every `make unit` rebuild.
@@ -156,17 +156,76 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@deploy/demo.sh
 
+# GNU conventions: DESTDIR stages (nothing is written outside it when it is
+# set), PREFIX, BINDIR, DATADIR, DOCDIR; SYSCONFDIR is /etc and the unit and
+# sysusers folders are systemd's (pkg-config) for the system prefixes /usr
+# and /usr/local; any other PREFIX is a private tree and gets all of them
+# under it, so a trial install never touches the live unit or config.
+# Installing into the live system (no DESTDIR, or DESTDIR=/) also creates
+# the sitegate user and lets its group read the config (systemd-sysusers).
+BINDIR  ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share
+DOCDIR  ?= $(DATADIR)/doc/sitegate
+ifneq ($(filter /usr /usr/local,$(PREFIX)),)
+SYSCONFDIR  ?= /etc
+UNITDIR     ?= $(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),/lib/systemd/system)
+SYSUSERSDIR ?= $(or $(shell pkg-config --variable=sysusersdir systemd 2>/dev/null),/usr/lib/sysusers.d)
+else
+SYSCONFDIR  ?= $(PREFIX)/etc
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+endif
+DOCS := README.md deploy/CONFIG.md protocol/COAP.md protocol/HTTP.md protocol/UPLINK.md
+UNIT_SUBST = sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g'
+LIVE_INSTALL = $(if $(filter-out /,$(DESTDIR)),,$(if $(filter /usr /usr/local,$(PREFIX)),yes))
+
+# install-files installs what is built (BIN= says where), building nothing:
+# the systemd test installs the binaries it is given.
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/sitegate $(DESTDIR)/lib/systemd/system
-	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
-	install -d $(DESTDIR)$(PREFIX)/share/sitegate/web/vendor
-	install -m 644 $(filter-out $(WEB_OUT)/vendor/%,$(WEB_FILES)) $(DESTDIR)$(PREFIX)/share/sitegate/web/
-	install -m 644 $(filter $(WEB_OUT)/vendor/%,$(WEB_FILES)) $(DESTDIR)$(PREFIX)/share/sitegate/web/vendor/
-	test -e $(DESTDIR)/etc/sitegate/sitegate.conf || \
-	  install -m 640 deploy/sitegate.conf $(DESTDIR)/etc/sitegate/sitegate.conf
-	sed 's|@BINDIR@|$(PREFIX)/bin|g' deploy/sitegated.service > $(DESTDIR)/lib/systemd/system/sitegated.service
+	@$(MAKE) --no-print-directory install-files
+install-files:
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sitegate/web/vendor $(DESTDIR)$(DOCDIR) \
+	  $(DESTDIR)$(SYSCONFDIR)/sitegate $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
+	install -m 755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
+	install -m 644 $(filter-out $(WEB_OUT)/vendor/%,$(WEB_FILES)) $(DESTDIR)$(DATADIR)/sitegate/web/
+	install -m 644 $(filter $(WEB_OUT)/vendor/%,$(WEB_FILES)) $(DESTDIR)$(DATADIR)/sitegate/web/vendor/
+	install -m 644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+	install -m 644 deploy/sitegate.conf $(DESTDIR)$(DOCDIR)/sitegate.conf.example
+	test -e $(DESTDIR)$(SYSCONFDIR)/sitegate/sitegate.conf || \
+	  install -m 640 deploy/sitegate.conf $(DESTDIR)$(SYSCONFDIR)/sitegate/sitegate.conf
+	$(UNIT_SUBST) deploy/sitegated.service > $(DESTDIR)$(UNITDIR)/sitegated.service
+	$(UNIT_SUBST) deploy/sitegate-rx.service > $(DESTDIR)$(UNITDIR)/sitegate-rx.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/sitegated.service $(DESTDIR)$(UNITDIR)/sitegate-rx.service
+	install -m 644 deploy/sysusers-sitegate.conf $(DESTDIR)$(SYSUSERSDIR)/sitegate.conf
+	install -m 644 deploy/sysusers-sitegate-rx.conf $(DESTDIR)$(SYSUSERSDIR)/sitegate-rx.conf
+ifeq ($(LIVE_INSTALL),yes)
+	@if [ "$$(id -u)" = 0 ] && command -v systemd-sysusers >/dev/null 2>&1; then \
+	  echo "install: the sitegate user and group; $(SYSCONFDIR)/sitegate/sitegate.conf 0640 root:sitegate"; \
+	  systemd-sysusers $(SYSUSERSDIR)/sitegate.conf $(SYSUSERSDIR)/sitegate-rx.conf && \
+	  chown root:sitegate $(SYSCONFDIR)/sitegate/sitegate.conf && \
+	  chmod 640 $(SYSCONFDIR)/sitegate/sitegate.conf; \
+	  [ -d /run/systemd/system ] && systemctl daemon-reload || true; \
+	fi
+endif
+
+# Debian packages (sitegate, sitegate-rx, sitegate-sim) with debhelper,
+# built from a copy of the tree in build/deb/ (dpkg-buildpackage writes
+# beside the source, which must stay inside this tree), then lintian.
+# ARCH=arm64 cross-builds. Not part of `make test`.
+ARCH ?= $(shell dpkg --print-architecture 2>/dev/null)
+DEB_DIR := $(BUILD)/deb/$(ARCH)
+deb: $(WEB_NPM)/uPlot.esm.js
+	@deploy/install-deps.sh deb
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/sitegate
+	git ls-files -z --cached --others --exclude-standard | grep -zv '^debian/.*~$$' | \
+	  xargs -0 cp -p --parents -t $(DEB_DIR)/sitegate
+	cp -rp --parents gateway/web/node_modules/uplot $(DEB_DIR)/sitegate
+	cd $(DEB_DIR)/sitegate && dpkg-buildpackage -b -us -uc -a$(ARCH) $(if $(filter-out $(shell dpkg --print-architecture),$(ARCH)),-Pnocheck)
+	lintian --fail-on error,warning $(DEB_DIR)/*.changes
+	@ls -l $(DEB_DIR)/*.deb
 
 clean:
 	rm -rf build build-asan build-fuzz bin share
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# (build/deb/ holds the packages' own trees: their .d files and sysusers.d are not ours)
+-include $(shell find $(BUILD) -path '$(BUILD)/deb' -prune -o -type f -name '*.d' -print 2>/dev/null)

@@ -270,6 +270,12 @@ int main(int argc, char **argv) {
   }
   if (!o.rx.ca || !o.rx.cert || !o.rx.key)
     return usage_error("%s", "serve needs --ca, --cert and --key (deploy/pki/ makes them)");
+  /* One receiver per database, refused before anything opens it. */
+  int lock_fd;
+  if (stor_lock(o.rx.db, &lock_fd, NULL) != 0)
+    return 1;
   raise_fd_limit();
-  return rx_serve(&o.rx);
+  rc = rx_serve(&o.rx);
+  stor_unlock(lock_fd);
+  return rc;
 }

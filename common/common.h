@@ -164,6 +164,11 @@ enum { SG_UPLINK_RTD = 1, SG_UPLINK_MINUTE = 2, SG_UPLINK_HOUR = 4, SG_UPLINK_DA
  * spaces between). Returns the bits, or -EINVAL. */
 int sg_uplink_intervals(const char *s);
 
+/* "HOST:PORT" (an IPv4 address) or "[IPv6]:PORT" into a socket address;
+ * `loopback` says whether it is 127/8 or ::1. Returns 0 or -EINVAL. */
+struct sockaddr_storage;
+int sg_parse_listen(const char *s, struct sockaddr_storage *ss, bool *loopback);
+
 /* Reads and checks FILE. On success returns 0 and a config the caller frees
  * with sg_config_free(). On failure returns -EINVAL (or -errno when the file
  * cannot be read) and writes "file:line: message" into err. */

@@ -12,6 +12,7 @@
  * inih's 50-byte section names. */
 #include "common/common.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* OPT_STR fills a char array; OPT_PSTR sets a const char * to a copy in
  * the config's string storage (chunks that never move, below). */
@@ -895,6 +897,59 @@ static void check_uplink(parse_t *p) {
     fail(p, key_line(p, "site", "id"), "[site] id: at most 27 characters to be an HJ 212 MN");
 }
 
+int sg_parse_listen(const char *s, struct sockaddr_storage *ss, bool *loopback) {
+  char host[64];
+  const char *colon = strrchr(s, ':');
+  if (!colon || colon == s || (size_t)(colon - s) >= sizeof(host))
+    return -EINVAL;
+  char *end;
+  long port = strtol(colon + 1, &end, 10);
+  if (*end || port < 1 || port > 65535)
+    return -EINVAL;
+  memcpy(host, s, (size_t)(colon - s));
+  host[colon - s] = '\0';
+  memset(ss, 0, sizeof(*ss));
+  struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)port);
+    *loopback = (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
+    return 0;
+  }
+  size_t hl = strlen(host);
+  if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
+    host[hl - 1] = '\0';
+    if (inet_pton(AF_INET6, host + 1, &v6->sin6_addr) == 1) {
+      v6->sin6_family = AF_INET6;
+      v6->sin6_port = htons((uint16_t)port);
+      *loopback = IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr);
+      return 0;
+    }
+  }
+  return -EINVAL;
+}
+
+/* The listeners' addresses, checked here so that --check-config refuses
+ * what start-up would: the HTTP API off loopback serves the site's
+ * controls to the LAN, so it needs a token (DESIGN.md). */
+static void check_listen(parse_t *p) {
+  const sg_config_t *c = p->cfg;
+  struct sockaddr_storage ss;
+  unsigned char a[16];
+  bool loopback = false;
+  if (inet_pton(AF_INET, c->coap_listen, a) != 1 && inet_pton(AF_INET6, c->coap_listen, a) != 1)
+    fail(p, key_line(p, "coap", "listen"), "[coap] listen: \"%s\" is not an IPv4 or IPv6 address",
+         c->coap_listen);
+  else if (sg_parse_listen(c->http_listen, &ss, &loopback) != 0)
+    fail(p, key_line(p, "http", "listen"),
+         "[http] listen: \"%s\" is not ADDRESS:PORT (like 127.0.0.1:8080 or [::1]:8080)",
+         c->http_listen);
+  else if (!loopback && c->http_token[0] == '\0')
+    fail(p, key_line(p, "http", "listen"),
+         "[http] listen %s is not loopback: set [http] token first", c->http_listen);
+}
+
 /* Checks that need the whole file: required keys, cross-key rules. */
 static void check_whole(parse_t *p) {
   sg_config_t *c = p->cfg;
@@ -923,6 +978,8 @@ static void check_whole(parse_t *p) {
     check_groups(p);
   if (!p->failed)
     check_uplink(p);
+  if (!p->failed)
+    check_listen(p);
 }
 
 int sg_config_parse(const char *text, const char *name, sg_config_t **out, char *err,

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages sitegate builds, tests and runs with, but only
 # when something is missing: on a machine that has them it does nothing.
+# With the argument `deb`, also what `make deb` needs (debhelper, lintian).
 # Needs root (or sudo) only when it has to install.
 set -eu
 
@@ -18,6 +19,7 @@ pkg:libpq:libpq-dev
 hdr:/usr/lib/postgresql/15/bin/initdb:postgresql-15
 pkg:libmicrohttpd:libmicrohttpd-dev
 pkg:libcurl:libcurl4-openssl-dev
+pkg:libsystemd:libsystemd-dev
 pkg:cmocka:libcmocka-dev
 hdr:/usr/include/mbedtls/ssl.h:libmbedtls-dev
 hdr:/usr/share/zoneinfo/Asia/Shanghai:tzdata
@@ -35,6 +37,18 @@ cmd:npm:npm
 hdr:/usr/bin/chromium:chromium
 hdr:/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc:fonts-wqy-zenhei
 "
+
+# `install-deps.sh deb`: what `make deb` needs besides the build's (not
+# installed for `make test` or `make demo`).
+if [ "${1:-}" = deb ]; then
+  NEEDS="$NEEDS
+cmd:dpkg-buildpackage:dpkg-dev
+cmd:dh:debhelper
+cmd:lintian:lintian
+cmd:fakeroot:fakeroot
+pkg:libsystemd:libsystemd-dev
+"
+fi
 
 missing=""
 for n in $NEEDS; do

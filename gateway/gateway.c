@@ -33,6 +33,27 @@ static void stop_parts(gw_t *gw) {
   uplink_stop(gw);
 }
 
+int gw_check(const sg_config_t *cfg) {
+  if (!cfg->uplink_host[0])
+    return 0;
+  /* What uplink_start() loads: the authority's CA, our certificate and the
+   * key, which also signs the ledger's extension records. */
+  char err[512];
+  gtls_conf_t *tls = NULL;
+  gtls_signer_t *signer = NULL;
+  int rc = gtls_conf_new(cfg->uplink_ca, cfg->uplink_cert, cfg->uplink_key, &tls, err, sizeof(err));
+  if (rc == 0)
+    rc = gtls_signer_new(cfg->uplink_key, &signer, err, sizeof(err));
+  if (rc != 0)
+    log_err("cannot start the uplink: %s", err);
+  else if (strcmp(gtls_conf_cn(tls), cfg->site_id) != 0)
+    log_warn("[uplink] cert %s is for %s, not for this site (%s): the receiver will refuse it",
+             cfg->uplink_cert, gtls_conf_cn(tls), cfg->site_id);
+  gtls_signer_free(signer);
+  gtls_conf_free(tls);
+  return rc;
+}
+
 int gw_run(const sg_config_t *cfg) {
   gw_t gw;
   uv_loop_t loop;

@@ -20,4 +20,11 @@ typedef struct gw gw_t;
  * (a bug: each such handle's type is logged). */
 int gw_run(const sg_config_t *cfg);
 
+/* The checks start-up makes beyond the configuration file's own (which
+ * sg_config_load makes, listeners and token included): the uplink's
+ * certificates and key load. For --check-config and before gw_run();
+ * logs each problem.
+ * Returns 0 or the first negative errno. */
+int gw_check(const sg_config_t *cfg);
+
 #endif

@@ -1,6 +1,8 @@
 /* sitegated: the site gateway daemon. Runs in the foreground (systemd
  * style), logs to stderr, exits 0 on SIGTERM/SIGINT after draining, and
- * non-zero with a one-line reason when it cannot start. */
+ * non-zero with a one-line reason when it cannot start: 78 (EX_CONFIG) when
+ * the configuration is wrong, which a restart cannot cure (the unit's
+ * RestartPreventExitStatus=), 1 otherwise. */
 #define LOG_MODULE "sitegated"
 #include "gateway/gateway.h"
 
@@ -8,6 +10,7 @@
 #include <malloc.h>
 #include <stdio.h>
 #include <string.h>
+#include <sysexits.h>
 
 static void usage(FILE *f) {
   fprintf(f, "usage: sitegated -c FILE [--check-config] [-v]\n"
@@ -64,7 +67,12 @@ int main(int argc, char **argv) {
   char err[512];
   if (sg_config_load(path, &cfg, err, sizeof(err)) != 0) {
     fprintf(stderr, "%s\n", err);
-    return 1;
+    return EX_CONFIG;
+  }
+  /* The same checks as --check-config, before anything is opened. */
+  if (gw_check(cfg) != 0) {
+    sg_config_free(cfg);
+    return EX_CONFIG;
   }
   if (sg_config_check_keys(cfg, err, sizeof(err)) != 0) {
     fprintf(stderr, "%s\n", err);

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 typedef struct stor_db stor_db_t;
 typedef struct stor_reader stor_reader_t;
@@ -71,6 +72,17 @@ int stor_open(const stor_options_t *opt, stor_db_t **out);
 
 /* Drains the queue, commits, stops the writer and closes. Accepts NULL. */
 void stor_close(stor_db_t *db);
+
+/* One instance per database: takes an fcntl lock on `db_path`.lock (created
+ * beside it, the holder's PID written in it), to be called before anything
+ * opens the database, by the process that will write it (sitegated,
+ * sitegate-rx). The lock is held until stor_unlock(*fd) or the process ends.
+ * Returns 0, -EBUSY when another process holds it (its PID in `*holder`,
+ * when not NULL and the kernel says; logged), or another negative errno
+ * (logged). */
+int stor_lock(const char *db_path, int *fd, pid_t *holder);
+/* Releases the lock. Accepts -1. */
+void stor_unlock(int fd);
 
 /* The stable integer id of a device name, created on first use. Call before
  * ingest starts (it runs a short synchronous transaction on the caller's

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -152,7 +153,17 @@ void stor__pages_release(void *base, size_t from, size_t to) {
 }
 
 void stor__thread_nice(int nice) {
-  /* Linux: a thread's nice value is its own (setpriority on its tid). */
-  if (setpriority(PRIO_PROCESS, (id_t)gettid(), nice) != 0)
+  /* Linux: a thread's nice value is its own (setpriority on its tid). A
+   * sandbox may forbid it (EPERM from a seccomp filter): not allowed here,
+   * said once for every thread. */
+  static atomic_bool told;
+  if (setpriority(PRIO_PROCESS, (id_t)gettid(), nice) == 0)
+    return;
+  if (errno == EPERM || errno == EACCES) {
+    if (!atomic_exchange(&told, true))
+      log_info("thread priorities are not allowed here (%s): storage threads keep the default",
+               strerror(errno));
+  } else {
     log_debug("cannot set the nice value of a storage thread to %d: %s", nice, strerror(errno));
+  }
 }

@@ -235,6 +235,17 @@ static void config_rejects_missing_site_id(void **state) {
   check_error("", 0, "[site] id", "required", NULL);
 }
 
+/* Start-up refuses these, so the file check (and --check-config) does too. */
+static void config_rejects_lan_http_listen_without_token_at_its_line(void **state) {
+  (void)state;
+  check_error("[site]\nid = S\n[http]\nlisten = 0.0.0.0:8080\n", 4, "[http] listen 0.0.0.0:8080",
+              "not loopback", "token", NULL);
+  check_error("[site]\nid = S\n[http]\nlisten = 8080\n", 4, "ADDRESS:PORT", NULL);
+  check_error("[site]\nid = S\n[coap]\nlisten = any\n", 4, "[coap] listen", "\"any\"", NULL);
+  sg_config_free(parse_ok("[site]\nid = S\n[http]\nlisten = 0.0.0.0:8080\ntoken = t0ken\n"));
+  sg_config_free(parse_ok("[site]\nid = S\n[http]\nlisten = [::1]:8080\n"));
+}
+
 static void config_rejects_site_id_with_bad_characters_at_its_line(void **state) {
   (void)state;
   check_error("[site]\n"
@@ -827,6 +838,7 @@ int main(void) {
       cmocka_unit_test(config_accepts_a_utf8_byte_order_mark_and_crlf_lines),
       cmocka_unit_test(config_ignores_comments_and_blank_lines),
       cmocka_unit_test(config_rejects_missing_site_id),
+      cmocka_unit_test(config_rejects_lan_http_listen_without_token_at_its_line),
       cmocka_unit_test(config_rejects_site_id_with_bad_characters_at_its_line),
       cmocka_unit_test(config_rejects_unknown_section_with_its_header_line),
       cmocka_unit_test(config_rejects_unknown_key_with_its_line),

@@ -696,50 +696,16 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **state,
   }
 }
 
-/* "host:port" or "[v6]:port" into a socket address. */
-static int parse_listen(const char *s, struct sockaddr_storage *ss, bool *loopback) {
-  char host[64];
-  const char *colon = strrchr(s, ':');
-  if (!colon || colon == s || (size_t)(colon - s) >= sizeof(host))
-    return -EINVAL;
-  char *end;
-  long port = strtol(colon + 1, &end, 10);
-  if (*end || port < 1 || port > 65535)
-    return -EINVAL;
-  memcpy(host, s, (size_t)(colon - s));
-  host[colon - s] = '\0';
-  memset(ss, 0, sizeof(*ss));
-  struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons((uint16_t)port);
-    *loopback = (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
-    return 0;
-  }
-  size_t hl = strlen(host);
-  if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
-    host[hl - 1] = '\0';
-    if (inet_pton(AF_INET6, host + 1, &v6->sin6_addr) == 1) {
-      v6->sin6_family = AF_INET6;
-      v6->sin6_port = htons((uint16_t)port);
-      *loopback = IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr);
-      return 0;
-    }
-  }
-  return -EINVAL;
-}
-
 int http_start(gw_t *gw, struct http_api **out) {
   const sg_config_t *cfg = gw->cfg;
   struct sockaddr_storage ss;
   bool loopback = false;
   *out = NULL;
-  if (parse_listen(cfg->http_listen, &ss, &loopback) != 0) {
+  if (sg_parse_listen(cfg->http_listen, &ss, &loopback) != 0) {
     log_err("[http] listen: \"%s\" is not ADDRESS:PORT (like 127.0.0.1:8080)", cfg->http_listen);
     return -EINVAL;
   }
-  if (!loopback && cfg->http_token[0] == '\0') {
+  if (!loopback && cfg->http_token[0] == '\0') { /* the config check refuses it first */
     log_err("[http] listen %s is not loopback: set [http] token first", cfg->http_listen);
     return -EPERM;
   }

@@ -259,13 +259,18 @@ static void place_threads(gw_t *gw) {
     return;
   pid_t self = gettid();
   int failed = 0;
-  for (struct dirent *e; (e = readdir(d));) {
+  /* A sandbox may forbid placement (EPERM: a seccomp filter, a container):
+   * then it is not allowed here, said once, and the threads stay where the
+   * scheduler puts them. */
+  for (struct dirent *e; (e = readdir(d)) && failed != EPERM;) {
     pid_t tid = (pid_t)atoi(e->d_name);
     if (tid > 0 && sched_setaffinity(tid, sizeof(cpu_set_t), tid == self ? &loop_cpu : &rest) != 0)
       failed = errno;
   }
   closedir(d);
-  if (failed)
+  if (failed == EPERM)
+    log_info("thread placement is not allowed here (EPERM): threads left to the scheduler");
+  else if (failed)
     log_info("threads left where the scheduler puts them: %s", strerror(failed));
   else
     log_info("CPU %d runs the CoAP loop; storage and workers run on the other %d", first,
@@ -413,6 +418,7 @@ int gw_ticket_submit(gw_t *gw, const stor_ticket_t *t, gw_ticket_fn done, void *
 int gw_core_open(gw_t *gw, const sg_config_t *cfg, uv_loop_t *loop) {
   int rc;
   memset(gw, 0, sizeof(*gw));
+  gw->lock_fd = -1;
   gw->cfg = cfg;
   gw->loop = loop;
   gw->loop_thread = pthread_self();
@@ -430,7 +436,9 @@ int gw_core_open(gw_t *gw, const sg_config_t *cfg, uv_loop_t *loop) {
                        .batch_ms = cfg->batch_ms,
                        .queue_max = (size_t)cfg->queue_max,
                        .raw_days = cfg->raw_days};
-  if ((rc = calls_open(gw)) != 0 || (rc = stor_open(&so, &gw->db)) != 0)
+  /* One instance per database: refused here, before anything reads it. */
+  if ((rc = stor_lock(cfg->db_path, &gw->lock_fd, NULL)) != 0 || (rc = calls_open(gw)) != 0 ||
+      (rc = stor_open(&so, &gw->db)) != 0)
     return rc;
   if ((rc = registry_open(gw)) != 0)
     log_err("cannot register devices in %s: %s", cfg->db_path, strerror(-rc));
@@ -453,6 +461,7 @@ void gw_core_run(gw_t *gw, void (*stop_parts)(gw_t *gw)) {
   place_threads(gw);
   log_info("site %s: %zu devices, database %s", gw->cfg->site_id, gw->cfg->n_devices,
            gw->cfg->db_path);
+  gw__notify_ready(gw); /* every part has started: storage open, CoAP and HTTP listen */
   uv_run(loop, UV_RUN_DEFAULT);
 }
 
@@ -462,6 +471,7 @@ void gw_core_stop(gw_t *gw) {
   gw->stopping = true;
   calls_close(gw); /* handlers waiting on the loop get -ECANCELED */
   if (gw->running) {
+    gw__notify_stopping(gw);
     uv_close((uv_handle_t *)&gw->lag_timer, NULL);
     uv_close((uv_handle_t *)&gw->sig_term, NULL);
     uv_close((uv_handle_t *)&gw->sig_int, NULL);
@@ -471,6 +481,8 @@ void gw_core_stop(gw_t *gw) {
 void gw_core_free(gw_t *gw) {
   stor_close(gw->db); /* commits everything queued */
   gw->db = NULL;
+  stor_unlock(gw->lock_fd); /* after the last write */
+  gw->lock_fd = -1;
   calls_free(gw); /* after storage: kept posts run, as cancelled */
   listen_free(&gw->on_pack);
   listen_free(&gw->on_ledger);

@@ -82,6 +82,9 @@ struct gw {
   struct http_api *http;
   uv_signal_t sig_term, sig_int;
   uv_timer_t lag_timer; /* watches the loop for blocking work */
+  uv_timer_t watchdog;  /* WATCHDOG=1 to systemd, when it asks (notify.c) */
+  bool watchdog_on;     /* the watchdog timer was started */
+  int lock_fd;          /* stor_lock() on the database: one instance per database */
   uv_work_t pool_start; /* starts libuv's threads before they are placed */
   uint64_t lag_expected_ms;
   _Atomic uint64_t lag_max_ms;   /* the longest the loop was late, since start */
@@ -161,6 +164,11 @@ void gw_core_free(gw_t *gw);
 /* Closes the loop: rc, or -EBUSY when rc was 0 and a handle was still open
  * (each is logged by type: a part that forgot one is a bug). */
 int gw_core_close_loop(gw_t *gw, int rc);
+
+/* notify.c, for core.c: tells systemd the daemon is ready (and starts the
+ * watchdog pings it asked for), or stopping (and stops them). Loop thread. */
+void gw__notify_ready(gw_t *gw);
+void gw__notify_stopping(gw_t *gw);
 
 /* The registry entry of a device id, or NULL. */
 gw_device_t *gw_device_find(gw_t *gw, const char *id);

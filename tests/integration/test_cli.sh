@@ -7,10 +7,10 @@ grep -q "secret-dust-02-key-0001" "$T/dump" && fail "--check-config printed a ps
 
 printf '[site]\nid = X\n[coap]\nprot = 5683\n' >"$T/bad.conf"
 rc=0; out=$("$BIN/sitegated" -c "$T/bad.conf" 2>&1) || rc=$?
-[ $rc -ne 0 ] || fail "an unknown key must stop start-up"
+[ $rc -eq 78 ] || fail "an unknown key must stop start-up with 78 (EX_CONFIG), got $rc"
 [ "$out" = "$T/bad.conf:4: unknown key \"prot\" in [coap]" ] || fail "message: $out"
 rc=0; "$BIN/sitegated" -c "$T/missing.conf" 2>"$T/err" || rc=$?
-[ $rc -eq 1 ] && grep -q "missing.conf" "$T/err" || fail "missing file: rc=$rc $(cat "$T/err")"
+[ $rc -eq 78 ] && grep -q "missing.conf" "$T/err" || fail "missing file: rc=$rc (want 78, EX_CONFIG) $(cat "$T/err")"
 rc=0; "$BIN/sitegated" 2>/dev/null || rc=$?
 [ $rc -eq 2 ] || fail "no -c is a usage error (2), got $rc"
 
@@ -21,6 +21,14 @@ rc=0; out=$(timeout 10 "$BIN/sitegated" -c "$T/same-ports.conf" 2>&1) || rc=$?
 [ $rc -ne 0 ] || fail "a second gateway on the same ports must not start"
 echo "$out" | grep -q "port $COAP_PORT" || fail "reason should name the port: $out"
 
+# A second gateway on the same database (other ports) stops before it opens
+# it, naming the first one's PID.
+write_conf "$T/same-db.conf" </dev/null
+sed -i "s|^port = .*|port = $(free_port udp)|; s|^dtls_port = .*|dtls_port = 0|; s|^listen = 127.0.0.1:.*|listen = 127.0.0.1:$(free_port tcp)|" "$T/same-db.conf"
+rc=0; out=$(timeout 10 "$BIN/sitegated" -c "$T/same-db.conf" 2>&1) || rc=$?
+[ $rc -eq 1 ] || fail "a second gateway on the same database must not start (rc=$rc)"
+echo "$out" | grep -q "in use by process $GW_PID" || fail "reason should name PID $GW_PID: $out"
+
 # A LAN bind without a token is refused.
 LAN_HTTP=$(free_port tcp)
 LAN_COAP=$(free_port udp)
@@ -28,6 +36,9 @@ sed "s|^listen = 127.0.0.1:.*|listen = 0.0.0.0:$LAN_HTTP|" "$T/site.conf" |
   sed "s|^port = .*|port = $LAN_COAP|; s|^dtls_port = .*|dtls_port = 0|; s|^path = .*|path = $T/lan.db|" >"$T/lan.conf"
 rc=0; out=$(timeout 10 "$BIN/sitegated" -c "$T/lan.conf" 2>&1) || rc=$?
 [ $rc -ne 0 ] && echo "$out" | grep -q "token" || fail "LAN bind without token: rc=$rc $out"
+rc=0; out=$("$BIN/sitegated" --check-config -c "$T/lan.conf" 2>&1) || rc=$?
+[ $rc -eq 78 ] && echo "$out" | grep -q "lan.conf:[0-9]*: \[http\] listen.*token" ||
+  fail "--check-config must refuse what start-up refuses: rc=$rc $out"
 
 # sitectl: 0 ok, 1 the gateway said no, 2 usage, 3 unreachable.
 "$BIN/sitectl" status >/dev/null || fail "sitectl status"

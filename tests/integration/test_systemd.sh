@@ -1,0 +1,123 @@
+# The real thing under a real systemd (../shared/tools/in-systemd: a
+# throwaway systemd on a memory overlay of this machine): make install into
+# the overlay, systemctl start, the service answers sitectl, readings posted
+# over CoAP are stored and survive systemctl restart, a SIGSTOPped daemon is
+# restarted by the watchdog, a broken config fails the start with file:line
+# in the journal and is not retried, and the unit's exposure is at most 2.0.
+#
+# Run as a test, it starts itself again inside in-systemd (with
+# SITEGATE_IN_SYSTEMD=1); everything it does there is thrown away with the
+# overlay. Needs root.
+source "$(dirname "$0")/lib.sh"
+REPO=$(cd "$HERE/../.." && pwd)
+
+if [ -z "${SITEGATE_IN_SYSTEMD:-}" ]; then
+  # CI copies shared/ beside the clone; without it this test cannot run,
+  # and says so rather than passing.
+  IN_SYSTEMD=${SITEGATE_IN_SYSTEMD_TOOL:-$REPO/../shared/tools/in-systemd}
+  [ -f "$IN_SYSTEMD" ] || fail "no $IN_SYSTEMD: this test needs shared/tools/in-systemd beside the clone"
+  [ "$(id -u)" = 0 ] || fail "this test boots systemd (in-systemd) and needs root"
+  rc=0
+  IN_SYSTEMD_LOG=$T/systemd.log bash "$IN_SYSTEMD" env SITEGATE_IN_SYSTEMD=1 \
+    SITEGATE_BIN="$BIN" SITEGATE_PYTHON="$PY" bash "$HERE/test_systemd.sh" || rc=$?
+  if [ $rc -ne 0 ]; then
+    echo "--- systemd's console (last 15 lines)" >&2
+    tail -15 "$T/systemd.log" >&2
+    exit $rc
+  fi
+  exit 0
+fi
+
+# ---- inside the throwaway systemd
+CONF=/etc/sitegate/sitegate.conf
+diagnose() {
+  systemctl status sitegated --no-pager -n 0 || true
+  echo "--- journal of sitegated (last 25 lines)"
+  journalctl -u sitegated --no-pager -n 25 -o short-monotonic || true
+}
+main_pid() { systemctl show -p MainPID --value sitegated; }
+state() { systemctl show -p ActiveState --value sitegated; }
+active() { [ "$(state)" = active ]; }
+answers() { "$BIN/sitectl" status >/dev/null 2>&1; }
+
+# make install into the overlay: programs, units, sysusers.d, documents;
+# DESTDIR=/ is the live (overlay) system, so it creates the sitegate user.
+make -s -C "$REPO" install-files BIN="$BIN" DESTDIR=/ PREFIX=/usr/local >"$T/install.log" 2>&1 ||
+  fail "make install: $(tail -5 "$T/install.log")"
+id sitegate >/dev/null 2>&1 || fail "make install did not create the sitegate user"
+[ "$(stat -c %a:%U:%G $CONF)" = 640:root:sitegate ] || fail "$CONF is $(stat -c %a:%U:%G $CONF)"
+
+# The test's site, with its ports, in the installed config's place and mode.
+DB=/var/lib/sitegate/sitegate.db write_conf "$CONF" </dev/null
+# The real unit; only the watchdog is shortened, to keep the test short.
+mkdir -p /etc/systemd/system/sitegated.service.d
+printf '[Service]\nWatchdogSec=6s\n' >/etc/systemd/system/sitegated.service.d/test.conf
+systemctl daemon-reload
+
+exposure=$(systemd-analyze security sitegated 2>/dev/null | sed -n 's/.*Overall exposure level for sitegated.service: \([0-9.]*\).*/\1/p')
+echo "systemd-analyze security sitegated: exposure $exposure"
+"$PY" -c "import sys; sys.exit(0 if float(sys.argv[1]) <= 2.0 else 1)" "${exposure:-99}" ||
+  fail "exposure $exposure is above 2.0"
+
+# Type=notify: start returns once storage is open and CoAP and HTTP listen.
+timeout 150 systemctl start sitegated || fail "systemctl start sitegated failed"
+active || fail "sitegated is $(state) after start"
+answers || fail "sitectl status does not answer right after start (READY=1 too early?)"
+journalctl -u sitegated --no-pager -o cat | grep -q "systemd watchdog: a ping every 3000 ms" ||
+  fail "the daemon did not start the watchdog pings"
+
+# Readings posted over CoAP are stored.
+N=20
+now=$(now_s)
+for i in $(seq 1 $N); do
+  r=$(coap post /r 110 "[{\"bn\":\"dust-01/\",\"t\":$((now - 200 + i)),\"n\":\"pm10\",\"v\":$i}]")
+  expect_code 2.04 "$r" "reading $i"
+done
+wait_for 30 "the readings committed (storage queue empty)" committed
+stored() {
+  "$BIN/sitectl" readings dust-01 pm10 --since -1h --json | json 'len(j["points"])'
+}
+[ "$(stored)" = $N ] || fail "stored $(stored) of $N readings"
+
+# systemctl restart loses none of them.
+pid=$(main_pid)
+timeout 150 systemctl restart sitegated || fail "systemctl restart sitegated failed"
+[ "$(main_pid)" != "$pid" ] || fail "restart kept PID $pid"
+answers || fail "sitectl status does not answer after restart"
+[ "$(stored)" = $N ] || fail "after restart: $(stored) of $N readings"
+
+# A hung loop (SIGSTOP) stops the WATCHDOG=1 pings: systemd kills and
+# restarts the daemon (WatchdogSec 6 s, TimeoutAbortSec 10 s, RestartSec 10 s).
+pid=$(main_pid)
+restarts=$(systemctl show -p NRestarts --value sitegated)
+kill -STOP "$pid"
+restarted() { p=$(main_pid); [ "$p" != 0 ] && [ "$p" != "$pid" ] && active && answers; }
+wait_for 90 "the watchdog restarting the stopped daemon (PID $pid)" restarted
+# NRestarts counts systemd's own restarts only, and a stopped process cannot
+# exit by itself: the watchdog did it. (systemd's "Watchdog timeout" line
+# goes to in-systemd's console, not to the journal.)
+[ "$(systemctl show -p NRestarts --value sitegated)" -gt "$restarts" ] ||
+  fail "restarted, but not by systemd (NRestarts did not grow)"
+! kill -0 "$pid" 2>/dev/null || fail "the stopped daemon (PID $pid) is still there"
+[ "$(stored)" = $N ] || fail "after the watchdog restart: $(stored) of $N readings"
+
+# A second daemon on the same database is refused, naming the service's PID.
+rc=0
+out=$(setpriv --reuid=sitegate --regid=sitegate --init-groups "$BIN/sitegated" -c "$CONF" 2>&1) || rc=$?
+[ $rc -ne 0 ] && echo "$out" | grep -q "in use by process $(main_pid)" ||
+  fail "a second sitegated on the live database: rc=$rc $out"
+
+# A broken config: the start fails, the journal has file:line, and the unit
+# is failed at once (exit 78: RestartPreventExitStatus), not waiting to
+# restart every few seconds.
+sed -i 's/^port = /prot = /' "$CONF"
+line=$(grep -n '^prot = ' "$CONF" | cut -d: -f1)
+rc=0
+timeout 150 systemctl restart sitegated 2>/dev/null || rc=$?
+[ $rc -ne 0 ] || fail "systemctl restart with a broken config succeeded"
+msg() { journalctl -u sitegated --no-pager -o cat | grep -q "$CONF:$line: unknown key \"prot\""; }
+wait_for 30 "the journal showing $CONF:$line" msg
+[ "$(state)" = failed ] || fail "with a broken config the unit is $(state) ($(systemctl show -p SubState --value sitegated)), not failed"
+[ "$(systemctl show -p ExecMainStatus --value sitegated)" = 78 ] ||
+  fail "exit status $(systemctl show -p ExecMainStatus --value sitegated), not 78 (EX_CONFIG)"
+echo "systemd: start, status, ingest, restart, watchdog, one instance, broken config: ok"
