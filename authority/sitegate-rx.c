@@ -270,9 +270,10 @@ int main(int argc, char **argv) {
   }
   if (!o.rx.ca || !o.rx.cert || !o.rx.key)
     return usage_error("%s", "serve needs --ca, --cert and --key (deploy/pki/ makes them)");
-  /* One receiver per database, refused before anything opens it. */
-  int lock_fd;
-  if (stor_lock(o.rx.db, &lock_fd, NULL) != 0)
+  /* One receiver per SQLite file, refused before anything opens it; any
+   * number share a PostgreSQL database (its locks keep them apart). */
+  int lock_fd = -1;
+  if (!stor_rx_is_pg(o.rx.db) && stor_lock(o.rx.db, &lock_fd, NULL) != 0)
     return 1;
   raise_fd_limit();
   rc = rx_serve(&o.rx);
