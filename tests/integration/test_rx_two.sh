@@ -80,7 +80,7 @@ kill_holder() {
 start_rx a
 start_rx b
 {
-  printf '[device wb-01]\ntype = scale\n\n[uplink]\nhost = 127.0.0.1\nport = %s\n' "$RX_PORT"
+  printf '[device wb-01]\ntype = scale\ninsecure = yes\n\n[uplink]\nhost = 127.0.0.1\nport = %s\n' "$RX_PORT"
   printf 'server_name = localhost\nca = %s\ncert = %s\nkey = %s\n' "$T/pki/ca.crt" \
     "$T/pki/gateway-$MN.crt" "$T/pki/gateway-$MN.key"
   printf 'rtd_interval_s = 1\nlag_s = 1\novertime_s = 3\nrecount = 2\nbackoff_max_s = 2\nwindow = 8\n'
