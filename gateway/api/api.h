@@ -72,6 +72,12 @@ void api_materials_boq(const http_req_t *req, http_resp_t *resp);
 void api_site_progress_get(const http_req_t *req, http_resp_t *resp);
 void api_site_progress_put(const http_req_t *req, http_resp_t *resp);
 
+/* The machinery endpoints (api_machinery.c). */
+void api_machinery(const http_req_t *req, http_resp_t *resp);
+void api_machine_detail(const http_req_t *req, http_resp_t *resp);
+void api_machine_add(const http_req_t *req, http_resp_t *resp);
+void api_machine_action(const http_req_t *req, http_resp_t *resp);
+
 /* GET /api/uplink (api_uplink.c). */
 void api_uplink(const http_req_t *req, http_resp_t *resp);
 
