@@ -111,8 +111,9 @@ static void judge(struct machinery *mc, mach_t *x, double now) {
   report(mc->gw, x, "machinery.stage", x->bits & MACH_STAGE, NAN, NAN, NULL, msg);
   snprintf(msg, sizeof(msg), "machine %s smokes: %.2f 1/m above %.2f (GB 36886-2018)", x->code,
            x->opacity, mc->zone.opacity_limit);
-  report(mc->gw, x, "machinery.smoke", x->bits & MACH_SMOKE, x->opacity, mc->zone.opacity_limit,
-         "1/m", msg);
+  /* Off site the figure does not count: NAN lets the alarm clear at once. */
+  report(mc->gw, x, "machinery.smoke", x->bits & MACH_SMOKE, x->on_site ? x->opacity : NAN,
+         mc->zone.opacity_limit, "1/m", msg);
 }
 
 static void judge_all(struct machinery *mc) {
@@ -296,7 +297,7 @@ int machinery_open(gw_t *gw) {
   mc->tick_open = true;
   uv_timer_start(&mc->tick, on_tick, TICK_MS, TICK_MS);
   judge_all(mc);
-  log_info("machinery: %zu machines known, lowest stage allowed %s", mc->n,
+  log_info("%zu machines known, lowest stage allowed %s", mc->n,
            proto_stage_name(mc->zone.min_stage));
   return 0;
 }
