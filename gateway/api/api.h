@@ -77,6 +77,9 @@ void api_machinery(const http_req_t *req, http_resp_t *resp);
 void api_machine_detail(const http_req_t *req, http_resp_t *resp);
 void api_machine_add(const http_req_t *req, http_resp_t *resp);
 void api_machine_action(const http_req_t *req, http_resp_t *resp);
+/* The machines' fuel and t CO2 over [since, until), for /api/carbon: 0
+ * with {"fuel_l","t_co2","formula"} in *out (the caller's), or -errno. */
+int api_machinery_carbon(const http_req_t *req, double since, double until, json_t **out);
 
 /* GET /api/uplink (api_uplink.c). */
 void api_uplink(const http_req_t *req, http_resp_t *resp);

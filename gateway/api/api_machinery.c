@@ -629,3 +629,41 @@ void api_machine_action(const http_req_t *req, http_resp_t *resp) {
   else
     http_error(resp, 404, "no such endpoint: %s (retire, enter or leave)", req->path);
 }
+
+/* ---- machinery in the site's carbon figure (/api/carbon) */
+
+typedef struct carbon_ctx {
+  const http_req_t *req;
+  double since, until, fuel_l, t_co2;
+  int rc;
+} carbon_ctx_t;
+
+static int carbon_row(void *arg, const stor_machine_t *m) {
+  carbon_ctx_t *c = arg;
+  if (!m->m.terminal[0])
+    return 0;
+  env_sample_t *fu = NULL;
+  size_t n = 0;
+  c->rc =
+      env_load(c->req->reader, m->m.terminal, PROTO_Q_FUEL, c->since - 86400.0, c->until, &fu, &n);
+  mach_day_t d = {.engine_h = NAN, .fuel_l = mach_counter_rise(fu, n, c->since, c->until)};
+  free(fu);
+  mach_day_emissions(&m->m, c->req->gw->cfg->energy_diesel_factor, &d);
+  if (isfinite(d.fuel_l)) {
+    c->fuel_l += d.fuel_l;
+    c->t_co2 += d.t_co2;
+  }
+  return c->rc != 0;
+}
+
+int api_machinery_carbon(const http_req_t *req, double since, double until, json_t **out) {
+  carbon_ctx_t c = {req, since, until, 0, 0, 0};
+  int rc = stor_machine_list(req->reader, true, carbon_row, &c);
+  if (rc == 0)
+    rc = c.rc;
+  if (rc == 0)
+    *out = json_pack("{s:f,s:f,s:s}", "fuel_l", c.fuel_l, "t_co2", c.t_co2, "formula",
+                     "t_co2 = fuel_l * diesel_kg_per_l / 1000 (petrol 2.25 kg/l), machine "
+                     "terminals only");
+  return rc;
+}

@@ -150,7 +150,24 @@ wait_for 10 "machinery.smoke for $CODE to clear" no_alarm machinery.smoke $CODE
 wait_for 10 "machinery.unregistered for HLJ-0099 to clear" no_alarm machinery.unregistered HLJ-0099
 m_is $CODE 'not m["on_site"] and m["compliant"]' || fail "gone: $("$CTL" machines --json)"
 
-# 8. A restart keeps the register, the audit, the moves and the figures.
+# 8. The site's carbon counts the machine's 12 l once, with the diesel factor.
+curl -sf "$SITECTL_URL/api/carbon" | json 'abs(j["machinery"]["t_co2"] - 12 * 2.63 / 1000) < 1e-9 and abs(j["site_t_co2"] - j["period"]["t_co2"] - j["machinery"]["t_co2"]) < 1e-9' |
+  grep -qx True || fail "machinery in /api/carbon: $(curl -sf "$SITECTL_URL/api/carbon")"
+
+# 9. Import from CSV (all or nothing, every bad line named); retire.
+printf 'code,type,stage,power_kw,fuel,owner\nHLJ-0100,loader,IV,75,diesel,自有\nHLJ-0101,crane,electric,55,,\n' >"$T/reg.csv"
+"$CTL" machine import "$T/reg.csv" | grep -q "2 added" || fail "sitectl machine import"
+printf 'code,type,stage,power_kw\nHLJ-0102,loader,V,75\nHLJ-0103,loader,III,x\n' >"$T/bad.csv"
+rc=0
+"$CTL" machine import "$T/bad.csv" 2>"$T/err" || rc=$?
+[ $rc -eq 1 ] && grep -q "line 2" "$T/err" && grep -q "line 3" "$T/err" ||
+  fail "a bad CSV names its lines: rc=$rc $(cat "$T/err")"
+m_is HLJ-0101 'm["stage"] == "electric" and m["fuel"] == "electric"' || fail "imported"
+"$CTL" machine retire HLJ-0100 --reason "returned to the lessor" >/dev/null || fail "retire"
+"$CTL" machines --json | json '[m["code"] for m in j]' | grep -q HLJ-0100 &&
+  fail "a retired machine is not in the register"
+
+# 10. A restart keeps the register, the audit, the moves and the figures.
 stop_gw
 start_gw "$T/site.conf"
 m_is $CODE 'm["stage"] == "IV" and not m["on_site"] and m["owner"] == "龙运租赁" and abs(m["fuel_l_today"] - 12) < 1e-6' ||
