@@ -33,7 +33,8 @@
   X(FUEL, "fuel", "l", 0)                                                                          \
   X(ON, "on", "vb", 0)                                                                             \
   X(ENGINE_H, "engine_h", "h", 0)                                                                  \
-  X(OPACITY, "opacity", "1/m", 0)
+  X(OPACITY, "opacity", "1/m", 0)                                                                  \
+  X(IDLE_H, "idle_h", "h", 0)
 
 typedef enum {
 #define X(e, name, unit, level) PROTO_Q_##e,

@@ -46,6 +46,7 @@ static const uint8_t quantity_dim[PROTO_Q_COUNT] = {
     [PROTO_Q_ON] = DIM_NONE,
     [PROTO_Q_ENGINE_H] = DIM_DURATION,
     [PROTO_Q_OPACITY] = DIM_OPACITY,
+    [PROTO_Q_IDLE_H] = DIM_DURATION,
 };
 
 /* What an error message offers instead of a unit that was refused; the unit

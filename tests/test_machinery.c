@@ -90,6 +90,9 @@ static void counters_rise_over_the_day_and_survive_a_reset(void **state) {
   /* no baseline before the day: the first reading inside is */
   near(mach_counter_rise(s + 1, 4, 0, 86400), 5.5);
   assert_true(isnan(mach_counter_rise(s, 1, 0, 86400)));
+  /* 1.5 of 6 engine hours idling: a quarter */
+  near(mach_idle_share(1.5, 6), 0.25);
+  assert_true(isnan(mach_idle_share(NAN, 6)) && isnan(mach_idle_share(1, 0)));
 }
 
 static void the_day_counts_co2_with_the_diesel_factor_and_nox_pm_by_stage(void **state) {

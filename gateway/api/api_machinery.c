@@ -80,13 +80,13 @@ static int day_figures(const http_req_t *req, const mach_zone_t *z, const char *
                        const stor_machine_t *m, double day, mach_day_t *out) {
   double end = next_midnight(day);
   memset(out, 0, sizeof(*out));
-  out->engine_h = out->fuel_l = NAN;
+  out->engine_h = out->fuel_l = out->idle_share = NAN;
   moves_acc_t before = {0}, in = {0};
   int rc = stor_machine_moves(req->reader, code, 0, day, SIZE_MAX, last_move, &before);
   if (rc == 0)
     rc = stor_machine_moves(req->reader, code, day, end, SIZE_MAX, keep_move, &in);
-  env_sample_t *eh = NULL, *fu = NULL, *op = NULL;
-  size_t neh = 0, nfu = 0, nop = 0;
+  env_sample_t *eh = NULL, *fu = NULL, *op = NULL, *id = NULL;
+  size_t neh = 0, nfu = 0, nop = 0, nid = 0;
   const char *term = m && m->m.terminal[0] ? m->m.terminal : NULL;
   if (rc == 0 && term)
     rc = env_load(req->reader, term, PROTO_Q_ENGINE_H, day - 86400.0, end, &eh, &neh);
@@ -94,6 +94,8 @@ static int day_figures(const http_req_t *req, const mach_zone_t *z, const char *
     rc = env_load(req->reader, term, PROTO_Q_FUEL, day - 86400.0, end, &fu, &nfu);
   if (rc == 0 && term)
     rc = env_load(req->reader, term, PROTO_Q_OPACITY, day - 86400.0, end, &op, &nop);
+  if (rc == 0 && term)
+    rc = env_load(req->reader, term, PROTO_Q_IDLE_H, day - 86400.0, end, &id, &nid);
   double *rt = rc == 0 ? malloc((neh + nfu + nop + 1) * sizeof(*rt)) : NULL;
   if (rc == 0 && !rt)
     rc = -ENOMEM;
@@ -109,6 +111,7 @@ static int day_figures(const http_req_t *req, const mach_zone_t *z, const char *
     out->onsite_h = mach_onsite_s(z, before.last_in, in.v, in.n, rt, n, day, end) / 3600.0;
     out->engine_h = mach_counter_rise(eh, neh, day, end);
     out->fuel_l = mach_counter_rise(fu, nfu, day, end);
+    out->idle_share = mach_idle_share(mach_counter_rise(id, nid, day, end), out->engine_h);
     if (m)
       mach_day_emissions(&m->m, req->gw->cfg->energy_diesel_factor, out);
   }
@@ -116,6 +119,7 @@ static int day_figures(const http_req_t *req, const mach_zone_t *z, const char *
   free(eh);
   free(fu);
   free(op);
+  free(id);
   free(in.v);
   return rc;
 }
@@ -128,10 +132,10 @@ static json_t *day_json(double day, const mach_day_t *d) {
   struct tm tm;
   localtime_r(&t, &tm);
   strftime(date, sizeof(date), "%Y-%m-%d", &tm);
-  return json_pack("{s:s,s:f,s:f,s:o,s:o,s:f,s:f,s:f}", "date", date, "day", day, "onsite_h",
-                   d->onsite_h, "engine_h", num_or_null(d->engine_h), "fuel_l",
-                   num_or_null(d->fuel_l), "t_co2", d->t_co2, "nox_kg", d->nox_kg, "pm_kg",
-                   d->pm_kg);
+  return json_pack("{s:s,s:f,s:f,s:o,s:o,s:o,s:f,s:f,s:f}", "date", date, "day", day, "onsite_h",
+                   d->onsite_h, "engine_h", num_or_null(d->engine_h), "idle_share",
+                   num_or_null(d->idle_share), "fuel_l", num_or_null(d->fuel_l), "t_co2", d->t_co2,
+                   "nox_kg", d->nox_kg, "pm_kg", d->pm_kg);
 }
 
 /* ---- one machine as the API shows it */

@@ -44,6 +44,8 @@
  *   engine hours   the rise of the terminal's `engine_h` counter over the
  *                  day; fuel (l) the rise of its `fuel` counter. A counter
  *                  that goes down was reset: the new value is the rise;
+ *   idle share     the rise of `idle_h` (engine hours idling) over that of
+ *                  `engine_h`, where the terminal reports idle hours;
  *   t CO2          fuel_l x [energy] diesel_factor_kg_per_l / 1000 for
  *                  diesel (the carbon figure's factor), petrol at
  *                  MACH_PETROL_KG_PER_L. A terminal is a device of type
@@ -134,9 +136,12 @@ void mach_emission_factor(int stage, double power_kw, mach_factor_t *out);
 typedef struct mach_day {
   double onsite_h;
   double engine_h, fuel_l; /* NAN: no terminal readings that day */
+  double idle_share;       /* idle_h rise / engine_h rise; NAN unless the terminal says */
   double t_co2;            /* from fuel; 0 without */
   double nox_kg, pm_kg;    /* from engine hours; 0 without */
 } mach_day_t;
+/* idle / engine hours, 0..1; NAN when either is unknown or engine_h is 0. */
+double mach_idle_share(double idle_h, double engine_h);
 /* The day's t CO2, NOx and PM from its engine hours and fuel for a
  * machine of `m`'s stage, power and fuel; `diesel_kg_per_l` is [energy]
  * diesel_factor_kg_per_l. Fills t_co2, nox_kg and pm_kg of `d`. */

@@ -167,6 +167,13 @@ void mach_emission_factor(int stage, double power_kw, mach_factor_t *out) {
   *out = factor_table[stage][band];
 }
 
+double mach_idle_share(double idle_h, double engine_h) {
+  if (!isfinite(idle_h) || !isfinite(engine_h) || engine_h <= 0)
+    return NAN;
+  double s = idle_h / engine_h;
+  return s < 0 ? 0 : s > 1 ? 1 : s;
+}
+
 void mach_day_emissions(const proto_machine_t *m, double diesel_kg_per_l, mach_day_t *d) {
   double kg_per_l = m->fuel == PROTO_FUEL_DIESEL   ? diesel_kg_per_l
                     : m->fuel == PROTO_FUEL_PETROL ? MACH_PETROL_KG_PER_L

@@ -112,10 +112,10 @@ m_is HLJ-0099 'not m["registered"] and m["on_site"] and m["reasons"] == ["unregi
   fail "unregistered on site: $("$CTL" machines --json)"
 
 # 5. The terminal: engine hours, fuel and smoke over /r (SenML CBOR too).
-pack=$(printf '[{"bn":"mt-01/","bt":%s,"n":"engine_h","u":"h","v":1000},{"n":"fuel","u":"l","v":5000}]' "$((now - 30))")
+pack=$(printf '[{"bn":"mt-01/","bt":%s,"n":"engine_h","u":"h","v":1000},{"n":"idle_h","v":200},{"n":"fuel","u":"l","v":5000}]' "$((now - 30))")
 r=$(coap post /r 110 "$pack")
 expect_code 2.04 "$r" "terminal's first pack"
-pack=$(printf '[{"bn":"mt-01/","bt":%s,"n":"engine_h","u":"min","v":60030},{"n":"fuel","v":5012},{"n":"opacity","u":"m-1","v":1.2}]' "$((now - 20))")
+pack=$(printf '[{"bn":"mt-01/","bt":%s,"n":"engine_h","u":"min","v":60030},{"n":"idle_h","v":200.125},{"n":"fuel","v":5012},{"n":"opacity","u":"m-1","v":1.2}]' "$((now - 20))")
 r=$(coap post /r 110 "$pack")
 expect_code 2.04 "$r" "terminal's smoke"
 wait_for 10 "machinery.smoke for $CODE" alarm_active machinery.smoke $CODE
@@ -181,6 +181,7 @@ assert [x["dir"] for x in m["moves"]] == ["in", "out"], m["moves"]
 d = m["days"][-1]
 assert abs(d["t_co2"] - 12 * 2.63 / 1000) < 1e-9, d
 assert d["nox_kg"] > 0 and d["pm_kg"] > 0, d
+assert abs(d["idle_share"] - 0.25) < 1e-9, d
 ' || fail "sitectl machine show after the restart: $("$CTL" --json machine show $CODE)"
 "$CTL" machine show $CODE | grep -q "engine replaced" || fail "the audit's reason is shown"
 no_alarm machinery.stage $CODE && no_alarm machinery.smoke $CODE &&
