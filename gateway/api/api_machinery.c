@@ -671,3 +671,81 @@ int api_machinery_carbon(const http_req_t *req, double since, double until, json
                      "terminals only");
   return rc;
 }
+
+/* ---- the monthly report's part (report.c) */
+
+typedef struct month_ctx {
+  const http_req_t *req;
+  mach_zone_t z;
+  double since, until;
+  json_t *rows;
+  mach_day_t total;
+  int days_on_site, machines, rc;
+} month_ctx_t;
+
+static json_t *rounded(double v, int digits) {
+  double f = pow(10, digits);
+  return isfinite(v) ? json_real(round(v * f) / f) : json_null();
+}
+
+static int month_row(void *arg, const stor_machine_t *m) {
+  month_ctx_t *c = arg;
+  if (m->added >= c->until || (m->retired > 0 && m->retired < c->since))
+    return 0; /* not in the register during the month */
+  mach_day_t sum = {0};
+  bool eh = false, fu = false;
+  int on_days = 0;
+  for (double day = c->since; day < c->until && c->rc == 0; day = next_midnight(day)) {
+    mach_day_t d;
+    c->rc = day_figures(c->req, &c->z, m->m.code, m, day, &d);
+    if (c->rc != 0)
+      break;
+    on_days += d.onsite_h > 0;
+    sum.onsite_h += d.onsite_h;
+    if (isfinite(d.engine_h)) {
+      sum.engine_h += d.engine_h;
+      eh = true;
+    }
+    if (isfinite(d.fuel_l)) {
+      sum.fuel_l += d.fuel_l;
+      fu = true;
+    }
+    sum.t_co2 += d.t_co2;
+    sum.nox_kg += d.nox_kg;
+    sum.pm_kg += d.pm_kg;
+  }
+  if (c->rc != 0)
+    return 1;
+  json_array_append_new(
+      c->rows, json_pack("[s,s,s,o,i,o,o,o,o,o,o]", m->m.code, m->m.type,
+                         proto_stage_name(m->m.stage), rounded(m->m.power_kw, 1), on_days,
+                         rounded(sum.onsite_h, 1), eh ? rounded(sum.engine_h, 1) : json_null(),
+                         fu ? rounded(sum.fuel_l, 1) : json_null(), rounded(sum.t_co2, 3),
+                         rounded(sum.nox_kg, 2), rounded(sum.pm_kg, 3)));
+  c->machines++;
+  c->days_on_site += on_days;
+  c->total.onsite_h += sum.onsite_h;
+  c->total.engine_h += eh ? sum.engine_h : 0;
+  c->total.fuel_l += fu ? sum.fuel_l : 0;
+  c->total.t_co2 += sum.t_co2;
+  c->total.nox_kg += sum.nox_kg;
+  c->total.pm_kg += sum.pm_kg;
+  return 0;
+}
+
+int machinery_report_month(gw_t *gw, stor_reader_t *rd, double since, double until, json_t *rows,
+                           json_t **summary) {
+  http_req_t req = {.gw = gw, .reader = rd};
+  month_ctx_t c = {.req = &req, .since = since, .until = until, .rows = rows};
+  mach_zone_from_config(gw->cfg, &c.z);
+  int rc = stor_machine_list(rd, true, month_row, &c);
+  if (rc == 0)
+    rc = c.rc;
+  if (rc == 0)
+    *summary = json_pack("{s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:s,s:f}", "machines", c.machines,
+                         "machine_days", c.days_on_site, "onsite_h", c.total.onsite_h, "engine_h",
+                         c.total.engine_h, "fuel_l", c.total.fuel_l, "t_co2", c.total.t_co2,
+                         "nox_kg", c.total.nox_kg, "pm_kg", c.total.pm_kg, "min_stage",
+                         proto_stage_name(c.z.min_stage), "load_factor", MACH_LOAD_FACTOR);
+  return rc;
+}

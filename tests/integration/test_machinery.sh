@@ -184,6 +184,12 @@ assert d["nox_kg"] > 0 and d["pm_kg"] > 0, d
 assert abs(d["idle_share"] - 0.25) < 1e-9, d
 ' || fail "sitectl machine show after the restart: $("$CTL" --json machine show $CODE)"
 "$CTL" machine show $CODE | grep -q "engine replaced" || fail "the audit's reason is shown"
+# the monthly report's machinery part: this machine's 12 l, as CSV too
+MONTH=$(TZ=Asia/Shanghai date +%Y-%m)
+curl -sf "$SITECTL_URL/api/report?month=$MONTH" | json '[r for t in j["tables"] if t["name"] == "machinery" for r in t["rows"] if r[0] == "'$CODE'"][0][7]' |
+  grep -qx 12.0 || fail "report machinery row: $(curl -sf "$SITECTL_URL/api/report?month=$MONTH")"
+curl -sf "$SITECTL_URL/api/report?month=$MONTH&format=csv&table=machinery" | grep -q "^$CODE," ||
+  fail "report machinery CSV"
 no_alarm machinery.stage $CODE && no_alarm machinery.smoke $CODE &&
   no_alarm machinery.unregistered HLJ-0099 || fail "no machinery alarm after the restart"
 stop_gw
