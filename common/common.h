@@ -56,6 +56,8 @@ typedef enum {
   SG_DEV_ENERGY,
   SG_DEV_EQUIPMENT,
   SG_DEV_SCALE,
+  SG_DEV_MACHINE, /* a machinery monitoring terminal (engine hours, fuel, smoke) */
+  SG_DEV_GATE,    /* a gate reader posting machinery entries and exits to /g */
 } sg_devtype_t;
 
 typedef struct sg_device {
@@ -155,6 +157,11 @@ typedef struct sg_config {
   char uplink_devices[512];  /* "": every dust, noise and weather device */
   int uplink_rtd_s, uplink_lag_s, uplink_overtime_s, uplink_recount, uplink_window;
   int uplink_outbox_max, uplink_keep_days, uplink_backoff_max_s, uplink_down_alarm_s;
+  /* [machinery] the zone's rule for non-road mobile machinery (meanings in
+   * config.c; the rule in gateway/machinery/machinery.h) */
+  char machinery_min_stage[16]; /* 0, I, II, III or IV */
+  int machinery_require_registration;
+  double machinery_opacity_limit, machinery_presence_min;
   struct sg_strings *strings; /* what the devices' string pointers point into */
 } sg_config_t;
 

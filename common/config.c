@@ -243,6 +243,19 @@ static const opt_t options[] = {
     {"uplink", "backoff_max_s", OPT_INT, G(uplink_backoff_max_s), 1, 3600, "300"},
     /* an alarm (uplink.down) once disconnected this long, s */
     {"uplink", "down_alarm_s", OPT_INT, G(uplink_down_alarm_s), 10, 86400, "900"},
+    /* [machinery]: the zone's rule for non-road mobile machinery
+     * (gateway/machinery/machinery.h); alarms machinery.unregistered,
+     * machinery.stage and machinery.smoke */
+    /* the lowest engine emission stage allowed (GB 20891-2014): 0, I, II,
+     * III or IV; electric machines always are */
+    {"machinery", "min_stage", OPT_STR, G(machinery_min_stage), 0, 0, "III"},
+    /* 1: a machine on site must be in the register */
+    {"machinery", "require_registration", OPT_INT, G(machinery_require_registration), 0, 1, "1"},
+    /* smoke, light absorption coefficient, 1/m: GB 36886-2018 4.1 table 1,
+     * class II, 37 kW and more (0: no smoke rule) */
+    {"machinery", "opacity_limit_per_m", OPT_DBL, G(machinery_opacity_limit), 0, 10, "0.8"},
+    /* a terminal's reading keeps its machine on site this long, minutes */
+    {"machinery", "presence_min", OPT_DBL, G(machinery_presence_min), 1, 1440, "15"},
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -275,8 +288,9 @@ bool sg_config_option(size_t i, sg_config_option_t *out) {
 }
 
 static const char *const devtype_names[] = {
-    [SG_DEV_DUST] = "dust",     [SG_DEV_NOISE] = "noise",         [SG_DEV_WEATHER] = "weather",
-    [SG_DEV_ENERGY] = "energy", [SG_DEV_EQUIPMENT] = "equipment", [SG_DEV_SCALE] = "scale",
+    [SG_DEV_DUST] = "dust",       [SG_DEV_NOISE] = "noise",         [SG_DEV_WEATHER] = "weather",
+    [SG_DEV_ENERGY] = "energy",   [SG_DEV_EQUIPMENT] = "equipment", [SG_DEV_SCALE] = "scale",
+    [SG_DEV_MACHINE] = "machine", [SG_DEV_GATE] = "gate",
 };
 
 const char *sg_devtype_name(sg_devtype_t t) {
@@ -872,6 +886,17 @@ static bool hj212_word(const char *s, size_t max) {
   return true;
 }
 
+/* [machinery] min_stage: a stage a rule can name (electric needs none). */
+static void check_machinery(parse_t *p) {
+  static const char *const stages[] = {"0", "I", "II", "III", "IV"};
+  const char *s = p->cfg->machinery_min_stage;
+  for (size_t i = 0; i < sizeof(stages) / sizeof(stages[0]); i++)
+    if (strcmp(s, stages[i]) == 0)
+      return;
+  fail(p, key_line(p, "machinery", "min_stage"),
+       "[machinery] min_stage: \"%s\" is not 0, I, II, III or IV (GB 20891-2014)", s);
+}
+
 /* [uplink]: the files it needs, and values that go into every frame. */
 static void check_uplink(parse_t *p) {
   const sg_config_t *c = p->cfg;
@@ -980,6 +1005,8 @@ static void check_whole(parse_t *p) {
     check_uplink(p);
   if (!p->failed)
     check_listen(p);
+  if (!p->failed)
+    check_machinery(p);
 }
 
 int sg_config_parse(const char *text, const char *name, sg_config_t **out, char *err,
@@ -1002,6 +1029,7 @@ int sg_config_parse(const char *text, const char *name, sg_config_t **out, char 
   set_defaults(&p, "waste", c);
   set_defaults(&p, "energy", c);
   set_defaults(&p, "uplink", c);
+  set_defaults(&p, "machinery", c);
   /* Continuation lines would let a typo swallow the next key silently. */
   ini_allow_multiline = false;
   ini_max_line = 1024;

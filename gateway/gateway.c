@@ -9,13 +9,15 @@
  *                                  listeners, tickets to the ledger
  *   coap                           the CoAP server of sensors, client of controllers
  *   rules                          the alarm model; noise, dust, health
- *   equipment, waste, uplink       group control and energy; the ledger; the authority
+ *   equipment, waste, uplink,      group control and energy; the ledger; the authority;
+ *   machinery                      non-road mobile machinery
  *   api                            the HTTP API, the dashboard, /metrics, the report */
 #define LOG_MODULE "gateway"
 #include "gateway/api/api.h"
 #include "gateway/coap/coap.h"
 #include "gateway/core/core.h"
 #include "gateway/equipment/equipment.h"
+#include "gateway/machinery/machinery.h"
 #include "gateway/rules/rules.h"
 #include "gateway/uplink/uplink.h"
 #include "gateway/waste/waste.h"
@@ -31,6 +33,7 @@ static void stop_parts(gw_t *gw) {
   waste_gw_stop(gw);
   env_stop(gw);
   uplink_stop(gw);
+  machinery_stop(gw);
 }
 
 int gw_check(const sg_config_t *cfg) {
@@ -71,6 +74,8 @@ int gw_run(const sg_config_t *cfg) {
   if (rc == 0)
     rc = equipment_open(&gw);
   if (rc == 0)
+    rc = machinery_open(&gw);
+  if (rc == 0)
     rc = uplink_start(&gw);
   if (rc == 0)
     gw_core_run(&gw, stop_parts);
@@ -84,6 +89,7 @@ int gw_run(const sg_config_t *cfg) {
     uplink_free(&gw);              /* marks the last acknowledgements */
     alarm_close(&gw);              /* stores what is still queued */
     waste_gw_free(&gw);
+    machinery_free(&gw);
     gw_core_free(&gw); /* storage commits everything queued; kept posts run */
   }
   rc = gw_core_close_loop(&gw, rc);

@@ -31,7 +31,10 @@
   X(POWER, "power", "kW", 0)                                                                       \
   X(ENERGY, "energy", "kWh", 0)                                                                    \
   X(FUEL, "fuel", "l", 0)                                                                          \
-  X(ON, "on", "vb", 0)
+  X(ON, "on", "vb", 0)                                                                             \
+  X(ENGINE_H, "engine_h", "h", 0)                                                                  \
+  X(OPACITY, "opacity", "1/m", 0)                                                                  \
+  X(IDLE_H, "idle_h", "h", 0)
 
 typedef enum {
 #define X(e, name, unit, level) PROTO_Q_##e,
@@ -491,5 +494,89 @@ typedef struct proto_boq_item {
  * line, in `err` ("line 7: net_qty \"12,5\" is not a number"), or -ENOMEM. */
 int proto_boq_parse(const char *text, size_t len, proto_boq_item_t **items, size_t *n, char *err,
                     size_t errlen);
+
+/* ---- non-road mobile machinery (protocol/machine.c): the register's
+ * rows, its CSV import, and gate events (POST /g, protocol/COAP.md).
+ *
+ * A machine is named by its environmental registration code (环保登记编码)
+ * everywhere: 1-31 of A-Z a-z 0-9 and '-'. Its engine emission stage is
+ * one of GB 20891-2014's (China I-IV; "0" for machines from before any
+ * stage) or "electric", which is a class of its own. */
+#define PROTO_MACHINE_CODE_MAX 31
+#define PROTO_MACHINE_TEXT_MAX 63 /* type, owner: bytes */
+#define PROTO_MACHINE_LABEL_MAX 15
+#define PROTO_MACHINE_ROWS_MAX 10000
+#define PROTO_MACHINE_KW_MAX 10000.0
+
+typedef enum {
+  PROTO_STAGE_0,
+  PROTO_STAGE_I,
+  PROTO_STAGE_II,
+  PROTO_STAGE_III,
+  PROTO_STAGE_IV,
+  PROTO_STAGE_ELECTRIC,
+  PROTO_STAGE_COUNT
+} proto_stage_t;
+typedef enum {
+  PROTO_FUEL_DIESEL,
+  PROTO_FUEL_PETROL,
+  PROTO_FUEL_ELECTRIC,
+  PROTO_FUEL_COUNT
+} proto_fuel_t;
+
+const char *proto_stage_name(int s);      /* "0", "I", ..., "electric"; NULL out of range */
+int proto_stage_from_name(const char *s); /* -1 when unknown */
+const char *proto_fuel_name(int f);       /* "diesel", "petrol", "electric" */
+int proto_fuel_from_name(const char *s);
+/* Whether `s` is a registration code (see above). */
+bool proto_machine_code_ok(const char *s);
+
+typedef struct proto_machine {
+  char code[PROTO_MACHINE_CODE_MAX + 1];
+  char type[PROTO_MACHINE_TEXT_MAX + 1];   /* excavator, loader, crane, ... (free text) */
+  int8_t stage;                            /* proto_stage_t */
+  double power_kw;                         /* rated net power, > 0 */
+  int8_t fuel;                             /* proto_fuel_t */
+  char owner[PROTO_MACHINE_TEXT_MAX + 1];  /* owner or lessor; "" unknown */
+  char label[PROTO_MACHINE_LABEL_MAX + 1]; /* the label's colour, a-z; "" unknown */
+  char terminal[PROTO_DEVICE_MAX + 1];     /* its monitoring terminal's device id; "" none */
+  int line;                                /* CSV line, for messages */
+} proto_machine_t;
+
+/* Checks one row: 0, or -EBADMSG with the field at fault in `err`. An
+ * electric machine must have fuel electric and the other way round. */
+int proto_machine_check(const proto_machine_t *m, char *err, size_t errlen);
+
+/* The register as CSV: a header naming at least code, type, stage and
+ * power_kw (any order, any case; fuel, owner, label and terminal are
+ * optional; other columns are ignored), then one machine per row. Quoting,
+ * a UTF-8 BOM, CRLF, blank lines and '#' lines as the bill of quantities.
+ * Fuel defaults to diesel (electric for stage electric). Returns 0 with
+ * *items (malloc'ed, the caller frees; NULL when n is 0), or -EBADMSG with
+ * every bad line named in `err`, or -ENOMEM. A code twice is refused. */
+int proto_machine_csv_parse(const char *text, size_t len, proto_machine_t **items, size_t *n,
+                            char *err, size_t errlen);
+
+/* One gate event: a machine passing a gate reader, POST /g. */
+#define PROTO_GATE_NO_MAX 9007199254740991LL /* 2^53 - 1 */
+typedef struct proto_gate_event {
+  char gate[PROTO_DEVICE_MAX + 1]; /* the reader's device id */
+  int64_t no;                      /* the reader's event number, never reused */
+  int64_t t;                       /* Unix seconds, the reader's */
+  char code[PROTO_MACHINE_CODE_MAX + 1];
+  bool in; /* true: entering the site; false: leaving */
+} proto_gate_event_t;
+
+/* Decodes {"gate","no","t","code","dir":"in"|"out"}, every field required,
+ * no other; times before `oldest` or more than PROTO_FUTURE_MAX_S after
+ * `now` are refused. Returns 0, or -EBADMSG naming the field. The CBOR
+ * form is a definite map with text keys and the same values. */
+int proto_gate_decode_json(const uint8_t *buf, size_t len, double now, double oldest,
+                           proto_gate_event_t *out, char *err, size_t errlen);
+int proto_gate_decode_cbor(const uint8_t *buf, size_t len, double now, double oldest,
+                           proto_gate_event_t *out, char *err, size_t errlen);
+/* Encoders (simulators, tests): bytes written, or -ENOSPC. */
+int proto_gate_encode_json(const proto_gate_event_t *e, char *buf, size_t cap);
+int proto_gate_encode_cbor(const proto_gate_event_t *e, uint8_t *buf, size_t cap);
 
 #endif

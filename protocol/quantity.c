@@ -24,6 +24,8 @@ enum dim {
   DIM_POWER,
   DIM_ENERGY,
   DIM_VOLUME,
+  DIM_DURATION, /* engine hours (a cumulative counter) */
+  DIM_OPACITY,  /* smoke: light absorption coefficient, GB 36886-2018 */
   DIM_COUNT
 };
 
@@ -42,6 +44,9 @@ static const uint8_t quantity_dim[PROTO_Q_COUNT] = {
     [PROTO_Q_ENERGY] = DIM_ENERGY,
     [PROTO_Q_FUEL] = DIM_VOLUME,
     [PROTO_Q_ON] = DIM_NONE,
+    [PROTO_Q_ENGINE_H] = DIM_DURATION,
+    [PROTO_Q_OPACITY] = DIM_OPACITY,
+    [PROTO_Q_IDLE_H] = DIM_DURATION,
 };
 
 /* What an error message offers instead of a unit that was refused; the unit
@@ -58,6 +63,8 @@ static const char *const dim_units[DIM_COUNT] = {
     [DIM_POWER] = "kW, W, MW",
     [DIM_ENERGY] = "kWh, Wh, MWh, J",
     [DIM_VOLUME] = "l, L, ml, mL, m3",
+    [DIM_DURATION] = "h, min, s",
+    [DIM_OPACITY] = "1/m, m-1",
 };
 
 #define PI 3.14159265358979323846
@@ -103,6 +110,11 @@ static const struct unit {
     {"ml", DIM_VOLUME, 0, 1, 1e3},
     {"mL", DIM_VOLUME, 0, 1, 1e3},
     {"m3", DIM_VOLUME, 0, 1e3, 1},
+    {"h", DIM_DURATION, 0, 1, 1},
+    {"min", DIM_DURATION, 0, 1, 60},
+    {"s", DIM_DURATION, 0, 1, 3600},
+    {"1/m", DIM_OPACITY, 0, 1, 1},
+    {"m-1", DIM_OPACITY, 0, 1, 1}, /* as GB 36886-2018 writes m⁻¹ */
 };
 
 static const char *const quantity_names[PROTO_Q_COUNT] = {

@@ -366,6 +366,8 @@ void sim_model_report(sim_model_t *m, const char *device, double t, proto_pack_t
     report_power(m, t, p);
     break;
   case SG_DEV_SCALE:
+  case SG_DEV_MACHINE: /* machines are not simulated yet (issue 17) */
+  case SG_DEV_GATE:
     break;
   }
 }

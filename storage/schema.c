@@ -271,6 +271,45 @@ static const char *const migrations[] = {
     "CREATE TABLE outbox_state("
     "  name TEXT PRIMARY KEY,"
     "  value NOT NULL) WITHOUT ROWID;",
+    /* 6: non-road mobile machinery (machinery.c, storage.h "machinery").
+     * `machine` is the register, one row per registration code, kept
+     * when retired (retired is then its time); `machine_audit` every
+     * change with who and why; `machine_move` entries and exits, a gate's
+     * (gate, no) stored once so a resend is recognised, a person's with
+     * no NULL. */
+    "CREATE TABLE machine("
+    "  code TEXT PRIMARY KEY,"
+    "  type TEXT NOT NULL,"
+    "  stage INTEGER NOT NULL," /* proto_stage_t */
+    "  power_kw REAL NOT NULL,"
+    "  fuel INTEGER NOT NULL," /* proto_fuel_t */
+    "  owner TEXT NOT NULL,"
+    "  label TEXT NOT NULL,"
+    "  terminal TEXT NOT NULL,"
+    "  added REAL NOT NULL,"
+    "  changed REAL NOT NULL,"
+    "  retired REAL) WITHOUT ROWID;"
+    "CREATE TABLE machine_audit("
+    "  id INTEGER PRIMARY KEY,"
+    "  t REAL NOT NULL,"
+    "  code TEXT NOT NULL,"
+    "  action TEXT NOT NULL," /* add, change, import, retire */
+    "  actor TEXT NOT NULL,"
+    "  reason TEXT NOT NULL,"
+    "  detail TEXT NOT NULL);" /* the row after the change */
+    "CREATE INDEX machine_audit_code ON machine_audit(code, t);"
+    "CREATE TABLE machine_move("
+    "  id INTEGER PRIMARY KEY,"
+    "  gate TEXT NOT NULL,"
+    "  no INTEGER,"
+    "  code TEXT NOT NULL,"
+    "  dir_in INTEGER NOT NULL,"
+    "  t REAL NOT NULL,"
+    "  source TEXT NOT NULL," /* gate, sitectl */
+    "  actor TEXT NOT NULL,"
+    "  received REAL NOT NULL);"
+    "CREATE UNIQUE INDEX machine_move_gate_no ON machine_move(gate, no) WHERE no IS NOT NULL;"
+    "CREATE INDEX machine_move_code_t ON machine_move(code, t);",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -572,6 +572,91 @@ int stor_outbox_alarm_events(stor_reader_t *r, int64_t after_seq, size_t limit,
 int stor_outbox_energy_day(stor_reader_t *r, int64_t day,
                            int (*cb)(void *arg, const stor_energy_row_t *row), void *arg);
 
+/* ---- non-road mobile machinery (storage/machinery.c; the rules are
+ * gateway/machinery/machinery.h's). The register (one row per
+ * registration code, kept when retired), its audit trail (every change
+ * with who and why, in the change's transaction) and the entries and
+ * exits. Writes are short requests on the writer's connection: the
+ * _commit and register functions wait for them and are for the HTTP
+ * threads, never the loop; stor_move_submit does not wait. */
+typedef struct stor_machine {
+  proto_machine_t m;
+  double added, changed; /* Unix s */
+  double retired;        /* Unix s; 0 while in the register */
+} stor_machine_t;
+
+#define STOR_MACHINE_ACTOR_MAX 63
+#define STOR_MACHINE_REASON_MAX 255
+typedef struct stor_machine_audit {
+  int64_t id;
+  double t;
+  char code[PROTO_MACHINE_CODE_MAX + 1];
+  char action[16]; /* add, change, import, retire */
+  char actor[STOR_MACHINE_ACTOR_MAX + 1];
+  char reason[STOR_MACHINE_REASON_MAX + 1];
+  char detail[512]; /* the row after the change, "type=... stage=..." */
+} stor_machine_audit_t;
+
+/* Adds (`add`: -EEXIST when the code is in the register; a retired code
+ * comes back) or changes (-ENOENT when it is not in the register) one
+ * machine, `m` checked with proto_machine_check (-EINVAL), audited as by
+ * `actor` for `reason` at `t`. 0 or -errno. Not on the loop. */
+int stor_machine_put(stor_db_t *db, const proto_machine_t *m, bool add, const char *actor,
+                     const char *reason, double t);
+/* Adds or changes the `n` machines of an import in one transaction, each
+ * audited ("import"); *added and *changed count them. All or none. */
+int stor_machine_import(stor_db_t *db, const proto_machine_t *items, size_t n, const char *actor,
+                        const char *reason, double t, size_t *added, size_t *changed);
+/* Retires a machine from the register (-ENOENT when it is not in it). */
+int stor_machine_retire(stor_db_t *db, const char *code, const char *actor, const char *reason,
+                        double t);
+
+/* An entry or exit. A gate's event has its number (no > 0): the same
+ * (gate, no) again is a resend, told apart by its content. A person's
+ * (no 0) is always new. */
+typedef struct stor_move {
+  int64_t id; /* set when stored */
+  char gate[PROTO_DEVICE_MAX + 1];
+  int64_t no;
+  char code[PROTO_MACHINE_CODE_MAX + 1];
+  bool in;
+  double t;        /* Unix s */
+  char source[16]; /* "gate", "sitectl" */
+  char actor[STOR_MACHINE_ACTOR_MAX + 1];
+  double received; /* Unix s */
+} stor_move_t;
+enum { STOR_MOVE_CREATED = 1, STOR_MOVE_SAME = 2 };
+typedef struct stor_move_result {
+  int status; /* STOR_MOVE_CREATED, STOR_MOVE_SAME, -EEXIST (other content), -errno */
+  int64_t id; /* the stored row (also for -EEXIST) */
+} stor_move_result_t;
+/* Stores `mv` and waits: 0 with res filled (its status may be -EEXIST),
+ * or -errno. Not on the loop. */
+int stor_move_commit(stor_db_t *db, const stor_move_t *mv, stor_move_result_t *res);
+/* The same without waiting: cb(arg, res) runs on the writer thread (it
+ * must not wait for the writer; post to the loop). `mv` is copied.
+ * Returns 0, -ENOMEM or -ESHUTDOWN (cb is then not called). */
+typedef void (*stor_move_cb)(void *arg, const stor_move_t *mv, const stor_move_result_t *res);
+int stor_move_submit(stor_db_t *db, const stor_move_t *mv, stor_move_cb cb, void *arg);
+
+/* ---- machinery reads (read-only connections); callbacks return non-zero
+ * to stop. */
+typedef int (*stor_machine_cb)(void *arg, const stor_machine_t *m);
+/* The register by code; retired machines too when `retired`. */
+int stor_machine_list(stor_reader_t *r, bool retired, stor_machine_cb cb, void *arg);
+/* One machine, retired or not: 0, -ENOENT or -errno. */
+int stor_machine_get(stor_reader_t *r, const char *code, stor_machine_t *out);
+/* The audit trail, newest first, of one machine (code) or all (NULL). */
+int stor_machine_audit(stor_reader_t *r, const char *code, size_t limit,
+                       int (*cb)(void *arg, const stor_machine_audit_t *a), void *arg);
+typedef int (*stor_move_row_cb)(void *arg, const stor_move_t *mv);
+/* Moves of `code` (NULL: every machine) with since <= t < until, oldest
+ * first, at most `limit`. */
+int stor_machine_moves(stor_reader_t *r, const char *code, double since, double until, size_t limit,
+                       stor_move_row_cb cb, void *arg);
+/* The latest move of every machine that has one (what the gate last saw). */
+int stor_machine_last_moves(stor_reader_t *r, stor_move_row_cb cb, void *arg);
+
 /* ==== the receiver's store (sitegate-rx, authority/), rxstore.c ========
  * A database of its own, apart from the gateway's: what each site sent
  * (frames), its signed ledger chain, its hourly seals, the sites seen and

@@ -82,7 +82,7 @@ static void option_row(const sg_config_option_t *o, char *out, size_t cap) {
     snprintf(range, sizeof(range), "up to %zu bytes", o->max_len);
   } else if (strcmp(o->type, "device type") == 0) {
     range[0] = '\0';
-    for (int t = SG_DEV_DUST; t <= SG_DEV_SCALE; t++)
+    for (int t = SG_DEV_DUST; t <= SG_DEV_GATE; t++)
       snprintf(range + strlen(range), sizeof(range) - strlen(range), "%s%s", t ? ", " : "",
                sg_devtype_name((sg_devtype_t)t));
   } else if (strcmp(o->type, "boolean") == 0) {

@@ -412,10 +412,10 @@ static void decode_rejects_unknown_quantity(void **state) {
   json_bad("[{\"bn\":\"d/\",\"n\":\"pm10\",\"v\":1},{\"n\":\"tsp\",\"v\":1},{\"n\":\"pm25\","
            "\"v\":1}]",
            "record 2: unknown quantity \"pm25\" (known: tsp, pm10, pm2_5, temp, rh, pressure, "
-           "wind_speed, wind_dir, la, lamax, power, energy, fuel, on)");
+           "wind_speed, wind_dir, la, lamax, power, energy, fuel, on, engine_h, opacity, idle_h)");
   assert_string_equal(err, "record 2: unknown quantity \"pm25\" (known: tsp, pm10, pm2_5, temp, "
                            "rh, pressure, wind_speed, wind_dir, la, lamax, power, energy, fuel, "
-                           "on)");
+                           "on, engine_h, opacity, idle_h)");
   json_bad("[{\"bn\":\"d/\",\"n\":\"dust-01/pm10\",\"v\":1}]", "unknown quantity \"dust-01/pm10\"");
 }
 

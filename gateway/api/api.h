@@ -72,6 +72,22 @@ void api_materials_boq(const http_req_t *req, http_resp_t *resp);
 void api_site_progress_get(const http_req_t *req, http_resp_t *resp);
 void api_site_progress_put(const http_req_t *req, http_resp_t *resp);
 
+/* The machinery endpoints (api_machinery.c). */
+void api_machinery(const http_req_t *req, http_resp_t *resp);
+void api_machine_detail(const http_req_t *req, http_resp_t *resp);
+void api_machine_add(const http_req_t *req, http_resp_t *resp);
+void api_machine_action(const http_req_t *req, http_resp_t *resp);
+/* The monthly report's machinery table (api_machinery.c): appends to
+ * `rows` one row per machine in the register during [since, until) (code,
+ * type, stage, kW, days on site, hours on site, engine hours, fuel l,
+ * t CO2, NOx kg, PM kg) and gives the totals in *summary (the caller's).
+ * 0 or -errno. */
+int machinery_report_month(gw_t *gw, stor_reader_t *rd, double since, double until, json_t *rows,
+                           json_t **summary);
+/* The machines' fuel and t CO2 over [since, until), for /api/carbon: 0
+ * with {"fuel_l","t_co2","formula"} in *out (the caller's), or -errno. */
+int api_machinery_carbon(const http_req_t *req, double since, double until, json_t **out);
+
 /* GET /api/uplink (api_uplink.c). */
 void api_uplink(const http_req_t *req, http_resp_t *resp);
 

@@ -179,5 +179,18 @@ void api_carbon(const http_req_t *req, http_resp_t *resp) {
     http_error(resp, 503, "the gateway is stopping");
     return;
   }
+  /* Machinery terminals are not equipment units: their fuel is in no
+   * figure above, and is added here once (gateway/machinery/machinery.h). */
+  json_t *mach = NULL;
+  int rc = api_machinery_carbon(req, since, until, &mach);
+  if (rc != 0) {
+    json_decref(j);
+    http_error(resp, 503, "database query failed: %s", strerror(-rc));
+    return;
+  }
+  double equip = json_number_value(json_object_get(json_object_get(j, "period"), "t_co2"));
+  json_object_set_new(j, "site_t_co2",
+                      json_real(equip + json_number_value(json_object_get(mach, "t_co2"))));
+  json_object_set_new(j, "machinery", mach);
   resp->json = j;
 }

@@ -386,6 +386,10 @@ static const struct route {
     {"POST", "/api/equipment/", true, true, api_equipment_override},
     {"GET", "/api/energy", false, false, api_energy},
     {"GET", "/api/carbon", false, false, api_carbon},
+    {"GET", "/api/machinery", false, false, api_machinery},
+    {"GET", "/api/machinery/", true, false, api_machine_detail},
+    {"POST", "/api/machinery", false, true, api_machine_add},
+    {"POST", "/api/machinery/", true, true, api_machine_action},
     /* the uplink to the authority and its outbox (uplink.c) */
     {"GET", "/api/uplink", false, false, api_uplink},
     /* Prometheus metrics (api_metrics.c), the monthly report (report.c) */

@@ -10,6 +10,7 @@
 #include <coap3/coap.h>
 
 struct ticket_job;
+struct gate_job;
 struct ctl_client;
 
 struct coap_front {
@@ -25,6 +26,7 @@ struct coap_front {
   uint64_t unknown_logged_ms; /* when the last was */
   struct ticket_job *tickets; /* POST /w waiting for their commit (tickets.c) */
   struct ctl_client *ctl;     /* equipment controllers (client.c), NULL until used */
+  struct gate_job *gates;     /* POST /g waiting for their commit (gates.c) */
 };
 
 /* Sets the code of `resp` and, when `text` is not empty, a text/plain
@@ -42,6 +44,10 @@ void coapfront__identity(const coap_session_t *s, char *out, size_t cap);
 void coapfront__tickets_add(struct coap_front *cf);
 /* tickets.c: when the front stops, before libcoap frees every async. */
 void coapfront__tickets_orphan(struct coap_front *cf);
+
+/* gates.c: registers POST /g; orphans its waiting jobs when the front stops. */
+void coapfront__gates_add(struct coap_front *cf);
+void coapfront__gates_orphan(struct coap_front *cf);
 
 /* client.c: before the context goes. Frees the sessions' app data and
  * every request; no callback runs after it. */

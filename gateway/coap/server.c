@@ -315,6 +315,7 @@ static void add_resources(struct coap_front *cf) {
   coap_add_attr(r, coap_make_str_const("title"), coap_make_str_const("\"SenML readings\""), 0);
   coap_add_resource(cf->ctx, r);
   coapfront__tickets_add(cf); /* POST /w */
+  coapfront__gates_add(cf);   /* POST /g */
 }
 
 /* Devices that post plain CoAP are a choice the site wrote down (`insecure
@@ -402,6 +403,7 @@ void coapfront_stop(struct coap_front *cf) {
   uv_close((uv_handle_t *)&cf->poll, on_handle_closed);
   uv_close((uv_handle_t *)&cf->sweep, on_handle_closed);
   coapfront__tickets_orphan(cf);
+  coapfront__gates_orphan(cf);
   coap_free_context(cf->ctx);
   cf->ctx = NULL;
   coap_cleanup();

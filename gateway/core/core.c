@@ -413,6 +413,61 @@ int gw_ticket_submit(gw_t *gw, const stor_ticket_t *t, gw_ticket_fn done, void *
   return rc;
 }
 
+/* ---- machinery moves: as tickets */
+
+int gw_on_move(gw_t *gw, gw_move_fn fn, void *arg) {
+  return listen_add(&gw->on_move, (void (*)(void))fn, arg);
+}
+
+void gw_move_stored(gw_t *gw, const stor_move_t *mv) {
+  GW_ASSERT_LOOP(gw);
+  for (struct gw_listener *l = gw->on_move; l; l = l->next)
+    ((gw_move_fn)l->fn)(l->arg, mv);
+}
+
+typedef struct move_job {
+  gw_post_t post;
+  gw_move_done_fn done;
+  void *arg;
+  stor_move_t mv;
+  stor_move_result_t res;
+  gw_t *gw;
+} move_job_t;
+
+static void move_on_loop(gw_t *gw, void *arg, bool cancelled) {
+  move_job_t *j = arg;
+  j->done(j->arg, &j->mv, cancelled ? NULL : &j->res);
+  if (!cancelled && j->res.status == STOR_MOVE_CREATED)
+    gw_move_stored(gw, &j->mv);
+  free(j);
+}
+
+/* Storage writer thread: may not touch the loop, so it posts. */
+static void move_on_committed(void *arg, const stor_move_t *mv, const stor_move_result_t *res) {
+  move_job_t *j = arg;
+  j->mv = *mv;
+  j->res = *res;
+  gw_post(j->gw, &j->post);
+}
+
+int gw_move_submit(gw_t *gw, const stor_move_t *mv, gw_move_done_fn done, void *arg) {
+  GW_ASSERT_LOOP(gw);
+  if (gw->stopping)
+    return -ESHUTDOWN;
+  move_job_t *j = calloc(1, sizeof(*j));
+  if (!j)
+    return -ENOMEM;
+  j->post.fn = move_on_loop;
+  j->post.arg = j;
+  j->done = done;
+  j->arg = arg;
+  j->gw = gw;
+  int rc = stor_move_submit(gw->db, mv, move_on_committed, j);
+  if (rc != 0)
+    free(j);
+  return rc;
+}
+
 /* ---- life cycle */
 
 int gw_core_open(gw_t *gw, const sg_config_t *cfg, uv_loop_t *loop) {
@@ -486,6 +541,7 @@ void gw_core_free(gw_t *gw) {
   calls_free(gw); /* after storage: kept posts run, as cancelled */
   listen_free(&gw->on_pack);
   listen_free(&gw->on_ledger);
+  listen_free(&gw->on_move);
   free(gw->devices);
   gw->devices = NULL;
 }

@@ -70,6 +70,7 @@ struct env;
 struct waste_gw;
 struct uplink;
 struct equipment;
+struct machinery;
 
 struct gw {
   uv_loop_t *loop;
@@ -99,6 +100,8 @@ struct gw {
   struct waste_gw *waste;        /* the waste and material ledger (waste.h) */
   struct uplink *uplink;         /* to the authority (uplink.h); NULL without [uplink] host */
   struct equipment *equipment;   /* energy and group control (equipment.h) */
+  struct gw_listener *on_move;   /* gw_on_move() listeners, loop thread */
+  struct machinery *machinery;   /* non-road mobile machinery (machinery.h) */
 };
 
 /* For functions that must run on the loop thread: asserts it in debug
@@ -148,6 +151,20 @@ void gw_ledger_changed(gw_t *gw);
  * refusal (-EINVAL, -EAGAIN, ...; done is then not called). Loop thread. */
 typedef void (*gw_ticket_fn)(void *arg, const stor_ticket_result_t *res);
 int gw_ticket_submit(gw_t *gw, const stor_ticket_t *t, gw_ticket_fn done, void *arg);
+
+/* Machinery entries and exits (storage.h "machinery"): a gate's event
+ * from the CoAP front (POST /g), committed like a ticket: done(arg, mv,
+ * res) runs on the loop once stored or refused (res NULL when storage
+ * closed first), then, for a new row, the move listeners. Returns 0,
+ * -ESHUTDOWN once the loop is stopping, or stor_move_submit's refusal
+ * (done is then not called). Loop thread. */
+typedef void (*gw_move_done_fn)(void *arg, const stor_move_t *mv, const stor_move_result_t *res);
+int gw_move_submit(gw_t *gw, const stor_move_t *mv, gw_move_done_fn done, void *arg);
+/* A move was stored (by gw_move_submit, or by the API, which calls
+ * gw_move_stored on the loop itself). Loop thread. */
+typedef void (*gw_move_fn)(void *arg, const stor_move_t *mv);
+int gw_on_move(gw_t *gw, gw_move_fn fn, void *arg);
+void gw_move_stored(gw_t *gw, const stor_move_t *mv);
 
 /* ---- the daemon's life, for the top file: gw_core_open (storage, the
  * registry, calls), the parts start, gw_core_run until SIGTERM/SIGINT (which

@@ -210,6 +210,14 @@ static const struct command {
      "energy                      kWh, fuel, run/idle hours per unit and day"},
     {"carbon", cmd_carbon,
      "carbon                      t CO2 per day, group, period, cumulative, m2"},
+    {"machines", cmd_machines,
+     "machines                    non-road machinery: register, on site, compliance, today"},
+    {"machine", cmd_machine,
+     "machine add CODE --type T --stage 0|I|II|III|IV|electric --power-kw KW [--fuel F] "
+     "[--owner N]   (token)"},
+    {"machine", cmd_machine,
+     "machine show CODE | change CODE ... --reason R | retire CODE --reason R | enter|leave "
+     "CODE | import FILE.csv"},
     {"uplink", cmd_uplink,
      "uplink                      connection to the authority, outbox backlog, last ack, drops"},
     {"report", cmd_report,
@@ -229,16 +237,31 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-  static const struct option longopts[] = {
-      {"url", required_argument, NULL, 'u'},    {"json", no_argument, NULL, 'j'},
-      {"since", required_argument, NULL, 's'},  {"until", required_argument, NULL, 't'},
-      {"step", required_argument, NULL, 'p'},   {"note", required_argument, NULL, 'N'},
-      {"by", required_argument, NULL, 'B'},     {"all", no_argument, NULL, 'A'},
-      {"device", required_argument, NULL, 'D'}, {"window", required_argument, NULL, 'W'},
-      {"csv", no_argument, NULL, 'C'},          {"month", required_argument, NULL, 'M'},
-      {"for", required_argument, NULL, 'F'},    {"reason", required_argument, NULL, 'R'},
-      {"help", no_argument, NULL, 'h'},         {"out", required_argument, NULL, 'O'},
-      {"output", required_argument, NULL, 'O'}, {NULL, 0, NULL, 0}};
+  static const struct option longopts[] = {{"url", required_argument, NULL, 'u'},
+                                           {"json", no_argument, NULL, 'j'},
+                                           {"since", required_argument, NULL, 's'},
+                                           {"until", required_argument, NULL, 't'},
+                                           {"step", required_argument, NULL, 'p'},
+                                           {"note", required_argument, NULL, 'N'},
+                                           {"by", required_argument, NULL, 'B'},
+                                           {"all", no_argument, NULL, 'A'},
+                                           {"device", required_argument, NULL, 'D'},
+                                           {"window", required_argument, NULL, 'W'},
+                                           {"csv", no_argument, NULL, 'C'},
+                                           {"month", required_argument, NULL, 'M'},
+                                           {"for", required_argument, NULL, 'F'},
+                                           {"reason", required_argument, NULL, 'R'},
+                                           {"help", no_argument, NULL, 'h'},
+                                           {"out", required_argument, NULL, 'O'},
+                                           {"output", required_argument, NULL, 'O'},
+                                           {"type", required_argument, NULL, 1},
+                                           {"stage", required_argument, NULL, 2},
+                                           {"power-kw", required_argument, NULL, 3},
+                                           {"fuel", required_argument, NULL, 4},
+                                           {"owner", required_argument, NULL, 5},
+                                           {"label", required_argument, NULL, 6},
+                                           {"terminal", required_argument, NULL, 7},
+                                           {NULL, 0, NULL, 0}};
   ctl_t ctl = {0};
   setlocale(LC_CTYPE, "C.UTF-8");
   ctl.url = getenv("SITECTL_URL");
@@ -291,6 +314,27 @@ int main(int argc, char **argv) {
       break;
     case 'O':
       ctl.out = optarg;
+      break;
+    case 1:
+      ctl.type = optarg;
+      break;
+    case 2:
+      ctl.stage = optarg;
+      break;
+    case 3:
+      ctl.power_kw = optarg;
+      break;
+    case 4:
+      ctl.fuel = optarg;
+      break;
+    case 5:
+      ctl.owner = optarg;
+      break;
+    case 6:
+      ctl.label = optarg;
+      break;
+    case 7:
+      ctl.terminal = optarg;
       break;
     case 'h':
       usage(stdout);

@@ -31,6 +31,9 @@ typedef struct ctl {
 
   /* sitectl_report.c: report --out FILE (also --month, --csv) */
   const char *out;
+
+  /* sitectl_machinery.c: machine add|change --type --stage --power-kw ... */
+  const char *type, *stage, *power_kw, *fuel, *owner, *label, *terminal;
 } ctl_t;
 
 /* GETs base+path and parses the JSON answer into *out (the caller
@@ -89,6 +92,10 @@ int cmd_site(ctl_t *ctl, int argc, char **argv);
 int cmd_equipment(ctl_t *ctl, int argc, char **argv);
 int cmd_energy(ctl_t *ctl, int argc, char **argv);
 int cmd_carbon(ctl_t *ctl, int argc, char **argv);
+
+/* Commands in sitectl_machinery.c. */
+int cmd_machines(ctl_t *ctl, int argc, char **argv);
+int cmd_machine(ctl_t *ctl, int argc, char **argv);
 
 /* Command in sitectl_uplink.c. */
 int cmd_uplink(ctl_t *ctl, int argc, char **argv);

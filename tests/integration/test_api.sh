@@ -99,7 +99,7 @@ done
 
 # ---- the monthly report
 MONTH=$(TZ=Asia/Shanghai date +%Y-%m)
-get "/api/report?month=$MONTH" | json '[p["name"] for p in j["parts"]] == ["noise","dust","alarms","waste","materials","energy"]' |
+get "/api/report?month=$MONTH" | json '[p["name"] for p in j["parts"]] == ["noise","dust","alarms","waste","materials","energy","machinery"]' |
   grep -qx True || fail "/api/report parts"
 get "/api/report?month=$MONTH" | json "[r[9] for t in j['tables'] if t['name'] == 'alarms' for r in t['rows'] if r[0] == $ID][0]" |
   grep -qx "张工" || fail "the report does not show who acknowledged"

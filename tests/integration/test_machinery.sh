@@ -1,0 +1,196 @@
+#!/bin/bash
+# Non-road mobile machinery (issue 17) through CoAP and sitectl: a machine
+# is registered (sitectl, with the token, audited), enters through a gate
+# reader's POST /g (a separate response; a resend is stored once, a reused
+# number with other content is 4.09), breaks the zone's stage rule
+# (machinery.stage), an unregistered one comes in by hand
+# (machinery.unregistered), the terminal's smoke reading over /r breaks the
+# smoke limit (machinery.smoke); the register is corrected, the machines
+# leave and every alarm clears; a restart keeps the register, its audit,
+# the moves and the day's figures.
+. "$(dirname "$0")/lib.sh"
+
+CTL="$BIN/sitectl"
+export SITECTL_TOKEN=test-token SITECTL_USER=tester
+CODE=230102Z0001
+
+write_conf "$T/site.conf" <<CONF
+token = test-token
+
+[device gate-01]
+type = gate
+
+[device mt-01]
+type = machine
+interval_s = 10
+
+[machinery]
+min_stage = III
+opacity_limit_per_m = 0.8
+CONF
+# the token belongs to [http]: move the line written after [device noise-01]
+"$PY" - "$T/site.conf" <<'PYEOF'
+import sys
+p = sys.argv[1]
+s = open(p).read().replace("\ntoken = test-token\n", "\n", 1)
+s = s.replace("[http]\n", "[http]\ntoken = test-token\n", 1)
+open(p, "w").write(s)
+PYEOF
+start_gw "$T/site.conf"
+
+m_is() { # m_is CODE PYEXPR-over-m
+  "$CTL" machines --json | "$PY" -c '
+import json, sys
+ms = [m for m in json.load(sys.stdin) if m["code"] == sys.argv[1]]
+sys.exit(0 if ms and eval(sys.argv[2], {"m": ms[0]}) else 1)' "$1" "$2"
+}
+alarm_active() { # alarm_active RULE SOURCE
+  "$CTL" alarms --json | json "any(a['rule'] == '$1' and a['source'] == '$2' for a in j['alarms'])" |
+    grep -qx True
+}
+no_alarm() { ! alarm_active "$1" "$2"; }
+diagnose() {
+  "$CTL" machines || true
+  "$CTL" alarms || true
+}
+
+# g CT -e PAYLOAD | g CT -f FILE: POST /g; the final code and payload.
+g() {
+  ct=$1
+  shift
+  coap-client-openssl -B 15 -v 7 -m post -t "$ct" "$@" "coap://127.0.0.1:$COAP_PORT/g" \
+    >"$T/g.out" 2>&1 || true
+  code=$(grep -o ' c:[2-5]\.[0-9][0-9]' "$T/g.out" | head -1 | cut -d: -f2)
+  echo "${code:-none}"
+}
+event() { # event NO DIR T [CODE]
+  printf '{"gate":"gate-01","no":%s,"t":%s,"code":"%s","dir":"%s"}' "$1" "$3" "${4:-$CODE}" "$2"
+}
+
+# 1. The register: the token is needed, and the change is audited.
+rc=0
+SITECTL_TOKEN= "$CTL" machine add $CODE --type excavator --stage II --power-kw 103 \
+  2>"$T/err" || rc=$?
+[ $rc -eq 1 ] && grep -q token "$T/err" || fail "adding needs the token: rc=$rc $(cat "$T/err")"
+"$CTL" machine add $CODE --type excavator --stage II --power-kw 103 --owner 龙运租赁 \
+  --label yellow --terminal mt-01 --reason "arrived for the pit" >/dev/null ||
+  fail "sitectl machine add"
+rc=0
+"$CTL" machine add $CODE --type excavator --stage II --power-kw 103 2>"$T/err" || rc=$?
+[ $rc -eq 1 ] || fail "a code twice is refused: rc=$rc"
+m_is $CODE 'm["stage"] == "II" and m["power_kw"] == 103 and not m["on_site"] and m["compliant"]' ||
+  fail "registered, not on site: $("$CTL" machines --json)"
+"$CTL" machines --json | "$PY" -c '
+import json, sys
+m = json.load(sys.stdin)[0]
+for k in ("code", "type", "stage", "power_kw", "on_site", "compliant", "reasons", "hours_today", "fuel_l_today"):
+    assert k in m, k' || fail "sitectl machines --json lacks a field"
+
+# 2. The gate: an empty ACK, then 2.01; a resend 2.04; the number reused 4.09.
+now=$(now_s)
+r=$(g 50 -e "$(event 1 in $((now - 60)))")
+grep -q 'ACK c:0.00' "$T/g.out" || fail "no empty ACK (separate response): $(cat "$T/g.out")"
+[ "$r" = 2.01 ] || fail "gate entry: wanted 2.01, got $r: $(cat "$T/g.out")"
+r=$(g 50 -e "$(event 1 in $((now - 60)))")
+[ "$r" = 2.04 ] || fail "gate resend: wanted 2.04, got $r"
+r=$(g 50 -e "$(event 1 out $((now - 60)))")
+[ "$r" = 4.09 ] || fail "gate number reused: wanted 4.09, got $r"
+r=$(g 50 -e '{"gate":"gate-01","no":2,"t":1,"code":"x","dir":"in"}')
+[ "$r" = 4.00 ] || fail "a bad event: wanted 4.00, got $r"
+r=$(g 50 -e "$(printf '{"gate":"mt-01","no":1,"t":%s,"code":"%s","dir":"in"}' "$now" $CODE)")
+[ "$r" = 4.03 ] || fail "a terminal is not a gate: wanted 4.03, got $r"
+
+# 3. On site below the zone's stage: machinery.stage.
+wait_for 10 "machinery.stage for $CODE" alarm_active machinery.stage $CODE
+m_is $CODE 'm["on_site"] and not m["compliant"] and m["reasons"] == ["stage"]' ||
+  fail "on site, not compliant: $("$CTL" machines --json)"
+
+# 4. An unregistered machine comes in by hand: machinery.unregistered.
+"$CTL" machine enter HLJ-0099 >/dev/null || fail "sitectl machine enter"
+wait_for 10 "machinery.unregistered for HLJ-0099" alarm_active machinery.unregistered HLJ-0099
+m_is HLJ-0099 'not m["registered"] and m["on_site"] and m["reasons"] == ["unregistered"]' ||
+  fail "unregistered on site: $("$CTL" machines --json)"
+
+# 5. The terminal: engine hours, fuel and smoke over /r (SenML CBOR too).
+pack=$(printf '[{"bn":"mt-01/","bt":%s,"n":"engine_h","u":"h","v":1000},{"n":"idle_h","v":200},{"n":"fuel","u":"l","v":5000}]' "$((now - 30))")
+r=$(coap post /r 110 "$pack")
+expect_code 2.04 "$r" "terminal's first pack"
+pack=$(printf '[{"bn":"mt-01/","bt":%s,"n":"engine_h","u":"min","v":60030},{"n":"idle_h","v":200.125},{"n":"fuel","v":5012},{"n":"opacity","u":"m-1","v":1.2}]' "$((now - 20))")
+r=$(coap post /r 110 "$pack")
+expect_code 2.04 "$r" "terminal's smoke"
+wait_for 10 "machinery.smoke for $CODE" alarm_active machinery.smoke $CODE
+m_is $CODE 'm["working"] and sorted(m["reasons"]) == ["smoke", "stage"] and abs(m["fuel_l_today"] - 12) < 1e-6 and abs(m["engine_h_today"] - 0.5) < 1e-6' ||
+  fail "smoking, 12 l and 0.5 h today: $("$CTL" machines --json)"
+
+# 6. Corrected: the stage alarm clears while the machine stays.
+rc=0
+"$CTL" machine change $CODE --stage IV 2>"$T/err" || rc=$?
+[ $rc -eq 2 ] || fail "a change without a reason is refused: rc=$rc"
+"$CTL" machine change $CODE --stage IV --reason "engine replaced, certificate 2026-118" >/dev/null ||
+  fail "sitectl machine change"
+wait_for 10 "machinery.stage for $CODE to clear" no_alarm machinery.stage $CODE
+alarm_active machinery.smoke $CODE || fail "the smoke alarm stays while it smokes on site"
+
+# 7. They leave (the gate, in CBOR; a person): every alarm clears.
+"$PY" - "$T/out.cbor" "$now" "$CODE" <<'PYEOF'
+import struct, sys
+def text(s):
+    b = s.encode()
+    return bytes([0x60 | len(b)]) + b
+t = int(sys.argv[2])
+body = bytes([0xa5]) + text("gate") + text("gate-01") + text("no") + bytes([0x02]) + \
+    text("t") + b"\x1a" + struct.pack(">I", t) + text("code") + text(sys.argv[3]) + \
+    text("dir") + text("out")
+open(sys.argv[1], "wb").write(body)
+PYEOF
+r=$(g 60 -f "$T/out.cbor")
+[ "$r" = 2.01 ] || fail "gate exit in CBOR: wanted 2.01, got $r: $(cat "$T/g.out")"
+"$CTL" machine leave HLJ-0099 >/dev/null || fail "sitectl machine leave"
+wait_for 10 "machinery.smoke for $CODE to clear" no_alarm machinery.smoke $CODE
+wait_for 10 "machinery.unregistered for HLJ-0099 to clear" no_alarm machinery.unregistered HLJ-0099
+m_is $CODE 'not m["on_site"] and m["compliant"]' || fail "gone: $("$CTL" machines --json)"
+
+# 8. The site's carbon counts the machine's 12 l once, with the diesel factor.
+curl -sf "$SITECTL_URL/api/carbon" | json 'abs(j["machinery"]["t_co2"] - 12 * 2.63 / 1000) < 1e-9 and abs(j["site_t_co2"] - j["period"]["t_co2"] - j["machinery"]["t_co2"]) < 1e-9' |
+  grep -qx True || fail "machinery in /api/carbon: $(curl -sf "$SITECTL_URL/api/carbon")"
+
+# 9. Import from CSV (all or nothing, every bad line named); retire.
+printf 'code,type,stage,power_kw,fuel,owner\nHLJ-0100,loader,IV,75,diesel,自有\nHLJ-0101,crane,electric,55,,\n' >"$T/reg.csv"
+"$CTL" machine import "$T/reg.csv" | grep -q "2 added" || fail "sitectl machine import"
+printf 'code,type,stage,power_kw\nHLJ-0102,loader,V,75\nHLJ-0103,loader,III,x\n' >"$T/bad.csv"
+rc=0
+"$CTL" machine import "$T/bad.csv" 2>"$T/err" || rc=$?
+[ $rc -eq 1 ] && grep -q "line 2" "$T/err" && grep -q "line 3" "$T/err" ||
+  fail "a bad CSV names its lines: rc=$rc $(cat "$T/err")"
+m_is HLJ-0101 'm["stage"] == "electric" and m["fuel"] == "electric"' || fail "imported"
+"$CTL" machine retire HLJ-0100 --reason "returned to the lessor" >/dev/null || fail "retire"
+"$CTL" machines --json | json '[m["code"] for m in j]' | grep -q HLJ-0100 &&
+  fail "a retired machine is not in the register"
+
+# 10. A restart keeps the register, the audit, the moves and the figures.
+stop_gw
+start_gw "$T/site.conf"
+m_is $CODE 'm["stage"] == "IV" and not m["on_site"] and m["owner"] == "龙运租赁" and abs(m["fuel_l_today"] - 12) < 1e-6' ||
+  fail "after the restart: $("$CTL" machines --json)"
+"$CTL" --json machine show $CODE | "$PY" -c '
+import json, sys
+m = json.load(sys.stdin)
+acts = [(a["action"], a["by"]) for a in m["audit"]]
+assert acts == [("change", "tester"), ("add", "tester")], acts
+assert [x["dir"] for x in m["moves"]] == ["in", "out"], m["moves"]
+d = m["days"][-1]
+assert abs(d["t_co2"] - 12 * 2.63 / 1000) < 1e-9, d
+assert d["nox_kg"] > 0 and d["pm_kg"] > 0, d
+assert abs(d["idle_share"] - 0.25) < 1e-9, d
+' || fail "sitectl machine show after the restart: $("$CTL" --json machine show $CODE)"
+"$CTL" machine show $CODE | grep -q "engine replaced" || fail "the audit's reason is shown"
+# the monthly report's machinery part: this machine's 12 l, as CSV too
+MONTH=$(TZ=Asia/Shanghai date +%Y-%m)
+curl -sf "$SITECTL_URL/api/report?month=$MONTH" | json '[r for t in j["tables"] if t["name"] == "machinery" for r in t["rows"] if r[0] == "'$CODE'"][0][7]' |
+  grep -qx 12.0 || fail "report machinery row: $(curl -sf "$SITECTL_URL/api/report?month=$MONTH")"
+curl -sf "$SITECTL_URL/api/report?month=$MONTH&format=csv&table=machinery" | grep -q "^$CODE," ||
+  fail "report machinery CSV"
+no_alarm machinery.stage $CODE && no_alarm machinery.smoke $CODE &&
+  no_alarm machinery.unregistered HLJ-0099 || fail "no machinery alarm after the restart"
+stop_gw
+echo "ok: machinery register, gate, rule, alarms, restart"
