@@ -40,7 +40,9 @@ int main(void) {
   snprintf(p.device, sizeof(p.device), "load-00042");
   p.n = 10;
   for (size_t i = 0; i < p.n; i++) { /* as sitesim load sends them */
-    p.rec[i].quantity = (uint8_t)(i % 3 == 0 ? PROTO_Q_PM10 : i % 3 == 1 ? PROTO_Q_LA : PROTO_Q_TEMP);
+    p.rec[i].quantity = (uint8_t)(i % 3 == 0   ? PROTO_Q_PM10
+                                  : i % 3 == 1 ? PROTO_Q_LA
+                                               : PROTO_Q_TEMP);
     p.rec[i].t_ms = (int64_t)(NOW - 60) * 1000 + (int64_t)i * 1000;
     p.rec[i].value = 20.0 + (double)i * 1.7;
   }
@@ -55,6 +57,7 @@ int main(void) {
   printf("  JSON, jsmn:     %10.0f records/s\n", j);
   printf("  JSON, jansson:  %10.0f records/s\n", o);
   printf("  CBOR, libcbor:  %10.0f records/s\n", c);
-  printf("senml: json_jsmn_records_s=%.0f json_jansson_records_s=%.0f cbor_records_s=%.0f\n", j, o, c);
+  printf("senml: json_jsmn_records_s=%.0f json_jansson_records_s=%.0f cbor_records_s=%.0f\n", j, o,
+         c);
   return 0;
 }

@@ -39,8 +39,8 @@ uint64_t sg_mono_ms(void); /* monotonic milliseconds, for intervals */
 int sg_parse_time(const char *s, double now, double *out);
 
 /* ---- site configuration */
-#define SG_ID_MAX 47   /* device, group and site ids: [A-Za-z0-9._-] */
-#define SG_PSK_MAX 64  /* DTLS pre-shared key bytes */
+#define SG_ID_MAX 47  /* device, group and site ids: [A-Za-z0-9._-] */
+#define SG_PSK_MAX 64 /* DTLS pre-shared key bytes */
 /* The shortest key accepted, bytes: 128 bits if every byte were random
  * (RFC 9257 4: an external PSK needs at least 128 bits of entropy; NIST
  * SP 800-57 part 1 table 2: 128-bit strength). Text keys carry less per
@@ -115,7 +115,7 @@ typedef struct sg_config {
   /* [http] */
   char http_listen[64]; /* host:port */
   char http_token[128];
-  char http_hosts[256]; /* more names for the Host check, commas or spaces */
+  char http_hosts[256];    /* more names for the Host check, commas or spaces */
   char http_web_root[256]; /* "": ../share/sitegate/web beside the program */
   /* [noise] GB 12523-2011; meanings and clauses in config.c */
   double noise_day_start_h, noise_night_start_h, noise_day_limit, noise_night_limit;

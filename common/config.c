@@ -267,12 +267,9 @@ static size_t opt_index(const char *section, const char *key) {
 }
 
 bool sg_config_option(size_t i, sg_config_option_t *out) {
-  static const char *const type_names[] = {[OPT_STR] = "string",
-                                           [OPT_PSTR] = "string",
-                                           [OPT_INT] = "integer",
-                                           [OPT_DBL] = "number",
-                                           [OPT_DEVTYPE] = "device type",
-                                           [OPT_BOOL] = "boolean"};
+  static const char *const type_names[] = {
+      [OPT_STR] = "string", [OPT_PSTR] = "string",         [OPT_INT] = "integer",
+      [OPT_DBL] = "number", [OPT_DEVTYPE] = "device type", [OPT_BOOL] = "boolean"};
   if (i >= N_OPTIONS)
     return false;
   const opt_t *o = &options[i];

@@ -223,8 +223,8 @@ char *msgcat_rule_name(const msgcat_t *c, const char *lang, const char *rule, ch
   return msgcat_fill(msgcat_get(c, lang, probe), names, values, 1, buf, len);
 }
 
-char *msgcat_alarm_text(const msgcat_t *c, const char *lang, const msgcat_alarm_t *a,
-                        double figure, char *buf, size_t len) {
+char *msgcat_alarm_text(const msgcat_t *c, const char *lang, const msgcat_alarm_t *a, double figure,
+                        char *buf, size_t len) {
   char key[64], q[32], probe[80], fig[32], lim[32], peak[32];
   msgcat_alarm_key(c, a->rule, key, sizeof(key), q, sizeof(q));
   snprintf(probe, sizeof(probe), "alarm.%s", key);

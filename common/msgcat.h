@@ -58,8 +58,8 @@ void msgcat_alarm_key(const msgcat_t *c, const char *rule, char *key, size_t key
  * `figure` (pass a->peak for the worst), into buf. Return buf. */
 char *msgcat_rule_name(const msgcat_t *c, const char *lang, const char *rule, char *buf,
                        size_t len);
-char *msgcat_alarm_text(const msgcat_t *c, const char *lang, const msgcat_alarm_t *a,
-                        double figure, char *buf, size_t len);
+char *msgcat_alarm_text(const msgcat_t *c, const char *lang, const msgcat_alarm_t *a, double figure,
+                        char *buf, size_t len);
 
 /* Fills {name} placeholders of `tmpl` from parallel arrays of names and
  * values (a missing name stays as "{name}"). Returns buf. */

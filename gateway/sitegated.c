@@ -85,8 +85,9 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < cfg->n_devices; i++)
       insecure += cfg->devices[i].insecure;
     if (insecure)
-      fprintf(stderr, "%s: warning: %zu device%s with insecure = yes accept plain CoAP from anyone\n",
-              path, insecure, insecure > 1 ? "s" : "");
+      fprintf(stderr,
+              "%s: warning: %zu device%s with insecure = yes accept plain CoAP from anyone\n", path,
+              insecure, insecure > 1 ? "s" : "");
     fprintf(stderr, "%s: ok (%zu devices)\n", path, cfg->n_devices);
     sg_config_free(cfg);
     return 0;

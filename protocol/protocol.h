@@ -266,7 +266,7 @@ void hj212_hex(const uint8_t *b, size_t n, char *out);
 #define PROTO_TICKET_TEXT_BYTES (PROTO_TICKET_TEXT_CHARS * 4) /* UTF-8 */
 #define PROTO_MATERIAL_MAX 31                                 /* material ids: [a-z0-9_] */
 #define PROTO_TICKET_KG_MAX 100000 /* twice the heaviest road vehicle, 49 t (GB 1589-2016) */
-#define PROTO_TICKET_NO_MAX 9007199254740991LL                /* 2^53 - 1: exact in JSON */
+#define PROTO_TICKET_NO_MAX 9007199254740991LL /* 2^53 - 1: exact in JSON */
 
 /* X(enum, name, excluded from the waste limit) -- GB 55012-2021 6.1.1 */
 #define PROTO_WASTE_CATEGORY_MAP(X)                                                                \

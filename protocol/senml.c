@@ -699,9 +699,7 @@ static bool jbad(struct jdoc *d, size_t off, const char *why) {
   return false;
 }
 
-static int hexval(char c) {
-  return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
-}
+static int hexval(char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; }
 
 static uint32_t hex4(const char *p) {
   return (uint32_t)(hexval(p[0]) << 12 | hexval(p[1]) << 8 | hexval(p[2]) << 4 | hexval(p[3]));
@@ -885,8 +883,8 @@ static bool number_value(const char *s, size_t n, bool integer, double *out) {
     for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++, digits++, frac++)
       m = m * 10 + (uint64_t)(s[i] - '0');
   if (i == n && digits <= 15) {
-    static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+    static const double pow10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                   1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
     double v = (double)m / pow10[frac];
     *out = integer ? (neg && m != 0 ? -v : v) : (neg ? -v : v);
     return true;
@@ -957,7 +955,7 @@ struct keyset {
   int top;
   struct kslot {
     int obj, key; /* key + 1; 0: empty */
-  } *tab;
+  } * tab;
   size_t cap; /* slots, a power of two */
 };
 
@@ -1002,24 +1000,24 @@ static bool keyset_add(struct jdoc *d, struct keyset *ks, int obj, int base, int
 
 /* Where the pushdown check of json_check() stands. */
 enum jstate {
-  J_TOP,        /* before the document's value */
-  J_ARR_FIRST,  /* after '[': a value or ']' */
-  J_OBJ_FIRST,  /* after '{': a key or '}' */
-  J_VALUE,      /* after ',' in an array, or ':' */
-  J_KEY,        /* after ',' in an object */
-  J_COLON,      /* after a key */
-  J_AFTER,      /* after a value inside a container: ',' or the closer */
-  J_DONE        /* the document's value is closed */
+  J_TOP,       /* before the document's value */
+  J_ARR_FIRST, /* after '[': a value or ']' */
+  J_OBJ_FIRST, /* after '{': a key or '}' */
+  J_VALUE,     /* after ',' in an array, or ':' */
+  J_KEY,       /* after ',' in an object */
+  J_COLON,     /* after a key */
+  J_AFTER,     /* after a value inside a container: ',' or the closer */
+  J_DONE       /* the document's value is closed */
 };
 
 struct jframe {
-  int obj;      /* the container's token */
-  int keybase;  /* its first key in keyset.keys */
+  int obj;     /* the container's token */
+  int keybase; /* its first key in keyset.keys */
 };
 
 /* The punctuation between tokens: ws, ',', ':' and closers. */
-static bool json_gap(struct jdoc *d, size_t from, size_t to, enum jstate *st,
-                     struct jframe *stack, int *depth, struct keyset *ks) {
+static bool json_gap(struct jdoc *d, size_t from, size_t to, enum jstate *st, struct jframe *stack,
+                     int *depth, struct keyset *ks) {
   for (size_t i = from; i < to; i++) {
     char c = d->b[i];
     bool arr = *depth > 0 && d->tok[stack[*depth - 1].obj].type == JSMN_ARRAY;
@@ -1183,8 +1181,8 @@ static int jtok_field(struct senml_dec *s, const struct jdoc *d, const jsmntok_t
       return record_bool(s, l, *p == 't');
     if (*p != 'n') {
       double x;
-      bool integer = memchr(p, '.', n) == NULL && memchr(p, 'e', n) == NULL &&
-                     memchr(p, 'E', n) == NULL;
+      bool integer =
+          memchr(p, '.', n) == NULL && memchr(p, 'e', n) == NULL && memchr(p, 'E', n) == NULL;
       (void)number_value(p, n, integer, &x); /* in range: json_check() */
       return record_number(s, l, x);
     }

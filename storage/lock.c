@@ -44,11 +44,11 @@ int stor_lock(const char *db_path, int *fd_out, pid_t *holder) {
     if (holder)
       *holder = pid;
     if (pid > 0)
-      log_err("%s is in use by process %ld (lock %s): one instance per database",
-              db_path, (long)pid, path);
+      log_err("%s is in use by process %ld (lock %s): one instance per database", db_path,
+              (long)pid, path);
     else
-      log_err("%s is in use by another process (lock %s): one instance per database",
-              db_path, path);
+      log_err("%s is in use by another process (lock %s): one instance per database", db_path,
+              path);
     close(fd);
     return -EBUSY;
   }

@@ -9,9 +9,16 @@
 
 static void csv_guard_catches_every_formula_lead(void **state) {
   (void)state;
-  static const char *const bad[] = {"=HYPERLINK(\"http://x\",\"t\")", "+cmd|' /C calc'!A0",
-                                    "-2+3+cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0",
-                                    "\t=1+1", "\r=1+1", "=", "-", "+1+1", "-1e3=1"};
+  static const char *const bad[] = {"=HYPERLINK(\"http://x\",\"t\")",
+                                    "+cmd|' /C calc'!A0",
+                                    "-2+3+cmd|' /C calc'!A0",
+                                    "@SUM(1+1)*cmd|' /C calc'!A0",
+                                    "\t=1+1",
+                                    "\r=1+1",
+                                    "=",
+                                    "-",
+                                    "+1+1",
+                                    "-1e3=1"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
     if (!api_csv_needs_guard(bad[i]))
       fail_msg("not guarded: %s", bad[i]);
@@ -19,8 +26,8 @@ static void csv_guard_catches_every_formula_lead(void **state) {
 
 static void csv_guard_leaves_numbers_and_text_alone(void **state) {
   (void)state;
-  static const char *const ok[] = {"-17600", "-17.6", "+3", "1e5", "-1.5e-3", "龙运",
-                                   "a=b",    "",      "0",  "hazardous"};
+  static const char *const ok[] = {"-17600", "-17.6", "+3", "1e5", "-1.5e-3",
+                                   "龙运",   "a=b",   "",   "0",   "hazardous"};
   for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
     if (api_csv_needs_guard(ok[i]))
       fail_msg("guarded: %s", ok[i]);

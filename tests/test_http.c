@@ -13,8 +13,8 @@
 
 static void host_check_takes_addresses_localhost_and_configured_names(void **state) {
   (void)state;
-  static const char *const ok[] = {"127.0.0.1:8080", "127.0.0.1", "192.168.1.20:8080",
-                                   "[::1]:8080",     "localhost", "LOCALHOST:8080",
+  static const char *const ok[] = {"127.0.0.1:8080", "127.0.0.1",        "192.168.1.20:8080",
+                                   "[::1]:8080",     "localhost",        "LOCALHOST:8080",
                                    "localhost.:80",  "gw.site.lan:8080", "GW.SITE.LAN"};
   for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
     if (!http_host_ok(ok[i], "other.lan, gw.site.lan"))
@@ -23,9 +23,9 @@ static void host_check_takes_addresses_localhost_and_configured_names(void **sta
 
 static void host_check_refuses_a_rebound_name(void **state) {
   (void)state;
-  static const char *const bad[] = {"evil.example",      "evil.example:8080", "gw.site.lan.evil",
-                                    "localhost.evil.io", "",                  ":8080",
-                                    "[evil]:80",         "127.0.0.1.nip.io",  "site.lan"};
+  static const char *const bad[] = {
+      "evil.example", "evil.example:8080", "gw.site.lan.evil", "localhost.evil.io", "",
+      ":8080",        "[evil]:80",         "127.0.0.1.nip.io", "site.lan"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
     if (http_host_ok(bad[i], "gw.site.lan"))
       fail_msg("accepted: %s", bad[i]);

@@ -1,15 +1,15 @@
 /* The message catalogue (common/msgcat.c) and the catalogue itself
  * (gateway/web/messages.json): every key in both languages, every alarm
  * the gateway raises with a sentence, Chinese sentences free of English. */
+#include <cmocka.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
 
 #include "common/msgcat.h"
 #include <ctype.h>
-#include <stdbool.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -35,11 +35,11 @@ static int unload(void **state) {
 /* Every rule name the rooms raise (rules/env.c, waste_gw.c, command.c,
  * uplink.c), with the quantities health rules are made for. */
 static const char *const rules[] = {
-    "noise.laeq",          "noise.night_lmax",      "dust.pm10_long",       "dust.pm10_short",
-    "dust.pm2_5_long",     "dust.pm2_5_short",      "dust.tsp_long",        "dust.tsp_short",
-    "dust.pm10_exceed_day", "dust.pm2_5_exceed_day", "health.offline",       "health.clock_skew",
-    "health.interference", "health.range.pm2_5",    "health.flatline.la",   "health.range.temp",
-    "waste.allowance",     "waste.projection",      "equipment.no_follow",  "uplink.down",
+    "noise.laeq",           "noise.night_lmax",      "dust.pm10_long",      "dust.pm10_short",
+    "dust.pm2_5_long",      "dust.pm2_5_short",      "dust.tsp_long",       "dust.tsp_short",
+    "dust.pm10_exceed_day", "dust.pm2_5_exceed_day", "health.offline",      "health.clock_skew",
+    "health.interference",  "health.range.pm2_5",    "health.flatline.la",  "health.range.temp",
+    "waste.allowance",      "waste.projection",      "equipment.no_follow", "uplink.down",
 };
 
 static void every_key_is_in_both_languages_with_the_same_placeholders(void **state) {
@@ -66,8 +66,8 @@ static bool has_english(const char *s) {
 static void every_alarm_reads_as_a_chinese_sentence_and_an_english_one(void **state) {
   (void)state;
   for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
-    msgcat_alarm_t a = {.rule = rules[i], .source = "N1", .unit = "t", .figure = 72.5,
-                        .limit = 70, .peak = 80};
+    msgcat_alarm_t a = {
+        .rule = rules[i], .source = "N1", .unit = "t", .figure = 72.5, .limit = 70, .peak = 80};
     char zh[512], en[512], name[128];
     msgcat_alarm_text(cat, "zh", &a, a.figure, zh, sizeof(zh));
     msgcat_alarm_text(cat, "en", &a, a.figure, en, sizeof(en));
@@ -80,8 +80,12 @@ static void every_alarm_reads_as_a_chinese_sentence_and_an_english_one(void **st
 
 static void alarm_sentence_is_built_from_its_stored_parts(void **state) {
   (void)state;
-  msgcat_alarm_t a = {.rule = "noise.laeq", .source = "N1", .unit = "dB(A)", .figure = 72.5,
-                      .limit = 70, .peak = 75.25};
+  msgcat_alarm_t a = {.rule = "noise.laeq",
+                      .source = "N1",
+                      .unit = "dB(A)",
+                      .figure = 72.5,
+                      .limit = 70,
+                      .peak = 75.25};
   char buf[256];
   assert_string_equal(msgcat_alarm_text(cat, "zh", &a, a.figure, buf, sizeof(buf)),
                       "N1：20 分钟 LAeq 72.5 dB(A)，限值 70 dB(A)（GB 12523-2011）");

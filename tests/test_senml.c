@@ -1030,8 +1030,8 @@ static int agree_n(const char *text, size_t len) {
   static proto_pack_t mine, oracle;
   char e1[512], e2[512];
   int r1 = proto_senml_decode_json((const uint8_t *)text, len, &lim, &mine, e1, sizeof(e1));
-  int r2 = proto_senml_decode_json_jansson((const uint8_t *)text, len, &lim, &oracle, e2,
-                                           sizeof(e2));
+  int r2 =
+      proto_senml_decode_json_jansson((const uint8_t *)text, len, &lim, &oracle, e2, sizeof(e2));
   if (r1 != r2)
     print_error("verdicts differ: jsmn %d \"%s\", jansson %d \"%s\"\n--- input ---\n%.300s\n", r1,
                 r1 ? e1 : "", r2, r2 ? e2 : "", text);
@@ -1072,13 +1072,20 @@ static void json_decoders_agree_on_strings_and_escapes(void **state) {
   assert_int_equal(agree("[" REC ",\"u\":\"\\u00b5g/m3\"}]"), -EBADMSG); /* not our unit */
   assert_non_null(strstr(err, "unit \"\\xc2\\xb5g/m3\" is not a unit of pm10"));
   const char *syntax[] = {
-      "[" REC ",\"x\":\"\\u0000\"}]",        "[" REC ",\"\\u0000\":1}]",
-      "[" REC ",\"x\":\"\\ud800\"}]",        "[" REC ",\"x\":\"\\udc00\"}]",
-      "[" REC ",\"x\":\"\\ud800\\u0041\"}]", "[" REC ",\"x\":\"\\ud800x\"}]",
-      "[" REC ",\"x\":\"a\tb\"}]",           "[" REC ",\"x\":\"\\x\"}]",
-      "[" REC ",\"x\":\"\\u12g4\"}]",        "[" REC ",\"x\":\"\xc3\"}]",
-      "[" REC ",\"x\":\"\xc0\xaf\"}]",       "[" REC ",\"x\":\"\xed\xa0\x80\"}]",
-      "[" REC ",\"x\":\"\xf4\x90\x80\x80\"}]", "[" REC ",\"x\":\"\x7f\"}]\xff",
+      "[" REC ",\"x\":\"\\u0000\"}]",
+      "[" REC ",\"\\u0000\":1}]",
+      "[" REC ",\"x\":\"\\ud800\"}]",
+      "[" REC ",\"x\":\"\\udc00\"}]",
+      "[" REC ",\"x\":\"\\ud800\\u0041\"}]",
+      "[" REC ",\"x\":\"\\ud800x\"}]",
+      "[" REC ",\"x\":\"a\tb\"}]",
+      "[" REC ",\"x\":\"\\x\"}]",
+      "[" REC ",\"x\":\"\\u12g4\"}]",
+      "[" REC ",\"x\":\"\xc3\"}]",
+      "[" REC ",\"x\":\"\xc0\xaf\"}]",
+      "[" REC ",\"x\":\"\xed\xa0\x80\"}]",
+      "[" REC ",\"x\":\"\xf4\x90\x80\x80\"}]",
+      "[" REC ",\"x\":\"\x7f\"}]\xff",
   };
   for (size_t i = 0; i < sizeof(syntax) / sizeof(syntax[0]); i++)
     assert_int_equal(agree(syntax[i]), -EBADMSG);
@@ -1086,18 +1093,49 @@ static void json_decoders_agree_on_strings_and_escapes(void **state) {
 
 static void json_decoders_agree_on_numbers(void **state) {
   (void)state;
-  const char *ok[] = {"-0", "-0.0", "0", "0.0", "1e2", "1E+2", "12.5e-1", "1e-400", "-1e-400",
-                      "9007199254740993", "123456789012345678", "-9223372036854775808",
-                      "0.1", "1764100000.5", "3.14159265358979323846", "1234567890123456.5",
-                      "0.000000000000000000000001", "100000000000000000000.0"};
+  const char *ok[] = {"-0",
+                      "-0.0",
+                      "0",
+                      "0.0",
+                      "1e2",
+                      "1E+2",
+                      "12.5e-1",
+                      "1e-400",
+                      "-1e-400",
+                      "9007199254740993",
+                      "123456789012345678",
+                      "-9223372036854775808",
+                      "0.1",
+                      "1764100000.5",
+                      "3.14159265358979323846",
+                      "1234567890123456.5",
+                      "0.000000000000000000000001",
+                      "100000000000000000000.0"};
   char buf[256];
   for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
     snprintf(buf, sizeof(buf), "[{\"bn\":\"d/\",\"n\":\"temp\",\"v\":%s,\"x\":%s}]", ok[i], ok[i]);
     assert_int_equal(agree(buf), 0);
   }
-  const char *bad[] = {"01", "-", "1.", ".5", "+1", "1e", "1e+", "-01", "0x10", "1e400",
-                       "-1e400", "9223372036854775808", "-9223372036854775809", "NaN",
-                       "Infinity", "tru", "nul", "falsey", "1.5.2", "--1"};
+  const char *bad[] = {"01",
+                       "-",
+                       "1.",
+                       ".5",
+                       "+1",
+                       "1e",
+                       "1e+",
+                       "-01",
+                       "0x10",
+                       "1e400",
+                       "-1e400",
+                       "9223372036854775808",
+                       "-9223372036854775809",
+                       "NaN",
+                       "Infinity",
+                       "tru",
+                       "nul",
+                       "falsey",
+                       "1.5.2",
+                       "--1"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     snprintf(buf, sizeof(buf), "[{\"bn\":\"d/\",\"n\":\"temp\",\"v\":1,\"x\":%s}]", bad[i]);
     assert_int_equal(agree(buf), -EBADMSG);
@@ -1115,14 +1153,41 @@ static void json_decoders_agree_on_numbers(void **state) {
 static void json_decoders_agree_on_structure(void **state) {
   (void)state;
   const char *cases[] = {
-      "",          " ",          "[]",         "{}",         "{\"a\":1}",  "[1]",
-      "[\"x\"]",   "[null]",     "[[]]",       "1",          "\"x\"",      "true",
-      "[1,]",      "[,1]",       "[1 2]",      "{\"a\" 1}",  "{\"a\":}",   "{\"a\":1,}",
-      "{,}",       "{\"a\"}",    "{1:2}",      "[1:2]",      "[{\"a\":1]", "[}",
-      "[" REC "}] [1]",          "[" REC "}]  \r\n\t",       "[" REC "}],",
-      "[" REC ",\"v\":13}]",     "[" REC ",\"\\u0076\":13}]", "[" REC ",\"x\":{\"a\":1,\"a\":2}}]",
-      "[" REC ",\"x\":[{\"a\":1},{\"a\":2}]}]",                "[" REC "},7]",
-      "[" REC "},[]]",           "\xef\xbb\xbf[" REC "}]",   "[" REC ",\"bn\":\"e/\"}]",
+      "",
+      " ",
+      "[]",
+      "{}",
+      "{\"a\":1}",
+      "[1]",
+      "[\"x\"]",
+      "[null]",
+      "[[]]",
+      "1",
+      "\"x\"",
+      "true",
+      "[1,]",
+      "[,1]",
+      "[1 2]",
+      "{\"a\" 1}",
+      "{\"a\":}",
+      "{\"a\":1,}",
+      "{,}",
+      "{\"a\"}",
+      "{1:2}",
+      "[1:2]",
+      "[{\"a\":1]",
+      "[}",
+      "[" REC "}] [1]",
+      "[" REC "}]  \r\n\t",
+      "[" REC "}],",
+      "[" REC ",\"v\":13}]",
+      "[" REC ",\"\\u0076\":13}]",
+      "[" REC ",\"x\":{\"a\":1,\"a\":2}}]",
+      "[" REC ",\"x\":[{\"a\":1},{\"a\":2}]}]",
+      "[" REC "},7]",
+      "[" REC "},[]]",
+      "\xef\xbb\xbf[" REC "}]",
+      "[" REC ",\"bn\":\"e/\"}]",
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
     (void)agree(cases[i]);

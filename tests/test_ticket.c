@@ -306,7 +306,8 @@ static void decode_refuses_fractional_or_implausible_weights(void **state) {
   (void)state;
   json_bad(example_with("net_kg", "17600.5"), "must be a whole number of kilograms");
   json_bad(example_with("net_kg", "0"), "out of range 1..100000 kg");
-  json_bad(example_with("net_kg", "170000"), "out of range 1..100000 kg"); /* a 170 t truck is a typo */
+  json_bad(example_with("net_kg", "170000"),
+           "out of range 1..100000 kg"); /* a 170 t truck is a typo */
   json_bad(example_with("gross_kg", "250000"), "out of range 0..100000 kg");
   json_bad(example_with("tare_kg", "-5"), "out of range");
   json_bad(example_with("tare_kg", "40000"), "tare_kg 40000 is more than gross_kg 31800");

@@ -529,7 +529,8 @@ static void dispatch(struct http_api *h, struct MHD_Connection *c, const char *u
   }
   /* The dashboard's files hold no site data; every endpoint off loopback
    * reads the site's, so it needs the token as an action does. */
-  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
   bool needs_token =
       http_needs_token(found->action, found->handler == api_web_file, ci ? ci->client_addr : NULL);
   if (needs_token && !token_ok(h, c)) {
@@ -567,7 +568,8 @@ static void dispatch(struct http_api *h, struct MHD_Connection *c, const char *u
 
 /* Moves the connection's watch to `phase`, from now. */
 static void track_phase(struct http_api *h, struct MHD_Connection *c, phase_t phase) {
-  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
   track_t *t = ci ? ci->socket_context : NULL;
   if (!t)
     return;
@@ -636,8 +638,8 @@ static void *watch_main(void *arg) {
     }
     if (h->cut_unlogged && now - h->cut_logged_ms >= 60000) {
       log_warn("cut %llu slow connection%s (headers over %d s or body over %d s)",
-               (unsigned long long)h->cut_unlogged, h->cut_unlogged > 1 ? "s" : "",
-               HTTP_HEADERS_S, HTTP_BODY_S);
+               (unsigned long long)h->cut_unlogged, h->cut_unlogged > 1 ? "s" : "", HTTP_HEADERS_S,
+               HTTP_BODY_S);
       h->cut_unlogged = 0;
       h->cut_logged_ms = now;
     }
@@ -737,8 +739,8 @@ int http_start(gw_t *gw, struct http_api **out) {
                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS,
                             MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_LIMIT,
                             (unsigned)HTTP_CONN_MAX, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-                            (unsigned)HTTP_PER_IP_MAX, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-                            h, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
+                            (unsigned)HTTP_PER_IP_MAX, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
   if (!h->mhd) {
     log_err("cannot serve HTTP on %s: is another program using it?", cfg->http_listen);
     http_stop(h);

@@ -14,8 +14,8 @@
  * and ends now when it is the current one. */
 #define LOG_MODULE "http"
 
-#include "gateway/api/api.h"
 #include "common/msgcat.h"
+#include "gateway/api/api.h"
 #include "gateway/equipment/equipment.h"
 #include "gateway/rules/rules.h"
 #include "gateway/waste/waste.h"
@@ -366,33 +366,30 @@ static int on_alarm(void *arg, const stor_alarm_t *a) {
   /* Named and told from the stored parts through the catalogue; the
    * sentence uses the worst figure, as the column beside it. */
   char name[128], text[512];
-  msgcat_alarm_t ma = {.rule = a->rule, .source = a->source, .unit = a->unit,
-                       .figure = a->figure, .limit = a->limit, .peak = a->peak};
+  msgcat_alarm_t ma = {.rule = a->rule,
+                       .source = a->source,
+                       .unit = a->unit,
+                       .figure = a->figure,
+                       .limit = a->limit,
+                       .peak = a->peak};
   msgcat_rule_name(r->cat, "zh", a->rule, name, sizeof(name));
   msgcat_alarm_text(r->cat, "zh", &ma, a->peak, text, sizeof(text));
-  json_array_append_new(rows, json_pack("[I,s,s,s,o,o,o,o,o,s,o,s,s]", (json_int_t)a->id, name,
-                                        a->source, zh(alarm_level_name(a->peak_level)),
-                                        num(a->peak, 1), num(a->limit, 1), ltime(a->raised),
-                                        ltime(a->cleared), num((end - a->raised) / 60, 0),
-                                        a->acked > 0 ? a->acked_by : "", ltime(a->acked), a->note, text));
+  json_array_append_new(
+      rows, json_pack("[I,s,s,s,o,o,o,o,o,s,o,s,s]", (json_int_t)a->id, name, a->source,
+                      zh(alarm_level_name(a->peak_level)), num(a->peak, 1), num(a->limit, 1),
+                      ltime(a->raised), ltime(a->cleared), num((end - a->raised) / 60, 0),
+                      a->acked > 0 ? a->acked_by : "", ltime(a->acked), a->note, text));
   return 0;
 }
 
 static int report_alarms(report_t *r) {
-  static const char *const cols[] = {"id|编号",
-                                     "rule|规则",
-                                     "source|对象",
-                                     "level|最高等级",
-                                     "peak|最差数值",
-                                     "limit|限值",
-                                     "raised|发生",
-                                     "cleared|消除",
-                                     "minutes|持续分钟",
-                                     "acked_by|确认人",
-                                     "acked_at|确认时间",
-                                     "note|处理说明",
-                                     "message|说明",
-                                     NULL};
+  static const char *const cols[] = {"id|编号",           "rule|规则",
+                                     "source|对象",       "level|最高等级",
+                                     "peak|最差数值",     "limit|限值",
+                                     "raised|发生",       "cleared|消除",
+                                     "minutes|持续分钟",  "acked_by|确认人",
+                                     "acked_at|确认时间", "note|处理说明",
+                                     "message|说明",      NULL};
   json_t *lines = part(r, "alarms", "三、告警及处理");
   json_t *rows = table(r, "alarms", "alarms", "本月告警及处理", cols);
   int rc = stor_alarm_history(r->rd, r->since, false, REPORT_ROWS_MAX, on_alarm, r);

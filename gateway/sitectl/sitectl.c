@@ -6,11 +6,11 @@
  * gateway said no, 2 usage, 3 the gateway is not reachable. */
 
 #include "gateway/sitectl/sitectl.h"
+#include <ctype.h>
 #include <curl/curl.h>
 #include <getopt.h>
 #include <locale.h>
 #include <math.h>
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

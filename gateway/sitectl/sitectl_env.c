@@ -71,11 +71,14 @@ static void alarm_rows(const ctl_t *ctl, table_t *t, json_t *alarms) {
     }
     char level[32], name[128], text[512];
     snprintf(level, sizeof(level), "level_%s", jstr(a, "level"));
-    msgcat_alarm_t ma = {.rule = jstr(a, "rule"), .source = jstr(a, "source"),
-                         .unit = jstr(a, "unit"), .figure = jnum(a, "figure"),
-                         .limit = jnum(a, "limit"), .peak = jnum(a, "peak")};
-    table_row(t, id, M(level), msgcat_rule_name(cat, lang, ma.rule, name, sizeof(name)),
-              ma.source, fig, lim, raised, state,
+    msgcat_alarm_t ma = {.rule = jstr(a, "rule"),
+                         .source = jstr(a, "source"),
+                         .unit = jstr(a, "unit"),
+                         .figure = jnum(a, "figure"),
+                         .limit = jnum(a, "limit"),
+                         .peak = jnum(a, "peak")};
+    table_row(t, id, M(level), msgcat_rule_name(cat, lang, ma.rule, name, sizeof(name)), ma.source,
+              fig, lim, raised, state,
               cat ? msgcat_alarm_text(cat, lang, &ma, ma.figure, text, sizeof(text))
                   : jstr(a, "message"));
   }

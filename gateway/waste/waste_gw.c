@@ -268,18 +268,17 @@ json_t *waste_summary_json(const sg_config_t *cfg, const waste_summary_t *s) {
                                   "utilised_t", jt(w->kind_utilised[k]), "utilisation_rate",
                                   jshare(waste_kind_utilisation(w, k))));
   }
-  json_t *proj =
-      json_pack("{s:o,s:o,s:s,s:i,s:o,s:o,s:o,s:s,s:I,s:o}", "progress", jshare(s->progress), "progress_set",
-                s->progress_t > 0 ? json_real(s->progress_t) : json_null(), "method",
-                !isfinite(s->projected_t) ? "none"
-                : s->used_window          ? "recent_rate"
-                                          : "average_to_date",
-                "window_days", cfg->waste_window_days, "window_start",
-                json_real(floor(s->window_start)), "window_discharged_t",
-                jt(s->window_discharged_t), "window_progress_gain", jshare(s->window_gain),
-                "window_basis", s->window_tickets >= WASTE_ROBUST_MIN_TICKETS ? "median_ticket" : "sum",
-                "window_tickets", (json_int_t)s->window_tickets, "window_sum_t",
-                jt(s->window_sum_t));
+  json_t *proj = json_pack(
+      "{s:o,s:o,s:s,s:i,s:o,s:o,s:o,s:s,s:I,s:o}", "progress", jshare(s->progress), "progress_set",
+      s->progress_t > 0 ? json_real(s->progress_t) : json_null(), "method",
+      !isfinite(s->projected_t) ? "none"
+      : s->used_window          ? "recent_rate"
+                                : "average_to_date",
+      "window_days", cfg->waste_window_days, "window_start", json_real(floor(s->window_start)),
+      "window_discharged_t", jt(s->window_discharged_t), "window_progress_gain",
+      jshare(s->window_gain), "window_basis",
+      s->window_tickets >= WASTE_ROBUST_MIN_TICKETS ? "median_ticket" : "sum", "window_tickets",
+      (json_int_t)s->window_tickets, "window_sum_t", jt(s->window_sum_t));
   return json_pack(
       "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,"
       "s:o,s:o,s:o,s:o,s:I,s:o,s:o,s:o,s:f}",

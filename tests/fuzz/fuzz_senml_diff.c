@@ -11,8 +11,9 @@
  * follows a number or true/false/null (its lexer reads one byte ahead, and
  * a NUL pushed back reads as "no byte buffered"), so it takes "[1\0]" as
  * "[1]". The jsmn decoder refuses every NUL byte, as RFC 8259 does; inputs
- * that hold one are checked for that refusal only. The corpus starts from tests/data/fuzz_senml_json
- * (tests/data/fuzz_senml_diff holds the same seeds and what was found). */
+ * that hold one are checked for that refusal only. The corpus starts from
+ * tests/data/fuzz_senml_json (tests/data/fuzz_senml_diff holds the same seeds and what was found).
+ */
 #include "protocol/protocol.h"
 
 #include <errno.h>
