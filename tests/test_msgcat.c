@@ -1,10 +1,11 @@
 /* The message catalogue (common/msgcat.c) and the catalogue itself
  * (gateway/web/messages.json): every key in both languages, every alarm
  * the gateway raises with a sentence, Chinese sentences free of English. */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
+#include <cmocka.h>
 
 #include "common/msgcat.h"
 #include <ctype.h>
