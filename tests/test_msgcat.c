@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "common/msgcat.h"
+#include "gateway/equipment/equipment.h"
 #include <ctype.h>
 #include <math.h>
 #include <stdbool.h>
@@ -79,6 +80,32 @@ static void every_alarm_reads_as_a_chinese_sentence_and_an_english_one(void **st
   }
 }
 
+/* The equipment page shows holds, reasons and results by name: each code
+ * the policies and the commands write has one in both languages. */
+static void every_equipment_code_has_a_name(void **state) {
+  (void)state;
+  static const char *const reasons[] = {/* equipment_policy.c's plan_on/plan_off, command.c */
+                                        "demand",           "dust",         "duty",
+                                        "duty-rotation",    "override",     "override-expired",
+                                        "override-cleared", "peak-restore", "schedule",
+                                        "at the unit"};
+  static const char *const results[] = {/* command.c and equipment.c */
+                                        "sent",    "followed",   "followed-late", "not-followed",
+                                        "refused", "superseded", "no-answer",     "done",
+                                        "cleared", "expired"};
+  /* Chinese must name each (an English name may be the code itself; every
+   * key is in both languages, as every_key_is_in_both_languages checks). */
+  for (int h = EQP_HOLD_CAP; h <= EQP_HOLD_OVERRIDE; h++)
+    if (strcmp(msgcat_name(cat, "zh", "why", eqp_hold_name(h)), eqp_hold_name(h)) == 0)
+      fail_msg("no name for the hold %s", eqp_hold_name(h));
+  for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+    if (strcmp(msgcat_name(cat, "zh", "why", reasons[i]), reasons[i]) == 0)
+      fail_msg("no name for the reason %s", reasons[i]);
+  for (size_t i = 0; i < sizeof(results) / sizeof(results[0]); i++)
+    if (strcmp(msgcat_name(cat, "zh", "res", results[i]), results[i]) == 0)
+      fail_msg("no name for the result %s", results[i]);
+}
+
 static void alarm_sentence_is_built_from_its_stored_parts(void **state) {
   (void)state;
   msgcat_alarm_t a = {.rule = "noise.laeq",
@@ -122,6 +149,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(every_key_is_in_both_languages_with_the_same_placeholders),
       cmocka_unit_test(every_alarm_reads_as_a_chinese_sentence_and_an_english_one),
+      cmocka_unit_test(every_equipment_code_has_a_name),
       cmocka_unit_test(alarm_sentence_is_built_from_its_stored_parts),
       cmocka_unit_test(a_missing_key_falls_back_to_chinese_then_to_itself),
       cmocka_unit_test(fill_leaves_unknown_placeholders_and_cuts_at_the_buffer),
