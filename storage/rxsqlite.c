@@ -146,8 +146,11 @@ static int sq_lock_site(stor_rx_t *x, const char *mn) {
 }
 
 static int sq_frame_exists(stor_rx_t *x, const char *mn, const char *qn) {
-  int rc =
-      row(x, prep(db_of(x), "SELECT 1 FROM frames WHERE mn=? AND qn=? AND pno=1", "ss", mn, qn));
+  sqlite3_stmt *st =
+      prep(db_of(x), "SELECT 1 FROM frames WHERE mn=? AND qn=? AND pno=1", "ss", mn, qn);
+  int rc = row(x, st);
+  if (rc == 1)
+    sqlite3_finalize(st); /* row() leaves a row's statement to its reader */
   return rc;
 }
 
