@@ -20,6 +20,8 @@ hdr:/usr/lib/postgresql/15/bin/initdb:postgresql-15
 pkg:libmicrohttpd:libmicrohttpd-dev
 pkg:libcurl:libcurl4-openssl-dev
 pkg:libsystemd:libsystemd-dev
+hdr:/lib/systemd/systemd:systemd
+cmd:ss:iproute2
 pkg:cmocka:libcmocka-dev
 hdr:/usr/include/mbedtls/ssl.h:libmbedtls-dev
 hdr:/usr/share/zoneinfo/Asia/Shanghai:tzdata
