@@ -39,7 +39,7 @@ while time.monotonic() - t0 < seconds and len(closed_at) < len(socks):
         except OSError:
             closed_at[s] = time.monotonic() - t0
     k = (k + 1) % len(line)
-    time.sleep(1)
+    time.sleep(1)  # time under test: a byte a second is the attack
 # a per-address refusal shows as a connection closed at once
 early = sum(1 for t in closed_at.values() if t < 2)
 print(json.dumps({"connected": len(socks), "refused": refused, "closed": len(closed_at),

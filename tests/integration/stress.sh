@@ -10,7 +10,7 @@ ROUNDS=${STRESS_ROUNDS:-3}
 SHIM=$(mktemp -d /tmp/sitegate-stress.XXXXXX)
 cat >"$SHIM/python3" <<'SH'
 #!/bin/sh
-sleep 0.5
+sleep 0.5 # time under test: the slow interpreter start this run is for
 exec /usr/bin/python3 "$@"
 SH
 chmod +x "$SHIM/python3"

@@ -11,6 +11,7 @@
 # every record is acknowledged on both, stored once, chained once.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pg.sh"
+. "$(dirname "$0")/uplink_lib.sh"
 REPO=$(cd "$HERE/../.." && pwd)
 PKI="$REPO/deploy/pki"
 MN=TEST-SITE-01
@@ -47,15 +48,6 @@ diagnose() {
   pg_log_tail
 }
 
-up() { curl -sf "$SITECTL_URL/api/uplink"; }
-up_is() { [ "$(up | json "$1" 2>/dev/null)" = True ]; }
-up_wait() { wait_for "$1" "$2" up_is "$3"; }
-TICKET=1000
-ticket() {
-  TICKET=$((TICKET + 1))
-  r=$(coap post /w 50 "{\"scale\":\"wb-01\",\"no\":$TICKET,\"t\":$(now_s),\"plate\":\"黑A1$TICKET\",\"dir\":\"out\",\"gross_kg\":31800,\"tare_kg\":14200,\"net_kg\":17600,\"category\":\"engineering\",\"kind\":\"concrete\",\"dest\":\"recycling\",\"dest_name\":\"Harbin yard\"}")
-  expect_code 2.01 "$r" "ticket $TICKET"
-}
 
 # holder: the receiver (a or b) holding the gateway's connection, from the
 # kernel's table of established sockets.
@@ -79,12 +71,7 @@ kill_holder() {
 
 start_rx a
 start_rx b
-{
-  printf '[device wb-01]\ntype = scale\ninsecure = yes\n\n[uplink]\nhost = 127.0.0.1\nport = %s\n' "$RX_PORT"
-  printf 'server_name = localhost\nca = %s\ncert = %s\nkey = %s\n' "$T/pki/ca.crt" \
-    "$T/pki/gateway-$MN.crt" "$T/pki/gateway-$MN.key"
-  printf 'rtd_interval_s = 1\nlag_s = 1\novertime_s = 3\nrecount = 2\nbackoff_max_s = 2\nwindow = 8\n'
-} | write_conf "$T/site.conf"
+uplink_conf "$T/site.conf" "$MN" "$T/pki" "window = 8"
 start_gw "$T/site.conf"
 up_wait 30 "a TLS session to one of the receivers" 'j["connected"]'
 
