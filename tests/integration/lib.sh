@@ -49,6 +49,10 @@ logs_tail() {
     (diagnose) >&2 || true
     unset -f diagnose # once, even if it fails itself
   fi
+  if [ -s "$T/coap-client.log" ]; then
+    echo "--- the last coap-client exchange (libcoap's -v 7 dump)" >&2
+    tail -25 "$T/coap-client.log" >&2
+  fi
   if [ -f "$T/gw.log" ]; then
     echo "--- sitegated log (last 20 lines)" >&2
     tail -20 "$T/gw.log" >&2
@@ -227,6 +231,7 @@ coap() {
   shift 4
   out=$(coap-client-openssl -B 5 -v 7 -m "$m" -t "$ct" -e "$payload" "$@" \
     "coap://127.0.0.1:$COAP_PORT$path" 2>&1) || true
+  printf '%s\n' "$out" >"$T/coap-client.log"
   code_and_payload "$out"
 }
 
@@ -235,6 +240,7 @@ coaps() {
   id=$1 key=$2 path=$3 ct=$4 payload=$5
   out=$(coap-client-openssl -B 5 -v 7 -u "$id" -k "$key" -m post -t "$ct" -e "$payload" \
     "coaps://127.0.0.1:$DTLS_PORT$path" 2>&1) || true
+  printf '%s\n' "$out" >"$T/coap-client.log"
   code_and_payload "$out"
 }
 
