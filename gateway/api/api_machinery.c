@@ -78,7 +78,8 @@ static int cmp_double(const void *x, const void *y) {
 /* The figures of machine `code` for the local day starting at `day`. */
 static int day_figures(const http_req_t *req, const mach_zone_t *z, const char *code,
                        const stor_machine_t *m, double day, mach_day_t *out) {
-  double end = next_midnight(day);
+  /* today ends now: time to come is not time on site */
+  double end = fmin(next_midnight(day), sg_now());
   memset(out, 0, sizeof(*out));
   out->engine_h = out->fuel_l = out->idle_share = NAN;
   moves_acc_t before = {0}, in = {0};
