@@ -323,6 +323,113 @@ static void a_finished_day_of_energy_becomes_a_signed_summary(void **state) {
   found_free(&s);
 }
 
+/* The machinery register's changes become 6051s (the row as it was after
+ * each change, free text escaped in records of its own) and the entries
+ * and exits 6052s, in the order stored, each once: a second builder (a
+ * restart) makes none again. */
+static void machinery_changes_and_moves_become_signed_records_once(void **state) {
+  fx_t *f = *state;
+  const stor_ob_var_t v[] = {{.name = "next_rtd", .i = (int64_t)f->now + 100000}};
+  assert_int_equal(stor_outbox_set(f->db, v, 1), 0);
+  proto_machine_t m = {.code = "23010100000103",
+                       .type = "旋挖钻机",
+                       .stage = PROTO_STAGE_II,
+                       .power_kw = 198,
+                       .fuel = PROTO_FUEL_DIESEL,
+                       .owner = "宏基; 桩基, 2队",
+                       .label = "yellow",
+                       .terminal = "rig-01"};
+  double t0 = f->now - 900;
+  assert_int_equal(stor_machine_put(f->db, &m, true, "王工", "进场登记", t0), 0);
+  m.stage = PROTO_STAGE_III;
+  m.terminal[0] = '\0';
+  assert_int_equal(stor_machine_put(f->db, &m, false, "王工", "换装国三发动机", t0 + 60), 0);
+  stor_move_t mv = {.gate = "gate-01",
+                    .no = 7,
+                    .code = "23010100000103",
+                    .in = true,
+                    .t = t0 + 120,
+                    .source = "gate",
+                    .actor = "gate-01",
+                    .received = t0 + 121};
+  stor_move_result_t res;
+  assert_int_equal(stor_move_commit(f->db, &mv, &res), 0);
+  stor_move_t out = {.gate = "sitectl",
+                     .code = "23010100000103",
+                     .t = t0 + 600,
+                     .source = "sitectl",
+                     .actor = "李工",
+                     .received = t0 + 600};
+  assert_int_equal(stor_move_commit(f->db, &out, &res), 0);
+  assert_int_equal(stor_machine_retire(f->db, m.code, "李工", "退场", t0 + 700), 0);
+
+  uplink_builder_t *b;
+  char err[256];
+  assert_int_equal(uplink_builder_new(&f->gw, &b, err, sizeof(err)), 0);
+  uplink_build_result_t r;
+  uplink_builder_run(b, f->now, &r);
+  assert_int_equal(r.err, 0);
+  uplink_builder_free(b);
+  found_t s = {0};
+  assert_int_equal(stor_outbox_by_seq(f->rd, 1, 100, 100, keep, &s), 0);
+  assert_int_equal(s.n, 5);
+  static const char *const cns[] = {"6051", "6051", "6051", "6052", "6052"};
+  for (size_t i = 0; i < 5; i++) {
+    assert_string_equal(s.m[i].cn, cns[i]);
+    assert_int_equal(s.m[i].seq, (int64_t)i + 1);
+  }
+  const hj212_frame_t *d = decode(&s.m[0]); /* added */
+  char dt[15];
+  uplink_datatime((int64_t)t0, dt);
+  assert_string_equal(hj212_get(d, 0, "DataTime"), dt);
+  assert_string_equal(hj212_get(d, 0, "Code"), "23010100000103");
+  assert_string_equal(hj212_get(d, 0, "Action"), "add");
+  assert_string_equal(hj212_get(d, 0, "Stage"), "II");
+  assert_string_equal(hj212_get(d, 0, "PowerKw"), "198.0");
+  assert_string_equal(hj212_get(d, 0, "Fuel"), "diesel");
+  assert_string_equal(hj212_get(d, 0, "Terminal"), "rig-01");
+  assert_string_equal(hj212_get(d, 1, "Type"), "旋挖钻机");
+  assert_string_equal(hj212_get(d, 2, "Owner"), "宏基%3B 桩基%2C 2队");
+  assert_string_equal(hj212_get(d, 3, "By"), "王工");
+  assert_string_equal(hj212_get(d, 4, "Reason"), "进场登记");
+  d = decode(&s.m[1]); /* changed: the row after the change */
+  assert_string_equal(hj212_get(d, 0, "Action"), "change");
+  assert_string_equal(hj212_get(d, 0, "Stage"), "III");
+  assert_null(hj212_get(d, 0, "Terminal"));
+  d = decode(&s.m[2]); /* retired: no row */
+  assert_string_equal(hj212_get(d, 0, "Action"), "retire");
+  assert_null(hj212_get(d, 0, "Stage"));
+  assert_string_equal(hj212_get(d, 2, "Reason"), "退场");
+  d = decode(&s.m[3]); /* the gate's entry */
+  assert_string_equal(hj212_get(d, 0, "Dir"), "in");
+  assert_string_equal(hj212_get(d, 0, "Source"), "gate");
+  assert_string_equal(hj212_get(d, 0, "Gate"), "gate-01");
+  assert_string_equal(hj212_get(d, 0, "GateNo"), "7");
+  d = decode(&s.m[4]); /* a person's exit */
+  assert_string_equal(hj212_get(d, 0, "Dir"), "out");
+  assert_string_equal(hj212_get(d, 0, "Source"), "sitectl");
+  assert_null(hj212_get(d, 0, "Gate"));
+  assert_string_equal(hj212_get(d, 1, "By"), "李工");
+  /* each a signed record of the one chain */
+  for (size_t i = 0; i < 5; i++) {
+    d = decode(&s.m[i]);
+    hj212_signed_t sg;
+    assert_int_equal(hj212_signed_parse(d->cp, d->cp_len, &sg, err, sizeof(err)), 0);
+    assert_int_equal(sg.seq, i + 1);
+    assert_true(hj212_cn_is_signed(s.m[i].cn));
+  }
+  found_free(&s);
+
+  /* a restart: the cursors say all of it was made */
+  assert_int_equal(uplink_builder_new(&f->gw, &b, err, sizeof(err)), 0);
+  uplink_builder_run(b, f->now + 10, &r);
+  assert_int_equal(r.err, 0);
+  uplink_builder_free(b);
+  assert_int_equal(stor_outbox_by_seq(f->rd, 1, 100, 100, keep, &s), 0);
+  assert_int_equal(s.n, 5);
+  found_free(&s);
+}
+
 static void datatime_round_trips_in_beijing_time(void **state) {
   (void)state;
   char dt[15];
@@ -339,6 +446,8 @@ int main(void) {
                                       fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(a_finished_day_of_energy_becomes_a_signed_summary, fx_setup,
                                       fx_teardown),
+      cmocka_unit_test_setup_teardown(machinery_changes_and_moves_become_signed_records_once,
+                                      fx_setup, fx_teardown),
       cmocka_unit_test(datatime_round_trips_in_beijing_time),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,7 +2,8 @@
  *
  * A pass looks at what is due at `now` and makes it, oldest first:
  * the 2081 of this start, ledger entries (6011/6012) and alarm events
- * (6021) not yet made, the real-time frame (2011) of the latest tick, the
+ * (6021) not yet made, the machinery register's changes (6051) and entries
+ * and exits (6052) not yet made, the real-time frame (2011) of the latest tick, the
  * minute, hour and day frames (2051/2061/2031) of every period that ended
  * `lag_s` ago, the daily energy and carbon summary (6031); all of it goes
  * into the outbox in one transaction together with the cursors that say
@@ -78,6 +79,7 @@ struct uplink_builder {
   bool loaded, restart_made;
   int64_t next_rtd, next_minute, next_hour, next_day, next_seal, next_energy;
   int64_t ledger_id, alarm_seq;
+  int64_t mach_audit_id, mach_move_id; /* machinery: the last audit row and move made */
   int64_t chain_seq;
   uint8_t chain_hash[32];
   int64_t last_qn_ms;
@@ -572,6 +574,70 @@ static int make_energy(uplink_builder_t *b, int64_t day, double now) {
   return pass_add_signed(b, "6031", day, len, ';', now);
 }
 
+/* ---- machinery (6051 register changes, 6052 entries and exits) */
+
+typedef struct mach_pass {
+  uplink_builder_t *b;
+  double now;
+  int rc;
+} mach_pass_t;
+
+/* 6051: one change to the register, the row as it was after it. */
+static int on_mach_audit(void *arg, const stor_machine_audit_t *a) {
+  mach_pass_t *mp = arg;
+  uplink_builder_t *b = mp->b;
+  size_t len = 0;
+  char dt[15];
+  uplink_datatime((int64_t)floor(a->t), dt);
+  cp_add(b, &len, "DataTime=%s,AuditId=%lld,Code=%s,Action=%s", dt, (long long)a->id, a->code,
+         a->action);
+  if (a->has_row) {
+    const proto_machine_t *m = &a->row;
+    cp_add(b, &len, ",Stage=%s,PowerKw=%.1f,Fuel=%s", proto_stage_name(m->stage), m->power_kw,
+           proto_fuel_name(m->fuel));
+    if (m->label[0])
+      cp_add(b, &len, ",Label=%s", m->label);
+    if (m->terminal[0])
+      cp_add(b, &len, ",Terminal=%s", m->terminal);
+    cp_text(b, &len, ";", "Type", m->type);
+    if (m->owner[0])
+      cp_text(b, &len, ";", "Owner", m->owner);
+  }
+  cp_text(b, &len, ";", "By", a->actor);
+  cp_text(b, &len, ";", "Reason", a->reason);
+  if ((mp->rc = pass_add_signed(b, "6051", (int64_t)floor(a->t), len, ';', mp->now)) != 0)
+    return 1;
+  b->mach_audit_id = a->id;
+  return 0;
+}
+
+/* 6052: a machine through the gate, or entered by a person. */
+static int on_mach_move(void *arg, const stor_move_t *mv) {
+  mach_pass_t *mp = arg;
+  uplink_builder_t *b = mp->b;
+  size_t len = 0;
+  char dt[15];
+  uplink_datatime((int64_t)floor(mv->t), dt);
+  cp_add(b, &len, "DataTime=%s,MoveId=%lld,Code=%s,Dir=%s,Source=%s", dt, (long long)mv->id,
+         mv->code, mv->in ? "in" : "out", mv->source);
+  if (mv->no > 0)
+    cp_add(b, &len, ",Gate=%s,GateNo=%lld", mv->gate, (long long)mv->no);
+  cp_text(b, &len, ";", "By", mv->actor);
+  if ((mp->rc = pass_add_signed(b, "6052", (int64_t)floor(mv->t), len, ';', mp->now)) != 0)
+    return 1;
+  b->mach_move_id = mv->id;
+  return 0;
+}
+
+static int make_machinery(uplink_builder_t *b, double now) {
+  mach_pass_t mp = {.b = b, .now = now};
+  size_t room = b->n < PASS_MAX ? PASS_MAX - b->n : 0;
+  int rc = stor_machine_audit_after(b->rd, b->mach_audit_id, room / 2, on_mach_audit, &mp);
+  if (rc == 0 && mp.rc == 0 && b->n < PASS_MAX)
+    rc = stor_machine_moves_after(b->rd, b->mach_move_id, PASS_MAX - b->n, on_mach_move, &mp);
+  return rc ? rc : mp.rc;
+}
+
 /* ---- state */
 
 static int64_t get_or(uplink_builder_t *b, const char *name, int64_t def) {
@@ -590,6 +656,8 @@ static int load(uplink_builder_t *b, double now) {
   b->next_energy = get_or(b, "next_energy", local_midnight(t, 0));
   b->ledger_id = get_or(b, "ledger_id", 0);
   b->alarm_seq = get_or(b, "alarm_seq", 0);
+  b->mach_audit_id = get_or(b, "mach_audit_id", 0);
+  b->mach_move_id = get_or(b, "mach_move_id", 0);
   b->chain_seq = get_or(b, "chain_seq", 0);
   memset(b->chain_hash, 0, 32);
   char h[80];
@@ -628,11 +696,18 @@ static int store(uplink_builder_t *b, uplink_build_result_t *res) {
   char hh[65];
   hj212_hex(b->chain_hash, 32, hh);
   const stor_ob_var_t vars[] = {
-      {.name = "next_rtd", .i = b->next_rtd},   {.name = "next_minute", .i = b->next_minute},
-      {.name = "next_hour", .i = b->next_hour}, {.name = "next_day", .i = b->next_day},
-      {.name = "next_seal", .i = b->next_seal}, {.name = "next_energy", .i = b->next_energy},
-      {.name = "ledger_id", .i = b->ledger_id}, {.name = "alarm_seq", .i = b->alarm_seq},
-      {.name = "chain_seq", .i = b->chain_seq}, {.name = "chain_hash", .s = hh},
+      {.name = "next_rtd", .i = b->next_rtd},
+      {.name = "next_minute", .i = b->next_minute},
+      {.name = "next_hour", .i = b->next_hour},
+      {.name = "next_day", .i = b->next_day},
+      {.name = "next_seal", .i = b->next_seal},
+      {.name = "next_energy", .i = b->next_energy},
+      {.name = "ledger_id", .i = b->ledger_id},
+      {.name = "alarm_seq", .i = b->alarm_seq},
+      {.name = "mach_audit_id", .i = b->mach_audit_id},
+      {.name = "mach_move_id", .i = b->mach_move_id},
+      {.name = "chain_seq", .i = b->chain_seq},
+      {.name = "chain_hash", .s = hh},
   };
   stor_ob_msg_t *m = b->n ? calloc(b->n, sizeof(*m)) : NULL;
   if (b->n && !m)
@@ -688,6 +763,9 @@ static int make_due(uplink_builder_t *b, double now) {
     return rc;
   if (ap.rc != 0)
     return ap.rc;
+  /* The machinery register's changes and the machines' entries and exits. */
+  if ((rc = make_machinery(b, now)) != 0)
+    return rc;
   /* Real-time data: the latest tick only (real time is not caught up). */
   int64_t rtd = cfg->uplink_rtd_s;
   if (t >= b->next_rtd) {
