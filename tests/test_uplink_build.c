@@ -430,6 +430,87 @@ static void machinery_changes_and_moves_become_signed_records_once(void **state)
   found_free(&s);
 }
 
+/* The machinery's day (6053) from the function the top file hands over
+ * (a stand-in here: machinery_days() has its own tests): the site's sums
+ * recomputable from the records, a record per machine, figures the
+ * terminal did not give left out, an unregistered machine marked; a day
+ * with no machine makes nothing. */
+static int64_t busy_day;
+
+static int two_machines(stor_reader_t *rd, const sg_config_t *cfg, int64_t day, int64_t end,
+                        uplink_machine_day_cb cb, void *arg) {
+  (void)rd;
+  (void)cfg;
+  assert_true(end > day);
+  if (day != busy_day)
+    return 0;
+  uplink_machine_day_t a = {.code = "23010100000104",
+                            .stage = "III",
+                            .power_kw = 55,
+                            .onsite_h = 24,
+                            .engine_h = 16.5,
+                            .idle_share = 0.25,
+                            .fuel_l = 108.94,
+                            .t_co2 = 0.2865,
+                            .nox_kg = 1.8150,
+                            .pm_kg = 0.12341};
+  uplink_machine_day_t b = {
+      .code = "X-1", .onsite_h = 2.5, .engine_h = NAN, .idle_share = NAN, .fuel_l = NAN};
+  return cb(arg, &a) || cb(arg, &b);
+}
+
+static void a_finished_day_of_machinery_becomes_a_signed_summary(void **state) {
+  fx_t *f = *state;
+  time_t now = (time_t)f->now;
+  struct tm tm;
+  localtime_r(&now, &tm);
+  tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+  tm.tm_mday -= 2;
+  tm.tm_isdst = -1;
+  int64_t quiet = (int64_t)mktime(&tm); /* the day before yesterday: no machine */
+  tm.tm_mday += 1;
+  tm.tm_isdst = -1;
+  busy_day = (int64_t)mktime(&tm);
+  const stor_ob_var_t v[] = {{.name = "next_mach_day", .i = quiet},
+                             {.name = "next_rtd", .i = (int64_t)f->now + 100000}};
+  assert_int_equal(stor_outbox_set(f->db, v, 2), 0);
+  uplink_set_machine_days(two_machines);
+  uplink_builder_t *b;
+  char err[256];
+  assert_int_equal(uplink_builder_new(&f->gw, &b, err, sizeof(err)), 0);
+  uplink_build_result_t r;
+  uplink_builder_run(b, f->now + 3600, &r); /* an hour on: yesterday has had its wait */
+  uplink_set_machine_days(NULL);
+  assert_int_equal(r.err, 0);
+  uplink_builder_free(b);
+  found_t s = {0};
+  assert_int_equal(stor_outbox_by_seq(f->rd, 1, 10, 10, keep, &s), 0);
+  assert_int_equal(s.n, 1);
+  assert_string_equal(s.m[0].cn, "6053");
+  const hj212_frame_t *d = decode(&s.m[0]);
+  char dt[15];
+  uplink_datatime(busy_day, dt);
+  assert_string_equal(hj212_get(d, 0, "DataTime"), dt);
+  assert_string_equal(hj212_get(d, 0, "Machines"), "2");
+  assert_string_equal(hj212_get(d, 0, "FuelL"), "108.9");
+  assert_string_equal(hj212_get(d, 0, "Co2Kg"), "286.5");
+  assert_string_equal(hj212_get(d, 0, "EfFuel"), "2.6300");
+  assert_string_equal(hj212_get(d, 1, "Code"), "23010100000104");
+  assert_string_equal(hj212_get(d, 1, "Stage"), "III");
+  assert_string_equal(hj212_get(d, 1, "PowerKw"), "55.0");
+  assert_string_equal(hj212_get(d, 1, "OnsiteH"), "24.00");
+  assert_string_equal(hj212_get(d, 1, "EngineH"), "16.50");
+  assert_string_equal(hj212_get(d, 1, "IdleShare"), "0.25");
+  assert_string_equal(hj212_get(d, 1, "NoxKg"), "1.815");
+  assert_string_equal(hj212_get(d, 1, "PmKg"), "0.1234");
+  assert_string_equal(hj212_get(d, 2, "Code"), "X-1");
+  assert_string_equal(hj212_get(d, 2, "Registered"), "0");
+  assert_null(hj212_get(d, 2, "EngineH"));
+  assert_null(hj212_get(d, 2, "FuelL"));
+  assert_string_equal(hj212_get(d, 2, "Co2Kg"), "0.0");
+  found_free(&s);
+}
+
 static void datatime_round_trips_in_beijing_time(void **state) {
   (void)state;
   char dt[15];
@@ -447,6 +528,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(a_finished_day_of_energy_becomes_a_signed_summary, fx_setup,
                                       fx_teardown),
       cmocka_unit_test_setup_teardown(machinery_changes_and_moves_become_signed_records_once,
+                                      fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(a_finished_day_of_machinery_becomes_a_signed_summary,
                                       fx_setup, fx_teardown),
       cmocka_unit_test(datatime_round_trips_in_beijing_time),
   };

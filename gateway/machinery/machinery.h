@@ -148,6 +148,22 @@ double mach_idle_share(double idle_h, double engine_h);
 void mach_day_emissions(const proto_machine_t *m, double diesel_kg_per_l, mach_day_t *d);
 
 /* ======================================================================
+ * ---- a day's figures from storage (machinery_days.c). Any thread, with
+ * the caller's reader `rd`; 0 or -errno. */
+
+/* Machine `code`'s figures over [day, end) (`end` now for today; `m` NULL
+ * for a machine not in the register: no emissions without its stage). */
+int machinery_day(stor_reader_t *rd, const sg_config_t *cfg, const char *code,
+                  const stor_machine_t *m, double day, double end, mach_day_t *out);
+/* cb(arg, code, m, d) for every machine that was on site or ran its engine
+ * in [day, end): those in the register that day (retired later too), then
+ * those only seen (m NULL). cb returns non-zero to stop. */
+typedef int (*mach_days_cb)(void *arg, const char *code, const stor_machine_t *m,
+                            const mach_day_t *d);
+int machinery_days(stor_reader_t *rd, const sg_config_t *cfg, double day, double end,
+                   mach_days_cb cb, void *arg);
+
+/* ======================================================================
  * ---- the daemon (machinery.c). Loop thread, but where said. */
 
 /* Starts: reads the register, the last moves and the terminals' latest

@@ -5,7 +5,8 @@
  * (6021) not yet made, the machinery register's changes (6051) and entries
  * and exits (6052) not yet made, the real-time frame (2011) of the latest tick, the
  * minute, hour and day frames (2051/2061/2031) of every period that ended
- * `lag_s` ago, the daily energy and carbon summary (6031); all of it goes
+ * `lag_s` ago, the daily energy and carbon summary (6031) and the
+ * machinery's day (6053); all of it goes
  * into the outbox in one transaction together with the cursors that say
  * how far each kind has been made and the signing chain's head. Then the
  * hours whose frames are all made are sealed (6041) in a second
@@ -37,6 +38,13 @@
 #define SEALS_PER_PASS 48
 #define RETENTION_EVERY_S 3600.0
 #define CP_MAX (64 * 1024) /* a message's CP before splitting (6031 with many units) */
+/* The machinery's day (6053) waits this long after the day for the
+ * terminals' last readings, as the energy summary waits for its figures. */
+#define MACH_DAY_WAIT_S 600
+
+static uplink_machine_days_fn machine_days; /* uplink_set_machine_days() */
+
+void uplink_set_machine_days(uplink_machine_days_fn fn) { machine_days = fn; }
 
 /* HJ 212-2017 appendix B codes for our quantities; `worst`: the station
  * with the highest value stands for the site. */
@@ -77,7 +85,7 @@ struct uplink_builder {
   bool *has; /* n_dev x N_POLLUTANTS: the series exists */
   /* what has been made, as stored (reloaded after a failed pass) */
   bool loaded, restart_made;
-  int64_t next_rtd, next_minute, next_hour, next_day, next_seal, next_energy;
+  int64_t next_rtd, next_minute, next_hour, next_day, next_seal, next_energy, next_mach_day;
   int64_t ledger_id, alarm_seq;
   int64_t mach_audit_id, mach_move_id; /* machinery: the last audit row and move made */
   int64_t chain_seq;
@@ -629,6 +637,61 @@ static int on_mach_move(void *arg, const stor_move_t *mv) {
   return 0;
 }
 
+typedef struct mach_days_acc {
+  uplink_builder_t *b;
+  size_t len, n;
+  double fuel_l, co2_kg;
+} mach_days_acc_t;
+
+/* One record per machine: ";Code=..,Stage=..,...". Figures the terminal
+ * did not give are left out. */
+static int on_mach_day(void *arg, const uplink_machine_day_t *d) {
+  mach_days_acc_t *a = arg;
+  uplink_builder_t *b = a->b;
+  size_t *len = &a->len;
+  cp_add(b, len, ";Code=%s", d->code);
+  if (d->stage)
+    cp_add(b, len, ",Stage=%s,PowerKw=%.1f", d->stage, d->power_kw);
+  else
+    cp_add(b, len, ",Registered=0");
+  cp_add(b, len, ",OnsiteH=%.2f", d->onsite_h);
+  if (isfinite(d->engine_h))
+    cp_add(b, len, ",EngineH=%.2f", d->engine_h);
+  if (isfinite(d->idle_share))
+    cp_add(b, len, ",IdleShare=%.2f", d->idle_share);
+  if (isfinite(d->fuel_l)) {
+    cp_add(b, len, ",FuelL=%.1f", d->fuel_l);
+    a->fuel_l += d->fuel_l;
+  }
+  cp_add(b, len, ",Co2Kg=%.1f,NoxKg=%.3f,PmKg=%.4f", d->t_co2 * 1000.0, d->nox_kg, d->pm_kg);
+  a->co2_kg += d->t_co2 * 1000.0;
+  a->n++;
+  return *len >= CP_MAX;
+}
+
+/* 6053 of local day [day, end): the site's machinery in sum, then one
+ * record per machine on site or working; nothing when there was none. */
+static int make_mach_day(uplink_builder_t *b, int64_t day, int64_t end, double now) {
+  /* the machines' records first, behind room for the head */
+  const size_t head_room = 160;
+  mach_days_acc_t a = {.b = b, .len = head_room};
+  int rc = machine_days(b->rd, b->cfg, day, end, on_mach_day, &a);
+  if (rc != 0 || a.n == 0)
+    return rc;
+  if (a.len >= CP_MAX) {
+    snprintf(b->error, sizeof(b->error), "CN 6053: message too long");
+    return -EMSGSIZE;
+  }
+  char dt[15], head[160];
+  uplink_datatime(day, dt);
+  int hn =
+      snprintf(head, sizeof(head), "DataTime=%s,Machines=%zu,FuelL=%.1f,Co2Kg=%.1f,EfFuel=%.4f", dt,
+               a.n, a.fuel_l, a.co2_kg, b->cfg->energy_diesel_factor);
+  memmove(b->cp + hn, b->cp + head_room, a.len - head_room);
+  memcpy(b->cp, head, (size_t)hn);
+  return pass_add_signed(b, "6053", day, a.len - head_room + (size_t)hn, ';', now);
+}
+
 static int make_machinery(uplink_builder_t *b, double now) {
   mach_pass_t mp = {.b = b, .now = now};
   size_t room = b->n < PASS_MAX ? PASS_MAX - b->n : 0;
@@ -657,6 +720,7 @@ static int load(uplink_builder_t *b, double now) {
   b->ledger_id = get_or(b, "ledger_id", 0);
   b->alarm_seq = get_or(b, "alarm_seq", 0);
   b->mach_audit_id = get_or(b, "mach_audit_id", 0);
+  b->next_mach_day = get_or(b, "next_mach_day", local_midnight(t, 0));
   b->mach_move_id = get_or(b, "mach_move_id", 0);
   b->chain_seq = get_or(b, "chain_seq", 0);
   memset(b->chain_hash, 0, 32);
@@ -687,6 +751,8 @@ static int load(uplink_builder_t *b, double now) {
     b->next_day = local_midnight(t - CATCHUP_DAYS_S, 0);
   if (b->next_energy < t - CATCHUP_DAYS_S)
     b->next_energy = local_midnight(t - CATCHUP_DAYS_S, 0);
+  if (b->next_mach_day < t - CATCHUP_DAYS_S)
+    b->next_mach_day = local_midnight(t - CATCHUP_DAYS_S, 0);
   b->loaded = true;
   return 0;
 }
@@ -706,6 +772,7 @@ static int store(uplink_builder_t *b, uplink_build_result_t *res) {
       {.name = "alarm_seq", .i = b->alarm_seq},
       {.name = "mach_audit_id", .i = b->mach_audit_id},
       {.name = "mach_move_id", .i = b->mach_move_id},
+      {.name = "next_mach_day", .i = b->next_mach_day},
       {.name = "chain_seq", .i = b->chain_seq},
       {.name = "chain_hash", .s = hh},
   };
@@ -802,6 +869,15 @@ static int make_due(uplink_builder_t *b, double now) {
     if ((rc = make_energy(b, b->next_energy, now)) != 0)
       return rc;
     b->next_energy = end;
+  }
+  /* The machinery's day, once the terminals have had time to report. */
+  for (;;) {
+    int64_t end = local_midnight(b->next_mach_day + 43200, 1);
+    if (end + lag + MACH_DAY_WAIT_S > t || b->n >= PASS_MAX)
+      break;
+    if (machine_days && (rc = make_mach_day(b, b->next_mach_day, end, now)) != 0)
+      return rc;
+    b->next_mach_day = end;
   }
   return 0;
 }
