@@ -154,10 +154,11 @@ void api_machinery(const http_req_t *req, http_resp_t *resp) {
     http_error(resp, 503, "database query failed: %s", strerror(-rc));
     return;
   }
-  resp->json = json_pack("{s:f,s:{s:s,s:b,s:f,s:s},s:o}", "now", now, "zone", "min_stage",
-                         proto_stage_name(z.min_stage), "require_registration",
-                         z.require_registration, "opacity_limit_per_m", z.opacity_limit,
-                         "opacity_source", "GB 36886-2018 4.1 table 1", "machines", l.arr);
+  resp->json = json_pack(
+      "{s:f,s:{s:s,s:b,s:f,s:s},s:o}", "now", now, "zone", "min_stage",
+      proto_stage_name(z.min_stage), "require_registration", z.require_registration,
+      "opacity_limit_per_m", z.opacity_limit, "opacity_source",
+      "GB 36886-2018 clause 4 (value not confirmed: deploy/CONFIG.md)", "machines", l.arr);
 }
 
 /* ---- GET /api/machinery/CODE */

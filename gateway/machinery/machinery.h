@@ -29,9 +29,10 @@
  *   machinery.stage         its engine stage (GB 20891-2014) is below
  *                           min_stage; electric machines never are;
  *   machinery.smoke         its terminal's latest smoke opacity is above
- *                           opacity_limit_per_m (GB 36886-2018 4.1, table
- *                           1; the default 0.80 m⁻¹ is class II for 37 kW
- *                           and more).
+ *                           opacity_limit_per_m (GB 36886-2018 clause 4,
+ *                           table 1; the default 0.80 m⁻¹ is meant as
+ *                           class II for 37 kW and more, NOT confirmed
+ *                           against the standard: deploy/CONFIG.md).
  * Each is an alarm (level alarm, source the registration code) through the
  * one alarm model. It clears at once (no hold) when the machine leaves the
  * site or is corrected (registered, its stage changed, a reading at or
