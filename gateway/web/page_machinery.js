@@ -68,15 +68,16 @@ function codeLink(m) {
 async function detail(main, code) {
   const m = await api(`/api/machinery/${encodeURIComponent(code)}?days=7`);
   main.replaceChildren(
-    el('div', { class: 'controls' }, el('a', { class: 'button', href: '#/machinery' }, `← ${t('nav_machinery')}`)),
+    el('div', { class: 'controls' }, el('a', { class: 'button', href: '#/machinery' }, `← ${t('nav_machinery')}`),
+      el('strong', { id: 'mach-code' }, `${t('mach_code')} ${m.code}`)),
     el('div', { class: 'stats' },
-      stat(t('mach_code'), m.code, m.type || t('mach_unregistered')),
+      stat(t('mach_type'), m.type || t('mach_unregistered'), m.owner || ''),
       stat(t('mach_stage'), stage(m.stage), m.power_kw ? `${num(m.power_kw, 0)} kW · ${tname('mach_fuel', m.fuel)}` : ''),
       stat(t('mach_on_site'), m.on_site ? t('mach_yes') : t('mach_no'), m.last_move ? `${t(m.last_move.in ? 'mach_in' : 'mach_out')} ${fmtTime(m.last_move.t)}` : ''),
       stat(t('mach_rule'), m.compliant ? t('mach_compliant') : t('mach_breach'), null, m.compliant ? '' : 'lv-alarm')),
     section(t('mach_days'), table([
       { key: 'date', label: t('mach_date') },
-      { key: 'onsite_h', label: t('mach_hours'), num: true, fmt: (d) => num(d.onsite_h, 1) },
+      { key: 'onsite_h', label: t('mach_onsite_h'), num: true, fmt: (d) => num(d.onsite_h, 1) },
       { key: 'engine_h', label: t('mach_engine_h'), num: true, fmt: (d) => num(d.engine_h, 1) },
       { key: 'idle_share', label: t('mach_idle'), num: true, fmt: (d) => (d.idle_share === null ? '–' : `${num(d.idle_share * 100, 0)}%`) },
       { key: 'fuel_l', label: `${t('mach_fuel_l')} L`, num: true, fmt: (d) => num(d.fuel_l, 1) },
