@@ -94,13 +94,13 @@ static void event(sim_gate_t *g, size_t i, double day, bool in, double t) {
 }
 
 /* The events of local day `day` (its midnight). A resident machine's one
- * entry is on the day it came, 1 to 5 days before the reader started. */
+ * entry is on the day it came, 1 to 3 days before the first planned day. */
 static void plan_day(sim_gate_t *g, double day, double first_day) {
   for (size_t i = 0; i < g->n_m; i++) {
     const proto_machine_t *m = &g->m[i];
     if (m->terminal[0]) {
       if (day == first_day) {
-        double came = local_midnight(day - (1 + floor(4 * u01(g, i, 0, 0))) * 86400.0 + 43200.0);
+        double came = local_midnight(day - (1 + floor(3 * u01(g, i, 0, 0))) * 86400.0 + 43200.0);
         event(g, i, came, true, came + 6.5 * 3600 + 3600 * u01(g, i, came, 1));
       }
       continue;
