@@ -62,7 +62,12 @@ until "$bin/sitectl" status >/dev/null 2>&1; do
 done
 # The demo's bill of quantities, for the material loss rates.
 SITECTL_TOKEN=demo-token "$bin/sitectl" materials import "$top/deploy/boq-demo.csv" >/dev/null || true
-"$bin/sitesim" -c "$dir/sitegate.conf" 2>"$dir/sitesim.log" &
+# The demo's machinery register; sitesim runs its terminals and gate, the
+# pump's engine worn (it smokes), the rig below the zone's stage.
+SITECTL_TOKEN=demo-token "$bin/sitectl" --by 项目部 --reason 机械台账导入 \
+  machine import "$top/deploy/machines-demo.csv" >/dev/null || true
+"$bin/sitesim" -c "$dir/sitegate.conf" --machines "$top/deploy/machines-demo.csv" \
+  --smoky 23010100000104 2>"$dir/sitesim.log" &
 sim=$!
 
 cat <<MSG
@@ -81,6 +86,8 @@ sitegate demo is running (site 230100-HRB-0001, simulated sensors).
   actions      SITECTL_TOKEN=demo-token bin/sitectl site progress 0.45
                SITECTL_TOKEN=demo-token bin/sitectl equipment set crane-02 off --for 1h --reason test
   uplink       bin/sitectl uplink            (HJ 212 over TLS to the local sitegate-rx)
+  machinery    bin/sitectl machines      (the rig is stage II, the pump smokes: two alarms)
+               bin/sitectl machine show 23010100000104
   report       bin/sitectl report --out demo/report.html   (the month's site report, to print)
   metrics      curl http://127.0.0.1:8080/metrics            (Prometheus)
   authority    bin/sitegate-rx sites --db $dir/rx.db

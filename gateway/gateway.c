@@ -36,6 +36,34 @@ static void stop_parts(gw_t *gw) {
   machinery_stop(gw);
 }
 
+/* machinery's daily figures, as the uplink's 6053 takes them (two rooms of
+ * one level meet here). */
+typedef struct day_bridge {
+  uplink_machine_day_cb cb;
+  void *arg;
+} day_bridge_t;
+
+static int bridge_day(void *arg, const char *code, const stor_machine_t *m, const mach_day_t *d) {
+  day_bridge_t *b = arg;
+  uplink_machine_day_t u = {.code = code,
+                            .stage = m ? proto_stage_name(m->m.stage) : NULL,
+                            .power_kw = m ? m->m.power_kw : 0,
+                            .onsite_h = d->onsite_h,
+                            .engine_h = d->engine_h,
+                            .idle_share = d->idle_share,
+                            .fuel_l = d->fuel_l,
+                            .t_co2 = d->t_co2,
+                            .nox_kg = d->nox_kg,
+                            .pm_kg = d->pm_kg};
+  return b->cb(b->arg, &u);
+}
+
+static int machine_days(stor_reader_t *rd, const sg_config_t *cfg, int64_t day, int64_t end,
+                        uplink_machine_day_cb cb, void *arg) {
+  day_bridge_t b = {cb, arg};
+  return machinery_days(rd, cfg, (double)day, (double)end, bridge_day, &b);
+}
+
 int gw_check(const sg_config_t *cfg) {
   if (!cfg->uplink_host[0])
     return 0;
@@ -75,8 +103,10 @@ int gw_run(const sg_config_t *cfg) {
     rc = equipment_open(&gw);
   if (rc == 0)
     rc = machinery_open(&gw);
-  if (rc == 0)
+  if (rc == 0) {
+    uplink_set_machine_days(machine_days);
     rc = uplink_start(&gw);
+  }
   if (rc == 0)
     gw_core_run(&gw, stop_parts);
 

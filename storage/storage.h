@@ -594,7 +594,9 @@ typedef struct stor_machine_audit {
   char action[16]; /* add, change, import, retire */
   char actor[STOR_MACHINE_ACTOR_MAX + 1];
   char reason[STOR_MACHINE_REASON_MAX + 1];
-  char detail[512]; /* the row after the change, "type=... stage=..." */
+  char detail[512];    /* the row after the change, "type=... stage=..." */
+  bool has_row;        /* `row` holds the register's row after the change (only */
+  proto_machine_t row; /* from stor_machine_audit_after, and not for retire) */
 } stor_machine_audit_t;
 
 /* Adds (`add`: -EEXIST when the code is in the register; a retired code
@@ -654,6 +656,12 @@ typedef int (*stor_move_row_cb)(void *arg, const stor_move_t *mv);
  * first, at most `limit`. */
 int stor_machine_moves(stor_reader_t *r, const char *code, double since, double until, size_t limit,
                        stor_move_row_cb cb, void *arg);
+/* For the uplink: audit rows and moves with an id above `after`, in id
+ * order (the order they were stored), at most `limit`. */
+int stor_machine_audit_after(stor_reader_t *r, int64_t after, size_t limit,
+                             int (*cb)(void *arg, const stor_machine_audit_t *a), void *arg);
+int stor_machine_moves_after(stor_reader_t *r, int64_t after, size_t limit, stor_move_row_cb cb,
+                             void *arg);
 /* The latest move of every machine that has one (what the gate last saw). */
 int stor_machine_last_moves(stor_reader_t *r, stor_move_row_cb cb, void *arg);
 

@@ -65,18 +65,43 @@ static bool has_english(const char *s) {
   return false;
 }
 
+static void check_alarm_sentences(const char *rule) {
+  msgcat_alarm_t a = {
+      .rule = rule, .source = "N1", .unit = "t", .figure = 72.5, .limit = 70, .peak = 80};
+  char zh[512], en[512], name[128];
+  msgcat_alarm_text(cat, "zh", &a, a.figure, zh, sizeof(zh));
+  msgcat_alarm_text(cat, "en", &a, a.figure, en, sizeof(en));
+  msgcat_rule_name(cat, "zh", rule, name, sizeof(name));
+  if (has_english(zh) || has_english(name) || strchr(zh, '{') || strchr(en, '{') ||
+      strcmp(zh, en) == 0 || strcmp(name, rule) == 0)
+    fail_msg("%s: \"%s\" / \"%s\" / \"%s\"", rule, name, zh, en);
+}
+
 static void every_alarm_reads_as_a_chinese_sentence_and_an_english_one(void **state) {
   (void)state;
-  for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
-    msgcat_alarm_t a = {
-        .rule = rules[i], .source = "N1", .unit = "t", .figure = 72.5, .limit = 70, .peak = 80};
-    char zh[512], en[512], name[128];
-    msgcat_alarm_text(cat, "zh", &a, a.figure, zh, sizeof(zh));
-    msgcat_alarm_text(cat, "en", &a, a.figure, en, sizeof(en));
-    msgcat_rule_name(cat, "zh", rules[i], name, sizeof(name));
-    if (has_english(zh) || has_english(name) || strchr(zh, '{') || strchr(en, '{') ||
-        strcmp(zh, en) == 0 || strcmp(name, rules[i]) == 0)
-      fail_msg("%s: \"%s\" / \"%s\" / \"%s\"", rules[i], name, zh, en);
+  for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++)
+    check_alarm_sentences(rules[i]);
+}
+
+/* The machinery page (page_machinery.js) and its rule's alarms
+ * (machinery.c): each code it shows has a Chinese name. */
+static void every_machinery_alarm_and_code_reads_in_chinese(void **state) {
+  (void)state;
+  static const char *const alarms[] = {"machinery.unregistered", "machinery.stage",
+                                       "machinery.smoke"};
+  for (size_t i = 0; i < sizeof(alarms) / sizeof(alarms[0]); i++)
+    check_alarm_sentences(alarms[i]);
+  static const char *const names[][2] = {
+      {"mach_stage", "0"},          {"mach_stage", "I"},     {"mach_stage", "II"},
+      {"mach_stage", "III"},        {"mach_stage", "IV"},    {"mach_stage", "electric"},
+      {"mach_fuel", "diesel"},      {"mach_fuel", "petrol"}, {"mach_fuel", "electric"},
+      {"mach_why", "unregistered"}, {"mach_why", "stage"},   {"mach_why", "smoke"},
+      {"mach_src", "gate"},         {"mach_src", "sitectl"}, {"mach_act", "add"},
+      {"mach_act", "change"},       {"mach_act", "import"},  {"mach_act", "retire"}};
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    const char *zh = msgcat_name(cat, "zh", names[i][0], names[i][1]);
+    if (strcmp(zh, names[i][1]) == 0 || has_english(zh))
+      fail_msg("no Chinese name for %s_%s", names[i][0], names[i][1]);
   }
 }
 
@@ -149,6 +174,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(every_key_is_in_both_languages_with_the_same_placeholders),
       cmocka_unit_test(every_alarm_reads_as_a_chinese_sentence_and_an_english_one),
+      cmocka_unit_test(every_machinery_alarm_and_code_reads_in_chinese),
       cmocka_unit_test(every_equipment_code_has_a_name),
       cmocka_unit_test(alarm_sentence_is_built_from_its_stored_parts),
       cmocka_unit_test(a_missing_key_falls_back_to_chinese_then_to_itself),

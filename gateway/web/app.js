@@ -9,6 +9,7 @@ import { noisePage, dustPage } from './page_env.js';
 import { wastePage, materialsPage } from './page_waste.js';
 import { equipmentPage, alarmsPage } from './page_ops.js';
 import { reportPage } from './page_report.js';
+import { machineryPage } from './page_machinery.js';
 
 const pages = {
   overview: { title: 'nav_overview', run: overview },
@@ -17,6 +18,7 @@ const pages = {
   waste: { title: 'nav_waste', run: wastePage },
   materials: { title: 'nav_materials', run: materialsPage },
   equipment: { title: 'nav_equipment', run: equipmentPage },
+  machinery: { title: 'nav_machinery', run: machineryPage },
   alarms: { title: 'nav_alarms', run: alarmsPage },
   report: { title: 'nav_report', run: reportPage },
 };
