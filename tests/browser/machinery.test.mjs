@@ -17,7 +17,10 @@ const sitectl = process.env.SITECTL;
 const shots = process.env.SHOTS || 'screenshots';
 mkdirSync(shots, { recursive: true });
 const profile = mkdtempSync(join(tmpdir(), 'sitegate-chromium-'));
-const T = 15000;
+// Each wait's deadline: generous, because a full-page screenshot on a busy
+// 2-core machine (load 10+) has taken over 15 s; a wait that passes returns
+// as soon as its condition holds, so this costs nothing when all is well.
+const T = 60000;
 const RIG = '23010100000103'; // stage II, the zone wants III
 const PUMP = '23010100000104'; // its engine smokes (sitesim --smoky)
 let passed = 0;
