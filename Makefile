@@ -273,8 +273,8 @@ unit-programs: $(TEST_PROGRAMS) $(PROGRAMS) web
 # The package upgrade (tests/integration/upgrade_packages.sh): packages from
 # an older commit (UPGRADE_FROM, by default main's first with debian/) and
 # from this tree, the old installed and storing readings under a throwaway
-# systemd, then the new over it. About 6 minutes (two package builds), so
-# not in `make test`.
+# systemd, then the new over it. 3 to 8 minutes on 2 cores (two package
+# builds), so not in `make test`.
 test-upgrade: deps
 	@SITEGATE_BIN=/usr/bin $(if $(UPGRADE_FROM),SITEGATE_UPGRADE_FROM=$(UPGRADE_FROM)) \
 	  bash tests/integration/upgrade_packages.sh
