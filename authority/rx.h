@@ -167,4 +167,14 @@ typedef struct rx_options {
  * one-line reason logged when it cannot start. */
 int rx_serve(const rx_options_t *o);
 
+/* ---- systemd (rxnotify.c): Type=notify and WatchdogSec=; nothing
+ * without systemd. Loop thread. */
+/* READY=1 with `status` (STATUS=), once the database is open and the port
+ * listens; starts the WATCHDOG=1 pings on `loop` (a uv_loop_t) when the unit
+ * asks for them. */
+void rx_notify_ready(void *loop, const char *status);
+/* STOPPING=1, and stops the pings (their timer's close completes on the
+ * loop's next run). */
+void rx_notify_stopping(void);
+
 #endif

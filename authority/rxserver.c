@@ -660,6 +660,7 @@ static void on_signal(uv_signal_t *sig, int signum) {
   if (s->stopping)
     return;
   s->stopping = true;
+  rx_notify_stopping();
   log_info("signal %d: stopping; %llu connections, %llu frames, %llu acknowledged, %llu refused",
            signum, (unsigned long long)s->accepted, (unsigned long long)s->frames,
            (unsigned long long)s->acks, (unsigned long long)s->refused);
@@ -815,6 +816,10 @@ int rx_serve(const rx_options_t *o) {
   stor_rx_redact(o->db, db, sizeof(db)); /* a URI's password stays out of the log */
   log_info("listening on %s%s (TLS 1.2, client certificates from %s), database %s (%s)", o->listen,
            o->reuseport ? " with SO_REUSEPORT" : "", o->ca, db, rx_store_backend(s.store));
+  char ready[128];
+  snprintf(ready, sizeof(ready), "listening on %s, database %s", o->listen,
+           rx_store_backend(s.store));
+  rx_notify_ready(&loop, ready);
   uv_run(&loop, UV_RUN_DEFAULT);
   rx_store_close(s.store); /* decides what is left; no connection is open to answer */
   status = 0;
