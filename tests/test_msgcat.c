@@ -10,7 +10,9 @@
 #include "common/msgcat.h"
 #include "gateway/equipment/equipment.h"
 #include <ctype.h>
+#include <jansson.h>
 #include <math.h>
+#include <regex.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -63,6 +65,41 @@ static bool has_english(const char *s) {
       return true;
   }
   return false;
+}
+
+/* Every Chinese text of the catalogue (the report's sentences, sitectl's
+ * words, the dashboard's labels) is free of English once what a person
+ * types or reads as a name is set aside: {placeholders}, the config's
+ * [section] key, --options, $ENVIRONMENT_NAMES, file names and URLs, the
+ * programs' own names and the standards' Lmax. */
+static void every_chinese_text_is_free_of_english(void **state) {
+  (void)state;
+  static const char *const names =
+      "\\{[a-z_0-9]+\\}|\\[[a-z_]+\\]( [a-z_]+)?|--?[a-z][a-z0-9-]*|\\$?[A-Z][A-Z0-9_]+"
+      "|[A-Za-z0-9_.-]+\\.(conf|csv|html|json)|[a-z]+://[^ ）]*|sitegated|sitectl|sitesim|Lmax"
+      "|Prometheus|Unix|[a-z]+ (help|summary|import|add|set|log)";
+  regex_t re;
+  assert_int_equal(regcomp(&re, names, REG_EXTENDED), 0);
+  json_error_t e;
+  json_t *root = json_load_file(CATALOGUE, 0, &e);
+  assert_non_null(root);
+  const char *key;
+  json_t *v;
+  int bad = 0;
+  json_object_foreach(json_object_get(root, "zh"), key, v) {
+    char buf[4096];
+    snprintf(buf, sizeof(buf), "%s", json_string_value(v));
+    regmatch_t m;
+    while (regexec(&re, buf, 1, &m, 0) == 0 && m.rm_eo > m.rm_so)
+      memset(buf + m.rm_so, ' ', (size_t)(m.rm_eo - m.rm_so));
+    if (has_english(buf)) {
+      fprintf(stderr, "English in zh \"%s\": %s\n", key, json_string_value(v));
+      bad++;
+    }
+  }
+  regfree(&re);
+  json_decref(root);
+  assert_int_equal(bad, 0);
 }
 
 static void every_alarm_reads_as_a_chinese_sentence_and_an_english_one(void **state) {
@@ -148,6 +185,7 @@ static void fill_leaves_unknown_placeholders_and_cuts_at_the_buffer(void **state
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(every_key_is_in_both_languages_with_the_same_placeholders),
+      cmocka_unit_test(every_chinese_text_is_free_of_english),
       cmocka_unit_test(every_alarm_reads_as_a_chinese_sentence_and_an_english_one),
       cmocka_unit_test(every_equipment_code_has_a_name),
       cmocka_unit_test(alarm_sentence_is_built_from_its_stored_parts),

@@ -100,9 +100,10 @@ void api_metrics(const http_req_t *req, http_resp_t *resp);
 /* GET /api/report?month=YYYY-MM[&format=json|html|csv&table=NAME] (report.c,
  * report_html.c): the monthly site report. */
 void api_report(const http_req_t *req, http_resp_t *resp);
-/* The report of month m of year y as JSON (*out, owned by the caller):
- * 0, -ERANGE for a month that has not begun, or -errno. */
-int report_build(gw_t *gw, stor_reader_t *rd, int y, int m, json_t **out);
+/* The report of month m of year y as JSON (*out, owned by the caller), in
+ * `lang` ("en", else Chinese): 0, -ERANGE for a month that has not begun,
+ * or -errno. */
+int report_build(gw_t *gw, stor_reader_t *rd, int y, int m, const char *lang, json_t **out);
 
 /* CSV exports (csv.c): true when cell `s` starts with = + - @, a tab or a
  * carriage return and is not a plain signed number, so that a spreadsheet
