@@ -184,7 +184,8 @@ typedef struct sim_opts {
   bool cbor;
   uint64_t seed;
   bool verbose;
-  double ignore; /* share of commands equipment controllers ignore (equipment.c) */
+  double ignore;    /* share of commands equipment controllers ignore (equipment.c) */
+  double history_s; /* with speed > 1 and no duration: how far back to start (0: a day) */
 } sim_opts_t;
 int sim_site_run(const sim_opts_t *o);
 

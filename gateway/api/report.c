@@ -90,8 +90,8 @@ static json_t *part(report_t *r, const char *name) {
   char key[64];
   snprintf(key, sizeof(key), "rep.%s.title", name);
   json_t *lines = json_array();
-  json_array_append_new(r->parts,
-                        json_pack("{s:s,s:s,s:o}", "name", name, "title", T(r, key), "lines", lines));
+  json_array_append_new(
+      r->parts, json_pack("{s:s,s:s,s:o}", "name", name, "title", T(r, key), "lines", lines));
   return lines;
 }
 
@@ -194,11 +194,11 @@ static int report_noise(report_t *r) {
         if (isfinite(w.laeq) && !(w.laeq <= a->laeq_max))
           a->laeq_max = w.laeq;
         if (w.verdict == 1 && json_array_size(wrow) < REPORT_ROWS_MAX)
-          json_array_append_new(wrow,
-                                json_pack("[s,o,o,s,o,o,o,o,o]", d->id, ltime(w.start),
-                                          ltime(w.end), T(r, w.period == NOISE_NIGHT ? "period_night" : "period_day"),
-                                          num(w.laeq, 1), num(w.limit, 0), num(w.lmax, 1),
-                                          num(w.lmax_limit, 0), num(w.coverage * 100, 0)));
+          json_array_append_new(
+              wrow, json_pack("[s,o,o,s,o,o,o,o,o]", d->id, ltime(w.start), ltime(w.end),
+                              T(r, w.period == NOISE_NIGHT ? "period_night" : "period_day"),
+                              num(w.laeq, 1), num(w.limit, 0), num(w.lmax, 1), num(w.lmax_limit, 0),
+                              num(w.coverage * 100, 0)));
       }
       free(la);
       free(mx);
@@ -210,14 +210,13 @@ static int report_noise(report_t *r) {
       if (p.indoor)
         lim -= NOISE_INDOOR_DB;
       json_array_append_new(
-          prow,
-          json_pack("[s,s,o,I,I,I,I,I,o,o,o]", d->id,
-                    T(r, per == NOISE_NIGHT ? "period_night" : "period_day"),
-                    num(lim, 0), (json_int_t)a->windows, (json_int_t)a->complete,
-                    (json_int_t)a->compliant, (json_int_t)a->exceeded, (json_int_t)a->incomplete,
-                    a->complete ? num(100.0 * a->compliant / a->complete, 1) : json_null(),
-                    num(a->laeq_max, 1),
-                    per == NOISE_NIGHT ? json_integer(a->lmax_over) : json_null()));
+          prow, json_pack("[s,s,o,I,I,I,I,I,o,o,o]", d->id,
+                          T(r, per == NOISE_NIGHT ? "period_night" : "period_day"), num(lim, 0),
+                          (json_int_t)a->windows, (json_int_t)a->complete, (json_int_t)a->compliant,
+                          (json_int_t)a->exceeded, (json_int_t)a->incomplete,
+                          a->complete ? num(100.0 * a->compliant / a->complete, 1) : json_null(),
+                          num(a->laeq_max, 1),
+                          per == NOISE_NIGHT ? json_integer(a->lmax_over) : json_null()));
       all_complete += a->complete;
       all_compliant += a->compliant;
       all_exceeded += a->exceeded;
@@ -231,8 +230,8 @@ static int report_noise(report_t *r) {
     else
       say(r, lines, "rep.noise.summary", "meters", F(r, "%ld", meters), "complete",
           F(r, "%ld", all_complete), "compliant", F(r, "%ld", all_compliant), "share",
-          F(r, "%.1f", 100.0 * all_compliant / all_complete), "exceeded",
-          F(r, "%ld", all_exceeded), NULL);
+          F(r, "%.1f", 100.0 * all_compliant / all_complete), "exceeded", F(r, "%ld", all_exceeded),
+          NULL);
   }
   return rc;
 }
@@ -269,9 +268,8 @@ static int report_dust(report_t *r) {
                                       "alarm_windows",
                                       "unreliable",
                                       NULL};
-  static const char *const ecols[] = {"device", "quantity", "start",
-                                      "end",    "hours",    "peak|rep.col.hour_max",
-                                      "level",  NULL};
+  static const char *const ecols[] = {
+      "device", "quantity", "start", "end", "hours", "peak|rep.col.hour_max", "level", NULL};
   json_t *lines = part(r, "dust");
   json_t *srow = table(r, "dust", "dust_stations", scols);
   json_t *erow = table(r, "dust", "dust_episodes", ecols);
@@ -369,19 +367,20 @@ static int on_alarm(void *arg, const stor_alarm_t *a) {
                        .peak = a->peak};
   msgcat_rule_name(r->cat, r->lang, a->rule, name, sizeof(name));
   msgcat_alarm_text(r->cat, r->lang, &ma, a->peak, text, sizeof(text));
-  json_array_append_new(
-      rows, json_pack("[I,s,s,s,o,o,o,o,o,s,o,s,s]", (json_int_t)a->id, name, a->source,
-                      NM(r, "level", alarm_level_name(a->peak_level)), num(a->peak, 1), num(a->limit, 1),
-                      ltime(a->raised), ltime(a->cleared), num((end - a->raised) / 60, 0),
-                      a->acked > 0 ? a->acked_by : "", ltime(a->acked), a->note, text));
+  json_array_append_new(rows,
+                        json_pack("[I,s,s,s,o,o,o,o,o,s,o,s,s]", (json_int_t)a->id, name, a->source,
+                                  NM(r, "level", alarm_level_name(a->peak_level)), num(a->peak, 1),
+                                  num(a->limit, 1), ltime(a->raised), ltime(a->cleared),
+                                  num((end - a->raised) / 60, 0), a->acked > 0 ? a->acked_by : "",
+                                  ltime(a->acked), a->note, text));
   return 0;
 }
 
 static int report_alarms(report_t *r) {
-  static const char *const cols[] = {"id",       "rule",   "source",  "level|rep.col.peak_level",
-                                     "peak",     "limit",  "raised",  "cleared",
-                                     "minutes",  "acked_by", "acked_at", "note",
-                                     "message",  NULL};
+  static const char *const cols[] = {"id",      "rule",     "source",   "level|rep.col.peak_level",
+                                     "peak",    "limit",    "raised",   "cleared",
+                                     "minutes", "acked_by", "acked_at", "note",
+                                     "message", NULL};
   json_t *lines = part(r, "alarms");
   json_t *rows = table(r, "alarms", "alarms", cols);
   int rc = stor_alarm_history(r->rd, r->since, false, REPORT_ROWS_MAX, on_alarm, r);
@@ -493,8 +492,8 @@ static int report_waste(report_t *r) {
   free(sum);
 
   /* materials: the month's deliveries, and loss rates to date */
-  static const char *const mcols[] = {"material", "delivered|rep.col.delivered_month",
-                                      "returned", "green", "green_share", NULL};
+  static const char *const mcols[] = {
+      "material", "delivered|rep.col.delivered_month", "returned", "green", "green_share", NULL};
   static const char *const lcols[] = {"material", "delivered|rep.col.delivered_to_date",
                                       "design",   "loss_rate",
                                       "target",   "baseline",
@@ -531,7 +530,8 @@ static int report_waste(report_t *r) {
         rate = json_object_get(x, "loss_rate");
       json_array_append_new(
           lrow,
-          json_pack("[s,o,o,o,o,o,s]", NM(r, "mat", json_string_value(json_object_get(x, "material"))),
+          json_pack("[s,o,o,o,o,o,s]",
+                    NM(r, "mat", json_string_value(json_object_get(x, "material"))),
                     num(json_number_value(json_object_get(x, "delivered_t")), 1),
                     json_is_number(json_object_get(x, "design_t"))
                         ? num(json_number_value(json_object_get(x, "design_t")), 1)
@@ -549,8 +549,8 @@ static int report_waste(report_t *r) {
 
 /* ---- energy and carbon (equipment.c's figures, taken on the loop) */
 static int report_energy(report_t *r) {
-  static const char *const ucols[] = {"unit",   "group",    "kwh",   "fuel_l",
-                                      "run_h",  "idle_h",   "idle_kwh", "t_co2", NULL};
+  static const char *const ucols[] = {"unit",   "group",    "kwh",   "fuel_l", "run_h",
+                                      "idle_h", "idle_kwh", "t_co2", NULL};
   static const char *const dcols[] = {"date", "kwh", "fuel_l", "t_co2", NULL};
   json_t *lines = part(r, "energy");
   json_t *urow = table(r, "energy", "energy_units", ucols);
@@ -602,9 +602,9 @@ static int report_energy(report_t *r) {
 
 /* ---- non-road mobile machinery: per machine over the month */
 static int report_machinery(report_t *r) {
-  static const char *const cols[] = {"code",     "type",   "stage",  "power_kw",
-                                     "days",     "onsite_h", "engine_h", "fuel_l|rep.col.fuel_any",
-                                     "t_co2",    "nox_kg", "pm_kg",  NULL};
+  static const char *const cols[] = {"code",  "type",     "stage",    "power_kw",
+                                     "days",  "onsite_h", "engine_h", "fuel_l|rep.col.fuel_any",
+                                     "t_co2", "nox_kg",   "pm_kg",    NULL};
   json_t *lines = part(r, "machinery");
   json_t *rows = table(r, "machinery", "machinery", cols);
   double until = env_local_midnight(r->until - 1) + DAY_S;
@@ -683,7 +683,7 @@ int report_build(gw_t *gw, stor_reader_t *rd, int y, int m, const char *lang, js
   /* The page's own words (title, period line, signatures) for the HTML. */
   char gen_words[256];
   json_t *words = json_object();
-  static const char *const page_keys[] = {"title", "site_id", "period", "partial", "generated",
+  static const char *const page_keys[] = {"title", "site_id", "period",   "partial",  "generated",
                                           "none",  "sign_pm", "sign_sup", "sign_date"};
   for (size_t i = 0; i < sizeof(page_keys) / sizeof(page_keys[0]); i++) {
     snprintf(gen_words, sizeof(gen_words), "rep.page.%s", page_keys[i]);

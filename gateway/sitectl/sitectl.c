@@ -41,8 +41,8 @@ static int cmd_status(ctl_t *ctl, int argc, char **argv) {
       fmt_time(json_number_value(json_object_get(st, "now")), t1, sizeof(t1)), NULL);
   say(stdout, "ctl.st.devices", "online", fmt_int(st, "devices_online", a, sizeof(a)), "total",
       fmt_int(st, "devices_total", b, sizeof(b)), NULL);
-  MF(line, sizeof(line), "ctl.st.ingest", "requests", fmt_int(ing, "requests", a, sizeof(a)), "records",
-     fmt_int(ing, "records", b, sizeof(b)), NULL);
+  MF(line, sizeof(line), "ctl.st.ingest", "requests", fmt_int(ing, "requests", a, sizeof(a)),
+     "records", fmt_int(ing, "records", b, sizeof(b)), NULL);
   const char *k;
   json_t *v;
   json_object_foreach(json_object_get(ing, "rejects"), k, v) {
@@ -51,17 +51,18 @@ static int cmd_status(ctl_t *ctl, int argc, char **argv) {
                (long long)json_integer_value(v), MN("reject", k));
   }
   printf("%s\n", line);
-  snprintf(a, sizeof(a), "%.1f", (double)json_integer_value(json_object_get(sto, "db_bytes")) / 1e6);
+  snprintf(a, sizeof(a), "%.1f",
+           (double)json_integer_value(json_object_get(sto, "db_bytes")) / 1e6);
   snprintf(d, sizeof(d), "%.1f", json_number_value(json_object_get(sto, "last_commit_ms")));
-  say(stdout, "ctl.st.storage", "readings", fmt_int(sto, "raw_readings", b, sizeof(b)), "mb", a, "queued",
-      fmt_int(sto, "queued", c, sizeof(c)), "queue_max", fmt_int(sto, "queue_max", t2, sizeof(t2)), "commit_ms", d, "full",
+  say(stdout, "ctl.st.storage", "readings", fmt_int(sto, "raw_readings", b, sizeof(b)), "mb", a,
+      "queued", fmt_int(sto, "queued", c, sizeof(c)), "queue_max",
+      fmt_int(sto, "queue_max", t2, sizeof(t2)), "commit_ms", d, "full",
       json_is_true(json_object_get(sto, "disk_full")) ? M("ctl.st.disk_full") : "", NULL);
   printf("\n");
   table_t t = {.ncols = 7};
   t.right[4] = t.right[5] = true;
-  table_row(&t, M("ctl.col.device"), M("ctl.col.type"), M("ctl.col.state"),
-            M("ctl.col.last_seen"), M("ctl.col.readings"), M("ctl.col.rejected"),
-            M("ctl.col.latest"));
+  table_row(&t, M("ctl.col.device"), M("ctl.col.type"), M("ctl.col.state"), M("ctl.col.last_seen"),
+            M("ctl.col.readings"), M("ctl.col.rejected"), M("ctl.col.latest"));
   size_t i;
   json_array_foreach(json_object_get(st, "devices"), i, v) {
     char latest[512] = "", n1[32], n2[32], num[32];
@@ -192,8 +193,8 @@ static const struct command {
   const char *syntax, *key;
 } commands[] = {
     {"status", cmd_status, "status", "status"},
-    {"readings", cmd_readings, "readings DEVICE QUANTITY [--since T] [--until T] [--step raw|1m|1h|1d]",
-     "readings"},
+    {"readings", cmd_readings,
+     "readings DEVICE QUANTITY [--since T] [--until T] [--step raw|1m|1h|1d]", "readings"},
     {"alarms", cmd_alarms, "alarms [--all [--since T]]", "alarms"},
     {"alarm", cmd_alarm, "alarm ack ID --note TEXT [--by NAME] | alarm show ID", "alarm"},
     {"noise", cmd_noise, "noise [--since T] [--until T] [--device D]", "noise"},
@@ -208,7 +209,8 @@ static const struct command {
     {"carbon", cmd_carbon, "carbon [--since T] [--until T]", "carbon"},
     {"machines", cmd_machines, "machines", "machines"},
     {"machine", cmd_machine,
-     "machine add CODE --type T --stage 0|I|II|III|IV|electric --power-kw KW [--fuel F] [--owner N]",
+     "machine add CODE --type T --stage 0|I|II|III|IV|electric --power-kw KW [--fuel F] [--owner "
+     "N]",
      "machine_add"},
     {"machine", cmd_machine,
      "machine show CODE | change CODE ... --reason R | retire CODE --reason R | enter|leave CODE "
@@ -231,32 +233,20 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-  static const struct option longopts[] = {{"url", required_argument, NULL, 'u'},
-                                           {"json", no_argument, NULL, 'j'},
-                                           {"since", required_argument, NULL, 's'},
-                                           {"until", required_argument, NULL, 't'},
-                                           {"step", required_argument, NULL, 'p'},
-                                           {"note", required_argument, NULL, 'N'},
-                                           {"by", required_argument, NULL, 'B'},
-                                           {"all", no_argument, NULL, 'A'},
-                                           {"device", required_argument, NULL, 'D'},
-                                           {"window", required_argument, NULL, 'W'},
-                                           {"csv", no_argument, NULL, 'C'},
-                                           {"month", required_argument, NULL, 'M'},
-                                           {"for", required_argument, NULL, 'F'},
-                                           {"reason", required_argument, NULL, 'R'},
-                                           {"help", no_argument, NULL, 'h'},
-                                           {"out", required_argument, NULL, 'O'},
-                                           {"output", required_argument, NULL, 'O'},
-                                           {"type", required_argument, NULL, 1},
-                                           {"stage", required_argument, NULL, 2},
-                                           {"power-kw", required_argument, NULL, 3},
-                                           {"fuel", required_argument, NULL, 4},
-                                           {"owner", required_argument, NULL, 5},
-                                           {"label", required_argument, NULL, 6},
-                                           {"terminal", required_argument, NULL, 7},
-                                           {"lang", required_argument, NULL, 8},
-                                           {NULL, 0, NULL, 0}};
+  static const struct option longopts[] = {
+      {"url", required_argument, NULL, 'u'},    {"json", no_argument, NULL, 'j'},
+      {"since", required_argument, NULL, 's'},  {"until", required_argument, NULL, 't'},
+      {"step", required_argument, NULL, 'p'},   {"note", required_argument, NULL, 'N'},
+      {"by", required_argument, NULL, 'B'},     {"all", no_argument, NULL, 'A'},
+      {"device", required_argument, NULL, 'D'}, {"window", required_argument, NULL, 'W'},
+      {"csv", no_argument, NULL, 'C'},          {"month", required_argument, NULL, 'M'},
+      {"for", required_argument, NULL, 'F'},    {"reason", required_argument, NULL, 'R'},
+      {"help", no_argument, NULL, 'h'},         {"out", required_argument, NULL, 'O'},
+      {"output", required_argument, NULL, 'O'}, {"type", required_argument, NULL, 1},
+      {"stage", required_argument, NULL, 2},    {"power-kw", required_argument, NULL, 3},
+      {"fuel", required_argument, NULL, 4},     {"owner", required_argument, NULL, 5},
+      {"label", required_argument, NULL, 6},    {"terminal", required_argument, NULL, 7},
+      {"lang", required_argument, NULL, 8},     {NULL, 0, NULL, 0}};
   ctl_t ctl = {0};
   const char *lang = NULL;
   setlocale(LC_CTYPE, "C.UTF-8");

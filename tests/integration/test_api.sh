@@ -104,6 +104,19 @@ get "/api/report?month=$MONTH" | json '[p["name"] for p in j["parts"]] == ["nois
 get "/api/report?month=$MONTH" | json "[r[9] for t in j['tables'] if t['name'] == 'alarms' for r in t['rows'] if r[0] == $ID][0]" |
   grep -qx "张工" || fail "the report does not show who acknowledged"
 get "/api/report?month=$MONTH&format=html" | grep -q '月度工地报告' || fail "report HTML"
+# English mode is English throughout: no Chinese outside the site's own
+# names (the site, its facilities and carriers, people and notes)
+get "/api/report?month=$MONTH&format=html&lang=en" >"$T/report-en.html"
+grep -q 'monthly site report' "$T/report-en.html" || fail "report HTML in English"
+$PY - "$T/report-en.html" <<'PY' || fail "Chinese in the English report"
+import re, sys
+text = open(sys.argv[1], encoding='utf-8').read()
+rows = re.findall(r'<(?:p|h[123]|th|span)[^>]*>([^<]*)<', text)
+bad = [r for r in rows if re.search(r'[\u4e00-\u9fff]', r) and '·' not in r]
+cells = re.findall(r'<td[^>]*>([^<]*)<', text)
+bad += [c for c in cells if c in ('夜间', '昼间', '告警', '预警', '正常', '是', '否', '钢筋', '混凝土', '无')]
+assert not bad, bad[:5]
+PY
 get "/api/report?month=$MONTH&format=csv&table=alarms" | head -1 | grep -q '^id,rule,source' ||
   fail "report CSV"
 check "report bad month" "$(code GET "/api/report?month=2026-13")" 400
@@ -121,12 +134,14 @@ printf '%s\n' "$out" | json 'any(m["name"] == "sitegate_ingest_records_total" an
 rc=0
 out=$("$BIN/sitectl" readings dust-01 pm25 2>&1) || rc=$?
 check "sitectl exit on an unknown quantity" "$rc" 2
-printf '%s' "$out" | grep -q 'did you mean pm2_5' || fail "no hint of pm2_5: $out"
+printf '%s' "$out" | grep -q '是否要 pm2_5' || fail "no hint of pm2_5: $out"
+out=$(SITECTL_LANG=en "$BIN/sitectl" readings dust-01 pm25 2>&1) || true
+printf '%s' "$out" | grep -q 'did you mean pm2_5' || fail "no hint of pm2_5 in English: $out"
 rc=0
 out=$(SITECTL_TOKEN=not-the-token "$BIN/sitectl" site progress 0.5 2>&1) || rc=$?
-printf '%s' "$out" | grep -q 'refused the token in SITECTL_TOKEN' || fail "wrong token message: $out"
+printf '%s' "$out" | grep -q '网关拒绝了 SITECTL_TOKEN 中的令牌' || fail "wrong token message: $out"
 rc=0
-out=$(SITECTL_TOKEN= "$BIN/sitectl" site progress 0.5 2>&1) || rc=$?
+out=$(SITECTL_TOKEN= SITECTL_LANG=en "$BIN/sitectl" site progress 0.5 2>&1) || rc=$?
 printf '%s' "$out" | grep -q 'set SITECTL_TOKEN' || fail "missing token message: $out"
 get /messages.json | json 'j["zh"]["alarm.noise.laeq"] != "" and set(j["zh"]) == set(j["en"])' | grep -qx True ||
   fail "/messages.json is not the catalogue"
@@ -147,7 +162,7 @@ stop_gw
 rc=0
 out=$("$BIN/sitectl" report 2>&1) || rc=$?
 check "sitectl exit without a gateway" "$rc" 3
-printf '%s' "$out" | grep -q 'is sitegated running' || fail "sitectl's message: $out"
+printf '%s' "$out" | grep -q 'sitegated 是否在运行' || fail "sitectl's message: $out"
 sed -e "s|^listen = 127.0.0.1:$HTTP_PORT|listen = 0.0.0.0:$HTTP_PORT|" -e "s|^token = .*||" \
   "$T/demo.conf" >"$T/lan.conf"
 rc=0

@@ -53,4 +53,4 @@ out=$("$BIN/sitectl" readings dust-01 pm10 --since 2026-11-20T21:20 --until 2026
 printf '%s\n' "$out" | json 'round(j["until"] - j["since"])' | grep -qx 2400 || fail "ISO times in the site zone: $out"
 stop_gw
 rc=0; "$BIN/sitectl" status 2>"$T/err" || rc=$?
-[ $rc -eq 3 ] && grep -q "not running\|reach" "$T/err" || fail "gateway down: rc=$rc"
+[ $rc -eq 3 ] && grep -q "无法连接网关" "$T/err" || fail "gateway down: rc=$rc"

@@ -9,6 +9,8 @@
 # about 70, so a cap of 80 kW sheds the least important (c1) and keeps the
 # others whatever the time of day.
 . "$(dirname "$0")/lib.sh"
+# This test reads sitectl's English (lib.sh makes it speak Chinese).
+export SITECTL_LANG=en
 C1=$(free_port udp)
 C2=$(free_port udp)
 C3=$(free_port udp)
@@ -114,7 +116,9 @@ eq_wait 40 "c1 shed for the cap" "($U)['c1']['held'] == 'peak-cap' and ($U)['c1'
 eq_wait 30 "the group under its cap" "[g for g in j['groups'] if g['name'] == 'pumps'][0]['power_kw'] <= 80 + 2"
 "$CTL" equipment --json | json "[($U)[k]['on'] for k in ('c2', 'c3')] == [True, True] or ($U)['c2']['held'] == 'peak-cap'" |
   grep -qx True || fail "c3, the most important, must keep running"
-"$CTL" equipment | grep -q "^c1 .*held off: peak-cap" || fail "sitectl equipment shows the hold: $("$CTL" equipment)"
+"$CTL" equipment | grep -q "^c1 .*held off: peak cap" || fail "sitectl equipment shows the hold: $("$CTL" equipment)"
+SITECTL_LANG=zh "$CTL" equipment | grep -q "^c1 .*保持关闭：功率上限" ||
+  fail "sitectl equipment in Chinese: $(SITECTL_LANG=zh "$CTL" equipment)"
 
 # The audit trail: the first peak-cap command went to c1 and was followed.
 "$CTL" equipment log --json | json '[e for e in j["entries"] if e["reason"] == "peak-cap"][-1]["unit"]' |
