@@ -410,9 +410,9 @@ static int waste_verify(ctl_t *ctl) {
   if (rc)
     return rc;
   bool ok = json_is_true(json_object_get(r, "ok"));
-  if (ctl->json)
+  if (ctl->json) {
     print_json(r);
-  else if (ok) {
+  } else {
     char a[24], b[24];
     if (ok)
       say(stdout, "ctl.ws.intact", "n", fmt_int(r, "entries", a, sizeof(a)), "head",

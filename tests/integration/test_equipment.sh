@@ -125,7 +125,7 @@ SITECTL_LANG=zh "$CTL" equipment | grep -q "^c1 .*保持关闭：功率上限" |
   grep -qx c1 || fail "the first unit shed is the least important: $("$CTL" equipment log)"
 "$CTL" equipment log c1 --json | json 'any(e["result"] == "followed" and e["origin"] == "policy" for e in j["entries"])' |
   grep -qx True || fail "c1 followed its command: $("$CTL" equipment log c1)"
-"$CTL" equipment log | grep -q "c1 .*off .*peak-cap .*policy .*followed after" || fail "log table"
+"$CTL" equipment log | grep -q "c1 .*off .*peak cap .*policy .*followed after" || fail "log table"
 
 # A manual override wins over the cap; the others make room.
 rc=0; SITECTL_TOKEN= "$CTL" equipment set c1 on --for 10m --reason "no token" 2>"$T/err" || rc=$?
