@@ -80,7 +80,15 @@ static int cmd_status(ctl_t *ctl, int argc, char **argv) {
       if (used >= sizeof(latest))
         break;
     }
-    snprintf(n1, sizeof(n1), "%lld", (long long)json_integer_value(json_object_get(v, "records")));
+    /* A scale or gate sends tickets and events, not readings: count those. */
+    const char *type = json_string_value(json_object_get(v, "type"));
+    char packs[24];
+    if (type && (strcmp(type, "scale") == 0 || strcmp(type, "gate") == 0))
+      MF(n1, sizeof(n1), strcmp(type, "scale") == 0 ? "ctl.n_tickets" : "ctl.n_events", "n",
+         fmt_int(v, "packs", packs, sizeof(packs)), NULL);
+    else
+      snprintf(n1, sizeof(n1), "%lld",
+               (long long)json_integer_value(json_object_get(v, "records")));
     snprintf(n2, sizeof(n2), "%lld", (long long)json_integer_value(json_object_get(v, "rejects")));
     table_row(&t, json_string_value(json_object_get(v, "id")),
               MN("devtype", json_string_value(json_object_get(v, "type"))),
