@@ -364,6 +364,17 @@ int main(int argc, char **argv) {
   snprintf(url, sizeof(url), "%.*s", (int)(len && ctl.url[len - 1] == '/' ? len - 1 : len),
            ctl.url);
   ctl.url = url;
+  /* Malformed times are usage errors before any command asks the gateway
+   * (each command reads them again in the site's zone). */
+  const char *const times[][2] = {{"--since", ctl.since}, {"--until", ctl.until}};
+  for (size_t i = 0; i < 2; i++) {
+    double t;
+    if (times[i][1] && sg_parse_time(times[i][1], sg_now(), &t) != 0) {
+      say(stderr, "ctl.bad_time", "opt", times[i][0], "arg", times[i][1], NULL);
+      words_free();
+      return EXIT_USAGE;
+    }
+  }
   for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
     if (strcmp(words[0], commands[i].name) != 0)
       continue;

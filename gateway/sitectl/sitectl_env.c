@@ -288,12 +288,7 @@ int cmd_dust(ctl_t *ctl, int argc, char **argv) {
   if (argc != 0)
     return EXIT_USAGE;
   json_t *r;
-  int rc = fetch_zone(ctl);
-  if (rc)
-    return rc;
   char q[512], path[700], win[64] = "";
-  if ((rc = window_query(ctl, q, sizeof(q))) != 0)
-    return rc;
   if (ctl->window) {
     /* 15m, 1h, 900s, short or long: anything else is a usage error here,
      * not a refusal by the gateway. */
@@ -310,6 +305,11 @@ int cmd_dust(ctl_t *ctl, int argc, char **argv) {
     url_escape(ctl->window, esc, sizeof(esc));
     snprintf(win, sizeof(win), "&window=%s", esc);
   }
+  int rc = fetch_zone(ctl);
+  if (rc)
+    return rc;
+  if ((rc = window_query(ctl, q, sizeof(q))) != 0)
+    return rc;
   snprintf(path, sizeof(path), "/api/dust?%s%s", q, win);
   if ((rc = api_get(ctl, path, &r)) != 0)
     return rc;

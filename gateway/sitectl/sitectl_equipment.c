@@ -24,6 +24,14 @@ static double jnum(const json_t *o, const char *k) {
 
 static const char *num(double v, char *buf, size_t cap) { return fmt_num(v, buf, cap); }
 
+/* A setting as the configuration has it (80 kW, 2 C), not a measured figure. */
+static const char *setting(double v, char *buf, size_t cap) {
+  if (!isfinite(v))
+    return "?";
+  snprintf(buf, cap, "%g", v);
+  return buf;
+}
+
 /* fmt_time, with "-" for a time the API does not know (null). */
 static const char *when(double t, char *buf, size_t cap) {
   return fmt_time(isfinite(t) ? t : 0, buf, cap);
@@ -70,14 +78,15 @@ static void policy_text(const json_t *g, char *out, size_t cap) {
   } while (0)
   char w[256], b[32];
   if (jnum(p, "peak_kw") > 0)
-    ADD("%s", MF(w, sizeof(w), "ctl.eq.cap", "kw", num(jnum(p, "peak_kw"), a, sizeof(a)), NULL));
+    ADD("%s",
+        MF(w, sizeof(w), "ctl.eq.cap", "kw", setting(jnum(p, "peak_kw"), a, sizeof(a)), NULL));
   if (jnum(p, "idle_off_min") > 0)
-    ADD("%s", MF(w, sizeof(w), "ctl.eq.idle_off", "min", num(jnum(p, "idle_off_min"), a, sizeof(a)),
-                 NULL));
+    ADD("%s", MF(w, sizeof(w), "ctl.eq.idle_off", "min",
+                 setting(jnum(p, "idle_off_min"), a, sizeof(a)), NULL));
   if (jnum(p, "duty") > 0) {
     snprintf(b, sizeof(b), "%.0f", jnum(p, "duty"));
-    ADD("%s",
-        MF(w, sizeof(w), "ctl.eq.duty", "n", b, "h", num(jnum(p, "rotate_h"), a, sizeof(a)), NULL));
+    ADD("%s", MF(w, sizeof(w), "ctl.eq.duty", "n", b, "h",
+                 setting(jnum(p, "rotate_h"), a, sizeof(a)), NULL));
   }
   if (strcmp(jstr(p, "schedule"), "always") != 0)
     ADD("%s", MF(w, sizeof(w),
@@ -93,8 +102,8 @@ static void policy_text(const json_t *g, char *out, size_t cap) {
     ADD("%s", MF(w, sizeof(w), "ctl.eq.dust", "station", jstr(p, "dust_linkage"), "at",
                  MN("level", jstr(p, "dust_level")), "now",
                  level >= 0 && level <= 2 ? MN("level", levels[level]) : M("st_unknown"), "freeze",
-                 num(jnum(p, "freeze_c"), a, sizeof(a)), "air",
-                 isnan(temp) ? "?" : num(temp, t, sizeof(t)), NULL));
+                 setting(jnum(p, "freeze_c"), a, sizeof(a)), "air",
+                 isnan(temp) ? "?" : setting(temp, t, sizeof(t)), NULL));
   }
   if (n == 0)
     ADD("%s", M("ctl.eq.metering"));
@@ -253,6 +262,15 @@ static int equipment_log(ctl_t *ctl, const char *unit) {
 }
 
 int cmd_equipment(ctl_t *ctl, int argc, char **argv) {
+  /* The words first: a usage error is one whether or not the gateway is up. */
+  bool set = argc == 3 && strcmp(argv[0], "set") == 0;
+  if (argc > 0 && !set && !(strcmp(argv[0], "log") == 0 && argc <= 2))
+    return EXIT_USAGE;
+  if (set && strcmp(argv[2], "on") != 0 && strcmp(argv[2], "off") != 0 &&
+      strcmp(argv[2], "auto") != 0) {
+    say(stderr, "ctl.eq.on_off_auto", "arg", argv[2], NULL);
+    return EXIT_USAGE;
+  }
   int rc = fetch_zone(ctl);
   if (rc)
     return rc;

@@ -325,15 +325,15 @@ void table_print(table_t *t) {
   free(t->cells);
 }
 
+/* One decimal for every figure, so that a column reads alike ("1.0" beside
+ * "1.5", "609.1" beside "37.1"); beyond a million, whole numbers. */
 const char *fmt_num(double v, char *buf, size_t cap) {
   if (!isfinite(v))
     return "-";
-  if (fabs(v) >= 1e6 || v == floor(v))
+  if (fabs(v) >= 1e6)
     snprintf(buf, cap, "%.0f", v);
-  else if (fabs(v) >= 100)
-    snprintf(buf, cap, "%.1f", v);
   else
-    snprintf(buf, cap, "%.2f", v);
+    snprintf(buf, cap, "%.1f", v);
   return buf;
 }
 

@@ -334,7 +334,15 @@ static int waste_add(ctl_t *ctl, int argc, char **argv) {
     return EXIT_USAGE;
   }
   json_t *st, *obj = json_object(), *r;
-  int rc = fetch_status(ctl, &st); /* the site's zone, for t=... */
+  /* The fields are checked before the gateway is asked (a usage error is
+   * one whether it is up or not), then read again in the site's zone. */
+  int rc = parse_fields(argc, argv, obj);
+  if (rc) {
+    json_decref(obj);
+    return rc;
+  }
+  json_object_clear(obj);
+  rc = fetch_status(ctl, &st); /* the site's zone, for t=... */
   if (rc) {
     json_decref(obj);
     return rc;
@@ -659,12 +667,10 @@ int cmd_site(ctl_t *ctl, int argc, char **argv) {
   if (argc < 1 || argc > 2 || strcmp(argv[0], "progress") != 0)
     return EXIT_USAGE;
   json_t *r;
-  int rc = fetch_zone(ctl);
-  if (rc)
-    return rc;
-  if (argc == 2) {
+  double v = 0;
+  if (argc == 2) { /* checked before the gateway is asked anything */
     char *end;
-    double v = strtod(argv[1], &end);
+    v = strtod(argv[1], &end);
     if (*end == '%' && end[1] == '\0') {
       v /= 100.0;
       end++;
@@ -673,6 +679,11 @@ int cmd_site(ctl_t *ctl, int argc, char **argv) {
       say(stderr, "ctl.progress_bad", NULL);
       return EXIT_USAGE;
     }
+  }
+  int rc = fetch_zone(ctl);
+  if (rc)
+    return rc;
+  if (argc == 2) {
     json_t *body = json_pack("{s:f}", "progress", v);
     rc = api_request(ctl, "PUT", "/api/site/progress", body, &r);
     json_decref(body);

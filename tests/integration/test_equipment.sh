@@ -150,7 +150,7 @@ wait_for 20 "the override audited with its author" \
 # swing within their rating), so the check is the policy itself: no
 # override left, and the group back under its cap.
 eq_wait 40 "the cap again after the override" "($U)['c1']['override'] is None and [g for g in j['groups'] if g['name'] == 'pumps'][0]['power_kw'] <= 80 + 2 and any(u['held'] == 'peak-cap' for u in j['units'])"
-"$CTL" equipment log c1 | grep -q "override-cleared" || fail "the clearing is audited"
+"$CTL" equipment log c1 | grep -q "override cleared" || fail "the clearing is audited: $("$CTL" equipment log c1)"
 
 # A controller that ignores every command: retried, then an alarm. c4 is
 # alone in a group without a cap, schedule or linkage: no policy commands it,
