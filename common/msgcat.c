@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,19 +168,6 @@ char *msgcat_fill(const char *tmpl, const char *const *names, const char *const 
     }
   }
   return buf;
-}
-
-char *msgcat_say(const msgcat_t *c, const char *lang, char *buf, size_t len, const char *key, ...) {
-  const char *names[16], *values[16];
-  size_t n = 0;
-  va_list ap;
-  va_start(ap, key);
-  for (const char *name; n < 16 && (name = va_arg(ap, const char *)) != NULL; n++) {
-    names[n] = name;
-    values[n] = va_arg(ap, const char *);
-  }
-  va_end(ap);
-  return msgcat_fill(msgcat_get(c, lang, key), names, values, n, buf, len);
 }
 
 char *msgcat_figure(double v, char *buf, size_t len) {

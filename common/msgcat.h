@@ -65,12 +65,6 @@ char *msgcat_alarm_text(const msgcat_t *c, const char *lang, const msgcat_alarm_
  * values (a missing name stays as "{name}"). Returns buf. */
 char *msgcat_fill(const char *tmpl, const char *const *names, const char *const *values, size_t n,
                   char *buf, size_t len);
-/* The text of `key` in `lang` with its placeholders filled from the
- * variadic (const char *name, const char *value) pairs that follow,
- * ended by a NULL name, into buf. Returns buf. */
-char *msgcat_say(const msgcat_t *c, const char *lang, char *buf, size_t len, const char *key, ...)
-    __attribute__((sentinel));
-
 /* A figure as sentences show it: "12", "12.3", "–" for NAN. */
 char *msgcat_figure(double v, char *buf, size_t len);
 

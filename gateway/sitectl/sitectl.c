@@ -73,7 +73,7 @@ static int cmd_status(ctl_t *ctl, int argc, char **argv) {
       double val = json_number_value(json_object_get(pt, "v"));
       const char *shown = q == PROTO_Q_ON ? M(val != 0 ? "yes" : "no") /* vb: a boolean */
                                           : fmt_num(val, num, sizeof(num));
-      const char *unit = q >= 0 && q != PROTO_Q_ON ? proto_quantity_unit(q) : "";
+      const char *unit = q >= 0 && q != PROTO_Q_ON ? unit_shown(proto_quantity_unit(q)) : "";
       used += (size_t)snprintf(latest + used, used < sizeof(latest) ? sizeof(latest) - used : 0,
                                "%s%s=%s%s%s", used ? " " : "", MN("q", k), shown, *unit ? " " : "",
                                unit);
@@ -166,7 +166,7 @@ static int cmd_readings(ctl_t *ctl, int argc, char **argv) {
     t.right[c] = true;
   char head[128], tb[32], a[32], b[32], c2[32], d[32];
   MF(head, sizeof(head), raw ? "ctl.col.value" : "ctl.col.mean_of", "q", MN("q", argv[1]), "unit",
-     unit, NULL);
+     unit_shown(unit), NULL);
   if (raw)
     table_row(&t, M("ctl.col.time"), head);
   else

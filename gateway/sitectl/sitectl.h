@@ -86,6 +86,9 @@ void use_site_zone(const ctl_t *ctl);
 /* "2026-11-20 21:20:00" in the site's zone, "-" for 0. */
 const char *fmt_time(double t, char *buf, size_t cap);
 const char *fmt_num(double v, char *buf, size_t cap);
+/* A SenML unit as a person writes it: "ug/m3" as µg/m³, "Cel" as °C,
+ * "deg" as °, "%RH" as %; the others as they are (any language). */
+const char *unit_shown(const char *senml);
 /* The integer o[key] as text ("0" when absent). */
 const char *fmt_int(const json_t *o, const char *key, char *buf, size_t cap);
 

@@ -99,7 +99,9 @@ static void policy_text(const json_t *g, char *out, size_t cap) {
     double temp = jnum(g, "temp_c");
     json_t *jl = json_object_get(g, "dust_level");
     json_int_t level = json_is_integer(jl) ? json_integer_value(jl) : -1;
-    ADD("%s", MF(w, sizeof(w), "ctl.eq.dust", "station", jstr(p, "dust_linkage"), "at",
+    const char *station = jstr(p, "dust_linkage");
+    ADD("%s", MF(w, sizeof(w), "ctl.eq.dust", "station",
+                 strcmp(station, "any") == 0 ? M("link_any") : station, "at",
                  MN("level", jstr(p, "dust_level")), "now",
                  level >= 0 && level <= 2 ? MN("level", levels[level]) : M("st_unknown"), "freeze",
                  setting(jnum(p, "freeze_c"), a, sizeof(a)), "air",

@@ -337,6 +337,15 @@ const char *fmt_num(double v, char *buf, size_t cap) {
   return buf;
 }
 
+const char *unit_shown(const char *senml) {
+  static const char *const map[][2] = {{"ug/m3", "µg/m³"}, {"Cel", "°C"}, {"deg", "°"},
+                                       {"%RH", "%"},       {"l", "L"},    {"1/m", "m⁻¹"}};
+  for (size_t i = 0; senml && i < sizeof(map) / sizeof(map[0]); i++)
+    if (strcmp(senml, map[i][0]) == 0)
+      return map[i][1];
+  return senml ? senml : "";
+}
+
 const char *fmt_int(const json_t *o, const char *key, char *buf, size_t cap) {
   snprintf(buf, cap, "%lld", (long long)json_integer_value(json_object_get(o, key)));
   return buf;

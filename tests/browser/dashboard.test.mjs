@@ -183,6 +183,10 @@ try {
       }
     }
     await page.evaluate(() => localStorage.setItem('sitegate.lang', 'zh'));
+    await page.goto(`${url}/#/overview`);
+    await page.reload();
+    await ready('overview');
+    assert.equal(await page.getAttribute('html', 'lang'), 'zh-CN');
   });
 
   // A Chinese page shows no raw code and no English sentence: what is left
@@ -221,7 +225,8 @@ try {
       });
       assert.ok(out.overflow <= 0, `${name}: the page is ${out.overflow}px wider than the phone`);
       assert.deepEqual(out.wide, [], `${name}: out of reach at 390 px`);
-      await page.screenshot({ path: join(shots, `${name}-phone.png`), fullPage: true });
+      // (the screen sizes itself to the viewport: a full-page shot would chase it)
+      await page.screenshot({ path: join(shots, `${name}-phone.png`), fullPage: name !== 'screen', timeout: 60000 });
     }
   });
 

@@ -24,5 +24,5 @@ fi
 start_demo
 SHOTS=${SHOTS:-$TOP/build/screenshots}
 DASH_URL=$SITECTL_URL DASH_TOKEN=$TOKEN SITECTL="$BIN/sitectl" SHOTS="$SHOTS" \
-  timeout 120 node "$B/dashboard.test.mjs" || fail "the browser test failed"
+  timeout 300 node "$B/dashboard.test.mjs" || fail "the browser test failed"
 echo "dashboard: screenshots in $SHOTS"
