@@ -165,7 +165,7 @@ echo "test" >>"$T/own" # the person who overrode crane-02 above
 for words in "status" "readings dust-01 pm10 --since -10m" "readings noise-01 la --step 1m" \
   "alarms" "alarms --all" "noise" "dust" "waste summary" "waste tickets" "waste verify" \
   "materials summary" "site progress" "equipment" "equipment log" "energy" "carbon" "uplink" \
-  "report --month $MONTH" "waste help"; do
+  "report --month $MONTH" "waste help" "machines"; do
   # shellcheck disable=SC2086
   "$BIN/sitectl" $words >"$T/zh.txt" 2>&1 || fail "sitectl $words exited $?: $(tail -3 "$T/zh.txt")"
   $PY - "$T/zh.txt" "$T/own" "$words" <<'PY' || fail "English in sitectl $words"

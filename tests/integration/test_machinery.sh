@@ -9,6 +9,8 @@
 # leave and every alarm clears; a restart keeps the register, its audit,
 # the moves and the day's figures.
 . "$(dirname "$0")/lib.sh"
+# This test reads sitectl's English (lib.sh makes it speak Chinese).
+export SITECTL_LANG=en
 
 CTL="$BIN/sitectl"
 export SITECTL_TOKEN=test-token SITECTL_USER=tester
