@@ -183,9 +183,10 @@ static int cmd_readings(ctl_t *ctl, int argc, char **argv) {
                 fmt_num(json_number_value(json_object_get(p, "max")), c2, sizeof(c2)));
     }
   }
-  if (json_array_size(pts) == 0)
+  if (json_array_size(pts) == 0) {
+    table_discard(&t);
     say(stdout, "ctl.no_readings", "q", MN("q", argv[1]), "device", argv[0], NULL);
-  else
+  } else
     table_print(&t);
   if (json_is_true(json_object_get(r, "truncated")))
     say(stdout, "ctl.truncated", NULL);

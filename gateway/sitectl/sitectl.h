@@ -103,6 +103,8 @@ typedef struct table {
 void table_row(table_t *t, ...);
 /* Prints and frees the rows. */
 void table_print(table_t *t);
+/* Frees the rows without printing them (a table that stayed empty). */
+void table_discard(table_t *t);
 
 /* Commands in sitectl_env.c. */
 int cmd_alarms(ctl_t *ctl, int argc, char **argv);

@@ -255,9 +255,10 @@ static int equipment_log(ctl_t *ctl, const char *unit) {
               MN("why", jstr(e, "reason")), MN("origin", jstr(e, "origin")),
               MN("by", jstr(e, "by")), result, jstr(e, "note"));
   }
-  if (json_array_size(json_object_get(r, "entries")) == 0)
+  if (json_array_size(json_object_get(r, "entries")) == 0) {
+    table_discard(&t);
     say(stdout, "ctl.eq.no_commands", "since", when(since, path, sizeof(path)), NULL);
-  else
+  } else
     table_print(&t);
   json_decref(r);
   return 0;

@@ -89,9 +89,10 @@ int cmd_machines(ctl_t *ctl, int argc, char **argv) {
               fmt_num(jnum(m, "hours_today"), h, sizeof(h)),
               fmt_num(jnum(m, "fuel_l_today"), fu, sizeof(fu)));
   }
-  if (json_array_size(ms) == 0)
+  if (json_array_size(ms) == 0) {
+    table_discard(&t);
     say(stdout, "ctl.mach.none", NULL);
-  else
+  } else
     table_print(&t);
   json_decref(r);
   return 0;

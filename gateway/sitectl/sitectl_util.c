@@ -301,6 +301,14 @@ void table_row(table_t *t, ...) {
   t->nrows++;
 }
 
+void table_discard(table_t *t) {
+  for (size_t i = 0; i < t->nrows * t->ncols; i++)
+    free(t->cells[i]);
+  free(t->cells);
+  t->cells = NULL;
+  t->nrows = t->cap = 0;
+}
+
 void table_print(table_t *t) {
   int width[TBL_MAX_COLS] = {0};
   for (size_t i = 0; i < t->nrows * t->ncols; i++) {

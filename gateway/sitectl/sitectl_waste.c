@@ -40,15 +40,6 @@ static const char *num(double v, int decimals, char *buf, size_t cap) {
   return buf;
 }
 
-/* Frees a table's rows without printing them. */
-static void table_discard(table_t *t) {
-  for (size_t i = 0; i < t->nrows * t->ncols; i++)
-    free(t->cells[i]);
-  free(t->cells);
-  t->cells = NULL;
-  t->nrows = t->cap = 0;
-}
-
 static double jnum(const json_t *o, const char *key) {
   const json_t *v = json_object_get(o, key);
   return json_is_number(v) ? json_number_value(v) : NAN;

@@ -146,6 +146,15 @@ printf '%s' "$out" | grep -q 'set SITECTL_TOKEN' || fail "missing token message:
 get /messages.json | json 'j["zh"]["alarm.noise.laeq"] != "" and set(j["zh"]) == set(j["en"])' | grep -qx True ||
   fail "/messages.json is not the catalogue"
 
+# ---- the site-office screen's figures: everything the TV shows, and
+# nothing it must not (no names, notes or acknowledgements; see test_http.c
+# for "no token off loopback")
+get /api/screen >"$T/screen.json" || fail "/api/screen"
+json 'sorted(j) == ["alarms","devices_online","devices_total","dust","equipment","noise","now","site","waste"] and len(j["noise"]["sliding"]) == 2 and len(j["alarms"]) >= 1 and j["waste"]["allowance_t"] > 0 and len(j["equipment"]["groups"]) > 0' \
+  <"$T/screen.json" | grep -qx True || fail "/api/screen: $(head -c 400 "$T/screen.json")"
+grep -q '"acked_by"\|"note"\|"events"\|"latest"\|张工' "$T/screen.json" && fail "/api/screen tells more than the board: $(cat "$T/screen.json")"
+check "POST /api/screen" "$(code POST /api/screen '{}' "$TOKEN")" 405
+
 # ---- the dashboard's files
 get / -i | grep -qi '^content-type: text/html' || fail "/ is not the dashboard"
 get / | grep -q 'app.js' || fail "index.html"
