@@ -156,6 +156,7 @@ static const opt_t options[] = {
     {"device", "coap", OPT_PSTR, DS(coap, SG_URI_MAX), 0, 0, ""},
     /* scales: the division, kg (a 100 t weighbridge reads in 20 kg steps) */
     {"device", "resolution_kg", OPT_DBL, D(resolution_kg), 0.001, 1000, "20"},
+    {"device", "heartbeat_s", OPT_INT, D(heartbeat_s), 0, 2592000, "0"},
     /* [energy]: carbon factors and the timing of group control
      * (gateway/equipment/equipment.h) */
     /* t CO2 per MWh of grid electricity (national average published in 2023) */

@@ -66,20 +66,27 @@ SITECTL_TOKEN=demo-token "$bin/sitectl" materials import "$top/deploy/boq-demo.c
 # pump's engine worn (it smokes), the rig below the zone's stage.
 SITECTL_TOKEN=demo-token "$bin/sitectl" --by 项目部 --reason 机械台账导入 \
   machine import "$top/deploy/machines-demo.csv" >/dev/null || true
-"$bin/sitesim" -c "$dir/sitegate.conf" --machines "$top/deploy/machines-demo.csv" \
-  --smoky 23010100000104 2>"$dir/sitesim.log" &
+# The site's last 48 hours first (its sensors' readings through CoAP, at
+# 2880 times real time: about a minute), then live: the charts, the limit
+# lines and `sitectl dust` have data at the first look. A restarted demo
+# fills its gap the same way (the same seed gives the same readings, which
+# the gateway keeps once).
+"$bin/sitesim" -c "$dir/sitegate.conf" --speed 2880 --history 48h \
+  --machines "$top/deploy/machines-demo.csv" --smoky 23010100000104 2>"$dir/sitesim.log" &
 sim=$!
 
 cat <<MSG
 
 sitegate demo is running (site 230100-HRB-0001, simulated sensors).
   dashboard    http://127.0.0.1:8080/          (actions ask for the token: demo-token)
+  site office  http://127.0.0.1:8080/#/screen  (the big screen: full screen, no token)
   API          http://127.0.0.1:8080/api/status
   status       bin/sitectl status
   readings     bin/sitectl readings dust-01 pm10 --since -10m
                bin/sitectl readings noise-01 la --step 1m
-  waste        bin/sitectl waste summary     (the weighbridge uploads its past tickets
-               bin/sitectl waste tickets --csv  in the first half minute)
+  history      the last 48 hours arrive in the first minute (sitesim --history 48h)
+  waste        bin/sitectl waste summary     (the weighbridge uploads its past tickets,
+               bin/sitectl waste tickets --csv  oldest first, in the first minutes)
                bin/sitectl waste disclosure  bin/sitectl materials summary
   equipment    bin/sitectl equipment       (cap, idle-off, schedule; fog-01 vs dust and frost)
                bin/sitectl equipment log   bin/sitectl energy   bin/sitectl carbon

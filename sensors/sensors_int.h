@@ -196,6 +196,7 @@ typedef struct sim_opts {
   double ignore;        /* share of commands equipment controllers ignore (equipment.c) */
   const char *machines; /* --machines: the register as CSV (gate.c, machine terminals) */
   const char *smoky;    /* --smoky: codes of machines whose engines smoke, comma-separated */
+  double history_s;     /* with speed > 1 and no duration: how far back to start (0: a day) */
 } sim_opts_t;
 int sim_site_run(const sim_opts_t *o);
 

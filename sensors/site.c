@@ -487,7 +487,9 @@ static int site_start(site_t *s) {
   s->wall0 = sg_now();
   s->t0 = s->wall0;
   if (o->speed > 1)
-    s->t0 -= o->duration_s > 0 ? o->duration_s * (o->speed - 1) : CATCHUP_SPAN_S;
+    s->t0 -= o->duration_s > 0  ? o->duration_s * (o->speed - 1)
+             : o->history_s > 0 ? o->history_s
+                                : CATCHUP_SPAN_S;
   if (o->machines && (rc = load_machines(s, o->machines)) != 0)
     return rc;
   if ((rc = sim_ctl_start(&s->loop, s->cfg, o->seed, o->ignore, site_clock, s, &s->ctl)) != 0)

@@ -194,8 +194,16 @@ gw_device_t *gw_device_find(gw_t *gw, const char *id);
  * of online: /api/status and /metrics (gw_device_online) and the
  * health.offline alarm all use it, with [health] offline_intervals. */
 bool gw_is_online(int offline_intervals, double interval_s, double last, double now);
-/* gw_is_online() for `d` with [health] offline_intervals. Any thread: it
- * reads the atomic last_ms. */
+/* The silence after which `d` counts as offline, s: offline_intervals x
+ * interval_s for devices that report on an interval; for event-driven ones
+ * (scale, gate) their heartbeat_s, 86400 when unset (they send when a truck
+ * comes: a quiet night is not a fault). Pure. */
+double gw_silence_allowed_s(int offline_intervals, const sg_device_t *d);
+/* True for devices that send on events, not on an interval. */
+bool gw_event_driven(const sg_device_t *d);
+/* Online by gw_silence_allowed_s() for `d` with [health] offline_intervals;
+ * an event-driven device not heard from since start counts its silence from
+ * the start. Any thread: it reads the atomic last_ms. */
 bool gw_device_online(const gw_t *gw, const gw_device_t *d, double now);
 /* How many configured devices are online at `now`. Any thread. */
 size_t gw_devices_online(const gw_t *gw, double now);

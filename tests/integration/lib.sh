@@ -110,6 +110,9 @@ COAP_PORT=$(free_port udp)
 DTLS_PORT=$(free_port udp)
 HTTP_PORT=$(free_port tcp)
 export SITECTL_URL="http://127.0.0.1:$HTTP_PORT"
+# sitectl speaks the site manager's language, Chinese, whatever the
+# machine's locale: a test that reads its English asks for it.
+export SITECTL_LANG=zh
 
 # write_conf FILE: a small site with the test's ports; extra sections follow
 # on stdin.

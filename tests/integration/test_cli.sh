@@ -53,4 +53,17 @@ out=$("$BIN/sitectl" readings dust-01 pm10 --since 2026-11-20T21:20 --until 2026
 printf '%s\n' "$out" | json 'round(j["until"] - j["since"])' | grep -qx 2400 || fail "ISO times in the site zone: $out"
 stop_gw
 rc=0; "$BIN/sitectl" status 2>"$T/err" || rc=$?
-[ $rc -eq 3 ] && grep -q "not running\|reach" "$T/err" || fail "gateway down: rc=$rc"
+[ $rc -eq 3 ] && grep -q "无法连接网关" "$T/err" || fail "gateway down: rc=$rc"
+# A usage error is 2 whether the gateway is up or not, and says so in the
+# catalogue's words (checked before anything is asked of the gateway).
+for words in "dust --window soon" "noise --since yesterday" "energy --until x" \
+  "waste add foo" "equipment set c1 maybe --reason r" "site progress 2" "readings dust-01 pm25" \
+  "alarm ack x --note n" "report extra" "status extra" "nosuch"; do
+  rc=0
+  # shellcheck disable=SC2086
+  "$BIN/sitectl" $words 2>"$T/err" || rc=$?
+  [ $rc -eq 2 ] || fail "sitectl $words: exit $rc, want 2 (usage): $(cat "$T/err")"
+  grep -q "无法连接网关 http" "$T/err" && fail "sitectl $words asked the gateway: $(cat "$T/err")"
+done
+SITECTL_LANG=en "$BIN/sitectl" nosuch 2>&1 | grep -q '^usage: sitectl' || fail "usage in English"
+"$BIN/sitectl" nosuch 2>&1 | grep -q '^用法: sitectl' || fail "usage in Chinese"

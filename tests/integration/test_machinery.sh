@@ -11,6 +11,8 @@
 # changes, the moves and a day's figures to sitegate-rx as signed records.
 . "$(dirname "$0")/lib.sh"
 TOP_PKI=$(cd "$HERE/../.." && pwd)/deploy/pki
+# This test reads sitectl's English (lib.sh makes it speak Chinese).
+export SITECTL_LANG=en
 
 CTL="$BIN/sitectl"
 export SITECTL_TOKEN=test-token SITECTL_USER=tester

@@ -99,7 +99,7 @@ assert r[0]["Plate"] == "黑A11001" and r[0]["NetKg"] == "17600" and r[0]["Seq"]
 assert r[1]["DestName"] == "Harbin yard%3B gate 2", r
 assert len(r[2]["LedgerHash"]) == 64, r
 PY
-"$BIN/sitectl" uplink >"$T/sitectl.txt" || fail "sitectl uplink failed"
+SITECTL_LANG=en "$BIN/sitectl" uplink >"$T/sitectl.txt" || fail "sitectl uplink failed"
 grep -q "connected since" "$T/sitectl.txt" || fail "sitectl uplink: $(cat "$T/sitectl.txt")"
 
 # ---- the receiver stopped for a while: the outbox keeps everything, then
@@ -111,7 +111,8 @@ reading 90.5
 # (three real-time frames take three rtd_interval_s: time passes here by design)
 up_wait 20 "a backlog of 8 tickets and 3 real-time frames while the receiver is down" \
   'j["backlog"]["signed"] >= 8 and j["backlog"]["rtd"] >= 3'
-"$BIN/sitectl" uplink | grep -q "backlog .*signed [0-9]" || fail "sitectl uplink shows no backlog"
+SITECTL_LANG=en "$BIN/sitectl" uplink | grep -q "backlog .*signed [0-9]" || fail "sitectl uplink shows no backlog"
+"$BIN/sitectl" uplink | grep -q "待发 .*签名记录 [0-9]" || fail "sitectl uplink in Chinese: $("$BIN/sitectl" uplink)"
 up | json 'j["last_error"]' | grep -q "connect\|closed" || fail "no last error: $(up)"
 start_rx 2
 up_wait 60 "the backlog drained" 'j["connected"] and j["backlog"]["signed"] == 0 and j["backlog"]["rtd"] <= 1'
