@@ -127,8 +127,26 @@ typedef struct rx_writer_stats {
 void rx_store_stats(rx_store_t *st, rx_writer_stats_t *out);
 
 /* ---- /metrics (rxmetrics.c), loop thread */
+/* Why a frame or connection was refused, as counted: a fixed list, so the
+ * metric's label has few values (the full reason is in the log and in the
+ * refusals table). */
+#define RX_REFUSAL_KINDS(X)                                                                        \
+  X(FRAME, "frame")         /* not a well-formed HJ 212 frame (CRC, length, fields) */             \
+  X(MN, "mn")               /* a frame for another MN than the certificate's */                    \
+  X(NO_QN, "no_qn")         /* a frame without QN */                                               \
+  X(SPLIT, "split")         /* PNUM/PNO that cannot be collected */                                \
+  X(LINE, "line")           /* a line too long to be a frame */                                    \
+  X(SIGNATURE, "signature") /* a signed record whose Hash or Sig does not check */                 \
+  X(CHAIN, "chain")         /* a broken chain or a fork */                                         \
+  X(SEAL, "seal")           /* a malformed hourly seal */                                          \
+  X(TLS, "tls")             /* a failed TLS handshake (certificate refused...) */
+#define RX_REFUSAL_ENUM(e, s) RX_REFUSED_##e,
+typedef enum { RX_REFUSAL_KINDS(RX_REFUSAL_ENUM) RX_REFUSAL_N } rx_refusal_t;
+extern const char *const RX_REFUSAL_NAMES[RX_REFUSAL_N];
+
 typedef struct rx_counters {
   uint64_t accepted, open, handshakes, frames, refused, acks;
+  uint64_t refused_by[RX_REFUSAL_N];
   uint64_t messages[4]; /* by stor_rx_outcome_t */
   size_t waiting;
   rx_writer_stats_t w;

@@ -45,6 +45,10 @@ static const char usage[] =
     "      (time,received,mn,qn,cn,what,pno,pnum,ledger_seq,ledger_state,cp) or, with\n"
     "      --json, one JSON object per line with the CP's records. T is Unix seconds,\n"
     "      relative (-2h, -30m, -1d) or ISO 8601 in Beijing time unless it has a zone.\n"
+    "  sitegate-rx prune --keep-months N [--db FILE|URI]\n"
+    "      Retention: removes the decoded minute and hour figures older than the N\n"
+    "      Beijing-time months before this one (PostgreSQL drops their monthly\n"
+    "      partitions); frames, the ledger and seals are kept (protocol/RX-SCHEMA.md).\n"
     "Exit status: 0 ok, 1 failure (the message says why), 2 usage.\n";
 
 /* ---- options: one table for every verb */
@@ -52,6 +56,7 @@ typedef struct opts {
   rx_options_t rx;
   const char *site, *since, *until, *cn, *gw_cert;
   bool json;
+  int keep_months;
   int verbosity;
 } opts_t;
 
@@ -70,7 +75,7 @@ static const opt_def_t opt_defs[] = {
     {"--ca", O(rx.ca), 's', 0, 0, "serve"},
     {"--cert", O(rx.cert), 's', 0, 0, "serve"},
     {"--key", O(rx.key), 's', 0, 0, "serve"},
-    {"--db", O(rx.db), 's', 0, 0, "serve sites export"},
+    {"--db", O(rx.db), 's', 0, 0, "serve sites export prune"},
     {"--max-conn", O(rx.max_conn), 'i', 1, 1000000, "serve"},
     {"--idle", O(rx.idle_s), 'i', 5, 86400, "serve"},
     {"--handshake", O(rx.handshake_s), 'i', 1, 600, "serve"},
@@ -81,6 +86,7 @@ static const opt_def_t opt_defs[] = {
     {"--until", O(until), 's', 0, 0, "export"},
     {"--cn", O(cn), 's', 0, 0, "export"},
     {"--json", O(json), 'b', 0, 0, "sites export"},
+    {"--keep-months", O(keep_months), 'i', 0, 1200, "prune"},
 };
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -209,6 +215,22 @@ static int check_file(const char *path, const char *gw_cert) {
   return bad ? 1 : 0;
 }
 
+/* ---- prune */
+
+static void on_pruned(void *arg, const char *what, int64_t rows) {
+  (void)arg;
+  printf("%s: %lld rows removed\n", what, (long long)rows);
+}
+
+static int prune(const char *db, int keep_months) {
+  char err[512];
+  if (stor_rx_prune(db, keep_months, (int64_t)sg_now(), on_pruned, NULL, err, sizeof(err)) != 0) {
+    fprintf(stderr, "sitegate-rx: prune: %s\n", err[0] ? err : "failed");
+    return 1;
+  }
+  return 0;
+}
+
 /* ---- main */
 
 static void raise_fd_limit(void) {
@@ -227,6 +249,7 @@ int main(int argc, char **argv) {
   o.rx.max_conn = 4096;
   o.rx.idle_s = 600;
   o.rx.handshake_s = 30;
+  o.keep_months = -1;
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       fputs(usage, stdout);
@@ -239,7 +262,7 @@ int main(int argc, char **argv) {
     first = 2;
   }
   if (strcmp(verb, "serve") && strcmp(verb, "check") && strcmp(verb, "sites") &&
-      strcmp(verb, "export"))
+      strcmp(verb, "export") && strcmp(verb, "prune"))
     return usage_error("unknown command \"%s\"", verb);
   const char *pos[1];
   int npos;
@@ -255,6 +278,11 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(verb, "sites"))
     return rx_query_sites(o.rx.db, o.json) == 0 ? 0 : 1;
+  if (!strcmp(verb, "prune")) {
+    if (o.keep_months < 0)
+      return usage_error("%s", "prune needs --keep-months N");
+    return prune(o.rx.db, o.keep_months);
+  }
   if (!strcmp(verb, "export")) {
     if (!o.site || !o.since)
       return usage_error("%s", "export needs --site MN and --since T");

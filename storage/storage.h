@@ -700,6 +700,7 @@ typedef struct stor_rx_msg {
   /* filled by stor_rx_decide() */
   stor_rx_outcome_t outcome;
   char reason[192];
+  const char *refusal;          /* REFUSED: "chain" or "seal" (static), for counting */
   uint64_t gap_begin, gap_end;  /* a ledger gap to pull with 6081 (begin 0: none) */
   char pull_cns[32];            /* history to pull, "2051" or "2011,2051,2061" ("" none) */
   int64_t pull_begin, pull_end; /* its time range, Unix seconds, inclusive */
@@ -768,6 +769,16 @@ typedef struct stor_rx_site {
  * for (a failed handshake). */
 int stor_rx_sites(const char *target, void (*cb)(void *arg, const stor_rx_site_t *s), void *arg,
                   int64_t *unknown, char *err, size_t errlen);
+
+/* Retention of the decoded minute and hour figures (protocol/RX-SCHEMA.md):
+ * removes what is older than the `keep_months` Beijing-time months before
+ * the one holding `now` (Unix seconds); PostgreSQL drops whole partitions,
+ * SQLite deletes rows. `cb` hears each partition or table and the rows it
+ * held (PostgreSQL: the planner's estimate). Frames, the ledger and seals
+ * are kept. */
+int stor_rx_prune(const char *target, int keep_months, int64_t now,
+                  void (*cb)(void *arg, const char *what, int64_t rows), void *arg, char *err,
+                  size_t errlen);
 
 typedef struct stor_rx_frame {
   int64_t t; /* DataTime, else the second it arrived */
