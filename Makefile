@@ -12,7 +12,7 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 FUZZ_SECONDS ?= 20
 
-PKGS := libcoap-3-openssl libuv jansson libcbor inih sqlite3 libmicrohttpd libcurl libpq libsystemd
+PKGS := libcoap-3-openssl libuv jansson libcbor inih sqlite3 libmicrohttpd libcurl libpq libsystemd libxcrypt
 TEST_PKGS := cmocka
 
 # pkg-config is asked only when a target needs to compile (not for `make deps`).
@@ -58,7 +58,19 @@ WEB_SRC   := $(wildcard gateway/web/*.html gateway/web/*.css gateway/web/*.js) g
 WEB_NPM   := gateway/web/node_modules/uplot/dist
 WEB_FILES := $(patsubst gateway/web/%,$(WEB_OUT)/%,$(WEB_SRC)) \
   $(WEB_OUT)/vendor/uPlot.esm.js $(WEB_OUT)/vendor/uPlot.min.css
-web: $(WEB_FILES)
+# The supervision console's pages (authority/web/), with the same charting
+# library, to share/sitegate-rx/web beside the programs.
+RXWEB_OUT   := $(dir $(BIN))share/sitegate-rx/web
+RXWEB_SRC   := $(wildcard authority/web/*.html authority/web/*.css authority/web/*.js)
+RXWEB_FILES := $(patsubst authority/web/%,$(RXWEB_OUT)/%,$(RXWEB_SRC)) \
+  $(RXWEB_OUT)/vendor/uPlot.esm.js $(RXWEB_OUT)/vendor/uPlot.min.css
+web: $(WEB_FILES) $(RXWEB_FILES)
+$(RXWEB_OUT)/%: authority/web/%
+	@mkdir -p $(dir $@)
+	cp $< $@
+$(RXWEB_OUT)/vendor/%: $(WEB_NPM)/%
+	@mkdir -p $(dir $@)
+	cp $< $@
 $(WEB_OUT)/%: gateway/web/%
 	@mkdir -p $(dir $@)
 	cp $< $@

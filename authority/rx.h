@@ -163,6 +163,21 @@ void rx_metrics_stop(rx_metrics_t *m);
 /* The Prometheus text of `k`, malloc'ed (NULL when out of memory). */
 char *rx_metrics_format(const rx_counters_t *k);
 
+/* ---- the supervision console (rxconsole.c), on libmicrohttpd's threads */
+typedef struct rx_console rx_console_t;
+/* Serves the console on `sa`, reading `db` (a file or URI) on connections
+ * of its own; `users` is the accounts file (NULL: no sign-in, allowed on a
+ * loopback address only), `web` the pages' folder (NULL:
+ * ../share/sitegate-rx/web beside the program). Returns 0 or a negative
+ * errno, logged. rx_console_stop() accepts NULL. */
+int rx_console_start(const struct sockaddr *sa, const char *db, const char *users, const char *web,
+                     rx_console_t **out);
+void rx_console_stop(rx_console_t *c);
+/* `sitegate-rx passwd`: sets NAME's password in the accounts file (made
+ * when missing), hashed with crypt(3)'s default method. 0 or -errno,
+ * printed. */
+int rx_console_passwd(const char *users, const char *name, const char *password);
+
 /* ---- read-only queries for the command line (rxquery.c); print to
  * stdout. Return 0, or a negative errno with the reason printed to
  * stderr. */
@@ -179,6 +194,9 @@ typedef struct rx_options {
   int handshake_s;     /* close one whose handshake takes longer */
   bool reuseport;      /* SO_REUSEPORT: several receivers on one --listen */
   const char *metrics; /* host:port of /metrics, or NULL */
+  const char *http;    /* host:port of the supervision console, or NULL */
+  const char *users;   /* the console's accounts file, or NULL */
+  const char *web;     /* the console's pages, or NULL for the default */
 } rx_options_t;
 
 /* Runs until SIGTERM/SIGINT. Returns 0 after a clean stop, or 1 with a

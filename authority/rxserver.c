@@ -78,6 +78,7 @@ struct server {
   uint64_t refused_by[RX_REFUSAL_N];
   uint64_t outcomes[4]; /* messages decided, by stor_rx_outcome_t */
   rx_metrics_t *metrics;
+  rx_console_t *console;
 };
 
 static hj212_frame_t frame; /* loop thread only */
@@ -761,6 +762,17 @@ static int start_metrics(server_t *s, const char *listen) {
   return rc;
 }
 
+static int start_console(server_t *s, const rx_options_t *o) {
+  struct sockaddr_storage sa;
+  if (parse_addr("--http", o->http, &sa) != 0)
+    return -EINVAL;
+  int rc = rx_console_start((struct sockaddr *)&sa, o->db, o->users, o->web, &s->console);
+  if (rc == 0)
+    log_info("supervision console on http://%s/%s", o->http,
+             o->users ? " (staff sign in)" : " (loopback, no sign-in)");
+  return rc;
+}
+
 static int bind_listener(server_t *s, const char *listen) {
   struct sockaddr_storage sa;
   int rc;
@@ -814,6 +826,13 @@ int rx_serve(const rx_options_t *o) {
     rx_store_close(s.store);
     goto out;
   }
+  if (o->http && start_console(&s, o) != 0) {
+    if (s.metrics)
+      rx_metrics_stop(s.metrics);
+    uv_close((uv_handle_t *)&s.listener, NULL);
+    rx_store_close(s.store);
+    goto out;
+  }
   uv_timer_init(&loop, &s.sweep);
   s.sweep.data = &s;
   uv_timer_start(&s.sweep, on_sweep, 1000, 1000);
@@ -827,6 +846,7 @@ int rx_serve(const rx_options_t *o) {
   log_info("listening on %s%s (TLS 1.2, client certificates from %s), database %s (%s)", o->listen,
            o->reuseport ? " with SO_REUSEPORT" : "", o->ca, db, rx_store_backend(s.store));
   uv_run(&loop, UV_RUN_DEFAULT);
+  rx_console_stop(s.console);
   rx_store_close(s.store); /* decides what is left; no connection is open to answer */
   status = 0;
 out:

@@ -29,6 +29,9 @@ static const char usage[] =
     "                          which any number of receivers may share\n"
     "      --reuseport         SO_REUSEPORT: several receivers on this machine share --listen\n"
     "      --metrics HOST:PORT serve GET /metrics (Prometheus text, plain HTTP) there\n"
+    "      --http HOST:PORT    serve the supervision console there (libmicrohttpd)\n"
+    "      --users FILE        its staff accounts (sitegate-rx passwd); required off loopback\n"
+    "      --web DIR           its pages (../share/sitegate-rx/web beside the program)\n"
     "      --max-conn N        connections at once (4096)\n"
     "      --idle S            close a connection silent for S seconds (600)\n"
     "      --handshake S       close one without a TLS handshake after S seconds (30)\n"
@@ -49,6 +52,9 @@ static const char usage[] =
     "      Retention: removes the decoded minute and hour figures older than the N\n"
     "      Beijing-time months before this one (PostgreSQL drops their monthly\n"
     "      partitions); frames, the ledger and seals are kept (protocol/RX-SCHEMA.md).\n"
+    "  sitegate-rx passwd --users FILE NAME\n"
+    "      Sets NAME's console password (read from stdin, 10 characters or more),\n"
+    "      hashed with crypt(3) (yescrypt), in FILE, made when missing.\n"
     "Exit status: 0 ok, 1 failure (the message says why), 2 usage.\n";
 
 /* ---- options: one table for every verb */
@@ -81,6 +87,9 @@ static const opt_def_t opt_defs[] = {
     {"--handshake", O(rx.handshake_s), 'i', 1, 600, "serve"},
     {"--reuseport", O(rx.reuseport), 'b', 0, 0, "serve"},
     {"--metrics", O(rx.metrics), 's', 0, 0, "serve"},
+    {"--http", O(rx.http), 's', 0, 0, "serve"},
+    {"--users", O(rx.users), 's', 0, 0, "serve passwd"},
+    {"--web", O(rx.web), 's', 0, 0, "serve"},
     {"--site", O(site), 's', 0, 0, "export"},
     {"--since", O(since), 's', 0, 0, "export"},
     {"--until", O(until), 's', 0, 0, "export"},
@@ -262,11 +271,12 @@ int main(int argc, char **argv) {
     first = 2;
   }
   if (strcmp(verb, "serve") && strcmp(verb, "check") && strcmp(verb, "sites") &&
-      strcmp(verb, "export") && strcmp(verb, "prune"))
+      strcmp(verb, "export") && strcmp(verb, "prune") && strcmp(verb, "passwd"))
     return usage_error("unknown command \"%s\"", verb);
   const char *pos[1];
   int npos;
-  int rc = parse(argc, argv, first, verb, &o, pos, &npos, !strcmp(verb, "check") ? 1 : 0);
+  int rc = parse(argc, argv, first, verb, &o, pos, &npos,
+                 !strcmp(verb, "check") || !strcmp(verb, "passwd") ? 1 : 0);
   if (rc != 0)
     return rc;
   log_threshold = o.verbosity > 0 ? LOG_LVL_DEBUG : o.verbosity < 0 ? LOG_LVL_WARN : LOG_LVL_INFO;
@@ -278,6 +288,15 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(verb, "sites"))
     return rx_query_sites(o.rx.db, o.json) == 0 ? 0 : 1;
+  if (!strcmp(verb, "passwd")) {
+    if (npos != 1 || !o.rx.users)
+      return usage_error("%s", "passwd needs --users FILE and a NAME");
+    char pw[256];
+    if (!fgets(pw, sizeof(pw), stdin))
+      return usage_error("%s", "passwd reads the password from stdin");
+    pw[strcspn(pw, "\r\n")] = '\0';
+    return rx_console_passwd(o.rx.users, pos[0], pw) == 0 ? 0 : 1;
+  }
   if (!strcmp(verb, "prune")) {
     if (o.keep_months < 0)
       return usage_error("%s", "prune needs --keep-months N");

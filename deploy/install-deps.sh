@@ -16,6 +16,7 @@ pkg:libcbor:libcbor-dev
 pkg:inih:libinih-dev
 pkg:sqlite3:libsqlite3-dev
 pkg:libpq:libpq-dev
+pkg:libxcrypt:libcrypt-dev
 hdr:/usr/lib/postgresql/15/bin/initdb:postgresql-15
 pkg:libmicrohttpd:libmicrohttpd-dev
 pkg:libcurl:libcurl4-openssl-dev

@@ -129,6 +129,10 @@ typedef struct stor_rx_ops {
   int (*prune)(const char *target, int64_t before, const char *month,
                void (*cb)(void *arg, const char *what, int64_t rows), void *arg, char *err,
                size_t errlen);
+  /* Runs read-only `sql` with text parameters on a connection of its own
+   * (rxreport.c's questions), each row to `cb`. */
+  int (*query)(const char *target, const char *sql, int n, const char *const *params,
+               stor_rx_row_fn cb, void *arg, char *err, size_t errlen);
   /* The read-only queries of storage.h, on a connection of their own. */
   int (*sites)(const char *target, void (*cb)(void *arg, const stor_rx_site_t *s), void *arg,
                int64_t *unknown, char *err, size_t errlen);
@@ -155,5 +159,6 @@ int64_t stor__rx_month_start(int64_t t, int months, char *name);
 int stor__rx_sqlite_open(const char *path, stor_rx_t **out);
 int stor__rx_pg_open(const char *uri, stor_rx_t **out);
 extern const stor_rx_ops_t stor__rx_sqlite_ops, stor__rx_pg_ops;
+const stor_rx_ops_t *stor__rx_ops_for(const char *target);
 
 #endif

@@ -115,16 +115,29 @@ static bool text_ok(const char *s) {
   return true;
 }
 
+/* libpq's message on one line (it may hold "\n\tIs the server running..."). */
+static void one_line(const char *msg, char *out, size_t outlen) {
+  size_t n = 0;
+  for (const char *p = msg; *p && n + 1 < outlen; p++) {
+    char ch = *p == '\n' || *p == '\t' ? ' ' : *p;
+    if (ch == ' ' && (n == 0 || out[n - 1] == ' '))
+      continue;
+    out[n++] = ch;
+  }
+  while (n > 0 && out[n - 1] == ' ')
+    n--;
+  out[n] = '\0';
+}
+
 /* The reason of a failed `res` (or of the connection), kept for
  * stor_rx_error(), as a negative errno. */
 static int failure(stor_rx_t *x, PGresult *res, const char *what) {
   PGconn *c = conn_of(x);
   const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
   const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(c);
-  snprintf(x->error, sizeof(x->error), "%.48s: %s", what, msg && *msg ? msg : "failed");
-  size_t n = strlen(x->error);
-  while (n > 0 && (x->error[n - 1] == '\n' || x->error[n - 1] == ' '))
-    x->error[--n] = '\0';
+  char one[200];
+  one_line(msg && *msg ? msg : "failed", one, sizeof(one));
+  snprintf(x->error, sizeof(x->error), "%.48s: %s", what, one);
   if (PQstatus(c) != CONNECTION_OK)
     return -ENOTCONN;
   if (state && (!strcmp(state, "40P01") || !strcmp(state, "40001") || !strcmp(state, "23505")))
@@ -587,10 +600,7 @@ int stor__rx_pg_open(const char *uri, stor_rx_t **out) {
    * transaction connects (and makes the schema) once it answers. */
   if (PQstatus(p->conn) != CONNECTION_OK) {
     const char *why = PQerrorMessage(p->conn);
-    snprintf(p->base.error, sizeof(p->base.error), "%s", why);
-    size_t n = strlen(p->base.error);
-    while (n > 0 && p->base.error[n - 1] == '\n')
-      p->base.error[--n] = '\0';
+    one_line(why, p->base.error, sizeof(p->base.error));
     log_err("database %s unreachable (%s): starting anyway; nothing is acknowledged until it "
             "answers",
             red, p->base.error);
@@ -773,6 +783,43 @@ static int pg_prune(const char *uri, int64_t before, const char *month,
   return rc;
 }
 
+#define QUERY_COLS_MAX 64
+
+static bool oid_is_num(Oid t) {
+  return t == 20 || t == 21 || t == 23 || t == 700 || t == 701 || t == 1700; /* pg_type.dat */
+}
+
+static int pg_query(const char *uri, const char *sql, int n, const char *const *params,
+                    stor_rx_row_fn cb, void *arg, char *err, size_t errlen) {
+  PGconn *c = connect_to(uri, err, errlen);
+  if (!c)
+    return -ENOENT;
+  PGresult *res = ask(c, sql, n, params, err, errlen);
+  if (!res) {
+    PQfinish(c);
+    return -EIO;
+  }
+  int ncol = PQnfields(res);
+  if (ncol > QUERY_COLS_MAX)
+    ncol = QUERY_COLS_MAX;
+  const char *name[QUERY_COLS_MAX], *value[QUERY_COLS_MAX];
+  bool num[QUERY_COLS_MAX];
+  for (int i = 0; i < ncol; i++) {
+    name[i] = PQfname(res, i);
+    num[i] = oid_is_num(PQftype(res, i));
+  }
+  for (int r = 0; r < PQntuples(res); r++) {
+    for (int i = 0; i < ncol; i++)
+      value[i] = PQgetisnull(res, r, i) ? NULL : PQgetvalue(res, r, i);
+    stor_rx_cols_t row = {ncol, name, value, num};
+    if (cb(arg, &row))
+      break;
+  }
+  PQclear(res);
+  PQfinish(c);
+  return 0;
+}
+
 const stor_rx_ops_t stor__rx_pg_ops = {
     .name = "PostgreSQL",
     .begin = pg_begin,
@@ -794,6 +841,7 @@ const stor_rx_ops_t stor__rx_pg_ops = {
     .seen = pg_seen,
     .row_insert = pg_row_insert,
     .prune = pg_prune,
+    .query = pg_query,
     .sites = pg_sites,
     .export_frames = pg_export,
 };

@@ -532,6 +532,44 @@ static int sq_prune(const char *path, int64_t before, const char *month,
   return rc;
 }
 
+#define QUERY_COLS_MAX 64
+
+static int sq_query(const char *path, const char *sql, int n, const char *const *params,
+                    stor_rx_row_fn cb, void *arg, char *err, size_t errlen) {
+  sqlite3 *db;
+  if (open_ro(path, &db, err, errlen) != 0)
+    return -ENOENT;
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+    snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
+    sqlite3_close(db);
+    return -EIO;
+  }
+  for (int i = 0; i < n; i++)
+    sqlite3_bind_text(st, i + 1, params[i], -1, SQLITE_TRANSIENT);
+  int ncol = sqlite3_column_count(st), rc, stop = 0;
+  if (ncol > QUERY_COLS_MAX)
+    ncol = QUERY_COLS_MAX;
+  const char *name[QUERY_COLS_MAX], *value[QUERY_COLS_MAX];
+  bool num[QUERY_COLS_MAX];
+  for (int i = 0; i < ncol; i++)
+    name[i] = sqlite3_column_name(st, i);
+  while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    for (int i = 0; i < ncol; i++) {
+      int ty = sqlite3_column_type(st, i);
+      num[i] = ty == SQLITE_INTEGER || ty == SQLITE_FLOAT;
+      value[i] = ty == SQLITE_NULL ? NULL : (const char *)sqlite3_column_text(st, i);
+    }
+    stor_rx_cols_t row = {ncol, name, value, num};
+    stop = cb(arg, &row);
+  }
+  if (!stop && rc != SQLITE_DONE)
+    snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return stop || rc == SQLITE_DONE ? 0 : -EIO;
+}
+
 const stor_rx_ops_t stor__rx_sqlite_ops = {
     .name = "SQLite",
     .begin = sq_begin,
@@ -553,6 +591,7 @@ const stor_rx_ops_t stor__rx_sqlite_ops = {
     .seen = sq_seen,
     .row_insert = sq_row_insert,
     .prune = sq_prune,
+    .query = sq_query,
     .sites = sq_sites,
     .export_frames = sq_export,
 };

@@ -31,7 +31,7 @@ bool stor_rx_is_pg(const char *target) {
   return !strncmp(target, "postgresql://", 13) || !strncmp(target, "postgres://", 11);
 }
 
-static const stor_rx_ops_t *ops_for(const char *target) {
+const stor_rx_ops_t *stor__rx_ops_for(const char *target) {
   return stor_rx_is_pg(target) ? &stor__rx_pg_ops : &stor__rx_sqlite_ops;
 }
 
@@ -399,19 +399,20 @@ int stor_rx_prune(const char *target, int keep_months, int64_t now,
   err[0] = '\0';
   char month[16];
   int64_t before = stor__rx_month_start(now, -keep_months, month);
-  return ops_for(target)->prune(target, before, month, cb, arg, err, errlen);
+  return stor__rx_ops_for(target)->prune(target, before, month, cb, arg, err, errlen);
 }
 
 int stor_rx_sites(const char *target, void (*cb)(void *arg, const stor_rx_site_t *s), void *arg,
                   int64_t *unknown, char *err, size_t errlen) {
   err[0] = '\0';
   *unknown = 0;
-  return ops_for(target)->sites(target, cb, arg, unknown, err, errlen);
+  return stor__rx_ops_for(target)->sites(target, cb, arg, unknown, err, errlen);
 }
 
 int stor_rx_export(const char *target, const char *mn, int64_t since, int64_t until, const char *cn,
                    void (*cb)(void *arg, const stor_rx_frame_t *f), void *arg, char *err,
                    size_t errlen) {
   err[0] = '\0';
-  return ops_for(target)->export_frames(target, mn, since, until, cn, cb, arg, err, errlen);
+  return stor__rx_ops_for(target)->export_frames(target, mn, since, until, cn, cb, arg, err,
+                                                 errlen);
 }
