@@ -43,7 +43,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_PROGRAMS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
-.PHONY: all deps test unit integration test-stress asan fuzz bench lint install install-files deb demo clean web \
+.PHONY: all deps test unit integration test-stress asan fuzz bench bench-rx lint install install-files deb demo clean web \
   config-reference
 # Objects make would take for intermediate (tests, fuzz harnesses) are kept:
 # deleting them made every `make unit` rebuild.
@@ -151,6 +151,13 @@ $(BIN)/fuzz_rawcoap: $(BUILD)/sensors/rawcoap.o
 $(BIN)/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_OBJS) $(LIBS) $(FINAL_LDLIBS)
+
+# The receiver at an authority's scale: 1,000 TLS gateways against one
+# sitegate-rx on SQLite, one and two on PostgreSQL, 10,000 idle connections
+# (bench/rx.sh; a few minutes, 1,000s of certificates made once).
+bench-rx: deps
+	@$(MAKE) --no-print-directory all
+	@SITEGATE_BIN=$(abspath $(BIN)) bench/rx.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory all

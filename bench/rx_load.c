@@ -6,6 +6,9 @@
  * `--window` unacknowledged, and times each from its write to its 9014.
  * With `--signed`, every message is a 6021 alarm signed on a chain of its
  * own, so the receiver verifies ECDSA and extends a chain per message.
+ * `--certs K` reuses K certificates (gateway i is site i mod K).
+ * With `--hold 1` the connections stay open once done ("holding" on
+ * stderr) until the process is killed: the idle-connection figure.
  * Prints one line: `rx_load: gateways=.. acked=.. msgs_s=.. p50_ms=..
  * p99_ms=.. handshake_s=..`; exit 1 when a gateway failed. */
 #include "protocol/protocol.h"
@@ -39,13 +42,14 @@ typedef struct gw {
 
 static struct {
   const char *host, *dir, *prefix;
-  int port, gateways, messages, window;
-  bool is_signed;
+  int port, gateways, messages, window, certs;
+  bool is_signed, hold;
   proto_signer_t *signer;
   int64_t base_ms;
   double *lat;
   size_t n_lat;
   int ready, done, failed;
+  bool held;
   double t_first, t_last, t_start;
   uv_loop_t *loop;
 } g;
@@ -229,8 +233,12 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
         c->line[c->len++] = (char)plain[i];
       }
     }
-  if (g.done == g.gateways)
+  if (g.done == g.gateways && !g.hold)
     uv_stop(g.loop);
+  else if (g.done == g.gateways && g.hold && !g.held) {
+    g.held = true;
+    fprintf(stderr, "rx_load: holding %d connections (%d failed)\n", g.gateways, g.failed);
+  }
 }
 
 static void on_connect(uv_connect_t *cr, int status) {
@@ -272,11 +280,15 @@ int main(int argc, char **argv) {
       g.window = atoi(v);
     else if (!strcmp(k, "--signed"))
       g.is_signed = !strcmp(v, "1");
+    else if (!strcmp(k, "--certs"))
+      g.certs = atoi(v);
+    else if (!strcmp(k, "--hold"))
+      g.hold = !strcmp(v, "1");
   }
   if (!g.port || !g.dir || g.gateways < 1 || g.messages < 1 || g.window < 1 ||
       g.window > WINDOW_MAX) {
     fprintf(stderr, "usage: rx_load --port P --pki DIR [--gateways N] [--messages M] "
-                    "[--window W] [--prefix P] [--signed 0|1]\n");
+                    "[--window W] [--prefix P] [--signed 0|1] [--hold 0|1] [--certs K]\n");
     return 2;
   }
   char err[512], ca[1024], crt[1024], key[1024];
@@ -300,7 +312,7 @@ int main(int argc, char **argv) {
   g.t_start = now_ms();
   for (int i = 0; i < g.gateways; i++) {
     gw_t *c = &gws[i];
-    snprintf(c->mn, sizeof(c->mn), "%s-%05d", g.prefix, i);
+    snprintf(c->mn, sizeof(c->mn), "%s-%05d", g.prefix, g.certs > 0 ? i % g.certs : i);
     snprintf(crt, sizeof(crt), "%s/gateway-%s.crt", g.dir, c->mn);
     if (proto_tls_conf_new(false, ca, crt, key, names, &c->conf, err, sizeof(err)) != 0) {
       fprintf(stderr, "rx_load: %s\n", err);
