@@ -194,7 +194,8 @@ SYSCONFDIR  ?= $(PREFIX)/etc
 UNITDIR     ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 endif
-DOCS := README.md deploy/CONFIG.md protocol/COAP.md protocol/HTTP.md protocol/UPLINK.md
+DOCS := README.md deploy/CONFIG.md protocol/COAP.md protocol/HTTP.md protocol/UPLINK.md \
+  protocol/RX-SCHEMA.md
 UNIT_SUBST = sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g'
 LIVE_INSTALL = $(if $(filter-out /,$(DESTDIR)),,$(if $(filter /usr /usr/local,$(PREFIX)),yes))
 
@@ -204,10 +205,13 @@ install: all
 	@$(MAKE) --no-print-directory install-files
 install-files:
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sitegate/web/vendor $(DESTDIR)$(DOCDIR) \
+	  $(DESTDIR)$(DATADIR)/sitegate-rx/web/vendor \
 	  $(DESTDIR)$(SYSCONFDIR)/sitegate $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
 	install -m 644 $(filter-out $(WEB_OUT)/vendor/%,$(WEB_FILES)) $(DESTDIR)$(DATADIR)/sitegate/web/
 	install -m 644 $(filter $(WEB_OUT)/vendor/%,$(WEB_FILES)) $(DESTDIR)$(DATADIR)/sitegate/web/vendor/
+	install -m 644 $(filter-out $(RXWEB_OUT)/vendor/%,$(RXWEB_FILES)) $(DESTDIR)$(DATADIR)/sitegate-rx/web/
+	install -m 644 $(filter $(RXWEB_OUT)/vendor/%,$(RXWEB_FILES)) $(DESTDIR)$(DATADIR)/sitegate-rx/web/vendor/
 	install -m 644 $(DOCS) $(DESTDIR)$(DOCDIR)/
 	install -m 644 deploy/sitegate.conf $(DESTDIR)$(DOCDIR)/sitegate.conf.example
 	test -e $(DESTDIR)$(SYSCONFDIR)/sitegate/sitegate.conf || \
