@@ -210,6 +210,23 @@ static void sql_is_made_from_the_table(void **state) {
   assert_int_equal(stor__rx_insert_sql(minute, sql, 20), -ENOSPC);
 }
 
+static void months_are_beijing_months(void **state) {
+  (void)state;
+  char name[16];
+  /* 2026-11-30 16:30 UTC is 2026-12-01 00:30 in Beijing: December */
+  int64_t t = 1796056200;
+  assert_int_equal(stor__rx_month_start(t, 0, name), 1796054400); /* 2026-11-30 16:00 UTC */
+  assert_string_equal(name, "202612");
+  assert_int_equal(stor__rx_month_start(t, 1, name), 1798732800); /* 2026-12-31 16:00 UTC */
+  assert_string_equal(name, "202701");
+  assert_int_equal(stor__rx_month_start(t, -12, name), 1764518400); /* 2025-11-30 16:00 UTC */
+  assert_string_equal(name, "202512");
+  /* a second earlier it is still November in Beijing */
+  assert_int_equal(stor__rx_month_start(1796054399, 0, name),
+                   1793462400); /* 2026-10-31 16:00 UTC */
+  assert_string_equal(name, "202611");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(minute_frame_gives_one_row_per_pollutant),
@@ -222,6 +239,7 @@ int main(void) {
       cmocka_unit_test(unsigned_ledger_cn_and_timeless_message_give_no_rows),
       cmocka_unit_test(callback_error_stops_the_decoding),
       cmocka_unit_test(sql_is_made_from_the_table),
+      cmocka_unit_test(months_are_beijing_months),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
