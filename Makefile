@@ -12,7 +12,7 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 FUZZ_SECONDS ?= 20
 
-PKGS := libcoap-3-openssl libuv jansson libcbor inih sqlite3 libmicrohttpd libcurl libpq libsystemd
+PKGS := libcoap-3-openssl libuv jansson libcbor inih sqlite3 libmicrohttpd libcurl libpq libsystemd libxcrypt
 TEST_PKGS := cmocka
 
 # Cross builds: ARCH, a Debian architecture other than the machine's
@@ -61,7 +61,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_PROGRAMS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
-.PHONY: all deps test unit integration test-stress asan fuzz bench lint install install-files deb demo clean web \
+.PHONY: all deps test unit integration test-stress asan fuzz bench bench-rx lint install install-files deb demo clean web \
   config-reference cross-libpq test-arm64 unit-programs test-upgrade
 # Objects make would take for intermediate (tests, fuzz harnesses) are kept:
 # deleting them made every `make unit` rebuild.
@@ -76,7 +76,19 @@ WEB_SRC   := $(wildcard gateway/web/*.html gateway/web/*.css gateway/web/*.js) g
 WEB_NPM   := gateway/web/node_modules/uplot/dist
 WEB_FILES := $(patsubst gateway/web/%,$(WEB_OUT)/%,$(WEB_SRC)) \
   $(WEB_OUT)/vendor/uPlot.esm.js $(WEB_OUT)/vendor/uPlot.min.css
-web: $(WEB_FILES)
+# The supervision console's pages (authority/web/), with the same charting
+# library, to share/sitegate-rx/web beside the programs.
+RXWEB_OUT   := $(dir $(BIN))share/sitegate-rx/web
+RXWEB_SRC   := $(wildcard authority/web/*.html authority/web/*.css authority/web/*.js)
+RXWEB_FILES := $(patsubst authority/web/%,$(RXWEB_OUT)/%,$(RXWEB_SRC)) \
+  $(RXWEB_OUT)/vendor/uPlot.esm.js $(RXWEB_OUT)/vendor/uPlot.min.css
+web: $(WEB_FILES) $(RXWEB_FILES)
+$(RXWEB_OUT)/%: authority/web/%
+	@mkdir -p $(dir $@)
+	cp $< $@
+$(RXWEB_OUT)/vendor/%: $(WEB_NPM)/%
+	@mkdir -p $(dir $@)
+	cp $< $@
 $(WEB_OUT)/%: gateway/web/%
 	@mkdir -p $(dir $@)
 	cp $< $@
@@ -158,6 +170,13 @@ $(BIN)/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_OBJS) $(LIBS) $(FINAL_LDLIBS)
 
+# The receiver at an authority's scale: 1,000 TLS gateways against one
+# sitegate-rx on SQLite, one and two on PostgreSQL, 10,000 idle connections
+# (bench/rx.sh; a few minutes, 1,000s of certificates made once).
+bench-rx: deps
+	@$(MAKE) --no-print-directory all
+	@SITEGATE_BIN=$(abspath $(BIN)) bench/rx.sh
+
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@SITEGATE_BIN=$(abspath $(BIN)) bench/run.sh
@@ -193,7 +212,8 @@ SYSCONFDIR  ?= $(PREFIX)/etc
 UNITDIR     ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 endif
-DOCS := README.md deploy/CONFIG.md protocol/COAP.md protocol/HTTP.md protocol/UPLINK.md
+DOCS := README.md deploy/CONFIG.md protocol/COAP.md protocol/HTTP.md protocol/UPLINK.md \
+  protocol/RX-SCHEMA.md
 UNIT_SUBST = sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g'
 LIVE_INSTALL = $(if $(filter-out /,$(DESTDIR)),,$(if $(filter /usr /usr/local,$(PREFIX)),yes))
 
@@ -203,10 +223,13 @@ install: all
 	@$(MAKE) --no-print-directory install-files
 install-files:
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sitegate/web/vendor $(DESTDIR)$(DOCDIR) \
+	  $(DESTDIR)$(DATADIR)/sitegate-rx/web/vendor \
 	  $(DESTDIR)$(SYSCONFDIR)/sitegate $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
 	install -m 644 $(filter-out $(WEB_OUT)/vendor/%,$(WEB_FILES)) $(DESTDIR)$(DATADIR)/sitegate/web/
 	install -m 644 $(filter $(WEB_OUT)/vendor/%,$(WEB_FILES)) $(DESTDIR)$(DATADIR)/sitegate/web/vendor/
+	install -m 644 $(filter-out $(RXWEB_OUT)/vendor/%,$(RXWEB_FILES)) $(DESTDIR)$(DATADIR)/sitegate-rx/web/
+	install -m 644 $(filter $(RXWEB_OUT)/vendor/%,$(RXWEB_FILES)) $(DESTDIR)$(DATADIR)/sitegate-rx/web/vendor/
 	install -m 644 $(DOCS) $(DESTDIR)$(DOCDIR)/
 	install -m 644 deploy/sitegate.conf $(DESTDIR)$(DOCDIR)/sitegate.conf.example
 	test -e $(DESTDIR)$(SYSCONFDIR)/sitegate/sitegate.conf || \

@@ -75,8 +75,10 @@ struct server {
   int64_t last_qn_ms;
   bool stopping;
   uint64_t accepted, handshakes, frames, refused, acks;
+  uint64_t refused_by[RX_REFUSAL_N];
   uint64_t outcomes[4]; /* messages decided, by stor_rx_outcome_t */
   rx_metrics_t *metrics;
+  rx_console_t *console;
 };
 
 static hj212_frame_t frame; /* loop thread only */
@@ -226,9 +228,10 @@ static void datatime(int64_t t, char out[15]) {
 
 /* ---- refusing */
 
-static void refuse(conn_t *c, const char *line, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void refuse(conn_t *c, const char *line, size_t len, const char *fmt, ...) {
+static void refuse(conn_t *c, rx_refusal_t why, const char *line, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void refuse(conn_t *c, rx_refusal_t why, const char *line, size_t len, const char *fmt,
+                   ...) {
   char reason[256];
   va_list ap;
   va_start(ap, fmt);
@@ -236,6 +239,7 @@ static void refuse(conn_t *c, const char *line, size_t len, const char *fmt, ...
   va_end(ap);
   c->refused++;
   c->srv->refused++;
+  c->srv->refused_by[why]++;
   log_warn("%s (%s): refused: %s", c->handshaken ? c->mn : "-", c->peer, reason);
   rx_store_refusal(c->srv->store, c->mn, c->peer, reason, line, len);
 }
@@ -266,7 +270,7 @@ static void msg_submit(conn_t *c, stor_rx_msg_t *m, const char *line, size_t len
     if (hj212_signed_parse(m->cp, m->cp_len, &m->sig, err, sizeof(err)) != 0 ||
         rx_signed_verify(rx_tls_peer_key(c->tls), m->cp, m->cp_len, &m->sig, err, sizeof(err)) !=
             0) {
-      refuse(c, line, len, "QN %s CN %s: %s", m->qn, m->cn, err);
+      refuse(c, RX_REFUSED_SIGNATURE, line, len, "QN %s CN %s: %s", m->qn, m->cn, err);
       rx_msg_free(m);
       return;
     }
@@ -319,8 +323,8 @@ static void partial_clear(partial_t *p) {
 static void packet(conn_t *c, const char *line, size_t len) {
   int pnum = frame.h.pnum, pno = frame.h.pno;
   if (pnum > PNUM_ASSEMBLE_MAX) {
-    refuse(c, line, len, "QN %s has %d packets, more than the %d we collect", frame.h.qn, pnum,
-           PNUM_ASSEMBLE_MAX);
+    refuse(c, RX_REFUSED_SPLIT, line, len, "QN %s has %d packets, more than the %d we collect",
+           frame.h.qn, pnum, PNUM_ASSEMBLE_MAX);
     return;
   }
   partial_t *p = NULL, *free_slot = NULL;
@@ -332,7 +336,8 @@ static void packet(conn_t *c, const char *line, size_t len) {
   }
   if (!p) {
     if (!free_slot) {
-      refuse(c, line, len, "QN %s: already collecting %d split messages", frame.h.qn, PARTIAL_MAX);
+      refuse(c, RX_REFUSED_SPLIT, line, len, "QN %s: already collecting %d split messages",
+             frame.h.qn, PARTIAL_MAX);
       return;
     }
     p = free_slot;
@@ -340,7 +345,8 @@ static void packet(conn_t *c, const char *line, size_t len) {
     p->pnum = pnum;
   }
   if (p->pnum != pnum) {
-    refuse(c, line, len, "QN %s: PNUM %d, earlier packets said %d", frame.h.qn, pnum, p->pnum);
+    refuse(c, RX_REFUSED_SPLIT, line, len, "QN %s: PNUM %d, earlier packets said %d", frame.h.qn,
+           pnum, p->pnum);
     return;
   }
   if (!p->seg[pno - 1]) {
@@ -406,15 +412,17 @@ static void conn_line(conn_t *c, const char *line, size_t len) {
   c->srv->frames++;
   char err[192];
   if (hj212_decode(line, len, &frame, err, sizeof(err)) != 0) {
-    refuse(c, line, len, "%s", err);
+    refuse(c, RX_REFUSED_FRAME, line, len, "%s", err);
     return;
   }
   if (strcmp(frame.h.mn, c->mn) != 0) {
-    refuse(c, line, len, "frame for MN %s on the connection of MN %s", frame.h.mn, c->mn);
+    refuse(c, RX_REFUSED_MN, line, len, "frame for MN %s on the connection of MN %s", frame.h.mn,
+           c->mn);
     return;
   }
   if (frame.h.qn[0] == '\0') {
-    refuse(c, line, len, "no QN: the frame can be neither acknowledged nor de-duplicated");
+    refuse(c, RX_REFUSED_NO_QN, line, len,
+           "no QN: the frame can be neither acknowledged nor de-duplicated");
     return;
   }
   if (frame.h.pw[0])
@@ -454,7 +462,8 @@ static void conn_bytes(conn_t *c, const uint8_t *buf, size_t n) {
     if (c->skipping)
       continue;
     if (c->line_len == sizeof(c->line)) {
-      refuse(c, c->line, c->line_len, "line over %d bytes is not a frame", LINE_MAX_BYTES);
+      refuse(c, RX_REFUSED_LINE, c->line, c->line_len, "line over %d bytes is not a frame",
+             LINE_MAX_BYTES);
       c->skipping = true;
       c->line_len = 0;
       continue;
@@ -502,6 +511,7 @@ static void conn_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
       log_warn("%s: TLS handshake failed: %s", c->peer, rx_tls_error(c->tls));
       rx_store_refusal(c->srv->store, "", c->peer, rx_tls_error(c->tls), NULL, 0);
       c->srv->refused++;
+      c->srv->refused_by[RX_REFUSED_TLS]++;
       conn_close(c, "handshake failed");
       return;
     }
@@ -593,7 +603,8 @@ static void rx_done(void *arg, stor_rx_msg_t *m) {
       }
       break;
     case STOR_RX_REFUSED:
-      refuse(c, m->packets, m->packets_len, "QN %s CN %s: %s", m->qn, m->cn, m->reason);
+      refuse(c, m->refusal && !strcmp(m->refusal, "seal") ? RX_REFUSED_SEAL : RX_REFUSED_CHAIN,
+             m->packets, m->packets_len, "QN %s CN %s: %s", m->qn, m->cn, m->reason);
       break;
     case STOR_RX_FAILED:
       log_warn("%s: QN %s not stored (%s): no acknowledgement", c->mn, m->qn, m->reason);
@@ -733,6 +744,7 @@ static void fill_counters(void *arg, rx_counters_t *k) {
   k->handshakes = s->handshakes;
   k->frames = s->frames;
   k->refused = s->refused;
+  memcpy(k->refused_by, s->refused_by, sizeof(k->refused_by));
   k->acks = s->acks;
   memcpy(k->messages, s->outcomes, sizeof(k->messages));
   k->waiting = rx_store_waiting(s->store);
@@ -748,6 +760,17 @@ static int start_metrics(server_t *s, const char *listen) {
     log_err("cannot serve /metrics on %s: %s", listen, uv_strerror(rc));
   else
     log_info("metrics on http://%s/metrics", listen);
+  return rc;
+}
+
+static int start_console(server_t *s, const rx_options_t *o) {
+  struct sockaddr_storage sa;
+  if (parse_addr("--http", o->http, &sa) != 0)
+    return -EINVAL;
+  int rc = rx_console_start((struct sockaddr *)&sa, o->db, o->users, o->web, &s->console);
+  if (rc == 0)
+    log_info("supervision console on http://%s/%s", o->http,
+             o->users ? " (staff sign in)" : " (loopback, no sign-in)");
   return rc;
 }
 
@@ -804,6 +827,13 @@ int rx_serve(const rx_options_t *o) {
     rx_store_close(s.store);
     goto out;
   }
+  if (o->http && start_console(&s, o) != 0) {
+    if (s.metrics)
+      rx_metrics_stop(s.metrics);
+    uv_close((uv_handle_t *)&s.listener, NULL);
+    rx_store_close(s.store);
+    goto out;
+  }
   uv_timer_init(&loop, &s.sweep);
   s.sweep.data = &s;
   uv_timer_start(&s.sweep, on_sweep, 1000, 1000);
@@ -821,6 +851,7 @@ int rx_serve(const rx_options_t *o) {
            rx_store_backend(s.store));
   rx_notify_ready(&loop, ready);
   uv_run(&loop, UV_RUN_DEFAULT);
+  rx_console_stop(s.console);
   rx_store_close(s.store); /* decides what is left; no connection is open to answer */
   status = 0;
 out:

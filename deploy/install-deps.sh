@@ -20,6 +20,7 @@ pkg:libcbor:libcbor-dev
 pkg:inih:libinih-dev
 pkg:sqlite3:libsqlite3-dev
 pkg:libpq:libpq-dev
+pkg:libxcrypt:libcrypt-dev
 hdr:/usr/lib/postgresql/15/bin/initdb:postgresql-15
 pkg:libmicrohttpd:libmicrohttpd-dev
 pkg:libcurl:libcurl4-openssl-dev
@@ -79,7 +80,7 @@ deb:crossbuild-essential-$arch:crossbuild-essential-$arch
 "
     for p in libc6-dev libcoap3-dev libuv1-dev libjansson-dev libcbor-dev libinih-dev \
       libsqlite3-dev libpq5 libmicrohttpd-dev libcurl4-openssl-dev libsystemd-dev \
-      libmbedtls-dev libcmocka-dev; do
+      libmbedtls-dev libcmocka-dev libcrypt-dev; do
       NEEDS="$NEEDS deb:$p@$arch:$p@$arch"
     done
     ;;

@@ -358,7 +358,12 @@ for l in open(sys.argv[1]):
         print(int(float(l.split()[1])))' "$T/metrics.txt" "$1"; }
 [ "$(metric 'sitegate_rx_messages_total{outcome="stored"}')" = 10 ] || rxfail "stored: $(cat "$T/metrics.txt")"
 [ "$(metric 'sitegate_rx_messages_total{outcome="duplicate"}')" -ge 4 ] || rxfail "duplicates: $(cat "$T/metrics.txt")"
-[ "$(metric sitegate_rx_refusals_total)" -ge 6 ] || rxfail "refusals: $(cat "$T/metrics.txt")"
+# refusals by reason: the other CA's certificate, the other MN, the bad CRC,
+# the frame without QN, the tampered and foreign-signed records, the broken chain
+refusals() { metric "sitegate_rx_refusals_total{reason=\"$1\"}"; }
+[ "$(refusals tls)" -ge 1 ] && [ "$(refusals mn)" -ge 1 ] && [ "$(refusals frame)" -ge 1 ] &&
+  [ "$(refusals no_qn)" -ge 1 ] && [ "$(refusals signature)" -ge 2 ] && [ "$(refusals chain)" -ge 1 ] &&
+  [ "$(refusals seal)" = 0 ] || rxfail "refusals by reason: $(grep refusals "$T/metrics.txt")"
 [ "$(metric sitegate_rx_db_batches_total)" -ge 1 ] || rxfail "batches: $(cat "$T/metrics.txt")"
 [ "$(metric sitegate_rx_commit_seconds_count)" = "$(metric sitegate_rx_db_batches_total)" ] ||
   rxfail "commit histogram: $(cat "$T/metrics.txt")"
