@@ -53,7 +53,7 @@ static const opt_t options[] = {
     {"storage", "path", OPT_STR, G(db_path), 0, 0, "/var/lib/sitegate/sitegate.db"},
     {"storage", "raw_days", OPT_INT, G(raw_days), 1, 3650, "31"},
     {"storage", "batch_ms", OPT_INT, G(batch_ms), 1, 10000, "5000"},
-    {"storage", "batch_readings", OPT_INT, G(batch_readings), 100, 5000000, "32768"},
+    {"storage", "batch_readings", OPT_INT, G(batch_readings), 100, 5000000, "16384"},
     {"storage", "queue_max", OPT_INT, G(queue_max), 1000, 10000000, "200000"},
     {"coap", "listen", OPT_STR, G(coap_listen), 0, 0, "0.0.0.0"},
     {"coap", "port", OPT_INT, G(coap_port), 1, 65535, "5683"},

@@ -55,10 +55,14 @@
 /* The write budget (README "What an acknowledgement promises", issue 15):
  * at a site's pace each commit, not each reading, costs the flash its
  * bytes, so readings wait up to 5 s for company; a deep queue (overload, a
- * backlog) commits at once, in batches that stay within what one commit
- * does well (measured in db.c). */
+ * backlog) commits at once (db.c). 16384 readings is more than 3,000 a
+ * second (a large site) bring in 5 s, so at a site's pace the window
+ * decides; at a paced 10,000/s with 10,000 series, batches of 32768 took
+ * about a second each to commit and the loop's median answer went from
+ * 0.4 ms (50 ms windows) to 6-18 ms in four runs, 16384 gave 0.9-2.4 ms
+ * and 8192 0.4-4 ms (bench/run.sh's paced run, on a shared, loaded VM). */
 #define STOR_DEFAULT_BATCH_MS 5000
-#define STOR_DEFAULT_BATCH_READINGS 32768
+#define STOR_DEFAULT_BATCH_READINGS 16384
 #define STOR_DEFAULT_QUEUE_MAX 200000
 #define STOR_BATCH_KEEP 4096 /* batch array entries kept resident (batch.c) */
 #define STOR_DEFAULT_RAW_DAYS 31

@@ -74,7 +74,7 @@ static void config_fills_every_default_when_keys_are_absent(void **state) {
   assert_string_equal(c->db_path, "/var/lib/sitegate/sitegate.db");
   assert_int_equal(c->raw_days, 31);
   assert_int_equal(c->batch_ms, 5000);
-  assert_int_equal(c->batch_readings, 32768);
+  assert_int_equal(c->batch_readings, 16384);
   assert_string_equal(c->coap_listen, "0.0.0.0");
   assert_int_equal(c->coap_port, 5683);
   assert_int_equal(c->dtls_port, 5684);
