@@ -10,14 +10,17 @@
  * Two triggers, because the flash and the queue want opposite things. At
  * a site's pace every commit writes its B-tree pages to the WAL and the
  * checkpoint writes them again, whatever few readings it holds, so the
- * bytes written per reading fall with the window (bench/written.sh: 828
- * at 300 readings/s with 50 ms windows, about 200 with 5 s). Under
- * overload a long wait is what must not happen: with the time trigger
- * alone (and the old half-full queue as its only shortcut) each batch was
- * 100,000 readings whose pages no longer fitted the writer's cache, the
- * commit took longer than the other half of the queue took to fill, and
- * sensors were told 5.03 (ingest10 halved). The depth trigger keeps
- * batches at a size one commit handles well, and the writer busy.
+ * bytes written per reading fall with the window (bench/written.sh, four
+ * runs: 825-913 at 300 readings/s with 50 ms windows, 156-237 with 5 s).
+ * Under overload a long wait is what must not happen: with a 5 s window
+ * and the old half-full queue as its only shortcut, saturated throughput
+ * halved (the queue filled before the commit; sensors were told 5.03),
+ * as the writer idled until 100,000 readings were queued and then
+ * committed them in one go, while a batch of that size takes longer to
+ * commit than the rest of the queue takes to fill. The depth trigger
+ * keeps batches at a size one commit handles well, and the writer busy:
+ * in the same runs (c) gave 70-113 k records/s against 70-119 k on a
+ * gateway with 50 ms windows.
  *
  * The batch stays in the ring until its commit succeeds: a failed commit
  * (disk full, I/O error, busy) is rolled back and the same readings are

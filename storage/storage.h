@@ -11,8 +11,8 @@
  * latest values follow within a second or one batch window, whichever is
  * longer (raw readings are the truth: what a crash leaves unrolled is
  * rolled up from raw at open), and ride on the readings' commits;
- * stor_flush and stor_close write them at once. Readers use their own read-only connections
- * (stor_reader_t), one per thread.
+ * stor_flush and stor_close write them at once. Readers use their own
+ * read-only connections (stor_reader_t), one per thread.
  *
  * Durability: synchronous=FULL, so a commit survives a power cut; a reading
  * acknowledged by stor_append() but not yet committed (at most one batch
