@@ -7,7 +7,12 @@
 #       devices; (b') the same from 1,000 distinct client endpoints;
 #   (c) sitegated ingesting 10-record packs;
 #   latency at a paced 10,000 requests/s; sitegated's peak RSS; database
-#   bytes per stored reading.
+#   bytes per stored reading;
+#   (c) and the paced latency again on a gateway with main's old 50 ms
+#   batch window, the baseline for the write budget's longer one;
+#   (d) the uplink's drain; (e) bytes written per reading at 300 and 3,000
+#   readings/s, against the 50 ms window (bench/written.sh); (f) database
+#   bytes per reading for a simulated week of the demo site (bench/week.sh).
 # Prints the figures and ends with one `bench: key=value ...` line. It never
 # fails the build on a missed target; it says so.
 set -eu
@@ -95,6 +100,24 @@ rss_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$GW/status")
 kill -TERM "$GW"; wait "$GW" || true
 db_bytes=$(stat -c %s "$T/bench.db")
 
+# The baseline for (c) and the paced latency: the same gateway with main's
+# old 50 ms window (batch_ms), in the same run, so that the write budget's
+# longer window is seen not to cost saturated throughput or p99 (issue 15).
+PC0=$(port udp); PH0=$(port tcp)
+"$BIN/sitesim" gen-config --devices 10000 --prefix load- --port "$PC0" --db "$T/base.db" \
+  --http "127.0.0.1:$PH0" >"$T/base.conf"
+sed -i '/^\[storage\]/a batch_ms = 50' "$T/base.conf"
+"$BIN/sitegated" -c "$T/base.conf" 2>"$T/gw0.log" & GW0=$!; PIDS="$PIDS $GW0"
+for i in $(seq 100); do curl -sf "http://127.0.0.1:$PH0/api/status" >/dev/null && break; sleep 0.1; done
+ing10b=$(load "coap://127.0.0.1:$PC0/r" --devices 10000 --records 10 --window 64 --ports 64 --format cbor --requests "$((REQUESTS / 2))")
+echo "(c) again with batch_ms = 50:     $ing10b"
+PH_MAIN=$PH; PH=$PH0; settle; PH=$PH_MAIN
+pacedb=$(load "coap://127.0.0.1:$PC0/r" --devices 10000 --records 1 --window 256 --ports 64 --rate 10000 --requests 100000)
+echo "    paced, batch_ms = 50:         $pacedb"
+rss0_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$GW0/status")
+kill -TERM "$GW0"; wait "$GW0" || true
+rec10b=$(field records_s "$ing10b"); p99b=$(field p99_ms "$pacedb")
+
 rec10=$(field records_s "$ing10")
 p99=$(field p99_ms "$paced"); req1k=$(field req_s "$ing1k")
 ratio=$(awk -v a="$req1" -v b="$bare_req" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
@@ -106,7 +129,11 @@ check() { awk -v v="$2" -v t="$3" "BEGIN { exit !(v $4 t) }" && echo "  ok    $1
 check "ingest1 >= 0.7 x bare ($ratio)" "$ratio" 0.7 ">="
 check "ingest10 >= 300000 records/s ($rec10)" "$rec10" 300000 ">="
 check "p99 < 2 ms at 10k req/s ($p99)" "$p99" 2 "<"
-check "RSS < 32 MB ($rss_mb)" "$rss_mb" 32 "<"
+# One run of either moves by up to 20% on two shared cores.
+check "ingest10 >= 0.8 x with batch_ms = 50 ($rec10 against $rec10b)" "$rec10" "$(awk -v c="$rec10b" 'BEGIN { print 0.8 * c }')" ">="
+check "p99 <= with batch_ms = 50 + 0.5 ms ($p99 against $p99b)" "$p99" "$(awk -v c="$p99b" 'BEGIN { print c + 0.5 }')" "<="
+rss0_mb=$(awk -v k="$rss0_kb" 'BEGIN { printf "%.1f", k / 1024 }')
+check "RSS < 32 MB ($rss_mb; with batch_ms = 50, after (c) and the paced run only: $rss0_mb)" "$rss_mb" 32 "<"
 check "<= 32 bytes per reading ($bpr)" "$bpr" 32 "<="
 rec10j=$(field records_s "$ing10j")
 check "json10 >= 0.85 x ingest10 ($rec10j)" "$rec10j" "$(awk -v c="$rec10" 'BEGIN { print 0.85 * c }')" ">="
@@ -119,4 +146,22 @@ jsmn_dec=$(printf '%s\n' "$dec" | sed -n 's/^senml: json_jsmn_records_s=\([0-9]*
 up_out=$(SITEGATE_BIN="$BIN" bash "$(dirname "$0")/uplink.sh" 2>&1) || true
 printf '%s\n' "$up_out" | grep -v '^bench:' || true
 drain=$(printf '%s\n' "$up_out" | sed -n 's/^bench: uplink_drain_records_s=//p' | tail -1)
-echo "bench: bare_req_s=$bare_req ingest1_req_s=$req1 ratio=$ratio ingest10_records_s=$rec10 p99_ms_at_10k=$p99 rss_mb=$rss_mb bytes_per_reading=$bpr ingest1_1000ports_req_s=$req1k ingest10_json_records_s=$rec10j json10_records_s=$rec10j json10_decode_records_s=${jsmn_dec:-0} uplink_drain_records_s=${drain:-0}"
+# (e) the write budget: bytes written per reading at a site's pace, each
+# against main's old 50 ms window in the same run (bench/written.sh, a
+# fresh gateway per rate; issue 15).
+wr_out=$(SITEGATE_BIN="$BIN" bash "$(dirname "$0")/written.sh" 2>&1) || true
+printf '%s\n' "$wr_out" | grep -v '^bench:' || true
+wfield() { printf '%s\n' "$wr_out" | grep '^bench:' | tail -1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+w300=$(wfield written_per_reading_300); w3000=$(wfield written_per_reading_3000)
+wb300=$(wfield written_baseline_300); wb3000=$(wfield written_baseline_3000)
+check "<= 60 bytes written per reading at 300/s (${w300:-?}; batch_ms = 50: ${wb300:-?})" "${w300:-1e9}" 60 "<="
+check "<= 30 bytes written per reading at 3,000/s (${w3000:-?}; batch_ms = 50: ${wb3000:-?})" "${w3000:-1e9}" 30 "<="
+check "fewer bytes written than with 50 ms windows at 300/s" "${w300:-1e9}" "${wb300:-0}" "<"
+check "fewer bytes written than with 50 ms windows at 3,000/s" "${w3000:-1e9}" "${wb3000:-0}" "<"
+# (f) database bytes per reading for a simulated week of the demo site,
+# every table included (bench/week.sh; issue 15: at most 8).
+wk_out=$(SITEGATE_BIN="$BIN" bash "$(dirname "$0")/week.sh" 2>&1) || true
+printf '%s\n' "$wk_out" | grep -v '^bench:' || true
+bprw=$(printf '%s\n' "$wk_out" | sed -n 's/^bench: bytes_per_reading_week=//p' | tail -1)
+check "<= 8 bytes per reading for a week of the demo site (${bprw:-?})" "${bprw:-1e9}" 8 "<="
+echo "bench: bare_req_s=$bare_req ingest1_req_s=$req1 ratio=$ratio ingest10_records_s=$rec10 ingest10_batch50_records_s=$rec10b p99_ms_at_10k=$p99 p99_batch50_ms_at_10k=$p99b rss_mb=$rss_mb rss_batch50_mb=$rss0_mb bytes_per_reading=$bpr ingest1_1000ports_req_s=$req1k ingest10_json_records_s=$rec10j json10_records_s=$rec10j json10_decode_records_s=${jsmn_dec:-0} uplink_drain_records_s=${drain:-0} written_per_reading_300=${w300:-0} written_per_reading_3000=${w3000:-0} written_baseline_300=${wb300:-0} written_baseline_3000=${wb3000:-0} bytes_per_reading_week=${bprw:-0}"

@@ -109,7 +109,7 @@ typedef struct sg_config {
   double area_cast_m2, area_prefab_m2, progress;
   /* [storage] */
   char db_path[256];
-  int raw_days, batch_ms, queue_max;
+  int raw_days, batch_ms, batch_readings, queue_max;
   /* [coap] */
   char coap_listen[64];
   int coap_port, dtls_port, max_body;

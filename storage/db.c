@@ -3,20 +3,38 @@
  *
  * The writer takes everything queued as one batch and commits it in one
  * transaction (batch.c), so one fsync covers a whole batch. It waits at
- * most batch_ms after the first reading of a batch arrived, less when the
- * queue is half full or someone flushes; under load a batch therefore
- * starts as soon as the previous commit ends. The batch stays in the ring
- * until its commit succeeds: a failed commit (disk full, I/O error, busy)
- * is rolled back and the same readings are retried every second, so
- * nothing stor_append accepted is dropped while the process lives.
+ * most batch_ms after the first reading of a batch arrived, less when
+ * batch_readings are queued or someone flushes; under load a batch
+ * therefore starts as soon as the previous commit ends.
+ *
+ * Two triggers, because the flash and the queue want opposite things. At
+ * a site's pace every commit writes its B-tree pages to the WAL and the
+ * checkpoint writes them again, whatever few readings it holds, so the
+ * bytes written per reading fall with the window (bench/written.sh, four
+ * runs: 825-913 at 300 readings/s with 50 ms windows, 156-237 with 5 s).
+ * Under overload a long wait is what must not happen: with a 5 s window
+ * and the old half-full queue as its only shortcut, saturated throughput
+ * halved (the queue filled before the commit; sensors were told 5.03),
+ * as the writer idled until 100,000 readings were queued and then
+ * committed them in one go, while a batch of that size takes longer to
+ * commit than the rest of the queue takes to fill. The depth trigger
+ * keeps batches at a size one commit handles well, and the writer busy:
+ * in the same runs (c) gave 70-113 k records/s against 70-119 k on a
+ * gateway with 50 ms windows.
+ *
+ * The batch stays in the ring until its commit succeeds: a failed commit
+ * (disk full, I/O error, busy) is rolled back and the same readings are
+ * retried every second, so nothing stor_append accepted is dropped while
+ * the process lives.
  *
  * Rollups and latest values trail the raw rows (batch.c): a batch writes
- * them when STOR_ROLL_FLUSH_MS have passed since the first commit that
- * left some pending, and at once for stor_flush, stor_close and a
- * retention pass that would delete pending raw rows; with no batch to ride
- * on, the writer commits them on their own. So a reader sees a reading in
- * the rollups and latest values at most STOR_ROLL_FLUSH_MS after it sees
- * it in raw, plus the batch then under way and the commit that writes
+ * them when roll_ms (STOR_ROLL_FLUSH_MS, or batch_ms when that is longer,
+ * so that they ride on the readings' commits) have passed since the
+ * commit that left some pending began, and at once for stor_flush,
+ * stor_close and a retention pass that would delete pending raw rows; with
+ * no batch to ride on, the writer commits them on their own. So a reader
+ * sees a reading in the rollups and latest values at most roll_ms after it
+ * sees it in raw, plus the batch then under way and the commit that writes
  * them (under overload each takes up to a few hundred ms; at a real
  * site's pace a few ms). stor_flush returns once both are written.
  *
@@ -126,7 +144,7 @@ static bool batch_due(const stor_db_t *db, uint64_t now) {
     return false;
   if (db->count == 0)
     return roll_due(db, now, false);
-  return db->stopping || db->flushers > 0 || db->count >= db->queue_max / 2 ||
+  return db->stopping || db->flushers > 0 || db->count >= db->batch_readings ||
          now >= db->first_ms + (uint64_t)db->batch_ms;
 }
 
@@ -198,8 +216,8 @@ static void release_taken(stor_db_t *db, size_t n) {
 static void commit_queued(stor_db_t *db) {
   size_t n = db->count;
   uint64_t inserted = 0, dups = 0, seq = db->flush_seq;
-  bool flush =
-      db->roll_pending ? roll_due(db, sg_mono_ms(), false) : db->stopping || db->flushers > 0;
+  uint64_t began = sg_mono_ms();
+  bool flush = db->roll_pending ? roll_due(db, began, false) : db->stopping || db->flushers > 0;
   db->taken = n;
   pthread_mutex_unlock(&db->mu);
 
@@ -220,7 +238,9 @@ static void commit_queued(stor_db_t *db) {
   if (!pending)
     db->roll_due = 0;
   else if (!db->roll_pending || (rc == 0 && flush))
-    db->roll_due = sg_mono_ms() + (uint64_t)db->roll_ms;
+    /* From the commit's start, not its end: with roll_ms = batch_ms the
+     * next batch, which cannot start sooner, then writes them. */
+    db->roll_due = began + (uint64_t)db->roll_ms;
   db->roll_pending = pending;
   if (rc == 0 && n == 0) {
     db->st.disk_full = false;
@@ -653,9 +673,14 @@ int stor_open(const stor_options_t *opt, stor_db_t **out) {
   db->sync_ready = true;
   db->batch_ms = opt->batch_ms > 0 ? opt->batch_ms : STOR_DEFAULT_BATCH_MS;
   db->queue_max = opt->queue_max > 0 ? opt->queue_max : STOR_DEFAULT_QUEUE_MAX;
+  db->batch_readings = opt->batch_readings > 0 ? opt->batch_readings : STOR_DEFAULT_BATCH_READINGS;
+  if (db->batch_readings > db->queue_max / 2) /* the other half fills while it commits */
+    db->batch_readings = db->queue_max / 2 > 0 ? db->queue_max / 2 : 1;
   db->raw_days = opt->raw_days > 0 ? opt->raw_days : STOR_DEFAULT_RAW_DAYS;
   db->st.queue_max = db->queue_max;
-  db->roll_ms = STOR_ROLL_FLUSH_MS;
+  /* Rollups ride on the readings' commits: with a window longer than
+   * their delay they would otherwise take commits of their own. */
+  db->roll_ms = db->batch_ms > STOR_ROLL_FLUSH_MS ? db->batch_ms : STOR_ROLL_FLUSH_MS;
   db->path = strdup(opt->path);
   db->ring = stor__pages_alloc(db->queue_max * sizeof(*db->ring));
   if (!db->path || !db->ring) {
@@ -772,7 +797,7 @@ int stor_append(stor_db_t *db, const stor_reading_t *r, size_t n) {
       db->first_ms = sg_mono_ms();
     /* The writer sleeps until a batch is due; wake it when one may start
      * its clock or must start now. */
-    if (waiting == 0 || (waiting < db->queue_max / 2 && waiting + n >= db->queue_max / 2))
+    if (waiting == 0 || (waiting < db->batch_readings && waiting + n >= db->batch_readings))
       pthread_cond_signal(&db->wake);
   }
   pthread_mutex_unlock(&db->mu);

@@ -5,13 +5,14 @@
  * One SQLite file in WAL mode, schema versioned with PRAGMA user_version.
  * A single writer thread owns the read-write connection: the loop thread
  * hands it readings through a bounded queue (stor_append never blocks on
- * disk), and the writer group-commits them at most every `batch_ms`. The
- * per-minute, hourly and daily rollups and the latest values follow about
- * once a second (raw readings are the truth: what a crash leaves unrolled is
- * rolled up from raw at open), so a reader sees a reading in the rollups and
- * stor_latest at most ~1 s after it sees it raw; stor_flush and stor_close
- * write them at once. Readers use their own read-only connections
- * (stor_reader_t), one per thread.
+ * disk), and the writer group-commits them at most `batch_ms` after the
+ * first of them arrived, or as soon as `batch_readings` are queued,
+ * whichever comes first. The per-minute, hourly and daily rollups and the
+ * latest values follow within a second or one batch window, whichever is
+ * longer (raw readings are the truth: what a crash leaves unrolled is
+ * rolled up from raw at open), and ride on the readings' commits;
+ * stor_flush and stor_close write them at once. Readers use their own
+ * read-only connections (stor_reader_t), one per thread.
  *
  * Durability: synchronous=FULL, so a commit survives a power cut; a reading
  * acknowledged by stor_append() but not yet committed (at most one batch
@@ -39,6 +40,7 @@ typedef struct stor_reading {
 typedef struct stor_options {
   const char *path;
   int batch_ms;           /* longest wait before queued readings are committed */
+  size_t batch_readings;  /* queued readings that start a commit before batch_ms ends */
   size_t queue_max;       /* readings the queue holds before stor_append refuses */
   int raw_days;           /* raw readings older than this are deleted */
   int64_t max_page_count; /* 0: none; tests use it to simulate a full disk */

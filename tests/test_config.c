@@ -73,7 +73,8 @@ static void config_fills_every_default_when_keys_are_absent(void **state) {
   assert_true(c->area_cast_m2 == 0 && c->area_prefab_m2 == 0 && c->progress == 0);
   assert_string_equal(c->db_path, "/var/lib/sitegate/sitegate.db");
   assert_int_equal(c->raw_days, 31);
-  assert_int_equal(c->batch_ms, 50);
+  assert_int_equal(c->batch_ms, 5000);
+  assert_int_equal(c->batch_readings, 16384);
   assert_string_equal(c->coap_listen, "0.0.0.0");
   assert_int_equal(c->coap_port, 5683);
   assert_int_equal(c->dtls_port, 5684);
@@ -103,6 +104,7 @@ static void config_reads_every_key_it_is_given(void **state) {
                             "path = /tmp/x.db\n"
                             "raw_days = 7\n"
                             "batch_ms = 1000\n"
+                            "batch_readings = 4096\n"
                             "queue_max = 5000\n"
                             "[coap]\n"
                             "listen = ::\n"
@@ -131,6 +133,7 @@ static void config_reads_every_key_it_is_given(void **state) {
   assert_string_equal(c->db_path, "/tmp/x.db");
   assert_int_equal(c->raw_days, 7);
   assert_int_equal(c->batch_ms, 1000);
+  assert_int_equal(c->batch_readings, 4096);
   assert_int_equal(c->queue_max, 5000);
   assert_string_equal(c->coap_listen, "::");
   assert_int_equal(c->coap_port, 1);
@@ -149,7 +152,7 @@ static void config_reads_every_key_it_is_given(void **state) {
   assert_true(d->rated_kw == 75.5);
   assert_int_equal(d->priority, 1000);
   assert_string_equal(d->coap, "coap://10.0.0.9/relay");
-  assert_int_equal(d->line, 21);
+  assert_int_equal(d->line, 22);
   sg_config_free(c);
 }
 

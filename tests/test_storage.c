@@ -238,6 +238,44 @@ static void a_batch_waits_at_most_batch_ms_and_takes_all_readings_queued_meanwhi
   assert_true(took >= 990); /* the clock is the writer's: a lower bound */
 }
 
+/* The write budget's two triggers (db.c): a window long enough that no
+ * test could outwait it, and a depth that starts the commit at once. */
+static void a_batch_starts_before_batch_ms_once_batch_readings_are_queued(void **state) {
+  fx_t *f = *state;
+  stor_options_t o = defaults(f);
+  o.batch_ms = 600000;
+  o.batch_readings = 100;
+  open_with(f, &o);
+  uint32_t d = dev(f, "dust-01");
+  stor_reading_t r[99];
+  for (int i = 0; i < 99; i++)
+    r[i] = rd(d, PROTO_Q_PM10, T0 + i * 1000, i);
+  assert_int_equal(stor_append(f->db, r, 99), 0);
+  /* 99 wait for the window (10 minutes): nothing may commit meanwhile. */
+  assert_int_equal(stats(f).committed, 0);
+  append1(f, rd(d, PROTO_Q_PM10, T0 + 99 * 1000, 99));
+  wait_committed(f, 100); /* 10 s at most, against the 10-minute window */
+  stor_stats_t st = stats(f);
+  assert_int_equal(st.batches, 1);
+  assert_int_equal(st.queued, 0);
+}
+
+static void batch_readings_above_half_the_queue_is_taken_as_half(void **state) {
+  fx_t *f = *state;
+  stor_options_t o = defaults(f);
+  o.batch_ms = 600000;
+  o.queue_max = 1000;
+  o.batch_readings = 5000; /* never reachable: 1000 fit the queue */
+  open_with(f, &o);
+  uint32_t d = dev(f, "dust-01");
+  stor_reading_t r[500];
+  for (int i = 0; i < 500; i++)
+    r[i] = rd(d, PROTO_Q_PM10, T0 + i * 1000, i);
+  assert_int_equal(stor_append(f->db, r, 500), 0);
+  wait_committed(f, 500);
+  assert_int_equal(stats(f).batches, 1);
+}
+
 static void append_refuses_a_call_that_does_not_fit_whole_with_eagain(void **state) {
   fx_t *f = *state;
   stor_options_t o = defaults(f);
@@ -1071,6 +1109,8 @@ int main(void) {
       T(devices_registered_together_get_the_ids_they_get_one_by_one),
       T(appended_readings_are_queryable_after_flush),
       T(a_batch_waits_at_most_batch_ms_and_takes_all_readings_queued_meanwhile),
+      T(a_batch_starts_before_batch_ms_once_batch_readings_are_queued),
+      T(batch_readings_above_half_the_queue_is_taken_as_half),
       T(append_refuses_a_call_that_does_not_fit_whole_with_eagain),
       T(append_rejects_readings_a_commit_could_not_store),
       T(resent_readings_are_ignored_and_not_counted_twice),

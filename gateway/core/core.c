@@ -504,6 +504,7 @@ int gw_core_open(gw_t *gw, const sg_config_t *cfg, uv_loop_t *loop) {
   }
   stor_options_t so = {.path = cfg->db_path,
                        .batch_ms = cfg->batch_ms,
+                       .batch_readings = (size_t)cfg->batch_readings,
                        .queue_max = (size_t)cfg->queue_max,
                        .raw_days = cfg->raw_days};
   /* One instance per database: refused here, before anything reads it. */

@@ -15,6 +15,7 @@ demo_conf() { # demo_conf FILE
     -e "s|^dtls_port = 5684|dtls_port = $DTLS_PORT|" \
     -e "s|^area_cast_in_place_m2 = .*|area_cast_in_place_m2 = 200|" \
     -e "s|^area_prefab_m2 = .*|area_prefab_m2 = 200|" \
+    -e "s|^# batch_ms = .*|batch_ms = 50|" \
     "$TOP/deploy/sitegate.conf" >"$1"
   for n in 1 2 3 4; do # the units' controllers, served by sitesim
     p=$(free_port udp)

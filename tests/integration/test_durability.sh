@@ -2,7 +2,7 @@
 # SIGTERM loses nothing acknowledged; kill -9 loses at most what was
 # acknowledged in the last batch window; the database is intact after both.
 . "$(dirname "$0")/lib.sh"
-BATCH_MS=50
+BATCH_MS=${DURABILITY_BATCH_MS:-50} # test_durability_window.sh: the default window
 # A reading is committed at most one batch window after its ack, plus the
 # commit itself (an fsync: milliseconds on an idle disk, up to seconds on a
 # disk shared with heavy writers), which COMMIT_MS allows for.

@@ -1,0 +1,72 @@
+#!/bin/bash
+# The write budget (issue 15): bytes the gateway writes to disk per reading,
+# WAL, checkpoints and the checkpoint at exit included, at a real site's
+# pace. For each rate a fresh sitegated with 3,000 series (sitesim load
+# sends one quantity, so 3,000 devices stand for 1,000 devices x 3
+# quantities) takes a paced load for WRITTEN_SECONDS; the figure is the
+# daemon's write_bytes (/proc/PID/io, the block layer's count of bytes
+# dirtied) from the moment it is ready to its exit after SIGTERM, over the
+# readings it stored. Start-up (schema, device ids) is left out; the
+# closing checkpoint is in. The baseline, in the same run, is the same
+# load with `batch_ms = 50` (main's window before issue 15). Prints its
+# figures and one `bench: written_per_reading_300=...
+# written_per_reading_3000=... written_baseline_300=...
+# written_baseline_3000=...` line; never fails the build. Other [storage]
+# lines can be tried with BENCH_STORAGE_EXTRA="batch_ms = 10000".
+set -eu
+BIN=${SITEGATE_BIN:-$(cd "$(dirname "$0")/.." && pwd)/bin}
+SECONDS_=${WRITTEN_SECONDS:-30}
+DEVICES=${WRITTEN_DEVICES:-3000}
+T=$(mktemp -d /tmp/sitegate-bench-written.XXXXXX)
+PY=/usr/bin/python3 # Debian's, by path: as the tests (tests/integration/lib.sh)
+PIDS=""
+cleanup() {
+  for p in $PIDS; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$T"
+}
+trap cleanup EXIT
+port() {
+  "$PY" -c 'import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM if sys.argv[1]=="udp" else socket.SOCK_STREAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' "$1"
+}
+status() { # status KEY: a number from /api/status's storage object
+  curl -sf "http://127.0.0.1:$PH/api/status" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["storage"][sys.argv[1]])' "$1"
+}
+wbytes() { awk '/^write_bytes:/ {print $2}' "/proc/$1/io"; }
+
+measure() { # measure RATE [STORAGE-LINE]: prints bytes written per reading
+  rate=$1 extra=${2:-${BENCH_STORAGE_EXTRA:-}}
+  rm -f "$T"/w.db*
+  PC=$(port udp); PH=$(port tcp)
+  "$BIN/sitesim" gen-config --devices "$DEVICES" --prefix load- --port "$PC" --db "$T/w.db" \
+    --http "127.0.0.1:$PH" >"$T/w.conf"
+  if [ -n "$extra" ]; then
+    sed -i "/^\[storage\]/a $extra" "$T/w.conf"
+  fi
+  "$BIN/sitegated" -c "$T/w.conf" 2>"$T/gw-$rate.log" & gw=$!; PIDS="$PIDS $gw"
+  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$PH/api/status" >/dev/null && break; sleep 0.05; done
+  w0=$(wbytes "$gw")
+  out=$("$BIN/sitesim" load --gateway "coap://127.0.0.1:$PC/r" --devices "$DEVICES" --records 1 \
+    --window 64 --ports 16 --rate "$rate" --duration "$SECONDS_" \
+    --requests "$((rate * SECONDS_))" 2>&1 | grep '^load:' | tail -1) || true
+  for _ in $(seq 100); do [ "$(status queued)" = 0 ] && break; sleep 0.1; done
+  rows=$(status raw_readings)
+  # The last value read before the process is gone: it includes the
+  # checkpoint stor_close runs.
+  w1=$(wbytes "$gw"); kill -TERM "$gw"
+  while w=$(wbytes "$gw" 2>/dev/null) && [ -n "$w" ]; do w1=$w; sleep 0.02; done
+  wait "$gw" || true
+  echo "  $rate readings/s for ${SECONDS_} s, ${extra:-default [storage]}: $out" >&2
+  echo "    stored $rows readings, wrote $((w1 - w0)) bytes" >&2
+  awk -v b="$((w1 - w0))" -v r="$rows" 'BEGIN { printf "%.0f", (r > 0 ? b / r : 0) }'
+}
+
+echo "written per reading, ${DEVICES} series:"
+b300=$(measure 300 "batch_ms = 50")
+w300=$(measure 300)
+b3000=$(measure 3000 "batch_ms = 50")
+w3000=$(measure 3000)
+echo "    bytes written per reading: $w300 at 300/s, $w3000 at 3,000/s (targets 60 and 30);" \
+  "baseline (batch_ms = 50) $b300 and $b3000"
+echo "bench: written_per_reading_300=$w300 written_per_reading_3000=$w3000" \
+  "written_baseline_300=$b300 written_baseline_3000=$b3000"
