@@ -11,6 +11,7 @@
 #include "gateway/core/core.h"
 #include "gateway/equipment/equipment.h"
 #include "gateway/rules/rules.h"
+#include "protocol/protocol.h"
 #include <ctype.h>
 #include <jansson.h>
 #include <math.h>
@@ -178,7 +179,7 @@ static void every_equipment_code_has_a_name(void **state) {
 
 /* sitectl status and the dashboard name every reject counter, every alarm
  * event and every device type in the site manager's words. */
-static void every_reject_event_and_device_type_has_a_name(void **state) {
+static void every_reject_event_device_type_and_quantity_has_a_name(void **state) {
   (void)state;
   for (int r = 0; r < GW_REJECT_COUNT; r++)
     if (strcmp(msgcat_name(cat, "zh", "reject", gw_reject_name(r)), gw_reject_name(r)) == 0)
@@ -189,6 +190,9 @@ static void every_reject_event_and_device_type_has_a_name(void **state) {
   for (int t = 0; t <= SG_DEV_GATE; t++)
     if (strcmp(msgcat_name(cat, "zh", "devtype", sg_devtype_name(t)), sg_devtype_name(t)) == 0)
       fail_msg("no name for the device type %s", sg_devtype_name(t));
+  for (int q = 0; q < PROTO_Q_COUNT; q++)
+    if (strcmp(msgcat_name(cat, "zh", "q", proto_quantity_name(q)), proto_quantity_name(q)) == 0)
+      fail_msg("no name for the quantity %s", proto_quantity_name(q));
 }
 
 static void alarm_sentence_is_built_from_its_stored_parts(void **state) {
@@ -237,7 +241,7 @@ int main(void) {
       cmocka_unit_test(every_alarm_reads_as_a_chinese_sentence_and_an_english_one),
       cmocka_unit_test(every_machinery_alarm_and_code_reads_in_chinese),
       cmocka_unit_test(every_equipment_code_has_a_name),
-      cmocka_unit_test(every_reject_event_and_device_type_has_a_name),
+      cmocka_unit_test(every_reject_event_device_type_and_quantity_has_a_name),
       cmocka_unit_test(alarm_sentence_is_built_from_its_stored_parts),
       cmocka_unit_test(a_missing_key_falls_back_to_chinese_then_to_itself),
       cmocka_unit_test(fill_leaves_unknown_placeholders_and_cuts_at_the_buffer),
