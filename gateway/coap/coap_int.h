@@ -24,6 +24,9 @@ struct coap_front {
   uint8_t dummy_key[32];      /* PSK for identities we do not know */
   uint64_t unknown_ids;       /* handshakes of unknown identities not yet logged */
   uint64_t unknown_logged_ms; /* when the last was */
+  /* DTLS handshakes (server.c, from libcoap's session events): the figures
+   * at the last flood line, and when it was said */
+  uint64_t hs_logged_abandoned, hs_logged_ms;
   struct ticket_job *tickets; /* POST /w waiting for their commit (tickets.c) */
   struct ctl_client *ctl;     /* equipment controllers (client.c), NULL until used */
   struct gate_job *gates;     /* POST /g waiting for their commit (gates.c) */

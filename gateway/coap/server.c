@@ -218,6 +218,75 @@ static const coap_bin_const_t *on_psk_identity(coap_bin_const_t *identity, coap_
   return &key;
 }
 
+/* DTLS handshakes, counted from libcoap's session events. A server session
+ * on the DTLS endpoint is born at a ClientHello from a new address
+ * (SERVER_SESSION_NEW), completes at DTLS_CONNECTED, and goes at
+ * SERVER_SESSION_DEL: one that goes without having completed was abandoned
+ * (a spoofed source never answers the HelloVerifyRequest; a client may give
+ * up). A completed session carries `hs_done` as its app data; server
+ * sessions have no other (client.c's are of type CLIENT). */
+static char hs_done;
+#define FLOOD_LOG_EVERY_MS 10000
+
+static int on_session_event(coap_session_t *s, const coap_event_t event) {
+  coap_session_type_t type = coap_session_get_type(s);
+  if (coap_session_get_proto(s) != COAP_PROTO_DTLS ||
+      (type != COAP_SESSION_TYPE_SERVER && type != COAP_SESSION_TYPE_HELLO))
+    return 0;
+  struct coap_front *cf = coap_get_app_data(coap_session_get_context(s));
+  if (!cf)
+    return 0;
+  gw_counters_t *c = &cf->gw->counters;
+  switch (event) {
+  case COAP_EVENT_SERVER_SESSION_NEW:
+    atomic_fetch_add_explicit(&c->dtls_begun, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->dtls_pending, 1, memory_order_relaxed);
+    break;
+  case COAP_EVENT_DTLS_CONNECTED:
+    if (coap_session_get_app_data(s) != &hs_done) {
+      coap_session_set_app_data(s, &hs_done);
+      atomic_fetch_add_explicit(&c->dtls_completed, 1, memory_order_relaxed);
+      atomic_fetch_sub_explicit(&c->dtls_pending, 1, memory_order_relaxed);
+    }
+    break;
+  case COAP_EVENT_SERVER_SESSION_DEL:
+    if (coap_session_get_app_data(s) != &hs_done) {
+      atomic_fetch_add_explicit(&c->dtls_abandoned, 1, memory_order_relaxed);
+      atomic_fetch_sub_explicit(&c->dtls_pending, 1, memory_order_relaxed);
+    }
+    break;
+  default:
+    break;
+  }
+  return 0;
+}
+
+/* Once a second: when handshakes were abandoned since the last line, or the
+ * pending ones fill half the table, says so at most every
+ * FLOOD_LOG_EVERY_MS, with the figures. At the limit libcoap ignores new
+ * ClientHellos without a word, so that is said loudest. */
+static void check_handshakes(struct coap_front *cf) {
+  gw_counters_t *c = &cf->gw->counters;
+  uint64_t abandoned = atomic_load_explicit(&c->dtls_abandoned, memory_order_relaxed);
+  int64_t pending = atomic_load_explicit(&c->dtls_pending, memory_order_relaxed);
+  uint64_t now = sg_mono_ms();
+  if (abandoned == cf->hs_logged_abandoned && pending < GW_DTLS_MAX_HANDSHAKES / 2)
+    return;
+  if (cf->hs_logged_ms && now - cf->hs_logged_ms < FLOOD_LOG_EVERY_MS)
+    return;
+  if (pending >= GW_DTLS_MAX_HANDSHAKES)
+    log_err("DTLS: %lld handshakes pending, the limit: new devices cannot connect until they "
+            "time out (30 s); %llu abandoned since the last line. A flood of ClientHellos?",
+            (long long)pending, (unsigned long long)(abandoned - cf->hs_logged_abandoned));
+  else
+    log_warn("DTLS: %llu handshakes abandoned since the last line, %lld pending of %d: "
+             "ClientHellos that never finish (spoofed, or a device giving up)",
+             (unsigned long long)(abandoned - cf->hs_logged_abandoned), (long long)pending,
+             GW_DTLS_MAX_HANDSHAKES);
+  cf->hs_logged_abandoned = abandoned;
+  cf->hs_logged_ms = now;
+}
+
 static void on_poll(uv_poll_t *h, int status, int events) {
   (void)status;
   (void)events;
@@ -228,6 +297,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
 static void on_sweep(uv_timer_t *t) {
   struct coap_front *cf = t->data;
   coap_io_process(cf->ctx, COAP_IO_NO_WAIT);
+  check_handshakes(cf);
 }
 
 static int bind_endpoint(struct coap_front *cf, const char *host, int port, coap_proto_t proto) {
@@ -359,6 +429,9 @@ int coapfront_start(gw_t *gw, struct coap_front **out) {
     goto fail;
   coap_context_set_block_mode(cf->ctx, COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY);
   coap_context_set_max_idle_sessions(cf->ctx, COAP_MAX_IDLE_SESSIONS);
+  coap_context_set_max_handshake_sessions(cf->ctx, GW_DTLS_MAX_HANDSHAKES);
+  coap_set_app_data(cf->ctx, cf);
+  coap_register_event_handler(cf->ctx, on_session_event);
   const sg_config_t *cfg = gw->cfg;
   if ((rc = bind_endpoint(cf, cfg->coap_listen, cfg->coap_port, COAP_PROTO_UDP)) != 0)
     goto fail;
@@ -404,6 +477,7 @@ void coapfront_stop(struct coap_front *cf) {
   uv_close((uv_handle_t *)&cf->sweep, on_handle_closed);
   coapfront__tickets_orphan(cf);
   coapfront__gates_orphan(cf);
+  coap_register_event_handler(cf->ctx, NULL); /* the sessions go with it: not abandoned */
   coap_free_context(cf->ctx);
   cf->ctx = NULL;
   coap_cleanup();

@@ -48,6 +48,15 @@ static int cmd_status(ctl_t *ctl, int argc, char **argv) {
     if (json_integer_value(v))
       printf(", %lld %s", (long long)json_integer_value(v), k);
   }
+  json_t *dtls = json_object_get(st, "dtls");
+  if (dtls)
+    printf("\ndtls       %lld handshakes completed, %lld abandoned, %lld failed, %lld pending of "
+           "%lld",
+           (long long)json_integer_value(json_object_get(dtls, "completed")),
+           (long long)json_integer_value(json_object_get(dtls, "abandoned")),
+           (long long)json_integer_value(json_object_get(dtls, "failed")),
+           (long long)json_integer_value(json_object_get(dtls, "pending")),
+           (long long)json_integer_value(json_object_get(dtls, "pending_max")));
   printf("\nstorage    %lld readings stored, %.1f MB, queue %lld/%lld, last commit %.1f ms%s\n",
          (long long)json_integer_value(json_object_get(sto, "raw_readings")),
          (double)json_integer_value(json_object_get(sto, "db_bytes")) / 1e6,
