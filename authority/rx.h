@@ -129,6 +129,9 @@ void rx_store_stats(rx_store_t *st, rx_writer_stats_t *out);
 /* ---- /metrics (rxmetrics.c), loop thread */
 typedef struct rx_counters {
   uint64_t accepted, open, handshakes, frames, refused, acks;
+  /* connections without a handshake yet: open now, and closed for the
+   * limits on them (refused, evicted, silent, too slow) since start */
+  uint64_t strangers, stranger_drops;
   uint64_t messages[4]; /* by stor_rx_outcome_t */
   size_t waiting;
   rx_writer_stats_t w;
