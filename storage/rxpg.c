@@ -204,8 +204,8 @@ static int pg_frame_same(stor_rx_t *x, const char *mn, const char *qn, int pno, 
   int lens[] = {0, 0, 0, (int)len};
   int bin[] = {0, 0, 0, 1}; /* bytea, compared by the server */
   int rc;
-  PGresult *res = q(x, &rc, "SELECT data = $4 FROM frames WHERE mn=$1 AND qn=$2 AND pno=$3", 4, v,
-                    lens, bin);
+  PGresult *res =
+      q(x, &rc, "SELECT data = $4 FROM frames WHERE mn=$1 AND qn=$2 AND pno=$3", 4, v, lens, bin);
   if (res)
     rc = PQntuples(res) > 0 && !strcmp(PQgetvalue(res, 0, 0), "t");
   PQclear(res);
