@@ -87,24 +87,15 @@ static void on_post_readings(coap_resource_t *res, coap_session_t *session, cons
     return;
   }
 
-  size_t len = 0, offset = 0, total = 0;
+  size_t len = 0;
   const uint8_t *data = NULL;
-  if (!coap_get_data_large(req, &len, &data, &offset, &total) || total == 0) {
+  if (!coapfront__body(cf, session, res, req, resp, (size_t)gw->cfg->max_body, &data, &len))
+    return; /* 2.31 for a block, or refused */
+  if (len == 0) {
     coapfront__reject(cf, NULL, GW_REJECT_BAD_PACK, resp, COAP_RESPONSE_CODE_BAD_REQUEST,
                       "empty payload: send a SenML pack");
     return;
   }
-  if (total > (size_t)gw->cfg->max_body) {
-    uint8_t buf[4];
-    snprintf(err, sizeof(err), "pack of %zu bytes is larger than the %d allowed; send it in parts",
-             total, gw->cfg->max_body);
-    coap_add_option(resp, COAP_OPTION_SIZE1,
-                    coap_encode_var_safe(buf, sizeof(buf), (unsigned)gw->cfg->max_body), buf);
-    coapfront__reject(cf, NULL, GW_REJECT_TOO_LARGE, resp, COAP_RESPONSE_CODE_REQUEST_TOO_LARGE,
-                      err);
-    return;
-  }
-
   double now = sg_now();
   proto_limits_t lim = {.now = now, .oldest = now - (double)gw->cfg->raw_days * 86400.0};
   int rc = cfmt == COAP_MEDIATYPE_APPLICATION_SENML_CBOR
@@ -230,11 +221,12 @@ static char hs_done;
 
 static int on_session_event(coap_session_t *s, const coap_event_t event) {
   coap_session_type_t type = coap_session_get_type(s);
-  if (coap_session_get_proto(s) != COAP_PROTO_DTLS ||
-      (type != COAP_SESSION_TYPE_SERVER && type != COAP_SESSION_TYPE_HELLO))
-    return 0;
   struct coap_front *cf = coap_get_app_data(coap_session_get_context(s));
-  if (!cf)
+  if (!cf || (type != COAP_SESSION_TYPE_SERVER && type != COAP_SESSION_TYPE_HELLO))
+    return 0;
+  if (event == COAP_EVENT_SERVER_SESSION_DEL)
+    coapfront__uploads_drop(cf, s); /* its pointer may come back for another peer */
+  if (coap_session_get_proto(s) != COAP_PROTO_DTLS)
     return 0;
   gw_counters_t *c = &cf->gw->counters;
   switch (event) {
@@ -298,6 +290,7 @@ static void on_sweep(uv_timer_t *t) {
   struct coap_front *cf = t->data;
   coap_io_process(cf->ctx, COAP_IO_NO_WAIT);
   check_handshakes(cf);
+  coapfront__uploads_sweep(cf);
 }
 
 static int bind_endpoint(struct coap_front *cf, const char *host, int port, coap_proto_t proto) {
@@ -427,7 +420,9 @@ int coapfront_start(gw_t *gw, struct coap_front **out) {
   cf->ctx = coap_new_context(NULL);
   if (!cf->ctx)
     goto fail;
-  coap_context_set_block_mode(cf->ctx, COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY);
+  /* Each block to the handler: upload.c puts them together (not
+   * COAP_BLOCK_SINGLE_BODY, which trusted Size1). */
+  coap_context_set_block_mode(cf->ctx, COAP_BLOCK_USE_LIBCOAP);
   coap_context_set_max_idle_sessions(cf->ctx, COAP_MAX_IDLE_SESSIONS);
   coap_context_set_max_handshake_sessions(cf->ctx, GW_DTLS_MAX_HANDSHAKES);
   coap_set_app_data(cf->ctx, cf);
@@ -479,6 +474,7 @@ void coapfront_stop(struct coap_front *cf) {
   coapfront__gates_orphan(cf);
   coap_register_event_handler(cf->ctx, NULL); /* the sessions go with it: not abandoned */
   coap_free_context(cf->ctx);
+  coapfront__uploads_drop(cf, NULL);
   cf->ctx = NULL;
   coap_cleanup();
 }
