@@ -16,6 +16,7 @@
 
 #include "gateway/coap/coap_int.h"
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,22 @@ static void on_post_readings(coap_resource_t *res, coap_session_t *session, cons
     return;
   }
 
+  /* A record without t is stamped with the receipt time (SenML: "now"), to
+   * the millisecond: two packs of one device in one millisecond would share
+   * it, and storage would take the second for a resend of the first and
+   * drop it after its 2.04 (issue 13). So a device's receipt times only go
+   * forward, by a millisecond at least: decoded again when they would not. */
+  int64_t last = atomic_load_explicit(&dev->last_ms, memory_order_relaxed);
+  if (llround(now * 1000.0) <= last) {
+    now = lim.now = ((double)last + 1.0) / 1000.0;
+    rc = cfmt == COAP_MEDIATYPE_APPLICATION_SENML_CBOR
+             ? proto_senml_decode_cbor(data, len, &lim, &cf->pack, err, sizeof(err))
+             : proto_senml_decode_json(data, len, &lim, &cf->pack, err, sizeof(err));
+    if (rc != 0) { /* it decoded a moment ago */
+      coapfront__reject(cf, dev, GW_REJECT_BAD_PACK, resp, COAP_RESPONSE_CODE_BAD_REQUEST, err);
+      return;
+    }
+  }
   for (size_t i = 0; i < cf->pack.n; i++) {
     cf->readings[i] = (stor_reading_t){.device = dev->db_id,
                                        .quantity = cf->pack.rec[i].quantity,
@@ -150,7 +167,7 @@ static void on_post_readings(coap_resource_t *res, coap_session_t *session, cons
   atomic_fetch_add_explicit(&gw->counters.records, cf->pack.n, memory_order_relaxed);
   atomic_fetch_add_explicit(&dev->packs, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&dev->records, cf->pack.n, memory_order_relaxed);
-  atomic_store_explicit(&dev->last_ms, (int64_t)(now * 1000.0), memory_order_relaxed);
+  atomic_store_explicit(&dev->last_ms, (int64_t)llround(now * 1000.0), memory_order_relaxed);
   gw_pack_accepted(gw, dev, &cf->pack);
   coap_pdu_set_code(resp, COAP_RESPONSE_CODE_CHANGED);
 }
@@ -279,6 +296,51 @@ static void check_handshakes(struct coap_front *cf) {
   cf->hs_logged_ms = now;
 }
 
+/* libcoap's own log lines, into ours. Its default handler writes each to
+ * stderr, and it says "got RST" at LOG_ALERT for every reset it did not
+ * expect: one datagram each, so anyone on the LAN could fill the journal
+ * (issue 13). Resets are counted and said in one line at most every
+ * LIBCOAP_LOG_EVERY_MS; other lines pass, at most LIBCOAP_BURST per such
+ * period, the rest counted. libcoap logs on the loop thread only. */
+#define LIBCOAP_LOG_EVERY_MS 10000
+#define LIBCOAP_BURST 20
+static struct { uint64_t since_ms, rsts, lines, dropped; } coap_log_state;
+
+static void coap_log_flush(uint64_t now) {
+  if (coap_log_state.rsts)
+    log_warn("%llu unexpected CoAP resets (RST) in the last %llu s: a peer resetting messages "
+             "the gateway no longer tracks, or a flood",
+             (unsigned long long)coap_log_state.rsts,
+             (unsigned long long)(now - coap_log_state.since_ms + 999) / 1000);
+  if (coap_log_state.dropped)
+    log_warn("%llu more libcoap messages left out of the log in the last %llu s",
+             (unsigned long long)coap_log_state.dropped,
+             (unsigned long long)(now - coap_log_state.since_ms + 999) / 1000);
+  coap_log_state.rsts = coap_log_state.lines = coap_log_state.dropped = 0;
+  coap_log_state.since_ms = now;
+}
+
+static void on_coap_log(coap_log_t level, const char *message) {
+  uint64_t now = sg_mono_ms();
+  if (now - coap_log_state.since_ms >= LIBCOAP_LOG_EVERY_MS)
+    coap_log_flush(now);
+  if (!strncmp(message, "got RST", 7)) {
+    coap_log_state.rsts++;
+    return;
+  }
+  if (coap_log_state.lines++ >= LIBCOAP_BURST) {
+    coap_log_state.dropped++;
+    return;
+  }
+  size_t n = strlen(message);
+  while (n && (message[n - 1] == '\n' || message[n - 1] == '\r'))
+    n--;
+  int lvl = level <= LOG_ERR ? LOG_LVL_ERR : level == LOG_WARNING ? LOG_LVL_WARN : level;
+  if (lvl > LOG_LVL_DEBUG)
+    lvl = LOG_LVL_DEBUG;
+  LOG_AT(lvl, "libcoap: %.*s", (int)n, message);
+}
+
 static void on_poll(uv_poll_t *h, int status, int events) {
   (void)status;
   (void)events;
@@ -291,6 +353,8 @@ static void on_sweep(uv_timer_t *t) {
   coap_io_process(cf->ctx, COAP_IO_NO_WAIT);
   check_handshakes(cf);
   coapfront__uploads_sweep(cf);
+  if (sg_mono_ms() - coap_log_state.since_ms >= LIBCOAP_LOG_EVERY_MS)
+    coap_log_flush(sg_mono_ms());
 }
 
 static int bind_endpoint(struct coap_front *cf, const char *host, int port, coap_proto_t proto) {
@@ -415,6 +479,8 @@ int coapfront_start(gw_t *gw, struct coap_front **out) {
     return rc;
   cf->gw = gw;
   coap_startup();
+  coap_set_log_handler(on_coap_log);
+  coap_log_state.since_ms = sg_mono_ms();
   coap_set_log_level(log_threshold >= LOG_LVL_DEBUG ? LOG_INFO : LOG_ERR);
   coap_dtls_set_log_level(LOG_ERR);
   cf->ctx = coap_new_context(NULL);
