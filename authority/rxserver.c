@@ -53,6 +53,7 @@
 #define PREAUTH_LOG_EVERY_MS 10000 /* the strangers' summary line */
 #define TRIM_AFTER_FREED 64        /* connections freed before memory is handed back */
 #define STRANGER_BUCKETS 4096      /* the strangers' address hash */
+#define ACCEPT_BURST 64            /* connections accepted per turn of the loop */
 
 typedef struct partial {
   char qn[HJ212_QN_MAX + 1];
@@ -95,6 +96,9 @@ struct server {
   uv_loop_t *loop;
   uv_tcp_t listener;
   uv_timer_t sweep;
+  uv_check_t turn; /* after each poll: the accept budget is renewed */
+  int burst;       /* accepted in this turn */
+  bool held;       /* a connection waits in the kernel for the next turn */
   uv_signal_t sig_term, sig_int;
   rx_tls_server_t *tls;
   rx_store_t *store;
@@ -685,6 +689,17 @@ static void on_connection(uv_stream_t *listener, int status) {
     log_warn("accept: %s", uv_strerror(status));
     return;
   }
+  /* libuv accepts for as long as connections wait: a crowd that reconnects
+   * at once would keep the loop here, evicting strangers whose first bytes
+   * it never got to read, a real gateway's ClientHello among them. Past
+   * ACCEPT_BURST in one turn, the connection is left to the kernel (libuv
+   * stops watching the listener until it is accepted) and taken at the
+   * turn's end, after the reads. */
+  if (s->burst >= ACCEPT_BURST) {
+    s->held = true;
+    return;
+  }
+  s->burst++;
   conn_t *c = calloc(1, sizeof(*c));
   if (!c)
     return;
@@ -723,6 +738,15 @@ static void on_connection(uv_stream_t *listener, int status) {
   c->start_ms = c->last_ms = sg_mono_ms();
   stranger_add(s, c);
   uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_on_read);
+}
+
+static void on_turn(uv_check_t *h) {
+  server_t *s = h->data;
+  s->burst = 0;
+  if (s->held && !s->stopping) {
+    s->held = false;
+    on_connection((uv_stream_t *)&s->listener, 0);
+  }
 }
 
 /* ---- the writer's decisions */
@@ -849,6 +873,7 @@ static void on_signal(uv_signal_t *sig, int signum) {
   rx_metrics_stop(s->metrics);
   s->metrics = NULL;
   uv_close((uv_handle_t *)&s->sweep, NULL);
+  uv_close((uv_handle_t *)&s->turn, NULL);
   uv_close((uv_handle_t *)&s->sig_term, NULL);
   uv_close((uv_handle_t *)&s->sig_int, NULL);
   for (conn_t *c = s->conns; c; c = c->next)
@@ -990,6 +1015,9 @@ int rx_serve(const rx_options_t *o) {
   uv_timer_init(&loop, &s.sweep);
   s.sweep.data = &s;
   uv_timer_start(&s.sweep, on_sweep, 1000, 1000);
+  uv_check_init(&loop, &s.turn);
+  s.turn.data = &s;
+  uv_check_start(&s.turn, on_turn);
   uv_signal_init(&loop, &s.sig_term);
   uv_signal_init(&loop, &s.sig_int);
   s.sig_term.data = s.sig_int.data = &s;

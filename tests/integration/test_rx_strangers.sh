@@ -56,7 +56,10 @@ pending=$(metric sitegate_rx_connections_pending)
 uplink_conf "$T/site.conf" "$MN" "$T/pki"
 start_gw "$T/site.conf"
 up_wait 60 "the gateway's TLS session to the receiver during the crowd" 'j["connected"]'
-[ "$(up | json 'j["counters"]["connects"]')" -le 3 ] ||
+# A stranger it has not answered yet can be evicted, so an attempt may be
+# lost while the loop works through a burst of accepts (3 at most in a
+# normal build, 5 seen under ASan); a gateway locked out never gets in.
+[ "$(up | json 'j["counters"]["connects"]')" -le 10 ] ||
   fail "the gateway needed $(up | json 'j["counters"]["connects"]') attempts to get in"
 ticket
 ticket
@@ -74,8 +77,14 @@ lines=$(wc -l <"$RX_LOG")
 touch "$T/stop"
 wait "$CROWD_PID" || fail "the crowd script failed"
 wait_for 30 "the crowd gone" metric_is sitegate_rx_connections_pending -eq 0
-wait_for 30 "the memory handed back" eval '[ "$(rss_kb)" -le $((rss0 + 8192)) ]'
-echo "rx strangers: rss ${rss0} kB before, ${rss_crowd} kB with the crowd ($pending pending), $(rss_kb) kB after; $(cat "$T/stats") opened/closed; $(metric sitegate_rx_connections_dropped_total) dropped"
+# ASan keeps freed memory in its quarantine and has its own allocator
+# (malloc_trim does not reach it): there the memory is not measured.
+if ldd "$BIN/sitegate-rx" | grep -q libasan; then
+  echo "rx strangers: ASan build, memory handed back not measured"
+else
+  wait_for 30 "the memory handed back" eval '[ "$(rss_kb)" -le $((rss0 + 8192)) ]'
+fi
+echo "rx strangers: gateway in after $(up | json 'j["counters"]["connects"]') attempts; rss ${rss0} kB before, ${rss_crowd} kB with the crowd ($pending pending), $(rss_kb) kB after; $(cat "$T/stats") opened/closed; $(metric sitegate_rx_connections_dropped_total) dropped"
 stop_gw
 kill -TERM "$RX_PID"
 wait "$RX_PID" || fail "sitegate-rx exited $? after SIGTERM"
