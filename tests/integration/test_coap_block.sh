@@ -1,9 +1,14 @@
 # Block1 uploads (RFC 7959; issue 13, item 5): the body is what the blocks
 # held, whatever Size1 says. A Size1 that lies is 4.00 and nothing is
 # stored; no Size1 is fine; blocks out of order are 4.08; too large is 4.13
-# with Size1; libcoap's own client uploading in blocks gets 2.04.
+# with Size1; libcoap's own client uploading in blocks gets 2.04, for a
+# pack and for a ticket (whose answer comes once it is committed).
 . "$(dirname "$0")/lib.sh"
-write_conf "$T/site.conf" </dev/null
+write_conf "$T/site.conf" <<'CONF'
+[device wb-01]
+type = scale
+insecure = yes
+CONF
 start_gw "$T/site.conf"
 now=$(now_s)
 
@@ -57,4 +62,14 @@ wait_for 30 "every accepted reading, and none of the refused uploads" stored 60
 "$BIN/sitectl" readings dust-01 pm10 --since -1h --json >"$T/r.json"
 [ "$(json 'max(p["v"] for p in j["points"])' <"$T/r.json")" = 60.5 ] ||
   fail "the last block of the pack without Size1 is missing: $(head -c 300 "$T/r.json")"
+# A ticket (POST /w, answered separately once committed) in blocks of 16
+# bytes: 2.01, and the same ticket again 2.04.
+printf '{"scale":"wb-01","no":77,"t":%s,"plate":"A12345","dir":"out","gross_kg":31800,"tare_kg":14200,"net_kg":17600,"category":"engineering","kind":"concrete","dest":"recycling","dest_name":"Harbin yard; gate 2"}' \
+  "$now" >"$T/t.json"
+out=$(coap-client-openssl -B 10 -v 7 -b 16 -m post -t 50 -f "$T/t.json" "coap://127.0.0.1:$COAP_PORT/w" 2>&1 || true)
+expect_code 2.01 "$(code_and_payload "$out")" "a ticket in blocks"
+out=$(coap-client-openssl -B 10 -v 7 -b 16 -m post -t 50 -f "$T/t.json" "coap://127.0.0.1:$COAP_PORT/w" 2>&1 || true)
+expect_code 2.04 "$(code_and_payload "$out")" "the same ticket in blocks again"
+[ "$(curl -sf "$SITECTL_URL/api/waste/tickets" | json 'len(j["tickets"])')" = 1 ] ||
+  fail "the ticket in blocks is not stored once"
 stop_gw
