@@ -11,6 +11,7 @@ PREFIX  ?= /usr/local
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 FUZZ_SECONDS ?= 20
+FUZZ_RUNS ?= 10000000
 
 PKGS := libcoap-3-openssl libuv jansson libcbor inih sqlite3 libmicrohttpd libcurl libpq libsystemd libxcrypt
 TEST_PKGS := cmocka
@@ -61,7 +62,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_PROGRAMS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
-.PHONY: all deps test unit integration test-stress asan fuzz bench bench-rx lint install install-files deb demo clean web \
+.PHONY: all deps test unit integration test-stress asan fuzz fuzz-long bench bench-rx lint install install-files deb demo clean web \
   config-reference cross-libpq test-arm64 unit-programs test-upgrade
 # Objects make would take for intermediate (tests, fuzz harnesses) are kept:
 # deleting them made every `make unit` rebuild.
@@ -163,6 +164,16 @@ fuzz: deps
 	  build-fuzz/bin/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
 	    build-fuzz/corpus/$$f tests/data/$$f || exit 1; \
 	done
+# Every harness to 10 million executions (FUZZ_RUNS) over its kept corpus
+# in tests/data/ (grown with what it finds), a line of execs and coverage
+# each: hours, so not in .ci/run.
+fuzz-long: deps
+	@$(MAKE) --no-print-directory CC=clang BUILD=build-fuzz BIN=build-fuzz/bin \
+	  CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" \
+	  $(patsubst tests/fuzz/%.c,build-fuzz/bin/%,$(FUZZ_SRC))
+	@FUZZ_RUNS=$(FUZZ_RUNS) tests/fuzz/long.sh build-fuzz/bin $(patsubst tests/fuzz/%.c,%,$(FUZZ_SRC))
+# sitegate-rx's framing is compiled into its harness (rxserver.c, with stubs).
+$(BUILD)/tests/fuzz/fuzz_rxframe.o: authority/rxserver.c
 # The load generator's CoAP reader lives in sitesim, not in a library.
 $(BIN)/fuzz_rawcoap: FUZZ_OBJS = $(BUILD)/sensors/rawcoap.o
 $(BIN)/fuzz_rawcoap: $(BUILD)/sensors/rawcoap.o

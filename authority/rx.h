@@ -147,6 +147,9 @@ extern const char *const RX_REFUSAL_NAMES[RX_REFUSAL_N];
 typedef struct rx_counters {
   uint64_t accepted, open, handshakes, frames, refused, acks;
   uint64_t refused_by[RX_REFUSAL_N];
+  /* connections without a handshake yet: open now, and closed for the
+   * limits on them (refused, evicted, silent, too slow) since start */
+  uint64_t strangers, stranger_drops;
   uint64_t messages[4]; /* by stor_rx_outcome_t */
   size_t waiting;
   rx_writer_stats_t w;

@@ -92,6 +92,12 @@ char *rx_metrics_format(const rx_counters_t *k) {
   b.p[0] = '\0';
   counter(&b, "sitegate_rx_connections_total", "TCP connections accepted.", k->accepted);
   gauge(&b, "sitegate_rx_connections", "Connections open now.", k->open);
+  gauge(&b, "sitegate_rx_connections_pending", "Connections open without a TLS handshake yet.",
+        (double)k->strangers);
+  counter(&b, "sitegate_rx_connections_dropped_total",
+          "Connections closed before a handshake for the limits on them: over 8 from one address, "
+          "the oldest evicted for a newer one, silent for 5 s, or slower than --handshake.",
+          k->stranger_drops);
   counter(&b, "sitegate_rx_handshakes_total",
           "TLS handshakes completed (client certificate verified).", k->handshakes);
   counter(&b, "sitegate_rx_frames_total", "HJ 212 frames read.", k->frames);

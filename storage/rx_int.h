@@ -104,6 +104,10 @@ typedef struct stor_rx_ops {
   int (*lock_site)(stor_rx_t *x, const char *mn);
   /* 1 when (mn, qn) is stored, else 0. */
   int (*frame_exists)(stor_rx_t *x, const char *mn, const char *qn);
+  /* 1 when packet `pno` of (mn, qn) is stored with data segment `data`
+   * (`len` bytes), 0 when it is stored with another or not at all. */
+  int (*frame_same)(stor_rx_t *x, const char *mn, const char *qn, int pno, const char *data,
+                    size_t len);
   /* Stores packet `pno` of `m` (its data segment `data`, `len` bytes):
    * 1 stored, 0 when (mn, qn, pno) was there already. */
   int (*frame_insert)(stor_rx_t *x, const stor_rx_msg_t *m, int pno, const char *data, size_t len);

@@ -247,6 +247,21 @@ static int pg_frame_exists(stor_rx_t *x, const char *mn, const char *qn) {
   return rc;
 }
 
+static int pg_frame_same(stor_rx_t *x, const char *mn, const char *qn, int pno, const char *data,
+                         size_t len) {
+  char b_pno[24];
+  const char *v[] = {mn, qn, I64(b_pno, pno), data};
+  int lens[] = {0, 0, 0, (int)len};
+  int bin[] = {0, 0, 0, 1}; /* bytea, compared by the server */
+  int rc;
+  PGresult *res =
+      q(x, &rc, "SELECT data = $4 FROM frames WHERE mn=$1 AND qn=$2 AND pno=$3", 4, v, lens, bin);
+  if (res)
+    rc = PQntuples(res) > 0 && !strcmp(PQgetvalue(res, 0, 0), "t");
+  PQclear(res);
+  return rc;
+}
+
 static int pg_frame_insert(stor_rx_t *x, const stor_rx_msg_t *m, int pno, const char *data,
                            size_t len) {
   char b_pno[24], b_pnum[24], b_t[24], b_rx[24];
@@ -828,6 +843,7 @@ const stor_rx_ops_t stor__rx_pg_ops = {
     .close = pg_close,
     .lock_site = pg_lock_site,
     .frame_exists = pg_frame_exists,
+    .frame_same = pg_frame_same,
     .frame_insert = pg_frame_insert,
     .frame_last_t = pg_frame_last_t,
     .env_frames = pg_env_frames,

@@ -157,6 +157,19 @@ static int sq_frame_exists(stor_rx_t *x, const char *mn, const char *qn) {
   return rc;
 }
 
+static int sq_frame_same(stor_rx_t *x, const char *mn, const char *qn, int pno, const char *data,
+                         size_t len) {
+  sqlite3_stmt *st = prep(db_of(x), "SELECT data FROM frames WHERE mn=? AND qn=? AND pno=?", "ssi",
+                          mn, qn, (int64_t)pno);
+  int rc = row(x, st);
+  if (rc == 1) {
+    const void *d = sqlite3_column_blob(st, 0);
+    rc = (size_t)sqlite3_column_bytes(st, 0) == len && (len == 0 || memcmp(d, data, len) == 0);
+    sqlite3_finalize(st);
+  }
+  return rc;
+}
+
 static int sq_frame_insert(stor_rx_t *x, const stor_rx_msg_t *m, int pno, const char *data,
                            size_t len) {
   sqlite3_stmt *st = prep(db_of(x),
@@ -578,6 +591,7 @@ const stor_rx_ops_t stor__rx_sqlite_ops = {
     .close = sq_close,
     .lock_site = sq_lock_site,
     .frame_exists = sq_frame_exists,
+    .frame_same = sq_frame_same,
     .frame_insert = sq_frame_insert,
     .frame_last_t = sq_frame_last_t,
     .env_frames = sq_env_frames,

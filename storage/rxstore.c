@@ -292,12 +292,45 @@ static int insert_row(void *arg, const rx_row_t *r) {
   return rc < 0 ? rc : 0;
 }
 
+/* Compares `m` with what is stored under its QN: *differs is 0 when every
+ * packet is stored as it came, else the PNO of the first that is not.
+ * Returns 0 or a negative errno. */
+static int same_packets(stor_rx_t *x, stor_rx_msg_t *m, int *differs) {
+  const char *p = m->packets;
+  *differs = 0;
+  for (int pno = 1; pno <= m->npackets; pno++) {
+    const char *eol = strstr(p, "\r\n");
+    if (!eol)
+      return -EINVAL;
+    int rc = x->ops->frame_same(x, m->mn, m->qn, pno, p, (size_t)(eol - p));
+    if (rc < 0)
+      return rc;
+    if (rc == 0) {
+      *differs = pno;
+      return 0;
+    }
+    p = eol + 2;
+  }
+  return 0;
+}
+
 static int decide(stor_rx_t *x, stor_rx_msg_t *m) {
   int rc = lock_site(x, m->mn);
   if (rc < 0 || (rc = x->ops->frame_exists(x, m->mn, m->qn)) < 0)
     return rc;
   if (rc == 1) {
-    m->outcome = STOR_RX_DUPLICATE;
+    /* A QN names one message (UPLINK.md): the same QN with other bytes is
+     * not a resend, and acknowledging it would drop it unseen. */
+    int differs = 0;
+    if ((rc = same_packets(x, m, &differs)) < 0)
+      return rc;
+    if (!differs)
+      m->outcome = STOR_RX_DUPLICATE;
+    else
+      refuse(m,
+             "QN %llu is already stored with other content (packet %llu differs): a QN names one "
+             "message, never acknowledged",
+             strtoull(m->qn, NULL, 10), (unsigned long long)differs);
     return 0;
   }
   const char *state = NULL;

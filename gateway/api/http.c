@@ -30,6 +30,7 @@
 #define LOG_MODULE "http"
 
 #include "gateway/api/api.h"
+#include "gateway/coap/coap.h"
 #include "gateway/uplink/uplink.h"
 #include "gateway/waste/waste.h"
 #include <arpa/inet.h>
@@ -232,6 +233,14 @@ static void api_status(const http_req_t *req, http_resp_t *resp) {
       (json_int_t)cfg->n_devices, "devices_online", (json_int_t)online);
   json_object_set_new(head, "loop_lag_max_ms",
                       json_integer((json_int_t)atomic_load(&gw->lag_max_ms)));
+  const gw_counters_t *c = &gw->counters;
+  json_object_set_new(
+      head, "dtls",
+      json_pack("{s:I,s:I,s:I,s:I,s:I,s:i}", "begun", (json_int_t)atomic_load(&c->dtls_begun),
+                "completed", (json_int_t)atomic_load(&c->dtls_completed), "abandoned",
+                (json_int_t)atomic_load(&c->dtls_abandoned), "failed",
+                (json_int_t)atomic_load(&c->dtls_failed), "pending",
+                (json_int_t)atomic_load(&c->dtls_pending), "pending_max", GW_DTLS_MAX_HANDSHAKES));
   char *head_text = json_dumps(head, JSON_COMPACT | JSON_REAL_PRECISION(10));
   json_decref(head);
   char *body = NULL;

@@ -59,6 +59,11 @@ typedef struct gw_counters {
   _Atomic uint64_t http_bad_host; /* 421: a Host that is not this gateway */
   /* DTLS (coap/server.c): handshakes that failed or were dropped */
   _Atomic uint64_t dtls_failed;
+  /* DTLS server handshakes (coap/server.c): begun (a ClientHello from a new
+   * address), completed, abandoned (the session went before the handshake
+   * finished: spoofed or given-up ClientHellos), and pending now */
+  _Atomic uint64_t dtls_begun, dtls_completed, dtls_abandoned;
+  _Atomic int64_t dtls_pending;
 } gw_counters_t;
 
 struct coap_front;

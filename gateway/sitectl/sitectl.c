@@ -51,6 +51,12 @@ static int cmd_status(ctl_t *ctl, int argc, char **argv) {
                (long long)json_integer_value(v), MN("reject", k));
   }
   printf("%s\n", line);
+  json_t *dtls = json_object_get(st, "dtls");
+  if (dtls)
+    say(stdout, "ctl.st.dtls", "completed", fmt_int(dtls, "completed", a, sizeof(a)), "abandoned",
+        fmt_int(dtls, "abandoned", b, sizeof(b)), "failed", fmt_int(dtls, "failed", c, sizeof(c)),
+        "pending", fmt_int(dtls, "pending", d, sizeof(d)), "pending_max",
+        fmt_int(dtls, "pending_max", t2, sizeof(t2)), NULL);
   snprintf(a, sizeof(a), "%.1f",
            (double)json_integer_value(json_object_get(sto, "db_bytes")) / 1e6);
   snprintf(d, sizeof(d), "%.1f", json_number_value(json_object_get(sto, "last_commit_ms")));

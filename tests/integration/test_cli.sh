@@ -40,6 +40,36 @@ rc=0; out=$("$BIN/sitegated" --check-config -c "$T/lan.conf" 2>&1) || rc=$?
 [ $rc -eq 78 ] && echo "$out" | grep -q "lan.conf:[0-9]*: \[http\] listen.*token" ||
   fail "--check-config must refuse what start-up refuses: rc=$rc $out"
 
+# --check-config refuses, with the key's line, what start-up would fail on
+# (issue 13): a database in a missing folder, an address this machine does
+# not have, a port another program holds. A port the running gateway of
+# this database holds is only a warning (it is checking its own file).
+check_refuses() { # check_refuses FILE PATTERN WHAT
+  rc=0; out=$("$BIN/sitegated" --check-config -c "$1" 2>&1) || rc=$?
+  [ $rc -eq 78 ] && echo "$out" | grep -q "$2" || fail "--check-config on $3: rc=$rc $out"
+}
+sed "s|^path = .*|path = $T/no/such/folder/x.db|" "$T/site.conf" >"$T/nodir.conf"
+check_refuses "$T/nodir.conf" "nodir.conf:[0-9]*: \[storage\] path .*folder $T/no/such/folder does not exist" \
+  "a database in a missing folder"
+sed "s|^listen = 127.0.0.1$|listen = 192.0.2.55|" "$T/site.conf" | sed "s|^path = .*|path = $T/x.db|" >"$T/noaddr.conf"
+check_refuses "$T/noaddr.conf" "noaddr.conf:[0-9]*: .*192.0.2.55.*not one of this machine's" \
+  "an address this machine does not have"
+BUSY=$(free_port udp)
+"$PY" -c 'import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", int(sys.argv[1])))
+open(sys.argv[2], "w").close(); time.sleep(60)  # holds the port until killed' "$BUSY" "$T/busy" &
+BUSY_PID=$!
+PIDS="$PIDS $BUSY_PID"
+wait_for 10 "another program holding UDP port $BUSY" test -e "$T/busy"
+sed "s|^port = .*|port = $BUSY|; s|^path = .*|path = $T/x.db|" "$T/site.conf" >"$T/busy.conf"
+check_refuses "$T/busy.conf" "busy.conf:[0-9]*: \[coap\] port $BUSY on 127.0.0.1 (UDP) is in use by another program" \
+  "a port another program holds"
+kill "$BUSY_PID"
+out=$("$BIN/sitegated" --check-config -c "$T/site.conf" 2>&1) ||
+  fail "--check-config of the running gateway's own file: $out"
+echo "$out" | grep -q "in use, by the running sitegated (pid $GW_PID)" ||
+  fail "the running gateway's ports should be a warning naming it: $out"
+
 # sitectl: 0 ok, 1 the gateway said no, 2 usage, 3 unreachable.
 "$BIN/sitectl" status >/dev/null || fail "sitectl status"
 rc=0; "$BIN/sitectl" readings nosuch pm10 2>"$T/err" || rc=$?
