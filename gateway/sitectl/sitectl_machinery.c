@@ -39,7 +39,8 @@ static void reasons_text(const json_t *m, char *out, size_t cap) {
   json_t *r;
   json_array_foreach(json_object_get(m, "reasons"), i, r) {
     size_t used = strlen(out);
-    snprintf(out + used, cap - used, "%s%s", used ? "," : "", json_string_value(r));
+    snprintf(out + used, cap - used, "%s%s", used ? M("ctl.list_sep") : "",
+             MN("mach_why", json_string_value(r))); /* unregistered, stage, smoke */
   }
   if (!out[0])
     snprintf(out, cap, "-");
