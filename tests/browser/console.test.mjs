@@ -5,41 +5,15 @@
 //
 // env: CONSOLE_URL (http://127.0.0.1:PORT), MN (the uploading site),
 // SHOTS (folder for the screenshots).
-import { chromium } from 'playwright-core';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { shots, step, openBrowser } from './harness.mjs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-
 const url = process.env.CONSOLE_URL;
 const mn = process.env.MN;
-const shots = process.env.SHOTS || 'screenshots';
-mkdirSync(shots, { recursive: true });
-const profile = mkdtempSync(join(tmpdir(), 'sitegate-chromium-'));
-const T = 15000;
-let passed = 0;
 
-async function step(name, fn) {
-  const t0 = Date.now();
-  await fn();
-  passed++;
-  console.log(`ok   ${name} (${Date.now() - t0} ms)`);
-}
-
-const ctx = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1366, height: 900 },
-  timezoneId: 'Asia/Shanghai',
-  acceptDownloads: true,
-});
-const errors = [];
+const { page, finish, close } = await openBrowser({ acceptDownloads: true });
 try {
-  const page = ctx.pages()[0] || (await ctx.newPage());
-  page.setDefaultTimeout(T);
-  page.on('pageerror', (e) => errors.push(e.message));
   const ready = (name) => page.waitForSelector(`#main[data-page="${name}"][data-ready="1"]`);
 
   await step('the console asks to sign in, in Chinese', async () => {
@@ -140,9 +114,7 @@ try {
     assert.equal(code, 401);
   });
 
-  assert.deepEqual(errors, [], `errors in the page: ${errors.join('; ')}`);
-  console.log(`console: ${passed} steps passed`);
+  finish();
 } finally {
-  await ctx.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }

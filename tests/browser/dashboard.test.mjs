@@ -4,45 +4,16 @@
 //
 // env: DASH_URL (http://127.0.0.1:PORT), DASH_TOKEN, SITECTL (path to
 // sitectl, with SITECTL_URL set), SHOTS (folder for the screenshots).
-import { chromium } from 'playwright-core';
+import { shots, step, openBrowser } from './harness.mjs';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-
 const url = process.env.DASH_URL;
 const token = process.env.DASH_TOKEN;
 const sitectl = process.env.SITECTL;
-const shots = process.env.SHOTS || 'screenshots';
-mkdirSync(shots, { recursive: true });
-const profile = mkdtempSync(join(tmpdir(), 'sitegate-chromium-'));
-// Each wait's deadline: generous, because a full-page screenshot on a busy
-// 2-core machine (load 10+) has taken over 15 s; a wait that passes returns
-// as soon as its condition holds, so this costs nothing when all is well.
-const T = 60000;
-let passed = 0;
 
-async function step(name, fn) {
-  const t0 = Date.now();
-  await fn();
-  passed++;
-  console.log(`ok   ${name} (${Date.now() - t0} ms)`);
-}
-
-const ctx = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1366, height: 900 },
-  timezoneId: 'Asia/Shanghai',
-});
-const errors = [];
+const { page, finish, close } = await openBrowser();
 try {
-  const page = ctx.pages()[0] || (await ctx.newPage());
-  page.setDefaultTimeout(T);
-  page.on('pageerror', (e) => errors.push(e.message));
   const ready = (name) => page.waitForSelector(`#main[data-page="${name}"][data-ready="1"]`);
 
   await step('overview shows numbers', async () => {
@@ -229,7 +200,7 @@ try {
       assert.ok(out.overflow <= 0, `${name}: the page is ${out.overflow}px wider than the phone`);
       assert.deepEqual(out.wide, [], `${name}: out of reach at 390 px`);
       // (the screen sizes itself to the viewport: a full-page shot would chase it)
-      await page.screenshot({ path: join(shots, `${name}-phone.png`), fullPage: name !== 'screen', timeout: 60000 });
+      await page.screenshot({ path: join(shots, `${name}-phone.png`), fullPage: name !== 'screen' });
     }
   });
 
@@ -244,9 +215,7 @@ try {
     await page.screenshot({ path: join(shots, 'overview-phone.png'), fullPage: true });
   });
 
-  assert.deepEqual(errors, [], 'no script errors in the page');
+  finish();
 } finally {
-  await ctx.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }
-console.log(`${passed} passed, 0 failed`);

@@ -4,49 +4,19 @@
 // waits on a condition in the page, never on a fixed delay.
 //
 // env: DASH_URL, DASH_TOKEN, SITECTL (with SITECTL_URL set), SHOTS.
-import { chromium } from 'playwright-core';
+import { shots, step, openBrowser } from './harness.mjs';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-
 const url = process.env.DASH_URL;
 const token = process.env.DASH_TOKEN;
 const sitectl = process.env.SITECTL;
-const shots = process.env.SHOTS || 'screenshots';
-mkdirSync(shots, { recursive: true });
-const profile = mkdtempSync(join(tmpdir(), 'sitegate-chromium-'));
-// Each wait's deadline: generous, because a full-page screenshot on a busy
-// 2-core machine (load 10+) has taken over 15 s; a wait that passes returns
-// as soon as its condition holds, so this costs nothing when all is well.
-const T = 60000;
 const RIG = '23010100000103'; // stage II, the zone wants III
 const PUMP = '23010100000104'; // its engine smokes (sitesim --smoky)
-let passed = 0;
-
-async function step(name, fn) {
-  const t0 = Date.now();
-  await fn();
-  passed++;
-  console.log(`ok   ${name} (${Date.now() - t0} ms)`);
-}
-
 const alarms = () => JSON.parse(execFileSync(sitectl, ['--json', 'alarms'], { encoding: 'utf8' })).alarms;
 
-const ctx = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1366, height: 900 },
-  timezoneId: 'Asia/Shanghai',
-});
-const errors = [];
+const { page, finish, close } = await openBrowser();
 try {
-  const page = ctx.pages()[0] || (await ctx.newPage());
-  page.setDefaultTimeout(T);
-  page.on('pageerror', (e) => errors.push(e.message));
   const ready = () => page.waitForSelector('#main[data-page="machinery"][data-ready="1"]');
 
   await step('the machinery page shows the register, who is on site and the breaches', async () => {
@@ -161,9 +131,7 @@ try {
     await page.screenshot({ path: join(shots, 'machinery-phone.png'), fullPage: true });
   });
 
-  assert.deepEqual(errors, [], 'no script errors in the page');
+  finish();
 } finally {
-  await ctx.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }
-console.log(`${passed} passed, 0 failed`);

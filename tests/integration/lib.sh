@@ -269,3 +269,20 @@ json() {
 }
 
 now_s() { date +%s; }
+
+# browser_ready: Debian's Chromium, node and npm (installed through
+# deploy/install-deps.sh when missing) and tests/browser's playwright-core
+# (npm ci when its lock changed); sets B to tests/browser.
+browser_ready() {
+  local top
+  top=$(cd "$HERE/../.." && pwd)
+  if [ ! -x /usr/bin/chromium ] || ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    "$top/deploy/install-deps.sh" || fail "cannot install chromium, nodejs and npm"
+  fi
+  B="$top/tests/browser"
+  if [ ! -f "$B/node_modules/playwright-core/package.json" ] ||
+    [ "$B/package-lock.json" -nt "$B/node_modules/.package-lock.json" ]; then
+    (cd "$B" && npm ci --no-audit --no-fund --loglevel=error >"$T/npm.log" 2>&1) ||
+      fail "npm ci in tests/browser: $(tail -5 "$T/npm.log")"
+  fi
+}

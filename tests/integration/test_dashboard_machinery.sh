@@ -12,15 +12,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 . "$HERE/demo_site.sh"
 
-if [ ! -x /usr/bin/chromium ] || ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  "$TOP/deploy/install-deps.sh" || fail "cannot install chromium, nodejs and npm"
-fi
-B="$TOP/tests/browser"
-if [ ! -f "$B/node_modules/playwright-core/package.json" ] ||
-  [ "$B/package-lock.json" -nt "$B/node_modules/.package-lock.json" ]; then
-  (cd "$B" && npm ci --no-audit --no-fund --loglevel=error >"$T/npm.log" 2>&1) ||
-    fail "npm ci in tests/browser: $(tail -5 "$T/npm.log")"
-fi
+browser_ready
 [ -f "$(dirname "$BIN")/share/sitegate/web/page_machinery.js" ] || fail "no dashboard beside $BIN: run make"
 
 # machine_alarms: true once the rig's stage alarm and the pump's smoke
