@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sysexits.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -1009,8 +1010,10 @@ int rx_serve(const rx_options_t *o) {
   s.opt = o;
   char err[512];
   if (rx_tls_server_new(o->ca, o->cert, o->key, &s.tls, err, sizeof(err)) != 0) {
+    /* a missing or unreadable CA, certificate or key: restarting cannot
+     * fix it (the unit's RestartPreventExitStatus) */
     log_err("cannot start: %s", err);
-    return 1;
+    return EX_CONFIG;
   }
   uv_loop_t loop;
   int rc = uv_loop_init(&loop);

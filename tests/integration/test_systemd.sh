@@ -205,4 +205,15 @@ wait_for 30 "the journal showing $CONF:$line" msg
 [ "$(state)" = failed ] || fail "with a broken config the unit is $(state) ($(systemctl show -p SubState --value sitegated)), not failed"
 [ "$(systemctl show -p ExecMainStatus --value sitegated)" = 78 ] ||
   fail "exit status $(systemctl show -p ExecMainStatus --value sitegated), not 78 (EX_CONFIG)"
-echo "systemd: start, status, ingest, restart, watchdog, one instance, broken config; sitegate-rx: ready, stores, watchdog, stop: ok"
+# The receiver without its key: failed at once with 78, not restarted
+# every 10 s for ever.
+mv /etc/sitegate-rx/server.key /etc/sitegate-rx/server.key.away
+rc=0
+timeout 150 systemctl restart sitegate-rx 2>/dev/null || rc=$?
+[ $rc -ne 0 ] || fail "sitegate-rx started without its key"
+rx_state() { systemctl show -p ActiveState --value sitegate-rx; }
+rx_failed() { [ "$(rx_state)" = failed ]; }
+wait_for 30 "sitegate-rx failed for good (it is $(rx_state))" rx_failed
+[ "$(systemctl show -p ExecMainStatus --value sitegate-rx)" = 78 ] ||
+  fail "sitegate-rx's exit status $(systemctl show -p ExecMainStatus --value sitegate-rx), not 78 (EX_CONFIG)"
+echo "systemd: start, status, ingest, restart, watchdog, one instance, broken config; sitegate-rx: ready, stores, watchdog, stop, no key: ok"
