@@ -4,7 +4,7 @@
 //
 // env: DASH_URL (http://127.0.0.1:PORT), DASH_TOKEN, SITECTL (path to
 // sitectl, with SITECTL_URL set), SHOTS (folder for the screenshots).
-import { shots, step, openBrowser } from './harness.mjs';
+import { shots, step, openBrowser, assertWithinPhone } from './harness.mjs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
@@ -190,15 +190,7 @@ try {
     for (const name of ['alarms', 'equipment', 'waste', 'materials', 'report', 'screen']) {
       await page.goto(`${url}/#/${name}`);
       await ready(name);
-      const out = await page.evaluate(() => {
-        const w = window.innerWidth;
-        const wide = [...document.querySelectorAll('#main button, #main td')]
-          .filter((b) => { const r = b.getBoundingClientRect(); return r.width > 0 && (r.right > w + 0.5 || r.left < -0.5); })
-          .map((b) => b.textContent.slice(0, 20));
-        return { overflow: document.documentElement.scrollWidth - w, wide };
-      });
-      assert.ok(out.overflow <= 0, `${name}: the page is ${out.overflow}px wider than the phone`);
-      assert.deepEqual(out.wide, [], `${name}: out of reach at 390 px`);
+      await assertWithinPhone(page, name);
       // (the screen sizes itself to the viewport: a full-page shot would chase it)
       await page.screenshot({ path: join(shots, `${name}-phone.png`), fullPage: name !== 'screen' });
     }

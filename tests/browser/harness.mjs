@@ -56,3 +56,17 @@ export async function openBrowser(options = {}) {
     },
   };
 }
+
+// assertWithinPhone(PAGE, WHAT): at a phone's width, the page does not
+// scroll sideways and every button and table cell is within reach.
+export async function assertWithinPhone(page, what) {
+  const out = await page.evaluate(() => {
+    const w = window.innerWidth;
+    const wide = [...document.querySelectorAll('#main button, #main td')]
+      .filter((b) => { const r = b.getBoundingClientRect(); return r.width > 0 && (r.right > w + 0.5 || r.left < -0.5); })
+      .map((b) => b.textContent.slice(0, 20));
+    return { overflow: document.documentElement.scrollWidth - w, wide };
+  });
+  assert.ok(out.overflow <= 0, `${what}: the page is ${out.overflow}px wider than the phone`);
+  assert.deepEqual(out.wide, [], `${what}: out of reach at 390 px`);
+}

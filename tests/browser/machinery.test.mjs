@@ -4,7 +4,7 @@
 // waits on a condition in the page, never on a fixed delay.
 //
 // env: DASH_URL, DASH_TOKEN, SITECTL (with SITECTL_URL set), SHOTS.
-import { shots, step, openBrowser } from './harness.mjs';
+import { shots, step, openBrowser, assertWithinPhone } from './harness.mjs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
@@ -116,15 +116,7 @@ try {
     for (const hash of ['#/machinery', `#/machinery?code=${PUMP}`]) {
       await page.goto(`${url}/${hash}`);
       await ready();
-      const out = await page.evaluate(() => {
-        const w = window.innerWidth;
-        const wide = [...document.querySelectorAll('#main button, #main td')]
-          .filter((b) => { const r = b.getBoundingClientRect(); return r.width > 0 && (r.right > w + 0.5 || r.left < -0.5); })
-          .map((b) => b.textContent.slice(0, 20));
-        return { overflow: document.documentElement.scrollWidth - w, wide };
-      });
-      assert.ok(out.overflow <= 0, `${hash}: the page is ${out.overflow}px wider than the phone`);
-      assert.deepEqual(out.wide, [], `${hash}: out of reach at 390 px`);
+      await assertWithinPhone(page, hash);
     }
     await page.goto(`${url}/#/machinery`);
     await ready();
