@@ -145,6 +145,14 @@ typedef struct sim_raw_msg {
 /* 0, or -1 for a datagram that is not a well-formed CoAP message (RFC 7252
  * 3). Fuzzed by tests/fuzz/fuzz_rawcoap.c. */
 int sim_raw_parse(const uint8_t *b, size_t len, sim_raw_msg_t *m);
+/* Takes datagram `b` as if it had come on socket `sock`: the reader's
+ * whole answer path (matching, separate responses, RST, duplicates) without
+ * the network. For tests/fuzz/fuzz_rawcoap.c. */
+void sim_raw__feed(sim_raw_t *r, unsigned sock, const uint8_t *b, size_t len);
+/* Forgets every outstanding request, without a callback, and starts again
+ * as sim_raw_open left it, but with timeouts and Message IDs drawn from
+ * `seed`: so that a fuzz run repeats (fuzz_rawcoap.c). */
+void sim_raw__reset(sim_raw_t *r, uint64_t seed);
 
 /* ---- model.c: readings. Every random draw is a hash of (seed, device,
  * channel, time), so a reading is a pure function of those: two runs with
