@@ -23,10 +23,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Idle plain-UDP sessions kept before the oldest is dropped: libcoap 4.3.1
- * walks every session per packet, so thousands of sensors each with its own
+/* Idle sessions kept before the oldest is dropped: libcoap 4.3.1 walks
+ * every session per packet, so thousands of sensors each with its own
  * source port would otherwise slow every request (measured: 1,000 endpoints
- * halve the rate). A dropped session costs nothing for plain CoAP. */
+ * halve the rate; 1,024 kept against 100 cost 10-20 % of requests/s with
+ * 1,000 ports). A dropped session costs nothing for plain CoAP. libcoap
+ * also counts DTLS handshakes past the cookie as idle, so the limit is this
+ * plus one per keyed device: every device may shake hands at once (after a
+ * power cut) without pushing another's handshake out (test_dtls_idle.sh:
+ * 43 of 150 stalled for over 10 s under ASan at 100). */
 #define COAP_MAX_IDLE_SESSIONS 100
 
 void coapfront__reply(coap_pdu_t *resp, coap_pdu_code_t code, const char *text) {
@@ -562,11 +567,12 @@ int coapfront_start(gw_t *gw, struct coap_front **out) {
   if (!cf)
     return rc;
   cf->gw = gw;
+  size_t keyed = 0;
+  for (size_t i = 0; i < gw->cfg->n_devices; i++)
+    keyed += gw->cfg->devices[i].psk[0] != '\0';
   /* a session per keyed device, twice over for devices that have come
    * back from a new port before their old session was let go */
-  for (size_t i = 0; i < gw->cfg->n_devices; i++)
-    cf->peers_max += gw->cfg->devices[i].psk[0] ? 2 : 0;
-  cf->peers_max += 64;
+  cf->peers_max = 2 * keyed + 64;
   coap_startup();
   coap_set_log_handler(on_coap_log);
   coap_log_state.since_ms = sg_mono_ms();
@@ -578,7 +584,7 @@ int coapfront_start(gw_t *gw, struct coap_front **out) {
   /* Each block to the handler: upload.c puts them together (not
    * COAP_BLOCK_SINGLE_BODY, which trusted Size1). */
   coap_context_set_block_mode(cf->ctx, COAP_BLOCK_USE_LIBCOAP);
-  coap_context_set_max_idle_sessions(cf->ctx, COAP_MAX_IDLE_SESSIONS);
+  coap_context_set_max_idle_sessions(cf->ctx, COAP_MAX_IDLE_SESSIONS + (unsigned)keyed);
   coap_context_set_max_handshake_sessions(cf->ctx, GW_DTLS_MAX_HANDSHAKES);
   coap_set_app_data(cf->ctx, cf);
   coap_register_event_handler(cf->ctx, on_session_event);
