@@ -86,7 +86,7 @@ sitegate demo is running (site 230100-HRB-0001, simulated sensors).
                bin/sitectl readings noise-01 la --step 1m
   history      the last 48 hours arrive in the first minute (sitesim --history 48h)
   waste        bin/sitectl waste summary     (the weighbridge uploads its past tickets,
-               bin/sitectl waste tickets --csv  oldest first, in the first minutes)
+               bin/sitectl waste tickets --csv  newest first, in the first minutes)
                bin/sitectl waste disclosure  bin/sitectl materials summary
   equipment    bin/sitectl equipment       (cap, idle-off, schedule; fog-01 vs dust and frost)
                bin/sitectl equipment log   bin/sitectl energy   bin/sitectl carbon

@@ -268,12 +268,18 @@ static void api_status(const http_req_t *req, http_resp_t *resp) {
       json_object_set_new(
           latest, proto_quantity_name(ls.rows[r].quantity),
           json_pack("{s:o,s:f}", "t", json_time(ls.rows[r].t_ms), "v", ls.rows[r].value));
+    json_t *why = json_object(); /* the device's refusals by reason, those that happened */
+    for (int k = 0; k < GW_REJECT_COUNT; k++) {
+      uint64_t n = atomic_load(&d->reject_by[k]);
+      if (n)
+        json_object_set_new(why, gw_reject_name(k), json_integer((json_int_t)n));
+    }
     json_t *dev =
-        json_pack("{s:s,s:s,s:i,s:o,s:b,s:I,s:I,s:I,s:o}", "id", d->conf->id, "type",
+        json_pack("{s:s,s:s,s:i,s:o,s:b,s:I,s:I,s:I,s:o,s:o}", "id", d->conf->id, "type",
                   sg_devtype_name(d->conf->type), "interval_s", d->conf->interval_s, "last_seen",
                   json_time(last), "online", on, "packs", (json_int_t)atomic_load(&d->packs),
                   "records", (json_int_t)atomic_load(&d->records), "rejects",
-                  (json_int_t)atomic_load(&d->rejects), "latest", latest);
+                  (json_int_t)atomic_load(&d->rejects), "reject_reasons", why, "latest", latest);
     if (i)
       fputc(',', f);
     json_dumpf(dev, f, JSON_COMPACT | JSON_REAL_PRECISION(10));

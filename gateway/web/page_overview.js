@@ -1,6 +1,6 @@
 // The overview: the site at a glance, refreshed every 15 s.
-import { t, ruleName } from './i18n.js';
-import { api, el, num, pct, fmtTime, fmtClock, levelClass } from './util.js';
+import { t, tname, ruleName } from './i18n.js';
+import { api, el, num, pct, fmtTime, fmtClock, levelClass, table, section } from './util.js';
 
 const REFRESH_S = 15;
 
@@ -111,6 +111,28 @@ function energyTile(carbon) {
     el('p', { class: 'sub' }, `${num(today ? today.t_co2 : null, 3)} ${t('t_co2')}`));
 }
 
+// A device's refusals, each reason in the site manager's words (the same
+// catalogue entries as `sitectl status`): "8：数据包格式错误…".
+export function rejectText(d) {
+  const why = Object.entries(d.reject_reasons || {}).filter(([, n]) => n > 0);
+  if (!why.length) return String(d.rejects || 0);
+  return why.map(([k, n]) => `${n}${t('colon')}${tname('reject', k)}`).join(t('ctl.list_sep'));
+}
+
+// Every device: its state, what it has sent and what was refused, and why.
+function devicesTable(status) {
+  const counted = (d) => (d.type === 'scale' ? t('ctl.n_tickets', { n: d.packs }) : d.type === 'gate' ? t('ctl.n_events', { n: d.packs }) : String(d.records));
+  const rows = status.devices.map((d) => ({ ...d, _class: d.online ? null : 'lv-warning' }));
+  return section(t('devices'), table([
+    { key: 'id', label: t('device') },
+    { key: 'type', label: t('kind'), fmt: (d) => tname('devtype', d.type) },
+    { key: 'online', label: t('state'), fmt: (d) => t(d.online ? 'dev_online' : 'dev_offline'), csv: (d) => (d.online ? 'online' : 'offline') },
+    { key: 'last_seen', label: t('last_seen'), fmt: (d) => (d.last_seen ? fmtTime(d.last_seen, true) : '–'), csv: (d) => (d.last_seen ? fmtTime(d.last_seen, true) : '') },
+    { key: 'records', label: t('received'), num: true, fmt: counted, csv: (d) => d.records },
+    { key: 'rejects', label: t('rejected'), fmt: (d) => el('span', { class: d.rejects ? 'rejects' : 'muted', 'data-device': d.id }, rejectText(d)), csv: rejectText },
+  ], rows, 'devices'));
+}
+
 export async function overview(main) {
   const now = Date.now() / 1000;
   const [status, alarms, noise, dust, eq, waste, uplink, carbon] = await Promise.all([
@@ -127,6 +149,7 @@ export async function overview(main) {
     el('div', { class: 'tiles' },
       alarmsTile(alarms), noiseTile(noise), dustTile(status, dust), equipmentTile(eq),
       wasteTile(waste), uplinkTile(uplink), energyTile(carbon)),
+    devicesTable(status),
     el('p', { class: 'muted small' }, `${t('now')} ${fmtTime(status.now)}`));
   return REFRESH_S;
 }

@@ -42,6 +42,30 @@ try {
     assert.equal(await page.locator('#nav a[data-page="overview"]').textContent(), '总览');
   });
 
+  // test_dashboard.sh had dust-01 send a pack without DTLS: the
+  // overview's device table says what was refused and why, from the
+  // catalogue, in the page's language (as `sitectl status` does).
+  await step('the overview explains each device\'s refusals', async () => {
+    const st = await (await fetch(`${url}/api/status`)).json();
+    const cat = await (await fetch(`${url}/messages.json`)).json();
+    const d = st.devices.find((x) => x.id === 'dust-01');
+    const n = d.reject_reasons.needs_dtls;
+    assert.ok(n >= 1, `dust-01 refusals: ${JSON.stringify(d.reject_reasons)}`);
+    for (const lang of ['zh', 'en']) {
+      await page.evaluate((l) => localStorage.setItem('sitegate.lang', l), lang);
+      await page.goto(`${url}/#/overview`);
+      await page.reload();
+      await ready('overview');
+      const cell = await page.locator('span.rejects[data-device="dust-01"]').textContent();
+      assert.ok(cell.includes(cat[lang].reject_needs_dtls), `${lang}: dust-01 refused "${cell}"`);
+      assert.match(cell, new RegExp(`^${n}`), `${lang}: "${cell}" does not start with the count ${n}`);
+      if (lang === 'zh') assert.ok(!/[a-z_]{3,}/.test(cell), `raw code in "${cell}"`);
+    }
+    await page.evaluate(() => localStorage.setItem('sitegate.lang', 'zh'));
+    await page.reload();
+    await ready('overview');
+  });
+
   for (const [name, what] of [['noise', 'noise'], ['dust', 'dust'], ['waste', 'waste']]) {
     await step(`the ${what} chart draws data points`, async () => {
       await page.goto(`${url}/#/${name}`);
