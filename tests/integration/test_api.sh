@@ -143,6 +143,21 @@ printf '%s' "$out" | grep -q '网关拒绝了 SITECTL_TOKEN 中的令牌' || fai
 rc=0
 out=$(SITECTL_TOKEN= SITECTL_LANG=en "$BIN/sitectl" site progress 0.5 2>&1) || rc=$?
 printf '%s' "$out" | grep -q 'set SITECTL_TOKEN' || fail "missing token message: $out"
+# the gateway's refusals in the person's language: a stable code and its
+# args in the JSON, the catalogue's text in sitectl (and the dashboard)
+check "ack of no alarm" "$(code POST /api/alarms/987654/ack '{"by":"x","note":"y"}' "$TOKEN")" 404
+curl -s -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+  -d '{"by":"x","note":"y"}' "$U/api/alarms/987654/ack" |
+  json 'j["code"] == "no_active_alarm" and j["args"] == ["987654"] and "987654" in j["error"]' |
+  grep -qx True || fail "the refusal's code and args"
+rc=0
+out=$(SITECTL_TOKEN=$TOKEN "$BIN/sitectl" alarm ack 987654 --note 已处理 2>&1) || rc=$?
+check "sitectl exit on a refused ack" "$rc" 1
+printf '%s' "$out" | grep -q '网关拒绝：没有进行中的告警 987654（已消除的告警无需确认）' ||
+  fail "the refusal in Chinese: $out"
+printf '%s' "${out//sitectl/}" | grep -q '[a-z]\{3,\}' && fail "English in the Chinese refusal: $out"
+out=$(SITECTL_TOKEN=$TOKEN SITECTL_LANG=en "$BIN/sitectl" alarm ack 987654 --note done 2>&1) || true
+printf '%s' "$out" | grep -q 'no active alarm 987654' || fail "the refusal in English: $out"
 get /messages.json | json 'j["zh"]["alarm.noise.laeq"] != "" and set(j["zh"]) == set(j["en"])' | grep -qx True ||
   fail "/messages.json is not the catalogue"
 
