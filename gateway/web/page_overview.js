@@ -22,9 +22,9 @@ function dustTile(status, dust) {
     const lv = w ? w.level : null;
     rows.push(el('div', { class: `row ${levelClass(lv)}` },
       el('span', { class: 'name' }, d.id),
-      big(num(latest, 0), 'µg/m³', levelClass(lv)),
+      big(num(latest, 1), 'µg/m³', levelClass(lv)),
       el('span', { class: 'sub' },
-        `${t('hour_mean')} ${w ? num(w.mean, 0) : '–'}`,
+        `${t('hour_mean')} ${w ? num(w.mean, 1) : '–'}`,
         w && w.warn ? ` · ${t('warn')} ${num(w.warn, 0)}` : '',
         w && w.alarm ? ` · ${t('alarm')} ${num(w.alarm, 0)}` : '')));
   }
@@ -78,8 +78,8 @@ function wasteTile(w) {
     el('div', { class: 'gaugebox' }, gauge,
       el('dl', {},
         el('dt', {}, t('discharged')), el('dd', {}, `${num(w.discharged_t, 1)} t`),
-        el('dt', {}, t('allowance')), el('dd', {}, `${num(w.allowance_t, 0)} t`),
-        el('dt', {}, t('projected')), el('dd', { class: proj !== null && proj > 1 ? 'lv-alarm' : '' }, `${num(w.projected_t, 0)} t`),
+        el('dt', {}, t('allowance')), el('dd', {}, `${num(w.allowance_t, 1)} t`),
+        el('dt', {}, t('projected')), el('dd', { class: proj !== null && proj > 1 ? 'lv-alarm' : '' }, `${num(w.projected_t, 1)} t`),
         el('dt', {}, t('utilisation')), el('dd', {}, `${pct(w.utilisation_rate)} (${t('target')} ${pct(w.utilisation_target, 0)})`))));
 }
 
@@ -107,7 +107,7 @@ function alarmsTile(al) {
 function energyTile(carbon) {
   const today = carbon.days[carbon.days.length - 1];
   return tile('tile-energy', t('ov_energy'), '#/equipment',
-    big(num(today ? today.kwh : null, 0), t('kwh')),
+    big(num(today ? today.kwh : null, 1), t('kwh')),
     el('p', { class: 'sub' }, `${num(today ? today.t_co2 : null, 3)} ${t('t_co2')}`));
 }
 

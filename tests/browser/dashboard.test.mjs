@@ -66,6 +66,41 @@ try {
     await ready('overview');
   });
 
+  // No table says the same thing twice in its header (the ticket table
+  // once read "种类 | 种类"), and the paper ticket asks for its date and
+  // carrier.
+  await step('table headers are distinct and the paper ticket has a date and a carrier', async () => {
+    for (const name of ['overview', 'waste', 'materials', 'equipment', 'alarms']) {
+      await page.goto(`${url}/#/${name}`);
+      await ready(name);
+      const heads = await page.locator('table.data').evaluateAll((ts) => ts.map((t) => [...t.querySelectorAll('th')].map((h) => h.textContent).filter((x) => x)));
+      for (const h of heads) assert.equal(new Set(h).size, h.length, `${name}: ${h.join(' | ')}`);
+    }
+    await page.goto(`${url}/#/waste`);
+    await ready('waste');
+    await page.click('#add-ticket');
+    await page.waitForSelector('dialog[open] input[name="when"]');
+    assert.equal(await page.locator('dialog[open] input[name="carrier"]').count(), 1);
+    await page.click('dialog[open] button[value="cancel"]');
+    await page.waitForSelector('dialog[open]', { state: 'detached' });
+  });
+
+  // One quantity, one number of decimals, on every page, as sitectl and
+  // the report show it: µg/m³ and tonnes to one decimal (limits as set).
+  await step('each quantity keeps its decimals across pages', async () => {
+    const one = /^(?:[\d,]+\.\d|–)$/;
+    await page.goto(`${url}/#/overview`);
+    await ready('overview');
+    const dust = await page.locator('#tile-dust .big .v').allTextContents();
+    assert.ok(dust.length && dust.every((v) => one.test(v)), `overview dust: ${dust}`);
+    const tonnes = (await page.locator('#tile-waste dd').allTextContents()).slice(0, 3);
+    assert.ok(tonnes.every((v) => one.test(v.replace(/ t$/, ''))), `overview waste: ${tonnes}`);
+    await page.goto(`${url}/#/waste`);
+    await ready('waste');
+    const stats = (await page.locator('.stat .v').allTextContents()).filter((v) => / t$/.test(v));
+    assert.ok(stats.length >= 3 && stats.every((v) => one.test(v.replace(/ t$/, ''))), `waste page: ${stats}`);
+  });
+
   for (const [name, what] of [['noise', 'noise'], ['dust', 'dust'], ['waste', 'waste']]) {
     await step(`the ${what} chart draws data points`, async () => {
       await page.goto(`${url}/#/${name}`);

@@ -181,6 +181,15 @@ for bad in '/../etc/passwd' '/%2e%2e/%2e%2e/etc/passwd' '/vendor/../../../etc/pa
   check "GET $bad" "$c" 404
 done
 
+# a month without data says there is nothing to judge yet, not "达标 0 个"
+old_month=$(date -d "$(date +%Y-%m-15) -45 days" +%Y-%m)
+out=$("$BIN/sitectl" report --month "$old_month") || fail "sitectl report --month $old_month"
+printf '%s' "$out" | grep -q '尚无完整窗口，不能判定达标情况' || fail "an empty month's noise: $out"
+printf '%s' "$out" | grep -q '达标 0 个' && fail "an empty month counts 0 compliant: $out"
+# loss rates to two decimals, as the dashboard and the report show them
+"$BIN/sitectl" materials summary | grep -Eq '[0-9]+\.[0-9]{2}%' ||
+  fail "loss rates to two decimals: $("$BIN/sitectl" materials summary)"
+
 # ---- sitectl in Chinese says nothing in English: every command's output,
 # once the ids (crane-01, 230100-HRB-0001), the site's own names (its
 # groups), the units and the standards' abbreviations are set aside
