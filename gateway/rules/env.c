@@ -326,6 +326,9 @@ static size_t first_at(const env_sample_t *s, size_t n, double t) {
   return lo;
 }
 
+/* `s` + `i`, where `s` may be NULL (no samples; `i` is 0 then). */
+static const env_sample_t *samples_at(const env_sample_t *s, size_t i) { return s ? s + i : NULL; }
+
 /* The time of the device's oldest `q` reading, or 0. */
 static double oldest(struct env *e, const sg_device_t *d, int q) {
   stor_point_t *pt = NULL;
@@ -362,7 +365,7 @@ static bool replay(struct env *e, size_t di, const sg_device_t *d) {
       size_t a = first_at(la, n_la, t - e->np.window_s), b = first_at(la, n_la, t);
       size_t c = first_at(mx, n_mx, t - e->np.window_s), f = first_at(mx, n_mx, t);
       e->now = e->at = t;
-      judge_noise(e, d, la + a, b - a, mx + c, f - c);
+      judge_noise(e, d, samples_at(la, a), b - a, samples_at(mx, c), f - c);
       e->judged[di] = t;
     }
     free(la);
@@ -381,7 +384,7 @@ static bool replay(struct env *e, size_t di, const sg_device_t *d) {
         size_t c = first_at(rh, n_rh, t - len), f = first_at(rh, n_rh, t);
         e->now = e->at = t;
         for (int wk = 0; wk < DUST_WINDOWS; wk++)
-          judge_dust_window(e, d, q, wk, s + a, b - a, rh + c, f - c);
+          judge_dust_window(e, d, q, wk, samples_at(s, a), b - a, samples_at(rh, c), f - c);
         if (e->dp.max_exceed_day > 0)
           judge_dust_day(e, d, q, s, b, rh, f);
       }
@@ -431,7 +434,7 @@ static void judge_device(struct env *e, size_t di) {
     env_sample_t *mx = load(e, d, PROTO_Q_LAMAX, e->now - e->np.window_s, &n_mx);
     if (live) {
       size_t a = first_at(la, n_la, e->now - e->np.window_s);
-      judge_noise(e, d, la + a, n_la - a, mx, n_mx);
+      judge_noise(e, d, samples_at(la, a), n_la - a, mx, n_mx);
       if (e->n > before) /* judged live through now: late data replays from here */
         e->judged[di] = e->now;
     }
