@@ -98,7 +98,9 @@ int http_query_time(const http_req_t *req, const char *name, double def, double 
   X(NO_ENDPOINT_ALARM, "no_endpoint_alarm")                                                        \
   X(NO_ENDPOINT_MACHINE, "no_endpoint_machine")                                                    \
   X(NO_ENDPOINT_OVERRIDE, "no_endpoint_override")                                                  \
+  X(NO_CONTROLLER, "no_controller")                                                                \
   X(NO_ENTRY, "no_entry")                                                                          \
+  X(NO_EQUIPMENT_UNIT, "no_equipment_unit")                                                        \
   X(NO_FILE, "no_file")                                                                            \
   X(NO_FILE_NAMED, "no_file_named")                                                                \
   X(NO_FILE_WHY, "no_file_why")                                                                    \

@@ -130,11 +130,15 @@ void api_equipment_override(const http_req_t *req, http_resp_t *resp) {
   case 0:
     resp->json = out;
     return;
-  case -ENOENT:
-    http_error(resp, 404, API_ERR_DETAIL, "%s", err);
+  case -ENOENT: /* equipment.h: no such unit, or no controller */
+    http_error(resp, 404, API_ERR_NO_EQUIPMENT_UNIT, "no equipment unit \"%s\"", unit);
     return;
   case -EPERM:
-    http_error(resp, 409, API_ERR_DETAIL, "%s", err);
+    http_error(resp, 409, API_ERR_NO_CONTROLLER,
+               "%s has no controller (no coap key in its [device] section)", unit);
+    return;
+  case -ECANCELED:
+    http_error(resp, 503, API_ERR_STOPPING, "the gateway is stopping");
     return;
   default:
     http_error(resp, 503, API_ERR_DETAIL, "%s", err[0] ? err : strerror(-rc));

@@ -156,6 +156,8 @@ check "sitectl exit on a refused ack" "$rc" 1
 printf '%s' "$out" | grep -q '网关拒绝：没有进行中的告警 987654（已消除的告警无需确认）' ||
   fail "the refusal in Chinese: $out"
 printf '%s' "${out//sitectl/}" | grep -q '[a-z]\{3,\}' && fail "English in the Chinese refusal: $out"
+out=$(SITECTL_TOKEN=$TOKEN "$BIN/sitectl" equipment set em-site off --for 1h --reason 测试 2>&1) || true
+printf '%s' "$out" | grep -q '网关拒绝：没有受控设备“em-site”' || fail "an override of no unit in Chinese: $out"
 out=$(SITECTL_TOKEN=$TOKEN SITECTL_LANG=en "$BIN/sitectl" alarm ack 987654 --note done 2>&1) || true
 printf '%s' "$out" | grep -q 'no active alarm 987654' || fail "the refusal in English: $out"
 get /messages.json | json 'j["zh"]["alarm.noise.laeq"] != "" and set(j["zh"]) == set(j["en"])' | grep -qx True ||
