@@ -63,6 +63,11 @@ void coapfront__touch(struct coap_front *cf, coap_session_t *s);
 /* The DTLS identity of a session as a C string ("" for plain CoAP, or for
  * an identity of `cap` bytes or more). */
 void coapfront__identity(const coap_session_t *s, char *out, size_t cap);
+/* The configured device whose DTLS identity `s` carries, or NULL (plain
+ * CoAP, or an identity that names no device): a pack that cannot be
+ * decoded names no device itself, but its sender is known by its key, and
+ * its refusal is counted for it (the dashboard explains it per device). */
+gw_device_t *coapfront__sender(struct coap_front *cf, const coap_session_t *s);
 
 /* upload.c: the body of request `req` to resource `res`. A request
  * without Block1 is its own body. Block1 uploads (RFC 7959 2.5) are

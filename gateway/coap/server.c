@@ -47,8 +47,10 @@ void coapfront__reply(coap_pdu_t *resp, coap_pdu_code_t code, const char *text) 
 void coapfront__reject(struct coap_front *cf, gw_device_t *dev, gw_reject_t why, coap_pdu_t *resp,
                        coap_pdu_code_t code, const char *text) {
   atomic_fetch_add_explicit(&cf->gw->counters.rejects[why], 1, memory_order_relaxed);
-  if (dev)
+  if (dev) {
     atomic_fetch_add_explicit(&dev->rejects, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&dev->reject_by[why], 1, memory_order_relaxed);
+  }
   log_debug("refused (%s): %s", gw_reject_name(why), text);
   coapfront__reply(resp, code, text);
 }
@@ -62,6 +64,12 @@ void coapfront__identity(const coap_session_t *s, char *out, size_t cap) {
     memcpy(out, id->s, id->length);
     out[id->length] = '\0';
   }
+}
+
+gw_device_t *coapfront__sender(struct coap_front *cf, const coap_session_t *s) {
+  char identity[PROTO_DEVICE_MAX + 2];
+  coapfront__identity(s, identity, sizeof(identity));
+  return identity[0] ? gw_device_find(cf->gw, identity) : NULL;
 }
 
 static void on_post_readings(coap_resource_t *res, coap_session_t *session, const coap_pdu_t *req,
@@ -88,7 +96,7 @@ static void on_post_readings(coap_resource_t *res, coap_session_t *session, cons
              "Content-Format %d is not accepted: use 110 (senml+json), 112 (senml+cbor) or 50 "
              "(json)",
              cfmt);
-    coapfront__reject(cf, NULL, GW_REJECT_FORMAT, resp,
+    coapfront__reject(cf, coapfront__sender(cf, session), GW_REJECT_FORMAT, resp,
                       COAP_RESPONSE_CODE_UNSUPPORTED_CONTENT_FORMAT, err);
     return;
   }
@@ -98,8 +106,8 @@ static void on_post_readings(coap_resource_t *res, coap_session_t *session, cons
   if (!coapfront__body(cf, session, res, req, resp, (size_t)gw->cfg->max_body, &data, &len))
     return; /* 2.31 for a block, or refused */
   if (len == 0) {
-    coapfront__reject(cf, NULL, GW_REJECT_BAD_PACK, resp, COAP_RESPONSE_CODE_BAD_REQUEST,
-                      "empty payload: send a SenML pack");
+    coapfront__reject(cf, coapfront__sender(cf, session), GW_REJECT_BAD_PACK, resp,
+                      COAP_RESPONSE_CODE_BAD_REQUEST, "empty payload: send a SenML pack");
     return;
   }
   double now = sg_now();
@@ -108,7 +116,8 @@ static void on_post_readings(coap_resource_t *res, coap_session_t *session, cons
                ? proto_senml_decode_cbor(data, len, &lim, &cf->pack, err, sizeof(err))
                : proto_senml_decode_json(data, len, &lim, &cf->pack, err, sizeof(err));
   if (rc != 0) {
-    coapfront__reject(cf, NULL, GW_REJECT_BAD_PACK, resp, COAP_RESPONSE_CODE_BAD_REQUEST, err);
+    coapfront__reject(cf, coapfront__sender(cf, session), GW_REJECT_BAD_PACK, resp,
+                      COAP_RESPONSE_CODE_BAD_REQUEST, err);
     return;
   }
 
