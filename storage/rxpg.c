@@ -284,13 +284,17 @@ static int pipe_sync(stor_rx_t *x, PGresult **keep, int n_keep) {
 /* Notes a statement sent; reads the results when PG_PIPE_MAX are out. */
 static int pushed(stor_rx_t *x, int ok, pend_kind_t kind, const char *what) {
   rx_pg_t *p = pg_of(x);
-  if (!ok) {
+  if (!ok) { /* what is still out cannot be told apart any more: start anew */
     int rc = failure(x, NULL, what);
     p->n_pend = 0;
-    return rc;
+    p->reset = true;
+    return rc == -ENOTCONN ? rc : -ENOTCONN;
   }
+  assert(p->n_pend < PG_PIPE_MAX - 1); /* room for the sync point that ends it */
   p->pend[p->n_pend++] = (pend_t){kind, what};
-  if (kind != PEND_KEEP && p->n_pend >= PG_PIPE_MAX - 1)
+  /* PEND_KEEP answers are read by their sender's own sync point (a few at
+   * most: PG_PIPE_MAX keeps room for them). */
+  if (kind != PEND_KEEP && p->n_pend >= PG_PIPE_MAX - 16)
     return pipe_sync(x, NULL, 0);
   return 0;
 }
