@@ -1001,6 +1001,9 @@ static void fill_counters(void *arg, rx_counters_t *k) {
   memcpy(k->messages, s->outcomes, sizeof(k->messages));
   k->waiting = rx_store_waiting(s->store);
   rx_store_stats(s->store, &k->w);
+  k->console = s->console != NULL;
+  if (s->console)
+    rx_console_stats(s->console, k->signins);
 }
 
 static int start_metrics(server_t *s, const char *listen) {
