@@ -644,7 +644,7 @@ void coapfront_stop(struct coap_front *cf) {
   coapfront__gates_orphan(cf);
   coap_register_event_handler(cf->ctx, NULL); /* the sessions go with it: not abandoned */
   while (cf->peers)
-    peer_free(cf, cf->peers, true); /* coap_free_context frees their sessions */
+    peer_free(cf, cf->peers, false); /* libcoap frees only sessions without one */
   coap_free_context(cf->ctx);
   coapfront__uploads_drop(cf, NULL);
   cf->ctx = NULL;
