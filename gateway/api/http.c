@@ -212,6 +212,70 @@ void http_error(http_resp_t *resp, unsigned status, api_err_t code, const char *
                          "args", args ? args : json_array());
 }
 
+/* errno values a storage, outbox or report failure can carry, named as the
+ * catalogue's "sys.<name>" (test_msgcat holds each in both languages). */
+static const struct {
+  int e;
+  const char *name;
+} sys_names[] = {
+    {EIO, "eio"},
+    {ENOSPC, "enospc"},
+    {ENOMEM, "enomem"},
+    {EBUSY, "ebusy"},
+    {EAGAIN, "eagain"},
+    {EACCES, "eacces"},
+    {EPERM, "eperm"},
+    {EROFS, "erofs"},
+    {ENOENT, "enoent"},
+    {EEXIST, "eexist"},
+    {EINVAL, "einval"},
+    {EBADMSG, "ebadmsg"},
+    {EMSGSIZE, "emsgsize"},
+    {ECANCELED, "ecanceled"},
+    {ESHUTDOWN, "eshutdown"},
+    {ETIMEDOUT, "etimedout"},
+    {EINTR, "eintr"},
+    {EPROTO, "eproto"},
+    {ENOTSUP, "enotsup"},
+    {EDQUOT, "edquot"},
+    {EFBIG, "efbig"},
+    {ENAMETOOLONG, "enametoolong"},
+};
+
+const char *http_sys_name(int e) {
+  e = e < 0 ? -e : e;
+  for (size_t i = 0; i < sizeof(sys_names) / sizeof(sys_names[0]); i++)
+    if (sys_names[i].e == e)
+      return sys_names[i].name;
+  return "other";
+}
+
+void http_error_sys(http_resp_t *resp, int rc) {
+  json_t *args = json_object_get(resp->json, "args");
+  if (!json_is_array(args) || json_array_size(args) == 0)
+    return;
+  json_object_set_new(resp->json, "sys",
+                      json_pack("{s:I,s:s,s:I}", "arg", (json_int_t)json_array_size(args), "code",
+                                http_sys_name(rc), "errno", (json_int_t)(rc < 0 ? -rc : rc)));
+}
+
+void http_error_why(http_resp_t *resp, unsigned status, const char *message) {
+  const proto_why_t *w = proto_why();
+  json_t *args = json_array();
+  for (int i = 0; args && i < w->nargs; i++)
+    json_array_append_new(args, text_or_mark(w->args[i]));
+  json_decref(resp->json);
+  resp->status = status;
+  resp->json = json_pack("{s:o,s:s,s:o}", "error", text_or_mark(message), "code",
+                         proto_why_name(w->code), "args", args ? args : json_array());
+  if (resp->json && w->line > 0) {
+    json_object_set_new(resp->json, "line", json_integer(w->line));
+    json_object_set_new(resp->json, "more", json_integer(w->more));
+  }
+  if (resp->json && w->code == PROTO_WHY_NONE) /* err.detail: {1} is the sentence */
+    json_array_append_new(json_object_get(resp->json, "args"), text_or_mark(message));
+}
+
 const char *http_query(const http_req_t *req, const char *name) {
   return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
@@ -424,6 +488,7 @@ static void api_readings(const http_req_t *req, http_resp_t *resp) {
     n = 0; /* configured but never stored anything */
   else if (rc != 0) {
     http_error(resp, 503, API_ERR_DB_QUERY, "database query failed: %s", strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
   json_t *points = json_array();
@@ -672,6 +737,7 @@ static void dispatch(struct http_api *h, struct MHD_Connection *c, const char *u
   int rc = reader_take(h, &req.reader);
   if (rc != 0) {
     http_error(resp, 503, API_ERR_DB_READ, "cannot read the database: %s", strerror(-rc));
+    http_error_sys(resp, -rc);
   } else {
     found->handler(&req, resp);
     reader_give(h, req.reader);

@@ -189,7 +189,33 @@ static int said_no(const ctl_t *ctl, const buf_t *body, long status) {
     size_t n = 0;
     for (; n < 9 && n < json_array_size(args); n++)
       values[n] = json_string_value(json_array_get(args, n));
+    /* "sys": the system's reason at args[arg - 1], said as "sys.<code>" */
+    json_t *sys = json_object_get(j, "sys");
+    json_int_t at = json_integer_value(json_object_get(sys, "arg"));
+    char skey[48], errno_s[24], sys_text[160];
+    if (sys && at >= 1 && (size_t)at <= n) {
+      snprintf(skey, sizeof(skey), "sys.%s", json_string_value(json_object_get(sys, "code")));
+      snprintf(errno_s, sizeof(errno_s), "%" JSON_INTEGER_FORMAT,
+               json_integer_value(json_object_get(sys, "errno")));
+      const char *st = M(skey);
+      if (strcmp(st, skey) == 0)
+        st = M("sys.other");
+      const char *one[1] = {"1"}, *num[1] = {errno_s};
+      values[at - 1] = msgcat_fill(st, one, num, 1, sys_text, sizeof(sys_text));
+    }
     msg = msgcat_fill(tmpl, names, values, n, text, sizeof(text));
+    /* "line": the first bad line of a CSV, "more" its other bad lines */
+    json_int_t line = json_integer_value(json_object_get(j, "line"));
+    if (line > 0) {
+      char ls[24], ms[24], inner[1024];
+      snprintf(ls, sizeof(ls), "%" JSON_INTEGER_FORMAT, line);
+      snprintf(ms, sizeof(ms), "%" JSON_INTEGER_FORMAT,
+               json_integer_value(json_object_get(j, "more")));
+      snprintf(inner, sizeof(inner), "%s", text);
+      const char *ln[3] = {"line", "text", "more"}, *lv[3] = {ls, inner, ms};
+      msg = msgcat_fill(M(strcmp(ms, "0") ? "err.at_line_more" : "err.at_line"), ln, lv, 3, text,
+                        sizeof(text));
+    }
   }
   char code[16];
   snprintf(code, sizeof(code), "%ld", status);

@@ -17,7 +17,17 @@ export function refusal(j, status) {
   if (j && j.code) {
     const key = `err.${j.code}`;
     const vars = Object.fromEntries((j.args || []).map((v, i) => [String(i + 1), v]));
+    // "sys": the system's reason at args[arg - 1], said as "sys.<code>"
+    if (j.sys && j.sys.arg >= 1 && j.sys.arg <= (j.args || []).length) {
+      const sk = `sys.${j.sys.code}`;
+      const st = t(sk, { 1: String(j.sys.errno) });
+      vars[String(j.sys.arg)] = st !== sk ? st : t('sys.other', { 1: String(j.sys.errno) });
+    }
     const s = t(key, vars);
+    // "line": the first bad line of a CSV, "more" its other bad lines
+    if (s !== key && j.line > 0)
+      return t(j.more > 0 ? 'err.at_line_more' : 'err.at_line',
+        { line: String(j.line), text: s, more: String(j.more) });
     if (s !== key) return s;
   }
   return (j && j.error) || `HTTP ${status}`;
