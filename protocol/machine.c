@@ -201,15 +201,20 @@ static int split_line(const char **p, const char *end, char cells[COLS_MAX][CELL
   return bad || n > COLS_MAX ? -1 : n;
 }
 
+/* The bad lines' codes and values, for proto_why_lines(). */
+struct bad_lines {
+  proto_why_t l[PROTO_WHY_LINES];
+  int n, more;
+};
+
 /* Appends "line N: ..." to err (one line each), keeping it terminated;
- * the first bad line's code and values (proto_why()) are kept in `first`,
- * the others counted there. */
-static void note(char *err, size_t errlen, int line, const char *msg, proto_why_t *first) {
-  if (first->code == PROTO_WHY_NONE) {
-    *first = *proto_why();
-    first->line = line;
+ * the line's code and values (proto_why()) go to `bl`. */
+static void note(char *err, size_t errlen, int line, const char *msg, struct bad_lines *bl) {
+  if (bl->n < PROTO_WHY_LINES) {
+    bl->l[bl->n] = *proto_why();
+    bl->l[bl->n++].line = line;
   } else {
-    first->more++;
+    bl->more++;
   }
   size_t used = err && errlen ? strlen(err) : 0;
   if (err && used + 1 < errlen)
@@ -268,14 +273,17 @@ int proto_machine_csv_parse(const char *text, size_t len, proto_machine_t **item
   proto_machine_t *out = NULL;
   size_t cnt = 0, cap = 0;
   bool header = false;
-  proto_why_t first = {0};
+  struct bad_lines *first = calloc(1, sizeof(*first));
   proto_why_clear();
   *items = NULL;
   *n = 0;
   if (err && errlen)
     err[0] = '\0';
-  if (!cl)
+  if (!cl || !first) {
+    free(cl);
+    free(first);
     return -ENOMEM;
+  }
   if (len >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0)
     p += 3;
   while (p < end) {
@@ -284,7 +292,7 @@ int proto_machine_csv_parse(const char *text, size_t len, proto_machine_t **item
     int nc = split_line(&p, end, cl);
     if (memchr(start, '\0', (size_t)(p - start))) {
       note(err, errlen, line,
-           why_text(PROTO_WHY_MCSV_NUL, "a NUL byte: this is not a CSV text file"), &first);
+           why_text(PROTO_WHY_MCSV_NUL, "a NUL byte: this is not a CSV text file"), first);
       bad++;
       continue;
     }
@@ -292,7 +300,7 @@ int proto_machine_csv_parse(const char *text, size_t len, proto_machine_t **item
       note(err, errlen, line,
            why_text(PROTO_WHY_MCSV_CELL,
                     "a cell is longer than 127 bytes, or a quote is not closed"),
-           &first);
+           first);
       bad++;
       continue;
     }
@@ -310,8 +318,9 @@ int proto_machine_csv_parse(const char *text, size_t len, proto_machine_t **item
              why_text(PROTO_WHY_MCSV_COLUMNS,
                       "the header must name the columns code, type, stage and power_kw (fuel, "
                       "owner, label, terminal optional)"),
-             &first);
-        *proto__why_mut() = first;
+             first);
+        proto__why_lines_set(first->l, first->n, first->more);
+        free(first);
         free(cl);
         return -EBADMSG;
       }
@@ -321,7 +330,7 @@ int proto_machine_csv_parse(const char *text, size_t len, proto_machine_t **item
     proto_machine_t m;
     char msg[160];
     if (row_from_cells(cl, nc, col, line, &m, msg, sizeof(msg)) != 0) {
-      note(err, errlen, line, msg, &first);
+      note(err, errlen, line, msg, first);
       bad++;
       continue;
     }
@@ -330,12 +339,12 @@ int proto_machine_csv_parse(const char *text, size_t len, proto_machine_t **item
       twice = strcmp(out[i].code, m.code) == 0;
     if (twice) {
       fail(msg, sizeof(msg), PROTO_WHY_MCSV_TWICE, "machine %s is listed twice", m.code);
-      note(err, errlen, line, msg, &first);
+      note(err, errlen, line, msg, first);
       bad++;
       continue;
     }
     if (cnt == PROTO_MACHINE_ROWS_MAX) {
-      note(err, errlen, line, why_text(PROTO_WHY_MCSV_MANY, "more than 10000 machines"), &first);
+      note(err, errlen, line, why_text(PROTO_WHY_MCSV_MANY, "more than 10000 machines"), first);
       bad++;
       break;
     }
@@ -345,6 +354,7 @@ int proto_machine_csv_parse(const char *text, size_t len, proto_machine_t **item
       if (!g) {
         free(out);
         free(cl);
+        free(first);
         return -ENOMEM;
       }
       out = g;
@@ -355,15 +365,16 @@ int proto_machine_csv_parse(const char *text, size_t len, proto_machine_t **item
   free(cl);
   if (!header && !bad) {
     note(err, errlen, line ? line : 1,
-         why_text(PROTO_WHY_MCSV_HEADER, "no header: the first line must name the columns"),
-         &first);
+         why_text(PROTO_WHY_MCSV_HEADER, "no header: the first line must name the columns"), first);
     bad++;
   }
   if (bad) {
     free(out);
-    *proto__why_mut() = first;
+    proto__why_lines_set(first->l, first->n, first->more);
+    free(first);
     return -EBADMSG;
   }
+  free(first);
   proto_why_clear();
   *items = out;
   *n = cnt;

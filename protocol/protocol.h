@@ -660,10 +660,19 @@ typedef enum {
 typedef struct proto_why {
   proto_why_code_t code; /* PROTO_WHY_NONE: no refusal recorded */
   int line;              /* the CSV line at fault; 0 for one record */
-  int more;              /* further faulty CSV lines (named in `err` only) */
+  int more;              /* further faulty CSV lines (proto_why_lines()) */
   int nargs;
   char args[PROTO_WHY_ARGS][96]; /* the sentence's values, in order: {1}, {2}, ... */
 } proto_why_t;
+
+/* The register CSV's bad lines, the first PROTO_WHY_LINES of them, after a
+ * refusal of proto_machine_csv_parse on this thread (proto_why() is the
+ * first, its `more` the count of the others); other refusals have none.
+ * Returns the count and points *out at them. */
+#define PROTO_WHY_LINES 10
+int proto_why_lines(const proto_why_t **out);
+/* Parsers only: records bad CSV lines (`more` beyond these `n`). */
+void proto__why_lines_set(const proto_why_t *l, int n, int more);
 
 /* "ticket_required"; "?" out of range. */
 const char *proto_why_name(proto_why_code_t c);

@@ -10,6 +10,8 @@
 #include <string.h>
 
 static _Thread_local proto_why_t last;
+static _Thread_local proto_why_t lines[PROTO_WHY_LINES];
+static _Thread_local int n_lines;
 
 static const char *const names[] = {
 #define X(e, s) s,
@@ -25,10 +27,31 @@ const proto_why_t *proto_why(void) { return &last; }
 
 proto_why_t *proto__why_mut(void) { return &last; }
 
-void proto_why_clear(void) { memset(&last, 0, sizeof(last)); }
+void proto_why_clear(void) {
+  memset(&last, 0, sizeof(last));
+  n_lines = 0;
+}
+
+int proto_why_lines(const proto_why_t **out) {
+  *out = lines;
+  return n_lines;
+}
+
+void proto__why_lines_set(const proto_why_t *l, int n, int more) {
+  proto_why_clear();
+  n = n < PROTO_WHY_LINES ? n : PROTO_WHY_LINES;
+  memcpy(lines, l, (size_t)n * sizeof(*l));
+  n_lines = n;
+  if (n > 0) {
+    last = l[0];
+    last.more = more + n - 1;
+    for (int i = 0; i < n; i++)
+      lines[i].more = 0;
+  }
+}
 
 void proto__why_set(proto_why_code_t code, const char *fmt, va_list ap) {
-  proto_why_clear();
+  memset(&last, 0, sizeof(last));
   last.code = code;
   for (const char *p = fmt; (p = strchr(p, '%')) != NULL;) {
     const char *q = p + 1;

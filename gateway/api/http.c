@@ -271,6 +271,20 @@ void http_error_why(http_resp_t *resp, unsigned status, const char *message) {
   if (resp->json && w->line > 0) {
     json_object_set_new(resp->json, "line", json_integer(w->line));
     json_object_set_new(resp->json, "more", json_integer(w->more));
+    const proto_why_t *l;
+    int n = proto_why_lines(&l);
+    json_t *lines = json_array();
+    for (int i = 0; lines && i < n; i++) {
+      json_t *la = json_array();
+      for (int k = 0; la && k < l[i].nargs; k++)
+        json_array_append_new(la, text_or_mark(l[i].args[k]));
+      json_array_append_new(lines,
+                            json_pack("{s:i,s:s,s:o}", "line", l[i].line, "code",
+                                      proto_why_name(l[i].code), "args", la ? la : json_array()));
+    }
+    if (lines) /* every bad line listed, "more" beyond them */
+      json_object_set_new(resp->json, "lines", lines);
+    json_object_set_new(resp->json, "more", json_integer(w->more - (n > 0 ? n - 1 : 0)));
   }
   if (resp->json && w->code == PROTO_WHY_NONE) /* err.detail: {1} is the sentence */
     json_array_append_new(json_object_get(resp->json, "args"), text_or_mark(message));
