@@ -203,7 +203,6 @@ void api_waste_tickets(const http_req_t *req, http_resp_t *resp) {
 /* Decodes a JSON object as a person's ticket; 0 or -EBADMSG with `err`. */
 static int decode_manual(const json_t *obj, double oldest, proto_ticket_t *pt, char *err,
                          size_t errlen) {
-  proto_why_clear(); /* an "out of memory" below is err.detail, not an older refusal */
   char *text = json_dumps(obj, JSON_COMPACT);
   if (!text) {
     snprintf(err, errlen, "out of memory");
@@ -230,8 +229,13 @@ void api_waste_add(const http_req_t *req, http_resp_t *resp) {
     return;
   }
   double now = sg_now();
-  if (decode_manual(req->body, now - PROTO_TICKET_OLDEST_DAYS * 86400.0, &pt, err, sizeof(err)) !=
-          0 ||
+  int drc =
+      decode_manual(req->body, now - PROTO_TICKET_OLDEST_DAYS * 86400.0, &pt, err, sizeof(err));
+  if (drc == -ENOMEM) {
+    http_error(resp, 503, API_ERR_NO_MEMORY, "out of memory");
+    return;
+  }
+  if (drc != 0 ||
       proto_ticket_check_net(&pt, resolution_of(req->gw, pt.scale), err, sizeof(err)) != 0) {
     http_error_why(resp, 400, err);
     return;
@@ -345,6 +349,10 @@ void api_waste_correct(const http_req_t *req, http_resp_t *resp) {
     json_object_update(fields, replace);
     rc = decode_manual(fields, 0, &pt, err, sizeof(err));
     json_decref(fields);
+    if (rc == -ENOMEM) {
+      http_error(resp, 503, API_ERR_NO_MEMORY, "out of memory");
+      return;
+    }
     if (rc == 0)
       rc = proto_ticket_check_net(&pt, resolution_of(req->gw, orig.scale), err, sizeof(err));
     if (rc != 0) {
