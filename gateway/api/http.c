@@ -29,6 +29,7 @@
  * not this gateway is 421 (DNS rebinding). Each refusal is counted. */
 #define LOG_MODULE "http"
 
+#include "common/msgcat.h"
 #include "gateway/api/api.h"
 #include "gateway/coap/coap.h"
 #include "gateway/uplink/uplink.h"
@@ -212,43 +213,7 @@ void http_error(http_resp_t *resp, unsigned status, api_err_t code, const char *
                          "args", args ? args : json_array());
 }
 
-/* errno values a storage, outbox or report failure can carry, named as the
- * catalogue's "sys.<name>" (test_msgcat holds each in both languages). */
-static const struct {
-  int e;
-  const char *name;
-} sys_names[] = {
-    {EIO, "eio"},
-    {ENOSPC, "enospc"},
-    {ENOMEM, "enomem"},
-    {EBUSY, "ebusy"},
-    {EAGAIN, "eagain"},
-    {EACCES, "eacces"},
-    {EPERM, "eperm"},
-    {EROFS, "erofs"},
-    {ENOENT, "enoent"},
-    {EEXIST, "eexist"},
-    {EINVAL, "einval"},
-    {EBADMSG, "ebadmsg"},
-    {EMSGSIZE, "emsgsize"},
-    {ECANCELED, "ecanceled"},
-    {ESHUTDOWN, "eshutdown"},
-    {ETIMEDOUT, "etimedout"},
-    {EINTR, "eintr"},
-    {EPROTO, "eproto"},
-    {ENOTSUP, "enotsup"},
-    {EDQUOT, "edquot"},
-    {EFBIG, "efbig"},
-    {ENAMETOOLONG, "enametoolong"},
-};
-
-const char *http_sys_name(int e) {
-  e = e < 0 ? -e : e;
-  for (size_t i = 0; i < sizeof(sys_names) / sizeof(sys_names[0]); i++)
-    if (sys_names[i].e == e)
-      return sys_names[i].name;
-  return "other";
-}
+const char *http_sys_name(int e) { return msgcat_errno_name(e); }
 
 void http_error_sys(http_resp_t *resp, int rc) {
   json_t *args = json_object_get(resp->json, "args");

@@ -70,6 +70,11 @@ const msgcat_t *words_cat(void) {
 
 const char *M(const char *key) { return msgcat_get(words_cat(), words.lang, key); }
 
+const char *SYS(int e) {
+  static char buf[160];
+  return msgcat_errno_text(words_cat(), words.lang, e, buf, sizeof(buf));
+}
+
 const char *MN(const char *prefix, const char *id) {
   return msgcat_name(words_cat(), words.lang, prefix, id ? id : "");
 }

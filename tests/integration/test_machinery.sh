@@ -161,6 +161,10 @@ rc=0
 "$CTL" machine import "$T/bad.csv" 2>"$T/err" || rc=$?
 [ $rc -eq 1 ] && grep -q "line 2" "$T/err" && grep -q "line 3" "$T/err" ||
   fail "a bad CSV names its lines: rc=$rc $(cat "$T/err")"
+# a file sitectl cannot read: the system's reason in Chinese too
+rc=0
+SITECTL_LANG=zh "$CTL" machine import "$T/nope.csv" 2>"$T/err" || rc=$?
+[ $rc -eq 1 ] && grep -q '无法读取 .*nope.csv：找不到' "$T/err" || fail "an unreadable file in Chinese: rc=$rc $(cat "$T/err")"
 # in Chinese: every bad line in the catalogue's words, no English but the
 # codes the person typed; the JSON keeps the English for scripts
 printf 'code,type,stage,power_kw\nHLJ-0104,loader,III,-5\nHLJ-0105,loader,III,60\nHLJ-0105,loader,III,60\n' >"$T/bad-zh.csv"
