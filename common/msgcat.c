@@ -238,3 +238,55 @@ char *msgcat_alarm_text(const msgcat_t *c, const char *lang, const msgcat_alarm_
                           msgcat_figure(a->peak, peak, sizeof(peak))};
   return msgcat_fill(msgcat_get(c, lang, probe), names, values, 7, buf, len);
 }
+
+/* errno values a storage, outbox, report or file failure can carry (the
+ * API's "sys", sitectl's own files); test_msgcat holds each in both
+ * languages. */
+static const struct {
+  int e;
+  const char *name;
+} errno_names[] = {
+    {EIO, "eio"},
+    {ENOSPC, "enospc"},
+    {ENOMEM, "enomem"},
+    {EBUSY, "ebusy"},
+    {EAGAIN, "eagain"},
+    {EACCES, "eacces"},
+    {EPERM, "eperm"},
+    {EROFS, "erofs"},
+    {ENOENT, "enoent"},
+    {EEXIST, "eexist"},
+    {EINVAL, "einval"},
+    {EBADMSG, "ebadmsg"},
+    {EMSGSIZE, "emsgsize"},
+    {ECANCELED, "ecanceled"},
+    {ESHUTDOWN, "eshutdown"},
+    {ETIMEDOUT, "etimedout"},
+    {EINTR, "eintr"},
+    {EPROTO, "eproto"},
+    {ENOTSUP, "enotsup"},
+    {EDQUOT, "edquot"},
+    {EFBIG, "efbig"},
+    {ENAMETOOLONG, "enametoolong"},
+    {EISDIR, "eisdir"},
+    {ENOTDIR, "enotdir"},
+};
+
+const char *msgcat_errno_name(int e) {
+  e = e < 0 ? -e : e;
+  for (size_t i = 0; i < sizeof(errno_names) / sizeof(errno_names[0]); i++)
+    if (errno_names[i].e == e)
+      return errno_names[i].name;
+  return "other";
+}
+
+char *msgcat_errno_text(const msgcat_t *c, const char *lang, int e, char *buf, size_t len) {
+  char key[48], num[24];
+  snprintf(key, sizeof(key), "sys.%s", msgcat_errno_name(e));
+  snprintf(num, sizeof(num), "%d", e < 0 ? -e : e);
+  const char *t = msgcat_get(c, lang, key);
+  if (t == key || strcmp(t, key) == 0)
+    t = msgcat_get(c, lang, "sys.other");
+  const char *names[1] = {"1"}, *values[1] = {num};
+  return msgcat_fill(t, names, values, 1, buf, len);
+}

@@ -65,6 +65,13 @@ char *msgcat_alarm_text(const msgcat_t *c, const char *lang, const msgcat_alarm_
  * values (a missing name stays as "{name}"). Returns buf. */
 char *msgcat_fill(const char *tmpl, const char *const *names, const char *const *values, size_t n,
                   char *buf, size_t len);
+/* The catalogue's name for an errno (either sign), its text being
+ * "sys.<name>": "eio", "enospc", ...; "other" for one it does not name
+ * ("sys.other" says the number as {1}). */
+const char *msgcat_errno_name(int e);
+/* The system's reason for errno `e` in `lang`, into buf. Returns buf. */
+char *msgcat_errno_text(const msgcat_t *c, const char *lang, int e, char *buf, size_t len);
+
 /* A figure as sentences show it: "12", "12.3", "–" for NAN. */
 char *msgcat_figure(double v, char *buf, size_t len);
 

@@ -77,40 +77,53 @@ static bool text_ok(const char *s) {
   return true;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
+/* The English sentence into `err`, and `code` with the sentence's values
+ * for proto_why(). */
+static int fail(char *err, size_t errlen, proto_why_code_t code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t errlen, proto_why_code_t code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
   if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
+    va_list ap2;
+    va_copy(ap2, ap);
+    vsnprintf(err, errlen, fmt, ap2);
+    va_end(ap2);
   }
+  proto__why_set(code, fmt, ap);
+  va_end(ap);
   return -EBADMSG;
 }
 
 int proto_machine_check(const proto_machine_t *m, char *err, size_t errlen) {
+  proto_why_clear();
   if (!proto_machine_code_ok(m->code))
-    return fail(err, errlen, "code \"%.40s\" is not a registration code (1-%d of A-Z a-z 0-9 -)",
-                m->code, PROTO_MACHINE_CODE_MAX);
+    return fail(err, errlen, PROTO_WHY_MACHINE_CODE,
+                "code \"%.40s\" is not a registration code (1-%d of A-Z a-z 0-9 -)", m->code,
+                PROTO_MACHINE_CODE_MAX);
   if (!m->type[0] || !text_ok(m->type))
-    return fail(err, errlen, "type is required (excavator, loader, crane, ...)");
+    return fail(err, errlen, PROTO_WHY_MACHINE_TYPE,
+                "type is required (excavator, loader, crane, ...)");
   if (!proto_stage_name(m->stage))
-    return fail(err, errlen, "stage must be 0, I, II, III, IV or electric");
+    return fail(err, errlen, PROTO_WHY_MACHINE_STAGE,
+                "stage must be 0, I, II, III, IV or electric");
   if (!(m->power_kw > 0 && m->power_kw <= PROTO_MACHINE_KW_MAX))
-    return fail(err, errlen, "power_kw must be more than 0 and at most %.0f", PROTO_MACHINE_KW_MAX);
+    return fail(err, errlen, PROTO_WHY_MACHINE_POWER,
+                "power_kw must be more than 0 and at most %.0f", PROTO_MACHINE_KW_MAX);
   if (!proto_fuel_name(m->fuel))
-    return fail(err, errlen, "fuel must be diesel, petrol or electric");
+    return fail(err, errlen, PROTO_WHY_MACHINE_FUEL, "fuel must be diesel, petrol or electric");
   if ((m->stage == PROTO_STAGE_ELECTRIC) != (m->fuel == PROTO_FUEL_ELECTRIC))
-    return fail(err, errlen, "an electric machine has stage electric and fuel electric, both");
+    return fail(err, errlen, PROTO_WHY_MACHINE_ELECTRIC,
+                "an electric machine has stage electric and fuel electric, both");
   if (!text_ok(m->owner))
-    return fail(err, errlen, "owner has control characters");
+    return fail(err, errlen, PROTO_WHY_MACHINE_OWNER, "owner has control characters");
   for (const char *c = m->label; *c; c++)
     if (*c < 'a' || *c > 'z')
-      return fail(err, errlen, "label is a colour in lower-case letters (green, yellow, ...)");
+      return fail(err, errlen, PROTO_WHY_MACHINE_LABEL,
+                  "label is a colour in lower-case letters (green, yellow, ...)");
   if (m->terminal[0] && !device_id_ok(m->terminal))
-    return fail(err, errlen, "terminal is a device id (1-%d of A-Z a-z 0-9 . _ -)",
-                PROTO_DEVICE_MAX);
+    return fail(err, errlen, PROTO_WHY_MACHINE_TERMINAL,
+                "terminal is a device id (1-%d of A-Z a-z 0-9 . _ -)", PROTO_DEVICE_MAX);
   return 0;
 }
 
@@ -188,8 +201,21 @@ static int split_line(const char **p, const char *end, char cells[COLS_MAX][CELL
   return bad || n > COLS_MAX ? -1 : n;
 }
 
-/* Appends "line N: ..." to err (one line each), keeping it terminated. */
-static void note(char *err, size_t errlen, int line, const char *msg) {
+/* The bad lines' codes and values, for proto_why_lines(). */
+struct bad_lines {
+  proto_why_t l[PROTO_WHY_LINES];
+  int n, more;
+};
+
+/* Appends "line N: ..." to err (one line each), keeping it terminated;
+ * the line's code and values (proto_why()) go to `bl`. */
+static void note(char *err, size_t errlen, int line, const char *msg, struct bad_lines *bl) {
+  if (bl->n < PROTO_WHY_LINES) {
+    bl->l[bl->n] = *proto_why();
+    bl->l[bl->n++].line = line;
+  } else {
+    bl->more++;
+  }
   size_t used = err && errlen ? strlen(err) : 0;
   if (err && used + 1 < errlen)
     snprintf(err + used, errlen - used, "%sline %d: %s", used ? "\n" : "", line, msg);
@@ -205,8 +231,9 @@ static int row_from_cells(char cells[COLS_MAX][CELL_MAX], int n, const int *col,
   if (strlen(v[C_CODE]) > PROTO_MACHINE_CODE_MAX || strlen(v[C_TYPE]) > PROTO_MACHINE_TEXT_MAX ||
       strlen(v[C_OWNER]) > PROTO_MACHINE_TEXT_MAX || strlen(v[C_LABEL]) > PROTO_MACHINE_LABEL_MAX ||
       strlen(v[C_TERMINAL]) > PROTO_DEVICE_MAX)
-    return fail(msg, msglen, "a field is too long (code %d, type and owner %d bytes)",
-                PROTO_MACHINE_CODE_MAX, PROTO_MACHINE_TEXT_MAX);
+    return fail(msg, msglen, PROTO_WHY_MCSV_LONG,
+                "a field is too long (code %d, type and owner %d bytes)", PROTO_MACHINE_CODE_MAX,
+                PROTO_MACHINE_TEXT_MAX);
   snprintf(m->code, sizeof(m->code), "%s", v[C_CODE]);
   snprintf(m->type, sizeof(m->type), "%s", v[C_TYPE]);
   snprintf(m->owner, sizeof(m->owner), "%s", v[C_OWNER]);
@@ -214,18 +241,28 @@ static int row_from_cells(char cells[COLS_MAX][CELL_MAX], int n, const int *col,
   snprintf(m->terminal, sizeof(m->terminal), "%s", v[C_TERMINAL]);
   int st = proto_stage_from_name(v[C_STAGE]);
   if (st < 0)
-    return fail(msg, msglen, "stage \"%.20s\" is not 0, I, II, III, IV or electric", v[C_STAGE]);
+    return fail(msg, msglen, PROTO_WHY_MCSV_STAGE,
+                "stage \"%.20s\" is not 0, I, II, III, IV or electric", v[C_STAGE]);
   m->stage = (int8_t)st;
   char *endp;
   m->power_kw = strtod(v[C_POWER], &endp);
   if (!v[C_POWER][0] || *endp || !isfinite(m->power_kw))
-    return fail(msg, msglen, "power_kw \"%.20s\" is not a number (kW)", v[C_POWER]);
+    return fail(msg, msglen, PROTO_WHY_MCSV_POWER, "power_kw \"%.20s\" is not a number (kW)",
+                v[C_POWER]);
   int fu = v[C_FUEL][0] ? proto_fuel_from_name(v[C_FUEL])
                         : (st == PROTO_STAGE_ELECTRIC ? PROTO_FUEL_ELECTRIC : PROTO_FUEL_DIESEL);
   if (fu < 0)
-    return fail(msg, msglen, "fuel \"%.20s\" is not diesel, petrol or electric", v[C_FUEL]);
+    return fail(msg, msglen, PROTO_WHY_MCSV_FUEL,
+                "fuel \"%.20s\" is not diesel, petrol or electric", v[C_FUEL]);
   m->fuel = (int8_t)fu;
   return proto_machine_check(m, msg, msglen);
+}
+
+/* `msg`, a sentence without values, recorded as `code` for proto_why(). */
+static const char *why_text(proto_why_code_t code, const char *msg) {
+  fail(NULL, 0, code, "%s", "");
+  proto__why_mut()->nargs = 0;
+  return msg;
 }
 
 int proto_machine_csv_parse(const char *text, size_t len, proto_machine_t **items, size_t *n,
@@ -236,12 +273,17 @@ int proto_machine_csv_parse(const char *text, size_t len, proto_machine_t **item
   proto_machine_t *out = NULL;
   size_t cnt = 0, cap = 0;
   bool header = false;
+  struct bad_lines *first = calloc(1, sizeof(*first));
+  proto_why_clear();
   *items = NULL;
   *n = 0;
   if (err && errlen)
     err[0] = '\0';
-  if (!cl)
+  if (!cl || !first) {
+    free(cl);
+    free(first);
     return -ENOMEM;
+  }
   if (len >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0)
     p += 3;
   while (p < end) {
@@ -249,12 +291,16 @@ int proto_machine_csv_parse(const char *text, size_t len, proto_machine_t **item
     const char *start = p;
     int nc = split_line(&p, end, cl);
     if (memchr(start, '\0', (size_t)(p - start))) {
-      note(err, errlen, line, "a NUL byte: this is not a CSV text file");
+      note(err, errlen, line,
+           why_text(PROTO_WHY_MCSV_NUL, "a NUL byte: this is not a CSV text file"), first);
       bad++;
       continue;
     }
     if (nc < 0) {
-      note(err, errlen, line, "a cell is longer than 127 bytes, or a quote is not closed");
+      note(err, errlen, line,
+           why_text(PROTO_WHY_MCSV_CELL,
+                    "a cell is longer than 127 bytes, or a quote is not closed"),
+           first);
       bad++;
       continue;
     }
@@ -269,8 +315,12 @@ int proto_machine_csv_parse(const char *text, size_t len, proto_machine_t **item
       }
       if (col[C_CODE] < 0 || col[C_TYPE] < 0 || col[C_STAGE] < 0 || col[C_POWER] < 0) {
         note(err, errlen, line,
-             "the header must name the columns code, type, stage and power_kw (fuel, owner, "
-             "label, terminal optional)");
+             why_text(PROTO_WHY_MCSV_COLUMNS,
+                      "the header must name the columns code, type, stage and power_kw (fuel, "
+                      "owner, label, terminal optional)"),
+             first);
+        proto__why_lines_set(first->l, first->n, first->more);
+        free(first);
         free(cl);
         return -EBADMSG;
       }
@@ -280,7 +330,7 @@ int proto_machine_csv_parse(const char *text, size_t len, proto_machine_t **item
     proto_machine_t m;
     char msg[160];
     if (row_from_cells(cl, nc, col, line, &m, msg, sizeof(msg)) != 0) {
-      note(err, errlen, line, msg);
+      note(err, errlen, line, msg, first);
       bad++;
       continue;
     }
@@ -288,13 +338,13 @@ int proto_machine_csv_parse(const char *text, size_t len, proto_machine_t **item
     for (size_t i = 0; i < cnt && !twice; i++)
       twice = strcmp(out[i].code, m.code) == 0;
     if (twice) {
-      snprintf(msg, sizeof(msg), "machine %s is listed twice", m.code);
-      note(err, errlen, line, msg);
+      fail(msg, sizeof(msg), PROTO_WHY_MCSV_TWICE, "machine %s is listed twice", m.code);
+      note(err, errlen, line, msg, first);
       bad++;
       continue;
     }
     if (cnt == PROTO_MACHINE_ROWS_MAX) {
-      note(err, errlen, line, "more than 10000 machines");
+      note(err, errlen, line, why_text(PROTO_WHY_MCSV_MANY, "more than 10000 machines"), first);
       bad++;
       break;
     }
@@ -304,6 +354,7 @@ int proto_machine_csv_parse(const char *text, size_t len, proto_machine_t **item
       if (!g) {
         free(out);
         free(cl);
+        free(first);
         return -ENOMEM;
       }
       out = g;
@@ -313,13 +364,18 @@ int proto_machine_csv_parse(const char *text, size_t len, proto_machine_t **item
   }
   free(cl);
   if (!header && !bad) {
-    note(err, errlen, line ? line : 1, "no header: the first line must name the columns");
+    note(err, errlen, line ? line : 1,
+         why_text(PROTO_WHY_MCSV_HEADER, "no header: the first line must name the columns"), first);
     bad++;
   }
   if (bad) {
     free(out);
+    proto__why_lines_set(first->l, first->n, first->more);
+    free(first);
     return -EBADMSG;
   }
+  free(first);
+  proto_why_clear();
   *items = out;
   *n = cnt;
   return 0;
@@ -349,9 +405,11 @@ struct gdec {
 
 static int g_text(struct gdec *d, enum gfield f, const struct gval *v, size_t max, char *dst) {
   if (v->kind != V_TEXT)
-    return fail(d->err, d->errlen, "field \"%s\" must be text", gfield_names[f]);
+    return fail(d->err, d->errlen, PROTO_WHY_GATE_EVENT, "field \"%s\" must be text",
+                gfield_names[f]);
   if (v->len == 0 || v->len > max || memchr(v->s, '\0', v->len))
-    return fail(d->err, d->errlen, "field \"%s\" must be 1 to %zu bytes", gfield_names[f], max);
+    return fail(d->err, d->errlen, PROTO_WHY_GATE_EVENT, "field \"%s\" must be 1 to %zu bytes",
+                gfield_names[f], max);
   memcpy(dst, v->s, v->len);
   dst[v->len] = '\0';
   return 0;
@@ -363,7 +421,8 @@ static int g_int(struct gdec *d, enum gfield f, const struct gval *v, int64_t *d
     return 0;
   }
   if (v->kind != V_INT)
-    return fail(d->err, d->errlen, "field \"%s\" must be a whole number", gfield_names[f]);
+    return fail(d->err, d->errlen, PROTO_WHY_GATE_EVENT, "field \"%s\" must be a whole number",
+                gfield_names[f]);
   *dst = v->i;
   return 0;
 }
@@ -379,11 +438,12 @@ static int field_set(struct gdec *d, const char *key, size_t klen, const struct 
     for (size_t i = 0; i < n; i++)
       k[i] = (key[i] >= 0x20 && key[i] < 0x7f) ? key[i] : '?';
     k[n] = '\0';
-    return fail(d->err, d->errlen,
+    return fail(d->err, d->errlen, PROTO_WHY_GATE_EVENT,
                 "unknown field \"%s\": a gate event has gate, no, t, code and dir", k);
   }
   if (d->seen & (1u << f))
-    return fail(d->err, d->errlen, "field \"%s\" is repeated", gfield_names[f]);
+    return fail(d->err, d->errlen, PROTO_WHY_GATE_EVENT, "field \"%s\" is repeated",
+                gfield_names[f]);
   d->seen |= 1u << f;
   proto_gate_event_t *e = d->out;
   char dir[8];
@@ -392,34 +452,39 @@ static int field_set(struct gdec *d, const char *key, size_t klen, const struct 
     if (g_text(d, G_GATE, v, PROTO_DEVICE_MAX, e->gate) != 0)
       return -EBADMSG;
     if (!device_id_ok(e->gate))
-      return fail(d->err, d->errlen, "field \"gate\" is a device id (A-Z a-z 0-9 . _ -)");
+      return fail(d->err, d->errlen, PROTO_WHY_GATE_EVENT,
+                  "field \"gate\" is a device id (A-Z a-z 0-9 . _ -)");
     return 0;
   case G_CODE:
     if (g_text(d, G_CODE, v, PROTO_MACHINE_CODE_MAX, e->code) != 0)
       return -EBADMSG;
     if (!proto_machine_code_ok(e->code))
-      return fail(d->err, d->errlen, "field \"code\" is a registration code (A-Z a-z 0-9 -)");
+      return fail(d->err, d->errlen, PROTO_WHY_GATE_EVENT,
+                  "field \"code\" is a registration code (A-Z a-z 0-9 -)");
     return 0;
   case G_DIR:
     if (g_text(d, G_DIR, v, sizeof(dir) - 1, dir) != 0)
       return -EBADMSG;
     if (strcmp(dir, "in") != 0 && strcmp(dir, "out") != 0)
-      return fail(d->err, d->errlen, "field \"dir\" must be \"in\" or \"out\"");
+      return fail(d->err, d->errlen, PROTO_WHY_GATE_EVENT,
+                  "field \"dir\" must be \"in\" or \"out\"");
     e->in = dir[0] == 'i';
     return 0;
   case G_NO:
     if (g_int(d, G_NO, v, &e->no) != 0)
       return -EBADMSG;
     if (e->no < 1 || e->no > PROTO_GATE_NO_MAX)
-      return fail(d->err, d->errlen, "field \"no\" must be 1 to 2^53 - 1");
+      return fail(d->err, d->errlen, PROTO_WHY_GATE_EVENT, "field \"no\" must be 1 to 2^53 - 1");
     return 0;
   case G_T:
     if (g_int(d, G_T, v, &e->t) != 0)
       return -EBADMSG;
     if ((double)e->t > d->now + PROTO_FUTURE_MAX_S)
-      return fail(d->err, d->errlen, "field \"t\" is more than 5 minutes ahead: check the clock");
+      return fail(d->err, d->errlen, PROTO_WHY_GATE_EVENT,
+                  "field \"t\" is more than 5 minutes ahead: check the clock");
     if ((double)e->t < d->oldest)
-      return fail(d->err, d->errlen, "field \"t\" is too old (or not absolute Unix seconds)");
+      return fail(d->err, d->errlen, PROTO_WHY_GATE_EVENT,
+                  "field \"t\" is too old (or not absolute Unix seconds)");
     return 0;
   default:
     return -EBADMSG;
@@ -429,7 +494,8 @@ static int field_set(struct gdec *d, const char *key, size_t klen, const struct 
 static int finish(struct gdec *d) {
   for (int f = 0; f < G_COUNT; f++)
     if (!(d->seen & (1u << f)))
-      return fail(d->err, d->errlen, "field \"%s\" is required", gfield_names[f]);
+      return fail(d->err, d->errlen, PROTO_WHY_GATE_EVENT, "field \"%s\" is required",
+                  gfield_names[f]);
   return 0;
 }
 
@@ -448,11 +514,11 @@ int proto_gate_decode_json(const uint8_t *buf, size_t len, double now, double ol
   json_error_t je;
   json_t *root = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
   if (!root)
-    return fail(err, errlen, "not JSON (or a field is repeated): line %d column %d", je.line,
-                je.column);
+    return fail(err, errlen, PROTO_WHY_GATE_EVENT,
+                "not JSON (or a field is repeated): line %d column %d", je.line, je.column);
   int rc = 0;
   if (!json_is_object(root))
-    rc = fail(err, errlen, "a gate event is one JSON object");
+    rc = fail(err, errlen, PROTO_WHY_GATE_EVENT, "a gate event is one JSON object");
   const char *key;
   json_t *val;
   json_object_foreach(root, key, val) {
@@ -544,21 +610,23 @@ int proto_gate_decode_cbor(const uint8_t *buf, size_t len, double now, double ol
   int major, info;
   uint64_t n;
   if (cbor_head(&p, end, &major, &n, &info) != 0 || major != 5 || info == 31)
-    return fail(err, errlen, "a gate event in CBOR is one definite map with text keys");
+    return fail(err, errlen, PROTO_WHY_GATE_EVENT,
+                "a gate event in CBOR is one definite map with text keys");
   if (n > G_COUNT)
-    return fail(err, errlen, "a gate event has 5 fields, not %" PRIu64, n);
+    return fail(err, errlen, PROTO_WHY_GATE_EVENT, "a gate event has 5 fields, not %" PRIu64, n);
   for (uint64_t i = 0; i < n; i++) {
     struct gval k, v;
     if (cbor_value(&p, end, &k) < 0 || k.kind != V_TEXT)
-      return fail(err, errlen, "pair %" PRIu64 ": the key must be text", i);
+      return fail(err, errlen, PROTO_WHY_GATE_EVENT, "pair %" PRIu64 ": the key must be text", i);
     int rc = cbor_value(&p, end, &v);
     if (rc < 0)
-      return fail(err, errlen, "pair %" PRIu64 ": the value is cut short or malformed", i);
+      return fail(err, errlen, PROTO_WHY_GATE_EVENT,
+                  "pair %" PRIu64 ": the value is cut short or malformed", i);
     if ((rc = field_set(&d, k.s, k.len, &v)) != 0)
       return rc;
   }
   if (p != end)
-    return fail(err, errlen, "%zu bytes follow the map", (size_t)(end - p));
+    return fail(err, errlen, PROTO_WHY_GATE_EVENT, "%zu bytes follow the map", (size_t)(end - p));
   return finish(&d);
 }
 

@@ -10,6 +10,7 @@
 #ifndef SITEGATE_PROTOCOL_H
 #define SITEGATE_PROTOCOL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -578,5 +579,114 @@ int proto_gate_decode_cbor(const uint8_t *buf, size_t len, double now, double ol
 /* Encoders (simulators, tests): bytes written, or -ENOSPC. */
 int proto_gate_encode_json(const proto_gate_event_t *e, char *buf, size_t cap);
 int proto_gate_encode_cbor(const proto_gate_event_t *e, uint8_t *buf, size_t cap);
+
+/* ---- Why a parser or check refused, for a person (protocol/why.c)
+ *
+ * The ticket and machine parsers and checks write an English sentence into
+ * `err` for logs and scripts and, alongside it, a stable code with the
+ * sentence's values as text: the local API sends them as its error's
+ * `code` and `args` (protocol/HTTP.md "Errors"), and the catalogue's
+ * "err.<code>" says it in the person's language. Only values a person
+ * typed or can act on are args; English words never are. */
+#define PROTO_WHY_MAP(X)                                                                           \
+  X(NONE, "detail")                                                                                \
+  X(TICKET_NO_DATA, "ticket_no_data")                                                              \
+  X(TICKET_JSON, "ticket_json")                                                                    \
+  X(TICKET_NOT_OBJECT, "ticket_not_object")                                                        \
+  X(TICKET_CBOR, "ticket_cbor")                                                                    \
+  X(TICKET_UNKNOWN_FIELD, "ticket_unknown_field")                                                  \
+  X(TICKET_TWICE, "ticket_twice")                                                                  \
+  X(TICKET_TYPE_INT, "ticket_type_int")                                                            \
+  X(TICKET_TYPE_TEXT, "ticket_type_text")                                                          \
+  X(TICKET_TYPE_DIR, "ticket_type_dir")                                                            \
+  X(TICKET_TYPE_BOOL, "ticket_type_bool")                                                          \
+  X(TICKET_RANGE, "ticket_range")                                                                  \
+  X(TICKET_FINITE, "ticket_finite")                                                                \
+  X(TICKET_WHOLE, "ticket_whole")                                                                  \
+  X(TICKET_RANGE_VALUE, "ticket_range_value")                                                      \
+  X(TICKET_UTF8, "ticket_utf8")                                                                    \
+  X(TICKET_CONTROL, "ticket_control")                                                              \
+  X(TICKET_LONG, "ticket_long")                                                                    \
+  X(TICKET_ID, "ticket_id")                                                                        \
+  X(TICKET_ID_LOWER, "ticket_id_lower")                                                            \
+  X(TICKET_ENUM, "ticket_enum")                                                                    \
+  X(TICKET_DIR, "ticket_dir")                                                                      \
+  X(TICKET_NOTE_MANUAL, "ticket_note_manual")                                                      \
+  X(TICKET_REQUIRED, "ticket_required")                                                            \
+  X(TICKET_SCALE_NO, "ticket_scale_no")                                                            \
+  X(TICKET_GROSS_TARE, "ticket_gross_tare")                                                        \
+  X(TICKET_TARE_GROSS, "ticket_tare_gross")                                                        \
+  X(TICKET_T_RELATIVE, "ticket_t_relative")                                                        \
+  X(TICKET_T_FUTURE, "ticket_t_future")                                                            \
+  X(TICKET_T_OLD, "ticket_t_old")                                                                  \
+  X(TICKET_CAT_MATERIAL, "ticket_cat_material")                                                    \
+  X(TICKET_IN_MATERIAL, "ticket_in_material")                                                      \
+  X(TICKET_OUT_NEEDS, "ticket_out_needs")                                                          \
+  X(TICKET_NOT_DELIVERY, "ticket_not_delivery")                                                    \
+  X(TICKET_NOT_RETURN, "ticket_not_return")                                                        \
+  X(TICKET_NOT_WASTE, "ticket_not_waste")                                                          \
+  X(TICKET_DEST_REQUIRED, "ticket_dest_required")                                                  \
+  X(TICKET_KIND_REQUIRED, "ticket_kind_required")                                                  \
+  X(TICKET_NET, "ticket_net")                                                                      \
+  X(MACHINE_CODE, "machine_code")                                                                  \
+  X(MACHINE_TYPE, "machine_type")                                                                  \
+  X(MACHINE_STAGE, "machine_stage")                                                                \
+  X(MACHINE_POWER, "machine_power")                                                                \
+  X(MACHINE_FUEL, "machine_fuel")                                                                  \
+  X(MACHINE_ELECTRIC, "machine_electric")                                                          \
+  X(MACHINE_OWNER, "machine_owner")                                                                \
+  X(MACHINE_LABEL, "machine_label")                                                                \
+  X(MACHINE_TERMINAL, "machine_terminal")                                                          \
+  X(MCSV_NUL, "mcsv_nul")                                                                          \
+  X(MCSV_CELL, "mcsv_cell")                                                                        \
+  X(MCSV_COLUMNS, "mcsv_columns")                                                                  \
+  X(MCSV_LONG, "mcsv_long")                                                                        \
+  X(MCSV_STAGE, "mcsv_stage")                                                                      \
+  X(MCSV_POWER, "mcsv_power")                                                                      \
+  X(MCSV_FUEL, "mcsv_fuel")                                                                        \
+  X(MCSV_TWICE, "mcsv_twice")                                                                      \
+  X(MCSV_MANY, "mcsv_many")                                                                        \
+  X(MCSV_HEADER, "mcsv_header")                                                                    \
+  X(GATE_EVENT, "gate_event")
+
+typedef enum {
+#define X(e, s) PROTO_WHY_##e,
+  PROTO_WHY_MAP(X)
+#undef X
+      PROTO_WHY_COUNT
+} proto_why_code_t;
+
+#define PROTO_WHY_ARGS 6
+typedef struct proto_why {
+  proto_why_code_t code; /* PROTO_WHY_NONE: no refusal recorded */
+  int line;              /* the CSV line at fault; 0 for one record */
+  int more;              /* further faulty CSV lines (proto_why_lines()) */
+  int nargs;
+  char args[PROTO_WHY_ARGS][96]; /* the sentence's values, in order: {1}, {2}, ... */
+} proto_why_t;
+
+/* The register CSV's bad lines, the first PROTO_WHY_LINES of them, after a
+ * refusal of proto_machine_csv_parse on this thread (proto_why() is the
+ * first, its `more` the count of the others); other refusals have none.
+ * Returns the count and points *out at them. */
+#define PROTO_WHY_LINES 10
+int proto_why_lines(const proto_why_t **out);
+/* Parsers only: records bad CSV lines (`more` beyond these `n`). */
+void proto__why_lines_set(const proto_why_t *l, int n, int more);
+
+/* "ticket_required"; "?" out of range. */
+const char *proto_why_name(proto_why_code_t c);
+/* The last refusal of proto_ticket_decode_*, proto_ticket_check_net,
+ * proto_machine_check and proto_machine_csv_parse on this thread (like
+ * errno: valid until the next of them on the same thread). Never NULL. */
+const proto_why_t *proto_why(void);
+/* Parsers only: records `code` with the values of `fmt`'s conversions
+ * (flags, digits, precision, h l ll z j; d i u x c s f g e) as text. */
+void proto__why_set(proto_why_code_t code, const char *fmt, va_list ap);
+/* Forgets the last refusal (then proto_why() is PROTO_WHY_NONE): every
+ * function above starts so; a caller that fails on its own before calling
+ * one does too, so that it never reports an older refusal. */
+void proto_why_clear(void);
+proto_why_t *proto__why_mut(void);
 
 #endif

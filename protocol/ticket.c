@@ -151,13 +151,20 @@ struct dec {
   double t; /* as sent, checked in finish() */
 };
 
-__attribute__((format(printf, 2, 3))) static int fail(struct dec *d, const char *fmt, ...) {
+/* The English sentence into `err`, and `code` with the sentence's values
+ * for proto_why(). */
+__attribute__((format(printf, 3, 4))) static int fail(struct dec *d, proto_why_code_t code,
+                                                      const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
   if (d->err && d->errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(d->err, d->errlen, fmt, ap);
-    va_end(ap);
+    va_list ap2;
+    va_copy(ap2, ap);
+    vsnprintf(d->err, d->errlen, fmt, ap2);
+    va_end(ap2);
   }
+  proto__why_set(code, fmt, ap);
+  va_end(ap);
   return -EBADMSG;
 }
 
@@ -242,7 +249,11 @@ static const char *val_what(const struct val *v) {
 }
 
 static int wrong_type(struct dec *d, enum field f, const char *want, const struct val *v) {
-  return fail(d, "field \"%s\" must be %s, not %s", field_names[f], want, val_what(v));
+  proto_why_code_t code = strcmp(want, "a whole number") == 0  ? PROTO_WHY_TICKET_TYPE_INT
+                          : strcmp(want, "a string") == 0      ? PROTO_WHY_TICKET_TYPE_TEXT
+                          : strcmp(want, "true or false") == 0 ? PROTO_WHY_TICKET_TYPE_BOOL
+                                                               : PROTO_WHY_TICKET_TYPE_DIR;
+  return fail(d, code, "field \"%s\" must be %s, not %s", field_names[f], want, val_what(v));
 }
 
 /* A whole number within [min, max]; reals are accepted when integral
@@ -253,23 +264,27 @@ static int get_int(struct dec *d, enum field f, const struct val *v, int64_t min
   if (v->kind == V_INT) {
     i = v->i;
   } else if (v->kind == V_UINT_BIG) {
-    return fail(d, "field \"%s\" is out of range %" PRId64 "..%" PRId64 "%s", field_names[f], min,
-                max, unit);
+    return fail(d, PROTO_WHY_TICKET_RANGE,
+                "field \"%s\" is out of range %" PRId64 "..%" PRId64 "%s", field_names[f], min, max,
+                unit);
   } else if (v->kind == V_REAL) {
     if (!isfinite(v->f))
-      return fail(d, "field \"%s\" must be a finite number", field_names[f]);
+      return fail(d, PROTO_WHY_TICKET_FINITE, "field \"%s\" must be a finite number",
+                  field_names[f]);
     if (v->f != floor(v->f))
-      return fail(d, "field \"%s\" must be a whole number%s, not %.15g", field_names[f],
-                  *unit ? " of kilograms" : "", v->f);
+      return fail(d, PROTO_WHY_TICKET_WHOLE, "field \"%s\" must be a whole number%s, not %.15g",
+                  field_names[f], *unit ? " of kilograms" : "", v->f);
     if (v->f < (double)min || v->f > (double)max)
-      return fail(d, "field \"%s\": %.15g is out of range %" PRId64 "..%" PRId64 "%s",
-                  field_names[f], v->f, min, max, unit);
+      return fail(d, PROTO_WHY_TICKET_RANGE_VALUE,
+                  "field \"%s\": %.15g is out of range %" PRId64 "..%" PRId64 "%s", field_names[f],
+                  v->f, min, max, unit);
     i = (int64_t)v->f;
   } else {
     return wrong_type(d, f, "a whole number", v);
   }
   if (i < min || i > max)
-    return fail(d, "field \"%s\": %" PRId64 " is out of range %" PRId64 "..%" PRId64 "%s",
+    return fail(d, PROTO_WHY_TICKET_RANGE_VALUE,
+                "field \"%s\": %" PRId64 " is out of range %" PRId64 "..%" PRId64 "%s",
                 field_names[f], i, min, max, unit);
   *out = i;
   return 0;
@@ -283,16 +298,16 @@ static int get_text(struct dec *d, enum field f, const struct val *v, long max_c
     return wrong_type(d, f, "a string", v);
   long chars = utf8_chars((const uint8_t *)v->s, v->len);
   if (chars < 0)
-    return fail(d, "field \"%s\" is not valid UTF-8", field_names[f]);
+    return fail(d, PROTO_WHY_TICKET_UTF8, "field \"%s\" is not valid UTF-8", field_names[f]);
   for (size_t i = 0; i < v->len; i++) {
     unsigned char c = (unsigned char)v->s[i];
     if (c < 0x20 || c == 0x7f)
-      return fail(d, "field \"%s\": %s holds a control character", field_names[f],
-                  quote(q, v->s, v->len));
+      return fail(d, PROTO_WHY_TICKET_CONTROL, "field \"%s\": %s holds a control character",
+                  field_names[f], quote(q, v->s, v->len));
   }
   if (chars > max_chars || v->len >= cap)
-    return fail(d, "field \"%s\": %s is longer than %ld characters", field_names[f],
-                quote(q, v->s, v->len), max_chars);
+    return fail(d, PROTO_WHY_TICKET_LONG, "field \"%s\": %s is longer than %ld characters",
+                field_names[f], quote(q, v->s, v->len), max_chars);
   memcpy(out, v->s, v->len);
   out[v->len] = '\0';
   return 0;
@@ -315,8 +330,9 @@ static int get_id(struct dec *d, enum field f, const struct val *v, bool lower_o
   for (size_t i = 0; ok && i < v->len; i++)
     ok = is_id_char(v->s[i], lower_only);
   if (!ok)
-    return fail(d, "field \"%s\": %s must be 1 to %zu of %s", field_names[f],
-                quote(q, v->s, v->len), cap - 1, lower_only ? "a-z 0-9 _" : "A-Z a-z 0-9 . _ -");
+    return fail(d, lower_only ? PROTO_WHY_TICKET_ID_LOWER : PROTO_WHY_TICKET_ID,
+                "field \"%s\": %s must be 1 to %zu of %s", field_names[f], quote(q, v->s, v->len),
+                cap - 1, lower_only ? "a-z 0-9 _" : "A-Z a-z 0-9 . _ -");
   memcpy(out, v->s, v->len);
   out[v->len] = '\0';
   return 0;
@@ -329,8 +345,8 @@ static int get_enum(struct dec *d, enum field f, const struct val *v, const char
     return wrong_type(d, f, "a string", v);
   int i = lookup(names, n, v->s, v->len);
   if (i < 0)
-    return fail(d, "field \"%s\": %s is not one of %s", field_names[f], quote(q, v->s, v->len),
-                list + 2);
+    return fail(d, PROTO_WHY_TICKET_ENUM, "field \"%s\": %s is not one of %s", field_names[f],
+                quote(q, v->s, v->len), list + 2);
   *out = (int8_t)i;
   return 0;
 }
@@ -340,12 +356,12 @@ static int field_set(struct dec *d, const char *key, size_t klen, const struct v
   proto_ticket_t *t = d->out;
   int f = lookup(field_names, F_COUNT, key, klen);
   if (f < 0)
-    return fail(d,
+    return fail(d, PROTO_WHY_TICKET_UNKNOWN_FIELD,
                 "unknown field %s (fields: scale, no, t, plate, dir, gross_kg, tare_kg, "
                 "net_kg, category, kind, dest, dest_name, carrier, material, green_cert)",
                 quote(q, key, klen));
   if (d->seen & BIT(f))
-    return fail(d, "field \"%s\" appears twice", field_names[f]);
+    return fail(d, PROTO_WHY_TICKET_TWICE, "field \"%s\" appears twice", field_names[f]);
   d->seen |= BIT(f);
   switch ((enum field)f) {
   case F_SCALE:
@@ -372,7 +388,8 @@ static int field_set(struct dec *d, const char *key, size_t klen, const struct v
     else if (v->len == 3 && memcmp(v->s, "out", 3) == 0)
       t->dir_in = false;
     else
-      return fail(d, "field \"dir\": %s is not \"in\" (a delivery) or \"out\"",
+      return fail(d, PROTO_WHY_TICKET_DIR,
+                  "field \"dir\": %s is not \"in\" (a delivery) or \"out\"",
                   quote(q, v->s, v->len));
     return 0;
   case F_GROSS:
@@ -401,7 +418,8 @@ static int field_set(struct dec *d, const char *key, size_t klen, const struct v
     return 0;
   case F_NOTE:
     if (!d->lim->manual)
-      return fail(d, "field \"note\" is for entries made by a person (sitectl waste add)");
+      return fail(d, PROTO_WHY_TICKET_NOTE_MANUAL,
+                  "field \"note\" is for entries made by a person (sitectl waste add)");
     return get_text(d, F_NOTE, v, PROTO_TICKET_TEXT_CHARS, t->note, sizeof(t->note));
   case F_COUNT:
     break;
@@ -413,6 +431,7 @@ static void dec_init(struct dec *d, const proto_ticket_limits_t *lim, proto_tick
                      char *err, size_t errlen) {
   assert(lim != NULL && out != NULL);
   memset(d, 0, sizeof(*d));
+  proto_why_clear();
   d->lim = lim;
   d->out = out;
   d->err = err;
@@ -427,10 +446,10 @@ static void dec_init(struct dec *d, const proto_ticket_limits_t *lim, proto_tick
 static bool has(const struct dec *d, enum field f) { return (d->seen & BIT(f)) != 0; }
 
 /* Only `allowed` of the fields in `mask` may be present. */
-static int refuse_fields(struct dec *d, uint32_t mask, const char *why) {
+static int refuse_fields(struct dec *d, uint32_t mask, proto_why_code_t code, const char *why) {
   for (int f = 0; f < F_COUNT; f++)
     if (d->seen & mask & BIT(f))
-      return fail(d, "field \"%s\" %s", field_names[f], why);
+      return fail(d, code, "field \"%s\" %s", field_names[f], why);
   return 0;
 }
 
@@ -444,75 +463,85 @@ static int finish(struct dec *d) {
     static const enum field need[] = {F_SCALE, F_NO, F_T, F_DIR, F_GROSS, F_TARE, F_NET};
     for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
       if (!has(d, need[i]))
-        return fail(d, "field \"%s\" is required", field_names[need[i]]);
+        return fail(d, PROTO_WHY_TICKET_REQUIRED, "field \"%s\" is required", field_names[need[i]]);
   } else {
     if (!has(d, F_DIR))
-      return fail(d, "field \"dir\" is required");
+      return fail(d, PROTO_WHY_TICKET_REQUIRED, "field \"%s\" is required", "dir");
     if (!has(d, F_NET))
-      return fail(d, "field \"net_kg\" is required");
+      return fail(d, PROTO_WHY_TICKET_REQUIRED, "field \"%s\" is required", "net_kg");
     if (has(d, F_SCALE) != has(d, F_NO))
-      return fail(d, "fields \"scale\" and \"no\" go together (the slip's scale and number)");
+      return fail(d, PROTO_WHY_TICKET_SCALE_NO,
+                  "fields \"scale\" and \"no\" go together (the slip's scale and number)");
   }
   if (has(d, F_GROSS) != has(d, F_TARE))
-    return fail(d, "fields \"gross_kg\" and \"tare_kg\" go together");
+    return fail(d, PROTO_WHY_TICKET_GROSS_TARE, "fields \"gross_kg\" and \"tare_kg\" go together");
   if (has(d, F_GROSS) && t->tare_kg > t->gross_kg)
-    return fail(d, "tare_kg %" PRId64 " is more than gross_kg %" PRId64, t->tare_kg, t->gross_kg);
+    return fail(d, PROTO_WHY_TICKET_TARE_GROSS,
+                "tare_kg %" PRId64 " is more than gross_kg %" PRId64, t->tare_kg, t->gross_kg);
 
   if (!has(d, F_T)) {
     t->t = (int64_t)floor(lim->now);
   } else {
     if (d->t < PROTO_SENML_REL_LIMIT)
-      return fail(d, "field \"t\" must be absolute Unix seconds, not %.15g", d->t);
+      return fail(d, PROTO_WHY_TICKET_T_RELATIVE,
+                  "field \"t\" must be absolute Unix seconds, not %.15g", d->t);
     if (d->t > lim->now + PROTO_FUTURE_MAX_S)
-      return fail(d, "field \"t\": %.0f is %.0f s in the future; is the scale's clock right?", d->t,
+      return fail(d, PROTO_WHY_TICKET_T_FUTURE,
+                  "field \"t\": %.0f is %.0f s in the future; is the scale's clock right?", d->t,
                   d->t - lim->now);
     if (d->t < lim->oldest)
-      return fail(d, "field \"t\": %.0f is before %.0f, the oldest weighing accepted", d->t,
+      return fail(d, PROTO_WHY_TICKET_T_OLD,
+                  "field \"t\": %.0f is before %.0f, the oldest weighing accepted", d->t,
                   lim->oldest);
     t->t = (int64_t)floor(d->t);
   }
 
   if (has(d, F_CATEGORY) && has(d, F_MATERIAL))
-    return fail(d, "a ticket has a category (waste) or a material (delivery, return), not both");
+    return fail(d, PROTO_WHY_TICKET_CAT_MATERIAL,
+                "a ticket has a category (waste) or a material (delivery, return), not both");
   if (t->dir_in) {
     if (!has(d, F_MATERIAL))
-      return fail(d, "a ticket with dir \"in\" is a material delivery and needs \"material\"");
+      return fail(d, PROTO_WHY_TICKET_IN_MATERIAL,
+                  "a ticket with dir \"in\" is a material delivery and needs \"material\"");
     t->type = PROTO_TICKET_DELIVERY;
     rc = refuse_fields(d, BIT(F_KIND) | BIT(F_DEST) | BIT(F_DEST_NAME),
+                       PROTO_WHY_TICKET_NOT_DELIVERY,
                        "is for waste leaving the site, not for a delivery");
   } else if (has(d, F_MATERIAL)) {
     t->type = PROTO_TICKET_RETURN;
-    rc = refuse_fields(d, BIT(F_KIND) | BIT(F_DEST) | BIT(F_GREEN),
+    rc = refuse_fields(d, BIT(F_KIND) | BIT(F_DEST) | BIT(F_GREEN), PROTO_WHY_TICKET_NOT_RETURN,
                        "is not for material returned to its supplier");
   } else {
     if (!has(d, F_CATEGORY))
-      return fail(d, "a ticket with dir \"out\" needs \"category\" (waste) or \"material\" "
-                     "(material returned to its supplier)");
+      return fail(d, PROTO_WHY_TICKET_OUT_NEEDS,
+                  "a ticket with dir \"out\" needs \"category\" (waste) or \"material\" "
+                  "(material returned to its supplier)");
     t->type = PROTO_TICKET_WASTE;
     if (!has(d, F_DEST))
-      return fail(d, "field \"dest\" is required for waste (%s)", dest_list + 2);
+      return fail(d, PROTO_WHY_TICKET_DEST_REQUIRED, "field \"dest\" is required for waste (%s)",
+                  dest_list + 2);
     if (!has(d, F_KIND) && !proto_waste_category_excluded(t->category))
-      return fail(d, "field \"kind\" is required for %s waste (%s)", category_names[t->category],
-                  kind_list + 2);
-    rc = refuse_fields(d, BIT(F_GREEN), "is for deliveries");
+      return fail(d, PROTO_WHY_TICKET_KIND_REQUIRED, "field \"kind\" is required for %s waste (%s)",
+                  category_names[t->category], kind_list + 2);
+    rc = refuse_fields(d, BIT(F_GREEN), PROTO_WHY_TICKET_NOT_WASTE, "is for deliveries");
   }
   return rc;
 }
 
 int proto_ticket_check_net(const proto_ticket_t *t, double resolution_kg, char *err,
                            size_t errlen) {
+  proto_why_clear();
   if (err && errlen)
     err[0] = '\0';
   if (t->gross_kg < 0 || t->tare_kg < 0)
     return 0;
   int64_t diff = t->gross_kg - t->tare_kg - t->net_kg;
   if ((double)(diff < 0 ? -diff : diff) > resolution_kg) {
-    if (err && errlen)
-      snprintf(err, errlen,
-               "net_kg %" PRId64 " is not gross_kg - tare_kg = %" PRId64
-               " within the scale's resolution of %g kg",
-               t->net_kg, t->gross_kg - t->tare_kg, resolution_kg);
-    return -EBADMSG;
+    struct dec d = {.err = err, .errlen = errlen};
+    return fail(&d, PROTO_WHY_TICKET_NET,
+                "net_kg %" PRId64 " is not gross_kg - tare_kg = %" PRId64
+                " within the scale's resolution of %g kg",
+                t->net_kg, t->gross_kg - t->tare_kg, resolution_kg);
   }
   return 0;
 }
@@ -567,16 +596,17 @@ int proto_ticket_decode_json(const uint8_t *buf, size_t len, const proto_ticket_
   int rc = 0;
   dec_init(&d, lim, out, err, errlen);
   if (len == 0)
-    return fail(&d, "no data: a ticket is a JSON object");
+    return fail(&d, PROTO_WHY_TICKET_NO_DATA, "no data: a ticket is a JSON object");
   /* JSON_ALLOW_NUL keeps "\u0000" in strings, so it is refused as a control
    * character instead of cutting the text short. */
   json_t *root = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
   if (!root) {
     json_error_clean(je.text);
-    return fail(&d, "invalid JSON at line %d, column %d: %s", je.line, je.column, je.text);
+    return fail(&d, PROTO_WHY_TICKET_JSON, "invalid JSON at line %d, column %d: %s", je.line,
+                je.column, je.text);
   }
   if (!json_is_object(root)) {
-    rc = fail(&d, "a ticket is a JSON object, not %s",
+    rc = fail(&d, PROTO_WHY_TICKET_NOT_OBJECT, "a ticket is a JSON object, not %s",
               json_is_array(root) ? "an array" : "a single value");
   } else {
     for (void *it = json_object_iter(root); rc == 0 && it; it = json_object_iter_next(root, it))
@@ -608,7 +638,7 @@ struct cdec {
 };
 
 static void c_fail_malformed(struct cdec *c, const char *what) {
-  c->rc = fail(&c->d, "malformed CBOR at byte %zu: %s", c->pos, what);
+  c->rc = fail(&c->d, PROTO_WHY_TICKET_CBOR, "malformed CBOR at byte %zu: %s", c->pos, what);
 }
 
 static void c_pair_done(struct cdec *c) {
@@ -625,7 +655,8 @@ static void c_item(struct cdec *c, const struct val *v, bool is_break) {
     return;
   switch (c->state) {
   case C_TOP:
-    c->rc = fail(&c->d, "a ticket is a CBOR map, not %s", is_break ? "a break" : val_what(v));
+    c->rc = fail(&c->d, PROTO_WHY_TICKET_CBOR, "a ticket is a CBOR map, not %s",
+                 is_break ? "a break" : val_what(v));
     return;
   case C_KEY:
     if (is_break && c->indef) {
@@ -634,7 +665,8 @@ static void c_item(struct cdec *c, const struct val *v, bool is_break) {
     } else if (is_break) {
       c_fail_malformed(c, "break inside a definite-length map");
     } else {
-      c->rc = fail(&c->d, "field names are text strings, not %s", val_what(v));
+      c->rc =
+          fail(&c->d, PROTO_WHY_TICKET_CBOR, "field names are text strings, not %s", val_what(v));
     }
     return;
   case C_VALUE:
@@ -675,7 +707,8 @@ static void c_text(struct cdec *c, const uint8_t *s, size_t len) {
     if (utf8_chars(s, len) < 0) {
       c_fail_malformed(c, "a field name that is not UTF-8");
     } else if (len > KEY_MAX) {
-      c->rc = fail(&c->d, "unknown field %s", quote(q, (const char *)s, len));
+      c->rc = fail(&c->d, PROTO_WHY_TICKET_UNKNOWN_FIELD, "unknown field %s",
+                   quote(q, (const char *)s, len));
     } else {
       memcpy(c->key, s, len);
       c->klen = len;
@@ -686,7 +719,8 @@ static void c_text(struct cdec *c, const uint8_t *s, size_t len) {
   if (c->state == C_VALUE && utf8_chars(s, len) < 0) {
     c->klen = c->klen > KEY_MAX ? KEY_MAX : c->klen;
     c->key[c->klen] = '\0';
-    c->rc = fail(&c->d, "field %s is not valid UTF-8 (RFC 8949 5.3.1)", quote(q, c->key, c->klen));
+    c->rc = fail(&c->d, PROTO_WHY_TICKET_CBOR, "field %s is not valid UTF-8 (RFC 8949 5.3.1)",
+                 quote(q, c->key, c->klen));
     return;
   }
   struct val v = {.kind = V_TEXT, .s = (const char *)s, .len = len};
@@ -726,7 +760,8 @@ static void on_text(void *c, cbor_data s, size_t len) { c_text(c, s, len); }
 static void on_text_start(void *ctx) {
   struct cdec *c = ctx;
   if (c->rc == 0)
-    c->rc = fail(&c->d, "indefinite-length text strings are not accepted in a ticket");
+    c->rc = fail(&c->d, PROTO_WHY_TICKET_CBOR,
+                 "indefinite-length text strings are not accepted in a ticket");
 }
 static void on_bytes(void *c, cbor_data s, size_t len) {
   (void)s;
@@ -785,20 +820,20 @@ int proto_ticket_decode_cbor(const uint8_t *buf, size_t len, const proto_ticket_
   dec_init(&c.d, lim, out, err, errlen);
   c.state = C_TOP;
   if (len == 0)
-    return fail(&c.d, "no data: a ticket is a CBOR map");
+    return fail(&c.d, PROTO_WHY_TICKET_NO_DATA, "no data: a ticket is a CBOR map");
   while (c.rc == 0 && c.state != C_DONE) {
     if (c.pos == len)
-      return fail(&c.d, "truncated CBOR at byte %zu", len);
+      return fail(&c.d, PROTO_WHY_TICKET_CBOR, "truncated CBOR at byte %zu", len);
     struct cbor_decoder_result r = cbor_stream_decode(buf + c.pos, len - c.pos, &callbacks, &c);
     if (r.status == CBOR_DECODER_NEDATA)
-      return fail(&c.d, "truncated CBOR at byte %zu", c.pos);
+      return fail(&c.d, PROTO_WHY_TICKET_CBOR, "truncated CBOR at byte %zu", c.pos);
     if (r.status != CBOR_DECODER_FINISHED)
-      return fail(&c.d, "malformed CBOR at byte %zu: reserved initial byte 0x%02x", c.pos,
-                  buf[c.pos]);
+      return fail(&c.d, PROTO_WHY_TICKET_CBOR,
+                  "malformed CBOR at byte %zu: reserved initial byte 0x%02x", c.pos, buf[c.pos]);
     c.pos += r.read;
   }
   if (c.rc == 0 && c.pos != len)
-    return fail(&c.d, "trailing data after the ticket at byte %zu", c.pos);
+    return fail(&c.d, PROTO_WHY_TICKET_CBOR, "trailing data after the ticket at byte %zu", c.pos);
   return c.rc;
 }
 

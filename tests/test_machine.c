@@ -64,6 +64,40 @@ static void csv_names_every_bad_line(void **state) {
   assert_null(strstr(err, "line 5"));
 }
 
+/* Beside the English, each bad line's code and values for the catalogue
+ * (protocol.h "Why a parser or check refused"), the first as proto_why(). */
+static void csv_reports_each_bad_line_as_a_code_with_values(void **state) {
+  (void)state;
+  const char *csv = "code,type,stage,power_kw\n"
+                    "A1,excavator,V,100\n"
+                    "A2,excavator,II,-3\n"
+                    "A4,crane,IV,200\n"
+                    "A4,crane,IV,200\n";
+  proto_machine_t *m = NULL;
+  size_t n = 0;
+  assert_int_equal(proto_machine_csv_parse(csv, strlen(csv), &m, &n, err, sizeof(err)), -EBADMSG);
+  const proto_why_t *w = proto_why(), *l;
+  assert_int_equal(w->code, PROTO_WHY_MCSV_STAGE);
+  assert_int_equal(w->line, 2);
+  assert_int_equal(w->more, 2);
+  assert_int_equal(w->nargs, 1);
+  assert_string_equal(w->args[0], "V");
+  assert_int_equal(proto_why_lines(&l), 3);
+  assert_int_equal(l[1].code, PROTO_WHY_MACHINE_POWER);
+  assert_int_equal(l[1].line, 3);
+  assert_string_equal(l[1].args[0], "10000");
+  assert_int_equal(l[2].code, PROTO_WHY_MCSV_TWICE);
+  assert_int_equal(l[2].line, 5);
+  assert_string_equal(l[2].args[0], "A4");
+  assert_string_equal(proto_why_name(l[2].code), "mcsv_twice");
+  /* a good parse forgets them */
+  const char *good = "code,type,stage,power_kw\nA5,crane,IV,200\n";
+  assert_int_equal(proto_machine_csv_parse(good, strlen(good), &m, &n, err, sizeof(err)), 0);
+  free(m);
+  assert_int_equal(proto_why()->code, PROTO_WHY_NONE);
+  assert_int_equal(proto_why_lines(&l), 0);
+}
+
 static void csv_without_the_required_columns_is_refused(void **state) {
   (void)state;
   const char *csv = "code,type,power_kw\nA1,loader,50\n";
@@ -179,6 +213,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(csv_reads_every_column_in_any_order),
       cmocka_unit_test(csv_names_every_bad_line),
+      cmocka_unit_test(csv_reports_each_bad_line_as_a_code_with_values),
       cmocka_unit_test(csv_without_the_required_columns_is_refused),
       cmocka_unit_test(gate_json_decodes_the_example),
       cmocka_unit_test(gate_json_refuses_with_the_field_named),

@@ -14,6 +14,7 @@
 #include "gateway/rules/rules.h"
 #include "protocol/protocol.h"
 #include <ctype.h>
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <regex.h>
@@ -90,6 +91,15 @@ static void check_alarm_sentences(const char *rule) {
  * in full-width brackets（on）, file names and
  * URLs, the programs' own names and the standards' Lmax; a "*_help" text
  * is a command's syntax and is skipped. */
+static void has_both(const char *key) {
+  const char *zh = msgcat_get(cat, "zh", key), *en = msgcat_get(cat, "en", key);
+  if (zh == key || en == key || strcmp(zh, key) == 0 || strcmp(en, key) == 0)
+    fail_msg("%s has no text in the catalogue", key);
+  /* msgcat falls back to Chinese: an English text must be its own */
+  if (strcmp(zh, en) == 0 && strcmp(key, "err.detail") != 0)
+    fail_msg("%s has the same text in both languages: \"%s\"", key, zh);
+}
+
 /* Every refusal of the HTTP API (api.h's API_ERROR_MAP) reads in both
  * languages, "err.<code>" (sitectl and the dashboard render it). */
 static void every_api_error_has_a_chinese_and_an_english_text(void **state) {
@@ -102,6 +112,29 @@ static void every_api_error_has_a_chinese_and_an_english_text(void **state) {
       fail_msg("%s has no text in the catalogue", key);
   }
   assert_string_equal(api_error_code(API_ERR_COUNT), "?");
+}
+
+/* Every refusal a protocol/ parser or check names (protocol.h's
+ * PROTO_WHY_MAP: a ticket's field, a machine or a line of the register's
+ * CSV) reads in both languages, and so does every errno the API names
+ * ("sys.<name>") and the CSV's line prefixes. */
+static void every_parser_and_system_reason_has_both_texts(void **state) {
+  (void)state;
+  char key[80];
+  for (int w = 0; w < PROTO_WHY_COUNT; w++) {
+    snprintf(key, sizeof(key), "err.%s", proto_why_name((proto_why_code_t)w));
+    has_both(key);
+  }
+  assert_string_equal(proto_why_name(PROTO_WHY_COUNT), "?");
+  for (int e = 1; e < 200; e++) {
+    snprintf(key, sizeof(key), "sys.%s", http_sys_name(e));
+    has_both(key);
+  }
+  has_both("sys.other");
+  has_both("err.at_line");
+  has_both("err.at_line_more");
+  assert_string_equal(http_sys_name(-EIO), "eio");
+  assert_string_equal(http_sys_name(4000), "other");
 }
 
 static void every_chinese_text_is_free_of_english(void **state) {
@@ -254,6 +287,7 @@ int main(void) {
       cmocka_unit_test(every_key_is_in_both_languages_with_the_same_placeholders),
       cmocka_unit_test(every_chinese_text_is_free_of_english),
       cmocka_unit_test(every_api_error_has_a_chinese_and_an_english_text),
+      cmocka_unit_test(every_parser_and_system_reason_has_both_texts),
       cmocka_unit_test(every_alarm_reads_as_a_chinese_sentence_and_an_english_one),
       cmocka_unit_test(every_machinery_alarm_and_code_reads_in_chinese),
       cmocka_unit_test(every_equipment_code_has_a_name),

@@ -503,9 +503,36 @@ static void names_come_from_the_maps(void **state) {
   assert_string_equal(proto_ticket_type_name(PROTO_TICKET_RETURN), "return");
 }
 
+/* Beside the English, the refusal's code and values for the catalogue. */
+static void a_refusal_names_its_code_and_values(void **state) {
+  (void)state;
+  assert_int_equal(
+      json_with(&lim, "{\"scale\":\"s1\",\"no\":1,\"t\":1760000000,\"dir\":\"out\","
+                      "\"gross_kg\":1000,\"tare_kg\":2000,\"net_kg\":500,"
+                      "\"category\":\"decoration\",\"kind\":\"mixed\",\"dest\":\"disposal\"}"),
+      -EBADMSG);
+  const proto_why_t *w = proto_why();
+  assert_int_equal(w->code, PROTO_WHY_TICKET_TARE_GROSS);
+  assert_int_equal(w->nargs, 2);
+  assert_string_equal(w->args[0], "2000");
+  assert_string_equal(w->args[1], "1000");
+  assert_int_equal(json_with(&lim, "{\"dir\":7}"), -EBADMSG);
+  assert_int_equal(proto_why()->code, PROTO_WHY_TICKET_TYPE_DIR);
+  assert_string_equal(proto_why()->args[0], "dir");
+  proto_ticket_t t = {.gross_kg = 3000, .tare_kg = 1000, .net_kg = 1500};
+  char e[200];
+  assert_int_equal(proto_ticket_check_net(&t, 20, e, sizeof(e)), -EBADMSG);
+  assert_int_equal(proto_why()->code, PROTO_WHY_TICKET_NET);
+  assert_string_equal(proto_why()->args[1], "2000");
+  t.net_kg = 2000;
+  assert_int_equal(proto_ticket_check_net(&t, 20, e, sizeof(e)), 0);
+  assert_int_equal(proto_why()->code, PROTO_WHY_NONE);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(decode_json_reads_the_design_example),
+      cmocka_unit_test(a_refusal_names_its_code_and_values),
       cmocka_unit_test(decode_cbor_reads_the_design_example),
       cmocka_unit_test(decode_cbor_takes_indefinite_maps_and_the_self_described_tag),
       cmocka_unit_test(decode_accepts_whole_kilograms_written_as_reals),

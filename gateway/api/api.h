@@ -111,6 +111,7 @@ int http_query_time(const http_req_t *req, const char *name, double def, double 
   X(NOTE_TEXT, "note_text")                                                                        \
   X(OUTBOX, "outbox")                                                                              \
   X(OVERRIDE_BODY, "override_body")                                                                \
+  X(OVERRIDE_FAIL, "override_fail")                                                                \
   X(OVERRIDE_FOR, "override_for")                                                                  \
   X(OVERRIDE_LONG, "override_long")                                                                \
   X(OVERRIDE_REASON, "override_reason")                                                            \
@@ -164,6 +165,19 @@ const char *api_error_code(api_err_t e); /* "no_active_alarm"; "?" out of range 
  * in the person's language. */
 void http_error(http_resp_t *resp, unsigned status, api_err_t code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* After http_error() whose last value is strerror(-rc): names that value
+ * in "sys" ({"arg": its place in args, "code": "eio", "errno": 5}) so that
+ * clients show the catalogue's "sys.<code>" ("sys.other" with the number)
+ * in its place. http_sys_name(): "eio", ...; "other" for an errno the
+ * catalogue does not name. */
+void http_error_sys(http_resp_t *resp, int rc);
+const char *http_sys_name(int e);
+/* The same for a refusal of a protocol/ parser or check, just made on this
+ * thread: `code` and `args` are proto_why()'s (protocol.h), and a CSV's
+ * first bad line is "line" (its others counted in "more"); `message` is
+ * the parser's English. */
+void http_error_why(http_resp_t *resp, unsigned status, const char *message);
 
 /* Handlers of the alarm, noise and dust endpoints (api_env.c). */
 void api_alarms(const http_req_t *req, http_resp_t *resp);

@@ -52,6 +52,7 @@ void api_alarms(const http_req_t *req, http_resp_t *resp) {
     if (rc != 0) {
       json_decref(list);
       http_error(resp, 503, API_ERR_DB_QUERY, "database query failed: %s", strerror(-rc));
+      http_error_sys(resp, -rc);
       return;
     }
   }
@@ -101,6 +102,7 @@ void api_alarm_detail(const http_req_t *req, http_resp_t *resp) {
   if (rc != 0) {
     json_decref(events);
     http_error(resp, 503, API_ERR_DB_QUERY, "database query failed: %s", strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
   json_t *alarm = alarm_to_json(&a);
@@ -157,6 +159,7 @@ void api_alarm_ack(const http_req_t *req, http_resp_t *resp) {
   default:
     http_error(resp, 503, API_ERR_ACK_STORE, "the acknowledgement could not be stored: %s",
                strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
 }
@@ -251,6 +254,7 @@ void api_noise(const http_req_t *req, http_resp_t *resp) {
     json_decref(windows);
     json_decref(sliding);
     http_error(resp, 503, API_ERR_DB_QUERY, "database query failed: %s", strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
   resp->json =
@@ -369,6 +373,7 @@ void api_dust(const http_req_t *req, http_resp_t *resp) {
     json_decref(windows);
     json_decref(days);
     http_error(resp, 503, API_ERR_DB_QUERY, "database query failed: %s", strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
   resp->json =

@@ -73,6 +73,7 @@ void api_equipment_log(const http_req_t *req, http_resp_t *resp) {
   if (rc != 0) {
     json_decref(entries);
     http_error(resp, 503, API_ERR_DB_QUERY, "database query failed: %s", strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
   resp->json = json_pack("{s:f,s:o,s:o}", "since", since, "unit",
@@ -141,7 +142,9 @@ void api_equipment_override(const http_req_t *req, http_resp_t *resp) {
     http_error(resp, 503, API_ERR_STOPPING, "the gateway is stopping");
     return;
   default:
-    http_error(resp, 503, API_ERR_DETAIL, "%s", err[0] ? err : strerror(-rc));
+    /* equipment.h names no other refusal: an error of the system's */
+    http_error(resp, 503, API_ERR_OVERRIDE_FAIL, "the override failed: %s", strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
 }
@@ -193,6 +196,7 @@ void api_carbon(const http_req_t *req, http_resp_t *resp) {
   if (rc != 0) {
     json_decref(j);
     http_error(resp, 503, API_ERR_DB_QUERY, "database query failed: %s", strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
   double equip = json_number_value(json_object_get(json_object_get(j, "period"), "t_co2"));

@@ -152,6 +152,7 @@ void api_machinery(const http_req_t *req, http_resp_t *resp) {
   if (rc != 0) {
     json_decref(l.arr);
     http_error(resp, 503, API_ERR_DB_QUERY, "database query failed: %s", strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
   resp->json = json_pack(
@@ -315,7 +316,7 @@ static int machine_from_body(const http_req_t *req, json_t *b, proto_machine_t *
   }
   char err[256];
   if (proto_machine_check(m, err, sizeof(err)) != 0) {
-    http_error(resp, 400, API_ERR_DETAIL, "%s", err);
+    http_error_why(resp, 400, err);
     return -EINVAL;
   }
   if (m->terminal[0]) {
@@ -354,6 +355,7 @@ static void answer_row(const http_req_t *req, const char *code, unsigned status,
   int rc = stor_machine_get(req->reader, code, &m);
   if (rc != 0) {
     http_error(resp, 503, API_ERR_READ_BACK, "stored, but cannot be read back: %s", strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
   if (machinery_note_register(req->gw, &m) != 0) {
@@ -374,9 +376,11 @@ static void write_error(int rc, const char *code, http_resp_t *resp) {
                "machine %s is in the register already: change it instead", code);
   else if (rc == -ENOENT)
     http_error(resp, 404, API_ERR_MACHINE_MISSING, "machine %s is not in the register", code);
-  else
+  else {
     http_error(resp, 503, API_ERR_REGISTER_STORE, "the register could not be written: %s",
                strerror(-rc));
+    http_error_sys(resp, -rc);
+  }
 }
 
 /* POST /api/machinery */
@@ -482,6 +486,7 @@ static void machine_move(const http_req_t *req, const char *code, bool in, http_
   int rc = stor_move_commit(req->gw->db, &mv, &res);
   if (rc != 0) {
     http_error(resp, 503, API_ERR_MOVE_STORE, "the move could not be stored: %s", strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
   mv.id = res.id;
@@ -514,7 +519,7 @@ static void machine_import(const http_req_t *req, http_resp_t *resp) {
   char err[2048];
   int rc = proto_machine_csv_parse(csv, strlen(csv), &items, &n, err, sizeof(err));
   if (rc == -EBADMSG) {
-    http_error(resp, 400, API_ERR_DETAIL, "%s", err);
+    http_error_why(resp, 400, err);
     return;
   }
   for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -538,6 +543,7 @@ static void machine_import(const http_req_t *req, http_resp_t *resp) {
   if (rc != 0) {
     http_error(resp, 503, API_ERR_IMPORT_STORE, "the import could not be stored: %s",
                strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
   resp->json = json_pack("{s:I,s:I}", "added", (json_int_t)added, "changed", (json_int_t)changed);

@@ -37,20 +37,24 @@ static void changed(gw_t *gw) {
 void api_waste_summary(const http_req_t *req, http_resp_t *resp) {
   waste_summary_t *s = malloc(sizeof(*s));
   int rc = s ? waste_summary_compute(req->gw->cfg, req->reader, sg_now(), s) : -ENOMEM;
-  if (rc != 0)
+  if (rc != 0) {
     http_error(resp, 503, API_ERR_LEDGER_READ, "cannot read the ledger: %s", strerror(-rc));
-  else
+    http_error_sys(resp, -rc);
+  } else {
     resp->json = waste_summary_json(req->gw->cfg, s);
+  }
   free(s);
 }
 
 void api_materials_summary(const http_req_t *req, http_resp_t *resp) {
   waste_summary_t *s = malloc(sizeof(*s));
   int rc = s ? waste_summary_compute(req->gw->cfg, req->reader, sg_now(), s) : -ENOMEM;
-  if (rc != 0)
+  if (rc != 0) {
     http_error(resp, 503, API_ERR_LEDGER_READ, "cannot read the ledger: %s", strerror(-rc));
-  else
+    http_error_sys(resp, -rc);
+  } else {
     resp->json = waste_materials_json(req->gw->cfg, s);
+  }
   free(s);
 }
 
@@ -180,6 +184,7 @@ void api_waste_tickets(const http_req_t *req, http_resp_t *resp) {
     free(out.p);
     http_error(resp, 503, API_ERR_LEDGER_READ, "cannot read the ledger: %s",
                strerror(rc ? -rc : ENOMEM));
+    http_error_sys(resp, rc ? -rc : ENOMEM);
     return;
   }
   if (csv) {
@@ -224,10 +229,15 @@ void api_waste_add(const http_req_t *req, http_resp_t *resp) {
     return;
   }
   double now = sg_now();
-  if (decode_manual(req->body, now - PROTO_TICKET_OLDEST_DAYS * 86400.0, &pt, err, sizeof(err)) !=
-          0 ||
+  int drc =
+      decode_manual(req->body, now - PROTO_TICKET_OLDEST_DAYS * 86400.0, &pt, err, sizeof(err));
+  if (drc == -ENOMEM) {
+    http_error(resp, 503, API_ERR_NO_MEMORY, "out of memory");
+    return;
+  }
+  if (drc != 0 ||
       proto_ticket_check_net(&pt, resolution_of(req->gw, pt.scale), err, sizeof(err)) != 0) {
-    http_error(resp, 400, API_ERR_DETAIL, "%s", err);
+    http_error_why(resp, 400, err);
     return;
   }
   stor_ticket_t st;
@@ -256,6 +266,7 @@ void api_waste_add(const http_req_t *req, http_resp_t *resp) {
   default:
     http_error(resp, 503, API_ERR_TICKET_STORE, "the ticket could not be stored: %s",
                strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
 }
@@ -313,6 +324,7 @@ void api_waste_correct(const http_req_t *req, http_resp_t *resp) {
   }
   if (rc != 0) {
     http_error(resp, 503, API_ERR_LEDGER_READ, "cannot read the ledger: %s", strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
   if (orig.reversal) {
@@ -337,10 +349,16 @@ void api_waste_correct(const http_req_t *req, http_resp_t *resp) {
     json_object_update(fields, replace);
     rc = decode_manual(fields, 0, &pt, err, sizeof(err));
     json_decref(fields);
+    if (rc == -ENOMEM) {
+      http_error(resp, 503, API_ERR_NO_MEMORY, "out of memory");
+      return;
+    }
     if (rc == 0)
       rc = proto_ticket_check_net(&pt, resolution_of(req->gw, orig.scale), err, sizeof(err));
     if (rc != 0) {
-      http_error(resp, 400, API_ERR_REPLACEMENT, "the replacement: %s", err);
+      char msg[300];
+      snprintf(msg, sizeof(msg), "the replacement: %s", err);
+      http_error_why(resp, 400, msg);
       return;
     }
     stor_ticket_from_proto(&pt, "correction", &st);
@@ -376,6 +394,7 @@ void api_waste_correct(const http_req_t *req, http_resp_t *resp) {
   default:
     http_error(resp, 503, API_ERR_CORRECT_STORE, "the correction could not be stored: %s",
                strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
 }
@@ -385,6 +404,7 @@ void api_waste_verify(const http_req_t *req, http_resp_t *resp) {
   int rc = stor_ledger_verify(req->reader, &v);
   if (rc != 0 && rc != -EBADMSG) {
     http_error(resp, 503, API_ERR_LEDGER_READ, "cannot read the ledger: %s", strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
   char head[65];
@@ -463,6 +483,7 @@ void api_waste_disclosure(const http_req_t *req, http_resp_t *resp) {
     json_decref(carriers);
     json_decref(facilities);
     http_error(resp, 503, API_ERR_LEDGER_READ, "cannot read the ledger: %s", strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
   json_t *by_cat = json_object();
@@ -545,6 +566,7 @@ void api_materials_boq(const http_req_t *req, http_resp_t *resp) {
   if (rc != 0) {
     http_error(resp, 503, API_ERR_BOQ_STORE, "the bill of quantities could not be stored: %s",
                strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
   resp->json = json_pack("{s:I}", "items", (json_int_t)n);
@@ -562,6 +584,7 @@ void api_site_progress_get(const http_req_t *req, http_resp_t *resp) {
   if (rc != 0) {
     json_decref(hist);
     http_error(resp, 503, API_ERR_PROGRESS_READ, "cannot read the progress: %s", strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
   size_t n = json_array_size(hist);
@@ -585,6 +608,7 @@ void api_site_progress_put(const http_req_t *req, http_resp_t *resp) {
   if (rc != 0) {
     http_error(resp, 503, API_ERR_PROGRESS_STORE, "the progress could not be stored: %s",
                strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
   changed(req->gw);

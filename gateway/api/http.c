@@ -29,6 +29,7 @@
  * not this gateway is 421 (DNS rebinding). Each refusal is counted. */
 #define LOG_MODULE "http"
 
+#include "common/msgcat.h"
 #include "gateway/api/api.h"
 #include "gateway/coap/coap.h"
 #include "gateway/uplink/uplink.h"
@@ -210,6 +211,48 @@ void http_error(http_resp_t *resp, unsigned status, api_err_t code, const char *
   resp->status = status;
   resp->json = json_pack("{s:o,s:s,s:o}", "error", text_or_mark(msg), "code", api_error_code(code),
                          "args", args ? args : json_array());
+}
+
+const char *http_sys_name(int e) { return msgcat_errno_name(e); }
+
+void http_error_sys(http_resp_t *resp, int rc) {
+  json_t *args = json_object_get(resp->json, "args");
+  if (!json_is_array(args) || json_array_size(args) == 0)
+    return;
+  json_object_set_new(resp->json, "sys",
+                      json_pack("{s:I,s:s,s:I}", "arg", (json_int_t)json_array_size(args), "code",
+                                http_sys_name(rc), "errno", (json_int_t)(rc < 0 ? -rc : rc)));
+}
+
+void http_error_why(http_resp_t *resp, unsigned status, const char *message) {
+  const proto_why_t *w = proto_why();
+  json_t *args = json_array();
+  for (int i = 0; args && i < w->nargs; i++)
+    json_array_append_new(args, text_or_mark(w->args[i]));
+  json_decref(resp->json);
+  resp->status = status;
+  resp->json = json_pack("{s:o,s:s,s:o}", "error", text_or_mark(message), "code",
+                         proto_why_name(w->code), "args", args ? args : json_array());
+  if (resp->json && w->line > 0) {
+    json_object_set_new(resp->json, "line", json_integer(w->line));
+    json_object_set_new(resp->json, "more", json_integer(w->more));
+    const proto_why_t *l;
+    int n = proto_why_lines(&l);
+    json_t *lines = json_array();
+    for (int i = 0; lines && i < n; i++) {
+      json_t *la = json_array();
+      for (int k = 0; la && k < l[i].nargs; k++)
+        json_array_append_new(la, text_or_mark(l[i].args[k]));
+      json_array_append_new(lines,
+                            json_pack("{s:i,s:s,s:o}", "line", l[i].line, "code",
+                                      proto_why_name(l[i].code), "args", la ? la : json_array()));
+    }
+    if (lines) /* every bad line listed, "more" beyond them */
+      json_object_set_new(resp->json, "lines", lines);
+    json_object_set_new(resp->json, "more", json_integer(w->more - (n > 0 ? n - 1 : 0)));
+  }
+  if (resp->json && w->code == PROTO_WHY_NONE) /* err.detail: {1} is the sentence */
+    json_array_append_new(json_object_get(resp->json, "args"), text_or_mark(message));
 }
 
 const char *http_query(const http_req_t *req, const char *name) {
@@ -424,6 +467,7 @@ static void api_readings(const http_req_t *req, http_resp_t *resp) {
     n = 0; /* configured but never stored anything */
   else if (rc != 0) {
     http_error(resp, 503, API_ERR_DB_QUERY, "database query failed: %s", strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
   json_t *points = json_array();
@@ -672,6 +716,7 @@ static void dispatch(struct http_api *h, struct MHD_Connection *c, const char *u
   int rc = reader_take(h, &req.reader);
   if (rc != 0) {
     http_error(resp, 503, API_ERR_DB_READ, "cannot read the database: %s", strerror(-rc));
+    http_error_sys(resp, -rc);
   } else {
     found->handler(&req, resp);
     reader_give(h, req.reader);

@@ -257,6 +257,7 @@ void api_report(const http_req_t *req, http_resp_t *resp) {
   }
   if (rc != 0) {
     http_error(resp, 503, API_ERR_REPORT_FAIL, "the report could not be made: %s", strerror(-rc));
+    http_error_sys(resp, -rc);
     return;
   }
   if (!html && !csv) {

@@ -51,6 +51,9 @@ const msgcat_t *words_cat(void);
 /* The text of `key`; the name of `id` in a family ("level", "warning"). */
 const char *M(const char *key);
 const char *MN(const char *prefix, const char *id);
+/* The system's reason for errno `e` in the person's language (the
+ * catalogue's "sys.<name>"); valid until the next SYS() call. */
+const char *SYS(int e);
 /* The text of `key` with placeholders filled from (name, value) pairs
  * ended by NULL, into buf; returns buf. */
 char *MF(char *buf, size_t len, const char *key, ...) __attribute__((sentinel));

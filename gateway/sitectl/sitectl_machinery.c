@@ -218,7 +218,7 @@ static int post(ctl_t *ctl, const char *path, json_t *b, const char *done) {
 static int import_file(ctl_t *ctl, const char *file) {
   FILE *f = fopen(file, "rb");
   if (!f) {
-    say(stderr, "ctl.cannot_read", "file", file, "why", strerror(errno), NULL);
+    say(stderr, "ctl.cannot_read", "file", file, "why", SYS(errno), NULL);
     return EXIT_NO;
   }
   char *buf = malloc(4 << 20);

@@ -95,14 +95,14 @@ int cmd_report(ctl_t *ctl, int argc, char **argv) {
       return rc;
     FILE *f = ctl->out ? fopen(ctl->out, "w") : stdout;
     if (!f) {
-      say(stderr, "ctl.cannot_write", "file", ctl->out, "why", strerror(errno), NULL);
+      say(stderr, "ctl.cannot_write", "file", ctl->out, "why", SYS(errno), NULL);
       free(body.p);
       return EXIT_NO;
     }
     fwrite(body.p, 1, body.len, f);
     if (ctl->out) {
       if (fclose(f) != 0) {
-        say(stderr, "ctl.cannot_write", "file", ctl->out, "why", strerror(errno), NULL);
+        say(stderr, "ctl.cannot_write", "file", ctl->out, "why", SYS(errno), NULL);
         free(body.p);
         return EXIT_NO;
       }

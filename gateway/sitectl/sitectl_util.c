@@ -70,6 +70,11 @@ const msgcat_t *words_cat(void) {
 
 const char *M(const char *key) { return msgcat_get(words_cat(), words.lang, key); }
 
+const char *SYS(int e) {
+  static char buf[160];
+  return msgcat_errno_text(words_cat(), words.lang, e, buf, sizeof(buf));
+}
+
 const char *MN(const char *prefix, const char *id) {
   return msgcat_name(words_cat(), words.lang, prefix, id ? id : "");
 }
@@ -165,6 +170,66 @@ static int perform(const ctl_t *ctl, const char *method, const char *path, const
   return 0;
 }
 
+/* "err.<code>" of one refusal (or of one bad line: {"code", "args"}) with
+ * its args as {1}, {2}, ...; the args' errno named by "sys" said as the
+ * catalogue's "sys.<code>". False for a code this catalogue does not know. */
+static bool one_refusal(const json_t *j, char *out, size_t len) {
+  const char *ecode = json_string_value(json_object_get(j, "code"));
+  char key[80];
+  snprintf(key, sizeof(key), "err.%s", ecode ? ecode : "");
+  const char *tmpl = ecode ? M(key) : key;
+  if (tmpl == key || strcmp(tmpl, key) == 0)
+    return false;
+  json_t *args = json_object_get(j, "args");
+  const char *names[9] = {"1", "2", "3", "4", "5", "6", "7", "8", "9"}, *values[9];
+  size_t n = 0;
+  for (; n < 9 && n < json_array_size(args); n++)
+    values[n] = json_string_value(json_array_get(args, n));
+  json_t *sys = json_object_get(j, "sys");
+  json_int_t at = json_integer_value(json_object_get(sys, "arg"));
+  char skey[48], errno_s[24], sys_text[160];
+  if (sys && at >= 1 && (size_t)at <= n) {
+    snprintf(skey, sizeof(skey), "sys.%s", json_string_value(json_object_get(sys, "code")));
+    snprintf(errno_s, sizeof(errno_s), "%" JSON_INTEGER_FORMAT,
+             json_integer_value(json_object_get(sys, "errno")));
+    const char *st = M(skey);
+    if (strcmp(st, skey) == 0)
+      st = M("sys.other");
+    const char *one[1] = {"1"}, *num[1] = {errno_s};
+    values[at - 1] = msgcat_fill(st, one, num, 1, sys_text, sizeof(sys_text));
+  }
+  msgcat_fill(tmpl, names, values, n, out, len);
+  return true;
+}
+
+/* The refusal in the person's language (protocol/HTTP.md "Errors"): a
+ * register CSV's bad lines one per line ("lines", "more" beyond them). */
+static bool refusal_text(const json_t *j, char *out, size_t len) {
+  json_t *lines = json_object_get(j, "lines");
+  if (json_array_size(lines) == 0)
+    return one_refusal(j, out, len);
+  size_t used = 0;
+  out[0] = '\0';
+  for (size_t i = 0; i < json_array_size(lines) && used + 1 < len; i++) {
+    json_t *l = json_array_get(lines, i);
+    char one[1024], ls[24], ms[24];
+    if (!one_refusal(l, one, sizeof(one)))
+      return false;
+    json_int_t more =
+        i + 1 == json_array_size(lines) ? json_integer_value(json_object_get(j, "more")) : 0;
+    snprintf(ls, sizeof(ls), "%" JSON_INTEGER_FORMAT,
+             json_integer_value(json_object_get(l, "line")));
+    snprintf(ms, sizeof(ms), "%" JSON_INTEGER_FORMAT, more);
+    const char *ln[3] = {"line", "text", "more"}, *lv[3] = {ls, one, ms};
+    char row[1200];
+    msgcat_fill(M(more > 0 ? "err.at_line_more" : "err.at_line"), ln, lv, 3, row, sizeof(row));
+    used += (size_t)snprintf(out + used, len - used, "%s%s", i ? "\n" : "", row);
+    if (used >= len)
+      used = len - 1;
+  }
+  return true;
+}
+
 /* The gateway's {"error": "..."} for a refused request: EXIT_NO after
  * printing it, or EXIT_UNREACHABLE when the answer is not the gateway's. */
 static int said_no(const ctl_t *ctl, const buf_t *body, long status) {
@@ -179,18 +244,9 @@ static int said_no(const ctl_t *ctl, const buf_t *body, long status) {
   /* The refusal in the person's language: the catalogue's "err.<code>"
    * with the gateway's args as {1}, {2}, ...; the gateway's English only
    * for a code this catalogue does not know (an older sitectl). */
-  const char *ecode = json_string_value(json_object_get(j, "code"));
-  char key[80], text[1024];
-  snprintf(key, sizeof(key), "err.%s", ecode ? ecode : "");
-  const char *tmpl = ecode ? M(key) : key;
-  if (tmpl != key && strcmp(tmpl, key) != 0) {
-    json_t *args = json_object_get(j, "args");
-    const char *names[9] = {"1", "2", "3", "4", "5", "6", "7", "8", "9"}, *values[9];
-    size_t n = 0;
-    for (; n < 9 && n < json_array_size(args); n++)
-      values[n] = json_string_value(json_array_get(args, n));
-    msg = msgcat_fill(tmpl, names, values, n, text, sizeof(text));
-  }
+  char text[4096];
+  if (refusal_text(j, text, sizeof(text)))
+    msg = text;
   char code[16];
   snprintf(code, sizeof(code), "%ld", status);
   if (j)

@@ -596,7 +596,7 @@ static int materials_summary(ctl_t *ctl) {
 static int materials_import(ctl_t *ctl, const char *file) {
   FILE *f = fopen(file, "rb");
   if (!f) {
-    say(stderr, "ctl.cannot_read", "file", file, "why", strerror(errno), NULL);
+    say(stderr, "ctl.cannot_read", "file", file, "why", SYS(errno), NULL);
     return EXIT_USAGE;
   }
   char *text = NULL;

@@ -13,12 +13,36 @@ export class ApiError extends Error {
 // The gateway's refusal in the page's language: the catalogue's
 // "err.<code>" with its args as {1}, {2}, ... (protocol/HTTP.md "Errors");
 // the gateway's English only for a code the catalogue does not know.
+function oneRefusal(j) {
+  const key = `err.${j.code}`;
+  const args = j.args || [];
+  const vars = Object.fromEntries(args.map((v, i) => [String(i + 1), v]));
+  // "sys": the system's reason at args[arg - 1], said as "sys.<code>"
+  if (j.sys && j.sys.arg >= 1 && j.sys.arg <= args.length) {
+    const sk = `sys.${j.sys.code}`;
+    const st = t(sk, { 1: String(j.sys.errno) });
+    vars[String(j.sys.arg)] = st !== sk ? st : t('sys.other', { 1: String(j.sys.errno) });
+  }
+  const s = t(key, vars);
+  return s !== key ? s : null;
+}
+
 export function refusal(j, status) {
   if (j && j.code) {
-    const key = `err.${j.code}`;
-    const vars = Object.fromEntries((j.args || []).map((v, i) => [String(i + 1), v]));
-    const s = t(key, vars);
-    if (s !== key) return s;
+    // a register CSV's bad lines, one per line ("more" beyond those listed)
+    if (Array.isArray(j.lines) && j.lines.length) {
+      const rows = j.lines.map((l, i) => {
+        const s = oneRefusal(l);
+        if (s === null) return null;
+        const more = i === j.lines.length - 1 ? j.more || 0 : 0;
+        return t(more > 0 ? 'err.at_line_more' : 'err.at_line',
+          { line: String(l.line), text: s, more: String(more) });
+      });
+      if (!rows.includes(null)) return rows.join('\n');
+    } else {
+      const s = oneRefusal(j);
+      if (s !== null) return s;
+    }
   }
   return (j && j.error) || `HTTP ${status}`;
 }

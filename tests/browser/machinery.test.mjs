@@ -111,6 +111,22 @@ try {
     assert.ok(alarms().some((a) => a.rule === 'machinery.smoke' && a.source === PUMP), 'the pump still smokes');
   });
 
+  await step('a bad register CSV is refused line by line in Chinese', async () => {
+    await page.goto(`${url}/#/machinery`);
+    await ready();
+    const said = await page.evaluate(async (tok) => {
+      const { refusal } = await import(new URL('util.js', location.href).href);
+      const csv = 'code,type,stage,power_kw\nHLJ-0904,loader,III,-5\nHLJ-0905,loader,III,60\nHLJ-0905,loader,III,60\n';
+      const r = await fetch('/api/machinery/import', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${tok}` },
+        body: JSON.stringify({ csv, by: 'test', reason: 'test' }),
+      });
+      return refusal(await r.json(), r.status);
+    }, token);
+    assert.equal(said, '第 2 行：功率应大于 0 且不超过 10000 千瓦\n第 4 行：机械 HLJ-0905 重复列出');
+  });
+
   await step('a phone reaches the machinery page without sideways scrolling', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     for (const hash of ['#/machinery', `#/machinery?code=${PUMP}`]) {

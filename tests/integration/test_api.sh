@@ -158,6 +158,20 @@ printf '%s' "$out" | grep -q '网关拒绝：没有进行中的告警 987654（�
 printf '%s' "${out//sitectl/}" | grep -q '[a-z]\{3,\}' && fail "English in the Chinese refusal: $out"
 out=$(SITECTL_TOKEN=$TOKEN "$BIN/sitectl" equipment set em-site off --for 1h --reason 测试 2>&1) || true
 printf '%s' "$out" | grep -q '网关拒绝：没有受控设备“em-site”' || fail "an override of no unit in Chinese: $out"
+# a ticket's bad field: the parser's code and values, in Chinese
+rc=0
+out=$(SITECTL_TOKEN=$TOKEN "$BIN/sitectl" waste add dir=out category=decoration kind=mixed \
+  dest=disposal gross_kg=1000 tare_kg=2000 net_kg=500 2>&1) || rc=$?
+check "sitectl exit on a refused ticket" "$rc" 1
+printf '%s' "$out" | grep -q '网关拒绝：皮重 2000 公斤大于毛重 1000 公斤' || fail "a bad ticket field in Chinese: $out"
+printf '%s' "${out//sitectl/}" | grep -q '[A-Za-z]' && fail "English in the Chinese ticket refusal: $out"
+out=$(SITECTL_TOKEN=$TOKEN SITECTL_LANG=en "$BIN/sitectl" waste add dir=out category=decoration \
+  kind=mixed dest=disposal gross_kg=1000 tare_kg=2000 net_kg=500 2>&1) || true
+printf '%s' "$out" | grep -q 'tare_kg 2000 is more than gross_kg 1000' || fail "a bad ticket field in English: $out"
+curl -s -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+  -d '{"dir":"out","category":"decoration","kind":"mixed","dest":"disposal","net_kg":1e9}' "$U/api/waste/tickets" |
+  json 'j["code"] == "ticket_range_value" and j["args"][:2] == ["net_kg", "1000000000"] and "out of range" in j["error"]' |
+  grep -qx True || fail "a ticket's field refusal in the JSON"
 out=$(SITECTL_TOKEN=$TOKEN SITECTL_LANG=en "$BIN/sitectl" alarm ack 987654 --note done 2>&1) || true
 printf '%s' "$out" | grep -q 'no active alarm 987654' || fail "the refusal in English: $out"
 get /messages.json | json 'j["zh"]["alarm.noise.laeq"] != "" and set(j["zh"]) == set(j["en"])' | grep -qx True ||

@@ -161,6 +161,24 @@ rc=0
 "$CTL" machine import "$T/bad.csv" 2>"$T/err" || rc=$?
 [ $rc -eq 1 ] && grep -q "line 2" "$T/err" && grep -q "line 3" "$T/err" ||
   fail "a bad CSV names its lines: rc=$rc $(cat "$T/err")"
+# a file sitectl cannot read: the system's reason in Chinese too
+rc=0
+SITECTL_LANG=zh "$CTL" machine import "$T/nope.csv" 2>"$T/err" || rc=$?
+[ $rc -eq 1 ] && grep -q '无法读取 .*nope.csv：找不到' "$T/err" || fail "an unreadable file in Chinese: rc=$rc $(cat "$T/err")"
+# in Chinese: every bad line in the catalogue's words, no English but the
+# codes the person typed; the JSON keeps the English for scripts
+printf 'code,type,stage,power_kw\nHLJ-0104,loader,III,-5\nHLJ-0105,loader,III,60\nHLJ-0105,loader,III,60\n' >"$T/bad-zh.csv"
+rc=0
+SITECTL_LANG=zh "$CTL" machine import "$T/bad-zh.csv" 2>"$T/err" || rc=$?
+[ $rc -eq 1 ] && grep -q '第 2 行：功率应大于 0 且不超过 10000 千瓦' "$T/err" &&
+  grep -q '第 4 行：机械 HLJ-0105 重复列出' "$T/err" ||
+  fail "a bad CSV in Chinese: rc=$rc $(cat "$T/err")"
+sed 's/HLJ-010[45]//g; s/sitectl//g' "$T/err" | grep -q '[A-Za-z]' && fail "English in the Chinese CSV refusal: $(cat "$T/err")"
+$PY -c 'import json,sys; print(json.dumps({"csv": open(sys.argv[1]).read(), "by": "t", "reason": "r"}))' "$T/bad-zh.csv" |
+  curl -s -X POST -H "Authorization: Bearer $SITECTL_TOKEN" -H 'Content-Type: application/json' \
+    --data-binary @- "$SITECTL_URL/api/machinery/import" |
+  json 'j["code"] == "machine_power" and j["line"] == 2 and [(l["line"], l["code"]) for l in j["lines"]] == [(2, "machine_power"), (4, "mcsv_twice")] and j["lines"][1]["args"] == ["HLJ-0105"] and j["more"] == 0 and "line 4: machine HLJ-0105 is listed twice" in j["error"]' |
+  grep -qx True || fail "the CSV refusal's lines in the JSON"
 m_is HLJ-0101 'm["stage"] == "electric" and m["fuel"] == "electric"' || fail "imported"
 "$CTL" machine retire HLJ-0100 --reason "returned to the lessor" >/dev/null || fail "retire"
 "$CTL" machines --json | json '[m["code"] for m in j]' | grep -q HLJ-0100 &&
