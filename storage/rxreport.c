@@ -13,9 +13,11 @@
 /* Day is 06:00-22:00 Beijing time (GB 12523-2011 3.8): seconds into the
  * Beijing day in [21600, 79200). A noise or dust alarm counts once however
  * often it escalated (its AlarmId). The waste allowance is the project's
- * (300 t per 10,000 m² cast in place, 200 prefab), so waste_total_kg is
- * everything up to the month's end; the areas and name are the latest
- * site profile (6061) received. */
+ * (300 t per 10,000 m² cast in place, 200 prefab), so discharged_kg is
+ * everything up to the month's end, counted as the gateway counts it
+ * (README "Construction waste": construction waste, spoil, mud and
+ * hazardous kinds aside, that left the site); the areas and name are the
+ * latest site profile (6061) received. */
 static const char sites_sql[] =
     "SELECT s.mn, s.subject, s.last_seen,"
     " (SELECT MAX(received_ms) FROM frames f WHERE f.mn=s.mn) AS last_frame_ms,"
@@ -38,7 +40,9 @@ static const char sites_sql[] =
     " (SELECT SUM(net_kg) FROM rx_waste w WHERE w.mn=s.mn AND w.t>=$1 AND w.t<$2) AS waste_kg,"
     " (SELECT SUM(net_kg) FROM rx_waste w WHERE w.mn=s.mn AND w.t>=$1 AND w.t<$2"
     " AND w.dest IN ('reuse_onsite', 'recycling', 'backfill')) AS recycled_kg,"
-    " (SELECT SUM(net_kg) FROM rx_waste w WHERE w.mn=s.mn AND w.t<$2) AS waste_total_kg,"
+    " (SELECT SUM(net_kg) FROM rx_waste w WHERE w.mn=s.mn AND w.t<$2"
+    " AND w.category NOT IN ('spoil', 'mud') AND COALESCE(w.kind, '') <> 'hazardous'"
+    " AND w.dest IN ('recycling', 'backfill', 'disposal')) AS discharged_kg,"
     " (SELECT p.name FROM rx_site_profile p WHERE p.mn=s.mn ORDER BY p.seq DESC LIMIT 1) AS name,"
     " (SELECT p.area_cast_m2 FROM rx_site_profile p WHERE p.mn=s.mn ORDER BY p.seq DESC LIMIT 1)"
     " AS area_cast_m2,"

@@ -93,12 +93,13 @@ let now = Date.now() / 1000;
 const isUp = (s) => s.last_frame_ms != null && now - s.last_frame_ms / 1000 < LINK_S;
 const bad = (n) => `<span class="${n ? 'bad' : ''}">${n ?? 0}</span>`;
 // The project's waste against its allowance (300 t per 10,000 m² cast in
-// place, 200 prefab): everything weighed out so far, over the areas of the
-// latest site profile (6061); null before a profile with an area arrived.
+// place, 200 prefab): the construction waste discharged so far (as the
+// gateway counts it), over the areas of the latest site profile (6061);
+// null before a profile with an area arrived.
 const wasteUse = (s) => {
   const area = (s.area_cast_m2 ?? 0) + (s.area_prefab_m2 ?? 0);
   if (!(area > 0)) return null;
-  const tonnes = (s.waste_total_kg ?? 0) / 1000;
+  const tonnes = (s.discharged_kg ?? 0) / 1000;
   const allowance = (300 * (s.area_cast_m2 ?? 0) + 200 * (s.area_prefab_m2 ?? 0)) / 10000;
   return { perArea: tonnes / (area / 10000), limit: (allowance * 10000) / area, used: tonnes / allowance };
 };

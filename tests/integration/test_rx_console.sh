@@ -91,7 +91,7 @@ curl -sf -b "$T/jar" "$CONSOLE/api/sites" >"$T/sites.json" || fail "/api/sites"
   "[('$MN', 17600, 17600, 0)]" ] || fail "/api/sites: $(cat "$T/sites.json")"
 # (numbers compared as numbers: SQLite gives 400.0 where PostgreSQL gives 400)
 [ "$(json '[(s["name"], s["area_cast_m2"] == 400, s["area_prefab_m2"] == 400,
-  abs(s["latitude"] - 45.8032) < 1e-9, abs(s["longitude"] - 126.535) < 1e-9, s["waste_total_kg"]) for s in j["sites"]]' <"$T/sites.json")" = \
+  abs(s["latitude"] - 45.8032) < 1e-9, abs(s["longitude"] - 126.535) < 1e-9, s["discharged_kg"]) for s in j["sites"]]' <"$T/sites.json")" = \
   "[('测试工地', True, True, True, True, 17600)]" ] || fail "the site profile in /api/sites: $(cat "$T/sites.json")"
 curl -sf -b "$T/jar" "$CONSOLE/api/sites.csv" >"$T/sites.csv" || fail "/api/sites.csv"
 head -1 "$T/sites.csv" | grep -q "^mn,subject," || fail "CSV header: $(head -1 "$T/sites.csv")"
