@@ -107,6 +107,7 @@ typedef struct sg_config {
   char site_name[128];
   char timezone[64];
   double area_cast_m2, area_prefab_m2, progress;
+  double latitude, longitude; /* WGS-84 degrees; NAN when not known */
   /* [storage] */
   char db_path[256];
   int raw_days, batch_ms, batch_readings, queue_max;

@@ -50,6 +50,9 @@ static const opt_t options[] = {
     {"site", "area_cast_in_place_m2", OPT_DBL, G(area_cast_m2), 0, 1e8, "0"},
     {"site", "area_prefab_m2", OPT_DBL, G(area_prefab_m2), 0, 1e8, "0"},
     {"site", "progress", OPT_DBL, G(progress), 0, 1, "0"},
+    /* WGS-84 decimal degrees; empty (the default) when not known */
+    {"site", "latitude", OPT_DBL, G(latitude), -90, 90, ""},
+    {"site", "longitude", OPT_DBL, G(longitude), -180, 180, ""},
     {"storage", "path", OPT_STR, G(db_path), 0, 0, "/var/lib/sitegate/sitegate.db"},
     {"storage", "raw_days", OPT_INT, G(raw_days), 1, 3650, "31"},
     {"storage", "batch_ms", OPT_INT, G(batch_ms), 1, 10000, "5000"},
@@ -429,6 +432,10 @@ static int set_value(parse_t *p, const opt_t *o, const char *sect, void *base, c
     return 0;
   }
   case OPT_DBL: {
+    if (value[0] == '\0' && o->def && o->def[0] == '\0') { /* optional: not known */
+      *(double *)where = NAN;
+      return 0;
+    }
     errno = 0;
     double v = strtod(value, &end);
     if (errno || end == value || *end != '\0' || !isfinite(v)) {
@@ -986,6 +993,9 @@ static void check_whole(parse_t *p) {
   if (!valid_zone(c->timezone))
     fail(p, key_line(p, "site", "timezone"),
          "[site] timezone: \"%s\" is not an IANA zone name (like Asia/Shanghai)", c->timezone);
+  if (isnan(c->latitude) != isnan(c->longitude))
+    fail(p, key_line(p, "site", isnan(c->latitude) ? "longitude" : "latitude"),
+         "[site] latitude and longitude go together: set both or neither");
   check_env(p);
   for (size_t i = 0; i < c->n_devices && !p->failed; i++) {
     sg_device_t *d = &c->devices[i];
@@ -1151,7 +1161,10 @@ static void dump_value(FILE *f, const opt_t *o, const void *base) {
     fprintf(f, "%s = %d\n", o->key, *(const int *)where);
     break;
   case OPT_DBL:
-    fprintf(f, "%s = %.15g\n", o->key, *(const double *)where); /* %g drops digits */
+    if (isnan(*(const double *)where))
+      fprintf(f, "%s =\n", o->key);
+    else
+      fprintf(f, "%s = %.15g\n", o->key, *(const double *)where); /* %g drops digits */
     break;
   case OPT_DEVTYPE:
     fprintf(f, "%s = %s\n", o->key, sg_devtype_name(*(const sg_devtype_t *)where));

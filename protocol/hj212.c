@@ -673,6 +673,7 @@ static const struct {
     {"6051", "machinery register change", true},
     {"6052", "machinery entry or exit", true},
     {"6053", "daily machinery figures", true},
+    {"6061", "site profile", true},
     {"6081", "ledger history request", false},
 };
 

@@ -235,7 +235,7 @@ typedef struct hj212_signed {
   size_t canon_len; /* canonical bytes are cp[0, canon_len) */
 } hj212_signed_t;
 
-bool hj212_cn_is_signed(const char *cn); /* our 6011, 6012, 6021, 6031, 6041 */
+bool hj212_cn_is_signed(const char *cn); /* our 6011-6053, 6061 */
 /* A person's name for a CN we know ("minute data", "waste ticket"), else
  * NULL. */
 const char *hj212_cn_name(const char *cn);

@@ -171,6 +171,18 @@ const rx_table_t stor__rx_tables[] = {
       {"co2_kg", "Co2Kg", RX_REAL},
       {"nox_kg", "NoxKg", RX_REAL},
       {"pm_kg", "PmKg", RX_REAL}}},
+    /* The site profile (6061): one row per profile sent; the latest holds. */
+    {"rx_site_profile",
+     "6061",
+     RX_WHOLE,
+     true,
+     false,
+     "seq",
+     {{"name", "Name", RX_TEXT},
+      {"area_cast_m2", "AreaCastM2", RX_REAL},
+      {"area_prefab_m2", "AreaPrefabM2", RX_REAL},
+      {"latitude", "Lat", RX_REAL},
+      {"longitude", "Lon", RX_REAL}}},
     {NULL, NULL, RX_WHOLE, false, false, NULL, {{NULL, NULL, RX_TEXT}}},
 };
 

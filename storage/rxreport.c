@@ -12,7 +12,12 @@
 
 /* Day is 06:00-22:00 Beijing time (GB 12523-2011 3.8): seconds into the
  * Beijing day in [21600, 79200). A noise or dust alarm counts once however
- * often it escalated (its AlarmId). */
+ * often it escalated (its AlarmId). The waste allowance is the project's
+ * (300 t per 10,000 m² cast in place, 200 prefab), so discharged_kg is
+ * everything up to the month's end, counted as the gateway counts it
+ * (README "Construction waste": construction waste, spoil, mud and
+ * hazardous kinds aside, that left the site); the areas and name are the
+ * latest site profile (6061) received. */
 static const char sites_sql[] =
     "SELECT s.mn, s.subject, s.last_seen,"
     " (SELECT MAX(received_ms) FROM frames f WHERE f.mn=s.mn) AS last_frame_ms,"
@@ -35,6 +40,18 @@ static const char sites_sql[] =
     " (SELECT SUM(net_kg) FROM rx_waste w WHERE w.mn=s.mn AND w.t>=$1 AND w.t<$2) AS waste_kg,"
     " (SELECT SUM(net_kg) FROM rx_waste w WHERE w.mn=s.mn AND w.t>=$1 AND w.t<$2"
     " AND w.dest IN ('reuse_onsite', 'recycling', 'backfill')) AS recycled_kg,"
+    " (SELECT SUM(net_kg) FROM rx_waste w WHERE w.mn=s.mn AND w.t<$2"
+    " AND w.category NOT IN ('spoil', 'mud') AND COALESCE(w.kind, '') <> 'hazardous'"
+    " AND w.dest IN ('recycling', 'backfill', 'disposal')) AS discharged_kg,"
+    " (SELECT p.name FROM rx_site_profile p WHERE p.mn=s.mn ORDER BY p.seq DESC LIMIT 1) AS name,"
+    " (SELECT p.area_cast_m2 FROM rx_site_profile p WHERE p.mn=s.mn ORDER BY p.seq DESC LIMIT 1)"
+    " AS area_cast_m2,"
+    " (SELECT p.area_prefab_m2 FROM rx_site_profile p WHERE p.mn=s.mn ORDER BY p.seq DESC LIMIT 1)"
+    " AS area_prefab_m2,"
+    " (SELECT p.latitude FROM rx_site_profile p WHERE p.mn=s.mn ORDER BY p.seq DESC LIMIT 1)"
+    " AS latitude,"
+    " (SELECT p.longitude FROM rx_site_profile p WHERE p.mn=s.mn ORDER BY p.seq DESC LIMIT 1)"
+    " AS longitude,"
     " (SELECT SUM(energy_kwh) FROM rx_energy e WHERE e.mn=s.mn AND e.t>=$1 AND e.t<$2) AS "
     "energy_kwh,"
     " (SELECT SUM(carbon_kg) FROM rx_energy e WHERE e.mn=s.mn AND e.t>=$1 AND e.t<$2) AS carbon_kg,"
@@ -47,15 +64,17 @@ static const char series_sql[] =
 
 static const char ledger_sql[] =
     "SELECT l.seq, l.cn, l.qn, l.state, l.received_ms,"
-    " COALESCE(w.t, d.t, a.t, e.t) AS t,"
+    " COALESCE(w.t, d.t, a.t, e.t, p.t) AS t,"
     " COALESCE(w.net_kg, d.net_kg) AS net_kg, COALESCE(w.plate, d.plate) AS plate,"
     " w.category, w.dest, d.material, a.rule, a.state AS alarm_state, a.level, a.value,"
-    " a.limit_value, e.energy_kwh, e.carbon_kg"
+    " a.limit_value, e.energy_kwh, e.carbon_kg, p.name AS site_name, p.area_cast_m2,"
+    " p.area_prefab_m2"
     " FROM ledger l"
     " LEFT JOIN rx_waste w ON w.mn=l.mn AND w.seq=l.seq"
     " LEFT JOIN rx_deliveries d ON d.mn=l.mn AND d.seq=l.seq"
     " LEFT JOIN rx_alarms a ON a.mn=l.mn AND a.seq=l.seq"
     " LEFT JOIN rx_energy e ON e.mn=l.mn AND e.seq=l.seq"
+    " LEFT JOIN rx_site_profile p ON p.mn=l.mn AND p.seq=l.seq"
     " WHERE l.mn=$1 ORDER BY l.seq DESC LIMIT $2";
 
 #define I64(buf, v) (snprintf((buf), sizeof(buf), "%" PRId64, (int64_t)(v)), (buf))

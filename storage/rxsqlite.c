@@ -366,12 +366,12 @@ static int open_db(const char *path, sqlite3 **out) {
       goto fail;
   }
   /* Version 2 adds the decoded tables; what was stored before stays frames
-   * only (sitegate-rx export still shows it). */
-  if (version < 2) {
-    if ((rc = exec(db, "BEGIN")) != SQLITE_OK || (rc = decoded_schema(db)) != SQLITE_OK ||
-        (rc = exec(db, "PRAGMA user_version=2")) != SQLITE_OK || (rc = exec(db, "COMMIT")))
-      goto fail;
-  }
+   * only (sitegate-rx export still shows it). They are made at every open
+   * (IF NOT EXISTS), as on PostgreSQL, so that a table added to the list
+   * later (rx_site_profile) exists in a database made before it. */
+  if ((rc = exec(db, "BEGIN")) != SQLITE_OK || (rc = decoded_schema(db)) != SQLITE_OK ||
+      (rc = exec(db, "PRAGMA user_version=2")) != SQLITE_OK || (rc = exec(db, "COMMIT")))
+    goto fail;
   *out = db;
   return SQLITE_OK;
 fail:

@@ -9,6 +9,7 @@
 #include "common/common.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,7 @@ static void config_fills_every_default_when_keys_are_absent(void **state) {
   assert_string_equal(c->site_name, "");
   assert_string_equal(c->timezone, "Asia/Shanghai");
   assert_true(c->area_cast_m2 == 0 && c->area_prefab_m2 == 0 && c->progress == 0);
+  assert_true(isnan(c->latitude) && isnan(c->longitude)); /* not known */
   assert_string_equal(c->db_path, "/var/lib/sitegate/sitegate.db");
   assert_int_equal(c->raw_days, 31);
   assert_int_equal(c->batch_ms, 5000);
@@ -314,6 +316,24 @@ static void config_rejects_value_out_of_range_with_its_line(void **state) {
   assert_int_equal(c->batch_ms, 1);
   assert_true(c->progress == 1);
   sg_config_free(c);
+}
+
+/* WGS-84 decimal degrees, both or neither; empty is "not known". */
+static void config_reads_site_coordinates_in_range_and_together(void **state) {
+  (void)state;
+  sg_config_t *c = parse_ok("[site]\nid = S\nlatitude = 45.8032\nlongitude = -126.535\n");
+  assert_true(c->latitude == 45.8032 && c->longitude == -126.535);
+  sg_config_free(c);
+  c = parse_ok("[site]\nid = S\nlatitude =\nlongitude =\n");
+  assert_true(isnan(c->latitude) && isnan(c->longitude));
+  sg_config_free(c);
+  check_error("[site]\nid = S\nlatitude = 90.5\nlongitude = 1\n", 3, "[site] latitude",
+              "out of range", NULL);
+  check_error("[site]\nid = S\nlatitude = 1\nlongitude = -181\n", 4, "[site] longitude",
+              "out of range", NULL);
+  check_error("[site]\nid = S\nlatitude = 45.8\n", 3, "latitude and longitude go together", NULL);
+  check_error("[site]\nid = S\nlatitude =\nlongitude = 126.5\n", 4, "set both or neither", NULL);
+  check_error("[site]\nid = S\nprogress =\n", 3, "[site] progress", "not a number", NULL);
 }
 
 static void config_rejects_value_that_is_not_a_number(void **state) {
@@ -847,6 +867,7 @@ int main(void) {
       cmocka_unit_test(config_rejects_unknown_key_with_its_line),
       cmocka_unit_test(config_rejects_key_outside_any_section),
       cmocka_unit_test(config_rejects_value_out_of_range_with_its_line),
+      cmocka_unit_test(config_reads_site_coordinates_in_range_and_together),
       cmocka_unit_test(config_rejects_value_that_is_not_a_number),
       cmocka_unit_test(config_rejects_trailing_junk_after_a_number),
       cmocka_unit_test(config_rejects_a_line_that_is_not_key_value),

@@ -9,6 +9,7 @@
 
 #include "protocol/protocol.h"
 #include "storage/rx_int.h"
+#include "storage/storage.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -244,6 +245,62 @@ static void machinery_day_gives_the_site_and_a_row_per_machine(void **state) {
   assert_int_equal(g->seq[2], 25);
 }
 
+/* protocol/UPLINK.md's 6061 example: one row, the name unescaped; a
+ * profile without coordinates leaves them NULL. */
+static void site_profile_gives_one_row_with_areas_and_coordinates(void **state) {
+  (void)state;
+  got_t *g = decode("6061",
+                    "Seq=1,Prev=00,DataTime=20261120080000,Name=松北示范工地%2C 1#楼,"
+                    "AreaCastM2=38000.0,AreaPrefabM2=24000.0,Lat=45.803200,Lon=126.535000,"
+                    "Hash=AA,Sig=BB",
+                    true, 1);
+  assert_int_equal(g->n, 1);
+  assert_string_equal(g->table[0], "rx_site_profile");
+  assert_int_equal(g->seq[0], 1);
+  assert_string_equal(val(g, 0, "name"), "松北示范工地, 1#楼");
+  assert_string_equal(val(g, 0, "area_cast_m2"), "38000");
+  assert_string_equal(val(g, 0, "area_prefab_m2"), "24000");
+  assert_string_equal(val(g, 0, "latitude"), "45.8032");
+  assert_string_equal(val(g, 0, "longitude"), "126.535");
+  g = decode("6061",
+             "Seq=2,Prev=00,DataTime=20261121080000,Name=,AreaCastM2=38000.0,"
+             "AreaPrefabM2=26000.5,Hash=AA,Sig=BB",
+             true, 2);
+  assert_int_equal(g->n, 1);
+  assert_string_equal(val(g, 0, "area_prefab_m2"), "26000.5");
+  assert_string_equal(val(g, 0, "latitude"), "NULL");
+  assert_string_equal(val(g, 0, "longitude"), "NULL");
+}
+
+static int count_row(void *arg, const stor_rx_cols_t *row) {
+  (void)row;
+  ++*(int *)arg;
+  return 0;
+}
+
+/* A SQLite database made before rx_site_profile (here: dropped again) gets
+ * it at the next open, and the console's site question, which reads the
+ * profile, runs over it. */
+static void sqlite_database_from_before_gets_the_site_profile_table(void **state) {
+  (void)state;
+  char dir[] = "/tmp/test_rxdecode.XXXXXX", path[64], cmd[160], err[256];
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof(path), "%s/rx.db", dir);
+  stor_rx_t *db = NULL;
+  assert_int_equal(stor_rx_open(path, &db), 0);
+  stor_rx_close(db);
+  snprintf(cmd, sizeof(cmd), "sqlite3 %s 'DROP TABLE rx_site_profile'", path);
+  assert_int_equal(system(cmd), 0);
+  int n = 0;
+  assert_int_not_equal(stor_rx_report_sites(path, 0, 1, count_row, &n, err, sizeof(err)), 0);
+  assert_int_equal(stor_rx_open(path, &db), 0);
+  stor_rx_close(db);
+  assert_int_equal(stor_rx_report_sites(path, 0, 1, count_row, &n, err, sizeof(err)), 0);
+  assert_int_equal(n, 0);
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
 static void bytes_that_are_not_utf8_become_question_marks(void **state) {
   (void)state;
   got_t *g = decode("6021", "Seq=1,DataTime=20261120221500,Rule=a\xff\xc3z%E9,Hash=AA", true, 1);
@@ -325,6 +382,8 @@ int main(void) {
       cmocka_unit_test(machinery_register_change_gives_the_row_after_it),
       cmocka_unit_test(machinery_gate_pass_gives_one_row),
       cmocka_unit_test(machinery_day_gives_the_site_and_a_row_per_machine),
+      cmocka_unit_test(site_profile_gives_one_row_with_areas_and_coordinates),
+      cmocka_unit_test(sqlite_database_from_before_gets_the_site_profile_table),
       cmocka_unit_test(bytes_that_are_not_utf8_become_question_marks),
       cmocka_unit_test(unsigned_ledger_cn_and_timeless_message_give_no_rows),
       cmocka_unit_test(callback_error_stops_the_decoding),

@@ -72,6 +72,12 @@ static int fx_setup(void **state) {
   f->gw.cfg = f->cfg;
   f->gw.db = f->db;
   f->gw.started = f->now;
+  /* The site profile (6061) as already sent, so that each test's chain
+   * starts with what it is about; site_profile_* clears it. */
+  char prof[UPLINK_PROFILE_MAX];
+  assert_int_equal(uplink_profile_fields(f->cfg, prof, sizeof(prof)), 0);
+  const stor_ob_var_t pv = {.name = "profile", .s = prof};
+  assert_int_equal(stor_outbox_set(f->db, &pv, 1), 0);
   *state = f;
   return 0;
 }
@@ -274,6 +280,77 @@ static void a_pass_makes_frames_a_signed_ticket_and_seals_that_verify(void **sta
   assert_int_equal(rs.n, 2);
   assert_true(strcmp(rs.m[0].qn, rs.m[1].qn) < 0);
   found_free(&rs);
+}
+
+/* The site profile (6061): made at the first start before any other
+ * signed record, with the name escaped, the areas and the coordinates;
+ * not again on a restart with the same configuration; again, chained on,
+ * once a field changes, and without coordinates when they are unknown. */
+static void site_profile_is_signed_at_first_start_and_again_when_it_changes(void **state) {
+  fx_t *f = *state;
+  const stor_ob_var_t none = {.name = "profile", .s = ""};
+  assert_int_equal(stor_outbox_set(f->db, &none, 1), 0);
+  sg_config_t *cfg = f->cfg;
+  snprintf(cfg->site_name, sizeof(cfg->site_name), "松北示范工地, 1#楼");
+  cfg->area_cast_m2 = 38000;
+  cfg->area_prefab_m2 = 24000;
+  cfg->latitude = 45.8032;
+  cfg->longitude = 126.535;
+  uplink_builder_t *b;
+  char err[256];
+  uplink_build_result_t r;
+  assert_int_equal(uplink_builder_new(&f->gw, &b, err, sizeof(err)), 0);
+  uplink_builder_run(b, f->now, &r);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.chain_seq, 1);
+  uplink_builder_free(b);
+  found_t s = {0};
+  assert_int_equal(stor_outbox_by_seq(f->rd, 1, 10, 10, keep, &s), 0);
+  assert_int_equal(s.n, 1);
+  const hj212_frame_t *d = decode(&s.m[0]);
+  assert_string_equal(d->h.cn, "6061");
+  hj212_signed_t sg;
+  assert_int_equal(hj212_signed_parse(d->cp, d->cp_len, &sg, err, sizeof(err)), 0);
+  assert_int_equal(sg.seq, 1);
+  uint8_t hash[32], zero[32] = {0};
+  assert_memory_equal(sg.prev, zero, 32);
+  proto_sha256(sg.prev, 32, d->cp, sg.canon_len, hash);
+  assert_memory_equal(hash, sg.hash, 32);
+  assert_string_equal(hj212_get(d, -1, "Name"), "松北示范工地%2C 1#楼");
+  assert_string_equal(hj212_get(d, -1, "AreaCastM2"), "38000.0");
+  assert_string_equal(hj212_get(d, -1, "AreaPrefabM2"), "24000.0");
+  assert_string_equal(hj212_get(d, -1, "Lat"), "45.803200");
+  assert_string_equal(hj212_get(d, -1, "Lon"), "126.535000");
+  found_free(&s);
+
+  /* A restart, same configuration: no profile. */
+  assert_int_equal(uplink_builder_new(&f->gw, &b, err, sizeof(err)), 0);
+  uplink_builder_run(b, f->now + 1, &r);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.chain_seq, 1);
+  uplink_builder_free(b);
+
+  /* The prefab area grows and the position is forgotten: a second one. */
+  cfg->area_prefab_m2 = 26000.5;
+  cfg->latitude = cfg->longitude = NAN;
+  assert_int_equal(uplink_builder_new(&f->gw, &b, err, sizeof(err)), 0);
+  uplink_builder_run(b, f->now + 2, &r);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.chain_seq, 2);
+  uplink_builder_run(b, f->now + 3, &r); /* and only once */
+  assert_int_equal(r.chain_seq, 2);
+  uplink_builder_free(b);
+  assert_int_equal(stor_outbox_by_seq(f->rd, 2, 10, 10, keep, &s), 0);
+  assert_int_equal(s.n, 1);
+  d = decode(&s.m[0]);
+  assert_string_equal(d->h.cn, "6061");
+  assert_int_equal(hj212_signed_parse(d->cp, d->cp_len, &sg, err, sizeof(err)), 0);
+  assert_int_equal(sg.seq, 2);
+  assert_memory_equal(sg.prev, hash, 32);
+  assert_string_equal(hj212_get(d, -1, "AreaPrefabM2"), "26000.5");
+  assert_null(hj212_get(d, -1, "Lat"));
+  assert_null(hj212_get(d, -1, "Lon"));
+  found_free(&s);
 }
 
 /* Yesterday's energy rows become one 6031: the site's totals with the
@@ -525,6 +602,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(a_pass_makes_frames_a_signed_ticket_and_seals_that_verify,
                                       fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(
+          site_profile_is_signed_at_first_start_and_again_when_it_changes, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(a_finished_day_of_energy_becomes_a_signed_summary, fx_setup,
                                       fx_teardown),
       cmocka_unit_test_setup_teardown(machinery_changes_and_moves_become_signed_records_once,

@@ -15,12 +15,12 @@ const MSG = {
     month: '月份', mn: '工地编号', subject: '证书', last: '最后上报', link: '链路', up: '在线',
     down: '离线', never: '从未', pending: '待补传', chain: '数据链', chained: '完整', broken_s: '断裂',
     seals: '小时封存', noise_day: '噪声超标（昼）', noise_night: '噪声超标（夜）', dust: '扬尘事件',
-    waste_t: '建筑垃圾 (t)', per_area: 't/万m²（限 300/200）', recycling: '资源化率（目标 55%）',
+    waste_t: '建筑垃圾 (t)', per_area: 't/万m²（限 300/200）', name: '工地名称', used: '已用限额', recycling: '资源化率（目标 55%）',
     energy: '电能 (kWh)', co2: 'CO₂ (t)', refused: '拒收', back: '返回', pm10: 'PM10 (µg/m³)',
     noise: '噪声 LAeq (dB(A))', ledger: '签名台账', seq: '序号', cn: '类型', state: '校验', when: '时间',
     what: '内容', last24: '最近 24 小时分钟数据', none: '无数据',
     cn_6011: '建筑垃圾出场', cn_6012: '材料进场', cn_6021: '报警', cn_6031: '能耗与碳排放',
-    cn_6041: '小时封存', st_chained: '已校验', st_pending: '待补链', st_broken: '断裂',
+    cn_6041: '小时封存', cn_6061: '工地概况', st_chained: '已校验', st_pending: '待补链', st_broken: '断裂',
     verified: '已校验', incomplete: '不完整', seal_mismatch: '不符',
   },
   en: {
@@ -32,13 +32,13 @@ const MSG = {
     csv: 'Export CSV', month: 'Month', mn: 'Site (MN)', subject: 'Certificate', last: 'Last upload',
     link: 'Link', up: 'up', down: 'down', never: 'never', pending: 'Gaps to pull', chain: 'Chain',
     chained: 'whole', broken_s: 'broken', seals: 'Hourly seals', noise_day: 'Noise over (day)',
-    noise_night: 'Noise over (night)', dust: 'Dust episodes', waste_t: 'Waste (t)',
+    noise_night: 'Noise over (night)', dust: 'Dust episodes', waste_t: 'Waste (t)', name: 'Site name', used: 'allowance used',
     per_area: 't/10,000 m² (300/200)', recycling: 'Recycling (55% target)', energy: 'Energy (kWh)',
     co2: 'CO₂ (t)', refused: 'Refused', back: 'Back', pm10: 'PM10 (µg/m³)',
     noise: 'Noise LAeq (dB(A))', ledger: 'Signed ledger', seq: 'Seq', cn: 'Kind', state: 'Verified',
     when: 'Time', what: 'Content', last24: 'Minute data, last 24 hours', none: 'no data',
     cn_6011: 'Waste out', cn_6012: 'Material in', cn_6021: 'Alarm', cn_6031: 'Energy and carbon',
-    cn_6041: 'Hourly seal', st_chained: 'verified', st_pending: 'gap pending', st_broken: 'broken',
+    cn_6041: 'Hourly seal', cn_6061: 'Site profile', st_chained: 'verified', st_pending: 'gap pending', st_broken: 'broken',
     verified: 'verified', incomplete: 'incomplete', seal_mismatch: 'mismatch',
   },
 };
@@ -57,6 +57,7 @@ const LINK_S = 300; // a site that sent nothing for 5 minutes is shown down
 // [key, header, value for sorting, cell html, is text]
 const COLS = [
   ['mn', 'mn', (s) => s.mn, (s) => `<a href="#/site/${encodeURIComponent(s.mn)}">${esc(s.mn)}</a>`, true],
+  ['name', 'name', (s) => s.name ?? '', (s) => esc(s.name ?? '—'), true],
   ['last', 'last', (s) => s.last_frame_ms ?? 0, (s) => {
     if (s.last_frame_ms == null) return `<span class="bad">${t('never')}</span>`;
     const silent = now - s.last_frame_ms / 1000 > SILENT_S;
@@ -74,7 +75,12 @@ const COLS = [
   ['noise_night', 'noise_night', (s) => s.noise_night, (s) => bad(s.noise_night)],
   ['dust', 'dust', (s) => s.dust_episodes, (s) => bad(s.dust_episodes)],
   ['waste_t', 'waste_t', (s) => s.waste_kg ?? 0, (s) => num(s.waste_kg == null ? null : s.waste_kg / 1000)],
-  ['per_area', 'per_area', () => 0, () => `<span title="${t('no_area')}">—</span>`],
+  ['per_area', 'per_area', (s) => wasteUse(s)?.used ?? -1, (s) => {
+    const w = wasteUse(s);
+    if (!w) return `<span title="${t('no_area')}">—</span>`;
+    return `<span class="${w.used > 1 ? 'bad' : 'ok'}" title="${t('used')} ${(100 * w.used).toFixed(1)}%">` +
+      `${w.perArea.toFixed(1)} / ${w.limit.toFixed(0)}</span>`;
+  }],
   ['recycling', 'recycling', (s) => recycling(s) ?? -1, (s) => {
     const r = recycling(s);
     return r == null ? '—' : `<span class="${r < 55 ? 'bad' : 'ok'}">${r.toFixed(1)}%</span>`;
@@ -86,6 +92,17 @@ const COLS = [
 let now = Date.now() / 1000;
 const isUp = (s) => s.last_frame_ms != null && now - s.last_frame_ms / 1000 < LINK_S;
 const bad = (n) => `<span class="${n ? 'bad' : ''}">${n ?? 0}</span>`;
+// The project's waste against its allowance (300 t per 10,000 m² cast in
+// place, 200 prefab): the construction waste discharged so far (as the
+// gateway counts it), over the areas of the latest site profile (6061);
+// null before a profile with an area arrived.
+const wasteUse = (s) => {
+  const area = (s.area_cast_m2 ?? 0) + (s.area_prefab_m2 ?? 0);
+  if (!(area > 0)) return null;
+  const tonnes = (s.discharged_kg ?? 0) / 1000;
+  const allowance = (300 * (s.area_cast_m2 ?? 0) + 200 * (s.area_prefab_m2 ?? 0)) / 10000;
+  return { perArea: tonnes / (area / 10000), limit: (allowance * 10000) / area, used: tonnes / allowance };
+};
 const recycling = (s) => (s.waste_kg > 0 ? (100 * (s.recycled_kg ?? 0)) / s.waste_kg : null);
 let sortKey = 'mn';
 let sortAsc = true;
@@ -166,7 +183,9 @@ function drawSites() {
   const tile = (id, label, v, isBad) =>
     `<div class="tile ${isBad ? 'bad' : ''}" id="${id}"><div>${label}</div><div class="v">${v}</div></div>`;
   const shown = s.filter((x) => !filter || x.mn.toLowerCase().includes(filter) ||
-    (x.subject || '').toLowerCase().includes(filter));
+    (x.subject || '').toLowerCase().includes(filter) || (x.name || '').toLowerCase().includes(filter));
+  const withArea = s.filter((x) => wasteUse(x));
+  const over = withArea.filter((x) => wasteUse(x).used > 1).length;
   const col = COLS.find((c) => c[0] === sortKey) || COLS[0];
   shown.sort((a, b) => {
     const x = col[2](a);
@@ -179,7 +198,7 @@ function drawSites() {
     ${tile('tile-silent', t('silent'), silent, silent > 0)}
     ${tile('tile-broken', t('broken'), s.filter((x) => x.broken > 0).length, s.some((x) => x.broken > 0))}
     ${tile('tile-mismatch', t('mismatch'), s.filter((x) => x.seals_mismatch > 0).length, s.some((x) => x.seals_mismatch > 0))}
-    ${tile('tile-waste', t('over_waste'), `<span title="${t('no_area')}">—</span>`, false)}
+    ${tile('tile-waste', t('over_waste'), withArea.length ? over : `<span title="${t('no_area')}">—</span>`, over > 0)}
     </div>
     <div class="bar"><span>${t('month')} ${esc(data.month)}</span>
     <input id="filter" placeholder="${t('filter')}" value="${esc(filter)}">
@@ -208,6 +227,7 @@ function ledgerWhat(r) {
     return `${esc(r.plate ?? '')} ${num(r.net_kg == null ? null : r.net_kg / 1000, 2)} t ${esc(r.dest ?? r.material ?? '')}`;
   if (r.cn === '6021') return `${esc(r.rule)} ${esc(r.alarm_state)} ${esc(r.level)} ${num(r.value)} / ${num(r.limit_value)}`;
   if (r.cn === '6031') return `${num(r.energy_kwh)} kWh, ${num(r.carbon_kg)} kg CO₂`;
+  if (r.cn === '6061') return `${esc(r.site_name)} ${num(r.area_cast_m2, 0)} + ${num(r.area_prefab_m2, 0)} m²`;
   return '';
 }
 
@@ -232,7 +252,10 @@ async function sitePage(mn) {
   setPage('site');
   await who();
   const d = await api(`/api/site?mn=${encodeURIComponent(mn)}&hours=24`);
-  main.innerHTML = `<p><a href="#/">${t('back')}</a></p><h2 id="site-mn">${esc(mn)}</h2>
+  // The name of the latest site profile (6061): in the ledger, or in the table.
+  const name = d.ledger.find((r) => r.cn === '6061')?.site_name ??
+    data?.sites?.find((x) => x.mn === mn)?.name;
+  main.innerHTML = `<p><a href="#/">${t('back')}</a></p><h2 id="site-mn">${esc(mn)}</h2>${name ? `<p id="site-name">${esc(name)}</p>` : ''}
     <p>${t('last24')}</p>
     <div class="chart" id="chart-pm10"></div><div class="chart" id="chart-noise"></div>
     <h3>${t('ledger')}</h3>

@@ -116,6 +116,12 @@ typedef int (*uplink_machine_days_fn)(stor_reader_t *rd, const sg_config_t *cfg,
                                       int64_t end, uplink_machine_day_cb cb, void *arg);
 void uplink_set_machine_days(uplink_machine_days_fn fn);
 
+/* The site profile's fields as the 6061 sends them (UPLINK.md), from
+ * "Name=" on, into out[cap]: what the builder compares with the last one
+ * made (outbox state "profile"). Returns 0 or -EMSGSIZE. */
+#define UPLINK_PROFILE_MAX 512
+int uplink_profile_fields(const sg_config_t *cfg, char *out, size_t cap);
+
 /* A frame's DataTime (YYYYMMDDhhmmss, Beijing time) for Unix seconds. */
 void uplink_datatime(int64_t t, char out[15]);
 /* DataTime (YYYYMMDDhhmmss) to Unix seconds; -1 when malformed. */

@@ -3,7 +3,8 @@
  * A pass looks at what is due at `now` and makes it, oldest first:
  * the 2081 of this start, ledger entries (6011/6012) and alarm events
  * (6021) not yet made, the machinery register's changes (6051) and entries
- * and exits (6052) not yet made, the real-time frame (2011) of the latest tick, the
+ * and exits (6052) not yet made, the site profile (6061) at the first
+ * start and whenever it changes, the real-time frame (2011) of the latest tick, the
  * minute, hour and day frames (2051/2061/2031) of every period that ended
  * `lag_s` ago, the daily energy and carbon summary (6031) and the
  * machinery's day (6053); all of it goes
@@ -41,6 +42,9 @@
 /* The machinery's day (6053) waits this long after the day for the
  * terminals' last readings, as the energy summary waits for its figures. */
 #define MACH_DAY_WAIT_S 600
+/* The site profile's fields (6061): a name of 127 bytes escaped may grow
+ * to 3 times that, plus areas and coordinates. */
+#define PROFILE_MAX UPLINK_PROFILE_MAX
 
 static uplink_machine_days_fn machine_days; /* uplink_set_machine_days() */
 
@@ -90,6 +94,7 @@ struct uplink_builder {
   int64_t mach_audit_id, mach_move_id; /* machinery: the last audit row and move made */
   int64_t chain_seq;
   uint8_t chain_hash[32];
+  char profile[PROFILE_MAX]; /* the 6061's fields as last made ("" none yet) */
   int64_t last_qn_ms;
   double next_retention;
   /* this pass */
@@ -701,6 +706,40 @@ static int make_machinery(uplink_builder_t *b, double now) {
   return rc ? rc : mp.rc;
 }
 
+/* ---- the site profile (6061) */
+
+int uplink_profile_fields(const sg_config_t *cfg, char *out, size_t cap) {
+  char esc[PROFILE_MAX];
+  if (hj212_escape(cfg->site_name, esc, sizeof(esc)) < 0)
+    return -EMSGSIZE;
+  int n = snprintf(out, cap, "Name=%s,AreaCastM2=%.1f,AreaPrefabM2=%.1f", esc, cfg->area_cast_m2,
+                   cfg->area_prefab_m2);
+  if (n > 0 && (size_t)n < cap && !isnan(cfg->latitude) && !isnan(cfg->longitude))
+    n += snprintf(out + n, cap - (size_t)n, ",Lat=%.6f,Lon=%.6f", cfg->latitude, cfg->longitude);
+  return n > 0 && (size_t)n < cap ? 0 : -EMSGSIZE;
+}
+
+/* A 6061 when the profile differs from the last one made (none at the
+ * first start); b->profile is stored with the cursors. */
+static int make_profile(uplink_builder_t *b, double now) {
+  char f[PROFILE_MAX];
+  int rc = uplink_profile_fields(b->cfg, f, sizeof(f));
+  if (rc != 0) {
+    snprintf(b->error, sizeof(b->error), "CN 6061: the site profile is too long");
+    return rc;
+  }
+  if (strcmp(f, b->profile) == 0)
+    return 0;
+  int64_t t = (int64_t)now;
+  char dt[15];
+  uplink_datatime(t, dt);
+  size_t len = 0;
+  cp_add(b, &len, "DataTime=%s,%s", dt, f);
+  if ((rc = pass_add_signed(b, "6061", t, len, ',', now)) == 0)
+    memcpy(b->profile, f, sizeof(f));
+  return rc;
+}
+
 /* ---- state */
 
 static int64_t get_or(uplink_builder_t *b, const char *name, int64_t def) {
@@ -724,6 +763,8 @@ static int load(uplink_builder_t *b, double now) {
   b->mach_move_id = get_or(b, "mach_move_id", 0);
   b->chain_seq = get_or(b, "chain_seq", 0);
   memset(b->chain_hash, 0, 32);
+  if (stor_outbox_get(b->rd, "profile", NULL, b->profile, sizeof(b->profile)) != 0)
+    b->profile[0] = '\0';
   char h[80];
   if (stor_outbox_get(b->rd, "chain_hash", NULL, h, sizeof(h)) == 0 &&
       unhex(h, b->chain_hash, 32) != 0) {
@@ -775,6 +816,7 @@ static int store(uplink_builder_t *b, uplink_build_result_t *res) {
       {.name = "next_mach_day", .i = b->next_mach_day},
       {.name = "chain_seq", .i = b->chain_seq},
       {.name = "chain_hash", .s = hh},
+      {.name = "profile", .s = b->profile},
   };
   stor_ob_msg_t *m = b->n ? calloc(b->n, sizeof(*m)) : NULL;
   if (b->n && !m)
@@ -812,6 +854,9 @@ static int make_due(uplink_builder_t *b, double now) {
     if ((rc = pass_add(b, "2081", STOR_OB_OTHER, t, 0, len, now)) != 0)
       return rc;
   }
+  /* The site profile, first of the signed records of a start. */
+  if ((rc = make_profile(b, now)) != 0)
+    return rc;
   /* Ledger entries, in chain order. */
   for (int k = 0; k < 200 && b->n < PASS_MAX; k++) {
     stor_ticket_t tk;

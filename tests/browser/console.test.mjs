@@ -42,10 +42,16 @@ try {
     assert.equal(await page.locator('#sites tbody tr').count(), 1);
     const cells = await row.locator('td').allTextContents();
     assert.equal(cells[0], mn);
-    assert.equal(cells[2], '在线', `link: ${cells}`);
-    assert.match(cells[4], /^完整 [1-9]\d*$/, `chain: ${cells}`);
-    assert.equal(cells[9], '17.6', `waste t: ${cells}`);
-    assert.equal(cells[11], '100.0%', `recycling: ${cells}`);
+    assert.equal(cells[1], '测试工地', `name from the site profile: ${cells}`);
+    assert.equal(cells[3], '在线', `link: ${cells}`);
+    assert.match(cells[5], /^完整 [1-9]\d*$/, `chain: ${cells}`);
+    assert.equal(cells[10], '17.6', `waste t: ${cells}`);
+    // 17.6 t over 400 + 400 m² of the profile: 220 t per 10,000 m²
+    // against (300 + 200) / 2 = 250, 88% of the 20 t allowance used
+    assert.equal(cells[11], '220.0 / 250', `waste per 10,000 m²: ${cells}`);
+    assert.equal(await row.locator('td span[title="已用限额 88.0%"]').count(), 1);
+    assert.equal(cells[12], '100.0%', `recycling: ${cells}`);
+    assert.equal(await page.locator('#tile-waste .v').textContent(), '0');
     assert.equal(await page.locator('#tile-sites .v').textContent(), '1');
     assert.equal(await page.locator('#tile-silent .v').textContent(), '0');
     assert.equal(await page.locator('#sites th[data-key="noise_night"]').textContent(), '噪声超标（夜）');
@@ -60,6 +66,8 @@ try {
     await page.fill('#filter', 'no-such-site');
     await page.waitForFunction(() => document.querySelectorAll('#sites tbody tr').length === 0);
     await page.fill('#filter', mn.slice(0, 6).toLowerCase());
+    await page.waitForFunction(() => document.querySelectorAll('#sites tbody tr').length === 1);
+    await page.fill('#filter', '测试');
     await page.waitForFunction(() => document.querySelectorAll('#sites tbody tr').length === 1);
   });
 
@@ -86,6 +94,7 @@ try {
     await page.click(`#sites tr[data-mn="${mn}"] a`);
     await ready('site');
     assert.equal(await page.locator('#site-mn').textContent(), mn);
+    assert.equal(await page.locator('#site-name').textContent(), '测试工地');
     const chart = page.locator('#chart-pm10[data-drawn="1"]');
     await chart.waitFor();
     const points = Number(await chart.getAttribute('data-points'));

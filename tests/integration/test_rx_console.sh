@@ -2,7 +2,8 @@
 # The supervision console (sitegate-rx --http) in a real browser: a
 # gateway uploads to the receiver (a waste ticket, dust readings), staff
 # sign in with an account made by `sitegate-rx passwd`, the site table
-# shows the site and its ticket, sorting and filtering work, the site's
+# shows the site, its name and its waste per 10,000 m² from the site
+# profile (6061), and its ticket, sorting and filtering work, the site's
 # page draws its minute PM10 and lists its ledger, the CSV export holds the
 # site; nothing is readable without signing in. Debian's Chromium, driven
 # by playwright-core (tests/browser/console.test.mjs); screenshots to
@@ -67,6 +68,9 @@ code=$(curl -s -o /dev/null -w '%{http_code}' --cookie "rxsid=$(printf '%064d' 0
 
 # ---- a site that uploads: a ticket, dust readings (minute frames follow)
 uplink_conf "$T/site.conf" "$MN" "$T/pki"
+# the site profile (6061): 400 + 400 m², so the ticket's 17.6 t is 220 t
+# per 10,000 m² against 250, and a position
+sed -i "s/^id = $MN$/id = $MN\narea_cast_in_place_m2 = 400\narea_prefab_m2 = 400\nlatitude = 45.8032\nlongitude = 126.535/" "$T/site.conf"
 start_gw "$T/site.conf"
 up_wait 30 "a TLS session to the receiver" 'j["connected"]'
 for v in 61.5 75.5 88.5; do
@@ -85,6 +89,10 @@ grep -q "rxsid" "$T/jar" || fail "no session cookie"
 curl -sf -b "$T/jar" "$CONSOLE/api/sites" >"$T/sites.json" || fail "/api/sites"
 [ "$(json '[(s["mn"], s["waste_kg"], s["recycled_kg"], s["broken"]) for s in j["sites"]]' <"$T/sites.json")" = \
   "[('$MN', 17600, 17600, 0)]" ] || fail "/api/sites: $(cat "$T/sites.json")"
+# (numbers compared as numbers: SQLite gives 400.0 where PostgreSQL gives 400)
+[ "$(json '[(s["name"], s["area_cast_m2"] == 400, s["area_prefab_m2"] == 400,
+  abs(s["latitude"] - 45.8032) < 1e-9, abs(s["longitude"] - 126.535) < 1e-9, s["discharged_kg"]) for s in j["sites"]]' <"$T/sites.json")" = \
+  "[('测试工地', True, True, True, True, 17600)]" ] || fail "the site profile in /api/sites: $(cat "$T/sites.json")"
 curl -sf -b "$T/jar" "$CONSOLE/api/sites.csv" >"$T/sites.csv" || fail "/api/sites.csv"
 head -1 "$T/sites.csv" | grep -q "^mn,subject," || fail "CSV header: $(head -1 "$T/sites.csv")"
 grep -q "^$MN," "$T/sites.csv" || fail "CSV rows: $(cat "$T/sites.csv")"

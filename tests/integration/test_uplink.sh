@@ -95,7 +95,11 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 t = [r for r in rows if r["cn"] == "6011"]
 assert len(t) == 1 and t[0]["ledger_state"] == "chained", t
 r = t[0]["records"]
-assert r[0]["Plate"] == "黑A11001" and r[0]["NetKg"] == "17600" and r[0]["Seq"] == "1", r
+assert r[0]["Plate"] == "黑A11001" and r[0]["NetKg"] == "17600" and r[0]["Seq"] == "2", r
+p = [r for r in rows if r["cn"] == "6061"]  # the site profile, first of the chain
+assert len(p) == 1 and p[0]["ledger_state"] == "chained", p
+assert p[0]["records"][0]["Seq"] == "1" and p[0]["records"][0]["Name"] == "测试工地", p
+assert "Lat" not in p[0]["records"][0], p
 assert r[1]["DestName"] == "Harbin yard%3B gate 2", r
 assert len(r[2]["LedgerHash"]) == 64, r
 PY
@@ -103,6 +107,12 @@ PY
 [ "$(rx_sql "SELECT w.plate, w.net_kg, w.dest, w.dest_name, l.state FROM rx_waste w
   JOIN ledger l USING (mn, seq) WHERE w.mn='$MN'")" = "黑A11001|17600|recycling|Harbin yard; gate 2|chained" ] ||
   fail "the ticket decoded: $(rx_sql "SELECT * FROM rx_waste")"
+# the site profile decoded (rx_site_profile): no coordinates configured
+# (numbers cast: SQLite writes REAL 0 as 0.0, PostgreSQL as 0)
+[ "$(rx_sql "SELECT p.seq, p.name, CAST(p.area_cast_m2 AS INTEGER), CAST(p.area_prefab_m2 AS INTEGER),
+  CASE WHEN p.latitude IS NULL AND p.longitude IS NULL THEN 'none' ELSE 'set' END, l.state
+  FROM rx_site_profile p JOIN ledger l USING (mn, seq) WHERE p.mn='$MN'")" = "1|测试工地|0|0|none|chained" ] ||
+  fail "the site profile decoded: $(rx_sql "SELECT * FROM rx_site_profile")"
 SITECTL_LANG=en "$BIN/sitectl" uplink >"$T/sitectl.txt" || fail "sitectl uplink failed"
 grep -q "connected since" "$T/sitectl.txt" || fail "sitectl uplink: $(cat "$T/sitectl.txt")"
 
