@@ -253,6 +253,35 @@ void stor__batch_free(stor_db_t *db);
 /* The local midnight at or before `s` (Unix seconds). */
 int64_t stor__day_start(stor_db_t *db, int64_t s);
 
+/* ---- compressed blocks (block.c): pure code, the format is at the top
+ * of block.c */
+
+typedef struct stor_sample {
+  int64_t t_ms; /* Unix ms, >= 0 */
+  double v;     /* finite */
+} stor_sample_t;
+#define STOR_BLOCK_MAX 65535                        /* samples in one block */
+enum { STOR_BLOCK_SCALED = 0, STOR_BLOCK_XOR = 1 }; /* value modes */
+/* Whether `v` is stored exactly as hundredths (*h): the scaled mode. */
+bool stor__block_hundredths(double v, int64_t *h);
+/* Bytes the block of `n` samples takes in `mode`; 0 when the samples
+ * cannot be a block (none, too many, times not strictly ascending or
+ * negative, a value not finite or, scaled, not exact in hundredths). */
+size_t stor__block_size(const stor_sample_t *s, size_t n, int mode);
+/* Encodes in `mode` into buf[cap]: the bytes written, -EINVAL as for
+ * stor__block_size, or -ENOSPC when cap is too small. */
+ssize_t stor__block_encode_mode(const stor_sample_t *s, size_t n, int mode, uint8_t *buf,
+                                size_t cap);
+/* The same in whichever mode is smaller (scaled on a tie). */
+ssize_t stor__block_encode(const stor_sample_t *s, size_t n, uint8_t *buf, size_t cap);
+/* Decodes a block from the file into out[cap]: 0 with *n samples and (if
+ * `mode` is not NULL) its mode; -ENOSPC when it holds more than cap;
+ * -EBADMSG when it is not exactly one well-formed block (damaged,
+ * truncated, trailing bytes, an overlong varint, times not strictly
+ * ascending, a value not finite). */
+int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_t cap, size_t *n,
+                       int *mode);
+
 /* ---- retention (retention.c) */
 
 /* Starts a pass deleting raw rows older than raw_days and minute rollups
