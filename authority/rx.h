@@ -127,8 +127,29 @@ typedef struct rx_writer_stats {
 void rx_store_stats(rx_store_t *st, rx_writer_stats_t *out);
 
 /* ---- /metrics (rxmetrics.c), loop thread */
+/* Why a frame or connection was refused, as counted: a fixed list, so the
+ * metric's label has few values (the full reason is in the log and in the
+ * refusals table). */
+#define RX_REFUSAL_KINDS(X)                                                                        \
+  X(FRAME, "frame")         /* not a well-formed HJ 212 frame (CRC, length, fields) */             \
+  X(MN, "mn")               /* a frame for another MN than the certificate's */                    \
+  X(NO_QN, "no_qn")         /* a frame without QN */                                               \
+  X(SPLIT, "split")         /* PNUM/PNO that cannot be collected */                                \
+  X(LINE, "line")           /* a line too long to be a frame */                                    \
+  X(SIGNATURE, "signature") /* a signed record whose Hash or Sig does not check */                 \
+  X(CHAIN, "chain")         /* a broken chain or a fork */                                         \
+  X(SEAL, "seal")           /* a malformed hourly seal */                                          \
+  X(TLS, "tls")             /* a failed TLS handshake (certificate refused...) */
+#define RX_REFUSAL_ENUM(e, s) RX_REFUSED_##e,
+typedef enum { RX_REFUSAL_KINDS(RX_REFUSAL_ENUM) RX_REFUSAL_N } rx_refusal_t;
+extern const char *const RX_REFUSAL_NAMES[RX_REFUSAL_N];
+
 typedef struct rx_counters {
   uint64_t accepted, open, handshakes, frames, refused, acks;
+  uint64_t refused_by[RX_REFUSAL_N];
+  /* connections without a handshake yet: open now, and closed for the
+   * limits on them (refused, evicted, silent, too slow) since start */
+  uint64_t strangers, stranger_drops;
   uint64_t messages[4]; /* by stor_rx_outcome_t */
   size_t waiting;
   rx_writer_stats_t w;
@@ -144,6 +165,21 @@ int rx_metrics_start(void *loop, const struct sockaddr *sa, rx_counters_fn fill,
 void rx_metrics_stop(rx_metrics_t *m);
 /* The Prometheus text of `k`, malloc'ed (NULL when out of memory). */
 char *rx_metrics_format(const rx_counters_t *k);
+
+/* ---- the supervision console (rxconsole.c), on libmicrohttpd's threads */
+typedef struct rx_console rx_console_t;
+/* Serves the console on `sa`, reading `db` (a file or URI) on connections
+ * of its own; `users` is the accounts file (NULL: no sign-in, allowed on a
+ * loopback address only), `web` the pages' folder (NULL:
+ * ../share/sitegate-rx/web beside the program). Returns 0 or a negative
+ * errno, logged. rx_console_stop() accepts NULL. */
+int rx_console_start(const struct sockaddr *sa, const char *db, const char *users, const char *web,
+                     rx_console_t **out);
+void rx_console_stop(rx_console_t *c);
+/* `sitegate-rx passwd`: sets NAME's password in the accounts file (made
+ * when missing), hashed with crypt(3)'s default method. 0 or -errno,
+ * printed. */
+int rx_console_passwd(const char *users, const char *name, const char *password);
 
 /* ---- read-only queries for the command line (rxquery.c); print to
  * stdout. Return 0, or a negative errno with the reason printed to
@@ -161,10 +197,23 @@ typedef struct rx_options {
   int handshake_s;     /* close one whose handshake takes longer */
   bool reuseport;      /* SO_REUSEPORT: several receivers on one --listen */
   const char *metrics; /* host:port of /metrics, or NULL */
+  const char *http;    /* host:port of the supervision console, or NULL */
+  const char *users;   /* the console's accounts file, or NULL */
+  const char *web;     /* the console's pages, or NULL for the default */
 } rx_options_t;
 
 /* Runs until SIGTERM/SIGINT. Returns 0 after a clean stop, or 1 with a
  * one-line reason logged when it cannot start. */
 int rx_serve(const rx_options_t *o);
+
+/* ---- systemd (rxnotify.c): Type=notify and WatchdogSec=; nothing
+ * without systemd. Loop thread. */
+/* READY=1 with `status` (STATUS=), once the database is open and the port
+ * listens; starts the WATCHDOG=1 pings on `loop` (a uv_loop_t) when the unit
+ * asks for them. */
+void rx_notify_ready(void *loop, const char *status);
+/* STOPPING=1, and stops the pings (their timer's close completes on the
+ * loop's next run). */
+void rx_notify_stopping(void);
 
 #endif

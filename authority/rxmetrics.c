@@ -33,6 +33,9 @@ typedef struct mclient {
   char *out;
 } mclient_t;
 
+#define RX_REFUSAL_NAME(e, s) s,
+const char *const RX_REFUSAL_NAMES[RX_REFUSAL_N] = {RX_REFUSAL_KINDS(RX_REFUSAL_NAME)};
+
 const double RX_COMMIT_BOUNDS_MS[RX_COMMIT_BUCKETS] = {1, 2, 5, 10, 25, 50, 100, 250, 1000, 5000};
 
 static void client_on_closed(uv_handle_t *h) {
@@ -89,6 +92,12 @@ char *rx_metrics_format(const rx_counters_t *k) {
   b.p[0] = '\0';
   counter(&b, "sitegate_rx_connections_total", "TCP connections accepted.", k->accepted);
   gauge(&b, "sitegate_rx_connections", "Connections open now.", k->open);
+  gauge(&b, "sitegate_rx_connections_pending", "Connections open without a TLS handshake yet.",
+        (double)k->strangers);
+  counter(&b, "sitegate_rx_connections_dropped_total",
+          "Connections closed before a handshake for the limits on them: over 8 from one address, "
+          "the oldest evicted for a newer one, silent for 5 s, or slower than --handshake.",
+          k->stranger_drops);
   counter(&b, "sitegate_rx_handshakes_total",
           "TLS handshakes completed (client certificate verified).", k->handshakes);
   counter(&b, "sitegate_rx_frames_total", "HJ 212 frames read.", k->frames);
@@ -98,8 +107,11 @@ char *rx_metrics_format(const rx_counters_t *k) {
   for (int i = 0; i < 4; i++)
     put(&b, "sitegate_rx_messages_total{outcome=\"%s\"} %llu\n", outcomes[i],
         (unsigned long long)k->messages[i]);
-  counter(&b, "sitegate_rx_refusals_total",
-          "Frames and connections refused (bad CRC, wrong MN, chain, signature...).", k->refused);
+  put(&b, "# HELP sitegate_rx_refusals_total Frames and connections refused, by reason.\n"
+          "# TYPE sitegate_rx_refusals_total counter\n");
+  for (int i = 0; i < RX_REFUSAL_N; i++)
+    put(&b, "sitegate_rx_refusals_total{reason=\"%s\"} %llu\n", RX_REFUSAL_NAMES[i],
+        (unsigned long long)k->refused_by[i]);
   counter(&b, "sitegate_rx_acks_total", "9014 acknowledgements sent.", k->acks);
   gauge(&b, "sitegate_rx_queue", "Messages and records waiting for the writer.",
         (double)k->waiting);

@@ -12,18 +12,32 @@
  * recorded with their reason. Nothing here blocks: the database is the
  * writer's, and a connection stops being read while the writer is far
  * behind. A connection struct is freed when its handle is closed and the
- * writer holds no message of it (a reference count, loop thread only). */
+ * writer holds no message of it (a reference count, loop thread only).
+ *
+ * Connections that have not shaken hands are strangers, and the port faces
+ * the internet (issue 13): a stranger gets its TLS state only with its first
+ * bytes (an mbedTLS session holds 33 KB of buffers), must say something
+ * within PREAUTH_SILENT_MS and finish within --handshake, may be one of at
+ * most PREAUTH_PER_ADDR from its address, and when strangers fill their
+ * share (or --max-conn) the oldest stranger makes room for the newest (the
+ * oldest we have not answered yet, while there is one), so idle sockets
+ * cannot keep a real gateway out. Gateways that have shaken
+ * hands are never evicted. What strangers cost is summed up in one log
+ * line at most every PREAUTH_LOG_EVERY_MS, and freed memory is handed back
+ * to the system (malloc_trim) once they are gone. */
 #define LOG_MODULE "rx"
 #include "authority/rx.h"
 #include "common/common.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sysexits.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -33,6 +47,14 @@
 #define WRITE_QUEUE_MAX (1024 * 1024)         /* bytes queued to a peer that does not read */
 #define PAUSE_AT 5000                         /* undecided messages at which reading stops */
 #define RESUME_AT 1000
+#define PREAUTH_PER_ADDR 8         /* strangers (no handshake yet) from one address */
+#define PREAUTH_SHARE 4            /* strangers may hold 1/PREAUTH_SHARE of --max-conn */
+#define PREAUTH_MIN 16             /* ... but at least this many */
+#define PREAUTH_SILENT_MS 5000     /* a stranger that has sent nothing by then goes */
+#define PREAUTH_LOG_EVERY_MS 10000 /* the strangers' summary line */
+#define TRIM_AFTER_FREED 64        /* connections freed before memory is handed back */
+#define STRANGER_BUCKETS 4096      /* the strangers' address hash */
+#define ACCEPT_BURST 64            /* connections accepted per turn of the loop */
 
 typedef struct partial {
   char qn[HJ212_QN_MAX + 1];
@@ -49,9 +71,17 @@ typedef struct conn {
   server_t *srv;
   rx_tls_t *tls;
   char peer[64];
+  char ip[48]; /* the peer's address alone, for the per-address limit */
   char mn[HJ212_MN_MAX + 1];
   char pw[HJ212_PW_MAX + 1];
   bool handshaken, closing, handle_closed, paused;
+  bool stranger; /* counted in srv->n_strangers: open, no handshake yet */
+  /* while a stranger: on srv's queue of strangers (oldest first) and in its
+   * address's bucket */
+  struct conn *sprev, *snext, *bprev, *bnext;
+  unsigned bucket;
+  int queue;    /* 0 not answered yet, 1 answered */
+  bool evicted; /* no longer counted in srv->n_conns, its handle closing */
   int refs;
   uint64_t start_ms, last_ms, closing_ms;
   char line[LINE_MAX_BYTES];
@@ -67,6 +97,9 @@ struct server {
   uv_loop_t *loop;
   uv_tcp_t listener;
   uv_timer_t sweep;
+  uv_check_t turn; /* after each poll: the accept budget is renewed */
+  int burst;       /* accepted in this turn */
+  bool held;       /* a connection waits in the kernel for the next turn */
   uv_signal_t sig_term, sig_int;
   rx_tls_server_t *tls;
   rx_store_t *store;
@@ -75,8 +108,21 @@ struct server {
   int64_t last_qn_ms;
   bool stopping;
   uint64_t accepted, handshakes, frames, refused, acks;
+  uint64_t refused_by[RX_REFUSAL_N];
   uint64_t outcomes[4]; /* messages decided, by stor_rx_outcome_t */
+  /* strangers: open now; and, since the last summary line, refused (too
+   * many from one address), evicted (the oldest, to make room), silent
+   * (nothing said in time) and slow (no handshake in time) */
+  int n_strangers;
+  /* the strangers, oldest first: [0] those we have not answered yet (no
+   * ClientHello), [1] those whose handshake we have answered */
+  conn_t *st_head[2], *st_tail[2];
+  conn_t *st_bucket[STRANGER_BUCKETS]; /* the strangers, by address */
+  uint64_t st_refused, st_evicted, st_silent, st_slow, st_logged_ms;
+  uint64_t stranger_drops; /* all of those, since start */
+  unsigned freed_since_trim;
   rx_metrics_t *metrics;
+  rx_console_t *console;
 };
 
 static hj212_frame_t frame; /* loop thread only */
@@ -93,6 +139,7 @@ static void conn_unref(conn_t *c) {
       free(c->partial[i].seg[k]);
       free(c->partial[i].cp[k]);
     }
+  c->srv->freed_since_trim++;
   free(c);
 }
 
@@ -105,7 +152,8 @@ static void conn_on_closed(uv_handle_t *h) {
     s->conns = c->next;
   if (c->next)
     c->next->prev = c->prev;
-  s->n_conns--;
+  if (!c->evicted)
+    s->n_conns--;
   if (c->paused)
     s->n_paused--;
   rx_tls_free(c->tls);
@@ -113,9 +161,87 @@ static void conn_on_closed(uv_handle_t *h) {
   conn_unref(c);
 }
 
+/* FNV-1a of the peer's address: its bucket among the strangers. */
+static unsigned addr_bucket(const char *ip) {
+  uint32_t h = 2166136261u;
+  for (; *ip; ip++)
+    h = (h ^ (uint8_t)*ip) * 16777619u;
+  return h % STRANGER_BUCKETS;
+}
+
+/* How many strangers there are from c's address (c not among them). */
+static int strangers_from(const server_t *s, const conn_t *c) {
+  int n = 0;
+  for (const conn_t *p = s->st_bucket[addr_bucket(c->ip)]; p; p = p->bnext)
+    n += !strcmp(p->ip, c->ip);
+  return n;
+}
+
+static void queue_in(server_t *s, conn_t *c, int q) {
+  c->queue = q;
+  c->sprev = s->st_tail[q];
+  c->snext = NULL;
+  if (s->st_tail[q])
+    s->st_tail[q]->snext = c;
+  else
+    s->st_head[q] = c;
+  s->st_tail[q] = c;
+}
+
+static void queue_out(server_t *s, conn_t *c) {
+  int q = c->queue;
+  if (c->sprev)
+    c->sprev->snext = c->snext;
+  else
+    s->st_head[q] = c->snext;
+  if (c->snext)
+    c->snext->sprev = c->sprev;
+  else
+    s->st_tail[q] = c->sprev;
+}
+
+static void stranger_add(server_t *s, conn_t *c) {
+  c->stranger = true;
+  s->n_strangers++;
+  queue_in(s, c, 0);
+  c->bucket = addr_bucket(c->ip);
+  c->bprev = NULL;
+  c->bnext = s->st_bucket[c->bucket];
+  if (c->bnext)
+    c->bnext->bprev = c;
+  s->st_bucket[c->bucket] = c;
+}
+
+/* A stranger we answer (a ClientHello that made us speak) is evicted only
+ * when no silent one is left: a real gateway mid-handshake outlives the
+ * crowd's idle sockets however fast they come. */
+static void stranger_answered(conn_t *c) {
+  if (c->stranger && c->queue == 0) {
+    queue_out(c->srv, c);
+    queue_in(c->srv, c, 1);
+  }
+}
+
+static void stranger_gone(conn_t *c) {
+  if (!c->stranger)
+    return;
+  server_t *s = c->srv;
+  c->stranger = false;
+  s->n_strangers--;
+  queue_out(s, c);
+  if (c->bprev)
+    c->bprev->bnext = c->bnext;
+  else
+    s->st_bucket[c->bucket] = c->bnext;
+  if (c->bnext)
+    c->bnext->bprev = c->bprev;
+}
+
 static void conn_close_handle(conn_t *c) {
   if (c->handle_closed)
     return;
+  stranger_gone(c);
+  c->closing = true;
   c->handle_closed = true;
   uv_close((uv_handle_t *)&c->tcp, conn_on_closed);
 }
@@ -133,8 +259,9 @@ static void conn_close(conn_t *c, const char *why) {
   if (c->handshaken)
     log_info("%s (%s) disconnected: %s; %u stored, %u refused", c->mn, c->peer, why, c->stored,
              c->refused);
-  else
+  else if (why)
     log_info("%s disconnected before a handshake: %s", c->peer, why);
+  stranger_gone(c);
   if (c->handshaken && c->tls)
     rx_tls_close_notify(c->tls);
   c->closing = true;
@@ -181,6 +308,7 @@ static int conn_send(void *arg, const uint8_t *buf, size_t len) {
     return rc;
   }
   c->refs++;
+  stranger_answered(c);
   return 0;
 }
 
@@ -226,9 +354,10 @@ static void datatime(int64_t t, char out[15]) {
 
 /* ---- refusing */
 
-static void refuse(conn_t *c, const char *line, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void refuse(conn_t *c, const char *line, size_t len, const char *fmt, ...) {
+static void refuse(conn_t *c, rx_refusal_t why, const char *line, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void refuse(conn_t *c, rx_refusal_t why, const char *line, size_t len, const char *fmt,
+                   ...) {
   char reason[256];
   va_list ap;
   va_start(ap, fmt);
@@ -236,6 +365,7 @@ static void refuse(conn_t *c, const char *line, size_t len, const char *fmt, ...
   va_end(ap);
   c->refused++;
   c->srv->refused++;
+  c->srv->refused_by[why]++;
   log_warn("%s (%s): refused: %s", c->handshaken ? c->mn : "-", c->peer, reason);
   rx_store_refusal(c->srv->store, c->mn, c->peer, reason, line, len);
 }
@@ -266,7 +396,7 @@ static void msg_submit(conn_t *c, stor_rx_msg_t *m, const char *line, size_t len
     if (hj212_signed_parse(m->cp, m->cp_len, &m->sig, err, sizeof(err)) != 0 ||
         rx_signed_verify(rx_tls_peer_key(c->tls), m->cp, m->cp_len, &m->sig, err, sizeof(err)) !=
             0) {
-      refuse(c, line, len, "QN %s CN %s: %s", m->qn, m->cn, err);
+      refuse(c, RX_REFUSED_SIGNATURE, line, len, "QN %s CN %s: %s", m->qn, m->cn, err);
       rx_msg_free(m);
       return;
     }
@@ -319,8 +449,8 @@ static void partial_clear(partial_t *p) {
 static void packet(conn_t *c, const char *line, size_t len) {
   int pnum = frame.h.pnum, pno = frame.h.pno;
   if (pnum > PNUM_ASSEMBLE_MAX) {
-    refuse(c, line, len, "QN %s has %d packets, more than the %d we collect", frame.h.qn, pnum,
-           PNUM_ASSEMBLE_MAX);
+    refuse(c, RX_REFUSED_SPLIT, line, len, "QN %s has %d packets, more than the %d we collect",
+           frame.h.qn, pnum, PNUM_ASSEMBLE_MAX);
     return;
   }
   partial_t *p = NULL, *free_slot = NULL;
@@ -332,7 +462,8 @@ static void packet(conn_t *c, const char *line, size_t len) {
   }
   if (!p) {
     if (!free_slot) {
-      refuse(c, line, len, "QN %s: already collecting %d split messages", frame.h.qn, PARTIAL_MAX);
+      refuse(c, RX_REFUSED_SPLIT, line, len, "QN %s: already collecting %d split messages",
+             frame.h.qn, PARTIAL_MAX);
       return;
     }
     p = free_slot;
@@ -340,7 +471,8 @@ static void packet(conn_t *c, const char *line, size_t len) {
     p->pnum = pnum;
   }
   if (p->pnum != pnum) {
-    refuse(c, line, len, "QN %s: PNUM %d, earlier packets said %d", frame.h.qn, pnum, p->pnum);
+    refuse(c, RX_REFUSED_SPLIT, line, len, "QN %s: PNUM %d, earlier packets said %d", frame.h.qn,
+           pnum, p->pnum);
     return;
   }
   if (!p->seg[pno - 1]) {
@@ -406,15 +538,17 @@ static void conn_line(conn_t *c, const char *line, size_t len) {
   c->srv->frames++;
   char err[192];
   if (hj212_decode(line, len, &frame, err, sizeof(err)) != 0) {
-    refuse(c, line, len, "%s", err);
+    refuse(c, RX_REFUSED_FRAME, line, len, "%s", err);
     return;
   }
   if (strcmp(frame.h.mn, c->mn) != 0) {
-    refuse(c, line, len, "frame for MN %s on the connection of MN %s", frame.h.mn, c->mn);
+    refuse(c, RX_REFUSED_MN, line, len, "frame for MN %s on the connection of MN %s", frame.h.mn,
+           c->mn);
     return;
   }
   if (frame.h.qn[0] == '\0') {
-    refuse(c, line, len, "no QN: the frame can be neither acknowledged nor de-duplicated");
+    refuse(c, RX_REFUSED_NO_QN, line, len,
+           "no QN: the frame can be neither acknowledged nor de-duplicated");
     return;
   }
   if (frame.h.pw[0])
@@ -454,7 +588,8 @@ static void conn_bytes(conn_t *c, const uint8_t *buf, size_t n) {
     if (c->skipping)
       continue;
     if (c->line_len == sizeof(c->line)) {
-      refuse(c, c->line, c->line_len, "line over %d bytes is not a frame", LINE_MAX_BYTES);
+      refuse(c, RX_REFUSED_LINE, c->line, c->line_len, "line over %d bytes is not a frame",
+             LINE_MAX_BYTES);
       c->skipping = true;
       c->line_len = 0;
       continue;
@@ -475,6 +610,7 @@ static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void conn_handshaken(conn_t *c) {
   server_t *s = c->srv;
   c->handshaken = true;
+  stranger_gone(c);
   s->handshakes++;
   snprintf(c->mn, sizeof(c->mn), "%s", rx_tls_peer_cn(c->tls));
   log_info("%s connected from %s (%s)", c->mn, c->peer, rx_tls_peer_subject(c->tls));
@@ -490,6 +626,10 @@ static void conn_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
     return;
   }
   c->last_ms = sg_mono_ms();
+  if (!c->tls && !(c->tls = rx_tls_new(c->srv->tls, conn_send, c))) {
+    conn_close(c, "out of memory for its TLS session");
+    return;
+  }
   if (rx_tls_feed(c->tls, (const uint8_t *)buf->base, (size_t)nread) != 0) {
     conn_close(c, "too much unprocessed TLS input");
     return;
@@ -502,6 +642,7 @@ static void conn_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
       log_warn("%s: TLS handshake failed: %s", c->peer, rx_tls_error(c->tls));
       rx_store_refusal(c->srv->store, "", c->peer, rx_tls_error(c->tls), NULL, 0);
       c->srv->refused++;
+      c->srv->refused_by[RX_REFUSED_TLS]++;
       conn_close(c, "handshake failed");
       return;
     }
@@ -520,12 +661,56 @@ static void conn_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
   }
 }
 
+/* Whether new connection `c` may stay (see the file's head): not when its
+ * address already has PREAUTH_PER_ADDR strangers; when strangers hold their
+ * share, or all of --max-conn, the oldest stranger goes to make room; with
+ * no stranger to evict at --max-conn, `c` goes. Closes `c` when not. */
+static bool admit(server_t *s, conn_t *c) {
+  int share = s->opt->max_conn / PREAUTH_SHARE;
+  if (share < PREAUTH_MIN)
+    share = PREAUTH_MIN;
+  conn_t *oldest = s->st_head[0] ? s->st_head[0] : s->st_head[1];
+  if (strangers_from(s, c) >= PREAUTH_PER_ADDR) {
+    s->st_refused++;
+    s->stranger_drops++;
+    conn_close_handle(c);
+    return false;
+  }
+  bool full = s->n_conns - 1 >= s->opt->max_conn; /* c is counted already */
+  if (oldest && (full || s->n_strangers >= share)) {
+    s->st_evicted++;
+    s->stranger_drops++;
+    conn_close_handle(oldest); /* its count is freed now, its handle on the next turn */
+    s->n_conns--;
+    oldest->evicted = true;
+    return true;
+  }
+  if (full) {
+    log_warn("%s refused: already %d connections, all with gateways (--max-conn)", c->peer,
+             s->n_conns - 1);
+    conn_close_handle(c);
+    return false;
+  }
+  return true;
+}
+
 static void on_connection(uv_stream_t *listener, int status) {
   server_t *s = listener->data;
   if (status < 0) {
     log_warn("accept: %s", uv_strerror(status));
     return;
   }
+  /* libuv accepts for as long as connections wait: a crowd that reconnects
+   * at once would keep the loop here, evicting strangers whose first bytes
+   * it never got to read, a real gateway's ClientHello among them. Past
+   * ACCEPT_BURST in one turn, the connection is left to the kernel (libuv
+   * stops watching the listener until it is accepted) and taken at the
+   * turn's end, after the reads. */
+  if (s->burst >= ACCEPT_BURST) {
+    s->held = true;
+    return;
+  }
+  s->burst++;
   conn_t *c = calloc(1, sizeof(*c));
   if (!c)
     return;
@@ -556,20 +741,23 @@ static void on_connection(uv_stream_t *listener, int status) {
       uv_ip4_name((struct sockaddr_in *)&sa, ip, sizeof(ip));
       snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, ntohs(((struct sockaddr_in *)&sa)->sin_port));
     }
+    snprintf(c->ip, sizeof(c->ip), "%s", ip);
   }
-  if (s->n_conns > s->opt->max_conn) {
-    log_warn("%s refused: already %d connections (--max-conn)", c->peer, s->n_conns - 1);
-    conn_close_handle(c);
+  if (!admit(s, c))
     return;
-  }
   uv_tcp_nodelay(&c->tcp, 1);
   c->start_ms = c->last_ms = sg_mono_ms();
-  c->tls = rx_tls_new(s->tls, conn_send, c);
-  if (!c->tls) {
-    conn_close_handle(c);
-    return;
-  }
+  stranger_add(s, c);
   uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_on_read);
+}
+
+static void on_turn(uv_check_t *h) {
+  server_t *s = h->data;
+  s->burst = 0;
+  if (s->held && !s->stopping) {
+    s->held = false;
+    on_connection((uv_stream_t *)&s->listener, 0);
+  }
 }
 
 /* ---- the writer's decisions */
@@ -593,7 +781,8 @@ static void rx_done(void *arg, stor_rx_msg_t *m) {
       }
       break;
     case STOR_RX_REFUSED:
-      refuse(c, m->packets, m->packets_len, "QN %s CN %s: %s", m->qn, m->cn, m->reason);
+      refuse(c, m->refusal && !strcmp(m->refusal, "seal") ? RX_REFUSED_SEAL : RX_REFUSED_CHAIN,
+             m->packets, m->packets_len, "QN %s CN %s: %s", m->qn, m->cn, m->reason);
       break;
     case STOR_RX_FAILED:
       log_warn("%s: QN %s not stored (%s): no acknowledgement", c->mn, m->qn, m->reason);
@@ -639,6 +828,22 @@ static void rx_done(void *arg, stor_rx_msg_t *m) {
 
 /* ---- timers, signals, start and stop */
 
+/* The strangers' summary: at most one line every PREAUTH_LOG_EVERY_MS, and
+ * only when some were turned away since the last. */
+static void strangers_log(server_t *s, uint64_t now) {
+  uint64_t n = s->st_refused + s->st_evicted + s->st_silent + s->st_slow;
+  if (!n || (s->st_logged_ms && now - s->st_logged_ms < PREAUTH_LOG_EVERY_MS))
+    return;
+  log_warn("connections without a TLS handshake closed since the last line: %llu refused (over "
+           "%d from one address), %llu evicted (the oldest, for a newer one), %llu silent for %d "
+           "s, %llu not done in %d s; %d such open now",
+           (unsigned long long)s->st_refused, PREAUTH_PER_ADDR, (unsigned long long)s->st_evicted,
+           (unsigned long long)s->st_silent, PREAUTH_SILENT_MS / 1000,
+           (unsigned long long)s->st_slow, s->opt->handshake_s, s->n_strangers);
+  s->st_refused = s->st_evicted = s->st_silent = s->st_slow = 0;
+  s->st_logged_ms = now;
+}
+
 static void on_sweep(uv_timer_t *t) {
   server_t *s = t->data;
   uint64_t now = sg_mono_ms();
@@ -647,11 +852,24 @@ static void on_sweep(uv_timer_t *t) {
     if (c->closing) {
       if (now - c->closing_ms > 5000)
         conn_close_handle(c); /* the peer does not take our last bytes */
+    } else if (!c->handshaken && !c->tls && now - c->start_ms > PREAUTH_SILENT_MS) {
+      s->st_silent++;
+      s->stranger_drops++;
+      conn_close(c, NULL);
     } else if (!c->handshaken && now - c->start_ms > (uint64_t)s->opt->handshake_s * 1000) {
-      conn_close(c, "no TLS handshake in time");
+      s->st_slow++;
+      s->stranger_drops++;
+      conn_close(c, NULL);
     } else if (now - c->last_ms > (uint64_t)s->opt->idle_s * 1000) {
       conn_close(c, "idle");
     }
+  }
+  strangers_log(s, now);
+  /* glibc keeps freed memory for the next malloc; after a crowd has gone
+   * it would stay with the process (185 MB after 4,200 idle sockets). */
+  if (s->freed_since_trim >= TRIM_AFTER_FREED) {
+    s->freed_since_trim = 0;
+    malloc_trim(0);
   }
 }
 
@@ -660,6 +878,7 @@ static void on_signal(uv_signal_t *sig, int signum) {
   if (s->stopping)
     return;
   s->stopping = true;
+  rx_notify_stopping();
   log_info("signal %d: stopping; %llu connections, %llu frames, %llu acknowledged, %llu refused",
            signum, (unsigned long long)s->accepted, (unsigned long long)s->frames,
            (unsigned long long)s->acks, (unsigned long long)s->refused);
@@ -667,6 +886,7 @@ static void on_signal(uv_signal_t *sig, int signum) {
   rx_metrics_stop(s->metrics);
   s->metrics = NULL;
   uv_close((uv_handle_t *)&s->sweep, NULL);
+  uv_close((uv_handle_t *)&s->turn, NULL);
   uv_close((uv_handle_t *)&s->sig_term, NULL);
   uv_close((uv_handle_t *)&s->sig_int, NULL);
   for (conn_t *c = s->conns; c; c = c->next)
@@ -732,7 +952,10 @@ static void fill_counters(void *arg, rx_counters_t *k) {
   k->handshakes = s->handshakes;
   k->frames = s->frames;
   k->refused = s->refused;
+  memcpy(k->refused_by, s->refused_by, sizeof(k->refused_by));
   k->acks = s->acks;
+  k->strangers = (uint64_t)s->n_strangers;
+  k->stranger_drops = s->stranger_drops;
   memcpy(k->messages, s->outcomes, sizeof(k->messages));
   k->waiting = rx_store_waiting(s->store);
   rx_store_stats(s->store, &k->w);
@@ -747,6 +970,17 @@ static int start_metrics(server_t *s, const char *listen) {
     log_err("cannot serve /metrics on %s: %s", listen, uv_strerror(rc));
   else
     log_info("metrics on http://%s/metrics", listen);
+  return rc;
+}
+
+static int start_console(server_t *s, const rx_options_t *o) {
+  struct sockaddr_storage sa;
+  if (parse_addr("--http", o->http, &sa) != 0)
+    return -EINVAL;
+  int rc = rx_console_start((struct sockaddr *)&sa, o->db, o->users, o->web, &s->console);
+  if (rc == 0)
+    log_info("supervision console on http://%s/%s", o->http,
+             o->users ? " (staff sign in)" : " (loopback, no sign-in)");
   return rc;
 }
 
@@ -776,8 +1010,10 @@ int rx_serve(const rx_options_t *o) {
   s.opt = o;
   char err[512];
   if (rx_tls_server_new(o->ca, o->cert, o->key, &s.tls, err, sizeof(err)) != 0) {
+    /* a missing or unreadable CA, certificate or key: restarting cannot
+     * fix it (the unit's RestartPreventExitStatus) */
     log_err("cannot start: %s", err);
-    return 1;
+    return EX_CONFIG;
   }
   uv_loop_t loop;
   int rc = uv_loop_init(&loop);
@@ -803,9 +1039,19 @@ int rx_serve(const rx_options_t *o) {
     rx_store_close(s.store);
     goto out;
   }
+  if (o->http && start_console(&s, o) != 0) {
+    if (s.metrics)
+      rx_metrics_stop(s.metrics);
+    uv_close((uv_handle_t *)&s.listener, NULL);
+    rx_store_close(s.store);
+    goto out;
+  }
   uv_timer_init(&loop, &s.sweep);
   s.sweep.data = &s;
   uv_timer_start(&s.sweep, on_sweep, 1000, 1000);
+  uv_check_init(&loop, &s.turn);
+  s.turn.data = &s;
+  uv_check_start(&s.turn, on_turn);
   uv_signal_init(&loop, &s.sig_term);
   uv_signal_init(&loop, &s.sig_int);
   s.sig_term.data = s.sig_int.data = &s;
@@ -815,7 +1061,12 @@ int rx_serve(const rx_options_t *o) {
   stor_rx_redact(o->db, db, sizeof(db)); /* a URI's password stays out of the log */
   log_info("listening on %s%s (TLS 1.2, client certificates from %s), database %s (%s)", o->listen,
            o->reuseport ? " with SO_REUSEPORT" : "", o->ca, db, rx_store_backend(s.store));
+  char ready[128];
+  snprintf(ready, sizeof(ready), "listening on %s, database %s", o->listen,
+           rx_store_backend(s.store));
+  rx_notify_ready(&loop, ready);
   uv_run(&loop, UV_RUN_DEFAULT);
+  rx_console_stop(s.console);
   rx_store_close(s.store); /* decides what is left; no connection is open to answer */
   status = 0;
 out:

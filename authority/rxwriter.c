@@ -192,6 +192,10 @@ static int store_batch(rx_store_t *st, job_t *list) {
 
 static void *writer_main(void *arg) {
   rx_store_t *st = arg;
+  /* An empty transaction first: it proves the database is there (a
+   * PostgreSQL away at start is reconnected to like any lost one, and
+   * /metrics says so meanwhile). */
+  store_batch(st, NULL);
   for (;;) {
     pthread_mutex_lock(&st->mu);
     while (!st->head && !st->stop)

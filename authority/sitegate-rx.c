@@ -29,6 +29,9 @@ static const char usage[] =
     "                          which any number of receivers may share\n"
     "      --reuseport         SO_REUSEPORT: several receivers on this machine share --listen\n"
     "      --metrics HOST:PORT serve GET /metrics (Prometheus text, plain HTTP) there\n"
+    "      --http HOST:PORT    serve the supervision console there (libmicrohttpd)\n"
+    "      --users FILE        its staff accounts (sitegate-rx passwd); required off loopback\n"
+    "      --web DIR           its pages (../share/sitegate-rx/web beside the program)\n"
     "      --max-conn N        connections at once (4096)\n"
     "      --idle S            close a connection silent for S seconds (600)\n"
     "      --handshake S       close one without a TLS handshake after S seconds (30)\n"
@@ -45,6 +48,13 @@ static const char usage[] =
     "      (time,received,mn,qn,cn,what,pno,pnum,ledger_seq,ledger_state,cp) or, with\n"
     "      --json, one JSON object per line with the CP's records. T is Unix seconds,\n"
     "      relative (-2h, -30m, -1d) or ISO 8601 in Beijing time unless it has a zone.\n"
+    "  sitegate-rx prune --keep-months N [--db FILE|URI]\n"
+    "      Retention: removes the decoded minute and hour figures older than the N\n"
+    "      Beijing-time months before this one (PostgreSQL drops their monthly\n"
+    "      partitions); frames, the ledger and seals are kept (protocol/RX-SCHEMA.md).\n"
+    "  sitegate-rx passwd --users FILE NAME\n"
+    "      Sets NAME's console password (read from stdin, 10 characters or more),\n"
+    "      hashed with crypt(3) (yescrypt), in FILE, made when missing.\n"
     "Exit status: 0 ok, 1 failure (the message says why), 2 usage.\n";
 
 /* ---- options: one table for every verb */
@@ -52,6 +62,7 @@ typedef struct opts {
   rx_options_t rx;
   const char *site, *since, *until, *cn, *gw_cert;
   bool json;
+  int keep_months;
   int verbosity;
 } opts_t;
 
@@ -70,17 +81,21 @@ static const opt_def_t opt_defs[] = {
     {"--ca", O(rx.ca), 's', 0, 0, "serve"},
     {"--cert", O(rx.cert), 's', 0, 0, "serve"},
     {"--key", O(rx.key), 's', 0, 0, "serve"},
-    {"--db", O(rx.db), 's', 0, 0, "serve sites export"},
+    {"--db", O(rx.db), 's', 0, 0, "serve sites export prune"},
     {"--max-conn", O(rx.max_conn), 'i', 1, 1000000, "serve"},
     {"--idle", O(rx.idle_s), 'i', 5, 86400, "serve"},
     {"--handshake", O(rx.handshake_s), 'i', 1, 600, "serve"},
     {"--reuseport", O(rx.reuseport), 'b', 0, 0, "serve"},
     {"--metrics", O(rx.metrics), 's', 0, 0, "serve"},
+    {"--http", O(rx.http), 's', 0, 0, "serve"},
+    {"--users", O(rx.users), 's', 0, 0, "serve passwd"},
+    {"--web", O(rx.web), 's', 0, 0, "serve"},
     {"--site", O(site), 's', 0, 0, "export"},
     {"--since", O(since), 's', 0, 0, "export"},
     {"--until", O(until), 's', 0, 0, "export"},
     {"--cn", O(cn), 's', 0, 0, "export"},
     {"--json", O(json), 'b', 0, 0, "sites export"},
+    {"--keep-months", O(keep_months), 'i', 0, 1200, "prune"},
 };
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -209,6 +224,22 @@ static int check_file(const char *path, const char *gw_cert) {
   return bad ? 1 : 0;
 }
 
+/* ---- prune */
+
+static void on_pruned(void *arg, const char *what, int64_t rows) {
+  (void)arg;
+  printf("%s: %lld rows removed\n", what, (long long)rows);
+}
+
+static int prune(const char *db, int keep_months) {
+  char err[512];
+  if (stor_rx_prune(db, keep_months, (int64_t)sg_now(), on_pruned, NULL, err, sizeof(err)) != 0) {
+    fprintf(stderr, "sitegate-rx: prune: %s\n", err[0] ? err : "failed");
+    return 1;
+  }
+  return 0;
+}
+
 /* ---- main */
 
 static void raise_fd_limit(void) {
@@ -227,6 +258,7 @@ int main(int argc, char **argv) {
   o.rx.max_conn = 4096;
   o.rx.idle_s = 600;
   o.rx.handshake_s = 30;
+  o.keep_months = -1;
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       fputs(usage, stdout);
@@ -239,11 +271,12 @@ int main(int argc, char **argv) {
     first = 2;
   }
   if (strcmp(verb, "serve") && strcmp(verb, "check") && strcmp(verb, "sites") &&
-      strcmp(verb, "export"))
+      strcmp(verb, "export") && strcmp(verb, "prune") && strcmp(verb, "passwd"))
     return usage_error("unknown command \"%s\"", verb);
   const char *pos[1];
   int npos;
-  int rc = parse(argc, argv, first, verb, &o, pos, &npos, !strcmp(verb, "check") ? 1 : 0);
+  int rc = parse(argc, argv, first, verb, &o, pos, &npos,
+                 !strcmp(verb, "check") || !strcmp(verb, "passwd") ? 1 : 0);
   if (rc != 0)
     return rc;
   log_threshold = o.verbosity > 0 ? LOG_LVL_DEBUG : o.verbosity < 0 ? LOG_LVL_WARN : LOG_LVL_INFO;
@@ -255,6 +288,20 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(verb, "sites"))
     return rx_query_sites(o.rx.db, o.json) == 0 ? 0 : 1;
+  if (!strcmp(verb, "passwd")) {
+    if (npos != 1 || !o.rx.users)
+      return usage_error("%s", "passwd needs --users FILE and a NAME");
+    char pw[256];
+    if (!fgets(pw, sizeof(pw), stdin))
+      return usage_error("%s", "passwd reads the password from stdin");
+    pw[strcspn(pw, "\r\n")] = '\0';
+    return rx_console_passwd(o.rx.users, pos[0], pw) == 0 ? 0 : 1;
+  }
+  if (!strcmp(verb, "prune")) {
+    if (o.keep_months < 0)
+      return usage_error("%s", "prune needs --keep-months N");
+    return prune(o.rx.db, o.keep_months);
+  }
   if (!strcmp(verb, "export")) {
     if (!o.site || !o.since)
       return usage_error("%s", "export needs --site MN and --since T");

@@ -16,21 +16,9 @@
 # Prints the figures and ends with one `bench: key=value ...` line. It never
 # fails the build on a missed target; it says so.
 set -eu
-BIN=${SITEGATE_BIN:-$(cd "$(dirname "$0")/.." && pwd)/bin}
+BENCH=run; . "$(dirname "$0")/lib.sh"
 REQUESTS=${BENCH_REQUESTS:-200000}
-T=$(mktemp -d /tmp/sitegate-bench.XXXXXX)
-PY=/usr/bin/python3 # Debian's, by path: as the tests (tests/integration/lib.sh)
-PIDS=""
-cleanup() {
-  for p in $PIDS; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$T"
-}
-trap cleanup EXIT
 
-port() {
-  "$PY" -c 'import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM if sys.argv[1]=="udp" else socket.SOCK_STREAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' "$1"
-}
 field() { # field NAME LINE: value of NAME=... in a `load:` line
   printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"
 }

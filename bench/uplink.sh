@@ -6,31 +6,18 @@
 # synchronous=FULL and acknowledged with 9014. Prints its figures and ends
 # with one `bench: uplink_drain_records_s=... ` line; never fails the build.
 set -eu
-BIN=${SITEGATE_BIN:-$(cd "$(dirname "$0")/.." && pwd)/bin}
-TOP=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=uplink; . "$(dirname "$0")/lib.sh"
 N=${BENCH_UPLINK_RECORDS:-40000}
 WINDOW=${BENCH_UPLINK_WINDOW:-64}
 MN=BENCH-SITE-01
-T=$(mktemp -d /tmp/sitegate-bench-uplink.XXXXXX)
-PY=/usr/bin/python3 # Debian's, by path: as the tests (tests/integration/lib.sh)
-PIDS=""
-cleanup() {
-  for p in $PIDS; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$T"
-}
-trap cleanup EXIT
-port() {
-  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 now_ms() { date +%s%3N; }
 
 "$TOP/deploy/pki/make-ca.sh" "$T/pki" >/dev/null
 "$TOP/deploy/pki/make-server.sh" "$T/pki" localhost >/dev/null
 "$TOP/deploy/pki/make-gateway.sh" "$T/pki" "$MN" >/dev/null
-RX=$(port)
-PH=$(port)
-PC=$("$PY" -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+RX=$(port tcp)
+PH=$(port tcp)
+PC=$(port udp)
 cat >"$T/gw.conf" <<CONF
 [site]
 id = $MN

@@ -8,24 +8,8 @@
 # Prints its figures and one `bench: bytes_per_reading_week=...` line;
 # never fails the build.
 set -eu
-BIN=${SITEGATE_BIN:-$(cd "$(dirname "$0")/.." && pwd)/bin}
-TOP=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=week; . "$(dirname "$0")/lib.sh"
 SECONDS_=${WEEK_SECONDS:-60}
-T=$(mktemp -d /tmp/sitegate-bench-week.XXXXXX)
-PY=/usr/bin/python3 # Debian's, by path: as the tests (tests/integration/lib.sh)
-PIDS=""
-cleanup() {
-  for p in $PIDS; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$T"
-}
-trap cleanup EXIT
-port() {
-  "$PY" -c 'import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM if sys.argv[1]=="udp" else socket.SOCK_STREAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' "$1"
-}
-status() { # status KEY: a number from /api/status's storage object
-  curl -sf "http://127.0.0.1:$PH/api/status" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["storage"][sys.argv[1]])' "$1"
-}
 
 PC=$(port udp); PD=$(port udp); PH=$(port tcp)
 sed -e "s|^path = .*|path = $T/week.db|" -e "s|^# token = .*|token = bench-$$|" \
@@ -43,7 +27,6 @@ speed=$((604800 / SECONDS_ + 1))
 for _ in $(seq 100); do [ "$(status queued)" = 0 ] && break; sleep 0.1; done
 rows=$(status raw_readings)
 kill -TERM "$GW"; wait "$GW" || true
-PIDS=""
 bytes=$(stat -c %s "$T/week.db")
 bpr=$(awk -v b="$bytes" -v r="$rows" 'BEGIN { printf "%.1f", (r > 0 ? b / r : 0) }')
 echo "a simulated week of the demo site: $rows readings, database $bytes bytes: $bpr bytes a reading (target 8)"

@@ -14,24 +14,9 @@
 # written_baseline_3000=...` line; never fails the build. Other [storage]
 # lines can be tried with BENCH_STORAGE_EXTRA="batch_ms = 10000".
 set -eu
-BIN=${SITEGATE_BIN:-$(cd "$(dirname "$0")/.." && pwd)/bin}
+BENCH=written; . "$(dirname "$0")/lib.sh"
 SECONDS_=${WRITTEN_SECONDS:-30}
 DEVICES=${WRITTEN_DEVICES:-3000}
-T=$(mktemp -d /tmp/sitegate-bench-written.XXXXXX)
-PY=/usr/bin/python3 # Debian's, by path: as the tests (tests/integration/lib.sh)
-PIDS=""
-cleanup() {
-  for p in $PIDS; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$T"
-}
-trap cleanup EXIT
-port() {
-  "$PY" -c 'import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM if sys.argv[1]=="udp" else socket.SOCK_STREAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' "$1"
-}
-status() { # status KEY: a number from /api/status's storage object
-  curl -sf "http://127.0.0.1:$PH/api/status" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["storage"][sys.argv[1]])' "$1"
-}
 wbytes() { awk '/^write_bytes:/ {print $2}' "/proc/$1/io"; }
 
 measure() { # measure RATE [STORAGE-LINE]: prints bytes written per reading

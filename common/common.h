@@ -77,6 +77,7 @@ typedef struct sg_device {
   const char *coap; /* the controller's URI, up to SG_URI_MAX */
   /* scale only */
   double resolution_kg; /* the scale's division: net = gross - tare within it */
+  int heartbeat_s;      /* event-driven devices: the longest normal silence (0: a day) */
   int line;             /* line of its [device ID] header, for messages */
 } sg_device_t;
 

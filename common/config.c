@@ -157,6 +157,7 @@ static const opt_t options[] = {
     {"device", "coap", OPT_PSTR, DS(coap, SG_URI_MAX), 0, 0, ""},
     /* scales: the division, kg (a 100 t weighbridge reads in 20 kg steps) */
     {"device", "resolution_kg", OPT_DBL, D(resolution_kg), 0.001, 1000, "20"},
+    {"device", "heartbeat_s", OPT_INT, D(heartbeat_s), 0, 2592000, "0"},
     /* [energy]: carbon factors and the timing of group control
      * (gateway/equipment/equipment.h) */
     /* t CO2 per MWh of grid electricity (national average published in 2023) */
@@ -252,8 +253,9 @@ static const opt_t options[] = {
     {"machinery", "min_stage", OPT_STR, G(machinery_min_stage), 0, 0, "III"},
     /* 1: a machine on site must be in the register */
     {"machinery", "require_registration", OPT_INT, G(machinery_require_registration), 0, 1, "1"},
-    /* smoke, light absorption coefficient, 1/m: GB 36886-2018 4.1 table 1,
-     * class II, 37 kW and more (0: no smoke rule) */
+    /* smoke, light absorption coefficient, 1/m: meant as GB 36886-2018
+     * clause 4 table 1, class II, 37 kW and more; the value is not
+     * confirmed against the standard (deploy/CONFIG.md). 0: no smoke rule */
     {"machinery", "opacity_limit_per_m", OPT_DBL, G(machinery_opacity_limit), 0, 10, "0.8"},
     /* a terminal's reading keeps its machine on site this long, minutes */
     {"machinery", "presence_min", OPT_DBL, G(machinery_presence_min), 1, 1440, "15"},

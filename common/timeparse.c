@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@ int sg_parse_time(const char *s, double now, double *out) {
     for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
       if (end[0] == units[i].unit && end[1] == '\0') {
         *out = now - v * units[i].secs;
-        return 0;
+        return isfinite(*out) ? 0 : -EINVAL; /* 400 digits are a number too large */
       }
     }
     return -EINVAL;
@@ -35,7 +36,7 @@ int sg_parse_time(const char *s, double now, double *out) {
     digits = digits && isdigit((unsigned char)*p);
   if (digits && strlen(s) >= 9) {
     *out = strtod(s, NULL);
-    return 0;
+    return isfinite(*out) ? 0 : -EINVAL;
   }
   struct tm tm;
   memset(&tm, 0, sizeof(tm));

@@ -62,25 +62,39 @@ until "$bin/sitectl" status >/dev/null 2>&1; do
 done
 # The demo's bill of quantities, for the material loss rates.
 SITECTL_TOKEN=demo-token "$bin/sitectl" materials import "$top/deploy/boq-demo.csv" >/dev/null || true
-"$bin/sitesim" -c "$dir/sitegate.conf" 2>"$dir/sitesim.log" &
+# The demo's machinery register; sitesim runs its terminals and gate, the
+# pump's engine worn (it smokes), the rig below the zone's stage.
+SITECTL_TOKEN=demo-token "$bin/sitectl" --by 项目部 --reason 机械台账导入 \
+  machine import "$top/deploy/machines-demo.csv" >/dev/null || true
+# The site's last 48 hours first (its sensors' readings through CoAP, at
+# 2880 times real time: about a minute), then live: the charts, the limit
+# lines and `sitectl dust` have data at the first look. A restarted demo
+# fills its gap the same way (the same seed gives the same readings, which
+# the gateway keeps once).
+"$bin/sitesim" -c "$dir/sitegate.conf" --speed 2880 --history 48h \
+  --machines "$top/deploy/machines-demo.csv" --smoky 23010100000104 2>"$dir/sitesim.log" &
 sim=$!
 
 cat <<MSG
 
 sitegate demo is running (site 230100-HRB-0001, simulated sensors).
   dashboard    http://127.0.0.1:8080/          (actions ask for the token: demo-token)
+  site office  http://127.0.0.1:8080/#/screen  (the big screen: full screen, no token)
   API          http://127.0.0.1:8080/api/status
   status       bin/sitectl status
   readings     bin/sitectl readings dust-01 pm10 --since -10m
                bin/sitectl readings noise-01 la --step 1m
-  waste        bin/sitectl waste summary     (the weighbridge uploads its past tickets
-               bin/sitectl waste tickets --csv  in the first half minute)
+  history      the last 48 hours arrive in the first minute (sitesim --history 48h)
+  waste        bin/sitectl waste summary     (the weighbridge uploads its past tickets,
+               bin/sitectl waste tickets --csv  oldest first, in the first minutes)
                bin/sitectl waste disclosure  bin/sitectl materials summary
   equipment    bin/sitectl equipment       (cap, idle-off, schedule; fog-01 vs dust and frost)
                bin/sitectl equipment log   bin/sitectl energy   bin/sitectl carbon
   actions      SITECTL_TOKEN=demo-token bin/sitectl site progress 0.45
                SITECTL_TOKEN=demo-token bin/sitectl equipment set crane-02 off --for 1h --reason test
   uplink       bin/sitectl uplink            (HJ 212 over TLS to the local sitegate-rx)
+  machinery    bin/sitectl machines      (the rig is stage II, the pump smokes: two alarms)
+               bin/sitectl machine show 23010100000104
   report       bin/sitectl report --out demo/report.html   (the month's site report, to print)
   metrics      curl http://127.0.0.1:8080/metrics            (Prometheus)
   authority    bin/sitegate-rx sites --db $dir/rx.db

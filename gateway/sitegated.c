@@ -69,15 +69,17 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s\n", err);
     return EX_CONFIG;
   }
-  /* The same checks as --check-config, before anything is opened. */
-  if (gw_check(cfg) != 0) {
-    sg_config_free(cfg);
-    return EX_CONFIG;
-  }
+  /* The same checks as --check-config, before anything is opened: the
+   * file's own (keys) first, then what it asks of this machine (gw_check:
+   * certificates, the database's folder, the listeners). */
   if (sg_config_check_keys(cfg, err, sizeof(err)) != 0) {
     fprintf(stderr, "%s\n", err);
     sg_config_free(cfg);
     return 1;
+  }
+  if (gw_check(cfg) != 0) {
+    sg_config_free(cfg);
+    return EX_CONFIG;
   }
   if (check) {
     sg_config_dump(cfg, stdout);

@@ -670,6 +670,9 @@ static const struct {
     {"6021", "alarm", true},
     {"6031", "daily energy and carbon", true},
     {"6041", "hourly seal", true},
+    {"6051", "machinery register change", true},
+    {"6052", "machinery entry or exit", true},
+    {"6053", "daily machinery figures", true},
     {"6081", "ledger history request", false},
 };
 

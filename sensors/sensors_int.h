@@ -8,6 +8,7 @@
  *   model.c    believable readings: pure functions of seed, device and time
  *   site.c     the site mode: one CoAP session per configured device
  *   load.c     the load generator for benchmarks
+ *   gate.c     a gate reader posting machinery entries and exits
  *   weighbridge.c, equipment.c  scales posting tickets; equipment
  *              controllers as CoAP servers (coap3 is included by coapio.c
  *              and equipment.c only)
@@ -166,10 +167,18 @@ typedef struct sim_model {
   bool always_on;  /* equipment that runs day and night (pumps) */
   double energy_kwh, energy_t;
   double last_t; /* noise: last second sampled */
+  /* machine terminals (sim_model_machine) */
+  int stage; /* proto_stage_t of the machine it is fitted to */
+  bool smoky, all_day;
+  double duty, idle_share, engine_h0, fuel_l0;
 } sim_model_t;
 
 /* Prepares the model of `d` for reports from time `t_start` on. */
 void sim_model_init(sim_model_t *m, const sg_device_t *d, uint64_t seed, double t_start);
+/* A machine terminal's model: the machine it is fitted to (`reg`, from
+ * --machines; NULL: stage III, 100 kW) and whether its engine is worn
+ * (--smoky: it smokes above the usual limit). After sim_model_init. */
+void sim_model_machine(sim_model_t *m, const proto_machine_t *reg, bool smoky);
 /* Fills `p` (device name included) with the records of the report at `t`:
  * the pack may exceed one datagram (noise carries one `la` per second since
  * the last report), the caller splits it. */
@@ -184,7 +193,10 @@ typedef struct sim_opts {
   bool cbor;
   uint64_t seed;
   bool verbose;
-  double ignore; /* share of commands equipment controllers ignore (equipment.c) */
+  double ignore;        /* share of commands equipment controllers ignore (equipment.c) */
+  const char *machines; /* --machines: the register as CSV (gate.c, machine terminals) */
+  const char *smoky;    /* --smoky: codes of machines whose engines smoke, comma-separated */
+  double history_s;     /* with speed > 1 and no duration: how far back to start (0: a day) */
 } sim_opts_t;
 int sim_site_run(const sim_opts_t *o);
 
@@ -211,6 +223,16 @@ typedef struct sim_wb sim_wb_t;
 sim_wb_t *sim_wb_start(uv_loop_t *loop, const sg_config_t *cfg, const sim_target_t *base,
                        const sim_opts_t *o);
 void sim_wb_stop(sim_wb_t *wb);
+
+/* ---- gate.c: the first gate reader of the site posts the entries and
+ * exits of the register's machines `m` (the caller's, outliving the
+ * reader) to POST /g, with its own CoAP context on `loop`. NULL when the
+ * site has no gate or no machine (or on failure, logged). sim_gate_stop()
+ * prints a summary line; the memory goes once the loop has run. */
+typedef struct sim_gate sim_gate_t;
+sim_gate_t *sim_gate_start(uv_loop_t *loop, const sg_config_t *cfg, const sim_target_t *base,
+                           const sim_opts_t *o, const proto_machine_t *m, size_t n_m);
+void sim_gate_stop(sim_gate_t *g); /* accepts NULL */
 
 /* ---- equipment.c: the controllers of equipment units, CoAP servers
  * (DESIGN.md "Southbound CoAP contract": GET /state observable, PUT /ctl).

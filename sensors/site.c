@@ -74,8 +74,11 @@ struct site {
   char where_dtls[160]; /* the same for devices with a psk */
   uint64_t next_token;
   uint64_t made, sent, acked, rejected, retried, dropped;
-  sim_wb_t *wb;   /* the scales (weighbridge.c) */
-  sim_ctl_t *ctl; /* the equipment controllers (equipment.c) */
+  sim_wb_t *wb;         /* the scales (weighbridge.c) */
+  sim_ctl_t *ctl;       /* the equipment controllers (equipment.c) */
+  sim_gate_t *gate;     /* the gate reader (gate.c) */
+  proto_machine_t *reg; /* --machines: the register */
+  size_t n_reg;
 };
 
 static proto_pack_t scratch, chunk; /* one thread: the packs being built */
@@ -355,6 +358,8 @@ static void site_finish(site_t *s) {
   uv_close((uv_handle_t *)&s->drain, on_closed);
   sim_wb_stop(s->wb);
   s->wb = NULL;
+  sim_gate_stop(s->gate);
+  s->gate = NULL;
   sim_ctl_stop(s->ctl);
   s->ctl = NULL;
   sim_coap_close(s->coap);
@@ -406,7 +411,60 @@ static int pick_target(site_t *s, const sim_target_t *base, const sg_device_t *d
   return 0;
 }
 
-static bool simulated(sg_devtype_t t) { return t != SG_DEV_SCALE; }
+static bool simulated(sg_devtype_t t) { return t != SG_DEV_SCALE && t != SG_DEV_GATE; }
+
+/* --machines: the register as CSV, as `sitectl machine import` takes it. */
+static int load_machines(site_t *s, const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    log_err("--machines %s: %s", path, strerror(errno));
+    return -errno;
+  }
+  char *text = NULL;
+  size_t len = 0, cap = 0, got;
+  int rc = 0;
+  do {
+    if (len + 4096 > cap) {
+      char *p = realloc(text, cap = cap ? cap * 2 : 65536);
+      if (!p) {
+        rc = -ENOMEM;
+        break;
+      }
+      text = p;
+    }
+    got = fread(text + len, 1, cap - len, f);
+    len += got;
+  } while (got > 0 && len < 8u << 20);
+  fclose(f);
+  char err[1024] = "";
+  if (rc == 0)
+    rc = proto_machine_csv_parse(text, len, &s->reg, &s->n_reg, err, sizeof(err));
+  if (rc != 0)
+    log_err("--machines %s: %s", path, err[0] ? err : strerror(-rc));
+  free(text);
+  return rc;
+}
+
+/* Whether `code` is one of --smoky's comma-separated codes. */
+static bool smoky(const char *list, const char *code) {
+  size_t n = strlen(code);
+  for (const char *p = list; p && *p;) {
+    const char *end = strchr(p, ',');
+    size_t k = end ? (size_t)(end - p) : strlen(p);
+    if (k == n && strncmp(p, code, n) == 0)
+      return true;
+    p = end ? end + 1 : NULL;
+  }
+  return false;
+}
+
+/* The register's machine whose terminal is `device`, or NULL. */
+static const proto_machine_t *fitted_to(const site_t *s, const char *device) {
+  for (size_t i = 0; i < s->n_reg; i++)
+    if (strcmp(s->reg[i].terminal, device) == 0)
+      return &s->reg[i];
+  return NULL;
+}
 
 static int site_start(site_t *s) {
   char err[300], uri[200];
@@ -429,7 +487,11 @@ static int site_start(site_t *s) {
   s->wall0 = sg_now();
   s->t0 = s->wall0;
   if (o->speed > 1)
-    s->t0 -= o->duration_s > 0 ? o->duration_s * (o->speed - 1) : CATCHUP_SPAN_S;
+    s->t0 -= o->duration_s > 0  ? o->duration_s * (o->speed - 1)
+             : o->history_s > 0 ? o->history_s
+                                : CATCHUP_SPAN_S;
+  if (o->machines && (rc = load_machines(s, o->machines)) != 0)
+    return rc;
   if ((rc = sim_ctl_start(&s->loop, s->cfg, o->seed, o->ignore, site_clock, s, &s->ctl)) != 0)
     return rc;
   size_t sessions = 0;
@@ -452,6 +514,10 @@ static int site_start(site_t *s) {
       return -EIO;
     sessions++;
     sim_model_init(&d->model, c, o->seed, s->t0);
+    if (c->type == SG_DEV_MACHINE) {
+      const proto_machine_t *m = fitted_to(s, c->id);
+      sim_model_machine(&d->model, m, m && smoky(o->smoky, m->code));
+    }
     if ((d->unit = sim_ctl_unit(s->ctl, c->id)) != NULL)
       sim_unit_bind(d->unit, &d->model);
     /* Each sensor keeps its own phase within the interval, as real ones do. */
@@ -462,7 +528,8 @@ static int site_start(site_t *s) {
     uv_timer_start(&d->report, dev_on_report, ms > 0 ? (uint64_t)ms : 0, 0);
   }
   s->wb = sim_wb_start(&s->loop, s->cfg, &base, o);
-  if (sessions == 0 && !s->wb) {
+  s->gate = sim_gate_start(&s->loop, s->cfg, &base, o, s->reg, s->n_reg);
+  if (sessions == 0 && !s->wb && !s->gate) {
     log_err("%s: no dust, noise, weather, energy or equipment device to simulate", s->cfg->path);
     return -EINVAL;
   }
@@ -521,6 +588,7 @@ int sim_site_run(const sim_opts_t *o) {
            (unsigned long long)s->rejected, (unsigned long long)s->retried,
            (unsigned long long)s->made, backlog, (unsigned long long)s->dropped);
   free(s->devs);
+  free(s->reg);
   sg_config_free(s->cfg);
   free(s);
   return rc == 0 && lc == 0 ? 0 : 1;

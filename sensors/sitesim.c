@@ -18,8 +18,9 @@
 #define LOG_MODULE "sitesim"
 
 static const char usage_text[] =
-    "usage: sitesim -c FILE [--gateway URI] [--speed N] [--duration S]\n"
-    "               [--format json|cbor] [--seed N] [--ignore P] [-v]\n"
+    "usage: sitesim -c FILE [--gateway URI] [--speed N] [--duration S | --history SPAN]\n"
+    "               [--format json|cbor] [--seed N] [--ignore P]\n"
+    "               [--machines CSV [--smoky CODE,...]] [-v]\n"
     "       sitesim load --gateway URI --devices N --records R --window W --ports P\n"
     "               --requests M [--duration S] [--rate RPS] [--device-prefix PFX]\n"
     "               [--psk KEY] [--format json|cbor] [--ack-timeout MS] [-v]\n"
@@ -45,6 +46,10 @@ static const char help_text[] =
     "                      reaches now when S real seconds are up and sitesim\n"
     "                      stops; without --duration it starts one simulated day\n"
     "                      back, catches up, then runs at real time until stopped\n"
+    "  --history SPAN      with --speed N > 1 and no --duration: start SPAN back\n"
+    "                      (48h, 2d, 3600; default one day, at most 30 days), catch\n"
+    "                      up N times faster than real time, then run live: the\n"
+    "                      demo's past, sent like any reading, through POST /r\n"
     "  --duration S        stop after S real seconds (default 0: run until\n"
     "                      SIGINT or SIGTERM)\n"
     "  --format F          json (senml+json, 110, default) or cbor (senml+cbor, 112)\n"
@@ -55,6 +60,19 @@ static const char help_text[] =
     "                      /state, observable, and PUT /ctl) ignore this share of\n"
     "                      the commands they get (default 0.05); the others take\n"
     "                      effect after 2 to 6 s\n"
+    "  --machines CSV      the machinery register, as `sitectl machine import`\n"
+    "                      takes it: a machine terminal (type machine) fitted to\n"
+    "                      a machine (its terminal column) reports engine and\n"
+    "                      idle hours, fuel and smoke while the machine works\n"
+    "                      (07-12 and 13-19 h, pumps and generator sets all\n"
+    "                      day), its smoke after its stage; the first gate\n"
+    "                      reader (type gate) posts to POST /g the entry of each\n"
+    "                      machine with a terminal a few days back (it stays),\n"
+    "                      and a morning entry and an afternoon exit of each\n"
+    "                      machine without one. Without it terminals act as a\n"
+    "                      stage III 100 kW machine and the gate is quiet\n"
+    "  --smoky CODE,...    these machines' engines are worn: they smoke five\n"
+    "                      times their stage's usual opacity\n"
     "  -v, --verbose       debug logging, libcoap's included\n"
     "Sensors keep what the gateway has not acknowledged: after a 5.03 they wait\n"
     "Max-Age and resend, after a timeout they back off and resend; a 4.xx\n"
@@ -113,6 +131,26 @@ static bool parse_dbl(const char *s, double min, double max, double *out) {
   return true;
 }
 
+/* "48h", "2d", "90m", "3600" or "3600s": a span of at most 30 days (the
+ * gateway keeps raw readings [storage] raw_days, 31 by default, and
+ * refuses older ones). */
+static bool parse_span(const char *s, double *out) {
+  char *end;
+  if (!s || !isdigit((unsigned char)*s))
+    return false;
+  errno = 0;
+  double v = strtod(s, &end);
+  double mult = !*end || strcmp(end, "s") == 0 ? 1
+                : strcmp(end, "m") == 0        ? 60
+                : strcmp(end, "h") == 0        ? 3600
+                : strcmp(end, "d") == 0        ? 86400
+                                               : -1;
+  if (errno || mult < 0 || !isfinite(v) || v <= 0 || v * mult > 30 * 86400.0)
+    return false;
+  *out = v * mult;
+  return true;
+}
+
 static bool parse_format(const char *s, bool *cbor) {
   if (strcmp(s, "json") == 0)
     *cbor = false;
@@ -150,7 +188,10 @@ enum {
   O_DB,
   O_HTTP,
   O_INTERVAL,
-  O_IGNORE
+  O_IGNORE,
+  O_MACHINES,
+  O_SMOKY,
+  O_HISTORY
 };
 
 static int main_site(int argc, char **argv) {
@@ -163,6 +204,9 @@ static int main_site(int argc, char **argv) {
                                        {"verbose", no_argument, NULL, 'v'},
                                        {"help", no_argument, NULL, O_HELP},
                                        {"ignore", required_argument, NULL, O_IGNORE},
+                                       {"machines", required_argument, NULL, O_MACHINES},
+                                       {"smoky", required_argument, NULL, O_SMOKY},
+                                       {"history", required_argument, NULL, O_HISTORY},
                                        {NULL, 0, NULL, 0}};
   sim_opts_t o = {.speed = 1, .seed = 1, .ignore = 0.05};
   int c;
@@ -197,6 +241,17 @@ static int main_site(int argc, char **argv) {
       if (!parse_dbl(optarg, 0, 1, &o.ignore))
         return usage("--ignore: \"%s\" is not a share from 0 to 1", optarg);
       break;
+    case O_MACHINES:
+      o.machines = optarg;
+      break;
+    case O_SMOKY:
+      o.smoky = optarg;
+      break;
+    case O_HISTORY:
+      if (!parse_span(optarg, &o.history_s))
+        return usage("--history: \"%s\" is not a span like 48h, 2d or 3600 (at most 30 days)",
+                     optarg);
+      break;
     case 'h':
     case O_HELP:
       fputs(usage_text, stdout);
@@ -210,6 +265,8 @@ static int main_site(int argc, char **argv) {
     return usage("unexpected argument \"%s\"", argv[optind]);
   if (!o.config)
     return usage("-c FILE is required", NULL);
+  if (o.history_s > 0 && (o.speed <= 1 || o.duration_s > 0))
+    return usage("--history needs --speed above 1 and no --duration%s", "");
   if (o.verbose)
     log_threshold = LOG_LVL_DEBUG;
   return sim_site_run(&o);

@@ -58,13 +58,17 @@ static void describe(const proto_machine_t *m, char *out, size_t cap) {
            m->terminal);
 }
 
+/* An audit row; `m` the register's row after the change (NULL: none,
+ * a retirement). */
 static int audit(sqlite3 *db, double t, const char *code, const char *action, const char *actor,
-                 const char *reason, const char *detail) {
+                 const char *reason, const char *detail, const proto_machine_t *m) {
   sqlite3_stmt *st = NULL;
-  int rc = stor__prepare(db,
-                         "INSERT INTO machine_audit(t, code, action, actor, reason, detail)"
-                         " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-                         &st);
+  int rc = stor__prepare(
+      db,
+      "INSERT INTO machine_audit(t, code, action, actor, reason, detail, type, stage, power_kw,"
+      " fuel, owner, label, terminal) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
+      " ?13)",
+      &st);
   if (rc == 0) {
     sqlite3_bind_double(st, 1, t);
     text(st, 2, code);
@@ -72,6 +76,15 @@ static int audit(sqlite3 *db, double t, const char *code, const char *action, co
     text(st, 4, actor);
     text(st, 5, reason);
     text(st, 6, detail);
+    if (m) { /* unbound parameters are NULL */
+      text(st, 7, m->type);
+      sqlite3_bind_int(st, 8, m->stage);
+      sqlite3_bind_double(st, 9, m->power_kw);
+      sqlite3_bind_int(st, 10, m->fuel);
+      text(st, 11, m->owner);
+      text(st, 12, m->label);
+      text(st, 13, m->terminal);
+    }
     rc = stor__step_done(db, st, "store machine audit");
   }
   sqlite3_finalize(st);
@@ -126,7 +139,7 @@ static int put_one(sqlite3 *db, const put_req_t *r, const proto_machine_t *m, bo
   sqlite3_finalize(st);
   char detail[512];
   describe(m, detail, sizeof(detail));
-  return rc ? rc : audit(db, r->t, m->code, action, r->actor, r->reason, detail);
+  return rc ? rc : audit(db, r->t, m->code, action, r->actor, r->reason, detail, m);
 }
 
 static int put_all(sqlite3 *db, void *arg) {
@@ -208,7 +221,7 @@ static int retire_tx(sqlite3 *db, void *arg) {
     rc = stor__step_done(db, st, "retire machine");
   }
   sqlite3_finalize(st);
-  return rc ? rc : audit(db, r->t, r->code, "retire", r->actor, r->reason, "retired");
+  return rc ? rc : audit(db, r->t, r->code, "retire", r->actor, r->reason, "retired", NULL);
 }
 
 static int64_t retire_fn(stor_db_t *db, stor_req_t *req) {
@@ -442,6 +455,17 @@ static int audit_row(sqlite3_stmt *st, void *arg) {
   copy_text(a.actor, sizeof(a.actor), st, 4);
   copy_text(a.reason, sizeof(a.reason), st, 5);
   copy_text(a.detail, sizeof(a.detail), st, 6);
+  if (sqlite3_column_count(st) > 7 && sqlite3_column_type(st, 8) != SQLITE_NULL) {
+    a.has_row = true;
+    snprintf(a.row.code, sizeof(a.row.code), "%s", a.code);
+    copy_text(a.row.type, sizeof(a.row.type), st, 7);
+    a.row.stage = sqlite3_column_int(st, 8);
+    a.row.power_kw = sqlite3_column_double(st, 9);
+    a.row.fuel = sqlite3_column_int(st, 10);
+    copy_text(a.row.owner, sizeof(a.row.owner), st, 11);
+    copy_text(a.row.label, sizeof(a.row.label), st, 12);
+    copy_text(a.row.terminal, sizeof(a.row.terminal), st, 13);
+  }
   return c->cb(c->arg, &a);
 }
 
@@ -502,6 +526,31 @@ int stor_machine_moves(stor_reader_t *r, const char *code, double since, double 
               "SELECT " MOVE_COLS " FROM machine_move WHERE (?1 IS NULL OR code = ?1)"
               " AND t >= ?2 AND t < ?3 ORDER BY t, id LIMIT ?4",
               bind_q, &q, move_row, &c, "machine moves");
+}
+
+static int bind_after(sqlite3_stmt *st, const void *a) {
+  const q_args_t *q = a;
+  sqlite3_bind_double(st, 1, q->since);
+  sqlite3_bind_int64(st, 2, q->limit);
+  return 0;
+}
+
+int stor_machine_audit_after(stor_reader_t *r, int64_t after, size_t limit,
+                             int (*cb)(void *arg, const stor_machine_audit_t *a), void *arg) {
+  audit_ctx_t c = {cb, arg};
+  q_args_t q = {NULL, (double)after, 0, limit > INT64_MAX ? INT64_MAX : (int64_t)limit};
+  return each(r,
+              "SELECT id, t, code, action, actor, reason, detail, type, stage, power_kw, fuel,"
+              " owner, label, terminal FROM machine_audit WHERE id > ?1 ORDER BY id LIMIT ?2",
+              bind_after, &q, audit_row, &c, "machine audit");
+}
+
+int stor_machine_moves_after(stor_reader_t *r, int64_t after, size_t limit, stor_move_row_cb cb,
+                             void *arg) {
+  move_ctx_t c = {cb, arg};
+  q_args_t q = {NULL, (double)after, 0, limit > INT64_MAX ? INT64_MAX : (int64_t)limit};
+  return each(r, "SELECT " MOVE_COLS " FROM machine_move WHERE id > ?1 ORDER BY id LIMIT ?2",
+              bind_after, &q, move_row, &c, "machine moves");
 }
 
 int stor_machine_last_moves(stor_reader_t *r, stor_move_row_cb cb, void *arg) {

@@ -40,6 +40,59 @@ typedef struct rx_seal {
 
 typedef int (*rx_data_cb)(void *arg, const char *data, size_t len);
 
+/* ---- decoded data (rxdecode.c): what the authority asks questions about,
+ * one table per kind of record, filled in the transaction that stores the
+ * frame. The tables below are the whole description: the schema (both back
+ * ends), the insert and the decoding come from them, so a record kind is
+ * one entry (protocol/RX-SCHEMA.md is the contract for people). */
+typedef enum { RX_TEXT, RX_INT, RX_REAL } rx_type_t;
+typedef enum {
+  RX_WHOLE,     /* one row per message; a key is looked for in every record, first found */
+  RX_EACH,      /* one row per record after the first that has the first column's key */
+  RX_POLLUTANT, /* one row per pollutant ("a34002-Avg": code a34002); a key is a suffix
+                   ("-Avg"), and the first column (key NULL) is the code itself */
+} rx_shape_t;
+#define RX_COLS_MAX 20
+typedef struct rx_col {
+  const char *name, *key; /* SQL column, CP key */
+  rx_type_t type;
+} rx_col_t;
+typedef struct rx_table {
+  const char *name, *cn;
+  rx_shape_t shape;
+  bool is_signed;             /* has seq and qn after mn and t (the ledger's (mn, seq)) */
+  bool by_month;              /* PostgreSQL: partitioned by range of t, a partition per month */
+  const char *key;            /* the primary key's columns after mn */
+  rx_col_t cols[RX_COLS_MAX]; /* up to the first with name NULL */
+} rx_table_t;
+extern const rx_table_t stor__rx_tables[]; /* up to the first with name NULL */
+
+/* One decoded row: v[i] is the text of cols[i] (NULL: SQL NULL), numbers
+ * already checked and written plainly. Valid during the callback only. */
+typedef struct rx_row {
+  const rx_table_t *table;
+  const char *mn, *qn;
+  int64_t t;   /* DataTime, Unix seconds */
+  int64_t seq; /* signed tables */
+  const char *v[RX_COLS_MAX];
+} rx_row_t;
+typedef int (*rx_row_cb)(void *arg, const rx_row_t *r);
+
+/* Decodes `m` (its CN, DataTime, reassembled CP) into rows for every table
+ * of its CN, each passed to `cb`. What the gateway sent wrong (a number
+ * that is not one, bytes that are not UTF-8, an escape that is not %XX)
+ * becomes NULL or '?', never a refusal: the frame is authentic and stored
+ * whatever it says. A message without DataTime has no rows. Returns 0,
+ * -ENOMEM, or cb's first non-zero return. Pure: no database. */
+int stor__rx_decode(const stor_rx_msg_t *m, rx_row_cb cb, void *arg);
+/* CREATE TABLE (and index) statements of `t` for PostgreSQL (`pg`) or
+ * SQLite into `out`: the length, or -ENOSPC. */
+int stor__rx_table_sql(const rx_table_t *t, bool pg, char *out, size_t cap);
+/* The INSERT of a row of `t` with parameters $1 (mn), $2 (t), [$3 seq, $4
+ * qn,] then one per column, ON CONFLICT DO NOTHING (both back ends take
+ * this text), into `out`: the number of parameters, or -ENOSPC. */
+int stor__rx_insert_sql(const rx_table_t *t, char *out, size_t cap);
+
 typedef struct stor_rx_ops {
   const char *name; /* "SQLite", "PostgreSQL" */
   int (*begin)(stor_rx_t *x);
@@ -51,6 +104,10 @@ typedef struct stor_rx_ops {
   int (*lock_site)(stor_rx_t *x, const char *mn);
   /* 1 when (mn, qn) is stored, else 0. */
   int (*frame_exists)(stor_rx_t *x, const char *mn, const char *qn);
+  /* 1 when packet `pno` of (mn, qn) is stored with data segment `data`
+   * (`len` bytes), 0 when it is stored with another or not at all. */
+  int (*frame_same)(stor_rx_t *x, const char *mn, const char *qn, int pno, const char *data,
+                    size_t len);
   /* Stores packet `pno` of `m` (its data segment `data`, `len` bytes):
    * 1 stored, 0 when (mn, qn, pno) was there already. */
   int (*frame_insert)(stor_rx_t *x, const stor_rx_msg_t *m, int pno, const char *data, size_t len);
@@ -68,6 +125,18 @@ typedef struct stor_rx_ops {
   int (*refusal)(stor_rx_t *x, const char *mn, const char *peer, const char *reason,
                  const char *frame, int64_t at_ms);
   int (*seen)(stor_rx_t *x, const char *mn, const char *subject, int64_t at_ms);
+  /* Stores one decoded row: 1 stored, 0 when its key was there already. */
+  int (*row_insert)(stor_rx_t *x, const rx_row_t *r);
+  /* Retention (storage.h stor_rx_prune()): removes the decoded rows of
+   * by_month tables with t < `before` (PostgreSQL: drops the partitions of
+   * months before `month`, "YYYYMM"), on a connection of its own. */
+  int (*prune)(const char *target, int64_t before, const char *month,
+               void (*cb)(void *arg, const char *what, int64_t rows), void *arg, char *err,
+               size_t errlen);
+  /* Runs read-only `sql` with text parameters on a connection of its own
+   * (rxreport.c's questions), each row to `cb`. */
+  int (*query)(const char *target, const char *sql, int n, const char *const *params,
+               stor_rx_row_fn cb, void *arg, char *err, size_t errlen);
   /* The read-only queries of storage.h, on a connection of their own. */
   int (*sites)(const char *target, void (*cb)(void *arg, const stor_rx_site_t *s), void *arg,
                int64_t *unknown, char *err, size_t errlen);
@@ -85,9 +154,15 @@ struct stor_rx {
   int n_locked;
 };
 
+/* Unix seconds of the start of the Beijing-time month `months` after the
+ * one holding `t` (negative: before), and when `name` is not NULL its
+ * "YYYYMM" there (16 bytes). */
+int64_t stor__rx_month_start(int64_t t, int months, char *name);
+
 /* Each back end's open: 0 or a negative errno, the reason logged. */
 int stor__rx_sqlite_open(const char *path, stor_rx_t **out);
 int stor__rx_pg_open(const char *uri, stor_rx_t **out);
 extern const stor_rx_ops_t stor__rx_sqlite_ops, stor__rx_pg_ops;
+const stor_rx_ops_t *stor__rx_ops_for(const char *target);
 
 #endif

@@ -18,6 +18,12 @@
  * the message is then found as a duplicate. A lost connection gives
  * -ENOTCONN; the next begin resets it.
  *
+ * The decoded tables (rxdecode.c) that grow with time, the minute and hour
+ * figures, are partitioned by range of t, one partition per Beijing-time
+ * month (rx_env_minute_p202611), made by the first receiver that stores a
+ * row of that month, under an advisory lock so two receivers never race
+ * on the DDL; retention drops whole partitions (stor_rx_prune()).
+ *
  * The data segments are bytea: a frame is bytes as sent (a refused one may
  * not even be UTF-8), and a database in UTF-8 must not refuse a batch for
  * one bad byte. Other text goes through text_ok() for the same reason. */
@@ -27,14 +33,17 @@
 #include "storage/rx_int.h"
 #include "storage/storage.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#define PG_SCHEMA_VERSION 1
+#define PG_SCHEMA_VERSION 2
+#define PG_MONTHS_KNOWN 64 /* partitions this receiver knows exist */
 /* The first key of the receiver's advisory locks ("SG", 0x5347): a site's
  * chain; the next one for the schema. */
 #define PG_LOCK_SITE "21319"
@@ -69,6 +78,13 @@ static const char schema[] =
 typedef struct rx_pg {
   stor_rx_t base; /* first: the handle rxstore.c knows */
   PGconn *conn;
+  /* Partitions known to exist (committed), and those made in the current
+   * transaction, which join them at its commit. */
+  char known[PG_MONTHS_KNOWN][64];
+  int n_known, next_known;
+  char made[8][64];
+  int n_made;
+  bool migrated; /* the schema is known to be there */
 } rx_pg_t;
 
 static PGconn *conn_of(stor_rx_t *x) { return ((rx_pg_t *)(void *)x)->conn; }
@@ -99,16 +115,29 @@ static bool text_ok(const char *s) {
   return true;
 }
 
+/* libpq's message on one line (it may hold "\n\tIs the server running..."). */
+static void one_line(const char *msg, char *out, size_t outlen) {
+  size_t n = 0;
+  for (const char *p = msg; *p && n + 1 < outlen; p++) {
+    char ch = *p == '\n' || *p == '\t' ? ' ' : *p;
+    if (ch == ' ' && (n == 0 || out[n - 1] == ' '))
+      continue;
+    out[n++] = ch;
+  }
+  while (n > 0 && out[n - 1] == ' ')
+    n--;
+  out[n] = '\0';
+}
+
 /* The reason of a failed `res` (or of the connection), kept for
  * stor_rx_error(), as a negative errno. */
 static int failure(stor_rx_t *x, PGresult *res, const char *what) {
   PGconn *c = conn_of(x);
   const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
   const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(c);
-  snprintf(x->error, sizeof(x->error), "%.48s: %s", what, msg && *msg ? msg : "failed");
-  size_t n = strlen(x->error);
-  while (n > 0 && (x->error[n - 1] == '\n' || x->error[n - 1] == ' '))
-    x->error[--n] = '\0';
+  char one[200];
+  one_line(msg && *msg ? msg : "failed", one, sizeof(one));
+  snprintf(x->error, sizeof(x->error), "%.48s: %s", what, one);
   if (PQstatus(c) != CONNECTION_OK)
     return -ENOTCONN;
   if (state && (!strcmp(state, "40P01") || !strcmp(state, "40001") || !strcmp(state, "23505")))
@@ -160,20 +189,41 @@ static int qx(stor_rx_t *x, const char *sql, int n, const char *const *v, int *r
 
 /* ---- the primitives */
 
+static int migrate(stor_rx_t *x);
+
 static int pg_begin(stor_rx_t *x) {
-  PGconn *c = conn_of(x);
-  if (PQstatus(c) != CONNECTION_OK) {
-    PQreset(c);
-    if (PQstatus(c) != CONNECTION_OK)
+  rx_pg_t *p = (rx_pg_t *)(void *)x;
+  if (PQstatus(p->conn) != CONNECTION_OK) {
+    PQreset(p->conn);
+    if (PQstatus(p->conn) != CONNECTION_OK)
       return failure(x, NULL, "reconnect");
+    PQsetNoticeProcessor(p->conn, on_notice, NULL);
     log_info("reconnected to the database");
+  }
+  if (!p->migrated) { /* started while the database was away */
+    int rc = migrate(x);
+    if (rc != 0)
+      return rc;
+    p->migrated = true;
   }
   return qx(x, "BEGIN", 0, NULL, NULL);
 }
 
-static int pg_commit(stor_rx_t *x) { return qx(x, "COMMIT", 0, NULL, NULL); }
+static int pg_commit(stor_rx_t *x) {
+  rx_pg_t *p = (rx_pg_t *)(void *)x;
+  int rc = qx(x, "COMMIT", 0, NULL, NULL);
+  for (int i = 0; rc == 0 && i < p->n_made; i++) {
+    memcpy(p->known[p->next_known], p->made[i], sizeof(p->made[i]));
+    p->next_known = (p->next_known + 1) % PG_MONTHS_KNOWN;
+    if (p->n_known < PG_MONTHS_KNOWN)
+      p->n_known++;
+  }
+  p->n_made = 0;
+  return rc;
+}
 
 static void pg_rollback(stor_rx_t *x) {
+  ((rx_pg_t *)(void *)x)->n_made = 0;
   char keep[sizeof(x->error)];
   memcpy(keep, x->error, sizeof(keep));
   if (PQstatus(conn_of(x)) == CONNECTION_OK)
@@ -193,6 +243,21 @@ static int pg_frame_exists(stor_rx_t *x, const char *mn, const char *qn) {
       q(x, &rc, "SELECT 1 FROM frames WHERE mn=$1 AND qn=$2 AND pno=1", 2, v, NULL, NULL);
   if (res)
     rc = PQntuples(res) > 0;
+  PQclear(res);
+  return rc;
+}
+
+static int pg_frame_same(stor_rx_t *x, const char *mn, const char *qn, int pno, const char *data,
+                         size_t len) {
+  char b_pno[24];
+  const char *v[] = {mn, qn, I64(b_pno, pno), data};
+  int lens[] = {0, 0, 0, (int)len};
+  int bin[] = {0, 0, 0, 1}; /* bytea, compared by the server */
+  int rc;
+  PGresult *res =
+      q(x, &rc, "SELECT data = $4 FROM frames WHERE mn=$1 AND qn=$2 AND pno=$3", 4, v, lens, bin);
+  if (res)
+    rc = PQntuples(res) > 0 && !strcmp(PQgetvalue(res, 0, 0), "t");
   PQclear(res);
   return rc;
 }
@@ -398,6 +463,71 @@ static int pg_seen(stor_rx_t *x, const char *mn, const char *subject, int64_t at
             3, v, NULL);
 }
 
+/* Makes the partition of `table` that holds `t`, unless known to exist. */
+static int partition_for(stor_rx_t *x, const char *table, int64_t t) {
+  rx_pg_t *p = (rx_pg_t *)(void *)x;
+  char ym[16], part[64];
+  int64_t from = stor__rx_month_start(t, 0, ym), to = stor__rx_month_start(t, 1, NULL);
+  snprintf(part, sizeof(part), "%s_p%s", table, ym);
+  for (int i = 0; i < p->n_known; i++)
+    if (!strcmp(p->known[i], part))
+      return 0;
+  for (int i = 0; i < p->n_made; i++)
+    if (!strcmp(p->made[i], part))
+      return 0;
+  char sql[256];
+  snprintf(sql, sizeof(sql),
+           "CREATE TABLE IF NOT EXISTS %s PARTITION OF %s FOR VALUES FROM (%" PRId64
+           ") TO (%" PRId64 ")",
+           part, table, from, to);
+  /* Held to the commit: another receiver making the same month waits,
+   * then finds it made. */
+  int rc = qx(x, "SELECT pg_advisory_xact_lock(" PG_LOCK_SCHEMA ", 1)", 0, NULL, NULL);
+  if (rc == 0 && (rc = qx(x, sql, 0, NULL, NULL)) == 0 && p->n_made < 8)
+    snprintf(p->made[p->n_made++], sizeof(p->made[0]), "%s", part);
+  return rc;
+}
+
+static int pg_row_insert(stor_rx_t *x, const rx_row_t *r) {
+  char sql[2048], b_t[24], b_seq[24];
+  int n = stor__rx_insert_sql(r->table, sql, sizeof(sql));
+  assert(n > 0 && n <= RX_COLS_MAX + 4);
+  if (r->table->by_month) {
+    int rc = partition_for(x, r->table->name, r->t);
+    if (rc < 0)
+      return rc;
+  }
+  const char *v[RX_COLS_MAX + 4];
+  int k = 0;
+  v[k++] = r->mn;
+  v[k++] = I64(b_t, r->t);
+  if (r->table->is_signed) {
+    v[k++] = I64(b_seq, r->seq);
+    v[k++] = r->qn;
+  }
+  for (int i = 0; k < n; i++)
+    v[k++] = r->v[i];
+  int rows = 0;
+  int rc = qx(x, sql, n, v, &rows);
+  return rc < 0 ? rc : rows > 0;
+}
+
+/* The decoded tables, and the partitions of this month and the next. */
+static int decoded_schema(stor_rx_t *x) {
+  char sql[4096];
+  for (const rx_table_t *t = stor__rx_tables; t->name; t++) {
+    int rc = stor__rx_table_sql(t, true, sql, sizeof(sql));
+    assert(rc > 0);
+    if ((rc = qx(x, sql, 0, NULL, NULL)) != 0)
+      return rc;
+    int64_t now = (int64_t)sg_now();
+    for (int m = 0; t->by_month && m < 2; m++)
+      if ((rc = partition_for(x, t->name, stor__rx_month_start(now, m, NULL))) != 0)
+        return rc;
+  }
+  return 0;
+}
+
 /* ---- opening */
 
 static PGconn *connect_to(const char *uri, char *err, size_t errlen) {
@@ -426,7 +556,7 @@ static int migrate(stor_rx_t *x) {
   int rc, version = 0;
   if ((rc = qx(x, "BEGIN", 0, NULL, NULL)) != 0 ||
       (rc = qx(x, "SELECT pg_advisory_xact_lock(" PG_LOCK_SCHEMA ", 0)", 0, NULL, NULL)) != 0 ||
-      (rc = qx(x, schema, 0, NULL, NULL)) != 0)
+      (rc = qx(x, schema, 0, NULL, NULL)) != 0 || (rc = decoded_schema(x)) != 0)
     goto fail;
   PGresult *res = q(x, &rc, "SELECT MAX(version) FROM rx_schema", 0, NULL, NULL, NULL);
   if (!res)
@@ -441,9 +571,10 @@ static int migrate(stor_rx_t *x) {
     rc = -ENOTSUP;
     goto fail;
   }
-  if (version < 1 && (rc = qx(x, "INSERT INTO rx_schema VALUES(1)", 0, NULL, NULL)) != 0)
+  if (version < PG_SCHEMA_VERSION &&
+      (rc = qx(x, "INSERT INTO rx_schema VALUES(2)" /* PG_SCHEMA_VERSION */, 0, NULL, NULL)) != 0)
     goto fail;
-  if ((rc = qx(x, "COMMIT", 0, NULL, NULL)) != 0)
+  if ((rc = pg_commit(x)) != 0)
     goto fail;
   return 0;
 fail:
@@ -464,17 +595,41 @@ int stor__rx_pg_open(const char *uri, stor_rx_t **out) {
   if (!p)
     return -ENOMEM;
   p->base.ops = &stor__rx_pg_ops;
-  if (!(p->conn = connect_to(uri, p->base.error, sizeof(p->base.error)))) {
-    log_err("%s", p->base.error);
+  char red[256];
+  stor_rx_redact(uri, red, sizeof(red));
+  char *perr = NULL;
+  PQconninfoOption *opts = PQconninfoParse(uri, &perr);
+  if (!opts) { /* a URI libpq cannot read is a mistake to say now */
+    log_err("database %s: %s", red, perr ? perr : "out of memory");
+    PQfreemem(perr);
     free(p);
-    return -ECONNREFUSED;
+    return -EINVAL;
   }
+  PQconninfoFree(opts);
+  if (!(p->conn = PQconnectdb(uri))) {
+    free(p);
+    return -ENOMEM;
+  }
+  /* A database away at start is an outage like any other: the receiver
+   * starts, holds every acknowledgement, and the writer's first
+   * transaction connects (and makes the schema) once it answers. */
+  if (PQstatus(p->conn) != CONNECTION_OK) {
+    const char *why = PQerrorMessage(p->conn);
+    one_line(why, p->base.error, sizeof(p->base.error));
+    log_err("database %s unreachable (%s): starting anyway; nothing is acknowledged until it "
+            "answers",
+            red, p->base.error);
+    *out = &p->base;
+    return 0;
+  }
+  PQsetNoticeProcessor(p->conn, on_notice, NULL);
   int rc = migrate(&p->base);
   if (rc != 0) {
     log_err("database schema: %s", p->base.error);
     pg_close(&p->base);
     return rc;
   }
+  p->migrated = true;
   *out = &p->base;
   return 0;
 }
@@ -598,6 +753,88 @@ static int pg_export(const char *uri, const char *mn, int64_t since, int64_t unt
   return 0;
 }
 
+static int pg_prune(const char *uri, int64_t before, const char *month,
+                    void (*cb)(void *arg, const char *what, int64_t rows), void *arg, char *err,
+                    size_t errlen) {
+  (void)before; /* whole months: the partitions' names say which */
+  PGconn *c = connect_to(uri, err, errlen);
+  if (!c)
+    return -ENOENT;
+  int rc = 0;
+  for (const rx_table_t *t = stor__rx_tables; rc == 0 && t->name; t++) {
+    if (!t->by_month)
+      continue;
+    const char *v[] = {t->name};
+    PGresult *res = ask(c,
+                        "SELECT c.relname, c.reltuples::bigint FROM pg_inherits i"
+                        " JOIN pg_class c ON c.oid=i.inhrelid"
+                        " WHERE i.inhparent=$1::regclass ORDER BY c.relname",
+                        1, v, err, errlen);
+    if (!res) {
+      rc = -EIO;
+      break;
+    }
+    size_t n = strlen(t->name);
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+      const char *part = PQgetvalue(res, i, 0);
+      /* ours are <table>_pYYYYMM; anything else someone added is left alone */
+      if (strlen(part) != n + 8 || strncmp(part + n, "_p", 2) != 0 ||
+          strspn(part + n + 2, "0123456789") != 6 || strcmp(part + n + 2, month) >= 0)
+        continue;
+      char sql[160];
+      snprintf(sql, sizeof(sql), "DROP TABLE %s", part);
+      PGresult *d = PQexec(c, sql);
+      if (PQresultStatus(d) != PGRES_COMMAND_OK) {
+        snprintf(err, errlen, "%s: %s", sql, PQresultErrorMessage(d));
+        rc = -EIO;
+      } else {
+        cb(arg, part, col(res, i, 1));
+      }
+      PQclear(d);
+    }
+    PQclear(res);
+  }
+  PQfinish(c);
+  return rc;
+}
+
+#define QUERY_COLS_MAX 64
+
+static bool oid_is_num(Oid t) {
+  return t == 20 || t == 21 || t == 23 || t == 700 || t == 701 || t == 1700; /* pg_type.dat */
+}
+
+static int pg_query(const char *uri, const char *sql, int n, const char *const *params,
+                    stor_rx_row_fn cb, void *arg, char *err, size_t errlen) {
+  PGconn *c = connect_to(uri, err, errlen);
+  if (!c)
+    return -ENOENT;
+  PGresult *res = ask(c, sql, n, params, err, errlen);
+  if (!res) {
+    PQfinish(c);
+    return -EIO;
+  }
+  int ncol = PQnfields(res);
+  if (ncol > QUERY_COLS_MAX)
+    ncol = QUERY_COLS_MAX;
+  const char *name[QUERY_COLS_MAX], *value[QUERY_COLS_MAX];
+  bool num[QUERY_COLS_MAX];
+  for (int i = 0; i < ncol; i++) {
+    name[i] = PQfname(res, i);
+    num[i] = oid_is_num(PQftype(res, i));
+  }
+  for (int r = 0; r < PQntuples(res); r++) {
+    for (int i = 0; i < ncol; i++)
+      value[i] = PQgetisnull(res, r, i) ? NULL : PQgetvalue(res, r, i);
+    stor_rx_cols_t row = {ncol, name, value, num};
+    if (cb(arg, &row))
+      break;
+  }
+  PQclear(res);
+  PQfinish(c);
+  return 0;
+}
+
 const stor_rx_ops_t stor__rx_pg_ops = {
     .name = "PostgreSQL",
     .begin = pg_begin,
@@ -606,6 +843,7 @@ const stor_rx_ops_t stor__rx_pg_ops = {
     .close = pg_close,
     .lock_site = pg_lock_site,
     .frame_exists = pg_frame_exists,
+    .frame_same = pg_frame_same,
     .frame_insert = pg_frame_insert,
     .frame_last_t = pg_frame_last_t,
     .env_frames = pg_env_frames,
@@ -617,6 +855,9 @@ const stor_rx_ops_t stor__rx_pg_ops = {
     .seal_put = pg_seal_put,
     .refusal = pg_refusal,
     .seen = pg_seen,
+    .row_insert = pg_row_insert,
+    .prune = pg_prune,
+    .query = pg_query,
     .sites = pg_sites,
     .export_frames = pg_export,
 };

@@ -13,7 +13,9 @@
  *            gap) or 'broken' (its Prev did not match when the gap closed)
  *   seals    one row per hourly seal: 'verified', 'incomplete', 'mismatch'
  *   sites    every MN that completed a handshake
- *   refusals every refused frame or connection, with its reason */
+ *   refusals every refused frame or connection, with its reason
+ *   rx_*     (version 2) the decoded data, from rxdecode.c's table
+ *            (protocol/RX-SCHEMA.md) */
 #define LOG_MODULE "rxstore"
 #include "common/common.h"
 #include "protocol/protocol.h"
@@ -21,6 +23,7 @@
 #include "storage/storage.h"
 #include "storage/storage_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -30,7 +33,7 @@
 #include <strings.h>
 
 #define BEIJING_MIN 480 /* HJ 212 times are Beijing time, UTC+8 */
-#define RX_SCHEMA_VERSION 1
+#define RX_SCHEMA_VERSION 2
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS frames("
@@ -154,6 +157,19 @@ static int sq_frame_exists(stor_rx_t *x, const char *mn, const char *qn) {
   return rc;
 }
 
+static int sq_frame_same(stor_rx_t *x, const char *mn, const char *qn, int pno, const char *data,
+                         size_t len) {
+  sqlite3_stmt *st = prep(db_of(x), "SELECT data FROM frames WHERE mn=? AND qn=? AND pno=?", "ssi",
+                          mn, qn, (int64_t)pno);
+  int rc = row(x, st);
+  if (rc == 1) {
+    const void *d = sqlite3_column_blob(st, 0);
+    rc = (size_t)sqlite3_column_bytes(st, 0) == len && (len == 0 || memcmp(d, data, len) == 0);
+    sqlite3_finalize(st);
+  }
+  return rc;
+}
+
 static int sq_frame_insert(stor_rx_t *x, const stor_rx_msg_t *m, int pno, const char *data,
                            size_t len) {
   sqlite3_stmt *st = prep(db_of(x),
@@ -268,6 +284,37 @@ static int sq_seal_put(stor_rx_t *x, const char *mn, const rx_seal_t *s) {
                       "siissii", mn, s->hour, s->frames, s->digest, s->state, s->held, now_ms()));
 }
 
+static int sq_row_insert(stor_rx_t *x, const rx_row_t *r) {
+  char sql[2048];
+  int n = stor__rx_insert_sql(r->table, sql, sizeof(sql));
+  assert(n > 0);
+  sqlite3_stmt *st = prep(db_of(x), sql, "si", r->mn, r->t);
+  if (!st)
+    return result(x, SQLITE_ERROR);
+  int p = 3;
+  if (r->table->is_signed) {
+    sqlite3_bind_int64(st, p++, r->seq);
+    sqlite3_bind_text(st, p++, r->qn, -1, SQLITE_TRANSIENT);
+  }
+  for (int i = 0; p <= n; i++, p++)
+    if (r->v[i])
+      sqlite3_bind_text(st, p, r->v[i], -1, SQLITE_TRANSIENT);
+  int rc = sq_exec(x, st);
+  return rc < 0 ? rc : sqlite3_changes(db_of(x)) > 0;
+}
+
+/* The decoded tables (schema version 2), from rxdecode.c's table. */
+static int decoded_schema(sqlite3 *db) {
+  char sql[4096];
+  for (const rx_table_t *t = stor__rx_tables; t->name; t++) {
+    int rc = stor__rx_table_sql(t, false, sql, sizeof(sql));
+    assert(rc > 0);
+    if ((rc = exec(db, sql)) != SQLITE_OK)
+      return rc;
+  }
+  return SQLITE_OK;
+}
+
 static int sq_begin(stor_rx_t *x) { return result(x, exec(db_of(x), "BEGIN IMMEDIATE")); }
 
 static int sq_commit(stor_rx_t *x) { return result(x, exec(db_of(x), "COMMIT")); }
@@ -316,6 +363,13 @@ static int open_db(const char *path, sqlite3 **out) {
   if (version < 1) {
     if ((rc = exec(db, "BEGIN")) != SQLITE_OK || (rc = exec(db, schema)) != SQLITE_OK ||
         (rc = exec(db, "PRAGMA user_version=1")) != SQLITE_OK || (rc = exec(db, "COMMIT")))
+      goto fail;
+  }
+  /* Version 2 adds the decoded tables; what was stored before stays frames
+   * only (sitegate-rx export still shows it). */
+  if (version < 2) {
+    if ((rc = exec(db, "BEGIN")) != SQLITE_OK || (rc = decoded_schema(db)) != SQLITE_OK ||
+        (rc = exec(db, "PRAGMA user_version=2")) != SQLITE_OK || (rc = exec(db, "COMMIT")))
       goto fail;
   }
   *out = db;
@@ -462,6 +516,73 @@ static int sq_export(const char *path, const char *mn, int64_t since, int64_t un
   return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
+static int sq_prune(const char *path, int64_t before, const char *month,
+                    void (*cb)(void *arg, const char *what, int64_t rows), void *arg, char *err,
+                    size_t errlen) {
+  (void)month;
+  sqlite3 *db = NULL;
+  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+    snprintf(err, errlen, "cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+    sqlite3_close(db);
+    return -ENOENT;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  int rc = 0;
+  for (const rx_table_t *t = stor__rx_tables; rc == 0 && t->name; t++) {
+    if (!t->by_month)
+      continue;
+    char sql[128];
+    snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE t < ?", t->name);
+    sqlite3_stmt *st = prep(db, sql, "i", before);
+    if (run(st) != SQLITE_DONE) {
+      snprintf(err, errlen, "%s: %s", sql, sqlite3_errmsg(db));
+      rc = -EIO;
+    } else {
+      cb(arg, t->name, sqlite3_changes(db));
+    }
+  }
+  sqlite3_close(db);
+  return rc;
+}
+
+#define QUERY_COLS_MAX 64
+
+static int sq_query(const char *path, const char *sql, int n, const char *const *params,
+                    stor_rx_row_fn cb, void *arg, char *err, size_t errlen) {
+  sqlite3 *db;
+  if (open_ro(path, &db, err, errlen) != 0)
+    return -ENOENT;
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+    snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
+    sqlite3_close(db);
+    return -EIO;
+  }
+  for (int i = 0; i < n; i++)
+    sqlite3_bind_text(st, i + 1, params[i], -1, SQLITE_TRANSIENT);
+  int ncol = sqlite3_column_count(st), rc, stop = 0;
+  if (ncol > QUERY_COLS_MAX)
+    ncol = QUERY_COLS_MAX;
+  const char *name[QUERY_COLS_MAX], *value[QUERY_COLS_MAX];
+  bool num[QUERY_COLS_MAX];
+  for (int i = 0; i < ncol; i++)
+    name[i] = sqlite3_column_name(st, i);
+  while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    for (int i = 0; i < ncol; i++) {
+      int ty = sqlite3_column_type(st, i);
+      num[i] = ty == SQLITE_INTEGER || ty == SQLITE_FLOAT;
+      value[i] = ty == SQLITE_NULL ? NULL : (const char *)sqlite3_column_text(st, i);
+    }
+    stor_rx_cols_t row = {ncol, name, value, num};
+    stop = cb(arg, &row);
+  }
+  if (!stop && rc != SQLITE_DONE)
+    snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return stop || rc == SQLITE_DONE ? 0 : -EIO;
+}
+
 const stor_rx_ops_t stor__rx_sqlite_ops = {
     .name = "SQLite",
     .begin = sq_begin,
@@ -470,6 +591,7 @@ const stor_rx_ops_t stor__rx_sqlite_ops = {
     .close = sq_close,
     .lock_site = sq_lock_site,
     .frame_exists = sq_frame_exists,
+    .frame_same = sq_frame_same,
     .frame_insert = sq_frame_insert,
     .frame_last_t = sq_frame_last_t,
     .env_frames = sq_env_frames,
@@ -481,6 +603,9 @@ const stor_rx_ops_t stor__rx_sqlite_ops = {
     .seal_put = sq_seal_put,
     .refusal = sq_refusal,
     .seen = sq_seen,
+    .row_insert = sq_row_insert,
+    .prune = sq_prune,
+    .query = sq_query,
     .sites = sq_sites,
     .export_frames = sq_export,
 };

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define BEIJING_MIN 480 /* HJ 212 times are Beijing time, UTC+8 */
 
@@ -30,7 +31,7 @@ bool stor_rx_is_pg(const char *target) {
   return !strncmp(target, "postgresql://", 13) || !strncmp(target, "postgres://", 11);
 }
 
-static const stor_rx_ops_t *ops_for(const char *target) {
+const stor_rx_ops_t *stor__rx_ops_for(const char *target) {
   return stor_rx_is_pg(target) ? &stor__rx_pg_ops : &stor__rx_sqlite_ops;
 }
 
@@ -85,6 +86,7 @@ static int promote(stor_rx_t *x, const char *mn, uint64_t seq, const char *hash)
 /* Refuses `m` with `fmt`, which prints `a` and may print `b`. */
 static void refuse(stor_rx_msg_t *m, const char *fmt, unsigned long long a, unsigned long long b) {
   m->outcome = STOR_RX_REFUSED;
+  m->refusal = "chain";
   snprintf(m->reason, sizeof(m->reason), fmt, a, b);
 }
 
@@ -208,6 +210,7 @@ static int seal_store(stor_rx_t *x, stor_rx_msg_t *m) {
   int64_t hour = dt ? hj212_datatime(dt, BEIJING_MIN) : -1;
   if (hour < 0 || !fr || !dg || strlen(dg) != 64 || hour % 3600 != 0) {
     m->outcome = STOR_RX_REFUSED;
+    m->refusal = "seal";
     snprintf(m->reason, sizeof(m->reason),
              "seal needs DataTime at the start of an hour, Frames and a 64-hex Digest");
     return 0;
@@ -283,12 +286,51 @@ static int store_packets(stor_rx_t *x, stor_rx_msg_t *m) {
   return stored;
 }
 
+static int insert_row(void *arg, const rx_row_t *r) {
+  stor_rx_t *x = arg;
+  int rc = x->ops->row_insert(x, r);
+  return rc < 0 ? rc : 0;
+}
+
+/* Compares `m` with what is stored under its QN: *differs is 0 when every
+ * packet is stored as it came, else the PNO of the first that is not.
+ * Returns 0 or a negative errno. */
+static int same_packets(stor_rx_t *x, stor_rx_msg_t *m, int *differs) {
+  const char *p = m->packets;
+  *differs = 0;
+  for (int pno = 1; pno <= m->npackets; pno++) {
+    const char *eol = strstr(p, "\r\n");
+    if (!eol)
+      return -EINVAL;
+    int rc = x->ops->frame_same(x, m->mn, m->qn, pno, p, (size_t)(eol - p));
+    if (rc < 0)
+      return rc;
+    if (rc == 0) {
+      *differs = pno;
+      return 0;
+    }
+    p = eol + 2;
+  }
+  return 0;
+}
+
 static int decide(stor_rx_t *x, stor_rx_msg_t *m) {
   int rc = lock_site(x, m->mn);
   if (rc < 0 || (rc = x->ops->frame_exists(x, m->mn, m->qn)) < 0)
     return rc;
   if (rc == 1) {
-    m->outcome = STOR_RX_DUPLICATE;
+    /* A QN names one message (UPLINK.md): the same QN with other bytes is
+     * not a resend, and acknowledging it would drop it unseen. */
+    int differs = 0;
+    if ((rc = same_packets(x, m, &differs)) < 0)
+      return rc;
+    if (!differs)
+      m->outcome = STOR_RX_DUPLICATE;
+    else
+      refuse(m,
+             "QN %llu is already stored with other content (packet %llu differs): a QN names one "
+             "message, never acknowledged",
+             strtoull(m->qn, NULL, 10), (unsigned long long)differs);
     return 0;
   }
   const char *state = NULL;
@@ -319,8 +361,25 @@ static int decide(stor_rx_t *x, stor_rx_msg_t *m) {
   }
   if (is_env(m->cn) && m->t >= 0 && (rc = seal_recheck(x, m->mn, m->t)) < 0)
     return rc;
+  if ((rc = stor__rx_decode(m, insert_row, x)) < 0)
+    return rc;
   m->outcome = STOR_RX_STORED;
   return 0;
+}
+
+int64_t stor__rx_month_start(int64_t t, int months, char *name) {
+  time_t lt = (time_t)(t + BEIJING_MIN * 60);
+  struct tm tm;
+  gmtime_r(&lt, &tm);
+  int m = tm.tm_year * 12 + tm.tm_mon + months;
+  struct tm s = {.tm_year = m / 12, .tm_mon = m % 12, .tm_mday = 1};
+  if (s.tm_mon < 0) {
+    s.tm_mon += 12;
+    s.tm_year--;
+  }
+  if (name)
+    snprintf(name, 16, "%04d%02d", (s.tm_year + 1900) % 10000, (s.tm_mon + 1) % 100);
+  return (int64_t)timegm(&s) - BEIJING_MIN * 60;
 }
 
 /* ---- the public functions: dispatch to the back end */
@@ -352,6 +411,7 @@ int stor_rx_decide(stor_rx_t *x, stor_rx_msg_t *m) {
   /* A batch the database asked to retry decides its messages again. */
   m->outcome = STOR_RX_STORED;
   m->reason[0] = '\0';
+  m->refusal = NULL;
   m->gap_begin = m->gap_end = 0;
   m->pull_cns[0] = '\0';
   return decide(x, m);
@@ -366,16 +426,26 @@ int stor_rx_seen(stor_rx_t *x, const char *mn, const char *subject, int64_t at_m
   return x->ops->seen(x, mn, subject, at_ms);
 }
 
+int stor_rx_prune(const char *target, int keep_months, int64_t now,
+                  void (*cb)(void *arg, const char *what, int64_t rows), void *arg, char *err,
+                  size_t errlen) {
+  err[0] = '\0';
+  char month[16];
+  int64_t before = stor__rx_month_start(now, -keep_months, month);
+  return stor__rx_ops_for(target)->prune(target, before, month, cb, arg, err, errlen);
+}
+
 int stor_rx_sites(const char *target, void (*cb)(void *arg, const stor_rx_site_t *s), void *arg,
                   int64_t *unknown, char *err, size_t errlen) {
   err[0] = '\0';
   *unknown = 0;
-  return ops_for(target)->sites(target, cb, arg, unknown, err, errlen);
+  return stor__rx_ops_for(target)->sites(target, cb, arg, unknown, err, errlen);
 }
 
 int stor_rx_export(const char *target, const char *mn, int64_t since, int64_t until, const char *cn,
                    void (*cb)(void *arg, const stor_rx_frame_t *f), void *arg, char *err,
                    size_t errlen) {
   err[0] = '\0';
-  return ops_for(target)->export_frames(target, mn, since, until, cn, cb, arg, err, errlen);
+  return stor__rx_ops_for(target)->export_frames(target, mn, since, until, cn, cb, arg, err,
+                                                 errlen);
 }

@@ -310,6 +310,16 @@ static const char *const migrations[] = {
     "  received REAL NOT NULL);"
     "CREATE UNIQUE INDEX machine_move_gate_no ON machine_move(gate, no) WHERE no IS NOT NULL;"
     "CREATE INDEX machine_move_code_t ON machine_move(code, t);",
+    /* 7: the register's row after each change, in columns, so that the
+     * uplink's 6051 carries it as it was (NULL for a retirement and for
+     * changes from before this version, whose `detail` says it). */
+    "ALTER TABLE machine_audit ADD COLUMN type TEXT;"
+    "ALTER TABLE machine_audit ADD COLUMN stage INTEGER;"
+    "ALTER TABLE machine_audit ADD COLUMN power_kw REAL;"
+    "ALTER TABLE machine_audit ADD COLUMN fuel INTEGER;"
+    "ALTER TABLE machine_audit ADD COLUMN owner TEXT;"
+    "ALTER TABLE machine_audit ADD COLUMN label TEXT;"
+    "ALTER TABLE machine_audit ADD COLUMN terminal TEXT;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -596,7 +596,9 @@ typedef struct stor_machine_audit {
   char action[16]; /* add, change, import, retire */
   char actor[STOR_MACHINE_ACTOR_MAX + 1];
   char reason[STOR_MACHINE_REASON_MAX + 1];
-  char detail[512]; /* the row after the change, "type=... stage=..." */
+  char detail[512];    /* the row after the change, "type=... stage=..." */
+  bool has_row;        /* `row` holds the register's row after the change (only */
+  proto_machine_t row; /* from stor_machine_audit_after, and not for retire) */
 } stor_machine_audit_t;
 
 /* Adds (`add`: -EEXIST when the code is in the register; a retired code
@@ -656,6 +658,12 @@ typedef int (*stor_move_row_cb)(void *arg, const stor_move_t *mv);
  * first, at most `limit`. */
 int stor_machine_moves(stor_reader_t *r, const char *code, double since, double until, size_t limit,
                        stor_move_row_cb cb, void *arg);
+/* For the uplink: audit rows and moves with an id above `after`, in id
+ * order (the order they were stored), at most `limit`. */
+int stor_machine_audit_after(stor_reader_t *r, int64_t after, size_t limit,
+                             int (*cb)(void *arg, const stor_machine_audit_t *a), void *arg);
+int stor_machine_moves_after(stor_reader_t *r, int64_t after, size_t limit, stor_move_row_cb cb,
+                             void *arg);
 /* The latest move of every machine that has one (what the gate last saw). */
 int stor_machine_last_moves(stor_reader_t *r, stor_move_row_cb cb, void *arg);
 
@@ -702,6 +710,7 @@ typedef struct stor_rx_msg {
   /* filled by stor_rx_decide() */
   stor_rx_outcome_t outcome;
   char reason[192];
+  const char *refusal;          /* REFUSED: "chain" or "seal" (static), for counting */
   uint64_t gap_begin, gap_end;  /* a ledger gap to pull with 6081 (begin 0: none) */
   char pull_cns[32];            /* history to pull, "2051" or "2011,2051,2061" ("" none) */
   int64_t pull_begin, pull_end; /* its time range, Unix seconds, inclusive */
@@ -770,6 +779,41 @@ typedef struct stor_rx_site {
  * for (a failed handshake). */
 int stor_rx_sites(const char *target, void (*cb)(void *arg, const stor_rx_site_t *s), void *arg,
                   int64_t *unknown, char *err, size_t errlen);
+
+/* Retention of the decoded minute and hour figures (protocol/RX-SCHEMA.md):
+ * removes what is older than the `keep_months` Beijing-time months before
+ * the one holding `now` (Unix seconds); PostgreSQL drops whole partitions,
+ * SQLite deletes rows. `cb` hears each partition or table and the rows it
+ * held (PostgreSQL: the planner's estimate). Frames, the ledger and seals
+ * are kept. */
+int stor_rx_prune(const char *target, int keep_months, int64_t now,
+                  void (*cb)(void *arg, const char *what, int64_t rows), void *arg, char *err,
+                  size_t errlen);
+
+/* ---- the supervision console's questions (rxreport.c), each one SQL
+ * text for both back ends, on a connection of its own. A row comes as
+ * `n` columns: their names, their values as text (NULL for SQL NULL) and
+ * whether each is a number. The callback returns 0 to go on. */
+typedef struct stor_rx_cols {
+  int n;
+  const char *const *name;
+  const char *const *value;
+  const bool *is_num;
+} stor_rx_cols_t;
+typedef int (*stor_rx_row_fn)(void *arg, const stor_rx_cols_t *row);
+/* Every site with its state (last upload, chain, seals, refusals) and its
+ * figures of the month [t0, t1) (Unix s): noise alarms by day and night
+ * (GB 12523-2011: day 06-22 Beijing time), dust episodes, waste and how
+ * much went to reuse/recycling/backfill, energy and carbon. */
+int stor_rx_report_sites(const char *target, int64_t t0, int64_t t1, stor_rx_row_fn cb, void *arg,
+                         char *err, size_t errlen);
+/* Site `mn`'s minute PM10 (a34002) and noise (LA) in [t0, t1), in time order. */
+int stor_rx_report_series(const char *target, const char *mn, int64_t t0, int64_t t1,
+                          stor_rx_row_fn cb, void *arg, char *err, size_t errlen);
+/* Site `mn`'s latest `limit` signed records, newest first, each with its
+ * verification state and its decoded figures. */
+int stor_rx_report_ledger(const char *target, const char *mn, int limit, stor_rx_row_fn cb,
+                          void *arg, char *err, size_t errlen);
 
 typedef struct stor_rx_frame {
   int64_t t; /* DataTime, else the second it arrived */

@@ -189,6 +189,31 @@ static void online_follows_the_configured_offline_intervals(void **state) {
   sg_config_free(cfg);
 }
 
+/* A weighbridge sends when a truck comes: a quiet night (hours after its
+ * last ticket, on an interval_s of 60) is online; a day of silence, or its
+ * own heartbeat_s, is not. Never heard: silent since the gateway started. */
+static void a_scale_is_judged_by_its_heartbeat_not_an_interval(void **state) {
+  (void)state;
+  const char *text = "[site]\nid = S\ntimezone = Asia/Shanghai\n"
+                     "[device wb]\ntype = scale\ninterval_s = 60\n"
+                     "[device wb2]\ntype = scale\nheartbeat_s = 7200\n";
+  sg_config_t *cfg = NULL;
+  char err[256];
+  assert_int_equal(sg_config_parse(text, "t.conf", &cfg, err, sizeof(err)), 0);
+  gw_device_t dev[2] = {{.conf = &cfg->devices[0]}, {.conf = &cfg->devices[1]}};
+  gw_t gw = {.cfg = cfg, .devices = dev, .started = H(6)};
+  assert_true(gw_event_driven(dev[0].conf));
+  assert_true(gw_silence_allowed_s(3, dev[0].conf) == 86400);
+  assert_true(gw_silence_allowed_s(3, dev[1].conf) == 7200);
+  atomic_store(&dev[0].last_ms, (int64_t)(H(18) * 1000));
+  assert_true(gw_device_online(&gw, &dev[0], H(18) + 3 * 60 + 1)); /* the old 3 x 60 s */
+  assert_true(gw_device_online(&gw, &dev[0], H(18) + 12 * 3600));  /* the night */
+  assert_false(gw_device_online(&gw, &dev[0], H(18) + 86401));
+  assert_true(gw_device_online(&gw, &dev[1], H(6) + 7200)); /* never heard: since start */
+  assert_false(gw_device_online(&gw, &dev[1], H(6) + 7201));
+  sg_config_free(cfg);
+}
+
 /* 31 identical readings a minute apart: a 30-min run, a flatline; one
  * different value at the end breaks it. */
 static void identical_readings_for_the_set_time_are_a_flatline(void **state) {
@@ -271,6 +296,7 @@ int main(void) {
       cmocka_unit_test(dust_quantities_map_to_protocol_names),
       cmocka_unit_test(a_device_silent_for_n_intervals_is_offline),
       cmocka_unit_test(online_follows_the_configured_offline_intervals),
+      cmocka_unit_test(a_scale_is_judged_by_its_heartbeat_not_an_interval),
       cmocka_unit_test(identical_readings_for_the_set_time_are_a_flatline),
       cmocka_unit_test(readings_outside_the_physical_range_are_faults),
       cmocka_unit_test(a_clock_off_by_more_than_the_limit_is_skew),

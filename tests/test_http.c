@@ -49,7 +49,16 @@ static void reads_off_loopback_need_the_token(void **state) {
   assert_true(http_needs_token(false, false, &lan6));
   assert_true(http_needs_token(false, false, NULL));
   assert_false(http_needs_token(false, true, &lan)); /* the dashboard's files */
-  assert_true(http_needs_token(true, false, &lo));   /* an action, anywhere */
+  /* which routes those are: the files and the site-office screen, no other read */
+  assert_true(http_route_public("GET", "/app.js"));
+  assert_true(http_route_public("GET", "/api/screen"));
+  assert_true(http_route_public("HEAD", "/api/screen"));
+  assert_false(http_route_public("GET", "/api/status"));
+  assert_false(http_route_public("GET", "/api/alarms"));
+  assert_false(http_route_public("GET", "/api/report"));
+  assert_false(http_route_public("POST", "/api/screen"));
+  assert_false(http_route_public("GET", "/api/nosuch"));
+  assert_true(http_needs_token(true, false, &lo)); /* an action, anywhere */
 }
 
 int main(void) {

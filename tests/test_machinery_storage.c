@@ -1,6 +1,8 @@
 /* Machinery rows in storage (storage/machinery.c): the register with its
  * audit trail, the import in one transaction, and entries and exits, a
- * gate's resend recognised by (gate, no). */
+ * gate's resend recognised by (gate, no); what the uplink reads of them
+ * (the audit's rows in columns, moves after an id) and a day's figures of
+ * every machine from them (gateway/machinery/machinery_days.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,10 +10,12 @@
 #include <cmocka.h>
 
 #include "common/common.h"
+#include "gateway/machinery/machinery.h"
 #include "protocol/protocol.h"
 #include "storage/storage.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +174,116 @@ static void gate_resend_is_stored_once_and_other_content_conflicts(void **state)
   assert_string_equal(last[1].code, "B2");
 }
 
+static int keep_audit(void *arg, const stor_machine_audit_t *a) {
+  stor_machine_audit_t *out = arg;
+  for (int i = 0; i < 4; i++)
+    if (out[i].id == 0) {
+      out[i] = *a;
+      return 0;
+    }
+  fail_msg("more than 4 audit rows");
+  return 1;
+}
+
+static int count_move(void *arg, const stor_move_t *mv) {
+  (void)mv;
+  ++*(int *)arg;
+  return 0;
+}
+
+/* The uplink reads changes and moves after its cursor, in the order
+ * stored, each change with the register's row as it was after it. */
+static void uplink_reads_changes_with_their_rows_and_moves_after_an_id(void **state) {
+  fx_t *f = *state;
+  proto_machine_t m = machine("A1", PROTO_STAGE_II, 75);
+  assert_int_equal(stor_machine_put(f->db, &m, true, "wang", "arrived", 100), 0);
+  m.stage = PROTO_STAGE_III;
+  assert_int_equal(stor_machine_put(f->db, &m, false, "wang", "new engine", 200), 0);
+  assert_int_equal(stor_machine_retire(f->db, "A1", "li", "left", 300), 0);
+  stor_machine_audit_t a[4];
+  memset(a, 0, sizeof(a));
+  assert_int_equal(stor_machine_audit_after(f->r, 0, 10, keep_audit, a), 0);
+  assert_string_equal(a[0].action, "add");
+  assert_true(a[0].has_row && a[0].row.stage == PROTO_STAGE_II && a[0].row.power_kw == 75);
+  assert_true(a[1].has_row && a[1].row.stage == PROTO_STAGE_III);
+  assert_string_equal(a[2].action, "retire");
+  assert_false(a[2].has_row);
+  assert_int_equal(a[3].id, 0);
+  int64_t added = a[0].id;
+  memset(a, 0, sizeof(a));
+  assert_int_equal(stor_machine_audit_after(f->r, added, 1, keep_audit, a), 0);
+  assert_string_equal(a[0].action, "change"); /* after the first, at most one */
+  assert_int_equal(a[1].id, 0);
+  stor_move_result_t res;
+  stor_move_t x = move("gate-01", 1, "A1", true, 400), y = move("gate-01", 2, "A1", false, 500);
+  assert_int_equal(stor_move_commit(f->db, &x, &res), 0);
+  int64_t first = res.id;
+  assert_int_equal(stor_move_commit(f->db, &y, &res), 0);
+  int n = 0;
+  assert_int_equal(stor_machine_moves_after(f->r, 0, 10, count_move, &n), 0);
+  assert_int_equal(n, 2);
+  n = 0;
+  assert_int_equal(stor_machine_moves_after(f->r, first, 10, count_move, &n), 0);
+  assert_int_equal(n, 1);
+}
+
+typedef struct day_row {
+  char code[32];
+  bool registered;
+  double onsite_h, nox_kg;
+} day_row_t;
+
+static int keep_day(void *arg, const char *code, const stor_machine_t *m, const mach_day_t *d) {
+  day_row_t *out = arg;
+  for (int i = 0; i < 4; i++)
+    if (!out[i].code[0]) {
+      snprintf(out[i].code, sizeof(out[i].code), "%s", code);
+      out[i].registered = m != NULL;
+      out[i].onsite_h = d->onsite_h;
+      out[i].nox_kg = d->nox_kg;
+      return 0;
+    }
+  fail_msg("more than 4 machines");
+  return 1;
+}
+
+/* 2026-11-21 (Beijing): A1 through the gate 08:00-17:00 (9 h), B2 not in
+ * the register, in by hand 10:00-11:30, A3 registered and never there; the
+ * day before, A1 was registered. Hand-computed: A1 9 h, B2 1.5 h, A3 not
+ * reported; no terminal, so no engine hours and no NOx. */
+static void a_day_reports_each_machine_on_site_once(void **state) {
+  fx_t *f = *state;
+  setenv("TZ", "Asia/Shanghai", 1);
+  tzset();
+  const double day = 1795190400; /* 2026-11-21T00:00:00+08:00 */
+  sg_config_t *cfg;
+  char err[256];
+  assert_int_equal(sg_config_parse("[site]\nid = UT\n", "ut.conf", &cfg, err, sizeof(err)), 0);
+  proto_machine_t a1 = machine("A1", PROTO_STAGE_II, 75), a3 = machine("A3", PROTO_STAGE_IV, 90);
+  assert_int_equal(stor_machine_put(f->db, &a1, true, "wang", "arrived", day - 86400), 0);
+  assert_int_equal(stor_machine_put(f->db, &a3, true, "wang", "arrived", day - 86400), 0);
+  stor_move_result_t res;
+  stor_move_t mv[] = {move("gate-01", 1, "A1", true, day + 8 * 3600),
+                      move("gate-01", 2, "A1", false, day + 17 * 3600),
+                      move("sitectl", 0, "B2", true, day + 10 * 3600),
+                      move("sitectl", 0, "B2", false, day + 11.5 * 3600),
+                      move("gate-01", 3, "A1", true, day + 86400 + 3600)}; /* the next day */
+  for (size_t i = 0; i < sizeof(mv) / sizeof(mv[0]); i++)
+    assert_int_equal(stor_move_commit(f->db, &mv[i], &res), 0);
+  day_row_t rows[4];
+  memset(rows, 0, sizeof(rows));
+  assert_int_equal(machinery_days(f->r, cfg, day, day + 86400, keep_day, rows), 0);
+  assert_string_equal(rows[0].code, "A1");
+  assert_true(rows[0].registered);
+  assert_true(fabs(rows[0].onsite_h - 9) < 1e-9);
+  assert_true(rows[0].nox_kg == 0);
+  assert_string_equal(rows[1].code, "B2");
+  assert_false(rows[1].registered);
+  assert_true(fabs(rows[1].onsite_h - 1.5) < 1e-9);
+  assert_string_equal(rows[2].code, "");
+  sg_config_free(cfg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(register_changes_are_audited_with_who_and_why, setup,
@@ -177,6 +291,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(import_adds_and_changes_in_one_go, setup, teardown),
       cmocka_unit_test_setup_teardown(gate_resend_is_stored_once_and_other_content_conflicts, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(uplink_reads_changes_with_their_rows_and_moves_after_an_id,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(a_day_reports_each_machine_on_site_once, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
 #include <stddef.h>
 
 #include <cmocka.h>
+#include <string.h>
 
 #include "common/common.h"
 
@@ -94,6 +95,20 @@ static void the_29th_of_february_is_a_day_in_leap_years_only(void **state) {
   assert_int_equal(sg_parse_time("2100-02-29", NOW, &t), -EINVAL);
 }
 
+/* Found by fuzz_http: 400 digits are "Unix seconds" of infinity. */
+static void a_number_too_large_to_be_finite_is_refused(void **state) {
+  (void)state;
+  char big[402];
+  double t;
+  memset(big, '1', 400);
+  big[400] = '\0';
+  assert_int_equal(sg_parse_time(big, NOW, &t), -EINVAL);
+  big[0] = '-';
+  big[400] = 'd';
+  big[401] = '\0';
+  assert_int_equal(sg_parse_time(big, NOW, &t), -EINVAL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(relative_times_count_back_from_now),
@@ -102,6 +117,7 @@ int main(void) {
       cmocka_unit_test(iso_time_with_zone_uses_that_zone),
       cmocka_unit_test(nonsense_is_refused),
       cmocka_unit_test(the_29th_of_february_is_a_day_in_leap_years_only),
+      cmocka_unit_test(a_number_too_large_to_be_finite_is_refused),
   };
   return cmocka_run_group_tests(tests, in_shanghai, NULL);
 }

@@ -100,9 +100,13 @@ void api_metrics(const http_req_t *req, http_resp_t *resp);
 /* GET /api/report?month=YYYY-MM[&format=json|html|csv&table=NAME] (report.c,
  * report_html.c): the monthly site report. */
 void api_report(const http_req_t *req, http_resp_t *resp);
-/* The report of month m of year y as JSON (*out, owned by the caller):
- * 0, -ERANGE for a month that has not begun, or -errno. */
-int report_build(gw_t *gw, stor_reader_t *rd, int y, int m, json_t **out);
+/* GET /api/screen (api_screen.c): the site-office screen's figures, a
+ * public subset of the dashboard's, readable without the token. */
+void api_screen(const http_req_t *req, http_resp_t *resp);
+/* The report of month m of year y as JSON (*out, owned by the caller), in
+ * `lang` ("en", else Chinese): 0, -ERANGE for a month that has not begun,
+ * or -errno. */
+int report_build(gw_t *gw, stor_reader_t *rd, int y, int m, const char *lang, json_t **out);
 
 /* CSV exports (csv.c): true when cell `s` starts with = + - @, a tab or a
  * carriage return and is not a plain signed number, so that a spreadsheet
@@ -116,8 +120,12 @@ bool api_csv_needs_guard(const char *s);
 bool http_host_ok(const char *host, const char *names);
 /* `addr` (a struct sockaddr) is 127.0.0.0/8, ::1 or ::ffff:127.x. */
 bool http_addr_is_loopback(const void *addr);
-/* The token rule: every action; every read but the dashboard's files from
- * a client that is not loopback (an unknown address, NULL, counts as not). */
+/* The token rule: every action; every read but the dashboard's files (and
+ * the site-office screen's public figures, `web_file` too) from a client
+ * that is not loopback (an unknown address, NULL, counts as not). */
 bool http_needs_token(bool action, bool web_file, const void *client_addr);
+/* True for the routes anyone may read (the `web_file` of http_needs_token):
+ * the dashboard's files and GET /api/screen. Pure, any thread. */
+bool http_route_public(const char *method, const char *url);
 
 #endif

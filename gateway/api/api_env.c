@@ -289,8 +289,17 @@ void api_dust(const http_req_t *req, http_resp_t *resp) {
   dust_params_from_config(cfg, &p);
   int wk = dust_kind(&p, http_query(req, "window"));
   if (wk < 0) {
-    http_error(resp, 400, "window is %.0fm or %.0fm ([dust] short_min and long_min)",
-               p.window_s[DUST_SHORT] / 60, p.window_s[DUST_LONG] / 60);
+    /* Said as the help says it: 15m or 1h ([dust] short_min, long_min). */
+    char w[2][16];
+    for (int k = 0; k < 2; k++) {
+      double m = p.window_s[k] / 60;
+      if (fmod(m, 60) == 0)
+        snprintf(w[k], sizeof(w[k]), "%.0fh", m / 60);
+      else
+        snprintf(w[k], sizeof(w[k]), "%.0fm", m);
+    }
+    http_error(resp, 400, "window is %s or %s ([dust] short_min and long_min)", w[DUST_SHORT],
+               w[DUST_LONG]);
     return;
   }
   double since, until;

@@ -43,85 +43,13 @@ static double local_midnight(double t) {
 
 static double next_midnight(double day) { return local_midnight(day + 36 * 3600.0); }
 
-/* ---- figures */
+/* ---- figures (machinery_day(): today ends now) */
 
-typedef struct moves_acc {
-  mach_move_t *v;
-  size_t n, cap;
-  bool last_in; /* for the "before" query: where the last one left it */
-} moves_acc_t;
-
-static int keep_move(void *arg, const stor_move_t *mv) {
-  moves_acc_t *a = arg;
-  if (a->n == a->cap) {
-    size_t cap = a->cap ? a->cap * 2 : 16;
-    mach_move_t *g = realloc(a->v, cap * sizeof(*g));
-    if (!g)
-      return -1;
-    a->v = g;
-    a->cap = cap;
-  }
-  a->v[a->n++] = (mach_move_t){mv->t, mv->in};
-  return 0;
-}
-
-static int last_move(void *arg, const stor_move_t *mv) {
-  ((moves_acc_t *)arg)->last_in = mv->in;
-  return 0;
-}
-
-static int cmp_double(const void *x, const void *y) {
-  double a = *(const double *)x, b = *(const double *)y;
-  return a < b ? -1 : a > b;
-}
-
-/* The figures of machine `code` for the local day starting at `day`. */
 static int day_figures(const http_req_t *req, const mach_zone_t *z, const char *code,
                        const stor_machine_t *m, double day, mach_day_t *out) {
-  double end = next_midnight(day);
-  memset(out, 0, sizeof(*out));
-  out->engine_h = out->fuel_l = out->idle_share = NAN;
-  moves_acc_t before = {0}, in = {0};
-  int rc = stor_machine_moves(req->reader, code, 0, day, SIZE_MAX, last_move, &before);
-  if (rc == 0)
-    rc = stor_machine_moves(req->reader, code, day, end, SIZE_MAX, keep_move, &in);
-  env_sample_t *eh = NULL, *fu = NULL, *op = NULL, *id = NULL;
-  size_t neh = 0, nfu = 0, nop = 0, nid = 0;
-  const char *term = m && m->m.terminal[0] ? m->m.terminal : NULL;
-  if (rc == 0 && term)
-    rc = env_load(req->reader, term, PROTO_Q_ENGINE_H, day - 86400.0, end, &eh, &neh);
-  if (rc == 0 && term)
-    rc = env_load(req->reader, term, PROTO_Q_FUEL, day - 86400.0, end, &fu, &nfu);
-  if (rc == 0 && term)
-    rc = env_load(req->reader, term, PROTO_Q_OPACITY, day - 86400.0, end, &op, &nop);
-  if (rc == 0 && term)
-    rc = env_load(req->reader, term, PROTO_Q_IDLE_H, day - 86400.0, end, &id, &nid);
-  double *rt = rc == 0 ? malloc((neh + nfu + nop + 1) * sizeof(*rt)) : NULL;
-  if (rc == 0 && !rt)
-    rc = -ENOMEM;
-  if (rc == 0) {
-    size_t n = 0;
-    for (size_t i = 0; i < neh; i++)
-      rt[n++] = eh[i].t;
-    for (size_t i = 0; i < nfu; i++)
-      rt[n++] = fu[i].t;
-    for (size_t i = 0; i < nop; i++)
-      rt[n++] = op[i].t;
-    qsort(rt, n, sizeof(*rt), cmp_double);
-    out->onsite_h = mach_onsite_s(z, before.last_in, in.v, in.n, rt, n, day, end) / 3600.0;
-    out->engine_h = mach_counter_rise(eh, neh, day, end);
-    out->fuel_l = mach_counter_rise(fu, nfu, day, end);
-    out->idle_share = mach_idle_share(mach_counter_rise(id, nid, day, end), out->engine_h);
-    if (m)
-      mach_day_emissions(&m->m, req->gw->cfg->energy_diesel_factor, out);
-  }
-  free(rt);
-  free(eh);
-  free(fu);
-  free(op);
-  free(id);
-  free(in.v);
-  return rc;
+  (void)z;
+  return machinery_day(req->reader, req->gw->cfg, code, m, day, fmin(next_midnight(day), sg_now()),
+                       out);
 }
 
 static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
@@ -226,10 +154,11 @@ void api_machinery(const http_req_t *req, http_resp_t *resp) {
     http_error(resp, 503, "database query failed: %s", strerror(-rc));
     return;
   }
-  resp->json = json_pack("{s:f,s:{s:s,s:b,s:f,s:s},s:o}", "now", now, "zone", "min_stage",
-                         proto_stage_name(z.min_stage), "require_registration",
-                         z.require_registration, "opacity_limit_per_m", z.opacity_limit,
-                         "opacity_source", "GB 36886-2018 4.1 table 1", "machines", l.arr);
+  resp->json = json_pack(
+      "{s:f,s:{s:s,s:b,s:f,s:s},s:o}", "now", now, "zone", "min_stage",
+      proto_stage_name(z.min_stage), "require_registration", z.require_registration,
+      "opacity_limit_per_m", z.opacity_limit, "opacity_source",
+      "GB 36886-2018 clause 4 (value not confirmed: deploy/CONFIG.md)", "machines", l.arr);
 }
 
 /* ---- GET /api/machinery/CODE */

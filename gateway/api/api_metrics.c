@@ -8,6 +8,7 @@
 #define LOG_MODULE "http"
 
 #include "gateway/api/api.h"
+#include "gateway/coap/coap.h"
 #include "gateway/rules/rules.h"
 #include "gateway/uplink/uplink.h"
 #include <stdio.h>
@@ -58,6 +59,22 @@ static void ingest(FILE *f, gw_t *gw) {
        "DTLS handshakes that failed, timed out or were dropped at the pending limit.");
   fprintf(f, "sitegate_dtls_handshakes_failed_total %llu\n",
           (unsigned long long)atomic_load(&gw->counters.dtls_failed));
+  head(f, "sitegate_dtls_handshakes_total", "counter",
+       "DTLS server handshakes by outcome: begun (a ClientHello from a new address), completed, "
+       "abandoned (gone before completing: spoofed or given-up ClientHellos).");
+  fprintf(f,
+          "sitegate_dtls_handshakes_total{outcome=\"begun\"} %llu\n"
+          "sitegate_dtls_handshakes_total{outcome=\"completed\"} %llu\n"
+          "sitegate_dtls_handshakes_total{outcome=\"abandoned\"} %llu\n",
+          (unsigned long long)atomic_load(&gw->counters.dtls_begun),
+          (unsigned long long)atomic_load(&gw->counters.dtls_completed),
+          (unsigned long long)atomic_load(&gw->counters.dtls_abandoned));
+  head(f, "sitegate_dtls_handshakes_pending", "gauge",
+       "DTLS handshakes pending; at sitegate_dtls_handshakes_pending_max new ones are ignored.");
+  fprintf(f, "sitegate_dtls_handshakes_pending %lld\n",
+          (long long)atomic_load(&gw->counters.dtls_pending));
+  head(f, "sitegate_dtls_handshakes_pending_max", "gauge", "The pending DTLS handshakes allowed.");
+  fprintf(f, "sitegate_dtls_handshakes_pending_max %d\n", GW_DTLS_MAX_HANDSHAKES);
   const sg_config_t *cfg = gw->cfg;
   size_t online = gw_devices_online(gw, sg_now());
   head(f, "sitegate_devices", "gauge", "Configured devices, by whether they report.");

@@ -30,6 +30,7 @@
 #define LOG_MODULE "http"
 
 #include "gateway/api/api.h"
+#include "gateway/coap/coap.h"
 #include "gateway/uplink/uplink.h"
 #include "gateway/waste/waste.h"
 #include <arpa/inet.h>
@@ -232,6 +233,14 @@ static void api_status(const http_req_t *req, http_resp_t *resp) {
       (json_int_t)cfg->n_devices, "devices_online", (json_int_t)online);
   json_object_set_new(head, "loop_lag_max_ms",
                       json_integer((json_int_t)atomic_load(&gw->lag_max_ms)));
+  const gw_counters_t *c = &gw->counters;
+  json_object_set_new(
+      head, "dtls",
+      json_pack("{s:I,s:I,s:I,s:I,s:I,s:i}", "begun", (json_int_t)atomic_load(&c->dtls_begun),
+                "completed", (json_int_t)atomic_load(&c->dtls_completed), "abandoned",
+                (json_int_t)atomic_load(&c->dtls_abandoned), "failed",
+                (json_int_t)atomic_load(&c->dtls_failed), "pending",
+                (json_int_t)atomic_load(&c->dtls_pending), "pending_max", GW_DTLS_MAX_HANDSHAKES));
   char *head_text = json_dumps(head, JSON_COMPACT | JSON_REAL_PRECISION(10));
   json_decref(head);
   char *body = NULL;
@@ -395,6 +404,8 @@ static const struct route {
     /* Prometheus metrics (api_metrics.c), the monthly report (report.c) */
     {"GET", "/metrics", false, false, api_metrics},
     {"GET", "/api/report", false, false, api_report},
+    /* the site-office screen's figures, no token (api_screen.c) */
+    {"GET", "/api/screen", false, false, api_screen},
     /* the dashboard's files (web.c): last, it takes every other path */
     {"GET", "/", true, false, api_web_file},
 };
@@ -496,21 +507,40 @@ static enum MHD_Result respond(struct MHD_Connection *c, http_resp_t *resp) {
   return ok;
 }
 
-static void dispatch(struct http_api *h, struct MHD_Connection *c, const char *url,
-                     const char *method, conn_state_t *cs, http_resp_t *resp) {
+/* The route of `method` `url`, or NULL; *path_known when some route has
+ * the path (405 rather than 404). */
+static const struct route *route_find(const char *method, const char *url, bool *path_known) {
   const struct route *found = NULL;
-  bool path_known = false;
+  *path_known = false;
   for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && !found; i++) {
     const struct route *r = &routes[i];
     size_t n = strlen(r->path);
     bool match = r->prefix ? strncmp(url, r->path, n) == 0 : strcmp(url, r->path) == 0;
     if (match && r->handler == api_web_file && strncmp(url, "/api/", 5) == 0)
       match = false; /* not a file: an endpoint no row names */
-    path_known |= match;
+    *path_known |= match;
     if (match && (strcmp(method, r->method) == 0 ||
                   (strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0)))
       found = r;
   }
+  return found;
+}
+
+/* Reads anyone may make: the dashboard's files (no site data) and the
+ * site-office screen's public figures. */
+static bool route_public(const struct route *r) {
+  return r && !r->action && (r->handler == api_web_file || r->handler == api_screen);
+}
+
+bool http_route_public(const char *method, const char *url) {
+  bool known;
+  return route_public(route_find(method, url, &known));
+}
+
+static void dispatch(struct http_api *h, struct MHD_Connection *c, const char *url,
+                     const char *method, conn_state_t *cs, http_resp_t *resp) {
+  bool path_known;
+  const struct route *found = route_find(method, url, &path_known);
   const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
   if (host && !http_host_ok(host, h->gw->cfg->http_hosts)) {
     atomic_fetch_add_explicit(&h->gw->counters.http_bad_host, 1, memory_order_relaxed);
@@ -532,7 +562,7 @@ static void dispatch(struct http_api *h, struct MHD_Connection *c, const char *u
   const union MHD_ConnectionInfo *ci =
       MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
   bool needs_token =
-      http_needs_token(found->action, found->handler == api_web_file, ci ? ci->client_addr : NULL);
+      http_needs_token(found->action, route_public(found), ci ? ci->client_addr : NULL);
   if (needs_token && !token_ok(h, c)) {
     atomic_fetch_add_explicit(&h->gw->counters.http_no_token, 1, memory_order_relaxed);
     http_error(resp, 401,

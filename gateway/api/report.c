@@ -2,9 +2,12 @@
  * what a supervisor checks once a month, in Chinese, from the same figures
  * the rules and the other endpoints use.
  *
- * The report is built once as JSON: for each of its six parts (noise,
- * dust, alarms, waste, materials, energy and carbon) a few summary
- * sentences and tables of plain rows. The printable HTML page (the one
+ * The report is built once as JSON: for each of its parts (noise, dust,
+ * alarms, waste, materials, energy and carbon, machinery) a few summary
+ * sentences and tables of plain rows, in Chinese or, when asked, English:
+ * every sentence, title and word comes from the catalogue
+ * (gateway/web/messages.json, keys "rep.*" and the dashboard's names), so
+ * the two languages say the same figures. The printable HTML page (the one
  * `sitectl report --out` saves and the dashboard frames) and the CSV of any
  * one table are renderings of that JSON, so the three never disagree.
  *
@@ -38,7 +41,31 @@ typedef struct report {
   json_t *parts;       /* [{name, title, lines: [...]}] */
   json_t *tables;      /* [{name, part, title, columns: [...], rows: [[...]]}] */
   msgcat_t *cat;       /* the dashboard's catalogue (messages.json), or NULL */
+  const char *lang;    /* "zh" or "en" */
+  char ring[24][64];   /* figures formatted for one sentence (F()) */
+  unsigned next;
 } report_t;
+
+/* The catalogue's text of `key`, and the name of `id` in a family. */
+static const char *T(const report_t *r, const char *key) {
+  return msgcat_get(r->cat, r->lang, key);
+}
+
+static const char *NM(const report_t *r, const char *prefix, const char *id) {
+  return msgcat_name(r->cat, r->lang, prefix, id);
+}
+
+/* A figure formatted into the report's ring of buffers: valid until 24
+ * more have been made, enough for any one sentence. */
+static const char *F(report_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static const char *F(report_t *r, const char *fmt, ...) {
+  char *b = r->ring[r->next++ % (sizeof(r->ring) / sizeof(r->ring[0]))];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(b, sizeof(r->ring[0]), fmt, ap);
+  va_end(ap);
+  return b;
+}
 
 static json_t *num(double v, int digits) {
   if (!isfinite(v))
@@ -58,78 +85,54 @@ static json_t *ltime(double t) {
   return json_string(buf);
 }
 
-/* The Chinese a supervisor reads for the ids the API uses. */
-static const char *zh(const char *id) {
-  static const char *const names[][2] = {
-      {"tsp", "TSP"},
-      {"pm10", "PM10"},
-      {"pm2_5", "PM2.5"},
-      {"alarm", "告警"},
-      {"warning", "预警"},
-      {"normal", "正常"},
-      {"rebar", "钢筋"},
-      {"concrete", "混凝土"},
-      {"blocks", "砌块"},
-      {"formwork_timber", "模板木材"},
-      {"within_target", "达到目标"},
-      {"over_target", "超过目标"},
-      {"over_baseline", "超过基准"},
-      {"no_design_quantity", "无设计量"},
-      {"not_yet_judgeable", "尚不能判定"},
-      {"no_baseline", "无基准"},
-      {"noise.laeq", "噪声 LAeq 超标"},
-      {"noise.night_lmax", "夜间最大声级超标"},
-      {"dust.pm10_long", "PM10 小时均值"},
-      {"dust.pm10_short", "PM10 15 分钟均值"},
-      {"dust.pm2_5_long", "PM2.5 小时均值"},
-      {"dust.tsp_long", "TSP 小时均值"},
-      {"health.offline", "设备离线"},
-      {"health.clock_skew", "设备时钟偏差"},
-      {"health.interference", "扬尘监测受干扰"},
-      {"waste.allowance", "建筑垃圾排放限额"},
-      {"waste.projection", "预计排放超限额"},
-      {"equipment.no_follow", "设备未执行指令"},
-      {"uplink.down", "数据上传中断"},
-      {"machinery.unregistered", "非道路移动机械未登记"},
-      {"machinery.stage", "非道路移动机械排放阶段不达标"},
-      {"machinery.smoke", "非道路移动机械排气烟度超标"},
-  };
-  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-    if (strcmp(names[i][0], id) == 0)
-      return names[i][1];
-  return id;
-}
-
-static json_t *part(report_t *r, const char *name, const char *title) {
+/* A part, titled by the catalogue's "rep.<name>.title". */
+static json_t *part(report_t *r, const char *name) {
+  char key[64];
+  snprintf(key, sizeof(key), "rep.%s.title", name);
   json_t *lines = json_array();
-  json_array_append_new(r->parts,
-                        json_pack("{s:s,s:s,s:o}", "name", name, "title", title, "lines", lines));
+  json_array_append_new(
+      r->parts, json_pack("{s:s,s:s,s:o}", "name", name, "title", T(r, key), "lines", lines));
   return lines;
 }
 
-static void line(json_t *lines, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void line(json_t *lines, const char *fmt, ...) {
-  char buf[1024];
+/* A sentence: the catalogue's text of `key` with its placeholders filled
+ * from (name, value) pairs ended by NULL. */
+static void say(report_t *r, json_t *lines, const char *key, ...) __attribute__((sentinel));
+static void say(report_t *r, json_t *lines, const char *key, ...) {
+  const char *names[16], *values[16];
+  size_t n = 0;
   va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, sizeof(buf), fmt, ap);
+  va_start(ap, key);
+  for (const char *name; n < 16 && (name = va_arg(ap, const char *)) != NULL; n++) {
+    names[n] = name;
+    values[n] = va_arg(ap, const char *);
+  }
   va_end(ap);
+  char buf[1024];
+  msgcat_fill(T(r, key), names, values, n, buf, sizeof(buf));
   json_array_append_new(lines, json_string(buf));
 }
 
-/* A table: columns as "key|中文标题" strings, NULL-terminated. Returns its
- * rows array. */
-static json_t *table(report_t *r, const char *part_name, const char *name, const char *title,
+/* A table titled by "rep.<name>"; its columns are keys (the CSV's header)
+ * titled by "rep.col.<key>", or "key|catalogue key" where a column's title
+ * differs from the shared one. NULL-terminated. Returns its rows array. */
+static json_t *table(report_t *r, const char *part_name, const char *name,
                      const char *const *cols) {
   json_t *c = json_array(), *rows = json_array();
+  char key[96];
   for (; *cols; cols++) {
     const char *bar = strchr(*cols, '|');
-    json_array_append_new(
-        c, json_pack("{s:s%,s:s}", "key", *cols, (size_t)(bar - *cols), "title", bar + 1));
+    size_t klen = bar ? (size_t)(bar - *cols) : strlen(*cols);
+    if (bar)
+      snprintf(key, sizeof(key), "%s", bar + 1);
+    else
+      snprintf(key, sizeof(key), "rep.col.%s", *cols);
+    json_array_append_new(c, json_pack("{s:s%,s:s}", "key", *cols, klen, "title", T(r, key)));
   }
+  snprintf(key, sizeof(key), "rep.%s", name);
   json_array_append_new(r->tables,
                         json_pack("{s:s,s:s,s:s,s:o,s:o}", "name", name, "part", part_name, "title",
-                                  title, "columns", c, "rows", rows));
+                                  T(r, key), "columns", c, "rows", rows));
   return rows;
 }
 
@@ -143,32 +146,19 @@ static int report_noise(report_t *r) {
   const sg_config_t *cfg = r->gw->cfg;
   noise_params_t p;
   noise_params_from_config(cfg, &p);
-  static const char *const pcols[] = {"device|监测点",
-                                      "period|时段",
-                                      "limit|LAeq 限值 dB(A)",
-                                      "windows|窗口数",
-                                      "complete|完整窗口",
-                                      "compliant|达标窗口",
-                                      "exceeded|超标窗口",
-                                      "incomplete|数据不足",
-                                      "rate|达标率 %",
-                                      "laeq_max|最高 LAeq dB(A)",
-                                      "lmax_over|夜间 Lmax 超标",
-                                      NULL};
-  static const char *const wcols[] = {"device|监测点",     "start|开始",
-                                      "end|结束",          "period|时段",
-                                      "laeq|LAeq dB(A)",   "limit|限值 dB(A)",
-                                      "lmax|Lmax dB(A)",   "lmax_limit|Lmax 限值 dB(A)",
-                                      "coverage|覆盖率 %", NULL};
-  json_t *lines = part(r, "noise", "一、施工场界噪声（GB 12523-2011）");
-  json_t *prow = table(r, "noise", "noise_periods", "各监测点分时段达标情况", pcols);
-  json_t *wrow = table(r, "noise", "noise_exceeded", "超标窗口明细", wcols);
-  line(lines,
-       "按 GB 12523-2011 以 20 分钟等效声级 LAeq 评价：昼间（%02.0f:00-%02.0f:00）限值 %.0f "
-       "dB(A)，夜间限值 %.0f dB(A)，夜间最大声级不得超过限值 %.0f dB；测量时间不足窗口 %.0f%% "
-       "的窗口为数据不足，不判为达标。",
-       p.day_start_h, p.night_start_h, p.day_limit, p.night_limit, p.lmax_margin,
-       p.complete_share * 100);
+  static const char *const pcols[] = {"device",   "period",     "limit|rep.col.laeq_limit",
+                                      "windows",  "complete",   "compliant",
+                                      "exceeded", "incomplete", "rate",
+                                      "laeq_max", "lmax_over",  NULL};
+  static const char *const wcols[] = {"device", "start", "end",        "period",   "laeq",
+                                      "limit",  "lmax",  "lmax_limit", "coverage", NULL};
+  json_t *lines = part(r, "noise");
+  json_t *prow = table(r, "noise", "noise_periods", pcols);
+  json_t *wrow = table(r, "noise", "noise_exceeded", wcols);
+  say(r, lines, "rep.noise.rule", "day_start", F(r, "%02.0f:00", p.day_start_h), "night_start",
+      F(r, "%02.0f:00", p.night_start_h), "day", F(r, "%.0f", p.day_limit), "night",
+      F(r, "%.0f", p.night_limit), "margin", F(r, "%.0f", p.lmax_margin), "share",
+      F(r, "%.0f", p.complete_share * 100), NULL);
   long all_complete = 0, all_compliant = 0, all_exceeded = 0, meters = 0;
   int rc = 0;
   for (size_t i = 0; i < cfg->n_devices && rc == 0; i++) {
@@ -204,11 +194,11 @@ static int report_noise(report_t *r) {
         if (isfinite(w.laeq) && !(w.laeq <= a->laeq_max))
           a->laeq_max = w.laeq;
         if (w.verdict == 1 && json_array_size(wrow) < REPORT_ROWS_MAX)
-          json_array_append_new(wrow,
-                                json_pack("[s,o,o,s,o,o,o,o,o]", d->id, ltime(w.start),
-                                          ltime(w.end), w.period == NOISE_NIGHT ? "夜间" : "昼间",
-                                          num(w.laeq, 1), num(w.limit, 0), num(w.lmax, 1),
-                                          num(w.lmax_limit, 0), num(w.coverage * 100, 0)));
+          json_array_append_new(
+              wrow, json_pack("[s,o,o,s,o,o,o,o,o]", d->id, ltime(w.start), ltime(w.end),
+                              T(r, w.period == NOISE_NIGHT ? "period_night" : "period_day"),
+                              num(w.laeq, 1), num(w.limit, 0), num(w.lmax, 1), num(w.lmax_limit, 0),
+                              num(w.coverage * 100, 0)));
       }
       free(la);
       free(mx);
@@ -220,13 +210,13 @@ static int report_noise(report_t *r) {
       if (p.indoor)
         lim -= NOISE_INDOOR_DB;
       json_array_append_new(
-          prow,
-          json_pack("[s,s,o,I,I,I,I,I,o,o,o]", d->id, per == NOISE_NIGHT ? "夜间" : "昼间",
-                    num(lim, 0), (json_int_t)a->windows, (json_int_t)a->complete,
-                    (json_int_t)a->compliant, (json_int_t)a->exceeded, (json_int_t)a->incomplete,
-                    a->complete ? num(100.0 * a->compliant / a->complete, 1) : json_null(),
-                    num(a->laeq_max, 1),
-                    per == NOISE_NIGHT ? json_integer(a->lmax_over) : json_null()));
+          prow, json_pack("[s,s,o,I,I,I,I,I,o,o,o]", d->id,
+                          T(r, per == NOISE_NIGHT ? "period_night" : "period_day"), num(lim, 0),
+                          (json_int_t)a->windows, (json_int_t)a->complete, (json_int_t)a->compliant,
+                          (json_int_t)a->exceeded, (json_int_t)a->incomplete,
+                          a->complete ? num(100.0 * a->compliant / a->complete, 1) : json_null(),
+                          num(a->laeq_max, 1),
+                          per == NOISE_NIGHT ? json_integer(a->lmax_over) : json_null()));
       all_complete += a->complete;
       all_compliant += a->compliant;
       all_exceeded += a->exceeded;
@@ -234,11 +224,14 @@ static int report_noise(report_t *r) {
   }
   if (rc == 0) {
     if (meters == 0)
-      line(lines, "本工地未配置噪声监测点。");
+      say(r, lines, "rep.noise.no_meters", NULL);
+    else if (all_complete == 0) /* no share of nothing: "0 compliant (0.0%)" misleads */
+      say(r, lines, "rep.noise.no_windows", "meters", F(r, "%ld", meters), NULL);
     else
-      line(lines, "本月 %ld 个监测点共有完整窗口 %ld 个，达标 %ld 个（%.1f%%），超标 %ld 个。",
-           meters, all_complete, all_compliant,
-           all_complete ? 100.0 * all_compliant / all_complete : 0.0, all_exceeded);
+      say(r, lines, "rep.noise.summary", "meters", F(r, "%ld", meters), "complete",
+          F(r, "%ld", all_complete), "compliant", F(r, "%ld", all_compliant), "share",
+          F(r, "%.1f", 100.0 * all_compliant / all_complete), "exceeded", F(r, "%ld", all_exceeded),
+          NULL);
   }
   return rc;
 }
@@ -251,11 +244,12 @@ typedef struct episode {
   long windows;
 } episode_t;
 
-static void episode_flush(json_t *rows, const char *dev, const char *q, episode_t *e) {
+static void episode_flush(const report_t *r, json_t *rows, const char *dev, const char *q,
+                          episode_t *e) {
   if (e->windows && json_array_size(rows) < REPORT_ROWS_MAX)
     json_array_append_new(rows, json_pack("[s,s,o,o,o,o,s]", dev, q, ltime(e->start), ltime(e->end),
                                           num((e->end - e->start) / 3600, 1), num(e->peak, 1),
-                                          e->level == 2 ? "告警" : "预警"));
+                                          T(r, e->level == 2 ? "level_alarm" : "level_warning")));
   memset(e, 0, sizeof(*e));
 }
 
@@ -263,28 +257,26 @@ static int report_dust(report_t *r) {
   const sg_config_t *cfg = r->gw->cfg;
   dust_params_t p;
   dust_params_from_config(cfg, &p);
-  static const char *const scols[] = {"device|监测点",
-                                      "quantity|参数",
-                                      "windows|小时窗口",
-                                      "mean|月均值 µg/m³",
-                                      "max|最高小时均值 µg/m³",
-                                      "warn|预警线",
-                                      "alarm|告警线",
-                                      "warn_windows|达预警窗口",
-                                      "alarm_windows|达告警窗口",
-                                      "unreliable|高湿剔除读数",
+  static const char *const scols[] = {"device",
+                                      "quantity",
+                                      "windows|rep.col.hour_windows",
+                                      "mean|rep.col.month_mean",
+                                      "max|rep.col.hour_max",
+                                      "warn|rep.col.warn_line",
+                                      "alarm|rep.col.alarm_line",
+                                      "warn_windows",
+                                      "alarm_windows",
+                                      "unreliable",
                                       NULL};
   static const char *const ecols[] = {
-      "device|监测点",  "quantity|参数",           "start|开始", "end|结束",
-      "hours|持续小时", "peak|最高小时均值 µg/m³", "level|等级", NULL};
-  json_t *lines = part(r, "dust", "二、扬尘（PM10、PM2.5、TSP）");
-  json_t *srow = table(r, "dust", "dust_stations", "各监测点小时均值统计", scols);
-  json_t *erow = table(r, "dust", "dust_episodes", "扬尘超标过程（连续达预警及以上的小时）", ecols);
+      "device", "quantity", "start", "end", "hours", "peak|rep.col.hour_max", "level", NULL};
+  json_t *lines = part(r, "dust");
+  json_t *srow = table(r, "dust", "dust_stations", scols);
+  json_t *erow = table(r, "dust", "dust_episodes", ecols);
   double len = p.window_s[DUST_LONG];
-  line(lines,
-       "按整点对齐的 %.0f 分钟均值评价；相对湿度高于 %.0f%% 时的读数不可靠，已剔除并计数。"
-       "PM10 小时均值预警 %.0f µg/m³、告警 %.0f µg/m³（按地方做法，见配置 [dust]）。",
-       len / 60, p.rh_max, p.warn[DUST_PM10][DUST_LONG], p.alarm[DUST_PM10][DUST_LONG]);
+  say(r, lines, "rep.dust.rule", "minutes", F(r, "%.0f", len / 60), "rh", F(r, "%.0f", p.rh_max),
+      "warn", F(r, "%.0f", p.warn[DUST_PM10][DUST_LONG]), "alarm",
+      F(r, "%.0f", p.alarm[DUST_PM10][DUST_LONG]), NULL);
   long episodes = 0, alarm_windows = 0;
   int rc = 0;
   for (size_t i = 0; i < cfg->n_devices && rc == 0; i++) {
@@ -319,7 +311,7 @@ static int report_dust(report_t *r) {
           nalarm += w.level == 2;
           if (w.level >= 1) {
             if (e.windows && e.end != w.start)
-              episode_flush(erow, d->id, zh(dust_quantity_name(q)), &e), episodes++;
+              episode_flush(r, erow, d->id, NM(r, "q", dust_quantity_name(q)), &e), episodes++;
             if (!e.windows)
               e.start = w.start;
             e.end = w.end;
@@ -327,7 +319,7 @@ static int report_dust(report_t *r) {
             e.peak = fmax(e.peak, w.mean);
             e.level = w.level > e.level ? w.level : e.level;
           } else if (e.windows) {
-            episode_flush(erow, d->id, zh(dust_quantity_name(q)), &e);
+            episode_flush(r, erow, d->id, NM(r, "q", dust_quantity_name(q)), &e);
             episodes++;
           }
         }
@@ -336,13 +328,13 @@ static int report_dust(report_t *r) {
         day = next;
       }
       if (e.windows) {
-        episode_flush(erow, d->id, zh(dust_quantity_name(q)), &e);
+        episode_flush(r, erow, d->id, NM(r, "q", dust_quantity_name(q)), &e);
         episodes++;
       }
       alarm_windows += nalarm;
       double wl = p.warn[q][DUST_LONG], al = p.alarm[q][DUST_LONG];
       json_array_append_new(srow, json_pack("[s,s,I,o,o,o,o,I,I,I]", d->id,
-                                            zh(dust_quantity_name(q)), (json_int_t)windows,
+                                            NM(r, "q", dust_quantity_name(q)), (json_int_t)windows,
                                             windows ? num(sum / windows, 1) : json_null(),
                                             num(max, 1), wl > 0 ? num(wl, 0) : json_null(),
                                             al > 0 ? num(al, 0) : json_null(), (json_int_t)nwarn,
@@ -350,7 +342,8 @@ static int report_dust(report_t *r) {
     }
   }
   if (rc == 0)
-    line(lines, "本月扬尘超标过程 %ld 次，达告警线的小时窗口 %ld 个。", episodes, alarm_windows);
+    say(r, lines, "rep.dust.summary", "episodes", F(r, "%ld", episodes), "windows",
+        F(r, "%ld", alarm_windows), NULL);
   return rc;
 }
 
@@ -372,26 +365,24 @@ static int on_alarm(void *arg, const stor_alarm_t *a) {
                        .figure = a->figure,
                        .limit = a->limit,
                        .peak = a->peak};
-  msgcat_rule_name(r->cat, "zh", a->rule, name, sizeof(name));
-  msgcat_alarm_text(r->cat, "zh", &ma, a->peak, text, sizeof(text));
-  json_array_append_new(
-      rows, json_pack("[I,s,s,s,o,o,o,o,o,s,o,s,s]", (json_int_t)a->id, name, a->source,
-                      zh(alarm_level_name(a->peak_level)), num(a->peak, 1), num(a->limit, 1),
-                      ltime(a->raised), ltime(a->cleared), num((end - a->raised) / 60, 0),
-                      a->acked > 0 ? a->acked_by : "", ltime(a->acked), a->note, text));
+  msgcat_rule_name(r->cat, r->lang, a->rule, name, sizeof(name));
+  msgcat_alarm_text(r->cat, r->lang, &ma, a->peak, text, sizeof(text));
+  json_array_append_new(rows,
+                        json_pack("[I,s,s,s,o,o,o,o,o,s,o,s,s]", (json_int_t)a->id, name, a->source,
+                                  NM(r, "level", alarm_level_name(a->peak_level)), num(a->peak, 1),
+                                  num(a->limit, 1), ltime(a->raised), ltime(a->cleared),
+                                  num((end - a->raised) / 60, 0), a->acked > 0 ? a->acked_by : "",
+                                  ltime(a->acked), a->note, text));
   return 0;
 }
 
 static int report_alarms(report_t *r) {
-  static const char *const cols[] = {"id|编号",           "rule|规则",
-                                     "source|对象",       "level|最高等级",
-                                     "peak|最差数值",     "limit|限值",
-                                     "raised|发生",       "cleared|消除",
-                                     "minutes|持续分钟",  "acked_by|确认人",
-                                     "acked_at|确认时间", "note|处理说明",
-                                     "message|说明",      NULL};
-  json_t *lines = part(r, "alarms", "三、告警及处理");
-  json_t *rows = table(r, "alarms", "alarms", "本月告警及处理", cols);
+  static const char *const cols[] = {"id",      "rule",     "source",   "level|rep.col.peak_level",
+                                     "peak",    "limit",    "raised",   "cleared",
+                                     "minutes", "acked_by", "acked_at", "note",
+                                     "message", NULL};
+  json_t *lines = part(r, "alarms");
+  json_t *rows = table(r, "alarms", "alarms", cols);
   int rc = stor_alarm_history(r->rd, r->since, false, REPORT_ROWS_MAX, on_alarm, r);
   if (rc != 0)
     return rc;
@@ -399,11 +390,11 @@ static int report_alarms(report_t *r) {
   size_t i;
   json_t *row;
   json_array_foreach(rows, i, row) {
-    alarms += strcmp(json_string_value(json_array_get(row, 3)), zh("alarm")) == 0;
+    alarms += strcmp(json_string_value(json_array_get(row, 3)), T(r, "level_alarm")) == 0;
     acked += json_is_string(json_array_get(row, 10));
   }
-  line(lines, "本月发生或持续的告警 %ld 条，其中达告警级 %ld 条，已由人员确认并说明处理 %ld 条。",
-       n, alarms, acked);
+  say(r, lines, "rep.alarms.summary", "n", F(r, "%ld", n), "alarms", F(r, "%ld", alarms), "acked",
+      F(r, "%ld", acked), NULL);
   return 0;
 }
 
@@ -445,17 +436,14 @@ static int on_name(void *arg, const char *name, int64_t net_kg, int64_t entries)
 }
 
 static int report_waste(report_t *r) {
-  static const char *const ccols[] = {"category|类别",      "reuse_onsite|现场利用 t",
-                                      "recycling|资源化 t", "backfill|回填 t",
-                                      "disposal|处置 t",    "total|合计 t",
-                                      "counted|计入排放量", NULL};
-  static const char *const fcols[] = {"name|消纳场所", "t|吨", "trips|车次", NULL};
-  static const char *const kcols[] = {"name|运输单位", "t|吨", "trips|车次", NULL};
-  static const char *const cat_zh[] = {"工程渣土", "工程泥浆", "工程垃圾", "拆除垃圾", "装修垃圾"};
-  json_t *lines = part(r, "waste", "四、建筑垃圾排放与资源化利用");
-  json_t *crow = table(r, "waste", "waste_categories", "本月建筑垃圾按类别与去向", ccols);
-  json_t *frow = table(r, "waste", "waste_facilities", "本月消纳场所", fcols);
-  json_t *krow = table(r, "waste", "waste_carriers", "本月运输单位", kcols);
+  static const char *const ccols[] = {"category", "reuse_onsite", "recycling", "backfill",
+                                      "disposal", "total",        "counted",   NULL};
+  static const char *const fcols[] = {"name|rep.col.facility", "t", "trips", NULL};
+  static const char *const kcols[] = {"name|rep.col.carrier", "t", "trips", NULL};
+  json_t *lines = part(r, "waste");
+  json_t *crow = table(r, "waste", "waste_categories", ccols);
+  json_t *frow = table(r, "waste", "waste_facilities", fcols);
+  json_t *krow = table(r, "waste", "waste_carriers", kcols);
   ledger_acc_t a;
   waste_totals_init(&a.w);
   a.deliveries = json_object();
@@ -475,47 +463,44 @@ static int report_waste(report_t *r) {
   }
   for (int k = 0; k < PROTO_CAT_COUNT; k++) {
     const char *name = proto_waste_category_name(k);
-    const char *zh = name;
-    static const char *const ids[] = {"spoil", "mud", "engineering", "demolition", "decoration"};
-    for (size_t j = 0; j < sizeof(ids) / sizeof(ids[0]); j++)
-      if (strcmp(ids[j], name) == 0)
-        zh = cat_zh[j];
-    json_t *row = json_pack("[s]", zh);
+    json_t *row = json_pack("[s]", NM(r, "cat", name));
     double total = 0;
     for (int d = 0; d < PROTO_DEST_COUNT; d++) {
-      json_array_append_new(row, num(a.w.by_cat_dest[k][d], 2));
+      json_array_append_new(row, num(a.w.by_cat_dest[k][d], 1));
       total += a.w.by_cat_dest[k][d];
     }
-    json_array_append_new(row, num(total, 2));
+    json_array_append_new(row, num(total, 1));
     bool counted = strcmp(name, "spoil") != 0 && strcmp(name, "mud") != 0;
-    json_array_append_new(row, json_string(counted ? "是" : "否"));
+    json_array_append_new(row, json_string(T(r, counted ? "yes" : "no")));
     json_array_append_new(crow, row);
   }
   double util = waste_utilisation(&a.w);
-  line(lines,
-       "本月产生建筑垃圾 %.2f t（不含工程渣土、泥浆 %.2f t），排放 %.2f t，现场利用 %.2f t、"
-       "资源化 %.2f t、回填 %.2f t、处置 %.2f t，资源化利用率 %.1f%%（目标 %.0f%%）。",
-       a.w.generated_t, a.w.excluded_t, a.w.discharged_t, a.w.reused_t, a.w.recycled_t,
-       a.w.backfill_t, a.w.disposed_t, isfinite(util) ? util * 100 : 0.0,
-       r->gw->cfg->waste_util_target * 100);
-  line(lines,
-       "开工至今排放 %.1f t，限额 %.0f t（按现浇 %.0f t/万m²、装配式 %.0f t/万m² 计），已用 "
-       "%.1f%%；排放强度 %.1f t/万m²（限值 %.1f）；按施工进度 %.0f%% 预计竣工时排放 %.0f t。",
-       sum->w.discharged_t, sum->allowance_t, r->gw->cfg->waste_limit_cast,
-       r->gw->cfg->waste_limit_prefab, sum->allowance_used * 100, sum->intensity,
-       sum->limit_per_10k, sum->progress * 100, sum->projected_t);
+  /* Tonnes to one decimal everywhere in the report (a weighbridge's 10 kg
+   * is 0.01 t, below what a monthly account needs to show). */
+  say(r, lines, "rep.waste.month", "generated", F(r, "%.1f", a.w.generated_t), "excluded",
+      F(r, "%.1f", a.w.excluded_t), "discharged", F(r, "%.1f", a.w.discharged_t), "reused",
+      F(r, "%.1f", a.w.reused_t), "recycled", F(r, "%.1f", a.w.recycled_t), "backfill",
+      F(r, "%.1f", a.w.backfill_t), "disposed", F(r, "%.1f", a.w.disposed_t), "util",
+      isfinite(util) ? F(r, "%.1f", util * 100) : "–", "target",
+      F(r, "%.0f", r->gw->cfg->waste_util_target * 100), NULL);
+  say(r, lines, "rep.waste.to_date", "discharged", F(r, "%.1f", sum->w.discharged_t), "allowance",
+      F(r, "%.1f", sum->allowance_t), "cast", F(r, "%.0f", r->gw->cfg->waste_limit_cast), "prefab",
+      F(r, "%.0f", r->gw->cfg->waste_limit_prefab), "used", F(r, "%.1f", sum->allowance_used * 100),
+      "intensity", F(r, "%.1f", sum->intensity), "limit", F(r, "%.1f", sum->limit_per_10k),
+      "progress", F(r, "%.0f", sum->progress * 100), "projected", F(r, "%.1f", sum->projected_t),
+      NULL);
   free(sum);
 
   /* materials: the month's deliveries, and loss rates to date */
   static const char *const mcols[] = {
-      "material|材料",        "delivered|本月进场 t",       "returned|本月退场 t",
-      "green|其中绿色建材 t", "green_share|绿色建材占比 %", NULL};
-  static const char *const lcols[] = {
-      "material|材料", "delivered|累计进场 t", "design|设计量 t", "loss_rate|损耗率 %",
-      "target|目标 %", "baseline|2020 基准 %", "status|状态",     NULL};
-  json_t *mlines = part(r, "materials", "五、主要材料");
-  json_t *mrow = table(r, "materials", "materials_month", "本月材料进场", mcols);
-  json_t *lrow = table(r, "materials", "materials_loss", "开工至今材料损耗率", lcols);
+      "material", "delivered|rep.col.delivered_month", "returned", "green", "green_share", NULL};
+  static const char *const lcols[] = {"material", "delivered|rep.col.delivered_to_date",
+                                      "design",   "loss_rate",
+                                      "target",   "baseline",
+                                      "status",   NULL};
+  json_t *mlines = part(r, "materials");
+  json_t *mrow = table(r, "materials", "materials_month", mcols);
+  json_t *lrow = table(r, "materials", "materials_loss", lcols);
   const char *mat;
   json_t *m;
   double delivered = 0, green = 0;
@@ -523,13 +508,16 @@ static int report_waste(report_t *r) {
     double dt = json_real_value(json_array_get(m, 0)), gt = json_real_value(json_array_get(m, 2));
     delivered += dt;
     green += gt;
-    json_array_append_new(mrow, json_pack("[s,o,o,o,o]", zh(mat), num(dt, 2),
-                                          num(json_real_value(json_array_get(m, 1)), 2), num(gt, 2),
+    json_array_append_new(mrow, json_pack("[s,o,o,o,o]", NM(r, "mat", mat), num(dt, 1),
+                                          num(json_real_value(json_array_get(m, 1)), 1), num(gt, 1),
                                           dt > 0 ? num(gt / dt * 100, 1) : json_null()));
   }
   json_decref(a.deliveries);
-  line(mlines, "本月材料进场 %.1f t，其中绿色建材 %.1f t（%.1f%%）。", delivered, green,
-       delivered > 0 ? green / delivered * 100 : 0.0);
+  if (delivered > 0)
+    say(r, mlines, "rep.materials.month", "delivered", F(r, "%.1f", delivered), "green",
+        F(r, "%.1f", green), "share", F(r, "%.1f", green / delivered * 100), NULL);
+  else
+    say(r, mlines, "rep.materials.none", NULL);
   waste_summary_t *s2 = malloc(sizeof(*s2));
   rc = s2 ? waste_summary_compute(r->gw->cfg, r->rd, sg_now(), s2) : -ENOMEM;
   if (rc == 0) {
@@ -542,7 +530,8 @@ static int report_waste(report_t *r) {
         rate = json_object_get(x, "loss_rate");
       json_array_append_new(
           lrow,
-          json_pack("[s,o,o,o,o,o,s]", zh(json_string_value(json_object_get(x, "material"))),
+          json_pack("[s,o,o,o,o,o,s]",
+                    NM(r, "mat", json_string_value(json_object_get(x, "material"))),
                     num(json_number_value(json_object_get(x, "delivered_t")), 1),
                     json_is_number(json_object_get(x, "design_t"))
                         ? num(json_number_value(json_object_get(x, "design_t")), 1)
@@ -550,7 +539,7 @@ static int report_waste(report_t *r) {
                     json_is_number(rate) ? num(json_number_value(rate) * 100, 2) : json_null(),
                     num(json_number_value(json_object_get(x, "target_rate")) * 100, 2),
                     num(json_number_value(json_object_get(x, "baseline_rate")) * 100, 2),
-                    zh(json_string_value(json_object_get(x, "status")))));
+                    NM(r, "st", json_string_value(json_object_get(x, "status")))));
     }
     json_decref(mj);
   }
@@ -560,15 +549,12 @@ static int report_waste(report_t *r) {
 
 /* ---- energy and carbon (equipment.c's figures, taken on the loop) */
 static int report_energy(report_t *r) {
-  static const char *const ucols[] = {
-      "unit|设备/电表",        "group|设备组",       "kwh|电量 kWh",
-      "fuel_l|柴油 L",         "run_h|运行小时",     "idle_h|空转小时",
-      "idle_kwh|空转电量 kWh", "t_co2|碳排放 t CO₂", NULL};
-  static const char *const dcols[] = {"date|日期", "kwh|电量 kWh", "fuel_l|柴油 L",
-                                      "t_co2|碳排放 t CO₂", NULL};
-  json_t *lines = part(r, "energy", "六、能耗与碳排放");
-  json_t *urow = table(r, "energy", "energy_units", "本月各设备能耗", ucols);
-  json_t *drow = table(r, "energy", "carbon_days", "每日能耗与碳排放", dcols);
+  static const char *const ucols[] = {"unit",   "group",    "kwh",   "fuel_l", "run_h",
+                                      "idle_h", "idle_kwh", "t_co2", NULL};
+  static const char *const dcols[] = {"date", "kwh", "fuel_l", "t_co2", NULL};
+  json_t *lines = part(r, "energy");
+  json_t *urow = table(r, "energy", "energy_units", ucols);
+  json_t *drow = table(r, "energy", "carbon_days", dcols);
   /* whole local days: the current one is counted to now */
   double until = env_local_midnight(r->until - 1) + DAY_S;
   if (env_local_midnight(until) != until)
@@ -602,17 +588,13 @@ static int report_energy(report_t *r) {
                                     num(json_number_value(json_object_get(x, "t_co2")), 3)));
   }
   json_t *per = json_object_get(c, "period"), *f = json_object_get(c, "factors");
-  line(lines,
-       "本月用电 %.1f kWh、柴油 %.1f L，折合碳排放 %.3f t CO₂，单位建筑面积 %.4f kg CO₂/m²。"
-       "计算：t CO₂ = kWh / 1000 × %.4f t/MWh + L × %.2f kg/L / "
-       "1000（电网排放因子、柴油排放因子见配置 "
-       "[energy]）。",
-       json_number_value(json_object_get(per, "kwh")),
-       json_number_value(json_object_get(per, "fuel_l")),
-       json_number_value(json_object_get(per, "t_co2")),
-       json_number_value(json_object_get(per, "kg_per_m2")),
-       json_number_value(json_object_get(f, "grid_t_per_mwh")),
-       json_number_value(json_object_get(f, "diesel_kg_per_l")));
+  say(r, lines, "rep.energy.summary", "kwh",
+      F(r, "%.1f", json_number_value(json_object_get(per, "kwh"))), "fuel",
+      F(r, "%.1f", json_number_value(json_object_get(per, "fuel_l"))), "t_co2",
+      F(r, "%.3f", json_number_value(json_object_get(per, "t_co2"))), "kg_m2",
+      F(r, "%.4f", json_number_value(json_object_get(per, "kg_per_m2"))), "grid",
+      F(r, "%.4f", json_number_value(json_object_get(f, "grid_t_per_mwh"))), "diesel",
+      F(r, "%.2f", json_number_value(json_object_get(f, "diesel_kg_per_l"))), NULL);
   json_decref(e);
   json_decref(c);
   return 0;
@@ -620,12 +602,11 @@ static int report_energy(report_t *r) {
 
 /* ---- non-road mobile machinery: per machine over the month */
 static int report_machinery(report_t *r) {
-  static const char *const cols[] = {"code|环保登记编码",    "type|机械类型", "stage|排放阶段",
-                                     "power_kw|额定功率 kW", "days|在场天数", "onsite_h|在场小时",
-                                     "engine_h|发动机小时",  "fuel_l|油耗 L", "t_co2|碳排放 t CO₂",
-                                     "nox_kg|NOx kg",        "pm_kg|PM kg",   NULL};
-  json_t *lines = part(r, "machinery", "七、非道路移动机械");
-  json_t *rows = table(r, "machinery", "machinery", "本月非道路移动机械", cols);
+  static const char *const cols[] = {"code",  "type",     "stage",    "power_kw",
+                                     "days",  "onsite_h", "engine_h", "fuel_l|rep.col.fuel_any",
+                                     "t_co2", "nox_kg",   "pm_kg",    NULL};
+  json_t *lines = part(r, "machinery");
+  json_t *rows = table(r, "machinery", "machinery", cols);
   double until = env_local_midnight(r->until - 1) + DAY_S;
   if (env_local_midnight(until) != until)
     until = env_local_midnight(until + 3 * 3600);
@@ -633,32 +614,40 @@ static int report_machinery(report_t *r) {
   int rc = machinery_report_month(r->gw, r->rd, r->since, until, rows, &s);
   if (rc != 0)
     return rc;
-  line(lines,
-       "本月登记机械 %d 台，在场合计 %d 台·天、%.1f 小时，发动机 %.1f 小时，油耗 %.1f L，"
-       "折合碳排放 %.3f t CO₂（柴油排放因子同第六部分，机械油耗不计入设备能耗，只计一次）。",
-       (int)json_integer_value(json_object_get(s, "machines")),
-       (int)json_integer_value(json_object_get(s, "machine_days")),
-       json_number_value(json_object_get(s, "onsite_h")),
-       json_number_value(json_object_get(s, "engine_h")),
-       json_number_value(json_object_get(s, "fuel_l")),
-       json_number_value(json_object_get(s, "t_co2")));
-  line(lines,
-       "估算 NOx %.2f kg、PM %.3f kg：发动机小时 × 额定功率 × 负荷系数 %.1f × 排放因子（按排放阶段"
-       "与功率段取 GB 20891-2007、GB 20891-2014 限值，国零阶段按第一阶段 1.5 倍估计）。"
-       "本区允许的最低排放阶段：%s。",
-       json_number_value(json_object_get(s, "nox_kg")),
-       json_number_value(json_object_get(s, "pm_kg")),
-       json_number_value(json_object_get(s, "load_factor")),
-       json_string_value(json_object_get(s, "min_stage")));
+  /* The stage "electric" is a word; the others are the standard's numerals. */
+  size_t i;
+  json_t *row;
+  json_array_foreach(rows, i, row) {
+    const char *st = json_string_value(json_array_get(row, 2));
+    if (st)
+      json_array_set_new(row, 2, json_string(NM(r, "stage", st)));
+  }
+  const char *min_stage = json_string_value(json_object_get(s, "min_stage"));
+  say(r, lines, "rep.machinery.summary", "machines",
+      F(r, "%d", (int)json_integer_value(json_object_get(s, "machines"))), "days",
+      F(r, "%d", (int)json_integer_value(json_object_get(s, "machine_days"))), "onsite",
+      F(r, "%.1f", json_number_value(json_object_get(s, "onsite_h"))), "engine",
+      F(r, "%.1f", json_number_value(json_object_get(s, "engine_h"))), "fuel",
+      F(r, "%.1f", json_number_value(json_object_get(s, "fuel_l"))), "t_co2",
+      F(r, "%.3f", json_number_value(json_object_get(s, "t_co2"))), NULL);
+  say(r, lines, "rep.machinery.factors", "nox",
+      F(r, "%.2f", json_number_value(json_object_get(s, "nox_kg"))), "pm",
+      F(r, "%.3f", json_number_value(json_object_get(s, "pm_kg"))), "load",
+      F(r, "%.1f", json_number_value(json_object_get(s, "load_factor"))), "min_stage",
+      NM(r, "stage", min_stage ? min_stage : "-"), NULL);
   json_decref(s);
   return 0;
 }
 
-int report_build(gw_t *gw, stor_reader_t *rd, int y, int m, json_t **out) {
+int report_build(gw_t *gw, stor_reader_t *rd, int y, int m, const char *lang, json_t **out) {
   struct tm a = {.tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = 1, .tm_isdst = -1};
   struct tm b = {.tm_year = y - 1900, .tm_mon = m, .tm_mday = 1, .tm_isdst = -1};
   double now = sg_now();
-  report_t r = {.gw = gw, .rd = rd, .since = (double)mktime(&a), .until = (double)mktime(&b)};
+  report_t r = {.gw = gw,
+                .rd = rd,
+                .since = (double)mktime(&a),
+                .until = (double)mktime(&b),
+                .lang = msgcat_lang(lang)};
   double month_end = r.until;
   if (r.until > now)
     r.until = now;
@@ -670,7 +659,7 @@ int report_build(gw_t *gw, stor_reader_t *rd, int y, int m, json_t **out) {
   char path[PATH_MAX], err[256];
   snprintf(path, sizeof(path), "%s/messages.json", web_root(gw->cfg));
   if (msgcat_load(path, &r.cat, err, sizeof(err)) != 0)
-    log_warn("report without the catalogue, alarms by rule name: %s", err);
+    log_warn("report without the catalogue, in its keys: %s", err);
   int rc = report_noise(&r);
   if (rc == 0)
     rc = report_dust(&r);
@@ -682,8 +671,8 @@ int report_build(gw_t *gw, stor_reader_t *rd, int y, int m, json_t **out) {
     rc = report_energy(&r);
   if (rc == 0)
     rc = report_machinery(&r);
-  msgcat_free(r.cat);
   if (rc != 0) {
+    msgcat_free(r.cat);
     json_decref(r.parts);
     json_decref(r.tables);
     return rc;
@@ -691,9 +680,20 @@ int report_build(gw_t *gw, stor_reader_t *rd, int y, int m, json_t **out) {
   char month[8];
   snprintf(month, sizeof(month), "%04d-%02d", y, m);
   const sg_config_t *cfg = gw->cfg;
-  *out = json_pack("{s:{s:s,s:s,s:s},s:s,s:f,s:f,s:f,s:b,s:f,s:o,s:o}", "site", "id", cfg->site_id,
-                   "name", cfg->site_name, "timezone", cfg->timezone, "month", month, "since",
-                   r.since, "until", r.until, "month_end", month_end, "partial",
-                   r.until < month_end, "generated", now, "parts", r.parts, "tables", r.tables);
+  /* The page's own words (title, period line, signatures) for the HTML. */
+  char gen_words[256];
+  json_t *words = json_object();
+  static const char *const page_keys[] = {"title", "site_id", "period",   "partial",  "generated",
+                                          "none",  "sign_pm", "sign_sup", "sign_date"};
+  for (size_t i = 0; i < sizeof(page_keys) / sizeof(page_keys[0]); i++) {
+    snprintf(gen_words, sizeof(gen_words), "rep.page.%s", page_keys[i]);
+    json_object_set_new(words, page_keys[i], json_string(T(&r, gen_words)));
+  }
+  *out = json_pack("{s:{s:s,s:s,s:s},s:s,s:s,s:f,s:f,s:f,s:b,s:f,s:o,s:o,s:o}", "site", "id",
+                   cfg->site_id, "name", cfg->site_name, "timezone", cfg->timezone, "month", month,
+                   "lang", r.lang, "since", r.since, "until", r.until, "month_end", month_end,
+                   "partial", r.until < month_end, "generated", now, "words", words, "parts",
+                   r.parts, "tables", r.tables);
+  msgcat_free(r.cat);
   return 0;
 }

@@ -1,13 +1,15 @@
 /* The monthly report's renderings and its endpoint:
  *
  *   GET /api/report?month=YYYY-MM                 the report as JSON (report.c)
- *   GET /api/report?month=YYYY-MM&format=html     the printable page, in Chinese
+ *   GET /api/report?month=YYYY-MM&format=html     the printable page
+ *   ...&lang=en                                   any of them in English
  *   GET /api/report?month=YYYY-MM&format=csv&table=NAME   one of its tables
  *
  * The page is self-contained (its style inline, no script), so the file
  * `sitectl report --out` saves prints the same anywhere. */
 #define LOG_MODULE "http"
 
+#include "common/msgcat.h"
 #include "gateway/api/api.h"
 #include <errno.h>
 #include <stdio.h>
@@ -63,6 +65,12 @@ static const char *const STYLE =
     "p.line{margin:4px 0;line-height:1.6}.sign{margin-top:36px;display:flex;gap:80px}"
     "@media print{body{margin:0;max-width:none}h2{break-after:avoid}tr{break-inside:avoid}}";
 
+/* The page's word `key` (the report's "words", from the catalogue). */
+static const char *W(const json_t *rep, const char *key) {
+  const char *s = json_string_value(json_object_get(json_object_get(rep, "words"), key));
+  return s ? s : key;
+}
+
 static char *render_html(const json_t *rep, size_t *len) {
   char *out = NULL;
   FILE *f = open_memstream(&out, len);
@@ -70,14 +78,22 @@ static char *render_html(const json_t *rep, size_t *len) {
     return NULL;
   json_t *site = json_object_get(rep, "site");
   const char *month = json_string_value(json_object_get(rep, "month"));
-  fputs("<!doctype html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>",
-        f);
+  bool en = strcmp(json_string_value(json_object_get(rep, "lang")), "en") == 0;
+  fprintf(f,
+          "<!doctype html>\n<html lang=\"%s\"><head><meta charset=\"utf-8\">"
+          "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>",
+          en ? "en" : "zh-CN");
   esc(f, json_string_value(json_object_get(site, "name")));
-  fprintf(f, " %s 月度工地报告</title><style>%s</style></head><body>\n", month, STYLE);
+  fprintf(f, " %s ", month);
+  esc(f, W(rep, "title"));
+  fprintf(f, "</title><style>%s</style></head><body>\n", STYLE);
   fputs("<h1>", f);
   esc(f, json_string_value(json_object_get(site, "name")));
-  fprintf(f, " · %s 月度工地报告</h1>\n<p class=\"meta\">工地编号 ", month);
+  fprintf(f, " · %s ", month);
+  esc(f, W(rep, "title"));
+  fputs("</h1>\n<p class=\"meta\">", f);
+  esc(f, W(rep, "site_id"));
+  fputc(' ', f);
   esc(f, json_string_value(json_object_get(site, "id")));
   char from[32], to[32], gen[32];
   time_t a = (time_t)json_number_value(json_object_get(rep, "since")),
@@ -87,8 +103,16 @@ static char *render_html(const json_t *rep, size_t *len) {
   strftime(from, sizeof(from), "%Y-%m-%d %H:%M", localtime_r(&a, &tm));
   strftime(to, sizeof(to), "%Y-%m-%d %H:%M", localtime_r(&b, &tm));
   strftime(gen, sizeof(gen), "%Y-%m-%d %H:%M", localtime_r(&g, &tm));
-  fprintf(f, " · 统计期 %s 至 %s%s · 生成于 %s（sitegated 数据，时间为工地当地时间）</p>\n", from,
-          to, json_is_true(json_object_get(rep, "partial")) ? "（本月尚未结束）" : "", gen);
+  /* "period" and "generated" hold {from} {to} and {at}: filled here. */
+  char line[512];
+  const char *names[] = {"from", "to", "at"}, *values[] = {from, to, gen};
+  fputs(" · ", f);
+  esc(f, msgcat_fill(W(rep, "period"), names, values, 2, line, sizeof(line)));
+  if (json_is_true(json_object_get(rep, "partial")))
+    esc(f, W(rep, "partial"));
+  fputs(" · ", f);
+  esc(f, msgcat_fill(W(rep, "generated"), names, values, 3, line, sizeof(line)));
+  fputs("</p>\n", f);
   size_t i, j, k;
   json_t *p, *t, *row, *v, *c;
   json_array_foreach(json_object_get(rep, "parts"), i, p) {
@@ -124,15 +148,22 @@ static char *render_html(const json_t *rep, size_t *len) {
         }
         fputs("</tr>\n", f);
       }
-      if (json_array_size(rows) == 0)
-        fprintf(f, "<tr><td colspan=\"%zu\">无</td></tr>\n",
-                json_array_size(json_object_get(t, "columns")));
+      if (json_array_size(rows) == 0) {
+        fprintf(f, "<tr><td colspan=\"%zu\">", json_array_size(json_object_get(t, "columns")));
+        esc(f, W(rep, "none"));
+        fputs("</td></tr>\n", f);
+      }
       fputs("</tbody></table>\n", f);
     }
   }
-  fputs("<div class=\"sign\"><span>项目负责人（签字）：</span><span>监理单位（签字）：</span>"
-        "<span>日期：</span></div>\n</body></html>\n",
-        f);
+  fputs("<div class=\"sign\">", f);
+  static const char *const signs[] = {"sign_pm", "sign_sup", "sign_date"};
+  for (size_t s = 0; s < 3; s++) {
+    fputs("<span>", f);
+    esc(f, W(rep, signs[s]));
+    fputs("</span>", f);
+  }
+  fputs("</div>\n</body></html>\n", f);
   if (fclose(f) != 0) {
     free(out);
     return NULL;
@@ -191,7 +222,7 @@ static char *render_csv(const json_t *t, size_t *len) {
 
 void api_report(const http_req_t *req, http_resp_t *resp) {
   const char *month = http_query(req, "month"), *format = http_query(req, "format");
-  const char *tname = http_query(req, "table");
+  const char *tname = http_query(req, "table"), *lang = http_query(req, "lang");
   int y, m;
   char tail;
   if (month && *month) {
@@ -218,7 +249,7 @@ void api_report(const http_req_t *req, http_resp_t *resp) {
     return;
   }
   json_t *rep;
-  int rc = report_build(req->gw, req->reader, y, m, &rep);
+  int rc = report_build(req->gw, req->reader, y, m, lang, &rep);
   if (rc == -ERANGE) {
     http_error(resp, 404, "%04d-%02d has not begun yet", y, m);
     return;

@@ -11,6 +11,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* DTLS handshakes the front keeps pending at once (libcoap's
+ * max_handshake_sessions; its default is 100). With OpenSSL the first
+ * ClientHello from an address only earns a stateless HelloVerifyRequest
+ * (RFC 6347 4.2.1), but libcoap 4.3.1 still keeps a small session per
+ * address and frees one only when it is 30 s old and another new address
+ * writes: so N pending slots withstand N/30 spoofed or abandoned ClientHellos
+ * a second. 100 fell to a trickle of 20/s (issue 13); 1024 holds 34/s,
+ * costs under 1 MB when full, and a device that has shaken hands is never
+ * counted against it. */
+#define GW_DTLS_MAX_HANDSHAKES 1024
+
 /* The CoAP front (server.c): binds UDP and DTLS, serves POST /r and POST /w.
  * Loop thread (asserted). Returns 0, -EINVAL, -EADDRINUSE or -ENOTSUP
  * (each logged with what to do), -EIO or -ENOMEM. */

@@ -13,6 +13,16 @@ struct ticket_job;
 struct gate_job;
 struct ctl_client;
 
+/* A Block1 upload being assembled (upload.c). */
+#define COAP_UPLOADS_MAX 16 /* at once, over every session */
+struct coap_upload {
+  const coap_session_t *session; /* NULL: the slot is free; compared, never followed */
+  const coap_resource_t *res;
+  uint8_t *buf;
+  size_t len, size1; /* bytes so far; Size1 as declared, 0 when none */
+  uint64_t used_ms;
+};
+
 struct coap_front {
   gw_t *gw;
   coap_context_t *ctx; /* NULL once the front has stopped */
@@ -24,9 +34,14 @@ struct coap_front {
   uint8_t dummy_key[32];      /* PSK for identities we do not know */
   uint64_t unknown_ids;       /* handshakes of unknown identities not yet logged */
   uint64_t unknown_logged_ms; /* when the last was */
+  /* DTLS handshakes (server.c, from libcoap's session events): the figures
+   * at the last flood line, and when it was said */
+  uint64_t hs_logged_abandoned, hs_logged_ms;
   struct ticket_job *tickets; /* POST /w waiting for their commit (tickets.c) */
   struct ctl_client *ctl;     /* equipment controllers (client.c), NULL until used */
   struct gate_job *gates;     /* POST /g waiting for their commit (gates.c) */
+  struct coap_upload uploads[COAP_UPLOADS_MAX];
+  uint8_t *body; /* the last upload assembled, freed at the next request */
 };
 
 /* Sets the code of `resp` and, when `text` is not empty, a text/plain
@@ -39,6 +54,24 @@ void coapfront__reject(struct coap_front *cf, gw_device_t *dev, gw_reject_t why,
 /* The DTLS identity of a session as a C string ("" for plain CoAP, or for
  * an identity of `cap` bytes or more). */
 void coapfront__identity(const coap_session_t *s, char *out, size_t cap);
+
+/* upload.c: the body of request `req` to resource `res`. A request
+ * without Block1 is its own body. Block1 uploads (RFC 7959 2.5) are
+ * assembled here, not by libcoap: libcoap 4.3.1 cut a body to a Size1
+ * that lied and took the first block for the whole body when Size1 was
+ * missing. Blocks must come in order from block 0; a body over `max` bytes
+ * is 4.13 with Size1 = `max`; a Size1 that does not match what the blocks
+ * held is 4.00. Returns 1 with the whole body in *data and *len (valid
+ * until the next request), or 0 when `resp` is set: 2.31 Continue for a
+ * block that is not the last, or a refusal (counted as too_large for
+ * 4.13, bad_pack otherwise). An empty body is returned as such. */
+int coapfront__body(struct coap_front *cf, coap_session_t *session, const coap_resource_t *res,
+                    const coap_pdu_t *req, coap_pdu_t *resp, size_t max, const uint8_t **data,
+                    size_t *len);
+/* upload.c: drops the uploads of a session that goes (session NULL: all,
+ * and frees them; when the front stops), and those idle for 60 s. */
+void coapfront__uploads_drop(struct coap_front *cf, const coap_session_t *session);
+void coapfront__uploads_sweep(struct coap_front *cf);
 
 /* tickets.c: registers POST /w on cf->ctx. */
 void coapfront__tickets_add(struct coap_front *cf);

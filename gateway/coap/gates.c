@@ -104,8 +104,8 @@ static void on_move_done(void *arg, const stor_move_t *mv, const stor_move_resul
 }
 
 /* The first call of POST /g: checks, then submits. */
-static void gate_submit(struct coap_front *cf, coap_session_t *session, const coap_pdu_t *req,
-                        coap_pdu_t *resp) {
+static void gate_submit(struct coap_front *cf, coap_session_t *session, const coap_resource_t *res,
+                        const coap_pdu_t *req, coap_pdu_t *resp) {
   gw_t *gw = cf->gw;
   char err[256];
   proto_gate_event_t ev;
@@ -118,16 +118,14 @@ static void gate_submit(struct coap_front *cf, coap_session_t *session, const co
                       "a gate event is Content-Format 50 (json) or 60 (cbor)");
     return;
   }
-  size_t len = 0, offset = 0, total = 0;
+  size_t len = 0;
   const uint8_t *data = NULL;
-  if (!coap_get_data_large(req, &len, &data, &offset, &total) || total == 0) {
+  size_t max = GATE_BODY_MAX < gw->cfg->max_body ? GATE_BODY_MAX : (size_t)gw->cfg->max_body;
+  if (!coapfront__body(cf, session, res, req, resp, max, &data, &len))
+    return; /* 2.31 for a block, or refused */
+  if (len == 0) {
     coapfront__reject(cf, NULL, GW_REJECT_BAD_PACK, resp, COAP_RESPONSE_CODE_BAD_REQUEST,
                       "empty payload: send one gate event");
-    return;
-  }
-  if (total > GATE_BODY_MAX || total > (size_t)gw->cfg->max_body) {
-    coapfront__reject(cf, NULL, GW_REJECT_TOO_LARGE, resp, COAP_RESPONSE_CODE_REQUEST_TOO_LARGE,
-                      "a gate event this large is not a gate event");
     return;
   }
   double now = sg_now();
@@ -209,7 +207,7 @@ static void on_post_gate(coap_resource_t *res, coap_session_t *session, const co
   coap_async_t *async = coap_find_async(session, coap_pdu_get_token(req));
   if (!async) {
     atomic_fetch_add_explicit(&cf->gw->counters.requests, 1, memory_order_relaxed);
-    gate_submit(cf, session, req, resp);
+    gate_submit(cf, session, res, req, resp);
     return; /* submitted: no code, so a CON gets an empty ACK now */
   }
   struct gate_job *j = coap_async_get_app_data(async);

@@ -16,6 +16,7 @@
 
 #include "gateway/coap/coap_int.h"
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,24 +88,15 @@ static void on_post_readings(coap_resource_t *res, coap_session_t *session, cons
     return;
   }
 
-  size_t len = 0, offset = 0, total = 0;
+  size_t len = 0;
   const uint8_t *data = NULL;
-  if (!coap_get_data_large(req, &len, &data, &offset, &total) || total == 0) {
+  if (!coapfront__body(cf, session, res, req, resp, (size_t)gw->cfg->max_body, &data, &len))
+    return; /* 2.31 for a block, or refused */
+  if (len == 0) {
     coapfront__reject(cf, NULL, GW_REJECT_BAD_PACK, resp, COAP_RESPONSE_CODE_BAD_REQUEST,
                       "empty payload: send a SenML pack");
     return;
   }
-  if (total > (size_t)gw->cfg->max_body) {
-    uint8_t buf[4];
-    snprintf(err, sizeof(err), "pack of %zu bytes is larger than the %d allowed; send it in parts",
-             total, gw->cfg->max_body);
-    coap_add_option(resp, COAP_OPTION_SIZE1,
-                    coap_encode_var_safe(buf, sizeof(buf), (unsigned)gw->cfg->max_body), buf);
-    coapfront__reject(cf, NULL, GW_REJECT_TOO_LARGE, resp, COAP_RESPONSE_CODE_REQUEST_TOO_LARGE,
-                      err);
-    return;
-  }
-
   double now = sg_now();
   proto_limits_t lim = {.now = now, .oldest = now - (double)gw->cfg->raw_days * 86400.0};
   int rc = cfmt == COAP_MEDIATYPE_APPLICATION_SENML_CBOR
@@ -138,6 +130,22 @@ static void on_post_readings(coap_resource_t *res, coap_session_t *session, cons
     return;
   }
 
+  /* A record without t is stamped with the receipt time (SenML: "now"), to
+   * the millisecond: two packs of one device in one millisecond would share
+   * it, and storage would take the second for a resend of the first and
+   * drop it after its 2.04 (issue 13). So a device's receipt times only go
+   * forward, by a millisecond at least: decoded again when they would not. */
+  int64_t last = atomic_load_explicit(&dev->last_ms, memory_order_relaxed);
+  if (llround(now * 1000.0) <= last) {
+    now = lim.now = ((double)last + 1.0) / 1000.0;
+    rc = cfmt == COAP_MEDIATYPE_APPLICATION_SENML_CBOR
+             ? proto_senml_decode_cbor(data, len, &lim, &cf->pack, err, sizeof(err))
+             : proto_senml_decode_json(data, len, &lim, &cf->pack, err, sizeof(err));
+    if (rc != 0) { /* it decoded a moment ago */
+      coapfront__reject(cf, dev, GW_REJECT_BAD_PACK, resp, COAP_RESPONSE_CODE_BAD_REQUEST, err);
+      return;
+    }
+  }
   for (size_t i = 0; i < cf->pack.n; i++) {
     cf->readings[i] = (stor_reading_t){.device = dev->db_id,
                                        .quantity = cf->pack.rec[i].quantity,
@@ -159,7 +167,7 @@ static void on_post_readings(coap_resource_t *res, coap_session_t *session, cons
   atomic_fetch_add_explicit(&gw->counters.records, cf->pack.n, memory_order_relaxed);
   atomic_fetch_add_explicit(&dev->packs, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&dev->records, cf->pack.n, memory_order_relaxed);
-  atomic_store_explicit(&dev->last_ms, (int64_t)(now * 1000.0), memory_order_relaxed);
+  atomic_store_explicit(&dev->last_ms, (int64_t)llround(now * 1000.0), memory_order_relaxed);
   gw_pack_accepted(gw, dev, &cf->pack);
   coap_pdu_set_code(resp, COAP_RESPONSE_CODE_CHANGED);
 }
@@ -218,6 +226,121 @@ static const coap_bin_const_t *on_psk_identity(coap_bin_const_t *identity, coap_
   return &key;
 }
 
+/* DTLS handshakes, counted from libcoap's session events. A server session
+ * on the DTLS endpoint is born at a ClientHello from a new address
+ * (SERVER_SESSION_NEW), completes at DTLS_CONNECTED, and goes at
+ * SERVER_SESSION_DEL: one that goes without having completed was abandoned
+ * (a spoofed source never answers the HelloVerifyRequest; a client may give
+ * up). A completed session carries `hs_done` as its app data; server
+ * sessions have no other (client.c's are of type CLIENT). */
+static char hs_done;
+#define FLOOD_LOG_EVERY_MS 10000
+
+static int on_session_event(coap_session_t *s, const coap_event_t event) {
+  coap_session_type_t type = coap_session_get_type(s);
+  struct coap_front *cf = coap_get_app_data(coap_session_get_context(s));
+  if (!cf || (type != COAP_SESSION_TYPE_SERVER && type != COAP_SESSION_TYPE_HELLO))
+    return 0;
+  if (event == COAP_EVENT_SERVER_SESSION_DEL)
+    coapfront__uploads_drop(cf, s); /* its pointer may come back for another peer */
+  if (coap_session_get_proto(s) != COAP_PROTO_DTLS)
+    return 0;
+  gw_counters_t *c = &cf->gw->counters;
+  switch (event) {
+  case COAP_EVENT_SERVER_SESSION_NEW:
+    atomic_fetch_add_explicit(&c->dtls_begun, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->dtls_pending, 1, memory_order_relaxed);
+    break;
+  case COAP_EVENT_DTLS_CONNECTED:
+    if (coap_session_get_app_data(s) != &hs_done) {
+      coap_session_set_app_data(s, &hs_done);
+      atomic_fetch_add_explicit(&c->dtls_completed, 1, memory_order_relaxed);
+      atomic_fetch_sub_explicit(&c->dtls_pending, 1, memory_order_relaxed);
+    }
+    break;
+  case COAP_EVENT_SERVER_SESSION_DEL:
+    if (coap_session_get_app_data(s) != &hs_done) {
+      atomic_fetch_add_explicit(&c->dtls_abandoned, 1, memory_order_relaxed);
+      atomic_fetch_sub_explicit(&c->dtls_pending, 1, memory_order_relaxed);
+    }
+    break;
+  default:
+    break;
+  }
+  return 0;
+}
+
+/* Once a second: when handshakes were abandoned since the last line, or the
+ * pending ones fill half the table, says so at most every
+ * FLOOD_LOG_EVERY_MS, with the figures. At the limit libcoap ignores new
+ * ClientHellos without a word, so that is said loudest. */
+static void check_handshakes(struct coap_front *cf) {
+  gw_counters_t *c = &cf->gw->counters;
+  uint64_t abandoned = atomic_load_explicit(&c->dtls_abandoned, memory_order_relaxed);
+  int64_t pending = atomic_load_explicit(&c->dtls_pending, memory_order_relaxed);
+  uint64_t now = sg_mono_ms();
+  if (abandoned == cf->hs_logged_abandoned && pending < GW_DTLS_MAX_HANDSHAKES / 2)
+    return;
+  if (cf->hs_logged_ms && now - cf->hs_logged_ms < FLOOD_LOG_EVERY_MS)
+    return;
+  if (pending >= GW_DTLS_MAX_HANDSHAKES)
+    log_err("DTLS: %lld handshakes pending, the limit: new devices cannot connect until they "
+            "time out (30 s); %llu abandoned since the last line. A flood of ClientHellos?",
+            (long long)pending, (unsigned long long)(abandoned - cf->hs_logged_abandoned));
+  else
+    log_warn("DTLS: %llu handshakes abandoned since the last line, %lld pending of %d: "
+             "ClientHellos that never finish (spoofed, or a device giving up)",
+             (unsigned long long)(abandoned - cf->hs_logged_abandoned), (long long)pending,
+             GW_DTLS_MAX_HANDSHAKES);
+  cf->hs_logged_abandoned = abandoned;
+  cf->hs_logged_ms = now;
+}
+
+/* libcoap's own log lines, into ours. Its default handler writes each to
+ * stderr, and it says "got RST" at LOG_ALERT for every reset it did not
+ * expect: one datagram each, so anyone on the LAN could fill the journal
+ * (issue 13). Resets are counted and said in one line at most every
+ * LIBCOAP_LOG_EVERY_MS; other lines pass, at most LIBCOAP_BURST per such
+ * period, the rest counted. libcoap logs on the loop thread only. */
+#define LIBCOAP_LOG_EVERY_MS 10000
+#define LIBCOAP_BURST 20
+static struct { uint64_t since_ms, rsts, lines, dropped; } coap_log_state;
+
+static void coap_log_flush(uint64_t now) {
+  if (coap_log_state.rsts)
+    log_warn("%llu unexpected CoAP resets (RST) in the last %llu s: a peer resetting messages "
+             "the gateway no longer tracks, or a flood",
+             (unsigned long long)coap_log_state.rsts,
+             (unsigned long long)(now - coap_log_state.since_ms + 999) / 1000);
+  if (coap_log_state.dropped)
+    log_warn("%llu more libcoap messages left out of the log in the last %llu s",
+             (unsigned long long)coap_log_state.dropped,
+             (unsigned long long)(now - coap_log_state.since_ms + 999) / 1000);
+  coap_log_state.rsts = coap_log_state.lines = coap_log_state.dropped = 0;
+  coap_log_state.since_ms = now;
+}
+
+static void on_coap_log(coap_log_t level, const char *message) {
+  uint64_t now = sg_mono_ms();
+  if (now - coap_log_state.since_ms >= LIBCOAP_LOG_EVERY_MS)
+    coap_log_flush(now);
+  if (!strncmp(message, "got RST", 7)) {
+    coap_log_state.rsts++;
+    return;
+  }
+  if (coap_log_state.lines++ >= LIBCOAP_BURST) {
+    coap_log_state.dropped++;
+    return;
+  }
+  size_t n = strlen(message);
+  while (n && (message[n - 1] == '\n' || message[n - 1] == '\r'))
+    n--;
+  int lvl = level <= LOG_ERR ? LOG_LVL_ERR : level == LOG_WARNING ? LOG_LVL_WARN : level;
+  if (lvl > LOG_LVL_DEBUG)
+    lvl = LOG_LVL_DEBUG;
+  LOG_AT(lvl, "libcoap: %.*s", (int)n, message);
+}
+
 static void on_poll(uv_poll_t *h, int status, int events) {
   (void)status;
   (void)events;
@@ -228,6 +351,10 @@ static void on_poll(uv_poll_t *h, int status, int events) {
 static void on_sweep(uv_timer_t *t) {
   struct coap_front *cf = t->data;
   coap_io_process(cf->ctx, COAP_IO_NO_WAIT);
+  check_handshakes(cf);
+  coapfront__uploads_sweep(cf);
+  if (sg_mono_ms() - coap_log_state.since_ms >= LIBCOAP_LOG_EVERY_MS)
+    coap_log_flush(sg_mono_ms());
 }
 
 static int bind_endpoint(struct coap_front *cf, const char *host, int port, coap_proto_t proto) {
@@ -352,13 +479,20 @@ int coapfront_start(gw_t *gw, struct coap_front **out) {
     return rc;
   cf->gw = gw;
   coap_startup();
+  coap_set_log_handler(on_coap_log);
+  coap_log_state.since_ms = sg_mono_ms();
   coap_set_log_level(log_threshold >= LOG_LVL_DEBUG ? LOG_INFO : LOG_ERR);
   coap_dtls_set_log_level(LOG_ERR);
   cf->ctx = coap_new_context(NULL);
   if (!cf->ctx)
     goto fail;
-  coap_context_set_block_mode(cf->ctx, COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY);
+  /* Each block to the handler: upload.c puts them together (not
+   * COAP_BLOCK_SINGLE_BODY, which trusted Size1). */
+  coap_context_set_block_mode(cf->ctx, COAP_BLOCK_USE_LIBCOAP);
   coap_context_set_max_idle_sessions(cf->ctx, COAP_MAX_IDLE_SESSIONS);
+  coap_context_set_max_handshake_sessions(cf->ctx, GW_DTLS_MAX_HANDSHAKES);
+  coap_set_app_data(cf->ctx, cf);
+  coap_register_event_handler(cf->ctx, on_session_event);
   const sg_config_t *cfg = gw->cfg;
   if ((rc = bind_endpoint(cf, cfg->coap_listen, cfg->coap_port, COAP_PROTO_UDP)) != 0)
     goto fail;
@@ -404,7 +538,9 @@ void coapfront_stop(struct coap_front *cf) {
   uv_close((uv_handle_t *)&cf->sweep, on_handle_closed);
   coapfront__tickets_orphan(cf);
   coapfront__gates_orphan(cf);
+  coap_register_event_handler(cf->ctx, NULL); /* the sessions go with it: not abandoned */
   coap_free_context(cf->ctx);
+  coapfront__uploads_drop(cf, NULL);
   cf->ctx = NULL;
   coap_cleanup();
 }

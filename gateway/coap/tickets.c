@@ -123,8 +123,8 @@ static void on_ticket_done(void *arg, const stor_ticket_result_t *res) {
 
 /* The first call of POST /w: checks, then submits. Returns 0 when the
  * ticket was submitted (no code: the answer comes separately). */
-static int ticket_submit(struct coap_front *cf, coap_session_t *session, const coap_pdu_t *req,
-                         coap_pdu_t *resp) {
+static int ticket_submit(struct coap_front *cf, coap_session_t *session, const coap_resource_t *res,
+                         const coap_pdu_t *req, coap_pdu_t *resp) {
   gw_t *gw = cf->gw;
   char err[256];
   proto_ticket_t pt;
@@ -137,16 +137,13 @@ static int ticket_submit(struct coap_front *cf, coap_session_t *session, const c
                       "a ticket is Content-Format 50 (json) or 60 (cbor)");
     return -1;
   }
-  size_t len = 0, offset = 0, total = 0;
+  size_t len = 0;
   const uint8_t *data = NULL;
-  if (!coap_get_data_large(req, &len, &data, &offset, &total) || total == 0) {
+  if (!coapfront__body(cf, session, res, req, resp, (size_t)gw->cfg->max_body, &data, &len))
+    return -1; /* 2.31 for a block, or refused */
+  if (len == 0) {
     coapfront__reject(cf, NULL, GW_REJECT_BAD_PACK, resp, COAP_RESPONSE_CODE_BAD_REQUEST,
                       "empty payload: send one weighing ticket");
-    return -1;
-  }
-  if (total > (size_t)gw->cfg->max_body) {
-    coapfront__reject(cf, NULL, GW_REJECT_TOO_LARGE, resp, COAP_RESPONSE_CODE_REQUEST_TOO_LARGE,
-                      "a ticket this large is not a ticket");
     return -1;
   }
   double now = sg_now();
@@ -227,7 +224,7 @@ static void on_post_ticket(coap_resource_t *res, coap_session_t *session, const 
   coap_async_t *async = coap_find_async(session, coap_pdu_get_token(req));
   if (!async) {
     atomic_fetch_add_explicit(&cf->gw->counters.requests, 1, memory_order_relaxed);
-    ticket_submit(cf, session, req, resp);
+    ticket_submit(cf, session, res, req, resp);
     return; /* submitted: no code, so a CON gets an empty ACK now */
   }
   struct ticket_job *j = coap_async_get_app_data(async);

@@ -37,10 +37,25 @@ bool gw_is_online(int offline_intervals, double interval_s, double last, double 
   return last > 0 && now - last <= offline_intervals * interval_s;
 }
 
+#define EVENT_SILENCE_DEFAULT_S 86400.0 /* a working day without a weighing */
+
+bool gw_event_driven(const sg_device_t *d) {
+  return d->type == SG_DEV_SCALE || d->type == SG_DEV_GATE;
+}
+
+double gw_silence_allowed_s(int offline_intervals, const sg_device_t *d) {
+  if (gw_event_driven(d))
+    return d->heartbeat_s > 0 ? (double)d->heartbeat_s : EVENT_SILENCE_DEFAULT_S;
+  return (double)offline_intervals * d->interval_s;
+}
+
 bool gw_device_online(const gw_t *gw, const gw_device_t *d, double now) {
-  int64_t last = atomic_load_explicit(&d->last_ms, memory_order_relaxed);
-  return gw_is_online(gw->cfg->health_offline_intervals, d->conf->interval_s, (double)last / 1000.0,
-                      now);
+  double last = (double)atomic_load_explicit(&d->last_ms, memory_order_relaxed) / 1000.0;
+  if (gw_event_driven(d->conf)) {
+    double since = last > 0 ? last : gw->started;
+    return now - since <= gw_silence_allowed_s(gw->cfg->health_offline_intervals, d->conf);
+  }
+  return gw_is_online(gw->cfg->health_offline_intervals, d->conf->interval_s, last, now);
 }
 
 size_t gw_devices_online(const gw_t *gw, double now) {

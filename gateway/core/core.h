@@ -59,6 +59,11 @@ typedef struct gw_counters {
   _Atomic uint64_t http_bad_host; /* 421: a Host that is not this gateway */
   /* DTLS (coap/server.c): handshakes that failed or were dropped */
   _Atomic uint64_t dtls_failed;
+  /* DTLS server handshakes (coap/server.c): begun (a ClientHello from a new
+   * address), completed, abandoned (the session went before the handshake
+   * finished: spoofed or given-up ClientHellos), and pending now */
+  _Atomic uint64_t dtls_begun, dtls_completed, dtls_abandoned;
+  _Atomic int64_t dtls_pending;
 } gw_counters_t;
 
 struct coap_front;
@@ -194,8 +199,16 @@ gw_device_t *gw_device_find(gw_t *gw, const char *id);
  * of online: /api/status and /metrics (gw_device_online) and the
  * health.offline alarm all use it, with [health] offline_intervals. */
 bool gw_is_online(int offline_intervals, double interval_s, double last, double now);
-/* gw_is_online() for `d` with [health] offline_intervals. Any thread: it
- * reads the atomic last_ms. */
+/* The silence after which `d` counts as offline, s: offline_intervals x
+ * interval_s for devices that report on an interval; for event-driven ones
+ * (scale, gate) their heartbeat_s, 86400 when unset (they send when a truck
+ * comes: a quiet night is not a fault). Pure. */
+double gw_silence_allowed_s(int offline_intervals, const sg_device_t *d);
+/* True for devices that send on events, not on an interval. */
+bool gw_event_driven(const sg_device_t *d);
+/* Online by gw_silence_allowed_s() for `d` with [health] offline_intervals;
+ * an event-driven device not heard from since start counts its silence from
+ * the start. Any thread: it reads the atomic last_ms. */
 bool gw_device_online(const gw_t *gw, const gw_device_t *d, double now);
 /* How many configured devices are online at `now`. Any thread. */
 size_t gw_devices_online(const gw_t *gw, double now);

@@ -29,9 +29,10 @@
  *   machinery.stage         its engine stage (GB 20891-2014) is below
  *                           min_stage; electric machines never are;
  *   machinery.smoke         its terminal's latest smoke opacity is above
- *                           opacity_limit_per_m (GB 36886-2018 4.1, table
- *                           1; the default 0.80 m⁻¹ is class II for 37 kW
- *                           and more).
+ *                           opacity_limit_per_m (GB 36886-2018 clause 4,
+ *                           table 1; the default 0.80 m⁻¹ is meant as
+ *                           class II for 37 kW and more, NOT confirmed
+ *                           against the standard: deploy/CONFIG.md).
  * Each is an alarm (level alarm, source the registration code) through the
  * one alarm model. It clears at once (no hold) when the machine leaves the
  * site or is corrected (registered, its stage changed, a reading at or
@@ -146,6 +147,22 @@ double mach_idle_share(double idle_h, double engine_h);
  * machine of `m`'s stage, power and fuel; `diesel_kg_per_l` is [energy]
  * diesel_factor_kg_per_l. Fills t_co2, nox_kg and pm_kg of `d`. */
 void mach_day_emissions(const proto_machine_t *m, double diesel_kg_per_l, mach_day_t *d);
+
+/* ======================================================================
+ * ---- a day's figures from storage (machinery_days.c). Any thread, with
+ * the caller's reader `rd`; 0 or -errno. */
+
+/* Machine `code`'s figures over [day, end) (`end` now for today; `m` NULL
+ * for a machine not in the register: no emissions without its stage). */
+int machinery_day(stor_reader_t *rd, const sg_config_t *cfg, const char *code,
+                  const stor_machine_t *m, double day, double end, mach_day_t *out);
+/* cb(arg, code, m, d) for every machine that was on site or ran its engine
+ * in [day, end): those in the register that day (retired later too), then
+ * those only seen (m NULL). cb returns non-zero to stop. */
+typedef int (*mach_days_cb)(void *arg, const char *code, const stor_machine_t *m,
+                            const mach_day_t *d);
+int machinery_days(stor_reader_t *rd, const sg_config_t *cfg, double day, double end,
+                   mach_days_cb cb, void *arg);
 
 /* ======================================================================
  * ---- the daemon (machinery.c). Loop thread, but where said. */

@@ -149,7 +149,12 @@ double mach_counter_rise(const env_sample_t *s, size_t n, double from, double to
 
 /* g/kWh by stage and power band (< 37, 37-75, 75-130, >= 130 kW): the
  * limit values of GB 20891-2007 (China I, II) and GB 20891-2014 (III,
- * IV), NOx + HC where the standard limits their sum. See machinery.h. */
+ * IV), NOx + HC where the standard limits their sum. See machinery.h.
+ * Checked (deploy/CONFIG.md "What is and is not confirmed"): China I-IV
+ * follow EU Stage I, II, IIIA, IIIB (dieselnet.com, China nonroad), and
+ * the >= 130 kW column equals the EU limits (albonair.com: 9.2/0.54,
+ * 6.0/0.2, 4.0/0.2, 2.0/0.025); the other columns are EU values from
+ * memory, not checked against GB 20891's tables. */
 static const mach_factor_t factor_table[PROTO_STAGE_ELECTRIC][4] = {
     [PROTO_STAGE_0] = {{16.2, 1.5}, {13.8, 1.275}, {13.8, 1.05}, {13.8, 0.81}}, /* 1.5 x I */
     [PROTO_STAGE_I] = {{10.8, 1.0}, {9.2, 0.85}, {9.2, 0.70}, {9.2, 0.54}},

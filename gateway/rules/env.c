@@ -294,10 +294,19 @@ static env_sample_t *load(struct env *e, const sg_device_t *d, int q, double sin
 static void judge_device(struct env *e, size_t di) {
   const sg_device_t *d = &e->gw->cfg->devices[di];
   double last = (double)e->last_ms[di] / 1000.0, silent, newest = 0;
-  if (d->type == SG_DEV_SCALE)
-    return; /* a scale reports when a truck comes, not on an interval */
   /* Silence counts from the start of this run for a device never heard. */
   double since_start = last > 0 ? last : e->gw->started;
+  if (gw_event_driven(d)) { /* a scale or gate sends when a truck comes: its heartbeat */
+    double allowed = gw_silence_allowed_s(e->hp.offline_intervals, d);
+    silent = e->now - since_start;
+    verdict_t *v = add(e, "health.offline", d->id, silent > allowed ? ALARM_ALARM : ALARM_NORMAL,
+                       silent, allowed, "s");
+    if (v) {
+      v->c.hold_s = -1;
+      say(e, v, "%s: no ticket or event for %.0f s (%.0f s allowed)", d->id, silent, allowed);
+    }
+    return;
+  }
   bool off = health_offline(&e->hp, d->interval_s, since_start, e->now, &silent);
   verdict_t *v = add(e, "health.offline", d->id, off ? ALARM_ALARM : ALARM_NORMAL, silent,
                      e->hp.offline_intervals * (double)d->interval_s, "s");

@@ -30,35 +30,45 @@ static int cmd_status(ctl_t *ctl, int argc, char **argv) {
          *sto = json_object_get(st, "storage");
   char t1[32], t2[32];
   double up = json_number_value(json_object_get(st, "uptime_s"));
-  printf("site       %s  %s (%s)\n", json_string_value(json_object_get(site, "id")),
-         json_string_value(json_object_get(site, "name")), ctl->timezone);
-  printf("gateway    sitegated %s, up %dd %02dh %02dm, now %s\n",
-         json_string_value(json_object_get(st, "version")), (int)(up / 86400),
-         (int)fmod(up / 3600, 24), (int)fmod(up / 60, 60),
-         fmt_time(json_number_value(json_object_get(st, "now")), t1, sizeof(t1)));
-  printf("devices    %lld of %lld online\n",
-         (long long)json_integer_value(json_object_get(st, "devices_online")),
-         (long long)json_integer_value(json_object_get(st, "devices_total")));
-  printf("ingest     %lld requests, %lld readings accepted",
-         (long long)json_integer_value(json_object_get(ing, "requests")),
-         (long long)json_integer_value(json_object_get(ing, "records")));
+  char a[32], b[32], c[32], d[32], line[1024];
+  say(stdout, "ctl.st.site", "id", json_string_value(json_object_get(site, "id")), "name",
+      json_string_value(json_object_get(site, "name")), "zone", ctl->timezone, NULL);
+  snprintf(a, sizeof(a), "%d", (int)(up / 86400));
+  snprintf(b, sizeof(b), "%02d", (int)fmod(up / 3600, 24));
+  snprintf(c, sizeof(c), "%02d", (int)fmod(up / 60, 60));
+  say(stdout, "ctl.st.gateway", "version", json_string_value(json_object_get(st, "version")), "d",
+      a, "h", b, "m", c, "now",
+      fmt_time(json_number_value(json_object_get(st, "now")), t1, sizeof(t1)), NULL);
+  say(stdout, "ctl.st.devices", "online", fmt_int(st, "devices_online", a, sizeof(a)), "total",
+      fmt_int(st, "devices_total", b, sizeof(b)), NULL);
+  MF(line, sizeof(line), "ctl.st.ingest", "requests", fmt_int(ing, "requests", a, sizeof(a)),
+     "records", fmt_int(ing, "records", b, sizeof(b)), NULL);
   const char *k;
   json_t *v;
   json_object_foreach(json_object_get(ing, "rejects"), k, v) {
-    if (json_integer_value(v))
-      printf(", %lld %s", (long long)json_integer_value(v), k);
+    if (json_integer_value(v)) /* each reject reason in the site manager's words */
+      snprintf(line + strlen(line), sizeof(line) - strlen(line), "%s%lld %s", M("ctl.list_sep"),
+               (long long)json_integer_value(v), MN("reject", k));
   }
-  printf("\nstorage    %lld readings stored, %.1f MB, queue %lld/%lld, last commit %.1f ms%s\n",
-         (long long)json_integer_value(json_object_get(sto, "raw_readings")),
-         (double)json_integer_value(json_object_get(sto, "db_bytes")) / 1e6,
-         (long long)json_integer_value(json_object_get(sto, "queued")),
-         (long long)json_integer_value(json_object_get(sto, "queue_max")),
-         json_number_value(json_object_get(sto, "last_commit_ms")),
-         json_is_true(json_object_get(sto, "disk_full")) ? ", DISK FULL" : "");
+  printf("%s\n", line);
+  json_t *dtls = json_object_get(st, "dtls");
+  if (dtls)
+    say(stdout, "ctl.st.dtls", "completed", fmt_int(dtls, "completed", a, sizeof(a)), "abandoned",
+        fmt_int(dtls, "abandoned", b, sizeof(b)), "failed", fmt_int(dtls, "failed", c, sizeof(c)),
+        "pending", fmt_int(dtls, "pending", d, sizeof(d)), "pending_max",
+        fmt_int(dtls, "pending_max", t2, sizeof(t2)), NULL);
+  snprintf(a, sizeof(a), "%.1f",
+           (double)json_integer_value(json_object_get(sto, "db_bytes")) / 1e6);
+  snprintf(d, sizeof(d), "%.1f", json_number_value(json_object_get(sto, "last_commit_ms")));
+  say(stdout, "ctl.st.storage", "readings", fmt_int(sto, "raw_readings", b, sizeof(b)), "mb", a,
+      "queued", fmt_int(sto, "queued", c, sizeof(c)), "queue_max",
+      fmt_int(sto, "queue_max", t2, sizeof(t2)), "commit_ms", d, "full",
+      json_is_true(json_object_get(sto, "disk_full")) ? M("ctl.st.disk_full") : "", NULL);
   printf("\n");
   table_t t = {.ncols = 7};
   t.right[4] = t.right[5] = true;
-  table_row(&t, "DEVICE", "TYPE", "STATE", "LAST SEEN", "READINGS", "REJECTED", "LATEST");
+  table_row(&t, M("ctl.col.device"), M("ctl.col.type"), M("ctl.col.state"), M("ctl.col.last_seen"),
+            M("ctl.col.readings"), M("ctl.col.rejected"), M("ctl.col.latest"));
   size_t i;
   json_array_foreach(json_object_get(st, "devices"), i, v) {
     char latest[512] = "", n1[32], n2[32], num[32];
@@ -67,19 +77,28 @@ static int cmd_status(ctl_t *ctl, int argc, char **argv) {
     json_object_foreach(json_object_get(v, "latest"), k, pt) {
       int q = proto_quantity_from_name(k);
       double val = json_number_value(json_object_get(pt, "v"));
-      const char *shown = q == PROTO_Q_ON ? (val != 0 ? "yes" : "no") /* vb: a boolean */
+      const char *shown = q == PROTO_Q_ON ? M(val != 0 ? "yes" : "no") /* vb: a boolean */
                                           : fmt_num(val, num, sizeof(num));
-      const char *unit = q >= 0 && q != PROTO_Q_ON ? proto_quantity_unit(q) : "";
+      const char *unit = q >= 0 && q != PROTO_Q_ON ? unit_shown(proto_quantity_unit(q)) : "";
       used += (size_t)snprintf(latest + used, used < sizeof(latest) ? sizeof(latest) - used : 0,
-                               "%s%s=%s%s%s", used ? " " : "", k, shown, *unit ? " " : "", unit);
+                               "%s%s=%s%s%s", used ? " " : "", MN("q", k), shown, *unit ? " " : "",
+                               unit);
       if (used >= sizeof(latest))
         break;
     }
-    snprintf(n1, sizeof(n1), "%lld", (long long)json_integer_value(json_object_get(v, "records")));
+    /* A scale or gate sends tickets and events, not readings: count those. */
+    const char *type = json_string_value(json_object_get(v, "type"));
+    char packs[24];
+    if (type && (strcmp(type, "scale") == 0 || strcmp(type, "gate") == 0))
+      MF(n1, sizeof(n1), strcmp(type, "scale") == 0 ? "ctl.n_tickets" : "ctl.n_events", "n",
+         fmt_int(v, "packs", packs, sizeof(packs)), NULL);
+    else
+      snprintf(n1, sizeof(n1), "%lld",
+               (long long)json_integer_value(json_object_get(v, "records")));
     snprintf(n2, sizeof(n2), "%lld", (long long)json_integer_value(json_object_get(v, "rejects")));
     table_row(&t, json_string_value(json_object_get(v, "id")),
-              json_string_value(json_object_get(v, "type")),
-              json_is_true(json_object_get(v, "online")) ? "online" : "OFFLINE",
+              MN("devtype", json_string_value(json_object_get(v, "type"))),
+              M(json_is_true(json_object_get(v, "online")) ? "ctl.online" : "ctl.offline"),
               fmt_time(json_number_value(json_object_get(v, "last_seen")), t2, sizeof(t2)), n1, n2,
               latest);
   }
@@ -97,7 +116,8 @@ static int unknown_quantity(const char *name) {
     if (*p != '_' && *p != '.')
       bare[n++] = (char)tolower((unsigned char)*p);
   bare[n] = '\0';
-  fprintf(stderr, "sitectl: unknown quantity \"%s\"", name);
+  char line[1024];
+  size_t o = strlen(MF(line, sizeof(line), "ctl.unknown_quantity", "name", name, NULL));
   for (int q = 0; proto_quantity_name(q); q++) {
     n = 0;
     for (const char *p = proto_quantity_name(q); *p && n + 1 < sizeof(want); p++)
@@ -105,14 +125,15 @@ static int unknown_quantity(const char *name) {
         want[n++] = *p;
     want[n] = '\0';
     if (strcmp(bare, want) == 0) {
-      fprintf(stderr, ": did you mean %s?\n", proto_quantity_name(q));
+      MF(line + o, sizeof(line) - o, "ctl.did_you_mean", "name", proto_quantity_name(q), NULL);
+      fprintf(stderr, "sitectl: %s\n", line);
       return EXIT_USAGE;
     }
   }
-  fputs("; one of:", stderr);
-  for (int q = 0; proto_quantity_name(q); q++)
-    fprintf(stderr, " %s", proto_quantity_name(q));
-  fputc('\n', stderr);
+  o += strlen(MF(line + o, sizeof(line) - o, "ctl.one_of", NULL));
+  for (int q = 0; proto_quantity_name(q) && o < sizeof(line); q++)
+    o += (size_t)snprintf(line + o, sizeof(line) - o, " %s", proto_quantity_name(q));
+  fprintf(stderr, "sitectl: %s\n", line);
   return EXIT_USAGE;
 }
 
@@ -127,13 +148,11 @@ static int cmd_readings(ctl_t *ctl, int argc, char **argv) {
     return rc;
   double now = sg_now(), since = now - 3600, until = now + 1;
   if (ctl->since && sg_parse_time(ctl->since, now, &since) != 0) {
-    fprintf(stderr, "sitectl: --since \"%s\": use 2026-11-20T21:20, -2h or Unix seconds\n",
-            ctl->since);
+    say(stderr, "ctl.bad_time", "opt", "--since", "arg", ctl->since, NULL);
     return EXIT_USAGE;
   }
   if (ctl->until && sg_parse_time(ctl->until, now, &until) != 0) {
-    fprintf(stderr, "sitectl: --until \"%s\": use 2026-11-20T21:20, -2h or Unix seconds\n",
-            ctl->until);
+    say(stderr, "ctl.bad_time", "opt", "--until", "arg", ctl->until, NULL);
     return EXIT_USAGE;
   }
   char dev[256], q[128], path[768];
@@ -151,12 +170,13 @@ static int cmd_readings(ctl_t *ctl, int argc, char **argv) {
   table_t t = {.ncols = raw ? 2 : 5};
   for (size_t c = 1; c < t.ncols; c++)
     t.right[c] = true;
-  char head[64], tb[32], a[32], b[32], c2[32], d[32];
-  snprintf(head, sizeof(head), raw ? "%s (%s)" : "MEAN %s (%s)", argv[1], unit);
+  char head[128], tb[32], a[32], b[32], c2[32], d[32];
+  MF(head, sizeof(head), raw ? "ctl.col.value" : "ctl.col.mean_of", "q", MN("q", argv[1]), "unit",
+     unit_shown(unit), NULL);
   if (raw)
-    table_row(&t, "TIME", head);
+    table_row(&t, M("ctl.col.time"), head);
   else
-    table_row(&t, "FROM", "N", "MIN", head, "MAX");
+    table_row(&t, M("ctl.col.from"), M("ctl.col.n"), M("ctl.col.min"), head, M("ctl.col.max"));
   size_t i;
   json_array_foreach(pts, i, p) {
     const char *tm = fmt_time(json_number_value(json_object_get(p, "t")), tb, sizeof(tb));
@@ -169,104 +189,93 @@ static int cmd_readings(ctl_t *ctl, int argc, char **argv) {
                 fmt_num(json_number_value(json_object_get(p, "max")), c2, sizeof(c2)));
     }
   }
-  if (json_array_size(pts) == 0)
-    printf("no readings of %s from %s in that period\n", argv[1], argv[0]);
-  else
+  if (json_array_size(pts) == 0) {
+    table_discard(&t);
+    say(stdout, "ctl.no_readings", "q", MN("q", argv[1]), "device", argv[0], NULL);
+  } else
     table_print(&t);
   if (json_is_true(json_object_get(r, "truncated")))
-    printf("(more readings exist: narrow --since/--until or use --step 1m)\n");
+    say(stdout, "ctl.truncated", NULL);
   json_decref(r);
   return 0;
 }
 
+/* Each command's syntax (the same in every language) and what it does
+ * (the catalogue's "ctl.use.<key>"). */
 static const struct command {
   const char *name;
   int (*run)(ctl_t *ctl, int argc, char **argv);
-  const char *usage;
+  const char *syntax, *key;
 } commands[] = {
-    {"status", cmd_status, "status                      gateway, storage and devices at a glance"},
+    {"status", cmd_status, "status", "status"},
     {"readings", cmd_readings,
-     "readings DEVICE QUANTITY    readings [--since T] [--until T] [--step raw|1m|1h|1d]"},
-    {"alarms", cmd_alarms,
-     "alarms                      active alarms; --all [--since T]: history too"},
-    {"alarm", cmd_alarm,
-     "alarm ack ID --note TEXT    acknowledge [--by NAME] ($SITECTL_TOKEN); alarm show ID"},
-    {"noise", cmd_noise,
-     "noise                       GB 12523-2011 LAeq windows [--since T] [--until T] [--device D]"},
-    {"dust", cmd_dust,
-     "dust                        dust averages [--window 15m|1h] [--since T] [--device D]"},
-    {"waste", cmd_waste,
-     "waste summary|tickets|add|correct|verify|disclosure   construction-waste ledger (waste "
-     "help)"},
-    {"materials", cmd_materials,
-     "materials summary|import FILE.csv   deliveries, loss rates against the BoQ, green share"},
-    {"site", cmd_site,
-     "site progress [0.42]        construction progress (setting needs the token)"},
-    {"equipment", cmd_equipment,
-     "equipment [log [UNIT]]      units, groups, policies; the command audit trail [--since T]"},
-    {"equipment", cmd_equipment,
-     "equipment set UNIT on|off|auto --reason TEXT [--for 2h]   manual override (token)"},
-    {"energy", cmd_energy,
-     "energy                      kWh, fuel, run/idle hours per unit and day"},
-    {"carbon", cmd_carbon,
-     "carbon                      t CO2 per day, group, period, cumulative, m2"},
-    {"machines", cmd_machines,
-     "machines                    non-road machinery: register, on site, compliance, today"},
+     "readings DEVICE QUANTITY [--since T] [--until T] [--step raw|1m|1h|1d]", "readings"},
+    {"alarms", cmd_alarms, "alarms [--all [--since T]]", "alarms"},
+    {"alarm", cmd_alarm, "alarm ack ID --note TEXT [--by NAME] | alarm show ID", "alarm"},
+    {"noise", cmd_noise, "noise [--since T] [--until T] [--device D]", "noise"},
+    {"dust", cmd_dust, "dust [--window 15m|1h] [--since T] [--until T] [--device D]", "dust"},
+    {"waste", cmd_waste, "waste summary|tickets|add|correct|verify|disclosure|help", "waste"},
+    {"materials", cmd_materials, "materials summary | materials import FILE.csv", "materials"},
+    {"site", cmd_site, "site progress [0.42]", "site"},
+    {"equipment", cmd_equipment, "equipment [log [UNIT]] [--since T]", "equipment"},
+    {"equipment", cmd_equipment, "equipment set UNIT on|off|auto --reason TEXT [--for 2h]",
+     "equipment_set"},
+    {"energy", cmd_energy, "energy [--since T] [--until T]", "energy"},
+    {"carbon", cmd_carbon, "carbon [--since T] [--until T]", "carbon"},
+    {"machines", cmd_machines, "machines", "machines"},
     {"machine", cmd_machine,
-     "machine add CODE --type T --stage 0|I|II|III|IV|electric --power-kw KW [--fuel F] "
-     "[--owner N]   (token)"},
+     "machine add CODE --type T --stage 0|I|II|III|IV|electric --power-kw KW [--fuel F] [--owner "
+     "N]",
+     "machine_add"},
     {"machine", cmd_machine,
-     "machine show CODE | change CODE ... --reason R | retire CODE --reason R | enter|leave "
-     "CODE | import FILE.csv"},
-    {"uplink", cmd_uplink,
-     "uplink                      connection to the authority, outbox backlog, last ack, drops"},
-    {"report", cmd_report,
-     "report [--month YYYY-MM] [--out report.html | --csv TABLE]   the monthly site report"},
-    {"metrics", cmd_metrics, "metrics                     the gateway's Prometheus metrics"},
+     "machine show CODE | change CODE ... --reason R | retire CODE --reason R | enter|leave CODE "
+     "| import FILE.csv",
+     "machine"},
+    {"uplink", cmd_uplink, "uplink", "uplink"},
+    {"report", cmd_report, "report [--month YYYY-MM] [--out report.html | --csv TABLE]", "report"},
+    {"metrics", cmd_metrics, "metrics", "metrics"},
 };
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: sitectl [-u URL] [--json] COMMAND ...\n\ncommands:\n");
-  for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-    fprintf(f, "  %s\n", commands[i].usage);
-  fprintf(f, "\noptions:\n"
-             "  -u, --url URL   the gateway (default $SITECTL_URL, else http://127.0.0.1:8080)\n"
-             "  --json          machine-readable output (the API's JSON)\n"
-             "  --since T, --until T   2026-11-20T21:20 (site time), -2h, -30m or Unix seconds\n"
-             "exit status: 0 ok, 1 the gateway said no, 2 usage, 3 gateway not reachable\n");
+  fprintf(f, "%s: sitectl [-u URL] [--json] [--lang zh|en] COMMAND ...\n\n%s:\n", M("ctl.usage"),
+          M("ctl.commands"));
+  for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+    char key[64];
+    snprintf(key, sizeof(key), "ctl.use.%s", commands[i].key);
+    fprintf(f, "  %s\n      %s\n", commands[i].syntax, M(key));
+  }
+  fprintf(f, "\n%s:\n%s\n", M("ctl.options"), M("ctl.options_text"));
 }
 
 int main(int argc, char **argv) {
-  static const struct option longopts[] = {{"url", required_argument, NULL, 'u'},
-                                           {"json", no_argument, NULL, 'j'},
-                                           {"since", required_argument, NULL, 's'},
-                                           {"until", required_argument, NULL, 't'},
-                                           {"step", required_argument, NULL, 'p'},
-                                           {"note", required_argument, NULL, 'N'},
-                                           {"by", required_argument, NULL, 'B'},
-                                           {"all", no_argument, NULL, 'A'},
-                                           {"device", required_argument, NULL, 'D'},
-                                           {"window", required_argument, NULL, 'W'},
-                                           {"csv", no_argument, NULL, 'C'},
-                                           {"month", required_argument, NULL, 'M'},
-                                           {"for", required_argument, NULL, 'F'},
-                                           {"reason", required_argument, NULL, 'R'},
-                                           {"help", no_argument, NULL, 'h'},
-                                           {"out", required_argument, NULL, 'O'},
-                                           {"output", required_argument, NULL, 'O'},
-                                           {"type", required_argument, NULL, 1},
-                                           {"stage", required_argument, NULL, 2},
-                                           {"power-kw", required_argument, NULL, 3},
-                                           {"fuel", required_argument, NULL, 4},
-                                           {"owner", required_argument, NULL, 5},
-                                           {"label", required_argument, NULL, 6},
-                                           {"terminal", required_argument, NULL, 7},
-                                           {NULL, 0, NULL, 0}};
+  static const struct option longopts[] = {
+      {"url", required_argument, NULL, 'u'},    {"json", no_argument, NULL, 'j'},
+      {"since", required_argument, NULL, 's'},  {"until", required_argument, NULL, 't'},
+      {"step", required_argument, NULL, 'p'},   {"note", required_argument, NULL, 'N'},
+      {"by", required_argument, NULL, 'B'},     {"all", no_argument, NULL, 'A'},
+      {"device", required_argument, NULL, 'D'}, {"window", required_argument, NULL, 'W'},
+      {"csv", no_argument, NULL, 'C'},          {"month", required_argument, NULL, 'M'},
+      {"for", required_argument, NULL, 'F'},    {"reason", required_argument, NULL, 'R'},
+      {"help", no_argument, NULL, 'h'},         {"out", required_argument, NULL, 'O'},
+      {"output", required_argument, NULL, 'O'}, {"type", required_argument, NULL, 1},
+      {"stage", required_argument, NULL, 2},    {"power-kw", required_argument, NULL, 3},
+      {"fuel", required_argument, NULL, 4},     {"owner", required_argument, NULL, 5},
+      {"label", required_argument, NULL, 6},    {"terminal", required_argument, NULL, 7},
+      {"lang", required_argument, NULL, 8},     {NULL, 0, NULL, 0}};
   ctl_t ctl = {0};
+  const char *lang = NULL;
   setlocale(LC_CTYPE, "C.UTF-8");
   ctl.url = getenv("SITECTL_URL");
   if (!ctl.url || !*ctl.url)
     ctl.url = "http://127.0.0.1:8080";
+  /* The language first, so that even a usage error is said in it. */
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--lang") == 0 && i + 1 < argc)
+      lang = argv[i + 1];
+    else if (strncmp(argv[i], "--lang=", 7) == 0)
+      lang = argv[i] + 7;
+  }
+  words_init(&ctl, lang);
   int c;
   while ((c = getopt_long(argc, argv, "u:h", longopts, NULL)) != -1) {
     switch (c) {
@@ -336,11 +345,16 @@ int main(int argc, char **argv) {
     case 7:
       ctl.terminal = optarg;
       break;
+    case 8:
+      lang = optarg;
+      break;
     case 'h':
       usage(stdout);
+      words_free();
       return 0;
     default:
       usage(stderr);
+      words_free();
       return EXIT_USAGE;
     }
   }
@@ -349,6 +363,7 @@ int main(int argc, char **argv) {
   int nw = argc - optind;
   if (nw == 0) {
     usage(stderr);
+    words_free();
     return EXIT_USAGE;
   }
   size_t len = strlen(ctl.url);
@@ -356,17 +371,32 @@ int main(int argc, char **argv) {
   snprintf(url, sizeof(url), "%.*s", (int)(len && ctl.url[len - 1] == '/' ? len - 1 : len),
            ctl.url);
   ctl.url = url;
+  /* Malformed times are usage errors before any command asks the gateway
+   * (each command reads them again in the site's zone). */
+  const char *const times[][2] = {{"--since", ctl.since}, {"--until", ctl.until}};
+  for (size_t i = 0; i < 2; i++) {
+    double t;
+    if (times[i][1] && sg_parse_time(times[i][1], sg_now(), &t) != 0) {
+      say(stderr, "ctl.bad_time", "opt", times[i][0], "arg", times[i][1], NULL);
+      words_free();
+      return EXIT_USAGE;
+    }
+  }
   for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
     if (strcmp(words[0], commands[i].name) != 0)
       continue;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = commands[i].run(&ctl, nw - 1, words + 1);
+    if (rc == EXIT_USAGE) /* every syntax of the command */
+      for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
+        if (strcmp(commands[k].name, words[0]) == 0)
+          fprintf(stderr, "%s: sitectl %s\n", M("ctl.usage"), commands[k].syntax);
     curl_global_cleanup();
-    if (rc == EXIT_USAGE)
-      fprintf(stderr, "usage: sitectl %s\n", commands[i].usage);
+    words_free();
     return rc;
   }
-  fprintf(stderr, "sitectl: unknown command \"%s\"\n", words[0]);
+  say(stderr, "ctl.unknown_command", "command", words[0], NULL);
   usage(stderr);
+  words_free();
   return EXIT_USAGE;
 }

@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 enum { EXIT_NO = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 
@@ -35,6 +36,27 @@ typedef struct ctl {
   /* sitectl_machinery.c: machine add|change --type --stage --power-kw ... */
   const char *type, *stage, *power_kw, *fuel, *owner, *label, *terminal;
 } ctl_t;
+
+/* ---- words (sitectl_util.c): everything sitectl prints for a person comes
+ * from the catalogue (gateway/web/messages.json, keys "ctl.*" and the
+ * dashboard's names), Chinese unless English is asked for: --lang, else
+ * SITECTL_LANG, else LC_ALL, LC_MESSAGES, LANG. The catalogue is the one
+ * installed beside sitectl (../share/sitegate/web/), else the gateway's
+ * (GET /messages.json, once). One thread: sitectl has only one. */
+void words_init(const ctl_t *ctl, const char *lang_opt);
+void words_free(void);
+const char *words_lang(void);
+/* The catalogue itself, for msgcat_alarm_text and friends (may be NULL). */
+const msgcat_t *words_cat(void);
+/* The text of `key`; the name of `id` in a family ("level", "warning"). */
+const char *M(const char *key);
+const char *MN(const char *prefix, const char *id);
+/* The text of `key` with placeholders filled from (name, value) pairs
+ * ended by NULL, into buf; returns buf. */
+char *MF(char *buf, size_t len, const char *key, ...) __attribute__((sentinel));
+/* The same printed to `f` with "sitectl: " before it (stderr) or not, and a
+ * newline after it. */
+void say(FILE *f, const char *key, ...) __attribute__((sentinel));
 
 /* GETs base+path and parses the JSON answer into *out (the caller
  * json_decref's it). On failure prints the reason and returns the exit
@@ -64,6 +86,11 @@ void use_site_zone(const ctl_t *ctl);
 /* "2026-11-20 21:20:00" in the site's zone, "-" for 0. */
 const char *fmt_time(double t, char *buf, size_t cap);
 const char *fmt_num(double v, char *buf, size_t cap);
+/* A SenML unit as a person writes it: "ug/m3" as µg/m³, "Cel" as °C,
+ * "deg" as °, "%RH" as %; the others as they are (any language). */
+const char *unit_shown(const char *senml);
+/* The integer o[key] as text ("0" when absent). */
+const char *fmt_int(const json_t *o, const char *key, char *buf, size_t cap);
 
 /* Aligned tables; widths count display columns so Chinese lines up. */
 #define TBL_MAX_COLS 12
@@ -76,6 +103,8 @@ typedef struct table {
 void table_row(table_t *t, ...);
 /* Prints and frees the rows. */
 void table_print(table_t *t);
+/* Frees the rows without printing them (a table that stayed empty). */
+void table_discard(table_t *t);
 
 /* Commands in sitectl_env.c. */
 int cmd_alarms(ctl_t *ctl, int argc, char **argv);

@@ -24,7 +24,7 @@ static double jnum(const json_t *o, const char *k) {
 static int time_arg(const char *opt, const char *s, double now, double def, double *out) {
   *out = def;
   if (s && sg_parse_time(s, now, out) != 0) {
-    fprintf(stderr, "sitectl: %s \"%s\": use 2026-11-20T21:20, -2h or Unix seconds\n", opt, s);
+    say(stderr, "ctl.bad_time", "opt", opt, "arg", s, NULL);
     return EXIT_USAGE;
   }
   return 0;
@@ -32,27 +32,14 @@ static int time_arg(const char *opt, const char *s, double now, double def, doub
 
 /* ---- alarms */
 
-/* The gateway's catalogue (GET /messages.json), the dashboard's own, in
- * the language of SITECTL_LANG or LANG (Chinese unless English is asked
- * for). NULL when the gateway has none: the rule names then stand. */
-static msgcat_t *fetch_catalogue(const ctl_t *ctl, const char **lang) {
-  const char *wish = getenv("SITECTL_LANG");
-  *lang = msgcat_lang(wish && *wish ? wish : getenv("LANG"));
-  json_t *j;
-  msgcat_t *c = NULL;
-  if (api_get_quiet(ctl, "/messages.json", &j) == 0)
-    msgcat_from_json(j, &c);
-  return c;
-}
-
 static void alarm_rows(const ctl_t *ctl, table_t *t, json_t *alarms) {
   size_t i;
   json_t *a;
-  const char *lang;
-  msgcat_t *cat = fetch_catalogue(ctl, &lang);
-#define M(key) msgcat_get(cat, lang, key)
-  table_row(t, "ID", M("level"), M("rule"), M("source"), M("figure"), M("limit"), M("raised"),
-            M("status"), M("message"));
+  (void)ctl;
+  const msgcat_t *cat = words_cat();
+  const char *lang = words_lang();
+  table_row(t, M("ctl.col.id"), M("level"), M("rule"), M("source"), M("figure"), M("limit"),
+            M("raised"), M("status"), M("message"));
   json_array_foreach(alarms, i, a) {
     char id[32], fig[48], lim[48], raised[32], state[128], n1[32], n2[32];
     snprintf(id, sizeof(id), "%lld", (long long)json_integer_value(json_object_get(a, "id")));
@@ -82,8 +69,6 @@ static void alarm_rows(const ctl_t *ctl, table_t *t, json_t *alarms) {
               cat ? msgcat_alarm_text(cat, lang, &ma, ma.figure, text, sizeof(text))
                   : jstr(a, "message"));
   }
-#undef M
-  msgcat_free(cat);
 }
 
 /* sitectl alarms [--all] [--since T] */
@@ -108,7 +93,7 @@ int cmd_alarms(ctl_t *ctl, int argc, char **argv) {
     return 0;
   json_t *alarms = json_object_get(r, "alarms");
   if (json_array_size(alarms) == 0) {
-    printf(ctl->all ? "no alarms in that period\n" : "no active alarms\n");
+    say(stdout, ctl->all ? "ctl.no_alarms_period" : "ctl.no_alarms", NULL);
   } else {
     table_t t = {.ncols = 9};
     t.right[0] = t.right[4] = t.right[5] = true;
@@ -134,11 +119,11 @@ static int alarm_ack(ctl_t *ctl, const char *id_arg) {
   char *end;
   long long id = strtoll(id_arg, &end, 10);
   if (*end || id <= 0) {
-    fprintf(stderr, "sitectl: \"%s\" is not an alarm id (see sitectl alarms)\n", id_arg);
+    say(stderr, "ctl.bad_alarm_id", "arg", id_arg, NULL);
     return EXIT_USAGE;
   }
   if (!ctl->note || !*ctl->note) {
-    fprintf(stderr, "sitectl: say what is being done: --note \"water cart on the haul road\"\n");
+    say(stderr, "ctl.need_note", NULL);
     return EXIT_USAGE;
   }
   char path[64];
@@ -151,7 +136,7 @@ static int alarm_ack(ctl_t *ctl, const char *id_arg) {
   if (ctl->json)
     print_json(r);
   else
-    printf("alarm %lld acknowledged by %s\n", id, jstr(r, "by"));
+    say(stdout, "ctl.acked", "id", id_arg, "by", jstr(r, "by"), NULL);
   json_decref(r);
   return 0;
 }
@@ -160,7 +145,7 @@ static int alarm_show(ctl_t *ctl, const char *id_arg) {
   char *end, path[64];
   long long id = strtoll(id_arg, &end, 10);
   if (*end || id <= 0) {
-    fprintf(stderr, "sitectl: \"%s\" is not an alarm id (see sitectl alarms)\n", id_arg);
+    say(stderr, "ctl.bad_alarm_id", "arg", id_arg, NULL);
     return EXIT_USAGE;
   }
   json_t *r;
@@ -182,16 +167,17 @@ static int alarm_show(ctl_t *ctl, const char *id_arg) {
   printf("\n");
   table_t h = {.ncols = 6};
   h.right[3] = h.right[4] = true;
-  table_row(&h, "TIME", "EVENT", "LEVEL", "FIGURE", "LIMIT", "BY / NOTE");
+  table_row(&h, M("ctl.col.time"), M("ctl.col.event"), M("ctl.col.level"), M("figure"), M("limit"),
+            M("ctl.col.by_note"));
   size_t i;
   json_t *e;
   json_array_foreach(json_object_get(r, "events"), i, e) {
     char tb[32], f[32], l[32], note[512];
     snprintf(note, sizeof(note), "%s%s%s", jstr(e, "by"), *jstr(e, "note") ? ": " : "",
              jstr(e, "note"));
-    table_row(&h, fmt_time(jnum(e, "t"), tb, sizeof(tb)), jstr(e, "event"), jstr(e, "level"),
-              fmt_num(jnum(e, "figure"), f, sizeof(f)), fmt_num(jnum(e, "limit"), l, sizeof(l)),
-              note);
+    table_row(&h, fmt_time(jnum(e, "t"), tb, sizeof(tb)), MN("event", jstr(e, "event")),
+              MN("level", jstr(e, "level")), fmt_num(jnum(e, "figure"), f, sizeof(f)),
+              fmt_num(jnum(e, "limit"), l, sizeof(l)), note);
   }
   table_print(&h);
   json_decref(r);
@@ -232,12 +218,12 @@ static int window_query(const ctl_t *ctl, char *q, size_t cap) {
 static const char *verdict(const json_t *w) {
   json_t *x = json_object_get(w, "exceeded");
   if (json_is_null(x))
-    return "INCOMPLETE";
+    return M("ctl.v.incomplete");
   if (!json_is_true(x))
-    return "ok";
+    return M("ctl.v.ok");
   bool l = json_is_true(json_object_get(w, "laeq_exceeded")),
        m = json_is_true(json_object_get(w, "lmax_exceeded"));
-  return l && m ? "EXCEEDED (LAeq, Lmax)" : m ? "EXCEEDED (Lmax)" : "EXCEEDED";
+  return M(l && m ? "ctl.v.exceeded_both" : m ? "ctl.v.exceeded_lmax" : "ctl.v.exceeded");
 }
 
 static void noise_row(table_t *t, const json_t *w, bool sliding) {
@@ -251,7 +237,8 @@ static void noise_row(table_t *t, const json_t *w, bool sliding) {
   snprintf(l, sizeof(l), "%.1f", jnum(w, "laeq"));
   snprintf(m, sizeof(m), "%.1f", jnum(w, "lmax"));
   snprintf(cov, sizeof(cov), "%.0f%%", 100 * jnum(w, "coverage"));
-  table_row(t, jstr(w, "device"), a, b + 11, sliding ? "now" : jstr(w, "period"),
+  table_row(t, jstr(w, "device"), a, b + 11,
+            sliding ? M("ctl.now") : MN("period", jstr(w, "period")),
             isfinite(jnum(w, "laeq")) ? l : "-", isfinite(jnum(w, "lmax")) ? m : "-", lim, cov,
             verdict(w));
 }
@@ -276,19 +263,21 @@ int cmd_noise(ctl_t *ctl, int argc, char **argv) {
   json_t *windows = json_object_get(r, "windows"), *sliding = json_object_get(r, "sliding"), *w;
   size_t i;
   if (json_array_size(windows) + json_array_size(sliding) == 0) {
-    printf("no noise meter in the configuration\n");
+    say(stdout, "ctl.no_noise_meter", NULL);
     json_decref(r);
     return 0;
   }
   table_t t = {.ncols = 9};
   t.right[4] = t.right[5] = t.right[6] = t.right[7] = true;
-  table_row(&t, "DEVICE", "FROM", "TO", "PERIOD", "LAEQ", "LMAX", "LIMIT", "DATA", "VERDICT");
+  table_row(&t, M("ctl.col.device"), M("ctl.col.from"), M("ctl.col.to"), M("ctl.col.period"),
+            "LAeq", "Lmax", M("ctl.col.limit"), M("ctl.col.data"), M("ctl.col.verdict"));
   json_array_foreach(windows, i, w) noise_row(&t, w, false);
   json_array_foreach(sliding, i, w) noise_row(&t, w, true);
   table_print(&t);
-  printf("\nLAeq over %.0f min in dB(A), GB 12523-2011; LIMIT is LAeq / night Lmax; "
-         "\"now\" is the %.0f min up to now\n",
-         jnum(r, "window_s") / 60, jnum(r, "window_s") / 60);
+  char mins[16];
+  snprintf(mins, sizeof(mins), "%.0f", jnum(r, "window_s") / 60);
+  printf("\n");
+  say(stdout, "ctl.noise_foot", "min", mins, NULL);
   json_decref(r);
   return 0;
 }
@@ -299,17 +288,28 @@ int cmd_dust(ctl_t *ctl, int argc, char **argv) {
   if (argc != 0)
     return EXIT_USAGE;
   json_t *r;
-  int rc = fetch_zone(ctl);
-  if (rc)
-    return rc;
   char q[512], path[700], win[64] = "";
-  if ((rc = window_query(ctl, q, sizeof(q))) != 0)
-    return rc;
   if (ctl->window) {
+    /* 15m, 1h, 900s, short or long: anything else is a usage error here,
+     * not a refusal by the gateway. */
+    char *end;
+    double v = strtod(ctl->window, &end);
+    bool ok = strcmp(ctl->window, "short") == 0 || strcmp(ctl->window, "long") == 0 ||
+              (end != ctl->window && v > 0 &&
+               (!*end || strcmp(end, "m") == 0 || strcmp(end, "h") == 0 || strcmp(end, "s") == 0));
+    if (!ok) {
+      say(stderr, "ctl.bad_window", "arg", ctl->window, NULL);
+      return EXIT_USAGE;
+    }
     char esc[40];
     url_escape(ctl->window, esc, sizeof(esc));
     snprintf(win, sizeof(win), "&window=%s", esc);
   }
+  int rc = fetch_zone(ctl);
+  if (rc)
+    return rc;
+  if ((rc = window_query(ctl, q, sizeof(q))) != 0)
+    return rc;
   snprintf(path, sizeof(path), "/api/dust?%s%s", q, win);
   if ((rc = api_get(ctl, path, &r)) != 0)
     return rc;
@@ -320,9 +320,11 @@ int cmd_dust(ctl_t *ctl, int argc, char **argv) {
   size_t i;
   json_t *w, *windows = json_object_get(r, "windows");
   if (json_array_size(windows) == 0)
-    printf("no dust readings in that period\n");
+    say(stdout, "ctl.no_dust", NULL);
   else
-    table_row(&t, "DEVICE", "QUANTITY", "FROM", "TO", "MEAN", "MAX", "FOG", "DATA", "LEVEL");
+    table_row(&t, M("ctl.col.device"), M("ctl.col.quantity"), M("ctl.col.from"), M("ctl.col.to"),
+              M("ctl.col.mean"), M("ctl.col.max"), M("ctl.col.fog"), M("ctl.col.data"),
+              M("ctl.col.level"));
   json_array_foreach(windows, i, w) {
     char a[32], b[32], m[32], x[32], fog[32], cov[32], lv[64];
     fmt_time(jnum(w, "start"), a, sizeof(a));
@@ -335,27 +337,32 @@ int cmd_dust(ctl_t *ctl, int argc, char **argv) {
     const char *level = json_string_value(json_object_get(w, "level"));
     if (!level)
       snprintf(lv, sizeof(lv), "%s",
-               json_is_true(json_object_get(w, "complete")) ? "-" : "INCOMPLETE");
+               json_is_true(json_object_get(w, "complete")) ? "-" : M("ctl.v.incomplete"));
     else if (strcmp(level, "normal") == 0)
-      snprintf(lv, sizeof(lv), "ok");
+      snprintf(lv, sizeof(lv), "%s", M("ctl.v.ok"));
     else
-      snprintf(lv, sizeof(lv), "%s (> %.0f)", strcmp(level, "alarm") == 0 ? "ALARM" : "WARNING",
+      snprintf(lv, sizeof(lv), "%s (> %.0f)",
+               M(strcmp(level, "alarm") == 0 ? "ctl.v.alarm" : "ctl.v.warning"),
                strcmp(level, "alarm") == 0 ? jnum(w, "alarm") : jnum(w, "warn"));
-    table_row(&t, jstr(w, "device"), jstr(w, "quantity"), a, b + 11,
+    table_row(&t, jstr(w, "device"), MN("q", jstr(w, "quantity")), a, b + 11,
               isfinite(jnum(w, "mean")) ? m : "-", isfinite(jnum(w, "max")) ? x : "-", fog, cov,
               lv);
   }
   table_print(&t);
   json_array_foreach(json_object_get(r, "exceedances"), i, w) {
     json_t *max = json_object_get(w, "max_per_day");
-    printf("%s %s: %lld %.0f-min windows at alarm level today%s", jstr(w, "device"),
-           jstr(w, "quantity"), (long long)json_integer_value(json_object_get(w, "alarm_windows")),
-           jnum(r, "long_s") / 60, json_is_integer(max) ? "" : "\n");
-    if (json_is_integer(max))
-      printf(" (at most %lld allowed)\n", (long long)json_integer_value(max));
+    char n[24], mins[16], allowed[24];
+    snprintf(mins, sizeof(mins), "%.0f", jnum(r, "long_s") / 60);
+    snprintf(allowed, sizeof(allowed), "%lld", (long long)json_integer_value(max));
+    say(stdout, json_is_integer(max) ? "ctl.dust_day_max" : "ctl.dust_day", "device",
+        jstr(w, "device"), "q", MN("q", jstr(w, "quantity")), "n",
+        fmt_int(w, "alarm_windows", n, sizeof(n)), "min", mins, "max", allowed, NULL);
   }
-  printf("\nmeans in ug/m3 over %.0f min; FOG counts readings at RH above %.0f%%, left out\n",
-         jnum(r, "window_s") / 60, jnum(r, "rh_unreliable"));
+  char mins[16], rh[16];
+  snprintf(mins, sizeof(mins), "%.0f", jnum(r, "window_s") / 60);
+  snprintf(rh, sizeof(rh), "%.0f", jnum(r, "rh_unreliable"));
+  printf("\n");
+  say(stdout, "ctl.dust_foot", "min", mins, "rh", rh, NULL);
   json_decref(r);
   return 0;
 }

@@ -24,6 +24,14 @@ static double jnum(const json_t *o, const char *k) {
 
 static const char *num(double v, char *buf, size_t cap) { return fmt_num(v, buf, cap); }
 
+/* A setting as the configuration has it (80 kW, 2 C), not a measured figure. */
+static const char *setting(double v, char *buf, size_t cap) {
+  if (!isfinite(v))
+    return "?";
+  snprintf(buf, cap, "%g", v);
+  return buf;
+}
+
 /* fmt_time, with "-" for a time the API does not know (null). */
 static const char *when(double t, char *buf, size_t cap) {
   return fmt_time(isfinite(t) ? t : 0, buf, cap);
@@ -68,27 +76,39 @@ static void policy_text(const json_t *g, char *out, size_t cap) {
     if (n < cap)                                                                                   \
       n += (size_t)snprintf(out + n, cap - n, __VA_ARGS__);                                        \
   } while (0)
+  char w[256], b[32];
   if (jnum(p, "peak_kw") > 0)
-    ADD("cap %s kW", num(jnum(p, "peak_kw"), a, sizeof(a)));
+    ADD("%s",
+        MF(w, sizeof(w), "ctl.eq.cap", "kw", setting(jnum(p, "peak_kw"), a, sizeof(a)), NULL));
   if (jnum(p, "idle_off_min") > 0)
-    ADD("idle off after %s min", num(jnum(p, "idle_off_min"), a, sizeof(a)));
-  if (jnum(p, "duty") > 0)
-    ADD("duty %.0f (rotate at %s h)", jnum(p, "duty"), num(jnum(p, "rotate_h"), a, sizeof(a)));
+    ADD("%s", MF(w, sizeof(w), "ctl.eq.idle_off", "min",
+                 setting(jnum(p, "idle_off_min"), a, sizeof(a)), NULL));
+  if (jnum(p, "duty") > 0) {
+    snprintf(b, sizeof(b), "%.0f", jnum(p, "duty"));
+    ADD("%s", MF(w, sizeof(w), "ctl.eq.duty", "n", b, "h",
+                 setting(jnum(p, "rotate_h"), a, sizeof(a)), NULL));
+  }
   if (strcmp(jstr(p, "schedule"), "always") != 0)
-    ADD("schedule %s (%s now)", jstr(p, "schedule"),
-        json_is_true(json_object_get(p, "schedule_allows_now")) ? "allowed" : "NOT allowed");
+    ADD("%s", MF(w, sizeof(w),
+                 json_is_true(json_object_get(p, "schedule_allows_now")) ? "ctl.eq.sched_yes"
+                                                                         : "ctl.eq.sched_no",
+                 "schedule", MN("sched", jstr(p, "schedule")), NULL));
   if (*jstr(p, "dust_linkage")) {
     static const char *const levels[] = {"normal", "warning", "alarm"};
     char t[32];
     double temp = jnum(g, "temp_c");
     json_t *jl = json_object_get(g, "dust_level");
     json_int_t level = json_is_integer(jl) ? json_integer_value(jl) : -1;
-    ADD("dust %s at %s (now %s), freeze below %s C (air %s C)", jstr(p, "dust_linkage"),
-        jstr(p, "dust_level"), level >= 0 && level <= 2 ? levels[level] : "unknown",
-        num(jnum(p, "freeze_c"), a, sizeof(a)), isnan(temp) ? "?" : num(temp, t, sizeof(t)));
+    const char *station = jstr(p, "dust_linkage");
+    ADD("%s", MF(w, sizeof(w), "ctl.eq.dust", "station",
+                 strcmp(station, "any") == 0 ? M("link_any") : station, "at",
+                 MN("level", jstr(p, "dust_level")), "now",
+                 level >= 0 && level <= 2 ? MN("level", levels[level]) : M("st_unknown"), "freeze",
+                 setting(jnum(p, "freeze_c"), a, sizeof(a)), "air",
+                 isnan(temp) ? "?" : setting(temp, t, sizeof(t)), NULL));
   }
   if (n == 0)
-    ADD("metering only");
+    ADD("%s", M("ctl.eq.metering"));
 #undef ADD
 }
 
@@ -103,7 +123,7 @@ static int equipment_show(ctl_t *ctl) {
   json_t *g, *u;
   table_t tg = {.ncols = 3};
   tg.right[1] = true;
-  table_row(&tg, "GROUP", "POWER kW", "POLICIES");
+  table_row(&tg, M("ctl.col.group"), M("ctl.col.power_kw"), M("ctl.col.policies"));
   json_array_foreach(json_object_get(r, "groups"), i, g) {
     char p[512], a[32];
     policy_text(g, p, sizeof(p));
@@ -113,29 +133,32 @@ static int equipment_show(ctl_t *ctl) {
   printf("\n");
   table_t t = {.ncols = 8};
   t.right[3] = t.right[4] = true;
-  table_row(&t, "UNIT", "GROUP", "STATE", "POWER kW", "RUN h", "SINCE", "CONTROL", "COMMAND");
+  table_row(&t, M("ctl.col.unit"), M("ctl.col.group"), M("ctl.col.state"), M("ctl.col.power_kw"),
+            M("ctl.col.run_h"), M("ctl.col.since"), M("ctl.col.control"), M("ctl.col.command"));
   json_array_foreach(json_object_get(r, "units"), i, u) {
     char kw[32], runh[32], since[32], control[400] = "-", cmd[160] = "-", until[32];
     const json_t *ovr = json_object_get(u, "override"), *pend = json_object_get(u, "pending");
     if (!json_is_true(json_object_get(u, "controllable")))
       snprintf(control, sizeof(control), "%s",
-               strcmp(jstr(u, "type"), "energy") == 0 ? "meter" : "no controller");
+               M(strcmp(jstr(u, "type"), "energy") == 0 ? "ctl.eq.meter" : "ctl.eq.no_ctl"));
     else if (json_is_object(ovr))
-      snprintf(control, sizeof(control), "OVERRIDE %s until %s by %s: %s",
-               json_is_true(json_object_get(ovr, "on")) ? "on" : "off",
-               when(jnum(ovr, "until"), until, sizeof(until)), jstr(ovr, "by"),
-               jstr(ovr, "reason"));
+      MF(control, sizeof(control), "ctl.eq.override", "on",
+         M(json_is_true(json_object_get(ovr, "on")) ? "ctl.on" : "ctl.off"), "until",
+         when(jnum(ovr, "until"), until, sizeof(until)), "by", jstr(ovr, "by"), "reason",
+         jstr(ovr, "reason"), NULL);
     else if (json_is_string(json_object_get(u, "held")))
-      snprintf(control, sizeof(control), "held off: %s", jstr(u, "held"));
+      MF(control, sizeof(control), "ctl.eq.held", "why", MN("why", jstr(u, "held")), NULL);
     else if (!json_is_true(json_object_get(u, "reachable")))
-      snprintf(control, sizeof(control), "controller not answering");
+      snprintf(control, sizeof(control), "%s", M("ctl.eq.no_answer"));
+    char tries[24];
     if (json_is_object(pend))
-      snprintf(cmd, sizeof(cmd), "%s (%s), try %lld",
-               json_is_true(json_object_get(pend, "on")) ? "on" : "off", jstr(pend, "reason"),
-               (long long)json_integer_value(json_object_get(pend, "attempts")));
+      MF(cmd, sizeof(cmd), "ctl.eq.pending", "on",
+         M(json_is_true(json_object_get(pend, "on")) ? "ctl.on" : "ctl.off"), "why",
+         MN("why", jstr(pend, "reason")), "n", fmt_int(pend, "attempts", tries, sizeof(tries)),
+         NULL);
     else if (json_is_true(json_object_get(u, "not_following")))
-      snprintf(cmd, sizeof(cmd), "DID NOT FOLLOW");
-    table_row(&t, jstr(u, "id"), jstr(u, "group"), jstr(u, "state"),
+      snprintf(cmd, sizeof(cmd), "%s", M("ctl.eq.not_following"));
+    table_row(&t, jstr(u, "id"), jstr(u, "group"), MN("st", jstr(u, "state")),
               num(jnum(u, "power_kw"), kw, sizeof(kw)), num(jnum(u, "run_h"), runh, sizeof(runh)),
               when(jnum(u, "since"), since, sizeof(since)), control, cmd);
   }
@@ -148,16 +171,16 @@ static int equipment_show(ctl_t *ctl) {
 static int equipment_set(ctl_t *ctl, const char *unit, const char *what) {
   bool clear = strcmp(what, "auto") == 0;
   if (!clear && strcmp(what, "on") != 0 && strcmp(what, "off") != 0) {
-    fprintf(stderr, "sitectl: %s: say on, off or auto (back to the policies)\n", what);
+    say(stderr, "ctl.eq.on_off_auto", "arg", what, NULL);
     return EXIT_USAGE;
   }
   double for_s = 2 * 3600.0;
   if (ctl->for_ && (for_s = parse_duration(ctl->for_)) < 0) {
-    fprintf(stderr, "sitectl: --for \"%s\": use 2h, 90m, 1d or seconds\n", ctl->for_);
+    say(stderr, "ctl.eq.bad_for", "arg", ctl->for_, NULL);
     return EXIT_USAGE;
   }
   if (!clear && (!ctl->reason || !*ctl->reason)) {
-    fprintf(stderr, "sitectl: an override needs --reason TEXT (it goes into the audit trail)\n");
+    say(stderr, "ctl.eq.need_reason", NULL);
     return EXIT_USAGE;
   }
   json_t *body = clear ? json_pack("{s:b,s:s,s:s}", "clear", 1, "by", who(ctl), "reason",
@@ -178,14 +201,15 @@ static int equipment_set(ctl_t *ctl, const char *unit, const char *what) {
     json_t *ovr = json_object_get(r, "override"), *pend = json_object_get(r, "pending");
     char until[32];
     if (json_is_object(ovr))
-      printf("%s: %s until %s (%s)\n", unit,
-             json_is_true(json_object_get(ovr, "on")) ? "on" : "off",
-             when(jnum(ovr, "until"), until, sizeof(until)), jstr(ovr, "reason"));
+      say(stdout, "ctl.eq.set", "unit", unit, "on",
+          M(json_is_true(json_object_get(ovr, "on")) ? "ctl.on" : "ctl.off"), "until",
+          when(jnum(ovr, "until"), until, sizeof(until)), "reason", jstr(ovr, "reason"), NULL);
     else
-      printf("%s: back to the group's policies\n", unit);
+      say(stdout, "ctl.eq.back_auto", "unit", unit, NULL);
     if (json_is_object(pend))
-      printf("command sent: %s (%s); sitectl equipment log %s shows when it follows\n",
-             json_is_true(json_object_get(pend, "on")) ? "on" : "off", jstr(pend, "reason"), unit);
+      say(stdout, "ctl.eq.sent", "on",
+          M(json_is_true(json_object_get(pend, "on")) ? "ctl.on" : "ctl.off"), "why",
+          MN("why", jstr(pend, "reason")), "unit", unit, NULL);
   }
   json_decref(r);
   return 0;
@@ -195,8 +219,7 @@ static int equipment_set(ctl_t *ctl, const char *unit, const char *what) {
 static int equipment_log(ctl_t *ctl, const char *unit) {
   double now = sg_now(), since = now - 86400.0;
   if (ctl->since && sg_parse_time(ctl->since, now, &since) != 0) {
-    fprintf(stderr, "sitectl: --since \"%s\": use 2026-11-20T21:20, -2h or Unix seconds\n",
-            ctl->since);
+    say(stderr, "ctl.bad_time", "opt", "--since", "arg", ctl->since, NULL);
     return EXIT_USAGE;
   }
   char path[256], esc[160] = "";
@@ -211,31 +234,46 @@ static int equipment_log(ctl_t *ctl, const char *unit) {
   if (json_answer(ctl, r))
     return 0;
   table_t t = {.ncols = 9};
-  table_row(&t, "TIME", "UNIT", "GROUP", "SWITCH", "REASON", "ORIGIN", "BY", "RESULT", "NOTE");
+  table_row(&t, M("ctl.col.time"), M("ctl.col.unit"), M("ctl.col.group"), M("ctl.col.switch"),
+            M("reason"), M("origin"), M("by"), M("result"), M("note"));
   size_t i;
   json_t *e;
   json_array_foreach(json_object_get(r, "entries"), i, e) {
     char tm[32], result[64];
     double rt = jnum(e, "result_t"), t0 = jnum(e, "t");
     long long tries = (long long)json_integer_value(json_object_get(e, "attempts"));
+    char secs[24], sent[24];
+    snprintf(secs, sizeof(secs), "%.0f", rt - t0);
+    snprintf(sent, sizeof(sent), "%lld", tries);
     if (isfinite(rt) && tries > 0)
-      snprintf(result, sizeof(result), "%s after %.0f s, %lld sent", jstr(e, "result"), rt - t0,
-               tries);
+      MF(result, sizeof(result), "ctl.eq.result_after", "result", MN("res", jstr(e, "result")), "s",
+         secs, "n", sent, NULL);
     else
-      snprintf(result, sizeof(result), "%s", jstr(e, "result"));
+      snprintf(result, sizeof(result), "%s", MN("res", jstr(e, "result")));
     table_row(&t, when(t0, tm, sizeof(tm)), jstr(e, "unit"), jstr(e, "group"),
-              json_is_true(json_object_get(e, "on")) ? "on" : "off", jstr(e, "reason"),
-              jstr(e, "origin"), jstr(e, "by"), result, jstr(e, "note"));
+              M(json_is_true(json_object_get(e, "on")) ? "ctl.on" : "ctl.off"),
+              MN("why", jstr(e, "reason")), MN("origin", jstr(e, "origin")),
+              MN("by", jstr(e, "by")), result, jstr(e, "note"));
   }
-  if (json_array_size(json_object_get(r, "entries")) == 0)
-    printf("no commands since %s\n", when(since, path, sizeof(path)));
-  else
+  if (json_array_size(json_object_get(r, "entries")) == 0) {
+    table_discard(&t);
+    say(stdout, "ctl.eq.no_commands", "since", when(since, path, sizeof(path)), NULL);
+  } else
     table_print(&t);
   json_decref(r);
   return 0;
 }
 
 int cmd_equipment(ctl_t *ctl, int argc, char **argv) {
+  /* The words first: a usage error is one whether or not the gateway is up. */
+  bool set = argc == 3 && strcmp(argv[0], "set") == 0;
+  if (argc > 0 && !set && !(strcmp(argv[0], "log") == 0 && argc <= 2))
+    return EXIT_USAGE;
+  if (set && strcmp(argv[2], "on") != 0 && strcmp(argv[2], "off") != 0 &&
+      strcmp(argv[2], "auto") != 0) {
+    say(stderr, "ctl.eq.on_off_auto", "arg", argv[2], NULL);
+    return EXIT_USAGE;
+  }
   int rc = fetch_zone(ctl);
   if (rc)
     return rc;
@@ -254,11 +292,11 @@ int cmd_equipment(ctl_t *ctl, int argc, char **argv) {
 static int period_query(const ctl_t *ctl, char *q, size_t cap) {
   double now = sg_now(), since = 0, until = 0;
   if (ctl->since && sg_parse_time(ctl->since, now, &since) != 0) {
-    fprintf(stderr, "sitectl: --since \"%s\": use 2026-11-20, -7d or Unix seconds\n", ctl->since);
+    say(stderr, "ctl.bad_day", "opt", "--since", "arg", ctl->since, NULL);
     return EXIT_USAGE;
   }
   if (ctl->until && sg_parse_time(ctl->until, now, &until) != 0) {
-    fprintf(stderr, "sitectl: --until \"%s\": use 2026-11-27, -1d or Unix seconds\n", ctl->until);
+    say(stderr, "ctl.bad_day", "opt", "--until", "arg", ctl->until, NULL);
     return EXIT_USAGE;
   }
   size_t n = (size_t)snprintf(q, cap, "?");
@@ -271,8 +309,10 @@ static int period_query(const ctl_t *ctl, char *q, size_t cap) {
 
 static void print_period(const json_t *r) {
   char a[32], b[32];
-  printf("period     %.10s .. %.10s (site time)\n", when(jnum(r, "since"), a, sizeof(a)),
-         when(jnum(r, "until") - 1, b, sizeof(b)));
+  char d1[16], d2[16];
+  snprintf(d1, sizeof(d1), "%.10s", when(jnum(r, "since"), a, sizeof(a)));
+  snprintf(d2, sizeof(d2), "%.10s", when(jnum(r, "until") - 1, b, sizeof(b)));
+  say(stdout, "ctl.en.period", "from", d1, "to", d2, NULL);
 }
 
 /* GETs `api` for the --since/--until period, in the site's time zone. */
@@ -302,7 +342,9 @@ int cmd_energy(ctl_t *ctl, int argc, char **argv) {
   table_t t = {.ncols = 8};
   for (size_t c = 2; c < 8; c++)
     t.right[c] = true;
-  table_row(&t, "UNIT", "GROUP", "kWh", "FUEL l", "RUN h", "IDLE h", "IDLE kWh", "COUNTER kWh");
+  table_row(&t, M("ctl.col.unit"), M("ctl.col.group"), "kWh", M("ctl.col.fuel_l"),
+            M("ctl.col.run_h"), M("ctl.col.idle_h"), M("ctl.col.idle_kwh"),
+            M("ctl.col.counter_kwh"));
   size_t i;
   json_t *u;
   char c1[32], c2[32], c3[32], c4[32], c5[32], c6[32];
@@ -314,7 +356,7 @@ int cmd_energy(ctl_t *ctl, int argc, char **argv) {
               num(jnum(tot, "idle_kwh"), c5, sizeof(c5)), num(jnum(ctr, "value"), c6, sizeof(c6)));
   }
   const json_t *tot = json_object_get(r, "total");
-  table_row(&t, "TOTAL", "", num(jnum(tot, "kwh"), c1, sizeof(c1)),
+  table_row(&t, M("total"), "", num(jnum(tot, "kwh"), c1, sizeof(c1)),
             num(jnum(tot, "fuel_l"), c2, sizeof(c2)), num(jnum(tot, "run_h"), c3, sizeof(c3)),
             num(jnum(tot, "idle_h"), c4, sizeof(c4)), num(jnum(tot, "idle_kwh"), c5, sizeof(c5)),
             "");
@@ -323,7 +365,8 @@ int cmd_energy(ctl_t *ctl, int argc, char **argv) {
   table_t d = {.ncols = 5};
   for (size_t c = 1; c < 5; c++)
     d.right[c] = true;
-  table_row(&d, "DAY", "kWh", "FUEL l", "RUN h", "IDLE h");
+  table_row(&d, M("ctl.col.day"), "kWh", M("ctl.col.fuel_l"), M("ctl.col.run_h"),
+            M("ctl.col.idle_h"));
   json_t *day;
   json_array_foreach(json_object_get(r, "days"), i, day) {
     table_row(&d, jstr(day, "date"), num(jnum(day, "kwh"), c1, sizeof(c1)),
@@ -348,24 +391,26 @@ int cmd_carbon(ctl_t *ctl, int argc, char **argv) {
   const json_t *f = json_object_get(r, "factors"), *p = json_object_get(r, "period"),
                *all = json_object_get(r, "cumulative");
   char a[32], b[32], c[32], e[32], tm[32];
-  printf("factors    grid %.4f t CO2/MWh, diesel %.3f kg CO2/l\n", jnum(f, "grid_t_per_mwh"),
-         jnum(f, "diesel_kg_per_l"));
-  printf("           t CO2 = kWh / 1000 x grid + litres x diesel / 1000\n");
+  char g1[24], g2[24], t1[24], k1[24], day[16];
+  snprintf(g1, sizeof(g1), "%.4f", jnum(f, "grid_t_per_mwh"));
+  snprintf(g2, sizeof(g2), "%.3f", jnum(f, "diesel_kg_per_l"));
+  say(stdout, "ctl.co.factors", "grid", g1, "diesel", g2, NULL);
   print_period(r);
-  printf("period     %s kWh, %s l diesel: %.4f t CO2", num(jnum(p, "kwh"), a, sizeof(a)),
-         num(jnum(p, "fuel_l"), b, sizeof(b)), jnum(p, "t_co2"));
-  if (isfinite(jnum(p, "kg_per_m2")))
-    printf(", %.5f kg CO2/m2 of %s m2", jnum(p, "kg_per_m2"),
-           num(jnum(r, "floor_area_m2"), c, sizeof(c)));
-  printf("\ncumulative since %.10s: %s kWh, %s l: %.4f t CO2",
-         when(jnum(all, "since"), tm, sizeof(tm)), num(jnum(all, "kwh"), a, sizeof(a)),
-         num(jnum(all, "fuel_l"), b, sizeof(b)), jnum(all, "t_co2"));
-  if (isfinite(jnum(all, "kg_per_m2")))
-    printf(", %.5f kg CO2/m2", jnum(all, "kg_per_m2"));
-  printf("\n\n");
+  snprintf(t1, sizeof(t1), "%.4f", jnum(p, "t_co2"));
+  snprintf(k1, sizeof(k1), "%.5f", jnum(p, "kg_per_m2"));
+  say(stdout, isfinite(jnum(p, "kg_per_m2")) ? "ctl.co.period_m2" : "ctl.co.period", "kwh",
+      num(jnum(p, "kwh"), a, sizeof(a)), "l", num(jnum(p, "fuel_l"), b, sizeof(b)), "t", t1, "kg",
+      k1, "m2", num(jnum(r, "floor_area_m2"), c, sizeof(c)), NULL);
+  snprintf(day, sizeof(day), "%.10s", when(jnum(all, "since"), tm, sizeof(tm)));
+  snprintf(t1, sizeof(t1), "%.4f", jnum(all, "t_co2"));
+  snprintf(k1, sizeof(k1), "%.5f", jnum(all, "kg_per_m2"));
+  say(stdout, isfinite(jnum(all, "kg_per_m2")) ? "ctl.co.cumulative_m2" : "ctl.co.cumulative",
+      "since", day, "kwh", num(jnum(all, "kwh"), a, sizeof(a)), "l",
+      num(jnum(all, "fuel_l"), b, sizeof(b)), "t", t1, "kg", k1, NULL);
+  printf("\n");
   table_t d = {.ncols = 4};
   d.right[1] = d.right[2] = d.right[3] = true;
-  table_row(&d, "DAY", "kWh", "FUEL l", "t CO2");
+  table_row(&d, M("ctl.col.day"), "kWh", M("ctl.col.fuel_l"), "t CO₂");
   size_t i;
   json_t *x;
   json_array_foreach(json_object_get(r, "days"), i, x) {
@@ -377,10 +422,10 @@ int cmd_carbon(ctl_t *ctl, int argc, char **argv) {
   printf("\n");
   table_t g = {.ncols = 4};
   g.right[1] = g.right[2] = g.right[3] = true;
-  table_row(&g, "GROUP", "kWh", "FUEL l", "t CO2");
+  table_row(&g, M("ctl.col.group"), "kWh", M("ctl.col.fuel_l"), "t CO₂");
   json_array_foreach(json_object_get(r, "groups"), i, x) {
     snprintf(e, sizeof(e), "%.4f", jnum(x, "t_co2"));
-    table_row(&g, strcmp(jstr(x, "name"), "-") == 0 ? "(meters)" : jstr(x, "name"),
+    table_row(&g, strcmp(jstr(x, "name"), "-") == 0 ? M("ctl.co.meters") : jstr(x, "name"),
               num(jnum(x, "kwh"), a, sizeof(a)), num(jnum(x, "fuel_l"), b, sizeof(b)), e);
   }
   table_print(&g);

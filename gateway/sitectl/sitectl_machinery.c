@@ -39,7 +39,8 @@ static void reasons_text(const json_t *m, char *out, size_t cap) {
   json_t *r;
   json_array_foreach(json_object_get(m, "reasons"), i, r) {
     size_t used = strlen(out);
-    snprintf(out + used, cap - used, "%s%s", used ? "," : "", json_string_value(r));
+    snprintf(out + used, cap - used, "%s%s", used ? M("ctl.list_sep") : "",
+             MN("mach_why", json_string_value(r))); /* unregistered, stage, smoke */
   }
   if (!out[0])
     snprintf(out, cap, "-");
@@ -62,32 +63,37 @@ int cmd_machines(ctl_t *ctl, int argc, char **argv) {
     return 0;
   }
   json_t *z = json_object_get(r, "zone");
-  printf("zone: stage %s or better, registration %s, smoke at most %.2f 1/m (%s)\n",
-         jstr(z, "min_stage"),
-         json_is_true(json_object_get(z, "require_registration")) ? "required" : "not required",
-         jnum(z, "opacity_limit_per_m"), jstr(z, "opacity_source"));
+  char lim[32];
+  snprintf(lim, sizeof(lim), "%.2f", jnum(z, "opacity_limit_per_m"));
+  say(stdout, "ctl.mach.zone", "stage", MN("stage", jstr(z, "min_stage")), "reg",
+      M(json_is_true(json_object_get(z, "require_registration")) ? "ctl.mach.required"
+                                                                 : "ctl.mach.not_required"),
+      "limit", lim, "source", M("ctl.mach.opacity_source"), NULL);
   table_t t = {.ncols = 9};
   t.right[3] = t.right[7] = t.right[8] = true;
-  table_row(&t, "CODE", "TYPE", "STAGE", "KW", "ON SITE", "COMPLIANT", "REASONS", "HOURS",
-            "FUEL L");
+  table_row(&t, M("rep.col.code"), M("rep.col.type"), M("rep.col.stage"), "kW",
+            M("ctl.mach.on_site"), M("ctl.mach.compliant"), M("ctl.mach.reasons"),
+            M("ctl.mach.hours_today"), M("ctl.mach.fuel_today"));
   size_t i;
   json_t *m;
   json_array_foreach(ms, i, m) {
     char kw[32], h[32], fu[32], why[128];
     reasons_text(m, why, sizeof(why));
     bool reg = json_is_true(json_object_get(m, "registered"));
-    table_row(&t, jstr(m, "code"), reg ? jstr(m, "type") : "(not registered)",
-              reg ? jstr(m, "stage") : "-", fmt_num(jnum(m, "power_kw"), kw, sizeof(kw)),
-              json_is_true(json_object_get(m, "on_site"))
-                  ? (json_is_true(json_object_get(m, "working")) ? "yes, working" : "yes")
-                  : "no",
-              json_is_true(json_object_get(m, "compliant")) ? "yes" : "NO", why,
+    table_row(&t, jstr(m, "code"), reg ? jstr(m, "type") : M("ctl.mach.not_registered"),
+              reg ? MN("stage", jstr(m, "stage")) : "-",
+              fmt_num(jnum(m, "power_kw"), kw, sizeof(kw)),
+              M(json_is_true(json_object_get(m, "on_site"))
+                    ? (json_is_true(json_object_get(m, "working")) ? "ctl.mach.working" : "yes")
+                    : "no"),
+              M(json_is_true(json_object_get(m, "compliant")) ? "yes" : "ctl.mach.no_caps"), why,
               fmt_num(jnum(m, "hours_today"), h, sizeof(h)),
               fmt_num(jnum(m, "fuel_l_today"), fu, sizeof(fu)));
   }
-  if (json_array_size(ms) == 0)
-    printf("no machines: sitectl machine add CODE --type TYPE --stage STAGE --power-kw KW\n");
-  else
+  if (json_array_size(ms) == 0) {
+    table_discard(&t);
+    say(stdout, "ctl.mach.none", NULL);
+  } else
     table_print(&t);
   json_decref(r);
   return 0;
@@ -110,20 +116,22 @@ static int show(ctl_t *ctl, const char *code) {
     return 0;
   char a[32], b[32], c[32], d[32], e[32], f[32], tb[32];
   bool reg = json_is_true(json_object_get(m, "registered"));
-  printf("%s  %s\n", jstr(m, "code"), reg ? jstr(m, "type") : "NOT IN THE REGISTER");
+  printf("%s  %s\n", jstr(m, "code"), reg ? jstr(m, "type") : M("ctl.mach.not_in_register"));
   if (json_is_string(json_object_get(m, "stage")))
-    printf("stage %s, %s kW, %s, owner %s, label %s, terminal %s\n", jstr(m, "stage"),
-           fmt_num(jnum(m, "power_kw"), a, sizeof(a)), jstr(m, "fuel"),
-           *jstr(m, "owner") ? jstr(m, "owner") : "-", *jstr(m, "label") ? jstr(m, "label") : "-",
-           *jstr(m, "terminal") ? jstr(m, "terminal") : "-");
-  printf("on site: %s; compliant: %s%s%s\n",
-         json_is_true(json_object_get(m, "on_site")) ? "yes" : "no",
-         json_is_true(json_object_get(m, "compliant")) ? "yes" : "NO",
-         *jstr(m, "reasons_text") ? ", " : "", jstr(m, "reasons_text"));
+    say(stdout, "ctl.mach.detail", "stage", MN("stage", jstr(m, "stage")), "kw",
+        fmt_num(jnum(m, "power_kw"), a, sizeof(a)), "fuel", jstr(m, "fuel"), "owner",
+        *jstr(m, "owner") ? jstr(m, "owner") : "-", "label",
+        *jstr(m, "label") ? jstr(m, "label") : "-", "terminal",
+        *jstr(m, "terminal") ? jstr(m, "terminal") : "-", NULL);
+  say(stdout, "ctl.mach.state", "on_site",
+      M(json_is_true(json_object_get(m, "on_site")) ? "yes" : "no"), "compliant",
+      M(json_is_true(json_object_get(m, "compliant")) ? "yes" : "ctl.mach.no_caps"), "why",
+      jstr(m, "reasons_text"), NULL);
   table_t t = {.ncols = 7};
   for (int i = 1; i < 7; i++)
     t.right[i] = true;
-  table_row(&t, "DAY", "ON SITE H", "ENGINE H", "FUEL L", "T CO2", "NOX KG", "PM KG");
+  table_row(&t, M("ctl.col.day"), M("rep.col.onsite_h"), M("rep.col.engine_h"),
+            M("rep.col.fuel_any"), "t CO₂", "NOx kg", "PM kg");
   size_t i;
   json_t *day;
   json_array_foreach(json_object_get(m, "days"), i, day) {
@@ -134,19 +142,21 @@ static int show(ctl_t *ctl, const char *code) {
               fmt_num(jnum(day, "pm_kg"), f, sizeof(f)));
   }
   table_print(&t);
-  printf("factors: %s\n", jstr(json_object_get(m, "factors"), "nox_pm_source"));
+  say(stdout, "ctl.mach.factors", "source", M("ctl.mach.nox_pm_source"), NULL);
   json_t *x;
   if (json_array_size(json_object_get(m, "moves")))
-    printf("\nentries and exits:\n");
+    printf("\n%s\n", M("ctl.mach.moves"));
   json_array_foreach(json_object_get(m, "moves"), i, x) {
-    printf("  %s  %-3s  %s (%s)\n", fmt_time(jnum(x, "t"), tb, sizeof(tb)), jstr(x, "dir"),
+    printf("  %s  %s  %s (%s)\n", fmt_time(jnum(x, "t"), tb, sizeof(tb)), MN("dir", jstr(x, "dir")),
            jstr(x, "source"), jstr(x, "by"));
   }
   if (json_array_size(json_object_get(m, "audit")))
-    printf("\nregister changes:\n");
+    printf("\n%s\n", M("ctl.mach.audit"));
   json_array_foreach(json_object_get(m, "audit"), i, x) {
-    printf("  %s  %-7s by %s: %s  [%s]\n", fmt_time(jnum(x, "t"), tb, sizeof(tb)),
-           jstr(x, "action"), jstr(x, "by"), jstr(x, "reason"), jstr(x, "detail"));
+    char line[1024];
+    printf("  %s  %s\n", fmt_time(jnum(x, "t"), tb, sizeof(tb)),
+           MF(line, sizeof(line), "ctl.mach.audit_line", "action", MN("maction", jstr(x, "action")),
+              "by", jstr(x, "by"), "reason", jstr(x, "reason"), "detail", jstr(x, "detail"), NULL));
   }
   json_decref(m);
   return 0;
@@ -162,7 +172,7 @@ static bool fields(const ctl_t *ctl, json_t *b) {
     char *end;
     double kw = strtod(ctl->power_kw, &end);
     if (end == ctl->power_kw || *end || !isfinite(kw)) {
-      fprintf(stderr, "sitectl: --power-kw %s is not a number of kW\n", ctl->power_kw);
+      say(stderr, "ctl.mach.bad_kw", "arg", ctl->power_kw, NULL);
       return false;
     }
     json_object_set_new(b, "power_kw", json_real(kw));
@@ -192,14 +202,15 @@ static int post(ctl_t *ctl, const char *path, json_t *b, const char *done) {
   char why[128];
   reasons_text(r, why, sizeof(why));
   if (json_is_string(json_object_get(r, "code")))
-    printf("%s %s: on site %s, compliant %s%s%s\n", jstr(r, "code"), done,
-           json_is_true(json_object_get(r, "on_site")) ? "yes" : "no",
-           json_is_true(json_object_get(r, "compliant")) ? "yes" : "NO",
-           strcmp(why, "-") ? " " : "", strcmp(why, "-") ? why : "");
-  else
-    printf("%s: %lld added, %lld changed\n", done,
-           (long long)json_integer_value(json_object_get(r, "added")),
-           (long long)json_integer_value(json_object_get(r, "changed")));
+    say(stdout, "ctl.mach.done", "code", jstr(r, "code"), "done", MN("ctl.mach", done), "on_site",
+        M(json_is_true(json_object_get(r, "on_site")) ? "yes" : "no"), "compliant",
+        M(json_is_true(json_object_get(r, "compliant")) ? "yes" : "ctl.mach.no_caps"), "why",
+        strcmp(why, "-") ? why : "", NULL);
+  else {
+    char a[24], c[24];
+    say(stdout, "ctl.mach.imported", "added", fmt_int(r, "added", a, sizeof(a)), "changed",
+        fmt_int(r, "changed", c, sizeof(c)), NULL);
+  }
   json_decref(r);
   return 0;
 }
@@ -207,7 +218,7 @@ static int post(ctl_t *ctl, const char *path, json_t *b, const char *done) {
 static int import_file(ctl_t *ctl, const char *file) {
   FILE *f = fopen(file, "rb");
   if (!f) {
-    fprintf(stderr, "sitectl: cannot read %s: %s\n", file, strerror(errno));
+    say(stderr, "ctl.cannot_read", "file", file, "why", strerror(errno), NULL);
     return EXIT_NO;
   }
   char *buf = malloc(4 << 20);
@@ -215,7 +226,7 @@ static int import_file(ctl_t *ctl, const char *file) {
   bool big = buf && !feof(f);
   fclose(f);
   if (!buf || big) {
-    fprintf(stderr, "sitectl: %s is larger than 4 MB\n", file);
+    say(stderr, "ctl.mach.too_big", "file", file, NULL);
     free(buf);
     return EXIT_NO;
   }
@@ -224,7 +235,7 @@ static int import_file(ctl_t *ctl, const char *file) {
   json_object_set_new(b, "csv", json_stringn(buf, n));
   free(buf);
   if (!json_object_get(b, "csv")) {
-    fprintf(stderr, "sitectl: %s is not UTF-8 text\n", file);
+    say(stderr, "ctl.mach.not_utf8", "file", file, NULL);
     json_decref(b);
     return EXIT_NO;
   }
@@ -246,7 +257,7 @@ int cmd_machine(ctl_t *ctl, int argc, char **argv) {
   if (strcmp(verb, "add") == 0) {
     if (!ctl->type || !ctl->stage || !ctl->power_kw) {
       json_decref(b);
-      fprintf(stderr, "sitectl: machine add needs --type, --stage and --power-kw\n");
+      say(stderr, "ctl.mach.add_needs", NULL);
       return EXIT_USAGE;
     }
     json_object_set_new(b, "code", json_string(code));
@@ -259,7 +270,8 @@ int cmd_machine(ctl_t *ctl, int argc, char **argv) {
   if (strcmp(verb, "change") == 0) {
     if (!fields(ctl, b) || json_object_size(b) == 0 || !ctl->reason) {
       json_decref(b);
-      fprintf(stderr, "sitectl: machine change CODE --stage III ... --reason TEXT\n");
+      fprintf(stderr, "%s: sitectl machine change CODE --stage III ... --reason TEXT\n",
+              M("ctl.usage"));
       return EXIT_USAGE;
     }
     snprintf(path, sizeof(path), "/api/machinery/%s", esc);
@@ -272,7 +284,7 @@ int cmd_machine(ctl_t *ctl, int argc, char **argv) {
   if (!what || (what[0] == 'r' && !ctl->reason)) {
     json_decref(b);
     if (what)
-      fprintf(stderr, "sitectl: machine retire CODE --reason TEXT\n");
+      fprintf(stderr, "%s: sitectl machine retire CODE --reason TEXT\n", M("ctl.usage"));
     return EXIT_USAGE;
   }
   snprintf(path, sizeof(path), "/api/machinery/%s/%s", esc, verb);

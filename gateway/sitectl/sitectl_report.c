@@ -42,7 +42,7 @@ static void print_table(const json_t *tb) {
     return;
   printf("\n%s\n", json_string_value(json_object_get(tb, "title")));
   if (json_array_size(rows) == 0) {
-    printf("  (无)\n");
+    printf("  (%s)\n", M("rep.page.none"));
     return;
   }
   table_t t = {.ncols = nc};
@@ -79,7 +79,8 @@ int cmd_report(ctl_t *ctl, int argc, char **argv) {
   char path[256], esc[64] = "";
   if (ctl->month)
     url_escape(ctl->month, esc, sizeof(esc));
-  snprintf(path, sizeof(path), "/api/report?month=%s", esc);
+  /* The report is made in sitectl's language (its words are the gateway's). */
+  snprintf(path, sizeof(path), "/api/report?month=%s&lang=%s", esc, words_lang());
   if (ctl->csv || ctl->out) {
     char tname[96];
     if (ctl->csv) {
@@ -94,22 +95,24 @@ int cmd_report(ctl_t *ctl, int argc, char **argv) {
       return rc;
     FILE *f = ctl->out ? fopen(ctl->out, "w") : stdout;
     if (!f) {
-      fprintf(stderr, "sitectl: cannot write %s: %s\n", ctl->out, strerror(errno));
+      say(stderr, "ctl.cannot_write", "file", ctl->out, "why", strerror(errno), NULL);
       free(body.p);
       return EXIT_NO;
     }
     fwrite(body.p, 1, body.len, f);
     if (ctl->out) {
       if (fclose(f) != 0) {
-        fprintf(stderr, "sitectl: cannot write %s: %s\n", ctl->out, strerror(errno));
+        say(stderr, "ctl.cannot_write", "file", ctl->out, "why", strerror(errno), NULL);
         free(body.p);
         return EXIT_NO;
       }
       if (ctl->json)
         printf("{\"out\": \"%s\", \"bytes\": %zu}\n", ctl->out, body.len);
-      else
-        printf("report saved to %s (%zu bytes): open it in a browser to read or print\n", ctl->out,
-               body.len);
+      else {
+        char n[24];
+        snprintf(n, sizeof(n), "%zu", body.len);
+        say(stdout, "ctl.report_saved", "file", ctl->out, "bytes", n, NULL);
+      }
     }
     free(body.p);
     return 0;
@@ -123,10 +126,10 @@ int cmd_report(ctl_t *ctl, int argc, char **argv) {
   if (json_answer(ctl, r))
     return 0;
   json_t *site = json_object_get(r, "site");
-  printf("%s 月度工地报告 · %s（%s）%s\n", json_string_value(json_object_get(r, "month")),
-         json_string_value(json_object_get(site, "name")),
+  printf("%s %s · %s（%s）%s\n", json_string_value(json_object_get(r, "month")),
+         M("rep.page.title"), json_string_value(json_object_get(site, "name")),
          json_string_value(json_object_get(site, "id")),
-         json_is_true(json_object_get(r, "partial")) ? " · 本月尚未结束" : "");
+         json_is_true(json_object_get(r, "partial")) ? M("rep.page.partial") : "");
   size_t i, j;
   json_t *p, *tb, *v;
   json_array_foreach(json_object_get(r, "parts"), i, p) {
@@ -138,7 +141,7 @@ int cmd_report(ctl_t *ctl, int argc, char **argv) {
         print_table(tb);
     }
   }
-  printf("\ntables for --csv:");
+  printf("\n%s", M("ctl.report_tables"));
   json_array_foreach(json_object_get(r, "tables"), j, tb)
       printf(" %s", json_string_value(json_object_get(tb, "name")));
   printf("\n");

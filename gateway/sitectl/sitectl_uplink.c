@@ -19,26 +19,36 @@ static const char *jstr(const json_t *o, const char *k) {
   return s ? s : "";
 }
 
-/* "12 min ago" style age of Unix time t, "-" when unknown. */
+/* "2026-11-20 21:20:00 (12 min ago)" for Unix time t, "-" when unknown. */
 static const char *ago(double t, char *buf, size_t cap) {
   if (!isfinite(t) || t <= 0) {
     snprintf(buf, cap, "-");
     return buf;
   }
-  char tb[32];
+  char tb[32], n[24];
   double d = sg_now() - t;
-  const char *unit = "s";
+  const char *key = "ctl.ago_s";
   if (d >= 86400 * 2) {
     d /= 86400;
-    unit = "d";
+    key = "ctl.ago_d";
   } else if (d >= 7200) {
     d /= 3600;
-    unit = "h";
+    key = "ctl.ago_h";
   } else if (d >= 120) {
     d /= 60;
-    unit = "min";
+    key = "ctl.ago_min";
   }
-  snprintf(buf, cap, "%s (%.0f %s ago)", fmt_time(t, tb, sizeof(tb)), d < 0 ? 0 : d, unit);
+  snprintf(n, sizeof(n), "%.0f", d < 0 ? 0 : d);
+  return MF(buf, cap, key, "time", fmt_time(t, tb, sizeof(tb)), "n", n, NULL);
+}
+
+/* A number of the answer as text, "-" when absent. */
+static const char *N(const json_t *o, const char *k, char *buf, size_t cap) {
+  double v = jnum(o, k);
+  if (isfinite(v))
+    snprintf(buf, cap, "%.0f", v);
+  else
+    snprintf(buf, cap, "-");
   return buf;
 }
 
@@ -55,16 +65,16 @@ int cmd_uplink(ctl_t *ctl, int argc, char **argv) {
     return rc;
   if (json_answer(ctl, u))
     return 0;
-  char a[96], b[96];
+  char a[128], b[128], n[8][24], line[1024];
   bool enabled = json_is_true(json_object_get(u, "enabled"));
   if (!enabled)
-    printf("uplink      off ([uplink] host is not set); MN %s\n", jstr(u, "mn"));
+    say(stdout, "ctl.up.off", "mn", jstr(u, "mn"), NULL);
   else
-    printf("uplink      %s, %s since %s\n", jstr(u, "server"), jstr(u, "state"),
-           ago(jnum(u, "since"), a, sizeof(a)));
+    say(stdout, "ctl.up.on", "server", jstr(u, "server"), "state", MN("upstate", jstr(u, "state")),
+        "since", ago(jnum(u, "since"), a, sizeof(a)), NULL);
   if (*jstr(u, "cipher"))
-    printf("session     TLS 1.2 %s, MN %s\n", jstr(u, "cipher"), jstr(u, "mn"));
-  printf("backlog     %.0f messages waiting for a 9014", jnum(u, "backlog_total"));
+    say(stdout, "ctl.up.session", "cipher", jstr(u, "cipher"), "mn", jstr(u, "mn"), NULL);
+  MF(line, sizeof(line), "ctl.up.backlog", "n", N(u, "backlog_total", n[0], sizeof(n[0])), NULL);
   json_t *bl = json_object_get(u, "backlog"), *dr = json_object_get(u, "dropped");
   const char *key;
   json_t *v;
@@ -72,34 +82,38 @@ int cmd_uplink(ctl_t *ctl, int argc, char **argv) {
   json_object_foreach(bl, key, v) {
     if (json_integer_value(v) == 0)
       continue;
-    printf("%s%s %lld", first ? " (" : ", ", key, (long long)json_integer_value(v));
+    snprintf(line + strlen(line), sizeof(line) - strlen(line), "%s%s %lld",
+             first ? M("ctl.paren_open") : M("ctl.list_sep"), MN("upclass", key),
+             (long long)json_integer_value(v));
     first = false;
   }
-  printf("%s\n", first ? "" : ")");
+  printf("%s%s\n", line, first ? "" : M("ctl.paren_close"));
   json_t *old = json_object_get(u, "oldest_pending");
   if (json_is_object(old))
-    printf("oldest      QN %s, CN %s, made %s\n", jstr(old, "qn"), jstr(old, "cn"),
-           ago(jnum(old, "made"), b, sizeof(b)));
-  printf("last ack    %s\n", ago(jnum(u, "last_ack"), a, sizeof(a)));
+    say(stdout, "ctl.up.oldest", "qn", jstr(old, "qn"), "cn", jstr(old, "cn"), "made",
+        ago(jnum(old, "made"), b, sizeof(b)), NULL);
+  say(stdout, "ctl.up.last_ack", "at", ago(jnum(u, "last_ack"), a, sizeof(a)), NULL);
   long long dropped = 0;
   json_object_foreach(dr, key, v) dropped += json_integer_value(v);
-  printf("dropped     %lld real-time frames (bound %.0f pending; minute/hour/day data, ledger "
-         "records and alarms are never dropped)%s\n",
-         dropped, jnum(u, "outbox_max"),
-         json_is_true(json_object_get(u, "over_bound")) ? "; OVER THE BOUND" : "");
+  snprintf(n[0], sizeof(n[0]), "%lld", dropped);
+  say(stdout, "ctl.up.dropped", "n", n[0], "bound", N(u, "outbox_max", n[1], sizeof(n[1])), "over",
+      json_is_true(json_object_get(u, "over_bound")) ? M("ctl.up.over_bound") : "", NULL);
   json_t *c = json_object_get(u, "counters");
   if (enabled)
-    printf("this run    %.0f made, %.0f sent, %.0f resent, %.0f acknowledged, %.0f in flight "
-           "(window %.0f), %.0f pulls answered, %.0f connections\n",
-           jnum(c, "made"), jnum(c, "sent"), jnum(c, "resent"), jnum(c, "acked"),
-           jnum(c, "inflight"), jnum(u, "window"), jnum(c, "pulls"), jnum(c, "handshakes"));
+    say(stdout, "ctl.up.run", "made", N(c, "made", n[0], sizeof(n[0])), "sent",
+        N(c, "sent", n[1], sizeof(n[1])), "resent", N(c, "resent", n[2], sizeof(n[2])), "acked",
+        N(c, "acked", n[3], sizeof(n[3])), "inflight", N(c, "inflight", n[4], sizeof(n[4])),
+        "window", N(u, "window", n[5], sizeof(n[5])), "pulls", N(c, "pulls", n[6], sizeof(n[6])),
+        "conns", N(c, "handshakes", n[7], sizeof(n[7])), NULL);
   if (isfinite(jnum(u, "chain_seq")) && jnum(u, "chain_seq") > 0)
-    printf("chain       signed records up to Seq %.0f\n", jnum(u, "chain_seq"));
-  if (isfinite(jnum(u, "clock_offset_s")))
-    printf("clock       the authority's is %+.1f s from ours\n", jnum(u, "clock_offset_s"));
+    say(stdout, "ctl.up.chain", "seq", N(u, "chain_seq", n[0], sizeof(n[0])), NULL);
+  if (isfinite(jnum(u, "clock_offset_s"))) {
+    snprintf(n[0], sizeof(n[0]), "%+.1f", jnum(u, "clock_offset_s"));
+    say(stdout, "ctl.up.clock", "s", n[0], NULL);
+  }
   if (*jstr(u, "last_error"))
-    printf("last error  %s (%s)\n", jstr(u, "last_error"),
-           ago(jnum(u, "last_error_at"), a, sizeof(a)));
+    say(stdout, "ctl.up.error", "error", jstr(u, "last_error"), "at",
+        ago(jnum(u, "last_error_at"), a, sizeof(a)), NULL);
   json_decref(u);
   return 0;
 }

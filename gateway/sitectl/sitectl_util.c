@@ -11,7 +11,95 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <wchar.h>
+
+/* ---- words */
+static struct {
+  msgcat_t *cat;
+  const char *lang;
+  const ctl_t *ctl; /* for the gateway's catalogue when none is installed */
+  bool tried;
+} words = {.lang = "zh"};
+
+/* The catalogue installed beside the program: bin/sitectl finds
+ * share/sitegate/web/messages.json, as sitegated finds its web root. */
+static msgcat_t *local_catalogue(void) {
+  char exe[4096], path[4200];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n <= 0)
+    return NULL;
+  exe[n] = '\0';
+  char *slash = strrchr(exe, '/');
+  if (!slash)
+    return NULL;
+  *slash = '\0';
+  snprintf(path, sizeof(path), "%s/../share/sitegate/web/messages.json", exe);
+  msgcat_t *c = NULL;
+  if (msgcat_load(path, &c, NULL, 0) != 0)
+    return NULL;
+  return c;
+}
+
+void words_init(const ctl_t *ctl, const char *lang_opt) {
+  static const char *const envs[] = {"SITECTL_LANG", "LC_ALL", "LC_MESSAGES", "LANG"};
+  const char *wish = lang_opt;
+  for (size_t i = 0; i < sizeof(envs) / sizeof(envs[0]) && !(wish && *wish); i++)
+    wish = getenv(envs[i]);
+  words.lang = msgcat_lang(wish);
+  words.ctl = ctl;
+  words.cat = local_catalogue();
+}
+
+void words_free(void) {
+  msgcat_free(words.cat);
+  words.cat = NULL;
+}
+
+const char *words_lang(void) { return words.lang; }
+
+const msgcat_t *words_cat(void) {
+  if (!words.cat && !words.tried && words.ctl) {
+    words.tried = true; /* once: a gateway that is not there is said once */
+    json_t *j;
+    if (api_get_quiet(words.ctl, "/messages.json", &j) == 0)
+      msgcat_from_json(j, &words.cat);
+  }
+  return words.cat;
+}
+
+const char *M(const char *key) { return msgcat_get(words_cat(), words.lang, key); }
+
+const char *MN(const char *prefix, const char *id) {
+  return msgcat_name(words_cat(), words.lang, prefix, id ? id : "");
+}
+
+static char *vfill(char *buf, size_t len, const char *key, va_list ap) {
+  const char *names[16], *values[16];
+  size_t n = 0;
+  for (const char *name; n < 16 && (name = va_arg(ap, const char *)) != NULL; n++) {
+    names[n] = name;
+    values[n] = va_arg(ap, const char *);
+  }
+  return msgcat_fill(M(key), names, values, n, buf, len);
+}
+
+char *MF(char *buf, size_t len, const char *key, ...) {
+  va_list ap;
+  va_start(ap, key);
+  vfill(buf, len, key, ap);
+  va_end(ap);
+  return buf;
+}
+
+void say(FILE *f, const char *key, ...) {
+  char buf[2048];
+  va_list ap;
+  va_start(ap, key);
+  vfill(buf, sizeof(buf), key, ap);
+  va_end(ap);
+  fprintf(f, "%s%s\n", f == stderr ? "sitectl: " : "", buf);
+}
 
 /* ---- HTTP */
 typedef struct buf {
@@ -32,9 +120,10 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg) {
 }
 
 /* One HTTP exchange with the gateway: the body lands in `body`, the status
- * in `status`. Returns 0, or EXIT_UNREACHABLE after saying why. */
+ * in `status`. Returns 0, or EXIT_UNREACHABLE after saying why (unless
+ * `quiet`). */
 static int perform(const ctl_t *ctl, const char *method, const char *path, const json_t *body_in,
-                   long timeout_s, buf_t *body, long *status) {
+                   long timeout_s, buf_t *body, long *status, bool quiet) {
   char url[1024];
   snprintf(url, sizeof(url), "%s%s", ctl->url, path);
   CURL *h = curl_easy_init();
@@ -68,8 +157,9 @@ static int perform(const ctl_t *ctl, const char *method, const char *path, const
   curl_easy_cleanup(h);
   free(payload);
   if (cc != CURLE_OK) {
-    fprintf(stderr, "sitectl: cannot reach the gateway at %s (%s); is sitegated running?\n",
-            ctl->url, curl_easy_strerror(cc));
+    words.tried = true; /* no catalogue to fetch from a gateway that is not there */
+    if (!quiet)
+      say(stderr, "ctl.unreachable", "url", ctl->url, "why", curl_easy_strerror(cc), NULL);
     return EXIT_UNREACHABLE;
   }
   return 0;
@@ -81,21 +171,17 @@ static int said_no(const ctl_t *ctl, const buf_t *body, long status) {
   if (status == 401) {
     /* The gateway cannot tell a wrong token from none; sitectl can. */
     const char *token = getenv("SITECTL_TOKEN");
-    if (token && *token)
-      fprintf(stderr, "sitectl: the gateway refused the token in SITECTL_TOKEN: it is not the "
-                      "[http] token of sitegate.conf\n");
-    else
-      fprintf(stderr, "sitectl: this action needs the gateway's token: set SITECTL_TOKEN to the "
-                      "[http] token of sitegate.conf\n");
+    say(stderr, token && *token ? "ctl.token_refused" : "ctl.token_needed", NULL);
     return EXIT_NO;
   }
   json_t *j = body->p ? json_loads(body->p, 0, NULL) : NULL;
   const char *msg = json_string_value(json_object_get(j, "error"));
+  char code[16];
+  snprintf(code, sizeof(code), "%ld", status);
   if (j)
-    fprintf(stderr, "sitectl: the gateway said no: %s\n", msg ? msg : "(no reason given)");
+    say(stderr, "ctl.said_no", "why", msg ? msg : M("ctl.no_reason"), NULL);
   else
-    fprintf(stderr, "sitectl: %s answered HTTP %ld without JSON; is it a sitegate gateway?\n",
-            ctl->url, status);
+    say(stderr, "ctl.not_json", "url", ctl->url, "status", code, NULL);
   json_decref(j);
   return j ? EXIT_NO : EXIT_UNREACHABLE;
 }
@@ -104,7 +190,7 @@ int api_get_quiet(const ctl_t *ctl, const char *path, json_t **out) {
   buf_t body = {0};
   long status;
   *out = NULL;
-  int rc = perform(ctl, "GET", path, NULL, 10L, &body, &status);
+  int rc = perform(ctl, "GET", path, NULL, 10L, &body, &status, true);
   if (rc == 0 && (status != 200 || !body.p || !(*out = json_loads(body.p, 0, NULL))))
     rc = EXIT_NO;
   free(body.p);
@@ -120,12 +206,13 @@ int api_request(const ctl_t *ctl, const char *method, const char *path, const js
   buf_t body = {0};
   long status;
   *out = NULL;
-  int rc = perform(ctl, method, path, body_in, 60L, &body, &status);
+  int rc = perform(ctl, method, path, body_in, 60L, &body, &status, false);
   if (rc == 0 && status >= 400) {
     rc = said_no(ctl, &body, status);
   } else if (rc == 0 && (!body.p || !(*out = json_loads(body.p, 0, NULL)))) {
-    fprintf(stderr, "sitectl: %s answered HTTP %ld without JSON; is it a sitegate gateway?\n",
-            ctl->url, status);
+    char code[16];
+    snprintf(code, sizeof(code), "%ld", status);
+    say(stderr, "ctl.not_json", "url", ctl->url, "status", code, NULL);
     rc = EXIT_UNREACHABLE;
   }
   free(body.p);
@@ -137,7 +224,7 @@ int api_get_text(const ctl_t *ctl, const char *path, char **out, size_t *len) {
   long status;
   *out = NULL;
   *len = 0;
-  int rc = perform(ctl, "GET", path, NULL, 120L, &body, &status);
+  int rc = perform(ctl, "GET", path, NULL, 120L, &body, &status, false);
   if (rc == 0 && status != 200)
     rc = said_no(ctl, &body, status);
   if (rc == 0) {
@@ -214,6 +301,14 @@ void table_row(table_t *t, ...) {
   t->nrows++;
 }
 
+void table_discard(table_t *t) {
+  for (size_t i = 0; i < t->nrows * t->ncols; i++)
+    free(t->cells[i]);
+  free(t->cells);
+  t->cells = NULL;
+  t->nrows = t->cap = 0;
+}
+
 void table_print(table_t *t) {
   int width[TBL_MAX_COLS] = {0};
   for (size_t i = 0; i < t->nrows * t->ncols; i++) {
@@ -238,15 +333,29 @@ void table_print(table_t *t) {
   free(t->cells);
 }
 
+/* One decimal for every figure, so that a column reads alike ("1.0" beside
+ * "1.5", "609.1" beside "37.1"); beyond a million, whole numbers. */
 const char *fmt_num(double v, char *buf, size_t cap) {
   if (!isfinite(v))
     return "-";
-  if (fabs(v) >= 1e6 || v == floor(v))
+  if (fabs(v) >= 1e6)
     snprintf(buf, cap, "%.0f", v);
-  else if (fabs(v) >= 100)
-    snprintf(buf, cap, "%.1f", v);
   else
-    snprintf(buf, cap, "%.2f", v);
+    snprintf(buf, cap, "%.1f", v);
+  return buf;
+}
+
+const char *unit_shown(const char *senml) {
+  static const char *const map[][2] = {{"ug/m3", "µg/m³"}, {"Cel", "°C"}, {"deg", "°"},
+                                       {"%RH", "%"},       {"l", "L"},    {"1/m", "m⁻¹"}};
+  for (size_t i = 0; senml && i < sizeof(map) / sizeof(map[0]); i++)
+    if (strcmp(senml, map[i][0]) == 0)
+      return map[i][1];
+  return senml ? senml : "";
+}
+
+const char *fmt_int(const json_t *o, const char *key, char *buf, size_t cap) {
+  snprintf(buf, cap, "%lld", (long long)json_integer_value(json_object_get(o, key)));
   return buf;
 }
 

@@ -16,20 +16,6 @@
 #include <string.h>
 #include <time.h>
 
-static const char waste_help[] =
-    "sitectl waste summary                 discharge against the 300/200 t per 10,000 m2 "
-    "allowance,\n"
-    "                                      utilisation, projection (--json: the API's fields)\n"
-    "sitectl waste tickets [--since T] [--until T] [--csv]   the ledger, one entry a line\n"
-    "sitectl waste add KEY=VALUE...        a ticket typed from a paper slip ($SITECTL_TOKEN):\n"
-    "    dir=out category=engineering kind=concrete dest=recycling net_t=17.6 [plate=黑A12345]\n"
-    "    [scale=wb-01 no=1042] [gross_kg= tare_kg=] [dest_name=] [carrier=] [t=2026-11-20T15:12]\n"
-    "    dir=in material=rebar net_kg=27100 [green_cert=yes]     a delivery\n"
-    "sitectl waste correct ID --note WHY [KEY=VALUE...]   reverse entry ID and, with fields,\n"
-    "                                      enter it again with those changed ($SITECTL_TOKEN)\n"
-    "sitectl waste verify                  check the hash chain; exit 1 when it is broken\n"
-    "sitectl waste disclosure [--month YYYY-MM]   建筑垃圾排放公示, ready to print\n";
-
 /* ---- formatting */
 static const char *num(double v, int decimals, char *buf, size_t cap) {
   if (!isfinite(v)) {
@@ -52,15 +38,6 @@ static const char *num(double v, int decimals, char *buf, size_t cap) {
   }
   snprintf(buf + o, cap - o, "%s", dot ? dot : "");
   return buf;
-}
-
-/* Frees a table's rows without printing them. */
-static void table_discard(table_t *t) {
-  for (size_t i = 0; i < t->nrows * t->ncols; i++)
-    free(t->cells[i]);
-  free(t->cells);
-  t->cells = NULL;
-  t->nrows = t->cap = 0;
 }
 
 static double jnum(const json_t *o, const char *key) {
@@ -90,50 +67,51 @@ static int waste_summary(ctl_t *ctl) {
   json_t *site = json_object_get(s, "site"), *proj = json_object_get(s, "projection");
   double ac = jnum(s, "area_cast_in_place_m2"), ap = jnum(s, "area_prefab_m2");
   double allowance = jnum(s, "allowance_t"), projected = jnum(s, "projected_t");
-  printf("site          %s  %s\n", json_string_value(json_object_get(site, "id")),
-         json_string_value(json_object_get(site, "name")));
-  printf("floor area    %s m2 cast in place + %s m2 prefabricated = %s m2\n", num(ac, 0, a, 32),
-         num(ap, 0, b, 32), num(ac + ap, 0, c, 32));
-  printf("allowance     (%s x %s + %s x %s) / 10,000 = %s t  (%s t per 10,000 m2)\n",
-         num(jnum(s, "limit_cast_t_per_10k_m2"), 0, a, 32), num(ac, 0, b, 32),
-         num(jnum(s, "limit_prefab_t_per_10k_m2"), 0, c, 32), num(ap, 0, d, 32),
-         num(allowance, 1, e, 32), num(jnum(s, "limit_t_per_10k_m2"), 1, f, 32));
+  say(stdout, "ctl.ws.site", "id", json_string_value(json_object_get(site, "id")), "name",
+      json_string_value(json_object_get(site, "name")), NULL);
+  say(stdout, "ctl.ws.area", "cast", num(ac, 0, a, 32), "prefab", num(ap, 0, b, 32), "total",
+      num(ac + ap, 0, c, 32), NULL);
+  say(stdout, "ctl.ws.allowance", "lc", num(jnum(s, "limit_cast_t_per_10k_m2"), 0, a, 32), "ac",
+      num(ac, 0, b, 32), "lp", num(jnum(s, "limit_prefab_t_per_10k_m2"), 0, c, 32), "ap",
+      num(ap, 0, d, 32), "t", num(allowance, 1, e, 32), "per",
+      num(jnum(s, "limit_t_per_10k_m2"), 1, f, 32), NULL);
   double used = jnum(s, "allowance_used");
-  printf("discharged    %s t = %s of the allowance; %s t per 10,000 m2%s\n",
-         num(jnum(s, "discharged_t"), 1, a, 32), pct(used, b, 32),
-         num(jnum(s, "intensity_t_per_10k_m2"), 1, c, 32),
-         used >= jnum(s, "alarm_share")        ? "  OVER THE ALLOWANCE"
-         : used >= jnum(s, "alarm_warn_share") ? "  WARNING"
-                                               : "");
+  say(stdout, "ctl.ws.discharged", "t", num(jnum(s, "discharged_t"), 1, a, 32), "used",
+      pct(used, b, 32), "per", num(jnum(s, "intensity_t_per_10k_m2"), 1, c, 32), "flag",
+      used >= jnum(s, "alarm_share")        ? M("ctl.ws.over")
+      : used >= jnum(s, "alarm_warn_share") ? M("ctl.ws.warning")
+                                            : "",
+      NULL);
   const char *method = json_string_value(json_object_get(proj, "method"));
   if (isfinite(projected))
-    printf("projected     %s t at completion (progress %s, %s)%s\n", num(projected, 1, a, 32),
-           pct(jnum(proj, "progress"), b, 32),
-           method && strcmp(method, "recent_rate") == 0 ? "at the recent rate"
-                                                        : "at the average rate to date",
-           projected > allowance && allowance > 0 ? "  OVER THE ALLOWANCE" : "  within");
+    say(stdout, "ctl.ws.projected", "t", num(projected, 1, a, 32), "progress",
+        pct(jnum(proj, "progress"), b, 32), "how",
+        M(method && strcmp(method, "recent_rate") == 0 ? "ctl.ws.recent_rate" : "proj_average"),
+        "flag", M(projected > allowance && allowance > 0 ? "ctl.ws.over" : "ctl.ws.within"), NULL);
   else
-    printf("projected     - (no progress yet: sitectl site progress 0.1)\n");
-  printf("generated     %s t: reused on site %s, recycled %s, backfill %s, disposed %s\n",
-         num(jnum(s, "generated_t"), 1, a, 32), num(jnum(s, "reused_t"), 1, b, 32),
-         num(jnum(s, "recycled_t"), 1, c, 32), num(jnum(s, "backfill_t"), 1, d, 32),
-         num(jnum(s, "disposed_t"), 1, e, 32));
-  printf("utilisation   %s (target %s)\n", pct(jnum(s, "utilisation_rate"), a, 32),
-         pct(jnum(s, "utilisation_target"), b, 32));
-  printf("not counted   %s t: spoil %s, mud %s, hazardous %s\n\n",
-         num(jnum(s, "excluded_t"), 1, a, 32), num(jnum(s, "spoil_t"), 1, b, 32),
-         num(jnum(s, "mud_t"), 1, c, 32), num(jnum(s, "hazardous_t"), 1, d, 32));
+    say(stdout, "ctl.ws.no_projection", NULL);
+  say(stdout, "ctl.ws.generated", "t", num(jnum(s, "generated_t"), 1, a, 32), "reused",
+      num(jnum(s, "reused_t"), 1, b, 32), "recycled", num(jnum(s, "recycled_t"), 1, c, 32),
+      "backfill", num(jnum(s, "backfill_t"), 1, d, 32), "disposed",
+      num(jnum(s, "disposed_t"), 1, e, 32), NULL);
+  say(stdout, "ctl.ws.utilisation", "rate", pct(jnum(s, "utilisation_rate"), a, 32), "target",
+      pct(jnum(s, "utilisation_target"), b, 32), NULL);
+  say(stdout, "ctl.ws.not_counted", "t", num(jnum(s, "excluded_t"), 1, a, 32), "spoil",
+      num(jnum(s, "spoil_t"), 1, b, 32), "mud", num(jnum(s, "mud_t"), 1, c, 32), "hazardous",
+      num(jnum(s, "hazardous_t"), 1, d, 32), NULL);
+  printf("\n");
 
   table_t t = {.ncols = 6};
   for (int i = 1; i < 6; i++)
     t.right[i] = true;
-  table_row(&t, "CATEGORY (t)", "REUSED", "RECYCLED", "BACKFILL", "DISPOSED", "TOTAL");
+  table_row(&t, M("ctl.col.category_t"), M("reused"), M("recycled"), M("backfill"), M("disposed"),
+            M("total"));
   const char *k;
   json_t *v;
   json_object_foreach(json_object_get(s, "by_category"), k, v) {
     char name[48];
-    snprintf(name, sizeof(name), "%s%s", k,
-             json_is_true(json_object_get(v, "excluded")) ? " (not counted)" : "");
+    snprintf(name, sizeof(name), "%s%s", MN("cat", k),
+             json_is_true(json_object_get(v, "excluded")) ? M("ctl.ws.not_counted_tag") : "");
     table_row(&t, name, num(jnum(v, "reuse_onsite_t"), 1, a, 32),
               num(jnum(v, "recycling_t"), 1, b, 32), num(jnum(v, "backfill_t"), 1, c, 32),
               num(jnum(v, "disposal_t"), 1, d, 32), num(jnum(v, "total_t"), 1, e, 32));
@@ -142,18 +120,19 @@ static int waste_summary(ctl_t *ctl) {
   printf("\n");
   table_t u = {.ncols = 4};
   u.right[1] = u.right[2] = u.right[3] = true;
-  table_row(&u, "KIND", "GENERATED t", "UTILISED t", "RATE");
+  table_row(&u, M("ctl.col.kind"), M("ctl.col.generated_t"), M("ctl.col.utilised_t"),
+            M("ctl.col.rate"));
   json_object_foreach(json_object_get(s, "by_kind"), k, v) {
     if (jnum(v, "generated_t") == 0)
       continue;
-    table_row(&u, k, num(jnum(v, "generated_t"), 1, a, 32), num(jnum(v, "utilised_t"), 1, b, 32),
-              pct(jnum(v, "utilisation_rate"), c, 32));
+    table_row(&u, MN("kind", k), num(jnum(v, "generated_t"), 1, a, 32),
+              num(jnum(v, "utilised_t"), 1, b, 32), pct(jnum(v, "utilisation_rate"), c, 32));
   }
   if (u.nrows > 1) {
     table_print(&u);
   } else {
     table_discard(&u);
-    printf("no waste weighed yet\n");
+    say(stdout, "ctl.ws.none", NULL);
   }
   json_decref(s);
   return 0;
@@ -177,13 +156,11 @@ static int period(const ctl_t *ctl, double def_since, double *since, double *unt
   *since = def_since;
   *until = 4102444800.0;
   if (ctl->since && sg_parse_time(ctl->since, now, since) != 0) {
-    fprintf(stderr, "sitectl: --since \"%s\": use 2026-11-20T21:20, -2h or Unix seconds\n",
-            ctl->since);
+    say(stderr, "ctl.bad_time", "opt", "--since", "arg", ctl->since, NULL);
     return EXIT_USAGE;
   }
   if (ctl->until && sg_parse_time(ctl->until, now, until) != 0) {
-    fprintf(stderr, "sitectl: --until \"%s\": use 2026-11-20T21:20, -2h or Unix seconds\n",
-            ctl->until);
+    say(stderr, "ctl.bad_time", "opt", "--until", "arg", ctl->until, NULL);
     return EXIT_USAGE;
   }
   return 0;
@@ -213,7 +190,8 @@ static int waste_tickets(ctl_t *ctl) {
     return 0;
   table_t t = {.ncols = 9};
   t.right[0] = t.right[7] = true;
-  table_row(&t, "ID", "WEIGHED", "SLIP", "PLATE", "TYPE", "WHAT", "WHERE", "NET t", "NOTE");
+  table_row(&t, M("ctl.col.id"), M("ctl.col.weighed"), M("ctl.col.slip"), M("plate"),
+            M("ctl.col.type"), M("ctl.col.what"), M("ctl.col.where"), M("net_t"), M("note"));
   size_t i;
   json_t *e;
   double sum_out = 0, sum_in = 0;
@@ -225,43 +203,45 @@ static int waste_tickets(ctl_t *ctl) {
       snprintf(slip, sizeof(slip), "%s #%lld", jstr(e, "scale"),
                (long long)json_integer_value(json_object_get(e, "no")));
     else
-      snprintf(slip, sizeof(slip), "%s", jstr(e, "source"));
+      snprintf(slip, sizeof(slip), "%s", MN("src", jstr(e, "source")));
     const char *type = jstr(e, "type");
     if (strcmp(type, "waste") == 0)
-      snprintf(what, sizeof(what), "%s%s%s", jstr(e, "category"), *jstr(e, "kind") ? "/" : "",
-               jstr(e, "kind"));
+      snprintf(what, sizeof(what), "%s%s%s", MN("cat", jstr(e, "category")),
+               *jstr(e, "kind") ? "/" : "", *jstr(e, "kind") ? MN("kind", jstr(e, "kind")) : "");
     else
-      snprintf(what, sizeof(what), "%s%s", jstr(e, "material"),
-               json_is_true(json_object_get(e, "green_cert")) ? " (green)" : "");
+      snprintf(what, sizeof(what), "%s%s", MN("mat", jstr(e, "material")),
+               json_is_true(json_object_get(e, "green_cert")) ? M("ctl.ws.green_tag") : "");
     char where[160];
-    snprintf(where, sizeof(where), "%s%s%s", jstr(e, "dest"),
+    snprintf(where, sizeof(where), "%s%s%s", *jstr(e, "dest") ? MN("dest", jstr(e, "dest")) : "",
              *jstr(e, "dest") && *jstr(e, "dest_name") ? " " : "", jstr(e, "dest_name"));
     double net_t = jnum(e, "net_t");
     if (strcmp(type, "delivery") == 0)
       sum_in += net_t;
     else if (strcmp(type, "waste") == 0)
       sum_out += net_t;
+    char cid[24];
     if (json_is_true(json_object_get(e, "reversal")))
-      snprintf(note, sizeof(note), "reverses %lld: %s",
-               (long long)json_integer_value(json_object_get(e, "corrects")), jstr(e, "note"));
+      MF(note, sizeof(note), "ctl.ws.reverses", "id", fmt_int(e, "corrects", cid, sizeof(cid)),
+         "note", jstr(e, "note"), NULL);
     else if (json_is_integer(json_object_get(e, "corrects")))
-      snprintf(note, sizeof(note), "replaces %lld: %s",
-               (long long)json_integer_value(json_object_get(e, "corrects")), jstr(e, "note"));
+      MF(note, sizeof(note), "ctl.ws.replaces", "id", fmt_int(e, "corrects", cid, sizeof(cid)),
+         "note", jstr(e, "note"), NULL);
     else
       snprintf(note, sizeof(note), "%s", jstr(e, "note"));
-    table_row(&t, id, when, slip, jstr(e, "plate"), type, what, where, num(net_t, 3, net, 32),
-              note);
+    table_row(&t, id, when, slip, jstr(e, "plate"), MN("ttype", type), what, where,
+              num(net_t, 3, net, 32), note);
   }
   size_t n = json_array_size(json_object_get(r, "tickets"));
   if (n == 0) {
     table_discard(&t);
-    printf("no ledger entries in that period\n");
+    say(stdout, "ctl.ws.no_entries", NULL);
   } else {
     char a[32], b[32];
     table_print(&t);
-    printf("%zu entries; waste out %s t, deliveries in %s t (sitectl waste summary for the "
-           "figures)\n",
-           n, num(sum_out, 3, a, 32), num(sum_in, 3, b, 32));
+    char cnt[24];
+    snprintf(cnt, sizeof(cnt), "%zu", n);
+    say(stdout, "ctl.ws.entries", "n", cnt, "out", num(sum_out, 3, a, 32), "in",
+        num(sum_in, 3, b, 32), NULL);
   }
   json_decref(r);
   return 0;
@@ -278,7 +258,7 @@ static int parse_fields(int argc, char **argv, json_t *obj) {
   for (int i = 0; i < argc; i++) {
     char *eq = strchr(argv[i], '=');
     if (!eq || eq == argv[i]) {
-      fprintf(stderr, "sitectl: \"%s\" is not KEY=VALUE\n", argv[i]);
+      say(stderr, "ctl.ws.not_kv", "arg", argv[i], NULL);
       return EXIT_USAGE;
     }
     char key[32];
@@ -297,7 +277,7 @@ static int parse_fields(int argc, char **argv, json_t *obj) {
         strcmp(key, "net_kg") == 0) {
       long long v = strtoll(val, &end, 10);
       if (!*val || *end) {
-        fprintf(stderr, "sitectl: %s=\"%s\" is not a whole number\n", key, val);
+        say(stderr, "ctl.ws.not_whole", "key", key, "val", val, NULL);
         return EXIT_USAGE;
       }
       json_object_set_new(obj, key, json_integer(v));
@@ -305,7 +285,7 @@ static int parse_fields(int argc, char **argv, json_t *obj) {
                strcmp(key, "net_t") == 0) {
       double v = strtod(val, &end);
       if (!*val || *end || !isfinite(v)) {
-        fprintf(stderr, "sitectl: %s=\"%s\" is not a number of tonnes\n", key, val);
+        say(stderr, "ctl.ws.not_tonnes", "key", key, "val", val, NULL);
         return EXIT_USAGE;
       }
       char kg[16];
@@ -314,8 +294,7 @@ static int parse_fields(int argc, char **argv, json_t *obj) {
     } else if (strcmp(key, "t") == 0) {
       double t;
       if (sg_parse_time(val, now, &t) != 0) {
-        fprintf(stderr, "sitectl: t=\"%s\": use 2026-11-20T15:12 (site time) or Unix seconds\n",
-                val);
+        say(stderr, "ctl.ws.bad_t", "val", val, NULL);
         return EXIT_USAGE;
       }
       json_object_set_new(obj, "t", json_integer((json_int_t)floor(t)));
@@ -323,18 +302,17 @@ static int parse_fields(int argc, char **argv, json_t *obj) {
       bool yes = strcmp(val, "yes") == 0 || strcmp(val, "true") == 0 || strcmp(val, "1") == 0;
       bool no = strcmp(val, "no") == 0 || strcmp(val, "false") == 0 || strcmp(val, "0") == 0;
       if (!yes && !no) {
-        fprintf(stderr, "sitectl: green_cert is yes or no\n");
+        say(stderr, "ctl.ws.green_yes_no", NULL);
         return EXIT_USAGE;
       }
       json_object_set_new(obj, key, json_boolean(yes));
     } else if (strcmp(key, "note") == 0) {
       json_object_set_new(obj, key, json_string(val));
     } else {
-      fprintf(stderr,
-              "sitectl: unknown field \"%s\" (scale no t plate dir gross_kg tare_kg net_kg "
-              "gross_t tare_t net_t category kind dest dest_name carrier material green_cert "
-              "note)\n",
-              key);
+      say(stderr, "ctl.ws.unknown_field", "key", key, "fields",
+          "scale no t plate dir gross_kg tare_kg net_kg gross_t tare_t net_t category kind dest "
+          "dest_name carrier material green_cert note",
+          NULL);
       return EXIT_USAGE;
     }
   }
@@ -343,11 +321,19 @@ static int parse_fields(int argc, char **argv, json_t *obj) {
 
 static int waste_add(ctl_t *ctl, int argc, char **argv) {
   if (argc == 0) {
-    fputs(waste_help, stderr);
+    fputs(M("ctl.waste_help"), stderr);
     return EXIT_USAGE;
   }
   json_t *st, *obj = json_object(), *r;
-  int rc = fetch_status(ctl, &st); /* the site's zone, for t=... */
+  /* The fields are checked before the gateway is asked (a usage error is
+   * one whether it is up or not), then read again in the site's zone. */
+  int rc = parse_fields(argc, argv, obj);
+  if (rc) {
+    json_decref(obj);
+    return rc;
+  }
+  json_object_clear(obj);
+  rc = fetch_status(ctl, &st); /* the site's zone, for t=... */
   if (rc) {
     json_decref(obj);
     return rc;
@@ -359,10 +345,13 @@ static int waste_add(ctl_t *ctl, int argc, char **argv) {
       (rc = api_request(ctl, "POST", "/api/waste/tickets", obj, &r)) == 0) {
     if (ctl->json)
       print_json(r);
-    else
-      printf("%s entry %lld (hash %.16s...)\n",
-             strcmp(jstr(r, "status"), "created") == 0 ? "stored as" : "already stored as",
-             (long long)json_integer_value(json_object_get(r, "id")), jstr(r, "hash"));
+    else {
+      char id[24], hash[20];
+      snprintf(hash, sizeof(hash), "%.16s", jstr(r, "hash"));
+      say(stdout,
+          strcmp(jstr(r, "status"), "created") == 0 ? "ctl.ws.stored" : "ctl.ws.stored_already",
+          "id", fmt_int(r, "id", id, sizeof(id)), "hash", hash, NULL);
+    }
     json_decref(r);
   }
   json_decref(obj);
@@ -373,11 +362,11 @@ static int waste_correct(ctl_t *ctl, int argc, char **argv) {
   char *end = NULL;
   long long id = argc > 0 ? strtoll(argv[0], &end, 10) : 0;
   if (argc == 0 || *end || id < 1) {
-    fprintf(stderr, "sitectl: waste correct ID --note WHY [KEY=VALUE...]\n");
+    fprintf(stderr, "%s: sitectl waste correct ID --note WHY [KEY=VALUE...]\n", M("ctl.usage"));
     return EXIT_USAGE;
   }
   if (!ctl->note || !*ctl->note) {
-    fprintf(stderr, "sitectl: a correction needs --note saying why\n");
+    say(stderr, "ctl.ws.correct_note", NULL);
     return EXIT_USAGE;
   }
   json_t *st, *r, *replace = json_object();
@@ -402,12 +391,13 @@ static int waste_correct(ctl_t *ctl, int argc, char **argv) {
   if (ctl->json) {
     print_json(r);
   } else {
-    printf("entry %lld reversed by entry %lld", id,
-           (long long)json_integer_value(json_object_get(r, "reversal")));
+    char a[24], b[24];
+    snprintf(a, sizeof(a), "%lld", id);
     if (json_is_integer(json_object_get(r, "replacement")))
-      printf(", replaced by entry %lld",
-             (long long)json_integer_value(json_object_get(r, "replacement")));
-    printf("\n");
+      say(stdout, "ctl.ws.corrected_replaced", "id", a, "rev", fmt_int(r, "reversal", b, sizeof(b)),
+          "new", fmt_int(r, "replacement", a + 12, sizeof(a) - 12), NULL);
+    else
+      say(stdout, "ctl.ws.corrected", "id", a, "rev", fmt_int(r, "reversal", b, sizeof(b)), NULL);
   }
   json_decref(r);
   return 0;
@@ -419,15 +409,17 @@ static int waste_verify(ctl_t *ctl) {
   if (rc)
     return rc;
   bool ok = json_is_true(json_object_get(r, "ok"));
-  if (ctl->json)
+  if (ctl->json) {
     print_json(r);
-  else if (ok)
-    printf("ledger intact: %lld entries, head %s\n",
-           (long long)json_integer_value(json_object_get(r, "entries")), jstr(r, "head"));
-  else
-    printf("LEDGER BROKEN at entry %lld: %s\n(%lld entries before it are intact)\n",
-           (long long)json_integer_value(json_object_get(r, "bad_id")), jstr(r, "reason"),
-           (long long)json_integer_value(json_object_get(r, "entries")));
+  } else {
+    char a[24], b[24];
+    if (ok)
+      say(stdout, "ctl.ws.intact", "n", fmt_int(r, "entries", a, sizeof(a)), "head",
+          jstr(r, "head"), NULL);
+    else
+      say(stdout, "ctl.ws.broken", "id", fmt_int(r, "bad_id", a, sizeof(a)), "why",
+          jstr(r, "reason"), "n", fmt_int(r, "entries", b, sizeof(b)), NULL);
+  }
   json_decref(r);
   return ok ? 0 : EXIT_NO;
 }
@@ -545,25 +537,15 @@ int cmd_waste(ctl_t *ctl, int argc, char **argv) {
   if (strcmp(sub, "disclosure") == 0 && argc == 1)
     return waste_disclosure(ctl);
   if (strcmp(sub, "help") == 0) {
-    fputs(waste_help, stdout);
+    fputs(M("ctl.waste_help"), stdout);
     return 0;
   }
-  fputs(waste_help, stderr);
+  fputs(M("ctl.waste_help"), stderr);
   return EXIT_USAGE;
 }
 
 /* ---- materials */
-static const char *status_text(const char *s) {
-  if (strcmp(s, "within_target") == 0)
-    return "within target";
-  if (strcmp(s, "over_target") == 0)
-    return "over target";
-  if (strcmp(s, "over_baseline") == 0)
-    return "OVER BASELINE";
-  if (strcmp(s, "no_baseline") == 0)
-    return "no baseline";
-  return "no design quantity";
-}
+static const char *status_text(const char *s) { return MN("st", s); }
 
 static int materials_summary(ctl_t *ctl) {
   json_t *r;
@@ -575,13 +557,14 @@ static int materials_summary(ctl_t *ctl) {
   table_t t = {.ncols = 10};
   for (int i = 1; i < 9; i++)
     t.right[i] = true;
-  table_row(&t, "MATERIAL", "DELIVERED t", "RETURNED t", "DESIGN t", "TO DATE t", "LOSS",
-            "BASELINE", "TARGET", "GREEN", "STATUS");
+  table_row(&t, M("material"), M("ctl.col.delivered_t"), M("ctl.col.returned_t"),
+            M("ctl.col.design_t"), M("ctl.col.to_date_t"), M("loss_rate"), M("baseline"),
+            M("target"), M("green_share"), M("status"));
   size_t i;
   json_t *m;
   char a[32], b[32], c[32], d[32], e[32], f[32], g[32], h[32];
   json_array_foreach(json_object_get(r, "materials"), i, m) {
-    table_row(&t, jstr(m, "material"), num(jnum(m, "delivered_t"), 1, a, 32),
+    table_row(&t, MN("mat", jstr(m, "material")), num(jnum(m, "delivered_t"), 1, a, 32),
               num(jnum(m, "returned_t"), 1, b, 32), num(jnum(m, "design_t"), 1, c, 32),
               num(jnum(m, "design_to_date_t"), 1, h, 32),
               pct(isfinite(jnum(m, "loss_rate_to_date")) ? jnum(m, "loss_rate_to_date")
@@ -592,16 +575,14 @@ static int materials_summary(ctl_t *ctl) {
   }
   if (json_array_size(json_object_get(r, "materials")) == 0) {
     table_discard(&t);
-    printf("no deliveries and no bill of quantities yet (sitectl materials import boq.csv)\n");
+    say(stdout, "ctl.mat.none", NULL);
   } else {
     table_print(&t);
-    printf("\ndelivered %s t, green-certified %s t = %s by mass\n"
-           "loss = (delivered - returned - design) / design, target = %.1f x the 2020 baseline;\n"
-           "until completion the design quantity is taken to date: design x progress (%s), an "
-           "estimate\n",
-           num(jnum(r, "delivered_t"), 1, a, 32), num(jnum(r, "green_t"), 1, b, 32),
-           pct(jnum(r, "green_share"), c, 32), jnum(r, "loss_target_factor"),
-           pct(jnum(r, "progress"), d, 32));
+    snprintf(e, sizeof(e), "%.1f", jnum(r, "loss_target_factor"));
+    printf("\n");
+    say(stdout, "ctl.mat.foot", "delivered", num(jnum(r, "delivered_t"), 1, a, 32), "green",
+        num(jnum(r, "green_t"), 1, b, 32), "share", pct(jnum(r, "green_share"), c, 32), "factor", e,
+        "progress", pct(jnum(r, "progress"), d, 32), NULL);
   }
   json_decref(r);
   return 0;
@@ -610,7 +591,7 @@ static int materials_summary(ctl_t *ctl) {
 static int materials_import(ctl_t *ctl, const char *file) {
   FILE *f = fopen(file, "rb");
   if (!f) {
-    fprintf(stderr, "sitectl: %s: %s\n", file, strerror(errno));
+    say(stderr, "ctl.cannot_read", "file", file, "why", strerror(errno), NULL);
     return EXIT_USAGE;
   }
   char *text = NULL;
@@ -637,7 +618,7 @@ static int materials_import(ctl_t *ctl, const char *file) {
   int prc = proto_boq_parse(text ? text : "", len, &items, &count, err, sizeof(err));
   free(text);
   if (prc != 0) {
-    fprintf(stderr, "sitectl: %s is not a usable bill of quantities; nothing was sent:\n", file);
+    say(stderr, "ctl.mat.bad_boq", "file", file, NULL);
     for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
       fprintf(stderr, "  %s: %s\n", file, line);
     free(items);
@@ -655,9 +636,11 @@ static int materials_import(ctl_t *ctl, const char *file) {
     return rc;
   if (ctl->json)
     print_json(r);
-  else
-    printf("bill of quantities: %zu materials from %s (it replaces the previous one)\n", count,
-           file);
+  else {
+    char cnt[24];
+    snprintf(cnt, sizeof(cnt), "%zu", count);
+    say(stdout, "ctl.mat.imported", "n", cnt, "file", file, NULL);
+  }
   json_decref(r);
   return 0;
 }
@@ -675,20 +658,23 @@ int cmd_site(ctl_t *ctl, int argc, char **argv) {
   if (argc < 1 || argc > 2 || strcmp(argv[0], "progress") != 0)
     return EXIT_USAGE;
   json_t *r;
-  int rc = fetch_zone(ctl);
-  if (rc)
-    return rc;
-  if (argc == 2) {
+  double v = 0;
+  if (argc == 2) { /* checked before the gateway is asked anything */
     char *end;
-    double v = strtod(argv[1], &end);
+    v = strtod(argv[1], &end);
     if (*end == '%' && end[1] == '\0') {
       v /= 100.0;
       end++;
     }
     if (end == argv[1] || *end || !(v >= 0 && v <= 1)) {
-      fprintf(stderr, "sitectl: progress is a share of construction done: 0.42 or 42%%\n");
+      say(stderr, "ctl.progress_bad", NULL);
       return EXIT_USAGE;
     }
+  }
+  int rc = fetch_zone(ctl);
+  if (rc)
+    return rc;
+  if (argc == 2) {
     json_t *body = json_pack("{s:f}", "progress", v);
     rc = api_request(ctl, "PUT", "/api/site/progress", body, &r);
     json_decref(body);
@@ -696,8 +682,11 @@ int cmd_site(ctl_t *ctl, int argc, char **argv) {
       return rc;
     if (ctl->json)
       print_json(r);
-    else
-      printf("progress set to %.1f%%\n", 100.0 * jnum(r, "progress"));
+    else {
+      char p[24];
+      snprintf(p, sizeof(p), "%.1f%%", 100.0 * jnum(r, "progress"));
+      say(stdout, "ctl.progress_set", "p", p, NULL);
+    }
     json_decref(r);
     return 0;
   }
@@ -707,10 +696,13 @@ int cmd_site(ctl_t *ctl, int argc, char **argv) {
     print_json(r);
   } else {
     char when[32];
-    printf("progress %.1f%%", 100.0 * jnum(r, "progress"));
+    char p[24];
+    snprintf(p, sizeof(p), "%.1f%%", 100.0 * jnum(r, "progress"));
     if (isfinite(jnum(r, "set")))
-      printf(" (set %s)", fmt_time(jnum(r, "set"), when, sizeof(when)));
-    printf("\n");
+      say(stdout, "ctl.progress_when", "p", p, "when", fmt_time(jnum(r, "set"), when, sizeof(when)),
+          NULL);
+    else
+      say(stdout, "ctl.progress", "p", p, NULL);
     size_t i;
     json_t *h;
     json_array_foreach(json_object_get(r, "history"), i, h) {

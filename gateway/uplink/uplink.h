@@ -96,6 +96,26 @@ void uplink_builder_free(uplink_builder_t *b); /* accepts NULL */
  * thread, one pass at a time. */
 void uplink_builder_run(uplink_builder_t *b, double now, uplink_build_result_t *res);
 
+/* ---- machinery's daily figures for the 6053 (UPLINK.md). The machinery
+ * room computes them; a room does not include another of its level, so
+ * the top file hands its function over with uplink_set_machine_days()
+ * before uplink_start() (once; the builder's worker calls it with its own
+ * reader). Without it no 6053 is made. */
+typedef struct uplink_machine_day {
+  const char *code;
+  const char *stage; /* "III", ...; NULL: not in the register */
+  double power_kw;   /* 0 when not in the register */
+  double onsite_h;
+  double engine_h, idle_share, fuel_l; /* NAN: the terminal did not say */
+  double t_co2, nox_kg, pm_kg;
+} uplink_machine_day_t;
+typedef int (*uplink_machine_day_cb)(void *arg, const uplink_machine_day_t *d);
+/* cb for every machine on site or working in local day [day, end);
+ * cb returns non-zero to stop. 0 or -errno. */
+typedef int (*uplink_machine_days_fn)(stor_reader_t *rd, const sg_config_t *cfg, int64_t day,
+                                      int64_t end, uplink_machine_day_cb cb, void *arg);
+void uplink_set_machine_days(uplink_machine_days_fn fn);
+
 /* A frame's DataTime (YYYYMMDDhhmmss, Beijing time) for Unix seconds. */
 void uplink_datatime(int64_t t, char out[15]);
 /* DataTime (YYYYMMDDhhmmss) to Unix seconds; -1 when malformed. */

@@ -2,9 +2,11 @@
  *
  * A pass looks at what is due at `now` and makes it, oldest first:
  * the 2081 of this start, ledger entries (6011/6012) and alarm events
- * (6021) not yet made, the real-time frame (2011) of the latest tick, the
+ * (6021) not yet made, the machinery register's changes (6051) and entries
+ * and exits (6052) not yet made, the real-time frame (2011) of the latest tick, the
  * minute, hour and day frames (2051/2061/2031) of every period that ended
- * `lag_s` ago, the daily energy and carbon summary (6031); all of it goes
+ * `lag_s` ago, the daily energy and carbon summary (6031) and the
+ * machinery's day (6053); all of it goes
  * into the outbox in one transaction together with the cursors that say
  * how far each kind has been made and the signing chain's head. Then the
  * hours whose frames are all made are sealed (6041) in a second
@@ -36,6 +38,13 @@
 #define SEALS_PER_PASS 48
 #define RETENTION_EVERY_S 3600.0
 #define CP_MAX (64 * 1024) /* a message's CP before splitting (6031 with many units) */
+/* The machinery's day (6053) waits this long after the day for the
+ * terminals' last readings, as the energy summary waits for its figures. */
+#define MACH_DAY_WAIT_S 600
+
+static uplink_machine_days_fn machine_days; /* uplink_set_machine_days() */
+
+void uplink_set_machine_days(uplink_machine_days_fn fn) { machine_days = fn; }
 
 /* HJ 212-2017 appendix B codes for our quantities; `worst`: the station
  * with the highest value stands for the site. */
@@ -76,8 +85,9 @@ struct uplink_builder {
   bool *has; /* n_dev x N_POLLUTANTS: the series exists */
   /* what has been made, as stored (reloaded after a failed pass) */
   bool loaded, restart_made;
-  int64_t next_rtd, next_minute, next_hour, next_day, next_seal, next_energy;
+  int64_t next_rtd, next_minute, next_hour, next_day, next_seal, next_energy, next_mach_day;
   int64_t ledger_id, alarm_seq;
+  int64_t mach_audit_id, mach_move_id; /* machinery: the last audit row and move made */
   int64_t chain_seq;
   uint8_t chain_hash[32];
   int64_t last_qn_ms;
@@ -572,6 +582,125 @@ static int make_energy(uplink_builder_t *b, int64_t day, double now) {
   return pass_add_signed(b, "6031", day, len, ';', now);
 }
 
+/* ---- machinery (6051 register changes, 6052 entries and exits) */
+
+typedef struct mach_pass {
+  uplink_builder_t *b;
+  double now;
+  int rc;
+} mach_pass_t;
+
+/* 6051: one change to the register, the row as it was after it. */
+static int on_mach_audit(void *arg, const stor_machine_audit_t *a) {
+  mach_pass_t *mp = arg;
+  uplink_builder_t *b = mp->b;
+  size_t len = 0;
+  char dt[15];
+  uplink_datatime((int64_t)floor(a->t), dt);
+  cp_add(b, &len, "DataTime=%s,AuditId=%lld,Code=%s,Action=%s", dt, (long long)a->id, a->code,
+         a->action);
+  if (a->has_row) {
+    const proto_machine_t *m = &a->row;
+    cp_add(b, &len, ",Stage=%s,PowerKw=%.1f,Fuel=%s", proto_stage_name(m->stage), m->power_kw,
+           proto_fuel_name(m->fuel));
+    if (m->label[0])
+      cp_add(b, &len, ",Label=%s", m->label);
+    if (m->terminal[0])
+      cp_add(b, &len, ",Terminal=%s", m->terminal);
+    cp_text(b, &len, ";", "Type", m->type);
+    if (m->owner[0])
+      cp_text(b, &len, ";", "Owner", m->owner);
+  }
+  cp_text(b, &len, ";", "By", a->actor);
+  cp_text(b, &len, ";", "Reason", a->reason);
+  if ((mp->rc = pass_add_signed(b, "6051", (int64_t)floor(a->t), len, ';', mp->now)) != 0)
+    return 1;
+  b->mach_audit_id = a->id;
+  return 0;
+}
+
+/* 6052: a machine through the gate, or entered by a person. */
+static int on_mach_move(void *arg, const stor_move_t *mv) {
+  mach_pass_t *mp = arg;
+  uplink_builder_t *b = mp->b;
+  size_t len = 0;
+  char dt[15];
+  uplink_datatime((int64_t)floor(mv->t), dt);
+  cp_add(b, &len, "DataTime=%s,MoveId=%lld,Code=%s,Dir=%s,Source=%s", dt, (long long)mv->id,
+         mv->code, mv->in ? "in" : "out", mv->source);
+  if (mv->no > 0)
+    cp_add(b, &len, ",Gate=%s,GateNo=%lld", mv->gate, (long long)mv->no);
+  cp_text(b, &len, ";", "By", mv->actor);
+  if ((mp->rc = pass_add_signed(b, "6052", (int64_t)floor(mv->t), len, ';', mp->now)) != 0)
+    return 1;
+  b->mach_move_id = mv->id;
+  return 0;
+}
+
+typedef struct mach_days_acc {
+  uplink_builder_t *b;
+  size_t len, n;
+  double fuel_l, co2_kg;
+} mach_days_acc_t;
+
+/* One record per machine: ";Code=..,Stage=..,...". Figures the terminal
+ * did not give are left out. */
+static int on_mach_day(void *arg, const uplink_machine_day_t *d) {
+  mach_days_acc_t *a = arg;
+  uplink_builder_t *b = a->b;
+  size_t *len = &a->len;
+  cp_add(b, len, ";Code=%s", d->code);
+  if (d->stage)
+    cp_add(b, len, ",Stage=%s,PowerKw=%.1f", d->stage, d->power_kw);
+  else
+    cp_add(b, len, ",Registered=0");
+  cp_add(b, len, ",OnsiteH=%.2f", d->onsite_h);
+  if (isfinite(d->engine_h))
+    cp_add(b, len, ",EngineH=%.2f", d->engine_h);
+  if (isfinite(d->idle_share))
+    cp_add(b, len, ",IdleShare=%.2f", d->idle_share);
+  if (isfinite(d->fuel_l)) {
+    cp_add(b, len, ",FuelL=%.1f", d->fuel_l);
+    a->fuel_l += d->fuel_l;
+  }
+  cp_add(b, len, ",Co2Kg=%.1f,NoxKg=%.3f,PmKg=%.4f", d->t_co2 * 1000.0, d->nox_kg, d->pm_kg);
+  a->co2_kg += d->t_co2 * 1000.0;
+  a->n++;
+  return *len >= CP_MAX;
+}
+
+/* 6053 of local day [day, end): the site's machinery in sum, then one
+ * record per machine on site or working; nothing when there was none. */
+static int make_mach_day(uplink_builder_t *b, int64_t day, int64_t end, double now) {
+  /* the machines' records first, behind room for the head */
+  const size_t head_room = 160;
+  mach_days_acc_t a = {.b = b, .len = head_room};
+  int rc = machine_days(b->rd, b->cfg, day, end, on_mach_day, &a);
+  if (rc != 0 || a.n == 0)
+    return rc;
+  if (a.len >= CP_MAX) {
+    snprintf(b->error, sizeof(b->error), "CN 6053: message too long");
+    return -EMSGSIZE;
+  }
+  char dt[15], head[160];
+  uplink_datatime(day, dt);
+  int hn =
+      snprintf(head, sizeof(head), "DataTime=%s,Machines=%zu,FuelL=%.1f,Co2Kg=%.1f,EfFuel=%.4f", dt,
+               a.n, a.fuel_l, a.co2_kg, b->cfg->energy_diesel_factor);
+  memmove(b->cp + hn, b->cp + head_room, a.len - head_room);
+  memcpy(b->cp, head, (size_t)hn);
+  return pass_add_signed(b, "6053", day, a.len - head_room + (size_t)hn, ';', now);
+}
+
+static int make_machinery(uplink_builder_t *b, double now) {
+  mach_pass_t mp = {.b = b, .now = now};
+  size_t room = b->n < PASS_MAX ? PASS_MAX - b->n : 0;
+  int rc = stor_machine_audit_after(b->rd, b->mach_audit_id, room / 2, on_mach_audit, &mp);
+  if (rc == 0 && mp.rc == 0 && b->n < PASS_MAX)
+    rc = stor_machine_moves_after(b->rd, b->mach_move_id, PASS_MAX - b->n, on_mach_move, &mp);
+  return rc ? rc : mp.rc;
+}
+
 /* ---- state */
 
 static int64_t get_or(uplink_builder_t *b, const char *name, int64_t def) {
@@ -590,6 +719,9 @@ static int load(uplink_builder_t *b, double now) {
   b->next_energy = get_or(b, "next_energy", local_midnight(t, 0));
   b->ledger_id = get_or(b, "ledger_id", 0);
   b->alarm_seq = get_or(b, "alarm_seq", 0);
+  b->mach_audit_id = get_or(b, "mach_audit_id", 0);
+  b->next_mach_day = get_or(b, "next_mach_day", local_midnight(t, 0));
+  b->mach_move_id = get_or(b, "mach_move_id", 0);
   b->chain_seq = get_or(b, "chain_seq", 0);
   memset(b->chain_hash, 0, 32);
   char h[80];
@@ -619,6 +751,8 @@ static int load(uplink_builder_t *b, double now) {
     b->next_day = local_midnight(t - CATCHUP_DAYS_S, 0);
   if (b->next_energy < t - CATCHUP_DAYS_S)
     b->next_energy = local_midnight(t - CATCHUP_DAYS_S, 0);
+  if (b->next_mach_day < t - CATCHUP_DAYS_S)
+    b->next_mach_day = local_midnight(t - CATCHUP_DAYS_S, 0);
   b->loaded = true;
   return 0;
 }
@@ -628,11 +762,19 @@ static int store(uplink_builder_t *b, uplink_build_result_t *res) {
   char hh[65];
   hj212_hex(b->chain_hash, 32, hh);
   const stor_ob_var_t vars[] = {
-      {.name = "next_rtd", .i = b->next_rtd},   {.name = "next_minute", .i = b->next_minute},
-      {.name = "next_hour", .i = b->next_hour}, {.name = "next_day", .i = b->next_day},
-      {.name = "next_seal", .i = b->next_seal}, {.name = "next_energy", .i = b->next_energy},
-      {.name = "ledger_id", .i = b->ledger_id}, {.name = "alarm_seq", .i = b->alarm_seq},
-      {.name = "chain_seq", .i = b->chain_seq}, {.name = "chain_hash", .s = hh},
+      {.name = "next_rtd", .i = b->next_rtd},
+      {.name = "next_minute", .i = b->next_minute},
+      {.name = "next_hour", .i = b->next_hour},
+      {.name = "next_day", .i = b->next_day},
+      {.name = "next_seal", .i = b->next_seal},
+      {.name = "next_energy", .i = b->next_energy},
+      {.name = "ledger_id", .i = b->ledger_id},
+      {.name = "alarm_seq", .i = b->alarm_seq},
+      {.name = "mach_audit_id", .i = b->mach_audit_id},
+      {.name = "mach_move_id", .i = b->mach_move_id},
+      {.name = "next_mach_day", .i = b->next_mach_day},
+      {.name = "chain_seq", .i = b->chain_seq},
+      {.name = "chain_hash", .s = hh},
   };
   stor_ob_msg_t *m = b->n ? calloc(b->n, sizeof(*m)) : NULL;
   if (b->n && !m)
@@ -688,6 +830,9 @@ static int make_due(uplink_builder_t *b, double now) {
     return rc;
   if (ap.rc != 0)
     return ap.rc;
+  /* The machinery register's changes and the machines' entries and exits. */
+  if ((rc = make_machinery(b, now)) != 0)
+    return rc;
   /* Real-time data: the latest tick only (real time is not caught up). */
   int64_t rtd = cfg->uplink_rtd_s;
   if (t >= b->next_rtd) {
@@ -724,6 +869,15 @@ static int make_due(uplink_builder_t *b, double now) {
     if ((rc = make_energy(b, b->next_energy, now)) != 0)
       return rc;
     b->next_energy = end;
+  }
+  /* The machinery's day, once the terminals have had time to report. */
+  for (;;) {
+    int64_t end = local_midnight(b->next_mach_day + 43200, 1);
+    if (end + lag + MACH_DAY_WAIT_S > t || b->n >= PASS_MAX)
+      break;
+    if (machine_days && (rc = make_mach_day(b, b->next_mach_day, end, now)) != 0)
+      return rc;
+    b->next_mach_day = end;
   }
   return 0;
 }

@@ -9,6 +9,8 @@ import { noisePage, dustPage } from './page_env.js';
 import { wastePage, materialsPage } from './page_waste.js';
 import { equipmentPage, alarmsPage } from './page_ops.js';
 import { reportPage } from './page_report.js';
+import { machineryPage } from './page_machinery.js';
+import { screenPage } from './page_screen.js';
 
 const pages = {
   overview: { title: 'nav_overview', run: overview },
@@ -17,9 +19,13 @@ const pages = {
   waste: { title: 'nav_waste', run: wastePage },
   materials: { title: 'nav_materials', run: materialsPage },
   equipment: { title: 'nav_equipment', run: equipmentPage },
+  machinery: { title: 'nav_machinery', run: machineryPage },
   alarms: { title: 'nav_alarms', run: alarmsPage },
   report: { title: 'nav_report', run: reportPage },
 };
+
+// The site-office screen: full screen, no header or navigation (#/screen).
+const screens = { screen: { title: 'screen_title', run: screenPage } };
 
 let timer = null;
 let generation = 0;
@@ -28,7 +34,7 @@ let status = null;
 function route() {
   const h = location.hash.replace(/^#\/?/, '');
   const [name, query] = h.split('?');
-  return { name: pages[name] ? name : 'overview', params: new URLSearchParams(query || '') };
+  return { name: pages[name] || screens[name] ? name : 'overview', params: new URLSearchParams(query || '') };
 }
 
 function header() {
@@ -64,16 +70,18 @@ async function render() {
   disposeCharts();
   document.body.classList.remove('nav-open');
   const { name, params } = route();
+  const page = pages[name] || screens[name];
   document.documentElement.lang = getLang() === 'zh' ? 'zh-CN' : 'en';
-  document.title = `${t(pages[name].title)} · ${t('title')}`;
+  document.title = `${t(page.title)} · ${t('title')}`;
+  document.body.classList.remove('screen');
   const root = document.getElementById('app');
   const main = el('main', { id: 'main', 'data-page': name });
-  root.replaceChildren(header(), main);
+  root.replaceChildren(...(screens[name] ? [] : [header()]), main);
   for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('on', a.dataset.page === name);
   main.append(el('p', { class: 'muted loading' }, t('loading')));
   let every = 0;
   try {
-    every = await pages[name].run(main, params, () => gen !== generation);
+    every = await page.run(main, params, () => gen !== generation);
   } catch (e) {
     main.replaceChildren(el('div', { class: 'card error' }, `${t('error')}: ${e.message}`));
   }

@@ -49,7 +49,8 @@ export function timeChart(xs, series, { unit = '', height = 300, title, xRange }
       }),
     }, { label: unit, size: 60 }],
     legend: { live: true },
-    series: [{}, ...series.map((s, i) => ({
+    // the x series: its legend entry in the page's words and the site's time
+    series: [{ label: t('time'), value: (u, v) => (v === null || v === undefined ? '–' : fmtTime(v)) }, ...series.map((s, i) => ({
       label: s.label,
       stroke: s.color || colors[i % colors.length],
       width: s.width || (s.isLimit ? 1.5 : 2),

@@ -18,6 +18,18 @@ function rangeChoice(params, def = '24') {
     choice(RANGES.map(([v, k]) => [v, t(k)]), h, (v) => setParam(params, 'h', v)))];
 }
 
+// A limit over each window: at its start and its end, so that one window
+// alone already draws a line (a single point draws nothing).
+function spans(windows, value) {
+  const m = new Map();
+  for (const w of windows) {
+    const v = value(w);
+    if (!m.has(w.start)) m.set(w.start, v);
+    m.set(w.end, v);
+  }
+  return m;
+}
+
 // Merges per-series {x: y} maps into uPlot's aligned arrays.
 function align(maps) {
   const xs = [...new Set(maps.flatMap((m) => [...m.keys()]))].sort((a, b) => a - b);
@@ -38,9 +50,9 @@ export async function noisePage(main, params) {
     maps.push(new Map(mine.filter((w) => w.period === 'night' && w.lmax !== null).map((w) => [w.end, w.lmax])));
     series.push({ label: `${d} ${t('lmax')}（${t('period_night')}）`, color: colors[(i + 3) % colors.length], noLine: true, pointSize: 6 });
   });
-  maps.push(new Map(j.windows.map((w) => [w.end, w.limit])));
+  maps.push(spans(j.windows, (w) => w.limit));
   series.push({ label: t('limit'), color: limitColors.limit, dash: [6, 4], step: true, isLimit: true, points: false });
-  maps.push(new Map(j.windows.map((w) => [w.end, w.period === 'night' ? w.lmax_limit : null])));
+  maps.push(spans(j.windows, (w) => (w.period === 'night' ? w.lmax_limit : null)));
   series.push({ label: `${t('lmax')} ${t('limit')}`, color: limitColors.warn, dash: [2, 3], step: true, isLimit: true, points: false });
   const [xs, vals] = align(maps);
   series.forEach((s, i) => { s.values = vals[i]; });
@@ -88,7 +100,7 @@ export async function dustPage(main, params) {
   const pm10 = j.windows.filter((w) => w.quantity === 'pm10');
   for (const [k, label] of [['warn', t('warn')], ['alarm', t('alarm')]]) {
     if (pm10.some((w) => w[k])) {
-      maps.push(new Map(pm10.map((w) => [w.end, w[k]])));
+      maps.push(spans(pm10, (w) => w[k]));
       series.push({ label: `PM10 ${label}`, color: limitColors[k], dash: [6, 4], isLimit: true, points: false, step: true });
     }
   }

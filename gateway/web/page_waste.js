@@ -63,7 +63,7 @@ async function disclosure(month) {
 <p>${t('generated')} ${num(d.generated_t, 2)} t · ${t('discharged')} ${num(d.discharged_t, 2)} t · ${t('utilisation')} ${pct(d.utilisation_rate)}</p>
 <h2>${t('carriers')}</h2><table><tr><th>${t('carriers')}</th><th>t</th><th>${t('trips')}</th></tr>${names(d.carriers)}</table>
 <h2>${t('facilities')}</h2><table><tr><th>${t('facilities')}</th><th>t</th><th>${t('trips')}</th></tr>${names(d.facilities)}</table>
-<p>${t('discharged')} ${num(d.to_date.discharged_t, 1)} / ${t('allowance')} ${num(d.to_date.allowance_t, 0)} t（${pct(d.to_date.allowance_used)}）· ${t('intensity')} ${num(d.to_date.intensity_t_per_10k_m2, 1)} / ${num(d.to_date.limit_t_per_10k_m2, 1)} t/万m²</p>
+<p>${t('discharged')} ${num(d.to_date.discharged_t, 1)} / ${t('allowance')} ${num(d.to_date.allowance_t, 0)} t（${pct(d.to_date.allowance_used)}）· ${t('intensity')} ${num(d.to_date.intensity_t_per_10k_m2, 1)} / ${num(d.to_date.limit_t_per_10k_m2, 1)} ${t('unit_t_10k')}</p>
 <p><small>${t('disclosure_note')}</small></p></html>`);
   w.document.close();
   w.focus();
@@ -96,9 +96,9 @@ export async function wastePage(main) {
   main.replaceChildren(
     el('div', { class: 'stats' },
       stat(t('discharged'), `${num(s.discharged_t, 1)} t`, `${pct(s.allowance_used)} ${t('used')}`),
-      stat(t('allowance'), `${num(s.allowance_t, 0)} t`, `${num(s.limit_t_per_10k_m2, 1)} t/万m²`),
+      stat(t('allowance'), `${num(s.allowance_t, 0)} t`, `${num(s.limit_t_per_10k_m2, 1)} ${t('unit_t_10k')}`),
       stat(t('projected'), `${num(s.projected_t, 0)} t`, `${t('progress')} ${pct(s.projection.progress, 0)} · ${basis(s.projection)}`, over ? 'lv-alarm' : ''),
-      stat(t('intensity'), `${num(s.intensity_t_per_10k_m2, 1)}`, 't/万m²'),
+      stat(t('intensity'), `${num(s.intensity_t_per_10k_m2, 1)}`, t('unit_t_10k')),
       stat(t('utilisation'), pct(s.utilisation_rate), `${t('target')} ${pct(s.utilisation_target, 0)}`, s.utilisation_rate < s.utilisation_target ? 'lv-warning' : ''),
       stat(t('excluded'), `${num(s.excluded_t, 1)} t`, `${t('hazardous')} ${num(s.hazardous_t, 2)} t`)),
     el('div', { class: 'controls' },

@@ -35,8 +35,9 @@ export async function api(path, opts = {}) {
     return await request(path, opts);
   } catch (e) {
     if (e.status !== 401 || (opts.method && opts.method !== 'GET')) throw e;
+    const had = !!localStorage.getItem('sitegate.token');
     localStorage.removeItem('sitegate.token');
-    asking = asking || askToken().finally(() => { asking = null; });
+    asking = asking || askToken(had).finally(() => { asking = null; });
     if (!(await asking)) throw e;
     return request(path, opts);
   }
@@ -44,13 +45,15 @@ export async function api(path, opts = {}) {
 
 // An action: asks for the token when there is none or it was refused, once.
 export async function act(path, method, body) {
+  let refused = false;
   for (let attempt = 0; attempt < 2; attempt++) {
-    if (!localStorage.getItem('sitegate.token') && !(await askToken())) throw new ApiError(401, t('token_wrong'));
+    if (!localStorage.getItem('sitegate.token') && !(await askToken(refused))) throw new ApiError(401, t('token_wrong'));
     try {
       return await api(path, { method, body });
     } catch (e) {
       if (e.status !== 401 || attempt === 1) throw e;
       localStorage.removeItem('sitegate.token');
+      refused = true;
     }
   }
   throw new ApiError(401, t('token_wrong'));
@@ -96,8 +99,10 @@ export function dialog(title, fields) {
   });
 }
 
-export async function askToken() {
-  const v = await dialog(t('token_prompt'), [{ name: 'token', label: t('token'), type: 'password', required: true }]);
+// `refused`: the token kept in this browser was just refused (401), so the
+// question says so instead of asking as if for the first time.
+export async function askToken(refused = false) {
+  const v = await dialog(refused ? t('token_refused') : t('token_prompt'), [{ name: 'token', label: t('token'), type: 'password', required: true }]);
   if (!v || !v.token) return false;
   localStorage.setItem('sitegate.token', v.token.trim());
   toast(t('token_set'));

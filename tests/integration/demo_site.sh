@@ -6,6 +6,7 @@
 TOP=$(cd "$HERE/../.." && pwd)
 TOKEN="it-token-$$"
 CTL_PORTS=""
+DEMO_MACHINES="--machines $TOP/deploy/machines-demo.csv --smoky 23010100000104"
 
 demo_conf() { # demo_conf FILE
   sed -e "s|^path = .*|path = $T/sitegate.db|" -e "s|^# token = .*|token = $TOKEN|" \
@@ -44,9 +45,15 @@ waste_alarm() {
 start_demo() {
   demo_conf "$T/demo.conf"
   start_gw "$T/demo.conf"
-  "$BIN/sitesim" -c "$T/demo.conf" --speed 360 --duration 10 --ignore 0 >>"$T/sim.log" 2>&1 ||
-    fail "sitesim (backfill) failed: $(tail -5 "$T/sim.log")"
-  "$BIN/sitesim" -c "$T/demo.conf" --ignore 0 >>"$T/sim-live.log" 2>&1 &
+  # the demo's machinery register, and its machines in sitesim (DEMO_MACHINES)
+  SITECTL_TOKEN=$TOKEN "$BIN/sitectl" --by 项目部 --reason 机械台账导入 \
+    machine import "$TOP/deploy/machines-demo.csv" >/dev/null ||
+    fail "sitectl machine import deploy/machines-demo.csv"
+  # shellcheck disable=SC2086 # DEMO_MACHINES is a list of options
+  "$BIN/sitesim" -c "$T/demo.conf" --speed 360 --duration 10 --ignore 0 $DEMO_MACHINES \
+    >>"$T/sim.log" 2>&1 || fail "sitesim (backfill) failed: $(tail -5 "$T/sim.log")"
+  # shellcheck disable=SC2086
+  "$BIN/sitesim" -c "$T/demo.conf" --ignore 0 $DEMO_MACHINES >>"$T/sim-live.log" 2>&1 &
   SIM_PID=$!
   PIDS="$PIDS $SIM_PID"
   wait_for 60 "sitesim (live) serving the controllers on udp ports$CTL_PORTS" controllers_up

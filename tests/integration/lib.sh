@@ -49,6 +49,10 @@ logs_tail() {
     (diagnose) >&2 || true
     unset -f diagnose # once, even if it fails itself
   fi
+  if [ -s "$T/coap-client.log" ]; then
+    echo "--- the last coap-client exchange (libcoap's -v 7 dump)" >&2
+    tail -25 "$T/coap-client.log" >&2
+  fi
   if [ -f "$T/gw.log" ]; then
     echo "--- sitegated log (last 20 lines)" >&2
     tail -20 "$T/gw.log" >&2
@@ -106,6 +110,9 @@ COAP_PORT=$(free_port udp)
 DTLS_PORT=$(free_port udp)
 HTTP_PORT=$(free_port tcp)
 export SITECTL_URL="http://127.0.0.1:$HTTP_PORT"
+# sitectl speaks the site manager's language, Chinese, whatever the
+# machine's locale: a test that reads its English asks for it.
+export SITECTL_LANG=zh
 
 # write_conf FILE: a small site with the test's ports; extra sections follow
 # on stdin.
@@ -227,6 +234,7 @@ coap() {
   shift 4
   out=$(coap-client-openssl -B 5 -v 7 -m "$m" -t "$ct" -e "$payload" "$@" \
     "coap://127.0.0.1:$COAP_PORT$path" 2>&1) || true
+  printf '%s\n' "$out" >"$T/coap-client.log"
   code_and_payload "$out"
 }
 
@@ -235,6 +243,7 @@ coaps() {
   id=$1 key=$2 path=$3 ct=$4 payload=$5
   out=$(coap-client-openssl -B 5 -v 7 -u "$id" -k "$key" -m post -t "$ct" -e "$payload" \
     "coaps://127.0.0.1:$DTLS_PORT$path" 2>&1) || true
+  printf '%s\n' "$out" >"$T/coap-client.log"
   code_and_payload "$out"
 }
 
@@ -260,3 +269,20 @@ json() {
 }
 
 now_s() { date +%s; }
+
+# browser_ready: Debian's Chromium, node and npm (installed through
+# deploy/install-deps.sh when missing) and tests/browser's playwright-core
+# (npm ci when its lock changed); sets B to tests/browser.
+browser_ready() {
+  local top
+  top=$(cd "$HERE/../.." && pwd)
+  if [ ! -x /usr/bin/chromium ] || ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    "$top/deploy/install-deps.sh" || fail "cannot install chromium, nodejs and npm"
+  fi
+  B="$top/tests/browser"
+  if [ ! -f "$B/node_modules/playwright-core/package.json" ] ||
+    [ "$B/package-lock.json" -nt "$B/node_modules/.package-lock.json" ]; then
+    (cd "$B" && npm ci --no-audit --no-fund --loglevel=error >"$T/npm.log" 2>&1) ||
+      fail "npm ci in tests/browser: $(tail -5 "$T/npm.log")"
+  fi
+}

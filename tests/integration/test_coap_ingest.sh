@@ -55,7 +55,7 @@ wait_for 30 "the accepted readings committed (storage queue empty)" committed
 json 'j["points"][0]["v"]' <"$T/la.json" | grep -qx 63.5 || fail "CBOR reading not stored: $(cat "$T/la.json")"
 # The person's table has a header and the values.
 "$BIN/sitectl" readings dust-01 pm10 --since -10m >"$T/r.txt" || fail "sitectl readings (table)"
-grep -q "56.30" "$T/r.txt" || fail "table output: $(cat "$T/r.txt")"
+grep -q "56\.3$" "$T/r.txt" || fail "table output: $(cat "$T/r.txt")"
 "$BIN/sitectl" status --json >"$T/s.json" || fail "sitectl status --json"
 [ "$(json 'j["ingest"]["rejects"]["unknown_device"]' <"$T/s.json")" = 1 ] || fail "reject counter"
 [ "$(json '[d["online"] for d in j["devices"] if d["id"]=="dust-01"][0]' <"$T/s.json")" = True ] ||

@@ -43,7 +43,12 @@ pm10() { json "[(round(w['mean'], 2), w['max'], w['samples'], w['unreliable'], w
 [ "$(json "[round(w['mean'], 1) for w in j['windows'] if w['quantity'] == 'pm10']" <"$T/d15.json")" = \
   "[100.0, 100.0, 220.0, 220.0]" ] || fail "15-min means: $(cat "$T/d15.json")"
 "$BIN/sitectl" dust --window 1h --since "$T0" --until $((T0 + 3600)) >"$T/d.txt" || fail "sitectl dust (table)"
-grep -q "WARNING (> 150)" "$T/d.txt" || fail "dust table: $(cat "$T/d.txt")"
+grep -q "预警 (> 150)" "$T/d.txt" || fail "dust table: $(cat "$T/d.txt")"
+SITECTL_LANG=en "$BIN/sitectl" dust --window 1h --since "$T0" --until $((T0 + 3600)) |
+  grep -q "WARNING (> 150)" || fail "dust table in English"
+# the error says the windows as the help does (15m|1h)
 rc=0; "$BIN/sitectl" dust --window 7m 2>"$T/err" || rc=$?
-[ $rc -eq 1 ] && grep -q "15m or 60m" "$T/err" || fail "a window that is not configured: rc=$rc"
+[ $rc -eq 1 ] && grep -q "15m or 1h" "$T/err" || fail "a window that is not configured: rc=$rc $(cat "$T/err")"
+rc=0; "$BIN/sitectl" dust --window soon 2>"$T/err" || rc=$?
+[ $rc -eq 2 ] && grep -q "15m 或 1h" "$T/err" || fail "a window that is no window is a usage error: rc=$rc $(cat "$T/err")"
 stop_gw

@@ -7,8 +7,12 @@
 # (machinery.unregistered), the terminal's smoke reading over /r breaks the
 # smoke limit (machinery.smoke); the register is corrected, the machines
 # leave and every alarm clears; a restart keeps the register, its audit,
-# the moves and the day's figures.
+# the moves and the day's figures; the uplink carries the register's
+# changes, the moves and a day's figures to sitegate-rx as signed records.
 . "$(dirname "$0")/lib.sh"
+TOP_PKI=$(cd "$HERE/../.." && pwd)/deploy/pki
+# This test reads sitectl's English (lib.sh makes it speak Chinese).
+export SITECTL_LANG=en
 
 CTL="$BIN/sitectl"
 export SITECTL_TOKEN=test-token SITECTL_USER=tester
@@ -187,5 +191,63 @@ curl -sf "$SITECTL_URL/api/report?month=$MONTH&format=csv&table=machinery" | gre
   fail "report machinery CSV"
 no_alarm machinery.stage $CODE && no_alarm machinery.smoke $CODE &&
   no_alarm machinery.unregistered HLJ-0099 || fail "no machinery alarm after the restart"
+# Yesterday a machine not in the register was on site 10:00-12:00 (the
+# uplink's 6053 for yesterday, below).
+YDAY=$(TZ=Asia/Shanghai date -d 'yesterday 00:00' +%s)
+[ "$(g 50 -e "$(event 900 in $((YDAY + 36000)) YDAY-1)")" = 2.01 ] || fail "yesterday's entry: $(cat "$T/g.out")"
+[ "$(g 50 -e "$(event 901 out $((YDAY + 43200)) YDAY-1)")" = 2.01 ] || fail "yesterday's exit: $(cat "$T/g.out")"
 stop_gw
-echo "ok: machinery register, gate, rule, alarms, restart"
+
+# 11. The uplink carries the register's changes (6051), the entries and
+# exits (6052) and yesterday's figures (6053) as signed records of the one
+# chain, the row as it was after each change, and sitegate-rx stores them
+# chained.
+. "$(dirname "$0")/pg.sh"
+. "$(dirname "$0")/uplink_lib.sh"
+RX_DB=sqlite rx_backend
+MN=TEST-SITE-01
+RX_PORT=$(free_port tcp)
+"$TOP_PKI/make-ca.sh" "$T/pki" >/dev/null
+"$TOP_PKI/make-server.sh" "$T/pki" localhost >/dev/null
+"$TOP_PKI/make-gateway.sh" "$T/pki" "$MN" >/dev/null
+"$BIN/sitegate-rx" --listen "127.0.0.1:$RX_PORT" --ca "$T/pki/ca.crt" --cert "$T/pki/server.crt" \
+  --key "$T/pki/server.key" --db "$RX_TARGET" >>"$T/rx.log" 2>&1 &
+PIDS="$PIDS $!"
+wait_for 30 "sitegate-rx listening" grep -q "listening on" "$T/rx.log"
+cat >>"$T/site.conf" <<CONF
+
+[uplink]
+host = 127.0.0.1
+port = $RX_PORT
+server_name = localhost
+ca = $T/pki/ca.crt
+cert = $T/pki/gateway-$MN.crt
+key = $T/pki/gateway-$MN.key
+lag_s = 1
+CONF
+# the machinery's days from yesterday on (a first start begins with today)
+sqlite3 "$T/sitegate.db" "INSERT OR REPLACE INTO outbox_state(name, value) VALUES('next_mach_day', $YDAY)"
+start_gw "$T/site.conf"
+up_wait 60 "every signed record acknowledged" 'j["connected"] and j["chain_seq"] > 0 and j["backlog"]["signed"] == 0'
+"$BIN/sitegate-rx" export --db "$RX_TARGET" --site "$MN" --since 0000000000 --json >"$T/export.json"
+"$PY" - "$T/export.json" "$CODE" <<'PY' || fail "the machinery records as the receiver stored them: $(grep -c . "$T/export.json") rows"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+code = sys.argv[2]
+reg = [r["records"] for r in rows if r["cn"] == "6051" and r["records"][0]["Code"] == code]
+assert all(r["ledger_state"] == "chained" for r in rows if r["cn"] in ("6051", "6052")), rows
+assert [r[0]["Action"] for r in reg] == ["add", "change"], reg
+assert reg[0][0]["Stage"] == "II" and reg[1][0]["Stage"] == "IV", reg
+by = {k: v for r in reg[1] for k, v in r.items()}
+assert by["Owner"] == "龙运租赁" and by["By"] == "tester" and by["Reason"].startswith("engine replaced%2C"), by
+mv = [r["records"][0] for r in rows if r["cn"] == "6052" and r["records"][0]["Code"] == code]
+assert [m["Dir"] for m in mv] == ["in", "out"], mv
+assert mv[0]["Source"] == "gate" and mv[0]["Gate"] == "gate-01", mv
+# yesterday's machinery (6053): the visitor's 2 hours, through machinery_days()
+day = [r["records"] for r in rows if r["cn"] == "6053"]
+assert len(day) == 1 and day[0][0]["Machines"] == "1", day
+assert day[0][1] == {"Code": "YDAY-1", "Registered": "0", "OnsiteH": "2.00", "Co2Kg": "0.0",
+                     "NoxKg": "0.000", "PmKg": "0.0000"}, day
+PY
+stop_gw
+echo "ok: machinery register, gate, rule, alarms, restart, uplink"

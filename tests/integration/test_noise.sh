@@ -66,7 +66,9 @@ w() { json "[(w['period'], w['laeq'], w['lmax'], w['limit'], w['complete'], w['e
   fail "the night window fails on Lmax alone"
 [ "$(json "[w['end'] - w['start'] for w in j['windows']]" <"$T/n.json")" = "[1200.0, 1200.0, 1200.0]" ] ||
   fail "20-minute windows"
-"$BIN/sitectl" noise --since "$T0" --until $((T0 + 3600)) >"$T/n.txt" || fail "sitectl noise"
+SITECTL_LANG=en "$BIN/sitectl" noise --since "$T0" --until $((T0 + 3600)) >"$T/n.txt" || fail "sitectl noise"
+"$BIN/sitectl" noise --since "$T0" --until $((T0 + 3600)) | grep -q "超标（Lmax）" ||
+  fail "sitectl noise in Chinese: $("$BIN/sitectl" noise --since "$T0" --until $((T0 + 3600)))"
 grep -q "EXCEEDED (Lmax)" "$T/n.txt" && grep -q "INCOMPLETE" "$T/n.txt" && grep -q "69.4" "$T/n.txt" ||
   fail "noise table: $(cat "$T/n.txt")"
 rc=0; "$BIN/sitectl" noise --device nosuch 2>/dev/null || rc=$?

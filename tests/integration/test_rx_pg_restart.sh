@@ -4,6 +4,9 @@
 # does not crash, holds its acknowledgements while the database is away,
 # reconnects, and in the end every message the gateway made is stored
 # exactly once, the signed chain is continuous and the outbox is empty.
+# Then a receiver started while PostgreSQL is down starts all the same,
+# says so (log, /metrics), acknowledges nothing, and catches up once the
+# database is back.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pg.sh"
 . "$(dirname "$0")/uplink_lib.sh"
@@ -35,9 +38,9 @@ rx_listening() {
 diagnose() {
   echo "--- /api/uplink"
   up || true
-  for n in a; do
+  for n in a b; do
     echo "--- receiver $n (last 15 lines)"
-    tail -15 "$T/rx-$n.log"
+    tail -15 "$T/rx-$n.log" 2>/dev/null || true
   done
   pg_log_tail
 }
@@ -79,9 +82,40 @@ curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" >"$T/metrics.txt" || fail "no 
 grep -q '^sitegate_rx_db_up 1$' "$T/metrics.txt" || fail "db_up: $(cat "$T/metrics.txt")"
 grep -Eq '^sitegate_rx_db_reconnects_total [1-9]' "$T/metrics.txt" ||
   fail "the reconnection is not counted: $(cat "$T/metrics.txt")"
-stop_gw
+
+# ---- a receiver started while the database is down
 kill -TERM "${RXP[a]}"
 rc=0
 wait "${RXP[a]}" || rc=$?
+[ $rc -eq 0 ] || fail "the receiver exited $rc after SIGTERM"
+up_wait 30 "the gateway noticing the receiver stopped" 'not j["connected"]'
+as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -s stop || fail "pg_ctl stop failed"
+start_rx b
+grep -q "unreachable .*starting anyway" "$T/rx-b.log" || fail "the receiver did not say the database is away"
+db_down() { curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | grep -q '^sitegate_rx_db_up 0$'; }
+wait_for 30 "/metrics saying the database is down" db_down
+up_wait 30 "a TLS session to the receiver without its database" 'j["connected"]'
+acked=$(up | json 'j["counters"]["acked"]')
+sent=$(up | json 'j["counters"]["sent"]')
+resent=$(up | json 'j["counters"]["resent"]')
+for i in $(seq 10); do ticket; done
+# (window = 8: eight go out, and are sent again for want of an acknowledgement)
+up_wait 30 "the tickets sent to the receiver without its database, then sent again" \
+  "j['counters']['sent'] >= $sent + 8 and j['counters']['resent'] > $resent"
+[ "$(up | json 'j["counters"]["acked"]')" = "$acked" ] || fail "acknowledged without a database: $(up)"
+pg_ctl_start
+up_wait 90 "the backlog drained once the database is back" \
+  "j['connected'] and j['backlog']['signed'] == 0 and j['counters']['acked'] >= $acked + 10"
+S=$(up | json 'j["chain_seq"]')
+"$BIN/sitegate-rx" sites --db "$PG_URI" --json >"$T/sites.json"
+[ "$(json 'j["ledger_seq"], j["ledger_pending"], j["ledger_broken"], j["refused"]' <"$T/sites.json")" = \
+  "($S, 0, 0, 0)" ] || fail "sites after starting without the database: $(cat "$T/sites.json")"
+[ "$(pg_sql "SELECT COUNT(*) FROM rx_waste w JOIN ledger l USING (mn, seq) WHERE l.state='chained'")" = \
+  "$(pg_sql "SELECT COUNT(*) FROM ledger WHERE cn='6011'")" ] || fail "tickets not all decoded"
+curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | grep -q '^sitegate_rx_db_up 1$' || fail "db_up after"
+stop_gw
+kill -TERM "${RXP[b]}"
+rc=0
+wait "${RXP[b]}" || rc=$?
 [ $rc -eq 0 ] || fail "the receiver exited $rc after SIGTERM"
 exit 0

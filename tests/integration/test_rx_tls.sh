@@ -220,6 +220,20 @@ grep -q "refused: frame for MN $OTHER on the connection of MN $MN" "$RX_LOG" ||
 grep -q "refused: CRC 1C81 expected 1C80" "$RX_LOG" || rxfail "the bad CRC was not refused"
 grep -q "refused: no QN" "$RX_LOG" || rxfail "the frame without QN was not refused"
 
+# ---- a QN reused for other content (issue 13, item 5): refused, unanswered
+# (acknowledging it would drop it unseen); the first stays as it was
+REUSED=20261119212300123
+mk plain "$MN" $REUSED 2081 "DataTime=20261119212300;RestartTime=20261119212000" >"$T/q1.txt"
+mk plain "$MN" $REUSED 2081 "DataTime=20261119212300;RestartTime=20261119211000" >"$T/q2.txt"
+send "$T/pki" "$MN" "$T/q1.txt" "a 9014 for the first use of the QN" answered "$(ack_of $REUSED)"
+cat "$T/q2.txt" "$T/m1.txt" >"$T/reused.txt" # m1: the sentinel
+send "$T/pki" "$MN" "$T/reused.txt" "the 9014 of the sentinel after a reused QN" \
+  answered "$(ack_of $SENTINEL_QN)"
+acked "$(cat "$T/answer")" $REUSED && rxfail "a reused QN with other content was acknowledged"
+grep -q "refused: QN $REUSED CN 2081: QN $REUSED is already stored with other content (packet 1 differs)" \
+  "$RX_LOG" || rxfail "the reused QN was not refused with its reason"
+send "$T/pki" "$MN" "$T/q1.txt" "a 9014 for the first content resent" answered "$(ack_of $REUSED)"
+
 # ---- signed ledger records: a chain of three, one of them split in packets
 ZERO=0000000000000000000000000000000000000000000000000000000000000000
 KEY="$T/pki/gateway-$MN.key"
@@ -319,7 +333,8 @@ acked "$r" 20261120220200001 || rxfail "pulled frame not acknowledged: $r"
 "$BIN/sitegate-rx" sites --db "$RX_TARGET" >"$T/sites.txt"
 grep -q "^$MN " "$T/sites.txt" || rxfail "sites: $(cat "$T/sites.txt")"
 grep -q "^$OTHER " "$T/sites.txt" && rxfail "a site that never connected is listed"
-[ "$(json 'j["refused"] == 6' <"$T/sites.json")" = True ] || rxfail "refusals: $(cat "$T/sites.json")"
+# 6 refused frames and ledger records, and the reused QN
+[ "$(json 'j["refused"] == 7' <"$T/sites.json")" = True ] || rxfail "refusals: $(cat "$T/sites.json")"
 "$BIN/sitegate-rx" export --db "$RX_TARGET" --site "$MN" --since 2026-11-20T21:00 --until 2026-11-20T22:00 \
   >"$T/export.csv"
 [ "$(grep -c ",$MN,20261120212000123,2051,minute data," "$T/export.csv")" = 1 ] ||
@@ -356,9 +371,15 @@ import sys
 for l in open(sys.argv[1]):
     if l.startswith(sys.argv[2] + " "):
         print(int(float(l.split()[1])))' "$T/metrics.txt" "$1"; }
-[ "$(metric 'sitegate_rx_messages_total{outcome="stored"}')" = 10 ] || rxfail "stored: $(cat "$T/metrics.txt")"
+# 10 messages, and the first use of the reused QN
+[ "$(metric 'sitegate_rx_messages_total{outcome="stored"}')" = 11 ] || rxfail "stored: $(cat "$T/metrics.txt")"
 [ "$(metric 'sitegate_rx_messages_total{outcome="duplicate"}')" -ge 4 ] || rxfail "duplicates: $(cat "$T/metrics.txt")"
-[ "$(metric sitegate_rx_refusals_total)" -ge 6 ] || rxfail "refusals: $(cat "$T/metrics.txt")"
+# refusals by reason: the other CA's certificate, the other MN, the bad CRC,
+# the frame without QN, the tampered and foreign-signed records, the broken chain
+refusals() { metric "sitegate_rx_refusals_total{reason=\"$1\"}"; }
+[ "$(refusals tls)" -ge 1 ] && [ "$(refusals mn)" -ge 1 ] && [ "$(refusals frame)" -ge 1 ] &&
+  [ "$(refusals no_qn)" -ge 1 ] && [ "$(refusals signature)" -ge 2 ] && [ "$(refusals chain)" -ge 1 ] &&
+  [ "$(refusals seal)" = 0 ] || rxfail "refusals by reason: $(grep refusals "$T/metrics.txt")"
 [ "$(metric sitegate_rx_db_batches_total)" -ge 1 ] || rxfail "batches: $(cat "$T/metrics.txt")"
 [ "$(metric sitegate_rx_commit_seconds_count)" = "$(metric sitegate_rx_db_batches_total)" ] ||
   rxfail "commit histogram: $(cat "$T/metrics.txt")"

@@ -8,7 +8,11 @@
 G="$BIN/sitegated"
 
 # 1. The shipped and demo config: every device has a key of 16 bytes or more.
-"$G" --check-config -c "$HERE/../../deploy/sitegate.conf" >"$T/dump" 2>"$T/err" ||
+# --check-config also binds the listeners and looks for the database's
+# folder (created by systemd's StateDirectory=): this machine's own, here.
+sed "s|^path = .*|path = $T/shipped.db|; s|^port = .*|port = $COAP_PORT|; s|^dtls_port = .*|dtls_port = $DTLS_PORT|; s|^listen = 127.0.0.1:8080|listen = 127.0.0.1:$HTTP_PORT|" \
+  "$HERE/../../deploy/sitegate.conf" >"$T/shipped.conf"
+"$G" --check-config -c "$T/shipped.conf" >"$T/dump" 2>"$T/err" ||
   fail "deploy/sitegate.conf refused: $(cat "$T/err")"
 "$PY" - "$HERE/../../deploy/sitegate.conf" <<'PY' || fail "a device in deploy/sitegate.conf has no key"
 import re, sys

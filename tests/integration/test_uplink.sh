@@ -99,7 +99,11 @@ assert r[0]["Plate"] == "黑A11001" and r[0]["NetKg"] == "17600" and r[0]["Seq"]
 assert r[1]["DestName"] == "Harbin yard%3B gate 2", r
 assert len(r[2]["LedgerHash"]) == 64, r
 PY
-"$BIN/sitectl" uplink >"$T/sitectl.txt" || fail "sitectl uplink failed"
+# the same ticket decoded (rx_waste), free text unescaped, with the chain's verdict
+[ "$(rx_sql "SELECT w.plate, w.net_kg, w.dest, w.dest_name, l.state FROM rx_waste w
+  JOIN ledger l USING (mn, seq) WHERE w.mn='$MN'")" = "黑A11001|17600|recycling|Harbin yard; gate 2|chained" ] ||
+  fail "the ticket decoded: $(rx_sql "SELECT * FROM rx_waste")"
+SITECTL_LANG=en "$BIN/sitectl" uplink >"$T/sitectl.txt" || fail "sitectl uplink failed"
 grep -q "connected since" "$T/sitectl.txt" || fail "sitectl uplink: $(cat "$T/sitectl.txt")"
 
 # ---- the receiver stopped for a while: the outbox keeps everything, then
@@ -111,7 +115,8 @@ reading 90.5
 # (three real-time frames take three rtd_interval_s: time passes here by design)
 up_wait 20 "a backlog of 8 tickets and 3 real-time frames while the receiver is down" \
   'j["backlog"]["signed"] >= 8 and j["backlog"]["rtd"] >= 3'
-"$BIN/sitectl" uplink | grep -q "backlog .*signed [0-9]" || fail "sitectl uplink shows no backlog"
+SITECTL_LANG=en "$BIN/sitectl" uplink | grep -q "backlog .*signed [0-9]" || fail "sitectl uplink shows no backlog"
+"$BIN/sitectl" uplink | grep -q "待发 .*签名记录 [0-9]" || fail "sitectl uplink in Chinese: $("$BIN/sitectl" uplink)"
 up | json 'j["last_error"]' | grep -q "connect\|closed" || fail "no last error: $(up)"
 start_rx 2
 up_wait 60 "the backlog drained" 'j["connected"] and j["backlog"]["signed"] == 0 and j["backlog"]["rtd"] <= 1'
@@ -143,6 +148,30 @@ start_gw "$T/site.conf"
 up_wait 60 "the backlog drained after kill -9" 'j["connected"] and j["backlog"]["signed"] == 0 and j["backlog"]["rtd"] <= 1'
 in_order "after kill -9"
 wait_for 30 "the receiver holding the whole chain after kill -9" chain_ok
+
+# ---- the decoded data: every stored ticket has its row, every minute frame
+# its pollutants (one row each), in the same transactions as the frames
+minutes_decoded() {
+  f=$(rx_sql "SELECT COUNT(*) FROM frames WHERE mn='$MN' AND cn='2051' AND data LIKE '%a34002-%'")
+  d=$(rx_sql "SELECT COUNT(*) FROM rx_env_minute WHERE mn='$MN' AND pol='a34002'")
+  [ "$f" -gt 0 ] && [ "$f" = "$d" ]
+}
+# (minute frames come once a minute has ended: time passes here by design)
+wait_for 70 "minute frames decoded into rx_env_minute" minutes_decoded
+[ "$(rx_sql "SELECT COUNT(*) FROM ledger l LEFT JOIN rx_waste w USING (mn, seq)
+  WHERE l.mn='$MN' AND l.cn='6011' AND w.seq IS NULL")" = 0 ] || fail "a ticket without its rx_waste row"
+[ "$(rx_sql "SELECT COUNT(*) FROM rx_waste WHERE mn='$MN'")" = \
+  "$(rx_sql "SELECT COUNT(*) FROM ledger WHERE mn='$MN' AND cn='6011'")" ] || fail "rx_waste rows that are not tickets"
+[ "$(rx_sql "SELECT COUNT(*) FROM rx_env_minute WHERE mn='$MN' AND pol='a34002' AND flag='N'
+  AND vmin <= vavg AND vavg <= vmax AND vmax IN (81.5, 83.5, 90.5)")" -ge 1 ] ||
+  fail "no measured minute: $(rx_sql "SELECT * FROM rx_env_minute WHERE pol='a34002'")"
+if [ "${RX_DB:-sqlite}" = pg ]; then # one partition per Beijing-time month, rows in it
+  month=$(TZ=Asia/Shanghai date +%Y%m)
+  [ "$(pg_sql "SELECT DISTINCT tableoid::regclass FROM rx_env_minute")" = "rx_env_minute_p$month" ] ||
+    fail "minute rows not in this month's partition: $(pg_sql "SELECT DISTINCT tableoid::regclass FROM rx_env_minute")"
+  [ "$(pg_sql "SELECT COUNT(*) FROM pg_inherits WHERE inhparent='rx_env_minute'::regclass")" -ge 2 ] ||
+    fail "next month's partition not made ahead"
+fi
 
 # ---- a gap in the chain at the receiver: it pulls Seq with 6081 and the
 # gateway answers with the original messages
@@ -195,5 +224,26 @@ up | json 'j["last_error"]' | grep -qi "CN mismatch\|name" || fail "name check: 
 stop_gw
 
 stop_rx
+
+# ---- retention: decoded minute figures of months before those kept go
+# (PostgreSQL: whole partitions), this month's stay; frames stay
+old=$(($(date +%s) - 400 * 86400))
+old_month=$(TZ=Asia/Shanghai date -d "@$old" +%Y%m)
+[ "${RX_DB:-sqlite}" = pg ] && pg_sql "CREATE TABLE rx_env_minute_p$old_month PARTITION OF rx_env_minute
+  FOR VALUES FROM ($old) TO ($((old + 60)))"
+rx_sql "INSERT INTO rx_env_minute(mn, t, pol, vavg, flag) VALUES('$MN', $old, 'a34002', 1, 'N')"
+kept=$(rx_sql "SELECT COUNT(*) FROM rx_env_minute WHERE t > $old")
+frames=$(rx_sql "SELECT COUNT(*) FROM frames")
+"$BIN/sitegate-rx" prune --db "$RX_TARGET" --keep-months 3 >"$T/prune.txt" || fail "prune failed"
+[ "$(rx_sql "SELECT COUNT(*) FROM rx_env_minute WHERE t = $old")" = 0 ] ||
+  fail "prune left the old minute: $(cat "$T/prune.txt")"
+[ "$(rx_sql "SELECT COUNT(*) FROM rx_env_minute")" = "$kept" ] || fail "prune removed this month's minutes"
+[ "$(rx_sql "SELECT COUNT(*) FROM frames")" = "$frames" ] || fail "prune removed frames"
+if [ "${RX_DB:-sqlite}" = pg ]; then
+  grep -q "^rx_env_minute_p$old_month: " "$T/prune.txt" || fail "no partition dropped: $(cat "$T/prune.txt")"
+  [ "$(pg_sql "SELECT to_regclass('rx_env_minute_p$old_month') IS NULL")" = t ] || fail "partition still there"
+fi
+"$BIN/sitegate-rx" prune --db "$RX_TARGET" 2>"$T/prune.err" && fail "prune without --keep-months succeeded"
+grep -q "needs --keep-months" "$T/prune.err" || fail "prune usage: $(cat "$T/prune.err")"
 grep -q "ERROR: AddressSanitizer\|runtime error" "$T/gw.log" "$RX_LOG" && fail "sanitizer report"
 exit 0

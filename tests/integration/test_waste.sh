@@ -6,6 +6,8 @@
 # restart, the ticket acknowledged right before kill -9 still there, a
 # tampered row found by sitectl waste verify, and a keyed scale over CoAPS.
 . "$(dirname "$0")/lib.sh"
+# This test reads sitectl's English (lib.sh makes it speak Chinese).
+export SITECTL_LANG=en
 export SITECTL_TOKEN=waste-test-token
 # A small site, so the alarms have something to say:
 # allowance = (300 x 1,000 + 200 x 500) / 10,000 = 30 + 10 = 40 t.

@@ -1,0 +1,267 @@
+// The supervision console (sitegate-rx --http): sign-in, every site's
+// state and month at a glance, a page per site. Chinese first, English on
+// the switch. The data come from /api/sites, /api/site and /api/sites.csv
+// (authority/rxconsole.c); the columns below are one table that gives the
+// header, the cell, the sort and the CSV's meaning.
+import uPlot from './vendor/uPlot.esm.js';
+
+const MSG = {
+  zh: {
+    title: '工地监管平台', sites: '全部工地', logout: '退出', lang: 'English',
+    user: '用户名', password: '密码', signin: '登录', bad_login: '用户名或密码错误',
+    n_sites: '工地数', silent: '超过一天未上报', broken: '数据链断裂', mismatch: '封存校验不符',
+    over_waste: '超出建筑垃圾限额', no_area: '面积未上报', filter: '筛选（编号或名称）', csv: '导出 CSV',
+    month: '月份', mn: '工地编号', subject: '证书', last: '最后上报', link: '链路', up: '在线',
+    down: '离线', never: '从未', pending: '待补传', chain: '数据链', chained: '完整', broken_s: '断裂',
+    seals: '小时封存', noise_day: '噪声超标（昼）', noise_night: '噪声超标（夜）', dust: '扬尘事件',
+    waste_t: '建筑垃圾 (t)', per_area: 't/万m²（限 300/200）', recycling: '资源化率（目标 55%）',
+    energy: '电能 (kWh)', co2: 'CO₂ (t)', refused: '拒收', back: '返回', pm10: 'PM10 (µg/m³)',
+    noise: '噪声 LAeq (dB(A))', ledger: '签名台账', seq: '序号', cn: '类型', state: '校验', when: '时间',
+    what: '内容', last24: '最近 24 小时分钟数据', none: '无数据',
+    cn_6011: '建筑垃圾出场', cn_6012: '材料进场', cn_6021: '报警', cn_6031: '能耗与碳排放',
+    cn_6041: '小时封存', st_chained: '已校验', st_pending: '待补链', st_broken: '断裂',
+    verified: '已校验', incomplete: '不完整', seal_mismatch: '不符',
+  },
+  en: {
+    title: 'Site supervision', sites: 'All sites', logout: 'Sign out', lang: '中文',
+    user: 'User', password: 'Password', signin: 'Sign in', bad_login: 'Wrong user name or password',
+    n_sites: 'Sites', silent: 'Silent over a day', broken: 'Chain broken', mismatch: 'Seal mismatch',
+    over_waste: 'Over waste allowance', no_area: 'area not sent', filter: 'Filter (MN or name)',
+    csv: 'Export CSV', month: 'Month', mn: 'Site (MN)', subject: 'Certificate', last: 'Last upload',
+    link: 'Link', up: 'up', down: 'down', never: 'never', pending: 'Gaps to pull', chain: 'Chain',
+    chained: 'whole', broken_s: 'broken', seals: 'Hourly seals', noise_day: 'Noise over (day)',
+    noise_night: 'Noise over (night)', dust: 'Dust episodes', waste_t: 'Waste (t)',
+    per_area: 't/10,000 m² (300/200)', recycling: 'Recycling (55% target)', energy: 'Energy (kWh)',
+    co2: 'CO₂ (t)', refused: 'Refused', back: 'Back', pm10: 'PM10 (µg/m³)',
+    noise: 'Noise LAeq (dB(A))', ledger: 'Signed ledger', seq: 'Seq', cn: 'Kind', state: 'Verified',
+    when: 'Time', what: 'Content', last24: 'Minute data, last 24 hours', none: 'no data',
+    cn_6011: 'Waste out', cn_6012: 'Material in', cn_6021: 'Alarm', cn_6031: 'Energy and carbon',
+    cn_6041: 'Hourly seal', st_chained: 'verified', st_pending: 'gap pending', st_broken: 'broken',
+    verified: 'verified', incomplete: 'incomplete', seal_mismatch: 'mismatch',
+  },
+};
+let lang = localStorage.getItem('rx-lang') || 'zh';
+const t = (k) => MSG[lang][k] ?? k;
+const $ = (sel) => document.querySelector(sel);
+const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const main = $('#main');
+
+const fmtTime = (s) => new Date(s * 1000).toLocaleString(lang === 'zh' ? 'zh-CN' : 'en-GB',
+  { timeZone: 'Asia/Shanghai', hour12: false });
+const num = (v, d = 1) => (v == null ? '—' : Number(v).toFixed(d));
+const SILENT_S = 86400;
+const LINK_S = 300; // a site that sent nothing for 5 minutes is shown down
+
+// [key, header, value for sorting, cell html, is text]
+const COLS = [
+  ['mn', 'mn', (s) => s.mn, (s) => `<a href="#/site/${encodeURIComponent(s.mn)}">${esc(s.mn)}</a>`, true],
+  ['last', 'last', (s) => s.last_frame_ms ?? 0, (s) => {
+    if (s.last_frame_ms == null) return `<span class="bad">${t('never')}</span>`;
+    const silent = now - s.last_frame_ms / 1000 > SILENT_S;
+    return `<span class="${silent ? 'bad' : ''}">${esc(fmtTime(s.last_frame_ms / 1000))}</span>`;
+  }, true],
+  ['link', 'link', (s) => (isUp(s) ? 1 : 0),
+    (s) => (isUp(s) ? `<span class="ok">${t('up')}</span>` : `<span class="bad">${t('down')}</span>`), true],
+  ['pending', 'pending', (s) => s.pending, (s) => `<span class="${s.pending ? 'warn' : ''}">${s.pending}</span>`],
+  ['chain', 'chain', (s) => s.broken, (s) => (s.broken
+    ? `<span class="bad">${t('broken_s')} ${s.broken}</span>` : `<span class="ok">${t('chained')} ${s.chained_seq}</span>`), true],
+  ['seals', 'seals', (s) => s.seals_mismatch * 1e6 + s.seals_incomplete * 1e3 + s.seals_verified, (s) =>
+    `<span class="ok">${s.seals_verified}</span> / <span class="${s.seals_incomplete ? 'warn' : ''}">${s.seals_incomplete}</span>` +
+    ` / <span class="${s.seals_mismatch ? 'bad' : ''}">${s.seals_mismatch}</span>`],
+  ['noise_day', 'noise_day', (s) => s.noise_day, (s) => bad(s.noise_day)],
+  ['noise_night', 'noise_night', (s) => s.noise_night, (s) => bad(s.noise_night)],
+  ['dust', 'dust', (s) => s.dust_episodes, (s) => bad(s.dust_episodes)],
+  ['waste_t', 'waste_t', (s) => s.waste_kg ?? 0, (s) => num(s.waste_kg == null ? null : s.waste_kg / 1000)],
+  ['per_area', 'per_area', () => 0, () => `<span title="${t('no_area')}">—</span>`],
+  ['recycling', 'recycling', (s) => recycling(s) ?? -1, (s) => {
+    const r = recycling(s);
+    return r == null ? '—' : `<span class="${r < 55 ? 'bad' : 'ok'}">${r.toFixed(1)}%</span>`;
+  }],
+  ['energy', 'energy', (s) => s.energy_kwh ?? 0, (s) => num(s.energy_kwh)],
+  ['co2', 'co2', (s) => s.carbon_kg ?? 0, (s) => num(s.carbon_kg == null ? null : s.carbon_kg / 1000, 2)],
+  ['refused', 'refused', (s) => s.refused, (s) => bad(s.refused)],
+];
+let now = Date.now() / 1000;
+const isUp = (s) => s.last_frame_ms != null && now - s.last_frame_ms / 1000 < LINK_S;
+const bad = (n) => `<span class="${n ? 'bad' : ''}">${n ?? 0}</span>`;
+const recycling = (s) => (s.waste_kg > 0 ? (100 * (s.recycled_kg ?? 0)) / s.waste_kg : null);
+let sortKey = 'mn';
+let sortAsc = true;
+let filter = '';
+
+async function api(path) {
+  const r = await fetch(path, { credentials: 'same-origin' });
+  if (r.status === 401) {
+    showLogin();
+    throw new Error('sign in');
+  }
+  if (!r.ok) throw new Error(`${path}: ${r.status}`);
+  return r.json();
+}
+
+function setPage(name) {
+  main.dataset.page = name;
+  main.dataset.ready = '0';
+}
+
+function chrome() {
+  document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
+  document.title = t('title');
+  $('#title').textContent = t('title');
+  $('#nav-sites').textContent = t('sites');
+  $('#logout').textContent = t('logout');
+  $('#lang').textContent = t('lang');
+}
+
+function showLogin() {
+  setPage('login');
+  $('#logout').hidden = true;
+  $('#who').textContent = '';
+  main.innerHTML = `<form class="login" id="login-form">
+    <label>${t('user')} <input id="login-user" autocomplete="username" required></label>
+    <label>${t('password')} <input id="login-password" type="password" autocomplete="current-password" required></label>
+    <button type="submit" id="login-submit">${t('signin')}</button>
+    <div class="err" id="login-err"></div></form>`;
+  $('#login-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const r = await fetch('/api/login', {
+      method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ user: $('#login-user').value, password: $('#login-password').value }),
+    });
+    if (!r.ok) {
+      $('#login-err').textContent = t('bad_login');
+      return;
+    }
+    route();
+  });
+  main.dataset.ready = '1';
+}
+
+async function who() {
+  const me = await api('/api/me');
+  $('#who').textContent = me.user || '';
+  $('#logout').hidden = me.open;
+}
+
+let data = null;
+
+async function sitesPage() {
+  setPage('sites');
+  await who();
+  data = await api('/api/sites');
+  now = data.now;
+  drawSites();
+}
+
+function drawSites() {
+  const s = data.sites;
+  const silent = s.filter((x) => x.last_frame_ms == null || now - x.last_frame_ms / 1000 > SILENT_S).length;
+  const tile = (id, label, v, isBad) =>
+    `<div class="tile ${isBad ? 'bad' : ''}" id="${id}"><div>${label}</div><div class="v">${v}</div></div>`;
+  const shown = s.filter((x) => !filter || x.mn.toLowerCase().includes(filter) ||
+    (x.subject || '').toLowerCase().includes(filter));
+  const col = COLS.find((c) => c[0] === sortKey) || COLS[0];
+  shown.sort((a, b) => {
+    const x = col[2](a);
+    const y = col[2](b);
+    const d = typeof x === 'string' ? x.localeCompare(y) : x - y;
+    return sortAsc ? d : -d;
+  });
+  main.innerHTML = `<div class="tiles">
+    ${tile('tile-sites', t('n_sites'), s.length, false)}
+    ${tile('tile-silent', t('silent'), silent, silent > 0)}
+    ${tile('tile-broken', t('broken'), s.filter((x) => x.broken > 0).length, s.some((x) => x.broken > 0))}
+    ${tile('tile-mismatch', t('mismatch'), s.filter((x) => x.seals_mismatch > 0).length, s.some((x) => x.seals_mismatch > 0))}
+    ${tile('tile-waste', t('over_waste'), `<span title="${t('no_area')}">—</span>`, false)}
+    </div>
+    <div class="bar"><span>${t('month')} ${esc(data.month)}</span>
+    <input id="filter" placeholder="${t('filter')}" value="${esc(filter)}">
+    <a id="csv" href="/api/sites.csv?month=${encodeURIComponent(data.month)}" download="sites-${esc(data.month)}.csv">${t('csv')}</a></div>
+    <table id="sites"><thead><tr>${COLS.map((c) => `<th data-key="${c[0]}" class="${c[4] ? 'text' : ''} ${
+  c[0] === sortKey ? `sorted ${sortAsc ? 'asc' : ''}` : ''}">${t(c[1])}</th>`).join('')}</tr></thead>
+    <tbody>${shown.map((x) => `<tr data-mn="${esc(x.mn)}">${COLS.map((c) =>
+    `<td class="${c[4] ? 'text' : ''}">${c[3](x)}</td>`).join('')}</tr>`).join('')}</tbody></table>`;
+  main.querySelectorAll('th').forEach((th) => th.addEventListener('click', () => {
+    sortAsc = sortKey === th.dataset.key ? !sortAsc : true;
+    sortKey = th.dataset.key;
+    drawSites();
+  }));
+  const f = $('#filter');
+  f.addEventListener('input', () => {
+    filter = f.value.trim().toLowerCase();
+    drawSites();
+    $('#filter').focus();
+    $('#filter').setSelectionRange(filter.length, filter.length);
+  });
+  main.dataset.ready = '1';
+}
+
+function ledgerWhat(r) {
+  if (r.cn === '6011' || r.cn === '6012')
+    return `${esc(r.plate ?? '')} ${num(r.net_kg == null ? null : r.net_kg / 1000, 2)} t ${esc(r.dest ?? r.material ?? '')}`;
+  if (r.cn === '6021') return `${esc(r.rule)} ${esc(r.alarm_state)} ${esc(r.level)} ${num(r.value)} / ${num(r.limit_value)}`;
+  if (r.cn === '6031') return `${num(r.energy_kwh)} kWh, ${num(r.carbon_kg)} kg CO₂`;
+  return '';
+}
+
+function chart(el, title, rows, pol) {
+  const pts = rows.filter((r) => r.pol === pol && r.vavg != null);
+  el.dataset.points = String(pts.length);
+  el.innerHTML = `<h3>${title}</h3>`;
+  if (!pts.length) {
+    el.insertAdjacentHTML('beforeend', `<p>${t('none')}</p>`);
+    el.dataset.drawn = '1';
+    return;
+  }
+  // eslint-disable-next-line no-new
+  new uPlot({
+    width: Math.min(900, main.clientWidth - 40), height: 220, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), 'Asia/Shanghai'),
+    series: [{}, { label: title, stroke: '#1f3a5a', width: 1.5 }],
+  }, [pts.map((r) => r.t), pts.map((r) => r.vavg)], el);
+  el.dataset.drawn = '1';
+}
+
+async function sitePage(mn) {
+  setPage('site');
+  await who();
+  const d = await api(`/api/site?mn=${encodeURIComponent(mn)}&hours=24`);
+  main.innerHTML = `<p><a href="#/">${t('back')}</a></p><h2 id="site-mn">${esc(mn)}</h2>
+    <p>${t('last24')}</p>
+    <div class="chart" id="chart-pm10"></div><div class="chart" id="chart-noise"></div>
+    <h3>${t('ledger')}</h3>
+    <table id="ledger"><thead><tr><th>${t('seq')}</th><th class="text">${t('cn')}</th><th class="text">${t('when')}</th>
+    <th class="text">${t('state')}</th><th class="text">${t('what')}</th></tr></thead><tbody>
+    ${d.ledger.map((r) => `<tr data-seq="${r.seq}"><td>${r.seq}</td><td class="text">${t(`cn_${r.cn}`)}</td>
+      <td class="text">${r.t == null ? '—' : esc(fmtTime(r.t))}</td>
+      <td class="text ${r.state === 'chained' ? 'ok' : 'bad'}">${t(`st_${r.state}`)}</td>
+      <td class="text">${ledgerWhat(r)}</td></tr>`).join('')}</tbody></table>`;
+  chart($('#chart-pm10'), t('pm10'), d.series, 'a34002');
+  chart($('#chart-noise'), t('noise'), d.series, 'LA');
+  main.dataset.ready = '1';
+}
+
+async function route() {
+  chrome();
+  const h = location.hash;
+  try {
+    if (h.startsWith('#/site/')) await sitePage(decodeURIComponent(h.slice(7)));
+    else await sitesPage();
+  } catch (e) {
+    if (e.message !== 'sign in') throw e;
+  }
+}
+
+$('#lang').addEventListener('click', () => {
+  lang = lang === 'zh' ? 'en' : 'zh';
+  localStorage.setItem('rx-lang', lang);
+  if (main.dataset.page === 'login') {
+    chrome();
+    showLogin();
+  } else route();
+});
+$('#logout').addEventListener('click', async () => {
+  await fetch('/api/logout', { method: 'POST' });
+  showLogin();
+});
+window.addEventListener('hashchange', route);
+route();

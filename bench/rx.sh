@@ -1,0 +1,163 @@
+#!/bin/bash
+# The receiver at an authority's scale (issue 16): BENCH_RX_GATEWAYS (1,000)
+# simulated gateways over TLS 1.2 (bench/rx_load.c, one certificate each)
+# against sitegate-rx on loopback, each sending BENCH_RX_MESSAGES minute
+# frames with up to BENCH_RX_WINDOW unacknowledged: messages acknowledged
+# per second and the p99 from write to 9014 for one receiver on SQLite,
+# one on PostgreSQL (a real cluster, tests/integration/pg.sh) and two on
+# PostgreSQL sharing --listen with SO_REUSEPORT; then where a message's
+# time goes: the receiver's CPU per message, the commit per batch (from
+# /metrics) and, from a run of signed 6021s, what ECDSA verification and
+# the chain add. Then BENCH_RX_IDLE (10,000) idle TLS connections and the
+# receiver's peak RSS. Ends with one `bench: rx_...` line; never fails the
+# build.
+set -u
+export SITEGATE_BIN=${SITEGATE_BIN:-$(cd "$(dirname "$0")/.." && pwd)/bin}
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+. "$TOP/tests/integration/lib.sh"
+. "$TOP/tests/integration/pg.sh"
+set +eE
+trap 'cleanup; pg_stop' EXIT
+N=${BENCH_RX_GATEWAYS:-1000}
+M=${BENCH_RX_MESSAGES:-20}
+W=${BENCH_RX_WINDOW:-8}
+IDLE=${BENCH_RX_IDLE:-10000}
+PKI=${BENCH_RX_PKI:-$TOP/build/bench-rx-pki}
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# ---- certificates: one per gateway (CN = its MN), one shared key, kept
+# between runs (making 1,000 takes a while)
+mkdir -p "$PKI"
+[ -f "$PKI/ca.crt" ] || "$TOP/deploy/pki/make-ca.sh" "$PKI" >/dev/null
+[ -f "$PKI/server.crt" ] || "$TOP/deploy/pki/make-server.sh" "$PKI" localhost >/dev/null
+[ -f "$PKI/gw.key" ] || openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/gw.key" 2>/dev/null
+make_certs() { # make_certs PREFIX COUNT (two at a time: one openssl each)
+  seq 0 $(($2 - 1)) | while read -r i; do
+    mn=$(printf '%s-%05d' "$1" "$i")
+    [ -f "$PKI/gateway-$mn.crt" ] || echo "$mn"
+  done | xargs -r -P 2 -I{} openssl req -new -x509 -key "$PKI/gw.key" \
+    -subj "/O=sitegate gateway/CN={}" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -days 825 -sha256 \
+    -addext "basicConstraints=critical,CA:FALSE" -addext "keyUsage=critical,digitalSignature" \
+    -addext "extendedKeyUsage=clientAuth" -out "$PKI/gateway-{}.crt" 2>/dev/null
+}
+t0=$(date +%s)
+make_certs LOAD "$N"
+echo "rx: certificates ready in $(($(date +%s) - t0)) s ($PKI)"
+
+RX_PORT=$(free_port tcp)
+declare -A RXP
+start_rx() { # start_rx NAME DB [extra options]
+  local name=$1 db=$2
+  shift 2
+  MPORT[$name]=$(free_port tcp)
+  "$BIN/sitegate-rx" --listen "127.0.0.1:$RX_PORT" --reuseport --metrics "127.0.0.1:${MPORT[$name]}" \
+    --max-conn 30000 --idle 3600 --handshake 120 -q \
+    --ca "$PKI/ca.crt" --cert "$PKI/server.crt" --key "$PKI/server.key" --db "$db" "$@" \
+    >>"$T/rx-$name.log" 2>&1 &
+  RXP[$name]=$!
+  PIDS="$PIDS ${RXP[$name]}"
+  wait_for 60 "receiver $name up" rx_ready "$name"
+}
+rx_ready() { metric_of "$1" sitegate_rx_db_up >/dev/null; }
+declare -A MPORT
+metric_of() { # metric_of NAME METRIC: its value (summed over label sets)
+  curl -sf "http://127.0.0.1:${MPORT[$1]}/metrics" |
+    awk -v m="$2" '$1 == m || index($1, m "{") == 1 { s += $2; n++ } END { if (n) print s; else exit 1 }'
+}
+stop_rx() {
+  kill -TERM "${RXP[$1]}" 2>/dev/null
+  wait "${RXP[$1]}" 2>/dev/null
+}
+cpu_s() { # the receiver's user + system CPU seconds so far
+  awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"
+}
+field() { sed -n "s/.*[ ]$1=\([0-9.]*\).*/\1/p" <<<"$2" | head -1; }
+
+# run NAME PREFIX SIGNED RECEIVERS...: one load run; prints rx_load's line
+# and sets RATE, P99, CPU_US (receiver CPU per message), COMMIT_MS and
+# BATCH (messages per committed batch) from the first receiver.
+run() {
+  local name=$1 prefix=$2 signed=$3
+  shift 3
+  local c0=0 r
+  for r in "$@"; do c0=$(awk -v a="$c0" -v b="$(cpu_s "${RXP[$r]}")" 'BEGIN { print a + b }'); done
+  local b0 s0
+  b0=$(metric_of "$1" sitegate_rx_db_batches_total)
+  s0=$(metric_of "$1" sitegate_rx_commit_seconds_sum)
+  out=$("$BIN/rx_load" --port "$RX_PORT" --pki "$PKI" --prefix "$prefix" --gateways "$N" \
+    --messages "$M" --window "$W" --signed "$signed" 2>"$T/load-$name.err")
+  echo "rx: $name: $out"
+  grep -v "handshakes in" "$T/load-$name.err" | head -3
+  local c1=0
+  for r in "$@"; do c1=$(awk -v a="$c1" -v b="$(cpu_s "${RXP[$r]}")" 'BEGIN { print a + b }'); done
+  local acked b1 s1
+  acked=$(field acked "$out")
+  RATE=$(field msgs_s "$out")
+  P99=$(field p99_ms "$out")
+  b1=$(metric_of "$1" sitegate_rx_db_batches_total)
+  s1=$(metric_of "$1" sitegate_rx_commit_seconds_sum)
+  CPU_US=$(awk -v a="$c0" -v b="$c1" -v n="${acked:-0}" 'BEGIN { if (n > 0) printf "%.0f", (b - a) * 1e6 / n; else print 0 }')
+  COMMIT_MS=$(awk -v a="$s0" -v b="$s1" -v x="$b0" -v y="$b1" 'BEGIN { if (y > x) printf "%.2f", (b - a) * 1000 / (y - x); else print 0 }')
+  BATCH=$(awk -v x="$b0" -v y="$b1" -v n="${acked:-0}" -v k="$#" 'BEGIN { if (y > x) printf "%.1f", n / k / (y - x); else print 0 }')
+}
+
+# (1) one receiver on SQLite
+start_rx sq "$T/rx.db"
+run sqlite LOAD 0 sq
+sq_rate=$RATE sq_p99=$P99 sq_cpu=$CPU_US sq_commit=$COMMIT_MS sq_batch=$BATCH
+stop_rx sq
+
+# (2) one receiver on PostgreSQL; then signed messages, for ECDSA's share
+pg_start
+start_rx pg1 "$PG_URI"
+run pg1 LOAD 0 pg1
+pg_rate=$RATE pg_p99=$P99 pg_cpu=$CPU_US pg_commit=$COMMIT_MS pg_batch=$BATCH
+run pg1-signed LOAD 1 pg1
+sig_rate=$RATE sig_cpu=$CPU_US
+stop_rx pg1
+
+# (3) two receivers on PostgreSQL, one --listen (SO_REUSEPORT); a new
+# database so the gateways' QNs are new
+pg_sql "CREATE DATABASE rx2" >/dev/null
+URI2="postgresql://$PG_ROLE@/rx2?host=$PG_DIR&port=$PG_PORT"
+start_rx pgA "$URI2"
+start_rx pgB "$URI2"
+run pg2 LOAD 0 pgA pgB
+two_rate=$RATE two_p99=$P99
+stop_rx pgA
+stop_rx pgB
+ratio=$(awk -v a="$two_rate" -v b="$pg_rate" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print 0 }')
+ecdsa_us=$(awk -v a="$sig_cpu" -v b="$pg_cpu" 'BEGIN { printf "%.0f", a - b }')
+
+# (4) idle connections: handshakes only, then held; the receiver's peak RSS
+idle_rss=0
+if [ "$IDLE" -gt 0 ]; then
+  start_rx idle "$PG_URI"
+  "$BIN/rx_load" --port "$RX_PORT" --pki "$PKI" --prefix LOAD --certs "$N" --gateways "$IDLE" \
+    --messages 1 --window 1 --hold 1 >"$T/idle.out" 2>"$T/idle.err" &
+  LP=$!
+  PIDS="$PIDS $LP"
+  held() { grep -q "holding" "$T/idle.err"; }
+  wait_for 600 "$IDLE connections held" held
+  open=$(metric_of idle sitegate_rx_connections)
+  idle_rss=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/${RXP[idle]}/status")
+  echo "rx: $open connections held, receiver peak RSS ${idle_rss} MB"
+  kill "$LP" 2>/dev/null
+  stop_rx idle
+fi
+
+echo "rx: where a message's time goes (PostgreSQL, one receiver): ${pg_cpu} us of receiver CPU per" \
+  "minute frame (TLS, framing, decoding, libpq), ${ecdsa_us} us more per signed record (ECDSA" \
+  "verification and the chain); a batch takes ${pg_commit} ms from BEGIN to COMMIT for" \
+  "${pg_batch} messages"
+check() { awk -v v="$2" -v t="$3" "BEGIN { exit !(v $4 t) }" && echo "  ok    $1" || echo "  MISS  $1"; }
+check "two receivers >= 1.6 x one ($ratio)" "$ratio" 1.6 ">="
+check "PostgreSQL >= 5000 messages/s ($pg_rate)" "$pg_rate" 5000 ">="
+check "PostgreSQL p99 < 100 ms ($pg_p99)" "$pg_p99" 100 "<"
+[ "$IDLE" -gt 0 ] && check "$IDLE idle connections < 1024 MB RSS ($idle_rss)" "$idle_rss" 1024 "<"
+echo "bench: rx_gateways=$N rx_sqlite_msgs_s=$sq_rate rx_sqlite_p99_ms=$sq_p99 rx_pg_msgs_s=$pg_rate" \
+  "rx_pg_p99_ms=$pg_p99 rx_pg2_msgs_s=$two_rate rx_pg2_p99_ms=$two_p99 rx_pg2_ratio=$ratio" \
+  "rx_pg_signed_msgs_s=$sig_rate rx_cpu_us_per_msg=$pg_cpu rx_ecdsa_chain_us_per_msg=$ecdsa_us" \
+  "rx_pg_commit_ms=$pg_commit rx_pg_msgs_per_batch=$pg_batch rx_sqlite_cpu_us_per_msg=$sq_cpu" \
+  "rx_sqlite_commit_ms=$sq_commit rx_sqlite_msgs_per_batch=$sq_batch rx_idle_conns=$IDLE rx_idle_rss_mb=$idle_rss"
+exit 0

@@ -1,0 +1,49 @@
+"""A DTLS ClientHello flood (issue 13, item 1): spoofed or abandoned
+handshakes. Each ClientHello goes from a new UDP socket, so from a new source
+port, and nothing ever answers the server's HelloVerifyRequest: to the
+server it is what a spoofed source looks like (the answer goes nowhere).
+
+usage: dtls_flood.py HOST PORT RATE STOPFILE COUNTFILE
+Sends RATE ClientHellos a second until STOPFILE exists, writing the number
+sent so far to COUNTFILE after each one (written whole, then renamed)."""
+import os
+import socket
+import struct
+import sys
+import time
+
+
+def client_hello():
+    body = b"\xfe\xfd" + os.urandom(32)  # DTLS 1.2, client random
+    body += b"\x00"  # no session id
+    body += b"\x00"  # no cookie yet
+    suites = [0xC0A8, 0x00AE, 0x008C]  # PSK_AES_128_CCM_8, PSK_AES_128_CBC_SHA256/_SHA
+    body += struct.pack("!H", 2 * len(suites)) + b"".join(struct.pack("!H", s) for s in suites)
+    body += b"\x01\x00"  # compression: null
+    # handshake header: client_hello, length, message_seq 0, offset 0, fragment length
+    n = len(body)
+    hs = struct.pack("!B", 1) + n.to_bytes(3, "big") + b"\x00\x00" + b"\x00\x00\x00" + n.to_bytes(3, "big")
+    hs += body
+    # record: handshake, DTLS 1.0 version on the first record, epoch 0, sequence 0
+    return struct.pack("!BHH", 22, 0xFEFF, 0) + b"\x00" * 6 + struct.pack("!H", len(hs)) + hs
+
+
+def main():
+    host, port, rate, stop, countfile = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
+    sent = 0
+    start = time.monotonic()
+    while not os.path.exists(stop):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.sendto(client_hello(), (host, port))
+        s.close()
+        sent += 1
+        with open(countfile + ".tmp", "w") as f:
+            f.write(f"{sent}\n")
+        os.replace(countfile + ".tmp", countfile)
+        # the pace of the flood: time is what this script is about
+        delay = start + sent / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+main()

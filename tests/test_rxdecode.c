@@ -1,0 +1,245 @@
+/* The receiver's decoded data (storage/rxdecode.c): a message's CP into the
+ * rows of its tables, checked against values worked out by hand from
+ * protocol/UPLINK.md's examples, and the SQL made from the table. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "protocol/protocol.h"
+#include "storage/rx_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ROWS_MAX 16
+
+typedef struct got {
+  int n;
+  char table[ROWS_MAX][32];
+  int64_t t[ROWS_MAX], seq[ROWS_MAX];
+  char v[ROWS_MAX][RX_COLS_MAX][64]; /* "NULL" for NULL */
+} got_t;
+
+static int collect(void *arg, const rx_row_t *r) {
+  got_t *g = arg;
+  assert_true(g->n < ROWS_MAX);
+  snprintf(g->table[g->n], sizeof(g->table[0]), "%s", r->table->name);
+  g->t[g->n] = r->t;
+  g->seq[g->n] = r->seq;
+  for (int i = 0; i < RX_COLS_MAX && r->table->cols[i].name; i++)
+    snprintf(g->v[g->n][i], sizeof(g->v[0][0]), "%s", r->v[i] ? r->v[i] : "NULL");
+  g->n++;
+  return 0;
+}
+
+/* The value of column `col` of row `row`. */
+static const char *val(const got_t *g, int row, const char *col) {
+  const rx_table_t *t = stor__rx_tables;
+  while (t->name && strcmp(t->name, g->table[row]) != 0)
+    t++;
+  assert_non_null(t->name);
+  for (int i = 0; i < RX_COLS_MAX && t->cols[i].name; i++)
+    if (!strcmp(t->cols[i].name, col))
+      return g->v[row][i];
+  fail_msg("no column %s in %s", col, t->name);
+  return NULL;
+}
+
+static got_t *decode(const char *cn, const char *cp, bool is_signed, uint64_t seq) {
+  static got_t g;
+  memset(&g, 0, sizeof(g));
+  stor_rx_msg_t m = {.t = 1763622000, .is_signed = is_signed, .cp_len = strlen(cp)};
+  snprintf(m.cn, sizeof(m.cn), "%s", cn);
+  snprintf(m.mn, sizeof(m.mn), "SITE-1");
+  snprintf(m.qn, sizeof(m.qn), "20261120150000123");
+  m.cp = (char *)cp;
+  m.sig.seq = seq;
+  assert_int_equal(stor__rx_decode(&m, collect, &g), 0);
+  return &g;
+}
+
+static void minute_frame_gives_one_row_per_pollutant(void **state) {
+  (void)state;
+  got_t *g = decode("2051",
+                    "DataTime=20261120150000;a34002-Min=40.1,a34002-Avg=88.5,a34002-Max=120,"
+                    "a34002-Flag=N;LA-Min=51.0,LA-Avg=63.25,LA-Max=77.5,LA-Flag=N;a01001-Flag=B",
+                    false, 0);
+  assert_int_equal(g->n, 3);
+  assert_string_equal(g->table[0], "rx_env_minute");
+  assert_int_equal(g->t[0], 1763622000);
+  assert_string_equal(val(g, 0, "pol"), "a34002");
+  assert_string_equal(val(g, 0, "vmin"), "40.1");
+  assert_string_equal(val(g, 0, "vavg"), "88.5");
+  assert_string_equal(val(g, 0, "vmax"), "120");
+  assert_string_equal(val(g, 0, "flag"), "N");
+  assert_string_equal(val(g, 1, "pol"), "LA");
+  assert_string_equal(val(g, 1, "vavg"), "63.25");
+  /* a pollutant with no data in the minute: its flag alone */
+  assert_string_equal(val(g, 2, "pol"), "a01001");
+  assert_string_equal(val(g, 2, "vavg"), "NULL");
+  assert_string_equal(val(g, 2, "flag"), "B");
+}
+
+static void hour_frame_goes_to_its_own_table(void **state) {
+  (void)state;
+  got_t *g = decode("2061", "DataTime=20261120150000;a34002-Avg=70,a34002-Flag=N", false, 0);
+  assert_int_equal(g->n, 1);
+  assert_string_equal(g->table[0], "rx_env_hour");
+}
+
+static void number_that_is_not_a_decimal_becomes_null(void **state) {
+  (void)state;
+  got_t *g = decode("2051",
+                    "DataTime=20261120150000;a34002-Min=0x10,a34002-Avg=inf,a34002-Max=1e400,"
+                    "a34002-Flag=N",
+                    false, 0);
+  assert_int_equal(g->n, 1);
+  assert_string_equal(val(g, 0, "vmin"), "NULL");
+  assert_string_equal(val(g, 0, "vavg"), "NULL");
+  assert_string_equal(val(g, 0, "vmax"), "NULL");
+}
+
+static void waste_ticket_gives_one_row_with_free_text_unescaped(void **state) {
+  (void)state;
+  got_t *g = decode("6011",
+                    "Seq=18,Prev=00,DataTime=20261120151230,LedgerId=1042,Source=scale,"
+                    "Scale=wb-01,TicketNo=1042,Plate=黑A12345,Category=engineering,Kind=concrete,"
+                    "GrossKg=31800,TareKg=14200,NetKg=17600,Dest=recycling;DestName=Harbin%20yard"
+                    "%3B gate 2;LedgerHash=AB,Hash=CD,Sig=EF",
+                    true, 18);
+  assert_int_equal(g->n, 1);
+  assert_string_equal(g->table[0], "rx_waste");
+  assert_int_equal(g->seq[0], 18);
+  assert_string_equal(val(g, 0, "ledger_id"), "1042");
+  assert_string_equal(val(g, 0, "plate"), "黑A12345");
+  assert_string_equal(val(g, 0, "net_kg"), "17600");
+  assert_string_equal(val(g, 0, "dest"), "recycling");
+  assert_string_equal(val(g, 0, "dest_name"), "Harbin yard; gate 2");
+  assert_string_equal(val(g, 0, "ledger_hash"), "AB");
+  assert_string_equal(val(g, 0, "carrier"), "NULL");
+  assert_string_equal(val(g, 0, "corrects"), "NULL");
+}
+
+static void energy_gives_the_site_day_and_a_row_per_unit(void **state) {
+  (void)state;
+  got_t *g = decode("6031",
+                    "Seq=21,Prev=00,DataTime=20261120000000,EnergyKwh=1520.5,FuelL=310.2,"
+                    "CarbonKg=1683.0,EfGrid=0.5703,EfFuel=2.63;EqId=tc-01,EnergyKwh=820.1,FuelL=0,"
+                    "RunS=30120;EqId=ex-02,EnergyKwh=0,FuelL=210.0,RunS=25100;Hash=AA,Sig=BB",
+                    true, 21);
+  assert_int_equal(g->n, 3);
+  assert_string_equal(g->table[0], "rx_energy");
+  assert_string_equal(val(g, 0, "energy_kwh"), "1520.5");
+  assert_string_equal(val(g, 0, "carbon_kg"), "1683");
+  assert_string_equal(g->table[1], "rx_energy_equipment");
+  assert_string_equal(val(g, 1, "eq_id"), "tc-01");
+  assert_string_equal(val(g, 1, "energy_kwh"), "820.1");
+  assert_string_equal(val(g, 2, "eq_id"), "ex-02");
+  assert_string_equal(val(g, 2, "fuel_l"), "210");
+  assert_int_equal(g->seq[2], 21);
+}
+
+static void alarm_keeps_rule_and_figures(void **state) {
+  (void)state;
+  got_t *g = decode("6021",
+                    "Seq=20,Prev=00,DataTime=20261120221500,AlarmId=417,State=on,Level=alarm,"
+                    "Rule=noise.laeq,Device=noise-01,PolId=LA,Value=58.30,Limit=55.00,WindowS=1200,"
+                    "Hash=AA,Sig=BB",
+                    true, 20);
+  assert_int_equal(g->n, 1);
+  assert_string_equal(val(g, 0, "rule"), "noise.laeq");
+  assert_string_equal(val(g, 0, "value"), "58.3");
+  assert_string_equal(val(g, 0, "limit_value"), "55");
+  assert_string_equal(val(g, 0, "window_s"), "1200");
+}
+
+static void bytes_that_are_not_utf8_become_question_marks(void **state) {
+  (void)state;
+  got_t *g = decode("6021", "Seq=1,DataTime=20261120221500,Rule=a\xff\xc3z%E9,Hash=AA", true, 1);
+  assert_int_equal(g->n, 1);
+  assert_string_equal(val(g, 0, "rule"), "a??z?");
+}
+
+static void unsigned_ledger_cn_and_timeless_message_give_no_rows(void **state) {
+  (void)state;
+  assert_int_equal(decode("6011", "DataTime=20261120151230,NetKg=1", false, 0)->n, 0);
+  assert_int_equal(
+      decode("2081", "DataTime=20261120151230;RestartTime=20261120151230", false, 0)->n, 0);
+  got_t g = {0};
+  stor_rx_msg_t m = {.t = -1, .cp = "a34002-Avg=1", .cp_len = 12};
+  snprintf(m.cn, sizeof(m.cn), "2051");
+  assert_int_equal(stor__rx_decode(&m, collect, &g), 0);
+  assert_int_equal(g.n, 0);
+}
+
+static int stop_at_first(void *arg, const rx_row_t *r) {
+  (void)r;
+  (*(int *)arg)++;
+  return -EIO;
+}
+
+static void callback_error_stops_the_decoding(void **state) {
+  (void)state;
+  int calls = 0;
+  stor_rx_msg_t m = {.t = 0, .cp = "DataTime=1;a-Avg=1;b-Avg=2", .cp_len = 26};
+  snprintf(m.cn, sizeof(m.cn), "2051");
+  assert_int_equal(stor__rx_decode(&m, stop_at_first, &calls), -EIO);
+  assert_int_equal(calls, 1);
+}
+
+static void sql_is_made_from_the_table(void **state) {
+  (void)state;
+  char sql[4096];
+  const rx_table_t *minute = &stor__rx_tables[0], *waste = &stor__rx_tables[3];
+  assert_string_equal(minute->name, "rx_env_minute");
+  assert_string_equal(waste->name, "rx_waste");
+  assert_true(stor__rx_table_sql(minute, true, sql, sizeof(sql)) > 0);
+  assert_non_null(strstr(sql, "PRIMARY KEY(mn, t, pol)) PARTITION BY RANGE (t);"));
+  assert_true(stor__rx_table_sql(minute, false, sql, sizeof(sql)) > 0);
+  assert_null(strstr(sql, "PARTITION"));
+  assert_true(stor__rx_table_sql(waste, true, sql, sizeof(sql)) > 0);
+  assert_non_null(strstr(sql, "seq BIGINT NOT NULL, qn TEXT NOT NULL, ledger_id BIGINT"));
+  assert_non_null(strstr(sql, "CREATE INDEX IF NOT EXISTS rx_waste_mn_t ON rx_waste(mn, t);"));
+  assert_int_equal(stor__rx_insert_sql(minute, sql, sizeof(sql)), 7);
+  assert_string_equal(sql, "INSERT INTO rx_env_minute(mn, t, pol, vmin, vavg, vmax, flag) "
+                           "VALUES($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING");
+  assert_int_equal(stor__rx_insert_sql(minute, sql, 20), -ENOSPC);
+}
+
+static void months_are_beijing_months(void **state) {
+  (void)state;
+  char name[16];
+  /* 2026-11-30 16:30 UTC is 2026-12-01 00:30 in Beijing: December */
+  int64_t t = 1796056200;
+  assert_int_equal(stor__rx_month_start(t, 0, name), 1796054400); /* 2026-11-30 16:00 UTC */
+  assert_string_equal(name, "202612");
+  assert_int_equal(stor__rx_month_start(t, 1, name), 1798732800); /* 2026-12-31 16:00 UTC */
+  assert_string_equal(name, "202701");
+  assert_int_equal(stor__rx_month_start(t, -12, name), 1764518400); /* 2025-11-30 16:00 UTC */
+  assert_string_equal(name, "202512");
+  /* a second earlier it is still November in Beijing */
+  assert_int_equal(stor__rx_month_start(1796054399, 0, name),
+                   1793462400); /* 2026-10-31 16:00 UTC */
+  assert_string_equal(name, "202611");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(minute_frame_gives_one_row_per_pollutant),
+      cmocka_unit_test(hour_frame_goes_to_its_own_table),
+      cmocka_unit_test(number_that_is_not_a_decimal_becomes_null),
+      cmocka_unit_test(waste_ticket_gives_one_row_with_free_text_unescaped),
+      cmocka_unit_test(energy_gives_the_site_day_and_a_row_per_unit),
+      cmocka_unit_test(alarm_keeps_rule_and_figures),
+      cmocka_unit_test(bytes_that_are_not_utf8_become_question_marks),
+      cmocka_unit_test(unsigned_ledger_cn_and_timeless_message_give_no_rows),
+      cmocka_unit_test(callback_error_stops_the_decoding),
+      cmocka_unit_test(sql_is_made_from_the_table),
+      cmocka_unit_test(months_are_beijing_months),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
