@@ -151,6 +151,8 @@ static bool batch_due(const stor_db_t *db, uint64_t now) {
 /* With mu held: until when the writer may sleep. */
 static uint64_t next_wake(const stor_db_t *db) {
   uint64_t at = db->next_retention, due = UINT64_MAX;
+  if (db->next_compact_check < at)
+    at = db->next_compact_check;
   if (!db->hold || db->stopping) {
     if (db->count > 0)
       due = db->first_ms + (uint64_t)db->batch_ms;
@@ -281,11 +283,34 @@ static bool retention_turn(stor_db_t *db, bool start) {
   return true;
 }
 
+/* Writer, outside mu: one compaction step over the tail before slot
+ * `cut`; -EAGAIN when it must wait for a commit of pending rollups. */
+static int64_t compact_turn(stor_db_t *db, int64_t cut) {
+  int64_t rc = stor__roll_prepare(db);
+  if (rc == 0)
+    rc = stor__compact_step(db, cut);
+  return rc;
+}
+
+/* Writer, after the last commit at close: the whole tail into blocks, so
+ * a stopped gateway's file is all blocks (the smallest to keep or copy). */
+static void compact_all(stor_db_t *db) {
+  int64_t rc, total = 0;
+  while ((rc = stor__compact_due(db, 0, true)) != 0 && (rc = compact_turn(db, rc)) > 0)
+    total += rc;
+  if (rc < 0)
+    log_warn("closing with %lld readings left in the tail: %s", (long long)db->tail_rows,
+             rc == -EAGAIN ? "rollups not written" : strerror((int)-rc));
+  else if (total > 0)
+    log_info("compacted %lld readings at close", (long long)total);
+}
+
 static void *writer_main(void *arg) {
   stor_db_t *db = arg;
   stor__thread_nice(STOR_WRITER_NICE);
   unsigned close_tries = 0;
   bool retention_owed = false; /* under load, batches and retention alternate */
+  bool compact_owed = false;   /* and so do batches and compaction steps */
   pthread_mutex_lock(&db->mu);
   for (;;) {
     if (db->req_head) {
@@ -309,9 +334,29 @@ static void *writer_main(void *arg) {
       }
       continue;
     }
+    if (!db->stopping && !db->roll_now && !db->ret.active && now >= db->next_compact_check &&
+        (!due || compact_owed)) {
+      compact_owed = false;
+      int64_t cut = stor__compact_due(db, wall_ms(), false);
+      if (cut == 0) {
+        db->next_compact_check = now + STOR_COMPACT_CHECK_MS;
+        continue;
+      }
+      pthread_mutex_unlock(&db->mu);
+      int64_t rc = compact_turn(db, cut);
+      pthread_mutex_lock(&db->mu);
+      if (rc == -EAGAIN) {
+        db->roll_now = true;
+        db->roll_pending = true;
+      } else if (rc < 0) {
+        db->next_compact_check = sg_mono_ms() + STOR_RETRY_MS;
+      }
+      continue;
+    }
     if (due) {
       commit_queued(db);
       retention_owed = true;
+      compact_owed = true;
       if (db->stopping && (db->count > 0 || db->roll_pending) &&
           ++close_tries >= STOR_CLOSE_TRIES) {
         if (db->count > 0)
@@ -325,6 +370,11 @@ static void *writer_main(void *arg) {
     if (db->stopping && db->count == 0 && !db->roll_pending)
       break;
     wait_until(db, next_wake(db));
+  }
+  if (db->count == 0 && !db->roll_pending) {
+    pthread_mutex_unlock(&db->mu);
+    compact_all(db);
+    pthread_mutex_lock(&db->mu);
   }
   db->exited = true;
   pthread_cond_broadcast(&db->done);
@@ -689,7 +739,8 @@ int stor_open(const stor_options_t *opt, stor_db_t **out) {
   }
   if ((rc = open_connection(db, opt)) != 0 || (rc = stor__migrate(db->db, db->path)) != 0 ||
       (rc = prepare(db)) != 0 || (rc = stor__batch_open(db)) != 0 ||
-      (rc = stor__retention_open(db)) != 0 || (rc = stor__ckpt_start(db)) != 0 ||
+      (rc = stor__retention_open(db)) != 0 || (rc = stor__compact_open(db)) != 0 ||
+      (rc = stor__ckpt_start(db)) != 0 ||
       (rc = stor__query_int(db->db, "SELECT max(id) FROM device", &max_device)) != 0)
     goto fail;
   db->max_device = (uint32_t)max_device;
@@ -738,6 +789,7 @@ void stor_close(stor_db_t *db) {
     sqlite3_finalize(stmts[i]);
   stor__batch_free(db);
   stor__retention_free(db);
+  stor__compact_free(db);
   if (sqlite3_close(db->db) != SQLITE_OK)
     log_warn("%s: close: %s", db->path, sqlite3_errmsg(db->db));
   if (db->sync_ready) {
@@ -958,5 +1010,27 @@ static int64_t max_pages_fn(stor_db_t *db, stor_req_t *req) {
 
 int64_t stor__test_set_max_page_count(stor_db_t *db, int64_t pages) {
   stor_req_t req = {.fn = max_pages_fn, .arg = pages};
+  return stor__request_post(db, &req);
+}
+
+/* Compacts the whole tail (as at close), committing pending rollups first
+ * when a step asks for them. */
+static int64_t compact_fn(stor_db_t *db, stor_req_t *req) {
+  (void)req;
+  int64_t rc, total = 0;
+  for (int tries = 0; tries < 4; tries++) {
+    while ((rc = stor__compact_due(db, 0, true)) != 0 && (rc = compact_turn(db, rc)) > 0)
+      total += rc;
+    if (rc != -EAGAIN)
+      return rc < 0 ? rc : total;
+    uint64_t ins = 0, dups = 0;
+    if ((rc = stor__batch_commit(db, 0, true, &ins, &dups)) != 0)
+      return rc;
+  }
+  return -EAGAIN;
+}
+
+int64_t stor__test_compact(stor_db_t *db) {
+  stor_req_t req = {.fn = compact_fn};
   return stor__request_post(db, &req);
 }
