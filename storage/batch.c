@@ -78,8 +78,8 @@ int stor__batch_open(stor_db_t *db) {
       /* max(t) of the tail scans it: only for a series the cache should
        * have had (a new one has no rows). */
       {&db->s_series_get,
-       "SELECT id, max(coalesce((SELECT max(t) FROM tail WHERE series = s.id), -1),"
-       " coalesce((SELECT t1 FROM block WHERE series = s.id ORDER BY t0 DESC LIMIT 1), -1)),"
+       "SELECT id, nullif(max(coalesce((SELECT max(t) FROM tail WHERE series = s.id), -1),"
+       " coalesce((SELECT t1 FROM block WHERE series = s.id ORDER BY t0 DESC LIMIT 1), -1)), -1),"
        " (SELECT t FROM latest WHERE series = s.id) FROM series s"
        " WHERE device = ?1 AND quantity = ?2"},
       {&db->s_series_put, "INSERT INTO series(device, quantity) VALUES(?1, ?2)"},
