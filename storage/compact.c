@@ -14,7 +14,7 @@
  * A step merges instead of appending where it must: with blocks of the
  * series that its rows overlap (late readings, already compacted around
  * them), and with the series' last block when that has fewer than
- * STOR_BLOCK_SMALL readings (a quiet series, or one compacted at close),
+ * STOR_BLOCK_SMALL readings (a quiet series, or a step the age started),
  * so a series does not end up as many tiny blocks. A reading found in
  * both (which the batch's check prevents) is kept once, the block's copy,
  * and counted once.

@@ -292,19 +292,6 @@ static int64_t compact_turn(stor_db_t *db, int64_t cut) {
   return rc;
 }
 
-/* Writer, after the last commit at close: the whole tail into blocks, so
- * a stopped gateway's file is all blocks (the smallest to keep or copy). */
-static void compact_all(stor_db_t *db) {
-  int64_t rc, total = 0;
-  while ((rc = stor__compact_due(db, 0, true)) != 0 && (rc = compact_turn(db, rc)) > 0)
-    total += rc;
-  if (rc < 0)
-    log_warn("closing with %lld readings left in the tail: %s", (long long)db->tail_rows,
-             rc == -EAGAIN ? "rollups not written" : strerror((int)-rc));
-  else if (total > 0)
-    log_info("compacted %lld readings at close", (long long)total);
-}
-
 static void *writer_main(void *arg) {
   stor_db_t *db = arg;
   stor__thread_nice(STOR_WRITER_NICE);
@@ -370,11 +357,6 @@ static void *writer_main(void *arg) {
     if (db->stopping && db->count == 0 && !db->roll_pending)
       break;
     wait_until(db, next_wake(db));
-  }
-  if (db->count == 0 && !db->roll_pending) {
-    pthread_mutex_unlock(&db->mu);
-    compact_all(db);
-    pthread_mutex_lock(&db->mu);
   }
   db->exited = true;
   pthread_cond_broadcast(&db->done);
