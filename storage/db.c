@@ -344,6 +344,7 @@ static void *writer_main(void *arg) {
       commit_queued(db);
       retention_owed = true;
       compact_owed = true;
+      db->next_compact_check = 0; /* the tail grew: look again (in memory, cheap) */
       if (db->stopping && (db->count > 0 || db->roll_pending) &&
           ++close_tries >= STOR_CLOSE_TRIES) {
         if (db->count > 0)
