@@ -19,9 +19,9 @@
  * both (which the batch's check prevents) is kept once, the block's copy,
  * and counted once.
  *
- * Only rows already rolled up are compacted (the caller's check, through
- * -EAGAIN): what is pending is read back from the tail after a crash
- * (batch.c). */
+ * Only rows already rolled up are compacted: a step stops short of the
+ * oldest pending reading, since what is pending is read back from the
+ * tail after a crash (batch.c). A step never forces rollups out early. */
 #define LOG_MODULE "storage"
 #include "common/common.h"
 #include "storage/storage_int.h"
@@ -125,13 +125,16 @@ int stor__block_has(stor_db_t *db, int64_t series, int64_t t_ms) {
   return rc == SQLITE_OK ? has : -rc;
 }
 
-/* Writes samples s[0..n) (ascending, unique) of `series` as blocks of at
- * most STOR_BLOCK_MAX readings. */
+/* Writes samples s[0..n) (ascending, unique) of `series` as blocks. */
 static int blocks_put(stor_db_t *db, int64_t series, const stor_sample_t *s, size_t n) {
   int rc = SQLITE_OK;
   uint8_t *buf = NULL;
   for (size_t at = 0; rc == SQLITE_OK && at < n;) {
-    size_t k = n - at < STOR_BLOCK_MAX ? n - at : STOR_BLOCK_MAX;
+    /* At most STOR_BLOCK_MAX readings over at most STOR_BLOCK_SPAN_MS, so
+     * retention can drop a block soon after its readings age out. */
+    size_t k = 1;
+    while (at + k < n && k < STOR_BLOCK_MAX && s[at + k].t_ms - s[at].t_ms <= STOR_BLOCK_SPAN_MS)
+      k++;
     size_t cap = 32 + k * 20; /* worst case: 10 B a time, 9 a value */
     uint8_t *grown = realloc(buf, cap);
     if (!grown) {
@@ -199,7 +202,10 @@ static int series_compact(stor_db_t *db, int64_t series, const stor_sample_t *s,
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     int64_t t1 = sqlite3_column_int64(st, 1), bn = sqlite3_column_int64(st, 2);
     bool overlaps = t1 >= s[0].t_ms;
-    if (!overlaps && bn >= STOR_BLOCK_SMALL)
+    /* A small block is extended only while it spans little time, so that
+     * retention, which drops whole blocks, is not held up by it. */
+    if (!overlaps && (bn >= STOR_BLOCK_SMALL ||
+                      s[n - 1].t_ms - sqlite3_column_int64(st, 0) > STOR_BLOCK_SPAN_MS))
       break;
     if (ndel == del_cap) {
       size_t want = del_cap ? del_cap * 2 : 8;
@@ -312,11 +318,16 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
     goto end;
   if (more && nth < cut)
     cut = nth > min_slot ? nth : min_slot + 1;
-  if (stor__roll_pending(db, cut >= INT64_MAX >> STOR_SLOT_SHIFT ? INT64_MAX
-                                                                 : cut << STOR_SLOT_SHIFT)) {
+  /* Only what is rolled up: the rows before the oldest pending reading
+   * (the next rollup commit lets the rest go). */
+  if (db->reload) {
     step_done(db->s_rollback);
     return -EAGAIN;
   }
+  if (db->pend_series > 0 && (db->pend_min_t >> STOR_SLOT_SHIFT) < cut)
+    cut = db->pend_min_t >> STOR_SLOT_SHIFT;
+  if (cut <= min_slot)
+    goto end;
 
   sqlite3_stmt *st = db->s_tail_take;
   sqlite3_bind_int64(st, 1, cut);

@@ -332,12 +332,8 @@ static void *writer_main(void *arg) {
       pthread_mutex_unlock(&db->mu);
       int64_t rc = compact_turn(db, cut);
       pthread_mutex_lock(&db->mu);
-      if (rc == -EAGAIN) {
-        db->roll_now = true;
-        db->roll_pending = true;
-      } else if (rc < 0) {
-        db->next_compact_check = sg_mono_ms() + STOR_RETRY_MS;
-      }
+      if (rc <= 0) /* nothing it may take yet (a commit looks again), or failed */
+        db->next_compact_check = sg_mono_ms() + (rc < 0 ? STOR_RETRY_MS : STOR_COMPACT_CHECK_MS);
       continue;
     }
     if (due) {
@@ -1004,8 +1000,10 @@ static int64_t compact_fn(stor_db_t *db, stor_req_t *req) {
   for (int tries = 0; tries < 4; tries++) {
     while ((rc = stor__compact_due(db, 0, true)) != 0 && (rc = compact_turn(db, rc)) > 0)
       total += rc;
-    if (rc != -EAGAIN)
-      return rc < 0 ? rc : total;
+    if (rc < 0 && rc != -EAGAIN)
+      return rc;
+    if (db->tail_min_slot == INT64_MAX)
+      return total;
     uint64_t ins = 0, dups = 0;
     if ((rc = stor__batch_commit(db, 0, true, &ins, &dups)) != 0)
       return rc;

@@ -300,7 +300,8 @@ int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_
 #define STOR_COMPACT_AGE_MS (3600 * 1000)  /* an older tail row starts a step */
 #define STOR_COMPACT_KEEP_MS (1800 * 1000) /* rows younger than this then stay */
 #define STOR_BLOCK_SMALL 1024
-#define STOR_COMPACT_CHECK_MS (60 * 1000) /* the age is looked at this often */
+#define STOR_BLOCK_SPAN_MS (6 * 3600 * 1000) /* the time a block may span */
+#define STOR_COMPACT_CHECK_MS (60 * 1000)    /* the age is looked at this often */
 
 /* Prepares the compactor's statements and reads the tail's size. */
 int stor__compact_open(stor_db_t *db);
@@ -311,7 +312,8 @@ int64_t stor__compact_due(stor_db_t *db, int64_t now_ms, bool all);
  * a slot before `cut` (at most about STOR_COMPACT_ROWS of them). Returns the
  * rows compacted (0: none left before `cut`), -EAGAIN when some of them
  * are not rolled up yet (a commit of pending rollups must come first), or
- * a negative errno, having rolled back. */
+ * a negative errno, having rolled back. Rows not rolled up yet stay (0
+ * when that is all of them). */
 int64_t stor__compact_step(stor_db_t *db, int64_t cut);
 /* Whether series `series` holds a reading at `t_ms` in its blocks: 1 yes,
  * 0 no, or a SQLite error code (negated). */
