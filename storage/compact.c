@@ -43,7 +43,7 @@ int stor__compact_open(stor_db_t *db) {
   } stmts[] = {
       /* The block that may hold t: the last one starting at or before it. */
       {&db->s_blk_at,
-       "SELECT t1, data FROM block WHERE series = ?1 AND t0 <= ?2 ORDER BY t0 DESC LIMIT 1"},
+       "SELECT t1, n, data FROM block WHERE series = ?1 AND t0 <= ?2 ORDER BY t0 DESC LIMIT 1"},
       /* Blocks a step may merge with, newest first. */
       {&db->s_blk_near,
        "SELECT t0, t1, n, data FROM block WHERE series = ?1 AND t0 <= ?2 ORDER BY t0 DESC"},
@@ -85,14 +85,18 @@ int64_t stor__compact_due(stor_db_t *db, int64_t now_ms, bool all) {
 
 /* ---- blocks */
 
-/* Decodes the block in column `col` of `st` into a fresh array. */
+/* Decodes the block in column `col` of `st`, whose readings are counted
+ * in column `col - 1`, into a fresh array. */
 static int block_load(sqlite3_stmt *st, int col, stor_sample_t **out, size_t *n) {
   const uint8_t *data = sqlite3_column_blob(st, col);
   size_t len = (size_t)sqlite3_column_bytes(st, col);
-  *out = malloc(STOR_BLOCK_MAX * sizeof(**out));
-  if (!*out)
+  int64_t cap = sqlite3_column_int64(st, col - 1);
+  *out = NULL;
+  if (cap <= 0 || cap > STOR_BLOCK_MAX)
+    return SQLITE_CORRUPT;
+  if (!(*out = malloc((size_t)cap * sizeof(**out))))
     return SQLITE_NOMEM;
-  if (stor__block_decode(data, len, *out, STOR_BLOCK_MAX, n, NULL) != 0) {
+  if (stor__block_decode(data, len, *out, (size_t)cap, n, NULL) != 0) {
     free(*out);
     *out = NULL;
     return SQLITE_CORRUPT;
@@ -113,7 +117,7 @@ int stor__block_has(stor_db_t *db, int64_t series, int64_t t_ms) {
   if (rc == SQLITE_ROW && sqlite3_column_int64(st, 0) >= t_ms) {
     stor_sample_t *s = NULL;
     size_t n = 0;
-    rc = block_load(st, 1, &s, &n);
+    rc = block_load(st, 2, &s, &n);
     /* stor_sample_t starts with its t: a search on the times. */
     if (rc == SQLITE_OK)
       has = bsearch(&t_ms, s, n, sizeof(*s), cmp_t) != NULL;
@@ -332,13 +336,16 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
   sqlite3_stmt *st = db->s_tail_take;
   sqlite3_bind_int64(st, 1, cut);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (nrows == cap) {
-      size_t want = cap ? cap * 2 : 4096;
-      row_t *grown = realloc(rows, want * sizeof(*grown));
+    if (nrows == cap) { /* from mmap, so that it goes back to the kernel after */
+      size_t want = cap ? cap * 2 : STOR_COMPACT_ROWS + 1;
+      row_t *grown = stor__pages_alloc(want * sizeof(*grown));
       if (!grown) {
         rc = SQLITE_NOMEM;
         break;
       }
+      if (rows)
+        memcpy(grown, rows, nrows * sizeof(*rows));
+      stor__pages_free(rows, cap * sizeof(*rows));
       rows = grown;
       cap = want;
     }
@@ -381,7 +388,7 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
   done = (int64_t)nrows;
 
 end:
-  free(rows);
+  stor__pages_free(rows, cap * sizeof(*rows));
   if (rc == SQLITE_OK)
     rc = step_done(db->s_commit);
   if (rc == SQLITE_OK)

@@ -321,8 +321,10 @@ static void *writer_main(void *arg) {
       }
       continue;
     }
+    /* Compaction gives way to ingest: with a batch due it runs only once
+     * the tail is four steps long (a burst is compacted after it). */
     if (!db->stopping && !db->roll_now && !db->ret.active && now >= db->next_compact_check &&
-        (!due || compact_owed)) {
+        (!due || (compact_owed && db->tail_rows >= 4 * STOR_COMPACT_ROWS))) {
       compact_owed = false;
       int64_t cut = stor__compact_due(db, wall_ms(), false);
       if (cut == 0) {

@@ -296,7 +296,7 @@ int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_
  * reading into an already compacted span (late) is merged into the block
  * it falls in. */
 #define STOR_SLOT_SHIFT 14                 /* tail slot = t >> 14: 16.4 s */
-#define STOR_COMPACT_ROWS 262144           /* 24 B each in memory during a step */
+#define STOR_COMPACT_ROWS 131072           /* 24 B each in memory during a step */
 #define STOR_COMPACT_AGE_MS (3600 * 1000)  /* an older tail row starts a step */
 #define STOR_COMPACT_KEEP_MS (1800 * 1000) /* rows younger than this then stay */
 #define STOR_BLOCK_SMALL 1024
