@@ -151,8 +151,10 @@ static bool batch_due(const stor_db_t *db, uint64_t now) {
 /* With mu held: until when the writer may sleep. */
 static uint64_t next_wake(const stor_db_t *db) {
   uint64_t at = db->next_retention, due = UINT64_MAX;
-  if (db->next_compact_check < at)
-    at = db->next_compact_check;
+  uint64_t compact = db->next_compact_check > db->compact_failed_until ? db->next_compact_check
+                                                                       : db->compact_failed_until;
+  if (compact < at)
+    at = compact;
   if (!db->hold || db->stopping) {
     if (db->count > 0)
       due = db->first_ms + (uint64_t)db->batch_ms;
@@ -324,6 +326,7 @@ static void *writer_main(void *arg) {
     /* Compaction gives way to ingest: with a batch due it runs only once
      * the tail is four steps long (a burst is compacted after it). */
     if (!db->stopping && !db->roll_now && !db->ret.active && now >= db->next_compact_check &&
+        now >= db->compact_failed_until &&
         (!due || (compact_owed && db->tail_rows >= 4 * STOR_COMPACT_ROWS))) {
       compact_owed = false;
       int64_t cut = stor__compact_due(db, wall_ms(), false);
@@ -334,8 +337,10 @@ static void *writer_main(void *arg) {
       pthread_mutex_unlock(&db->mu);
       int64_t rc = compact_turn(db, cut);
       pthread_mutex_lock(&db->mu);
-      if (rc <= 0) /* nothing it may take yet (a commit looks again), or failed */
-        db->next_compact_check = sg_mono_ms() + (rc < 0 ? STOR_RETRY_MS : STOR_COMPACT_CHECK_MS);
+      if (rc == 0) /* nothing it may take yet: a commit looks again */
+        db->next_compact_check = sg_mono_ms() + STOR_COMPACT_CHECK_MS;
+      else if (rc < 0) /* logged; the tail keeps the readings meanwhile */
+        db->compact_failed_until = sg_mono_ms() + STOR_COMPACT_CHECK_MS;
       continue;
     }
     if (due) {

@@ -384,10 +384,11 @@ struct stor_db {
   int64_t tail_rows;     /* about: rows in tail (the compactor's trigger) */
   int64_t tail_min_slot; /* the oldest row's slot; INT64_MAX: none */
   uint64_t next_compact_check;
-  uint64_t compacted; /* readings compacted since open (stats) */
-  uint32_t *order;    /* queue_max offsets from head, sorted per batch */
-  uint32_t *sid;      /* series (index into series.ser) of each sorted reading */
-  uint32_t *cnt;      /* readings per series, for sorting a batch */
+  uint64_t compact_failed_until; /* after a failed step, monotonic ms */
+  uint64_t compacted;            /* readings compacted since open (stats) */
+  uint32_t *order;               /* queue_max offsets from head, sorted per batch */
+  uint32_t *sid;                 /* series (index into series.ser) of each sorted reading */
+  uint32_t *cnt;                 /* readings per series, for sorting a batch */
   size_t cnt_cap;
   uint8_t *state; /* what became of each sorted reading */
   stor_series_map_t series;
