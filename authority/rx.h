@@ -144,6 +144,16 @@ void rx_store_stats(rx_store_t *st, rx_writer_stats_t *out);
 typedef enum { RX_REFUSAL_KINDS(RX_REFUSAL_ENUM) RX_REFUSAL_N } rx_refusal_t;
 extern const char *const RX_REFUSAL_NAMES[RX_REFUSAL_N];
 
+/* Sign-ins by outcome (rxconsole.c's head: the limits on guessing). */
+#define RX_SIGNIN_OUTCOMES(X)                                                                      \
+  X(OK, "ok")                           /* signed in */                                            \
+  X(BAD, "bad")                         /* wrong name or password */                               \
+  X(LIMITED_ADDRESS, "limited_address") /* refused: too many failures from the address */          \
+  X(LIMITED_ACCOUNT, "limited_account") /* refused: too many failures for the account */
+#define RX_SIGNIN_ENUM(e, s) RX_SIGNIN_##e,
+typedef enum { RX_SIGNIN_OUTCOMES(RX_SIGNIN_ENUM) RX_SIGNIN_N } rx_signin_t;
+extern const char *const RX_SIGNIN_NAMES[RX_SIGNIN_N];
+
 typedef struct rx_counters {
   uint64_t accepted, open, handshakes, frames, refused, acks;
   uint64_t refused_by[RX_REFUSAL_N];
@@ -153,6 +163,8 @@ typedef struct rx_counters {
   uint64_t messages[4]; /* by stor_rx_outcome_t */
   size_t waiting;
   rx_writer_stats_t w;
+  bool console;                  /* --http: the console's counts below */
+  uint64_t signins[RX_SIGNIN_N]; /* by rx_signin_t */
 } rx_counters_t;
 typedef void (*rx_counters_fn)(void *arg, rx_counters_t *out);
 typedef struct rx_metrics rx_metrics_t;
@@ -176,6 +188,8 @@ typedef struct rx_console rx_console_t;
 int rx_console_start(const struct sockaddr *sa, const char *db, const char *users, const char *web,
                      rx_console_t **out);
 void rx_console_stop(rx_console_t *c);
+/* The counts of sign-ins since start into `out`. Any thread. */
+void rx_console_stats(rx_console_t *c, uint64_t out[RX_SIGNIN_N]);
 /* `sitegate-rx passwd`: sets NAME's password in the accounts file (made
  * when missing), hashed with crypt(3)'s default method. 0 or -errno,
  * printed. */

@@ -11,7 +11,16 @@
  * "name:hash", the hash from libxcrypt's crypt(3), yescrypt by default,
  * made by `sitegate-rx passwd`); a session is a random cookie that expires
  * after SESSION_S. Without --users the console is open, which is allowed
- * on a loopback address only (rx_console_start refuses otherwise). */
+ * on a loopback address only (rx_console_start refuses otherwise).
+ *
+ * Guessing is slowed down: failed sign-ins are counted per source address
+ * and per account name over SIGNIN_WINDOW_S, and past SIGNIN_FAILS_ADDR
+ * from one address, or SIGNIN_FAILS_USER for one account from anywhere,
+ * a sign-in gets 429 with Retry-After (the password is not even hashed)
+ * until the window that counted them has passed. The per-account limit is
+ * higher than a typist needs and lower than a guesser wants; an address
+ * that fills it for someone else's account locks that account for at
+ * most SIGNIN_WINDOW_S, and the log and /metrics say so. */
 #define LOG_MODULE "console"
 #include "authority/rx.h"
 #include "common/common.h"
@@ -39,12 +48,24 @@
 #define LEDGER_ROWS 200
 #define SERIES_HOURS_MAX (24 * 31)
 #define BEIJING_S (8 * 3600)
+#define SIGNIN_WINDOW_S 900  /* failed sign-ins are counted over 15 minutes */
+#define SIGNIN_FAILS_ADDR 20 /* ... at most this many from one address */
+#define SIGNIN_FAILS_USER 10 /* ... and for one account, from any address */
+#define SIGNIN_BUCKETS 1024  /* addresses and accounts counted at once */
 
 typedef struct session {
   char token[65];
   char user[64];
   time_t expires;
 } session_t;
+
+/* Failed sign-ins of one address ("a" + address) or one account ("u" +
+ * name) since `since`. */
+typedef struct fails {
+  char key[72];
+  time_t since;
+  int n;
+} fails_t;
 
 typedef struct user {
   char name[64];
@@ -60,6 +81,8 @@ struct rx_console {
   int n_users;
   pthread_mutex_t mu;
   session_t sessions[SESSIONS_MAX];
+  fails_t fails[SIGNIN_BUCKETS];
+  uint64_t signins[RX_SIGNIN_N]; /* by rx_signin_t, under mu */
 };
 
 /* ---- accounts and sessions */
@@ -172,6 +195,7 @@ static bool session_user(rx_console_t *c, struct MHD_Connection *conn, char *use
 
 /* ---- responses */
 
+/* `cookie` is a Set-Cookie value, or "Retry-After: N" for that header. */
 static enum MHD_Result send_buf(struct MHD_Connection *conn, unsigned status, const char *type,
                                 char *body, size_t len, const char *cookie) {
   struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
@@ -184,7 +208,9 @@ static enum MHD_Result send_buf(struct MHD_Connection *conn, unsigned status, co
   MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
   MHD_add_response_header(r, "Content-Security-Policy",
                           "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'");
-  if (cookie)
+  if (cookie && !strncmp(cookie, "Retry-After: ", 13))
+    MHD_add_response_header(r, "Retry-After", cookie + 13);
+  else if (cookie)
     MHD_add_response_header(r, "Set-Cookie", cookie);
   enum MHD_Result ok = MHD_queue_response(conn, status, r);
   MHD_destroy_response(r);
@@ -366,6 +392,91 @@ typedef struct upload {
   bool too_big;
 } upload_t;
 
+/* The counter of `key` in its current window; with `make`, a new one
+ * when there is none (in a free or expired slot, else the oldest's).
+ * NULL when none. Under c->mu. */
+static fails_t *fails_of(rx_console_t *c, const char *key, time_t now, bool make) {
+  fails_t *slot = NULL;
+  bool slot_free = false;
+  for (int i = 0; i < SIGNIN_BUCKETS; i++) {
+    fails_t *f = &c->fails[i];
+    bool live = f->n > 0 && now - f->since < SIGNIN_WINDOW_S;
+    if (live && !strcmp(f->key, key))
+      return f;
+    if (!live && !slot_free) {
+      slot = f;
+      slot_free = true;
+    } else if (live && !slot_free && (!slot || f->since < slot->since)) {
+      slot = f;
+    }
+  }
+  if (!make)
+    return NULL;
+  snprintf(slot->key, sizeof(slot->key), "%s", key);
+  slot->since = now;
+  slot->n = 0;
+  return slot;
+}
+
+/* The client's address as text into `out` (INET6_ADDRSTRLEN). */
+static void client_addr(struct MHD_Connection *conn, char *out, size_t len) {
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+  snprintf(out, len, "?");
+  if (sa && sa->sa_family == AF_INET)
+    inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
+  else if (sa && sa->sa_family == AF_INET6)
+    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)len);
+}
+
+static void count_signin(rx_console_t *c, rx_signin_t what) {
+  pthread_mutex_lock(&c->mu);
+  c->signins[what]++;
+  pthread_mutex_unlock(&c->mu);
+}
+
+void rx_console_stats(rx_console_t *c, uint64_t signins[RX_SIGNIN_N]) {
+  pthread_mutex_lock(&c->mu);
+  memcpy(signins, c->signins, sizeof(c->signins));
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* 0 when `user` may try to sign in from `addr` now, else the seconds to
+ * wait, with *what saying which limit. */
+static long signin_wait(rx_console_t *c, const char *addr, const char *user, rx_signin_t *what) {
+  char ka[72], ku[72];
+  snprintf(ka, sizeof(ka), "a%s", addr);
+  snprintf(ku, sizeof(ku), "u%.64s", user);
+  time_t now = time(NULL);
+  long wait = 0;
+  pthread_mutex_lock(&c->mu);
+  const fails_t *fa = fails_of(c, ka, now, false), *fu = fails_of(c, ku, now, false);
+  if (fa && fa->n >= SIGNIN_FAILS_ADDR) {
+    wait = (long)(fa->since + SIGNIN_WINDOW_S - now);
+    *what = RX_SIGNIN_LIMITED_ADDRESS;
+  } else if (fu && fu->n >= SIGNIN_FAILS_USER) {
+    wait = (long)(fu->since + SIGNIN_WINDOW_S - now);
+    *what = RX_SIGNIN_LIMITED_ACCOUNT;
+  }
+  pthread_mutex_unlock(&c->mu);
+  return wait > 0 ? wait : 0;
+}
+
+static void signin_failed(rx_console_t *c, const char *addr, const char *user) {
+  char ka[72], ku[72];
+  snprintf(ka, sizeof(ka), "a%s", addr);
+  snprintf(ku, sizeof(ku), "u%.64s", user);
+  time_t now = time(NULL);
+  pthread_mutex_lock(&c->mu);
+  fails_t *f = fails_of(c, ka, now, true);
+  f->n++;
+  f = fails_of(c, ku, now, true);
+  f->n++;
+  c->signins[RX_SIGNIN_BAD]++;
+  pthread_mutex_unlock(&c->mu);
+}
+
 static enum MHD_Result api_login(rx_console_t *c, struct MHD_Connection *conn, upload_t *u) {
   if (u->too_big)
     return send_error(conn, 413, "too_big", "request too large");
@@ -373,9 +484,29 @@ static enum MHD_Result api_login(rx_console_t *c, struct MHD_Connection *conn, u
   json_t *j = json_loads(u->body, 0, NULL);
   const char *user = json_string_value(json_object_get(j, "user"));
   const char *pw = json_string_value(json_object_get(j, "password"));
-  char token[65];
+  char token[65], addr[INET6_ADDRSTRLEN + 1];
+  client_addr(conn, addr, sizeof(addr));
+  rx_signin_t what = RX_SIGNIN_BAD;
+  long wait = signin_wait(c, addr, user ? user : "", &what);
+  if (wait > 0) {
+    count_signin(c, what);
+    bool by_addr = what == RX_SIGNIN_LIMITED_ADDRESS;
+    log_warn("sign-in for \"%.32s\" from %s refused: too many failed sign-ins %s (%d in %d min)",
+             user ? user : "", addr, by_addr ? "from this address" : "for this account",
+             by_addr ? SIGNIN_FAILS_ADDR : SIGNIN_FAILS_USER, SIGNIN_WINDOW_S / 60);
+    json_decref(j);
+    char msg[160], retry[40];
+    snprintf(msg, sizeof(msg), "too many failed sign-ins %s: try again in %ld min",
+             by_addr ? "from this address" : "for this account", (wait + 59) / 60);
+    snprintf(retry, sizeof(retry), "Retry-After: %ld", wait);
+    return send_json(conn, 429,
+                     json_pack("{s:s, s:s, s:I}", "error", "too_many", "message", msg,
+                               "retry_after", (json_int_t)wait),
+                     retry);
+  }
   if (!user || !pw || !password_ok(c, user, pw)) {
-    log_warn("sign-in refused for \"%.32s\"", user ? user : "");
+    signin_failed(c, addr, user ? user : "");
+    log_warn("sign-in refused for \"%.32s\" from %s", user ? user : "", addr);
     json_decref(j);
     return send_error(conn, 401, "bad_login", "wrong user name or password");
   }
@@ -383,7 +514,8 @@ static enum MHD_Result api_login(rx_console_t *c, struct MHD_Connection *conn, u
     json_decref(j);
     return send_error(conn, 500, "random", "no randomness for a session");
   }
-  log_info("%s signed in", user);
+  count_signin(c, RX_SIGNIN_OK);
+  log_info("%s signed in from %s", user, addr);
   char cookie[160];
   snprintf(cookie, sizeof(cookie), "rxsid=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d", token,
            SESSION_S);

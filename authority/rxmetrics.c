@@ -36,6 +36,9 @@ typedef struct mclient {
 #define RX_REFUSAL_NAME(e, s) s,
 const char *const RX_REFUSAL_NAMES[RX_REFUSAL_N] = {RX_REFUSAL_KINDS(RX_REFUSAL_NAME)};
 
+#define RX_SIGNIN_NAME(e, s) s,
+const char *const RX_SIGNIN_NAMES[RX_SIGNIN_N] = {RX_SIGNIN_OUTCOMES(RX_SIGNIN_NAME)};
+
 const double RX_COMMIT_BOUNDS_MS[RX_COMMIT_BUCKETS] = {1, 2, 5, 10, 25, 50, 100, 250, 1000, 5000};
 
 static void client_on_closed(uv_handle_t *h) {
@@ -133,6 +136,14 @@ char *rx_metrics_format(const rx_counters_t *k) {
       (unsigned long long)k->w.batches);
   put(&b, "sitegate_rx_commit_seconds_sum %g\nsitegate_rx_commit_seconds_count %llu\n",
       k->w.commit_ms_sum / 1000.0, (unsigned long long)k->w.batches);
+  if (k->console) {
+    put(&b, "# HELP sitegate_rx_console_signins_total Console sign-ins, by outcome (limited: "
+            "refused for too many failures from the address or for the account).\n"
+            "# TYPE sitegate_rx_console_signins_total counter\n");
+    for (int i = 0; i < RX_SIGNIN_N; i++)
+      put(&b, "sitegate_rx_console_signins_total{outcome=\"%s\"} %llu\n", RX_SIGNIN_NAMES[i],
+          (unsigned long long)k->signins[i]);
+  }
   return b.p;
 }
 

@@ -24,7 +24,11 @@
  * cannot keep a real gateway out. Gateways that have shaken
  * hands are never evicted. What strangers cost is summed up in one log
  * line at most every PREAUTH_LOG_EVERY_MS, and freed memory is handed back
- * to the system (malloc_trim) once they are gone. */
+ * to the system (malloc_trim) once they are gone. A failed handshake is
+ * logged and stored as a refusal, but only the first TLSFAIL_BURST in each
+ * PREAUTH_LOG_EVERY_MS: the rest are counted (in /metrics) and summed up
+ * in one line and one row, so garbage handshakes from the internet cannot
+ * fill the log or the database. */
 #define LOG_MODULE "rx"
 #include "authority/rx.h"
 #include "common/common.h"
@@ -52,6 +56,7 @@
 #define PREAUTH_MIN 16             /* ... but at least this many */
 #define PREAUTH_SILENT_MS 5000     /* a stranger that has sent nothing by then goes */
 #define PREAUTH_LOG_EVERY_MS 10000 /* the strangers' summary line */
+#define TLSFAIL_BURST 10           /* failed handshakes stored one by one per summary period */
 #define TRIM_AFTER_FREED 64        /* connections freed before memory is handed back */
 #define STRANGER_BUCKETS 4096      /* the strangers' address hash */
 #define ACCEPT_BURST 64            /* connections accepted per turn of the loop */
@@ -120,6 +125,10 @@ struct server {
   conn_t *st_bucket[STRANGER_BUCKETS]; /* the strangers, by address */
   uint64_t st_refused, st_evicted, st_silent, st_slow, st_logged_ms;
   uint64_t stranger_drops; /* all of those, since start */
+  /* failed handshakes in this summary period: stored one by one, and
+   * only counted (past TLSFAIL_BURST), with the last such peer */
+  uint64_t tf_stored, tf_counted, tf_since_ms;
+  char tf_peer[64];
   unsigned freed_since_trim;
   rx_metrics_t *metrics;
   rx_console_t *console;
@@ -368,6 +377,41 @@ static void refuse(conn_t *c, rx_refusal_t why, const char *line, size_t len, co
   c->srv->refused_by[why]++;
   log_warn("%s (%s): refused: %s", c->handshaken ? c->mn : "-", c->peer, reason);
   rx_store_refusal(c->srv->store, c->mn, c->peer, reason, line, len);
+}
+
+/* A failed handshake: the first TLSFAIL_BURST of a summary period are
+ * logged and stored one by one, the rest only counted (tls_failed_log). */
+static void tls_failed(server_t *s, const char *peer, const char *err) {
+  s->refused++;
+  s->refused_by[RX_REFUSED_TLS]++;
+  if (!s->tf_stored && !s->tf_counted)
+    s->tf_since_ms = sg_mono_ms();
+  if (s->tf_stored < TLSFAIL_BURST) {
+    s->tf_stored++;
+    log_warn("%s: TLS handshake failed: %s", peer, err);
+    rx_store_refusal(s->store, "", peer, err, NULL, 0);
+  } else {
+    s->tf_counted++;
+    snprintf(s->tf_peer, sizeof(s->tf_peer), "%s", peer);
+  }
+}
+
+/* The period's summary, from the sweep: one line and one refusal row for
+ * the failed handshakes not stored one by one. */
+static void tls_failed_log(server_t *s, uint64_t now) {
+  if ((!s->tf_stored && !s->tf_counted) || now - s->tf_since_ms < PREAUTH_LOG_EVERY_MS)
+    return;
+  if (s->tf_counted) {
+    char reason[256];
+    snprintf(reason, sizeof(reason),
+             "%llu more TLS handshakes failed in %llu s (the last from %s), counted, not "
+             "stored one by one",
+             (unsigned long long)s->tf_counted,
+             (unsigned long long)(now - s->tf_since_ms + 999) / 1000, s->tf_peer);
+    log_warn("%s", reason);
+    rx_store_refusal(s->store, "", "-", reason, NULL, 0);
+  }
+  s->tf_stored = s->tf_counted = 0;
 }
 
 /* ---- messages */
@@ -639,10 +683,7 @@ static void conn_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
     if (rc == -EAGAIN)
       return;
     if (rc != 0) {
-      log_warn("%s: TLS handshake failed: %s", c->peer, rx_tls_error(c->tls));
-      rx_store_refusal(c->srv->store, "", c->peer, rx_tls_error(c->tls), NULL, 0);
-      c->srv->refused++;
-      c->srv->refused_by[RX_REFUSED_TLS]++;
+      tls_failed(c->srv, c->peer, rx_tls_error(c->tls));
       conn_close(c, "handshake failed");
       return;
     }
@@ -865,6 +906,7 @@ static void on_sweep(uv_timer_t *t) {
     }
   }
   strangers_log(s, now);
+  tls_failed_log(s, now);
   /* glibc keeps freed memory for the next malloc; after a crowd has gone
    * it would stay with the process (185 MB after 4,200 idle sockets). */
   if (s->freed_since_trim >= TRIM_AFTER_FREED) {
@@ -959,6 +1001,9 @@ static void fill_counters(void *arg, rx_counters_t *k) {
   memcpy(k->messages, s->outcomes, sizeof(k->messages));
   k->waiting = rx_store_waiting(s->store);
   rx_store_stats(s->store, &k->w);
+  k->console = s->console != NULL;
+  if (s->console)
+    rx_console_stats(s->console, k->signins);
 }
 
 static int start_metrics(server_t *s, const char *listen) {

@@ -27,6 +27,7 @@
 
 #define RX_RETRIES 5         /* a batch the database asks again for, at once */
 #define RX_RECONNECT_MS 1000 /* a lost database connection is tried this often */
+#define RX_BATCH_MAX 1000    /* jobs in one transaction */
 
 typedef enum { JOB_MSG, JOB_REFUSAL, JOB_SEEN } job_kind_t;
 
@@ -156,9 +157,20 @@ void rx_store_stats(rx_store_t *st, rx_writer_stats_t *out) {
 
 static int store_batch(rx_store_t *st, job_t *list) {
   int again = 0, rc;
+  /* The batch's messages, for the back end to ask about at once. */
+  size_t n = 0;
+  for (job_t *j = list; j; j = j->next)
+    n += j->kind == JOB_MSG;
+  stor_rx_msg_t **msgs = n ? malloc(n * sizeof(*msgs)) : NULL;
+  n = 0;
+  for (job_t *j = list; msgs && j; j = j->next)
+    if (j->kind == JOB_MSG)
+      msgs[n++] = j->m;
   for (;;) {
     double t0 = mono_ms();
     rc = stor_rx_begin(st->db);
+    if (rc == 0 && msgs) /* without it (out of memory) the same, message by message */
+      rc = stor_rx_prefetch(st->db, msgs, n);
     for (job_t *j = list; j && rc == 0; j = j->next)
       rc = apply(st->db, j);
     if (rc == 0)
@@ -170,6 +182,7 @@ static int store_batch(rx_store_t *st, job_t *list) {
       }
       st->lost = false;
       count_commit(st, mono_ms() - t0);
+      free(msgs);
       return 0;
     }
     stor_rx_rollback(st->db);
@@ -178,8 +191,10 @@ static int store_batch(rx_store_t *st, job_t *list) {
       log_info("batch asked again by the database (%s): retry %d", stor_rx_error(st->db), again);
       continue;
     }
-    if (rc != -ENOTCONN || stopping(st))
+    if (rc != -ENOTCONN || stopping(st)) {
+      free(msgs);
       return rc;
+    }
     if (!st->lost)
       log_err("database connection lost (%s): holding acknowledgements, reconnecting",
               stor_rx_error(st->db));
@@ -200,9 +215,18 @@ static void *writer_main(void *arg) {
     pthread_mutex_lock(&st->mu);
     while (!st->head && !st->stop)
       pthread_cond_wait(&st->cv, &st->mu);
-    job_t *list = st->head;
-    st->head = NULL;
-    st->tail = &st->head;
+    /* At most RX_BATCH_MAX jobs: a batch's questions and answers stay a
+     * size the connection carries without either side waiting. */
+    job_t *list = st->head, *last = st->head;
+    for (int k = 1; last && last->next && k < RX_BATCH_MAX; k++)
+      last = last->next;
+    if (last && last->next) {
+      st->head = last->next;
+      last->next = NULL;
+    } else {
+      st->head = NULL;
+      st->tail = &st->head;
+    }
     bool stop = st->stop;
     pthread_mutex_unlock(&st->mu);
     if (!list && stop)

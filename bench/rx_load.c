@@ -7,10 +7,25 @@
  * With `--signed`, every message is a 6021 alarm signed on a chain of its
  * own, so the receiver verifies ECDSA and extends a chain per message.
  * `--certs K` reuses K certificates (gateway i is site i mod K).
+ * Each gateway connects from its own loopback address (127.2.x.y, all of
+ * 127/8 is loopback on Linux): the receiver lets at most 8 connections
+ * from one address wait for their handshake (rxserver.c PREAUTH_PER_ADDR),
+ * and a thousand sites are a thousand addresses.
  * With `--hold 1` the connections stay open once done ("holding" on
  * stderr) until the process is killed: the idle-connection figure.
+ * With `--rate R` the load is open: R messages a second over all
+ * gateways, whatever the acknowledgements do (the window still caps each
+ * gateway), so the latencies are those at that offered rate, not those of
+ * a queue kept full (with --window W, N gateways keep N x W messages
+ * waiting, and the latency is that queue over the rate).
+ * Two phases, as a receiver lives: first every gateway connects and shakes
+ * hands, at most `--connecting` (64) at a time (a thousand ClientHellos at
+ * once would only measure the backlog: the receiver drops a stranger
+ * silent for 5 s); then, once all have, the messages. So msgs_s and the
+ * latencies are those of connected gateways, and handshakes_s is given
+ * apart.
  * Prints one line: `rx_load: gateways=.. acked=.. msgs_s=.. p50_ms=..
- * p99_ms=.. handshake_s=..`; exit 1 when a gateway failed. */
+ * p99_ms=.. handshakes_s=..`; exit 1 when a gateway failed. */
 #include "protocol/protocol.h"
 
 #include <errno.h>
@@ -42,13 +57,21 @@ typedef struct gw {
 
 static struct {
   const char *host, *dir, *prefix;
-  int port, gateways, messages, window, certs;
+  int port, gateways, messages, window, certs, connecting_max;
   bool is_signed, hold;
   proto_signer_t *signer;
   int64_t base_ms;
   double *lat;
   size_t n_lat;
   int ready, done, failed;
+  int next_gw, connecting; /* the next gateway to connect, handshakes under way */
+  bool sending;            /* every gateway has shaken hands (or failed) */
+  double rate;             /* --rate: messages/s offered over all gateways (0: closed loop) */
+  long sent;
+  int rr;
+  uv_timer_t tick;
+  double t_ready;
+  gw_t *gws;
   bool held;
   double t_first, t_last, t_start;
   uv_loop_t *loop;
@@ -87,10 +110,30 @@ static int tls_send(void *arg, const uint8_t *buf, size_t len) {
   return 0;
 }
 
+static void connect_next(void);
+static void send_more(gw_t *c);
+
+/* A handshake ended (done or failed): the next gateway connects, and
+ * once none is left the messages start. */
+static void handshake_over(void) {
+  g.connecting--;
+  connect_next();
+  if (!g.sending && g.next_gw == g.gateways && g.connecting == 0) {
+    g.sending = true;
+    g.t_ready = now_ms();
+    fprintf(stderr, "rx_load: %d handshakes in %.2f s\n", g.ready, (g.t_ready - g.t_start) / 1000);
+    for (int i = 0; i < g.gateways; i++)
+      if (g.gws[i].ready && !g.gws[i].failed)
+        send_more(&g.gws[i]);
+  }
+}
+
 static void finish(gw_t *c, bool failed) {
   if (c->failed || (c->acked == g.messages && !failed))
     return;
   c->failed = failed;
+  if (failed && !c->ready)
+    handshake_over();
   if (failed) {
     g.failed++;
     g.done++;
@@ -130,8 +173,14 @@ static size_t make_cp(gw_t *c, int i, char *cp, size_t cap) {
   return (size_t)snprintf(cp, cap, "%s,Hash=%s,Sig=%s", body, h, s);
 }
 
-static void send_more(gw_t *c) {
-  while (c->ready && c->inflight < g.window && c->next < g.messages) {
+/* Whether gateway `c` may send a message now (its window has room). */
+static bool can_send(const gw_t *c) {
+  return g.sending && c->ready && !c->failed && c->inflight < g.window && c->next < g.messages;
+}
+
+/* Sends gateway c's next message: false when it failed. */
+static bool send_one(gw_t *c) {
+  {
     int i = c->next++;
     hj212_head_t h = {.flag = HJ212_FLAG_V2017 | HJ212_FLAG_ACK};
     hj212_qn_format(g.base_ms + i, 480, h.qn);
@@ -145,7 +194,7 @@ static void send_more(gw_t *c) {
     if (len < 0 || cp_len == 0) {
       fprintf(stderr, "rx_load: %s: cannot encode: %s\n", c->mn, err);
       finish(c, true);
-      return;
+      return false;
     }
     int slot = 0;
     while (c->qn[slot][0])
@@ -157,8 +206,37 @@ static void send_more(gw_t *c) {
     c->inflight++;
     if (proto_tls_write(c->tls, (const uint8_t *)buf, (size_t)len) != 0) {
       finish(c, true);
-      return;
+      return false;
     }
+  }
+  return true;
+}
+
+/* Closed loop (no --rate): as many as the window lets. */
+static void send_more(gw_t *c) {
+  while (g.rate <= 0 && can_send(c) && send_one(c)) {
+  }
+}
+
+/* Open loop (--rate R): every 5 ms, the messages due by now at R per
+ * second over all gateways, round robin, each into a window with room. */
+static void on_tick(uv_timer_t *tm) {
+  (void)tm;
+  if (!g.sending)
+    return;
+  double due = g.rate * (now_ms() - g.t_ready) / 1000.0;
+  while ((double)g.sent < due) {
+    int tried = 0;
+    while (tried < g.gateways && !can_send(&g.gws[g.rr])) {
+      g.rr = (g.rr + 1) % g.gateways;
+      tried++;
+    }
+    if (tried == g.gateways)
+      break; /* every window is full or every gateway done: later */
+    gw_t *c = &g.gws[g.rr];
+    g.rr = (g.rr + 1) % g.gateways;
+    g.sent++;
+    send_one(c);
   }
 }
 
@@ -218,9 +296,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     }
     proto_tls_set_done(c->tls);
     c->ready = true;
-    if (++g.ready == g.gateways)
-      fprintf(stderr, "rx_load: %d handshakes in %.2f s\n", g.ready, (now_ms() - g.t_start) / 1000);
-    send_more(c);
+    g.ready++;
+    handshake_over();
   }
   uint8_t plain[16 * 1024];
   int r;
@@ -248,9 +325,30 @@ static void on_connect(uv_connect_t *cr, int status) {
     finish(c, true);
     return;
   }
+  uv_tcp_nodelay(&c->tcp, 1); /* as the gateway's uplink (gateway/uplink/conn.c) */
   c->tls = proto_tls_new(c->conf, "localhost", 256 * 1024, tls_send, c);
   uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
   proto_tls_handshake(c->tls, "handshake", "refused", NULL);
+}
+
+/* Starts the next gateway's connection, unless --connecting are under way. */
+static void connect_next(void) {
+  if (g.next_gw >= g.gateways || g.connecting >= g.connecting_max)
+    return;
+  int i = g.next_gw++;
+  gw_t *c = &g.gws[i];
+  g.connecting++;
+  uv_tcp_init(g.loop, &c->tcp);
+  c->tcp.data = c;
+  c->cr.data = c;
+  char src[32];
+  struct sockaddr_in from, sa;
+  snprintf(src, sizeof(src), "127.2.%d.%d", i / 250 % 250, i % 250 + 1);
+  if (uv_ip4_addr(src, 0, &from) == 0)
+    uv_tcp_bind(&c->tcp, (const struct sockaddr *)&from, 0);
+  uv_ip4_addr(g.host, g.port, &sa);
+  if (uv_tcp_connect(&c->cr, &c->tcp, (struct sockaddr *)&sa, on_connect) != 0)
+    finish(c, true);
 }
 
 static int cmp(const void *a, const void *b) {
@@ -264,6 +362,7 @@ int main(int argc, char **argv) {
   g.gateways = 1000;
   g.messages = 20;
   g.window = 8;
+  g.connecting_max = 64;
   for (int i = 1; i + 1 < argc; i += 2) {
     const char *k = argv[i], *v = argv[i + 1];
     if (!strcmp(k, "--port"))
@@ -282,13 +381,18 @@ int main(int argc, char **argv) {
       g.is_signed = !strcmp(v, "1");
     else if (!strcmp(k, "--certs"))
       g.certs = atoi(v);
+    else if (!strcmp(k, "--rate"))
+      g.rate = atof(v);
+    else if (!strcmp(k, "--connecting"))
+      g.connecting_max = atoi(v);
     else if (!strcmp(k, "--hold"))
       g.hold = !strcmp(v, "1");
   }
   if (!g.port || !g.dir || g.gateways < 1 || g.messages < 1 || g.window < 1 ||
-      g.window > WINDOW_MAX) {
+      g.window > WINDOW_MAX || g.connecting_max < 1) {
     fprintf(stderr, "usage: rx_load --port P --pki DIR [--gateways N] [--messages M] "
-                    "[--window W] [--prefix P] [--signed 0|1] [--hold 0|1] [--certs K]\n");
+                    "[--window W] [--prefix P] [--signed 0|1] [--hold 0|1] [--certs K] "
+                    "[--connecting C] [--rate R]\n");
     return 2;
   }
   char err[512], ca[1024], crt[1024], key[1024];
@@ -306,10 +410,8 @@ int main(int argc, char **argv) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   g.loop = &loop;
-  struct sockaddr_in sa;
-  uv_ip4_addr(g.host, g.port, &sa);
   static const char *const names[3] = {"CA", "certificate", "key"};
-  g.t_start = now_ms();
+  g.gws = gws;
   for (int i = 0; i < g.gateways; i++) {
     gw_t *c = &gws[i];
     snprintf(c->mn, sizeof(c->mn), "%s-%05d", g.prefix, g.certs > 0 ? i % g.certs : i);
@@ -318,17 +420,23 @@ int main(int argc, char **argv) {
       fprintf(stderr, "rx_load: %s\n", err);
       return 1;
     }
-    uv_tcp_init(&loop, &c->tcp);
-    c->tcp.data = c;
-    c->cr.data = c;
-    uv_tcp_connect(&c->cr, &c->tcp, (struct sockaddr *)&sa, on_connect);
+  }
+  g.t_start = now_ms();
+  for (int i = 0; i < g.connecting_max; i++)
+    connect_next();
+  if (g.rate > 0) {
+    uv_timer_init(&loop, &g.tick);
+    uv_timer_start(&g.tick, on_tick, 5, 5);
   }
   uv_run(&loop, UV_RUN_DEFAULT);
   qsort(g.lat, g.n_lat, sizeof(double), cmp);
   double secs = (g.t_last - g.t_first) / 1000.0;
   double p50 = g.n_lat ? g.lat[g.n_lat / 2] : 0, p99 = g.n_lat ? g.lat[g.n_lat * 99 / 100] : 0;
-  printf("rx_load: gateways=%d acked=%zu failed=%d msgs_s=%.0f p50_ms=%.1f p99_ms=%.1f\n",
-         g.gateways, g.n_lat, g.failed, secs > 0 ? (double)g.n_lat / secs : 0, p50, p99);
+  double hs = (g.t_ready - g.t_start) / 1000.0;
+  printf("rx_load: gateways=%d acked=%zu failed=%d msgs_s=%.0f p50_ms=%.1f p99_ms=%.1f "
+         "handshakes_s=%.0f\n",
+         g.gateways, g.n_lat, g.failed, secs > 0 ? (double)g.n_lat / secs : 0, p50, p99,
+         hs > 0 ? g.ready / hs : 0);
   fflush(stdout);
   return g.failed ? 1 : 0;
 }

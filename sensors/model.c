@@ -183,6 +183,49 @@ static double dust_episode(uint64_t key, double t, double base) {
   return best;
 }
 
+/* ---- the history's story (sim_model_story) */
+
+/* The local time `h` hours after local midnight of the last day whose
+ * such time lies at least `back` seconds before `end`. */
+static double last_local(double end, double back, double h) {
+  struct tm tm;
+  local_tm(end - back, &tm);
+  tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+  tm.tm_isdst = -1;
+  double t = (double)mktime(&tm) + h * 3600.0;
+  return t > end - back ? t - 86400.0 : t;
+}
+
+/* 0..1: an episode over [start, start + len], ramps of `ramp` s. */
+static double episode(double t, double start, double len, double ramp) {
+  if (t < start || t > start + len)
+    return 0;
+  return smoothstep(start, start + ramp, t) * (1 - smoothstep(start + len - ramp, start + len, t));
+}
+
+static double story_dust(const sim_model_t *m, double t) {
+  double x = 0;
+  if (m->story & SIM_STORY_DUST_NOW)
+    x = fmax(x, episode(t, m->story_end - 5400.0, 7200.0, 600.0));
+  if (m->story & SIM_STORY_DUST_PAST)
+    x = fmax(x, episode(t, last_local(m->story_end, 20 * 3600.0, 10.0), 6000.0, 900.0));
+  return x * (275.0 + 10.0 * vnoise(m->key, CH_DUST_EPISODE + 700, t / 120.0));
+}
+
+static double story_noise(const sim_model_t *m, double s) {
+  if (!(m->story & SIM_STORY_NIGHT_NOISE))
+    return 0;
+  double start = last_local(m->story_end, 3 * 3600.0, 23.0 + 10.0 / 60.0);
+  return s >= start && s < start + 900.0
+             ? 72.0 + 1.5 * vnoise(m->key, CH_NOISE_EVENT + 700, s / 20.0)
+             : 0;
+}
+
+void sim_model_story(sim_model_t *m, unsigned story, double end) {
+  m->story = story;
+  m->story_end = end;
+}
+
 static void report_dust(const sim_model_t *m, double t, proto_pack_t *p);
 static void report_noise(sim_model_t *m, double t, proto_pack_t *p);
 static void report_power(sim_model_t *m, double t, proto_pack_t *p);
@@ -212,6 +255,7 @@ static void report_dust(const sim_model_t *m, double t, proto_pack_t *p) {
                 exp(0.12 * vnoise(m->key, CH_DUST_WALK, t / 300.0) +
                     0.04 * gauss(draw(m->key, CH_DUST_JITTER, (int64_t)t)));
   pm10 += dust_episode(m->key, t, pm10);
+  pm10 = fmax(pm10, story_dust(m, t));
   double r25 = 0.5 + 0.1 * clamp(vnoise(m->key, CH_PM25_RATIO, t / 21600.0), -1, 1);
   double rtsp = 1.75 + 0.25 * clamp(vnoise(m->key, CH_TSP_RATIO, t / 21600.0), -1, 1);
   double rh = clamp(w.rh + 1.5 + 0.5 * gauss(draw(m->key, CH_RH, (int64_t)t)), 5, 100);
@@ -264,7 +308,7 @@ static void report_noise(sim_model_t *m, double t, proto_pack_t *p) {
   if (end - s >= PROTO_PACK_MAX - 1) /* after a stall, only what fits */
     s = end - (PROTO_PACK_MAX - 2);
   for (; s <= end; s++) {
-    double la = noise_second(m->key, s);
+    double la = fmax(noise_second(m->key, s), round_to(story_noise(m, s), 0.1));
     add(p, PROTO_Q_LA, s, la);
     lamax = fmax(lamax, la);
   }

@@ -251,7 +251,10 @@ static void on_message(sim_raw_t *r, raw_sock_t *so, const uint8_t *b, size_t le
   if (m.type == RAW_TYPE_CON)
     ack_empty(so, m.mid); /* acknowledged even when a duplicate */
   uint32_t i = (uint32_t)(m.token >> 32);
-  if (m.tkl != 8 || i >= r->nslots || r->slots[i].seq != (uint32_t)m.token ||
+  /* A free slot has seq 0, which no token we send carries: without the
+   * first test a token ending in 0 answered a free slot, which then went
+   * to the free list twice (found by fuzz_rawcoap). */
+  if (m.tkl != 8 || i >= r->nslots || !r->slots[i].seq || r->slots[i].seq != (uint32_t)m.token ||
       r->slots[i].sock != sock)
     return; /* late, duplicate or not ours */
   uint64_t token = r->slots[i].token;
@@ -261,6 +264,23 @@ static void on_message(sim_raw_t *r, raw_sock_t *so, const uint8_t *b, size_t le
                        .len = m.len,
                        .max_age = m.max_age};
   r->cb->on_reply(so->user, token, &reply);
+}
+
+void sim_raw__reset(sim_raw_t *r, uint64_t seed) {
+  r->nfree = 0;
+  for (unsigned i = 0; i < r->nslots; i++) {
+    r->slots[i].seq = 0;
+    r->free_slots[r->nfree++] = r->nslots - 1 - i;
+  }
+  r->seq = 0;
+  r->prng = seed | 1;
+  for (unsigned i = 0; i < r->nsock; i++)
+    r->socks[i].next_mid = (uint16_t)prng_next(r);
+}
+
+void sim_raw__feed(sim_raw_t *r, unsigned sock, const uint8_t *b, size_t len) {
+  if (sock < r->nsock)
+    on_message(r, &r->socks[sock], b, len);
 }
 
 static void fail_socket(sim_raw_t *r, uint32_t sock) {

@@ -145,6 +145,14 @@ typedef struct sim_raw_msg {
 /* 0, or -1 for a datagram that is not a well-formed CoAP message (RFC 7252
  * 3). Fuzzed by tests/fuzz/fuzz_rawcoap.c. */
 int sim_raw_parse(const uint8_t *b, size_t len, sim_raw_msg_t *m);
+/* Takes datagram `b` as if it had come on socket `sock`: the reader's
+ * whole answer path (matching, separate responses, RST, duplicates) without
+ * the network. For tests/fuzz/fuzz_rawcoap.c. */
+void sim_raw__feed(sim_raw_t *r, unsigned sock, const uint8_t *b, size_t len);
+/* Forgets every outstanding request, without a callback, and starts again
+ * as sim_raw_open left it, but with timeouts and Message IDs drawn from
+ * `seed`: so that a fuzz run repeats (fuzz_rawcoap.c). */
+void sim_raw__reset(sim_raw_t *r, uint64_t seed);
 
 /* ---- model.c: readings. Every random draw is a hash of (seed, device,
  * channel, time), so a reading is a pure function of those: two runs with
@@ -171,6 +179,9 @@ typedef struct sim_model {
   int stage; /* proto_stage_t of the machine it is fitted to */
   bool smoky, all_day;
   double duty, idle_share, engine_h0, fuel_l0;
+  /* --history's story (sim_model_story): 0 none */
+  unsigned story;
+  double story_end;
 } sim_model_t;
 
 /* Prepares the model of `d` for reports from time `t_start` on. */
@@ -179,6 +190,20 @@ void sim_model_init(sim_model_t *m, const sg_device_t *d, uint64_t seed, double 
  * --machines; NULL: stage III, 100 kW) and whether its engine is worn
  * (--smoky: it smokes above the usual limit). After sim_model_init. */
 void sim_model_machine(sim_model_t *m, const proto_machine_t *reg, bool smoky);
+/* The history's story: `sitesim --history` gives the past days events the
+ * rules must catch, relative to `end` (when the history reaches the
+ * present), so that every demo opens with alarms raised (and cleared) in
+ * the past and one still active for a person to acknowledge:
+ *   SIM_STORY_DUST_NOW    a dust episode (PM10 about 280) from 90 min
+ *                         before `end` to 30 min after: an alarm still on;
+ *   SIM_STORY_DUST_PAST   one at the last 10:00 at least 20 h back, 100 min;
+ *   SIM_STORY_NIGHT_NOISE a concrete pump at 72 dB(A) for 15 min from 23:10
+ *                         of the last night at least 3 h back (limit 55).
+ * After sim_model_init. */
+#define SIM_STORY_DUST_NOW 1u
+#define SIM_STORY_DUST_PAST 2u
+#define SIM_STORY_NIGHT_NOISE 4u
+void sim_model_story(sim_model_t *m, unsigned story, double end);
 /* Fills `p` (device name included) with the records of the report at `t`:
  * the pack may exceed one datagram (noise carries one `la` per second since
  * the last report), the caller splits it. */

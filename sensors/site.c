@@ -494,7 +494,9 @@ static int site_start(site_t *s) {
     return rc;
   if ((rc = sim_ctl_start(&s->loop, s->cfg, o->seed, o->ignore, site_clock, s, &s->ctl)) != 0)
     return rc;
-  size_t sessions = 0;
+  size_t sessions = 0, n_dust = 0, dust_seen = 0, noise_seen = 0;
+  for (size_t i = 0; i < s->cfg->n_devices; i++)
+    n_dust += s->cfg->devices[i].type == SG_DEV_DUST;
   for (size_t i = 0; i < s->cfg->n_devices; i++) {
     const sg_device_t *c = &s->cfg->devices[i];
     if (!simulated(c->type))
@@ -514,6 +516,19 @@ static int site_start(site_t *s) {
       return -EIO;
     sessions++;
     sim_model_init(&d->model, c, o->seed, s->t0);
+    /* --history's story (sensors_int.h): the first dust station's episode
+     * runs on into the present, the second's (or the first's too) lies
+     * yesterday; the first noise meter has a loud night. */
+    if (o->history_s > 0 && o->speed > 1) {
+      unsigned story = 0;
+      if (c->type == SG_DEV_DUST && dust_seen++ == 0)
+        story = SIM_STORY_DUST_NOW | (n_dust == 1 ? SIM_STORY_DUST_PAST : 0);
+      else if (c->type == SG_DEV_DUST && dust_seen == 2)
+        story = SIM_STORY_DUST_PAST;
+      else if (c->type == SG_DEV_NOISE && noise_seen++ == 0)
+        story = SIM_STORY_NIGHT_NOISE;
+      sim_model_story(&d->model, story, s->wall0);
+    }
     if (c->type == SG_DEV_MACHINE) {
       const proto_machine_t *m = fitted_to(s, c->id);
       sim_model_machine(&d->model, m, m && smoky(o->smoky, m->code));

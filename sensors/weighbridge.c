@@ -88,7 +88,7 @@ typedef struct scale {
   size_t head, n, cap;
   double planned_until;     /* local midnight after the last planned day */
   double owed[N_MATERIALS]; /* per material: tonnes planned but not yet delivered */
-  bool inflight;
+  bool inflight, memory_turned;
   uint64_t token;
   unsigned fails;
   uint32_t warned; /* reply codes logged */
@@ -419,6 +419,21 @@ static void plan_until(scale_t *s, double until, double start) {
   }
 }
 
+/* The memory (every ticket due by `now`, at the head of the queue in time
+ * order) turned newest first; what is planned later stays in time order
+ * behind it. Once, before the first ticket goes. */
+static void turn_memory(scale_t *s, double now) {
+  size_t end = s->head;
+  while (end < s->n && s->q[end].t <= now)
+    end++;
+  for (size_t i = s->head, j = end; i + 1 < j; i++, j--) {
+    planned_t tmp = s->q[i];
+    s->q[i] = s->q[j - 1];
+    s->q[j - 1] = tmp;
+  }
+  s->memory_turned = true;
+}
+
 /* ---- sending */
 static void scale_on_timer(uv_timer_t *h);
 
@@ -433,6 +448,8 @@ static void pump(scale_t *s) {
     return;
   double now = sg_now();
   plan_until(s, now, wb->start);
+  if (!s->memory_turned)
+    turn_memory(s, now);
   if (s->head == s->n) {
     schedule(s, (uint64_t)((s->planned_until - now) * 1000.0) + 1000);
     return;

@@ -125,8 +125,16 @@ typedef struct stor_rx_ops {
   int (*refusal)(stor_rx_t *x, const char *mn, const char *peer, const char *reason,
                  const char *frame, int64_t at_ms);
   int (*seen)(stor_rx_t *x, const char *mn, const char *subject, int64_t at_ms);
-  /* Stores one decoded row: 1 stored, 0 when its key was there already. */
+  /* Stores one decoded row: 1 stored, 0 when its key was there already
+   * (PostgreSQL: 1, the write is checked at the commit). */
   int (*row_insert)(stor_rx_t *x, const rx_row_t *r);
+  /* Optional (NULL: none): right after begin, takes the locks of the
+   * sites of `msgs` and answers at once what deciding them will ask, so
+   * that the primitives above answer from memory. A back end whose writes
+   * return before the database has answered (PostgreSQL's pipeline)
+   * reports their failures at a later call or at the commit, which fail
+   * the whole batch. */
+  int (*prefetch)(stor_rx_t *x, stor_rx_msg_t *const *msgs, size_t n);
   /* Retention (storage.h stor_rx_prune()): removes the decoded rows of
    * by_month tables with t < `before` (PostgreSQL: drops the partitions of
    * months before `month`, "YYYYMM"), on a connection of its own. */

@@ -26,7 +26,21 @@
  *
  * The data segments are bytea: a frame is bytes as sent (a refused one may
  * not even be UTF-8), and a database in UTF-8 must not refuse a batch for
- * one bad byte. Other text goes through text_ok() for the same reason. */
+ * one bad byte. Other text goes through text_ok() for the same reason.
+ *
+ * Speed: a batch is a few round trips, not a few per message. The writer's
+ * connection runs in libpq's pipeline mode with its statements prepared
+ * once. pg_prefetch() takes the batch's site locks (in one statement, in
+ * hash order, so two receivers never deadlock on them) and asks, in the
+ * same round trip, everything decide() will ask: which QNs are stored, the
+ * sites' latest minute, the seals of the hours touched and the ledger
+ * around each Seq. Those answers, and what the batch itself writes, are
+ * kept in a per-transaction cache (cache_*), so deciding reads no more;
+ * writes are sent without waiting, and their results are read at the next
+ * sync point: every PG_PIPE_MAX statements, before a read the cache cannot
+ * answer, and at COMMIT. A frame insert that finds its (mn, qn, pno)
+ * already there (impossible under the site lock, but the database is the
+ * judge) fails the batch with -EAGAIN, and the retry finds the duplicate. */
 #define LOG_MODULE "rxpg"
 #include "common/common.h"
 #include "protocol/protocol.h"
@@ -75,9 +89,47 @@ static const char schema[] =
     " frame BYTEA NOT NULL, at_ms BIGINT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS refusals_mn ON refusals(mn);";
 
+#define PG_PIPE_MAX 512 /* statements sent before their results are read */
+#define PG_KEEP_MAX 8   /* results kept from one sync point */
+
+/* What a statement sent in the pipeline must give. */
+typedef enum {
+  PEND_OK,       /* success */
+  PEND_INSERTED, /* success, and at least one row written (else -EAGAIN) */
+  PEND_KEEP,     /* success; the result is kept for the caller */
+  PEND_SYNC,     /* a sync point */
+} pend_kind_t;
+
+typedef struct pend {
+  pend_kind_t kind;
+  const char *what; /* static: the statement's name, for the reason */
+} pend_t;
+
+/* One answer of the per-transaction cache: found or known absent. */
+typedef struct cent {
+  char key[64];
+  bool found;
+  union {
+    int64_t t;
+    rx_link_t link;
+    rx_seal_t seal;
+  } v;
+} cent_t;
+
 typedef struct rx_pg {
   stor_rx_t base; /* first: the handle rxstore.c knows */
   PGconn *conn;
+  char *uri;
+  bool reset; /* the connection failed: made anew at the next begin */
+  bool piped; /* in pipeline mode, statements prepared */
+  pend_t pend[PG_PIPE_MAX];
+  int n_pend;
+  /* The transaction's cache: open addressing over `ents` (index + 1, 0
+   * free), cleared at every begin and rollback. */
+  cent_t *ents;
+  size_t n_ents, cap_ents;
+  uint32_t *slots;
+  size_t n_slots;
   /* Partitions known to exist (committed), and those made in the current
    * transaction, which join them at its commit. */
   char known[PG_MONTHS_KNOWN][64];
@@ -87,7 +139,9 @@ typedef struct rx_pg {
   bool migrated; /* the schema is known to be there */
 } rx_pg_t;
 
-static PGconn *conn_of(stor_rx_t *x) { return ((rx_pg_t *)(void *)x)->conn; }
+static rx_pg_t *pg_of(stor_rx_t *x) { return (rx_pg_t *)(void *)x; }
+
+static PGconn *conn_of(stor_rx_t *x) { return pg_of(x)->conn; }
 
 static int64_t now_ms(void) { return (int64_t)(sg_now() * 1000.0); }
 
@@ -130,7 +184,8 @@ static void one_line(const char *msg, char *out, size_t outlen) {
 }
 
 /* The reason of a failed `res` (or of the connection), kept for
- * stor_rx_error(), as a negative errno. */
+ * stor_rx_error(), as a negative errno. A lost connection is made anew at
+ * the next begin. */
 static int failure(stor_rx_t *x, PGresult *res, const char *what) {
   PGconn *c = conn_of(x);
   const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
@@ -138,28 +193,152 @@ static int failure(stor_rx_t *x, PGresult *res, const char *what) {
   char one[200];
   one_line(msg && *msg ? msg : "failed", one, sizeof(one));
   snprintf(x->error, sizeof(x->error), "%.48s: %s", what, one);
-  if (PQstatus(c) != CONNECTION_OK)
-    return -ENOTCONN;
-  if (state && (!strcmp(state, "40P01") || !strcmp(state, "40001") || !strcmp(state, "23505")))
-    return -EAGAIN; /* deadlock, serialization failure, a unique race lost */
-  if (state && !strncmp(state, "08", 2))
-    return -ENOTCONN;
-  if (state && !strcmp(state, "53100"))
-    return -ENOSPC;
-  return -EIO;
+  int rc = -EIO;
+  if (PQstatus(c) != CONNECTION_OK || !res || (state && !strncmp(state, "08", 2)))
+    rc = -ENOTCONN;
+  else if (state && (!strcmp(state, "40P01") || !strcmp(state, "40001") || !strcmp(state, "23505")))
+    rc = -EAGAIN; /* deadlock, serialization failure, a unique race lost */
+  else if (state && !strcmp(state, "53100"))
+    rc = -ENOSPC;
+  if (rc == -ENOTCONN)
+    pg_of(x)->reset = true;
+  return rc;
 }
 
-/* Runs `sql` with text parameters (`bin` marks which are bytea, with their
- * lengths in `len`). Returns the result (the caller clears it), or NULL
- * with *rc set. */
-static PGresult *q(stor_rx_t *x, int *rc, const char *sql, int n, const char *const *v,
-                   const int *len, const int *bin) {
+static int params_ok(stor_rx_t *x, int n, const char *const *v, const int *bin) {
   for (int i = 0; i < n; i++)
     if (v[i] && !(bin && bin[i]) && !text_ok(v[i])) {
       snprintf(x->error, sizeof(x->error), "a parameter is not UTF-8 text");
-      *rc = -EINVAL;
+      return -EINVAL;
+    }
+  return 0;
+}
+
+/* ---- the pipeline (the writer's connection) */
+
+/* Reads the results of everything sent, up to the sync point that ends
+ * the list, checking each against what it must give; the PEND_KEEP
+ * results go to keep[0..n_keep-1] in order (NULL after a failure; the
+ * caller clears them). Returns the first failure, or 0. */
+static int drain(stor_rx_t *x, PGresult **keep, int n_keep) {
+  rx_pg_t *p = pg_of(x);
+  int rc = 0, k = 0;
+  for (int i = 0; i < p->n_pend; i++) {
+    const pend_t *e = &p->pend[i];
+    PGresult *res = PQgetResult(p->conn);
+    if (!res) { /* the results stopped: the connection is gone or astray */
+      if (rc != -ENOTCONN)
+        rc = failure(x, NULL, e->what);
+      rc = -ENOTCONN;
+      p->reset = true;
+      break;
+    }
+    ExecStatusType s = PQresultStatus(res);
+    if (e->kind == PEND_SYNC) {
+      if (s != PGRES_PIPELINE_SYNC && !rc)
+        rc = failure(x, res, "pipeline");
+      PQclear(res);
+      continue;
+    }
+    if (s == PGRES_PIPELINE_ABORTED) { /* after an earlier failure, whose reason is kept */
+      if (!rc) {
+        snprintf(x->error, sizeof(x->error), "%s: aborted", e->what);
+        rc = -EIO;
+      }
+    } else if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+      if (!rc)
+        rc = failure(x, res, e->what);
+    } else if (e->kind == PEND_INSERTED && atoi(PQcmdTuples(res)) == 0 && !rc) {
+      snprintf(x->error, sizeof(x->error), "%s: stored meanwhile by another receiver", e->what);
+      rc = -EAGAIN;
+    }
+    if (e->kind == PEND_KEEP && k < n_keep) {
+      if (!rc) {
+        keep[k] = res;
+        res = NULL;
+      }
+      k++;
+    }
+    PQclear(res);
+    /* the NULL that ends this statement's results */
+    for (int j = 0; j < 4 && (res = PQgetResult(p->conn)) != NULL; j++)
+      PQclear(res);
+  }
+  p->n_pend = 0;
+  if (PQstatus(p->conn) != CONNECTION_OK && rc != -ENOTCONN)
+    rc = failure(x, NULL, "pipeline");
+  return rc;
+}
+
+/* A sync point, and the results up to it (drain()). */
+static int pipe_sync(stor_rx_t *x, PGresult **keep, int n_keep) {
+  rx_pg_t *p = pg_of(x);
+  if (!PQpipelineSync(p->conn)) {
+    p->n_pend = 0;
+    return failure(x, NULL, "pipeline sync");
+  }
+  p->pend[p->n_pend++] = (pend_t){PEND_SYNC, "sync"};
+  return drain(x, keep, n_keep);
+}
+
+/* Notes a statement sent; reads the results when PG_PIPE_MAX are out. */
+static int pushed(stor_rx_t *x, int ok, pend_kind_t kind, const char *what) {
+  rx_pg_t *p = pg_of(x);
+  if (!ok) { /* what is still out cannot be told apart any more: start anew */
+    int rc = failure(x, NULL, what);
+    p->n_pend = 0;
+    p->reset = true;
+    return rc == -ENOTCONN ? rc : -ENOTCONN;
+  }
+  assert(p->n_pend < PG_PIPE_MAX - 1); /* room for the sync point that ends it */
+  p->pend[p->n_pend++] = (pend_t){kind, what};
+  /* PEND_KEEP answers are read by their sender's own sync point (a few at
+   * most: PG_PIPE_MAX keeps room for them). */
+  if (kind != PEND_KEEP && p->n_pend >= PG_PIPE_MAX - 16)
+    return pipe_sync(x, NULL, 0);
+  return 0;
+}
+
+/* Sends prepared statement `stmt` without waiting (`bin` marks bytea
+ * parameters, with their lengths in `len`). */
+static int send_prep(stor_rx_t *x, pend_kind_t kind, const char *stmt, int n, const char *const *v,
+                     const int *len, const int *bin) {
+  int rc = params_ok(x, n, v, bin);
+  if (rc)
+    return rc;
+  return pushed(x, PQsendQueryPrepared(conn_of(x), stmt, n, v, len, bin, 0), kind, stmt);
+}
+
+/* Sends one statement of text `sql` without waiting; `what` is static. */
+static int send_sql(stor_rx_t *x, pend_kind_t kind, const char *what, const char *sql, int n,
+                    const char *const *v) {
+  int rc = params_ok(x, n, v, NULL);
+  if (rc)
+    return rc;
+  return pushed(x, PQsendQueryParams(conn_of(x), sql, n, NULL, v, NULL, NULL, 0), kind, what);
+}
+
+/* Runs `sql` with text parameters (`bin` marks which are bytea, with their
+ * lengths in `len`) and waits for it (in the pipeline: after everything
+ * sent before it). Returns the result (the caller clears it), or NULL with
+ * *rc set. */
+static PGresult *q(stor_rx_t *x, int *rc, const char *sql, int n, const char *const *v,
+                   const int *len, const int *bin) {
+  if ((*rc = params_ok(x, n, v, bin)) != 0)
+    return NULL;
+  if (pg_of(x)->piped) {
+    PGresult *keep[1] = {NULL};
+    *rc =
+        pushed(x, PQsendQueryParams(conn_of(x), sql, n, NULL, v, len, bin, 0), PEND_KEEP, "query");
+    if (*rc == 0)
+      *rc = pipe_sync(x, keep, 1);
+    if (*rc != 0) {
+      log_debug("%s", x->error);
+      PQclear(keep[0]);
       return NULL;
     }
+    return keep[0];
+  }
   /* Without parameters: PQexec, which also takes several statements. */
   PGresult *res =
       n ? PQexecParams(conn_of(x), sql, n, NULL, v, len, bin, 0) : PQexec(conn_of(x), sql);
@@ -187,62 +366,206 @@ static int qx(stor_rx_t *x, const char *sql, int n, const char *const *v, int *r
 
 #define I64(buf, v) (snprintf((buf), sizeof(buf), "%" PRId64, (int64_t)(v)), (buf))
 
+/* ---- the transaction's cache: what pg_prefetch() asked and the batch
+ * wrote, so deciding reads no more. */
+
+static uint32_t fnv(const char *s) {
+  uint32_t h = 2166136261u;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 16777619u;
+  return h;
+}
+
+static void cache_clear(rx_pg_t *p) {
+  p->n_ents = 0;
+  if (p->slots)
+    memset(p->slots, 0, p->n_slots * sizeof(*p->slots));
+}
+
+/* The key of kind `k` ('F' frame, 'T' last t, 'S' seal, 'L' link, 'C'
+ * last chained, 'K' lock) into `out` (64 bytes): false when too long,
+ * then not cached. */
+static bool ckey(char *out, char k, const char *mn, const char *b) {
+  int n = snprintf(out, 64, "%c%s\x1f%s", k, mn, b ? b : "");
+  return n > 0 && n < 64;
+}
+
+static cent_t *cache_find(rx_pg_t *p, const char *key) {
+  if (!p->n_slots)
+    return NULL;
+  for (size_t i = fnv(key) & (p->n_slots - 1);; i = (i + 1) & (p->n_slots - 1)) {
+    uint32_t s = p->slots[i];
+    if (!s)
+      return NULL;
+    if (!strcmp(p->ents[s - 1].key, key))
+      return &p->ents[s - 1];
+  }
+}
+
+/* The entry of `key`, made (not found) when new; NULL when out of memory.
+ * Valid until the next cache_put(). */
+static cent_t *cache_put(rx_pg_t *p, const char *key) {
+  cent_t *e = cache_find(p, key);
+  if (e)
+    return e;
+  if (p->n_ents + 1 > p->n_slots / 2) {
+    size_t n = p->n_slots ? p->n_slots * 2 : 4096;
+    uint32_t *s = calloc(n, sizeof(*s));
+    if (!s)
+      return NULL;
+    free(p->slots);
+    p->slots = s;
+    p->n_slots = n;
+    for (size_t j = 0; j < p->n_ents; j++) {
+      size_t i = fnv(p->ents[j].key) & (n - 1);
+      while (s[i])
+        i = (i + 1) & (n - 1);
+      s[i] = (uint32_t)j + 1;
+    }
+  }
+  if (p->n_ents == p->cap_ents) {
+    size_t cap = p->cap_ents ? p->cap_ents * 2 : 2048;
+    cent_t *v = realloc(p->ents, cap * sizeof(*v));
+    if (!v)
+      return NULL;
+    p->ents = v;
+    p->cap_ents = cap;
+  }
+  e = &p->ents[p->n_ents++];
+  memset(e, 0, sizeof(*e));
+  snprintf(e->key, sizeof(e->key), "%s", key);
+  size_t i = fnv(key) & (p->n_slots - 1);
+  while (p->slots[i])
+    i = (i + 1) & (p->n_slots - 1);
+  p->slots[i] = (uint32_t)p->n_ents;
+  return e;
+}
+
+/* The cached answer to (k, mn, b), or NULL: ask the database. */
+static cent_t *cached(stor_rx_t *x, char k, const char *mn, const char *b) {
+  char key[64];
+  return ckey(key, k, mn, b) ? cache_find(pg_of(x), key) : NULL;
+}
+
+/* Records an answer (found or not); NULL when it cannot be kept. */
+static cent_t *remember(stor_rx_t *x, char k, const char *mn, const char *b, bool found) {
+  char key[64];
+  cent_t *e = ckey(key, k, mn, b) ? cache_put(pg_of(x), key) : NULL;
+  if (e)
+    e->found = found;
+  return e;
+}
+
+/* A chained link of `mn`: the last chained one if it is later. */
+static void chained_to(stor_rx_t *x, const char *mn, const rx_link_t *l) {
+  cent_t *c = cached(x, 'C', mn, NULL);
+  if (c && (!c->found || l->seq > c->v.link.seq)) {
+    c->found = true;
+    c->v.link = *l;
+  }
+}
+
 /* ---- the primitives */
 
 static int migrate(stor_rx_t *x);
+static int pipe_setup(stor_rx_t *x);
 
 static int pg_begin(stor_rx_t *x) {
-  rx_pg_t *p = (rx_pg_t *)(void *)x;
-  if (PQstatus(p->conn) != CONNECTION_OK) {
-    PQreset(p->conn);
+  rx_pg_t *p = pg_of(x);
+  if (p->reset || PQstatus(p->conn) != CONNECTION_OK) {
+    /* Anew, not PQreset(): a pipeline cut off mid-way leaves nothing behind. */
+    PQfinish(p->conn);
+    p->conn = PQconnectdb(p->uri);
+    p->piped = false;
+    p->n_pend = 0;
+    p->reset = false;
+    if (!p->conn)
+      return -ENOMEM;
     if (PQstatus(p->conn) != CONNECTION_OK)
       return failure(x, NULL, "reconnect");
     PQsetNoticeProcessor(p->conn, on_notice, NULL);
-    log_info("reconnected to the database");
+    log_info("connected to the database");
   }
+  int rc;
   if (!p->migrated) { /* started while the database was away */
-    int rc = migrate(x);
-    if (rc != 0)
+    if ((rc = migrate(x)) != 0)
       return rc;
     p->migrated = true;
   }
-  return qx(x, "BEGIN", 0, NULL, NULL);
+  if (!p->piped && (rc = pipe_setup(x)) != 0)
+    return rc;
+  cache_clear(p);
+  return send_sql(x, PEND_OK, "BEGIN", "BEGIN", 0, NULL);
 }
 
-static int pg_commit(stor_rx_t *x) {
-  rx_pg_t *p = (rx_pg_t *)(void *)x;
-  int rc = qx(x, "COMMIT", 0, NULL, NULL);
-  for (int i = 0; rc == 0 && i < p->n_made; i++) {
+static void made_known(rx_pg_t *p) {
+  for (int i = 0; i < p->n_made; i++) {
     memcpy(p->known[p->next_known], p->made[i], sizeof(p->made[i]));
     p->next_known = (p->next_known + 1) % PG_MONTHS_KNOWN;
     if (p->n_known < PG_MONTHS_KNOWN)
       p->n_known++;
   }
   p->n_made = 0;
+}
+
+static int pg_commit(stor_rx_t *x) {
+  rx_pg_t *p = pg_of(x);
+  int rc;
+  if (p->piped) {
+    rc = send_sql(x, PEND_OK, "COMMIT", "COMMIT", 0, NULL);
+    if (rc == 0)
+      rc = pipe_sync(x, NULL, 0);
+  } else {
+    rc = qx(x, "COMMIT", 0, NULL, NULL);
+  }
+  if (rc == 0)
+    made_known(p);
+  p->n_made = 0;
   return rc;
 }
 
 static void pg_rollback(stor_rx_t *x) {
-  ((rx_pg_t *)(void *)x)->n_made = 0;
+  rx_pg_t *p = pg_of(x);
+  p->n_made = 0;
+  cache_clear(p);
   char keep[sizeof(x->error)];
   memcpy(keep, x->error, sizeof(keep));
-  if (PQstatus(conn_of(x)) == CONNECTION_OK)
-    PQclear(PQexec(conn_of(x), "ROLLBACK"));
+  if (PQstatus(p->conn) == CONNECTION_OK && !p->reset) {
+    if (p->piped) {
+      if (p->n_pend)
+        pipe_sync(x, NULL, 0); /* what was still out: failed anyway */
+      if (!p->reset && send_sql(x, PEND_OK, "ROLLBACK", "ROLLBACK", 0, NULL) == 0)
+        pipe_sync(x, NULL, 0);
+    } else {
+      PQclear(PQexec(p->conn, "ROLLBACK"));
+    }
+  }
   memcpy(x->error, keep, sizeof(keep));
 }
 
 static int pg_lock_site(stor_rx_t *x, const char *mn) {
+  if (cached(x, 'K', mn, NULL))
+    return 0;
   const char *v[] = {mn};
-  return qx(x, "SELECT pg_advisory_xact_lock(" PG_LOCK_SITE ", hashtext($1))", 1, v, NULL);
+  /* Not waited for: what is sent after it runs once the lock is held. */
+  int rc = send_prep(x, PEND_OK, "lock1", 1, v, NULL, NULL);
+  if (rc == 0)
+    remember(x, 'K', mn, NULL, true);
+  return rc;
 }
 
 static int pg_frame_exists(stor_rx_t *x, const char *mn, const char *qn) {
+  cent_t *e = cached(x, 'F', mn, qn);
+  if (e)
+    return e->found;
   const char *v[] = {mn, qn};
   int rc;
   PGresult *res =
       q(x, &rc, "SELECT 1 FROM frames WHERE mn=$1 AND qn=$2 AND pno=1", 2, v, NULL, NULL);
-  if (res)
+  if (res) {
     rc = PQntuples(res) > 0;
+    remember(x, 'F', mn, qn, rc);
+  }
   PQclear(res);
   return rc;
 }
@@ -262,6 +585,8 @@ static int pg_frame_same(stor_rx_t *x, const char *mn, const char *qn, int pno, 
   return rc;
 }
 
+/* Returns 1 at once; a row already there fails the batch at the next
+ * sync point (-EAGAIN: the retry finds it). */
 static int pg_frame_insert(stor_rx_t *x, const stor_rx_msg_t *m, int pno, const char *data,
                            size_t len) {
   char b_pno[24], b_pnum[24], b_t[24], b_rx[24];
@@ -276,18 +601,25 @@ static int pg_frame_insert(stor_rx_t *x, const stor_rx_msg_t *m, int pno, const 
                      I64(b_rx, m->rx_ms)};
   int lens[] = {0, 0, 0, 0, 0, 0, 0, (int)len, 0};
   int bin[] = {0, 0, 0, 0, 0, 0, 0, 1, 0};
-  int rc;
-  PGresult *res = q(x, &rc,
-                    "INSERT INTO frames(mn, qn, pno, pnum, st, cn, t, data, received_ms) "
-                    "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (mn, qn, pno) DO NOTHING",
-                    9, v, lens, bin);
-  if (res)
-    rc = atoi(PQcmdTuples(res)) > 0;
-  PQclear(res);
-  return rc;
+  int rc = send_prep(x, PEND_INSERTED, "ins_frame", 9, v, lens, bin);
+  if (rc)
+    return rc;
+  remember(x, 'F', m->mn, m->qn, true);
+  cent_t *e = m->t >= 0 ? cached(x, 'T', m->mn, m->cn) : NULL;
+  if (e && (!e->found || m->t > e->v.t)) {
+    e->found = true;
+    e->v.t = m->t;
+  }
+  return 1;
 }
 
 static int pg_frame_last_t(stor_rx_t *x, const char *mn, const char *cn, int64_t *t) {
+  cent_t *e = cached(x, 'T', mn, cn);
+  if (e) {
+    if (e->found)
+      *t = e->v.t;
+    return e->found;
+  }
   const char *v[] = {mn, cn};
   int rc;
   PGresult *res = q(x, &rc, "SELECT MAX(t) FROM frames WHERE mn=$1 AND cn=$2", 2, v, NULL, NULL);
@@ -295,6 +627,8 @@ static int pg_frame_last_t(stor_rx_t *x, const char *mn, const char *cn, int64_t
     rc = PQntuples(res) > 0 && !PQgetisnull(res, 0, 0);
     if (rc)
       *t = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    if ((e = remember(x, 'T', mn, cn, rc)) && rc)
+      e->v.t = *t;
   }
   PQclear(res);
   return rc;
@@ -338,73 +672,123 @@ static int pg_env_frames(stor_rx_t *x, const char *mn, int64_t t0, int64_t t1, r
   return rc;
 }
 
+/* Row `row` of `res` (seq, state, hash, prev from column `c0`) into `l`. */
+static void link_at(PGresult *res, int row, int c0, rx_link_t *l) {
+  l->seq = strtoull(PQgetvalue(res, row, c0), NULL, 10);
+  snprintf(l->state, sizeof(l->state), "%s", PQgetvalue(res, row, c0 + 1));
+  snprintf(l->hash, sizeof(l->hash), "%s", PQgetvalue(res, row, c0 + 2));
+  snprintf(l->prev, sizeof(l->prev), "%s", PQgetvalue(res, row, c0 + 3));
+}
+
 static int link_row(PGresult *res, rx_link_t *l) {
   if (PQntuples(res) == 0)
     return 0;
-  l->seq = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-  snprintf(l->state, sizeof(l->state), "%s", PQgetvalue(res, 0, 1));
-  snprintf(l->hash, sizeof(l->hash), "%s", PQgetvalue(res, 0, 2));
-  snprintf(l->prev, sizeof(l->prev), "%s", PQgetvalue(res, 0, 3));
+  link_at(res, 0, 0, l);
   return 1;
 }
 
 static int pg_ledger_get(stor_rx_t *x, const char *mn, uint64_t seq, rx_link_t *out) {
   char b[24];
-  const char *v[] = {mn, I64(b, seq)};
+  I64(b, seq);
+  cent_t *e = cached(x, 'L', mn, b);
+  if (e) {
+    if (e->found)
+      *out = e->v.link;
+    return e->found;
+  }
+  const char *v[] = {mn, b};
   int rc;
   PGresult *res = q(x, &rc, "SELECT seq, state, hash, prev FROM ledger WHERE mn=$1 AND seq=$2", 2,
                     v, NULL, NULL);
-  if (res)
-    rc = link_row(res, out);
+  if (res && (rc = link_row(res, out)) >= 0 && (e = remember(x, 'L', mn, b, rc)) && rc)
+    e->v.link = *out;
   PQclear(res);
   return rc;
 }
 
 static int pg_ledger_last_chained(stor_rx_t *x, const char *mn, rx_link_t *out) {
+  cent_t *e = cached(x, 'C', mn, NULL);
+  if (e) {
+    if (e->found)
+      *out = e->v.link;
+    return e->found;
+  }
   const char *v[] = {mn};
   int rc;
   PGresult *res = q(x, &rc,
                     "SELECT seq, state, hash, prev FROM ledger WHERE mn=$1 AND state='chained' "
                     "ORDER BY seq DESC LIMIT 1",
                     1, v, NULL, NULL);
-  if (res)
-    rc = link_row(res, out);
+  if (res && (rc = link_row(res, out)) >= 0 && (e = remember(x, 'C', mn, NULL, rc)) && rc)
+    e->v.link = *out;
   PQclear(res);
   return rc;
 }
 
 static int pg_ledger_insert(stor_rx_t *x, const stor_rx_msg_t *m, const char *state) {
-  char hash[65], prev[65], sig[129], b_seq[24], b_rx[24];
-  hj212_hex(m->sig.hash, 32, hash);
-  hj212_hex(m->sig.prev, 32, prev);
+  char b_seq[24], b_rx[24];
+  rx_link_t l = {.seq = m->sig.seq};
+  hj212_hex(m->sig.hash, 32, l.hash);
+  hj212_hex(m->sig.prev, 32, l.prev);
+  snprintf(l.state, sizeof(l.state), "%s", state);
+  char sig[129];
   hj212_hex(m->sig.sig, 64, sig);
-  const char *v[] = {m->mn, I64(b_seq, m->sig.seq), m->cn, m->qn, prev, hash, sig, m->cert_fp,
-                     state, I64(b_rx, m->rx_ms)};
-  return qx(x,
-            "INSERT INTO ledger(mn, seq, cn, qn, prev, hash, sig, cert, state, received_ms) "
-            "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
-            10, v, NULL);
+  const char *v[] = {m->mn,   I64(b_seq, m->sig.seq), m->cn, m->qn, l.prev, l.hash, sig, m->cert_fp,
+                     l.state, I64(b_rx, m->rx_ms)};
+  int rc = send_prep(x, PEND_OK, "ins_ledger", 10, v, NULL, NULL);
+  if (rc)
+    return rc;
+  cent_t *e = remember(x, 'L', m->mn, b_seq, true);
+  if (e)
+    e->v.link = l;
+  if (!strcmp(state, "chained"))
+    chained_to(x, m->mn, &l);
+  return 0;
 }
 
 static int pg_ledger_set_state(stor_rx_t *x, const char *mn, uint64_t seq, const char *state) {
   char b[24];
   const char *v[] = {state, mn, I64(b, seq)};
-  return qx(x, "UPDATE ledger SET state=$1 WHERE mn=$2 AND seq=$3", 3, v, NULL);
+  int rc = send_prep(x, PEND_OK, "set_state", 3, v, NULL, NULL);
+  if (rc)
+    return rc;
+  cent_t *e = cached(x, 'L', mn, b);
+  if (e && e->found) {
+    snprintf(e->v.link.state, sizeof(e->v.link.state), "%s", state);
+    rx_link_t l = e->v.link;
+    if (!strcmp(state, "chained"))
+      chained_to(x, mn, &l);
+  } else if (e) { /* cannot be (promote() read it first): ask the database next time */
+    e->key[0] = '-';
+  }
+  return 0;
+}
+
+static void seal_at(PGresult *res, int row, int c0, int64_t hour, rx_seal_t *out) {
+  out->hour = hour;
+  out->frames = strtoll(PQgetvalue(res, row, c0), NULL, 10);
+  snprintf(out->digest, sizeof(out->digest), "%s", PQgetvalue(res, row, c0 + 1));
+  snprintf(out->state, sizeof(out->state), "%s", PQgetvalue(res, row, c0 + 2));
+  out->held = strtoll(PQgetvalue(res, row, c0 + 3), NULL, 10);
 }
 
 static int pg_seal_get(stor_rx_t *x, const char *mn, int64_t hour, rx_seal_t *out) {
   char b[24];
-  const char *v[] = {mn, I64(b, hour)};
+  I64(b, hour);
+  cent_t *e = cached(x, 'S', mn, b);
+  if (e) {
+    if (e->found)
+      *out = e->v.seal;
+    return e->found;
+  }
+  const char *v[] = {mn, b};
   int rc;
   PGresult *res = q(x, &rc, "SELECT frames, digest, state, held FROM seals WHERE mn=$1 AND hour=$2",
                     2, v, NULL, NULL);
-  if (res && (rc = PQntuples(res) > 0)) {
-    out->hour = hour;
-    out->frames = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    snprintf(out->digest, sizeof(out->digest), "%s", PQgetvalue(res, 0, 1));
-    snprintf(out->state, sizeof(out->state), "%s", PQgetvalue(res, 0, 2));
-    out->held = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
-  }
+  if (res && (rc = PQntuples(res) > 0))
+    seal_at(res, 0, 0, hour, out);
+  if (res && (e = remember(x, 'S', mn, b, rc)) && rc)
+    e->v.seal = *out;
   PQclear(res);
   return rc;
 }
@@ -413,12 +797,11 @@ static int pg_seal_put(stor_rx_t *x, const char *mn, const rx_seal_t *s) {
   char b_h[24], b_f[24], b_held[24], b_now[24];
   const char *v[] = {mn,       I64(b_h, s->hour),    I64(b_f, s->frames), s->digest,
                      s->state, I64(b_held, s->held), I64(b_now, now_ms())};
-  return qx(x,
-            "INSERT INTO seals(mn, hour, frames, digest, state, held, checked_ms) "
-            "VALUES($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (mn, hour) DO UPDATE SET "
-            "frames=EXCLUDED.frames, digest=EXCLUDED.digest, state=EXCLUDED.state, "
-            "held=EXCLUDED.held, checked_ms=EXCLUDED.checked_ms",
-            7, v, NULL);
+  int rc = send_prep(x, PEND_OK, "seal_put", 7, v, NULL, NULL);
+  cent_t *e = rc == 0 ? remember(x, 'S', mn, b_h, true) : NULL;
+  if (e)
+    e->v.seal = *s;
+  return rc;
 }
 
 /* A copy of `s` a text column takes: bytes that are not UTF-8 become '?'. */
@@ -440,13 +823,8 @@ static int pg_refusal(stor_rx_t *x, const char *mn, const char *peer, const char
   int lens[] = {0, 0, 0, (int)strlen(f), 0};
   int bin[] = {0, 0, 0, 1, 0};
   int rc = -ENOMEM;
-  if (m && p && r) {
-    PGresult *res = q(x, &rc,
-                      "INSERT INTO refusals(mn, peer, reason, frame, at_ms) "
-                      "VALUES($1,$2,$3,$4,$5)",
-                      5, v, lens, bin);
-    PQclear(res);
-  }
+  if (m && p && r)
+    rc = send_prep(x, PEND_OK, "refusal", 5, v, lens, bin);
   free(m);
   free(p);
   free(r);
@@ -456,16 +834,12 @@ static int pg_refusal(stor_rx_t *x, const char *mn, const char *peer, const char
 static int pg_seen(stor_rx_t *x, const char *mn, const char *subject, int64_t at_ms) {
   char b[24];
   const char *v[] = {mn, subject, I64(b, at_ms / 1000)};
-  return qx(x,
-            "INSERT INTO sites(mn, subject, first_seen, last_seen, connections) "
-            "VALUES($1,$2,$3,$3,1) ON CONFLICT (mn) DO UPDATE SET subject=$2, last_seen=$3, "
-            "connections=sites.connections+1",
-            3, v, NULL);
+  return send_prep(x, PEND_OK, "seen", 3, v, NULL, NULL);
 }
 
 /* Makes the partition of `table` that holds `t`, unless known to exist. */
 static int partition_for(stor_rx_t *x, const char *table, int64_t t) {
-  rx_pg_t *p = (rx_pg_t *)(void *)x;
+  rx_pg_t *p = pg_of(x);
   char ym[16], part[64];
   int64_t from = stor__rx_month_start(t, 0, ym), to = stor__rx_month_start(t, 1, NULL);
   snprintf(part, sizeof(part), "%s_p%s", table, ym);
@@ -482,16 +856,24 @@ static int partition_for(stor_rx_t *x, const char *table, int64_t t) {
            part, table, from, to);
   /* Held to the commit: another receiver making the same month waits,
    * then finds it made. */
-  int rc = qx(x, "SELECT pg_advisory_xact_lock(" PG_LOCK_SCHEMA ", 1)", 0, NULL, NULL);
-  if (rc == 0 && (rc = qx(x, sql, 0, NULL, NULL)) == 0 && p->n_made < 8)
+  static const char lock[] = "SELECT pg_advisory_xact_lock(" PG_LOCK_SCHEMA ", 1)";
+  int rc =
+      p->piped ? send_sql(x, PEND_OK, "partition lock", lock, 0, NULL) : qx(x, lock, 0, NULL, NULL);
+  if (rc == 0)
+    rc = p->piped ? send_sql(x, PEND_OK, "CREATE TABLE ... PARTITION OF", sql, 0, NULL)
+                  : qx(x, sql, 0, NULL, NULL);
+  if (rc == 0 && p->n_made < 8)
     snprintf(p->made[p->n_made++], sizeof(p->made[0]), "%s", part);
   return rc;
 }
 
+/* The prepared statement of decoded table `t`: "r_" and its name. */
+static void row_stmt(const rx_table_t *t, char *out, size_t cap) {
+  snprintf(out, cap, "r_%s", t->name);
+}
+
 static int pg_row_insert(stor_rx_t *x, const rx_row_t *r) {
-  char sql[2048], b_t[24], b_seq[24];
-  int n = stor__rx_insert_sql(r->table, sql, sizeof(sql));
-  assert(n > 0 && n <= RX_COLS_MAX + 4);
+  char b_t[24], b_seq[24];
   if (r->table->by_month) {
     int rc = partition_for(x, r->table->name, r->t);
     if (rc < 0)
@@ -505,11 +887,16 @@ static int pg_row_insert(stor_rx_t *x, const rx_row_t *r) {
     v[k++] = I64(b_seq, r->seq);
     v[k++] = r->qn;
   }
-  for (int i = 0; k < n; i++)
+  for (int i = 0; i < RX_COLS_MAX && r->table->cols[i].name; i++)
     v[k++] = r->v[i];
-  int rows = 0;
-  int rc = qx(x, sql, n, v, &rows);
-  return rc < 0 ? rc : rows > 0;
+  char stmt[80];
+  row_stmt(r->table, stmt, sizeof(stmt));
+  /* The name in the reason must outlive this call: the table's own. */
+  int rc = params_ok(x, k, v, NULL);
+  if (rc == 0)
+    rc = pushed(x, PQsendQueryPrepared(conn_of(x), stmt, k, v, NULL, NULL, 0), PEND_OK,
+                r->table->name);
+  return rc < 0 ? rc : 1;
 }
 
 /* The decoded tables, and the partitions of this month and the next. */
@@ -526,6 +913,171 @@ static int decoded_schema(stor_rx_t *x) {
         return rc;
   }
   return 0;
+}
+
+/* ---- a batch asked for at once */
+
+/* A PostgreSQL array literal of text, grown as needed. */
+typedef struct arr {
+  char *s;
+  size_t len, cap;
+  int n;
+  bool oom;
+} arr_t;
+
+static void arr_add(arr_t *a, const char *v) {
+  size_t need = a->len + 2 * strlen(v) + 8;
+  if (need > a->cap) {
+    size_t cap = need * 2 > 4096 ? need * 2 : 4096;
+    char *s = realloc(a->s, cap);
+    if (!s) {
+      a->oom = true;
+      return;
+    }
+    a->s = s;
+    a->cap = cap;
+  }
+  a->s[a->len++] = a->n++ ? ',' : '{';
+  a->s[a->len++] = '"';
+  for (; *v; v++) {
+    if (*v == '"' || *v == '\\')
+      a->s[a->len++] = '\\';
+    a->s[a->len++] = *v;
+  }
+  a->s[a->len++] = '"';
+  a->s[a->len] = '\0';
+}
+
+static const char *arr_text(arr_t *a) {
+  if (a->n == 0)
+    return "{}";
+  if (a->len + 2 > a->cap)
+    return NULL;
+  a->s[a->len] = '}';
+  a->s[a->len + 1] = '\0';
+  return a->s;
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Sends statement `stmt` with the arrays `a`, the answer kept. */
+static int send_arrays(stor_rx_t *x, const char *stmt, int n, arr_t *a) {
+  const char *v[2];
+  for (int i = 0; i < n; i++)
+    if (!(v[i] = arr_text(&a[i])) || a[i].oom)
+      return -ENOMEM;
+  return send_prep(x, PEND_KEEP, stmt, n, v, NULL, NULL);
+}
+
+enum { A_SITES, A_FMN, A_FQN, A_TMN, A_SMN, A_SH, A_LMN, A_LSEQ, A_CMN, A_N };
+
+/* What decide() will ask about `msgs`, cached as not found first. */
+static void prefetch_keys(stor_rx_t *x, stor_rx_msg_t *const *msgs, size_t n, arr_t *a) {
+  const char **mns = malloc(n * sizeof(*mns));
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    const stor_rx_msg_t *m = msgs[i];
+    if (!text_ok(m->mn) || !text_ok(m->qn) || !text_ok(m->cn))
+      continue; /* asked on its own, and refused there */
+    if (mns)
+      mns[k++] = m->mn;
+    if (remember(x, 'F', m->mn, m->qn, false)) {
+      arr_add(&a[A_FMN], m->mn);
+      arr_add(&a[A_FQN], m->qn);
+    }
+    if (!strcmp(m->cn, "2051") && !cached(x, 'T', m->mn, "2051") &&
+        remember(x, 'T', m->mn, "2051", false))
+      arr_add(&a[A_TMN], m->mn);
+    char b[24];
+    bool env = !strcmp(m->cn, "2011") || !strcmp(m->cn, "2051") || !strcmp(m->cn, "2061");
+    if (env && m->t >= 0) {
+      int64_t hour = m->t - ((m->t % 3600) + 3600) % 3600;
+      if (!cached(x, 'S', m->mn, I64(b, hour)) && remember(x, 'S', m->mn, b, false)) {
+        arr_add(&a[A_SMN], m->mn);
+        arr_add(&a[A_SH], b);
+      }
+    }
+    if (m->is_signed) {
+      if (!cached(x, 'C', m->mn, NULL) && remember(x, 'C', m->mn, NULL, false))
+        arr_add(&a[A_CMN], m->mn);
+      for (uint64_t s = m->sig.seq ? m->sig.seq - 1 : 0; s <= m->sig.seq + 1; s++)
+        if (!cached(x, 'L', m->mn, I64(b, s)) && remember(x, 'L', m->mn, b, false)) {
+          arr_add(&a[A_LMN], m->mn);
+          arr_add(&a[A_LSEQ], b);
+        }
+    }
+  }
+  if (mns) {
+    qsort(mns, k, sizeof(*mns), cmp_str);
+    for (size_t i = 0; i < k; i++)
+      if (i == 0 || strcmp(mns[i], mns[i - 1]) != 0) {
+        arr_add(&a[A_SITES], mns[i]);
+        remember(x, 'K', mns[i], NULL, true);
+      }
+  }
+  free(mns);
+}
+
+/* Takes the batch's site locks and asks what deciding its messages will
+ * ask, in one round trip (rx_int.h prefetch). */
+static int pg_prefetch(stor_rx_t *x, stor_rx_msg_t *const *msgs, size_t n) {
+  rx_pg_t *p = pg_of(x);
+  if (!p->piped || n == 0)
+    return 0;
+  arr_t a[A_N];
+  memset(a, 0, sizeof(a));
+  prefetch_keys(x, msgs, n, a);
+  PGresult *res[PG_KEEP_MAX] = {NULL};
+  int which[PG_KEEP_MAX], rc = 0, nk = 0;
+  static const struct {
+    const char *stmt;
+    int first, n;
+  } asks[] = {
+      {"pre_frames", A_FMN, 2}, {"pre_last_t", A_TMN, 1},  {"pre_seals", A_SMN, 2},
+      {"pre_links", A_LMN, 2},  {"pre_chained", A_CMN, 1},
+  };
+  if (a[A_SITES].n && (rc = send_arrays(x, "lock", 1, &a[A_SITES])) == 0)
+    which[nk++] = -1; /* first: every answer after it is under the locks */
+  for (int i = 0; rc == 0 && i < (int)(sizeof(asks) / sizeof(asks[0])); i++)
+    if (a[asks[i].first].n &&
+        (rc = send_arrays(x, asks[i].stmt, asks[i].n, &a[asks[i].first])) == 0)
+      which[nk++] = i;
+  if (rc == 0)
+    rc = pipe_sync(x, res, nk);
+  for (int r = 0; rc == 0 && r < nk; r++) {
+    PGresult *s = res[r];
+    for (int i = 0; s && which[r] >= 0 && i < PQntuples(s); i++) {
+      const char *mn = PQgetvalue(s, i, 0);
+      cent_t *e;
+      switch (which[r]) {
+      case 0: /* mn, qn */
+        remember(x, 'F', mn, PQgetvalue(s, i, 1), true);
+        break;
+      case 1: /* mn, MAX(t) */
+        if (!PQgetisnull(s, i, 1) && (e = remember(x, 'T', mn, "2051", true)))
+          e->v.t = strtoll(PQgetvalue(s, i, 1), NULL, 10);
+        break;
+      case 2: /* mn, hour, frames, digest, state, held */
+        if ((e = remember(x, 'S', mn, PQgetvalue(s, i, 1), true)))
+          seal_at(s, i, 2, strtoll(PQgetvalue(s, i, 1), NULL, 10), &e->v.seal);
+        break;
+      default: /* mn, seq, state, hash, prev */
+        if ((e = remember(x, which[r] == 3 ? 'L' : 'C', mn,
+                          which[r] == 3 ? PQgetvalue(s, i, 1) : NULL, true)))
+          link_at(s, i, 1, &e->v.link);
+        break;
+      }
+    }
+  }
+  if (rc != 0)
+    cache_clear(p); /* the writer rolls back */
+  for (int r = 0; r < nk; r++)
+    PQclear(res[r]);
+  for (int i = 0; i < A_N; i++)
+    free(a[i].s);
+  return rc;
 }
 
 /* ---- opening */
@@ -582,10 +1134,81 @@ fail:
   return rc;
 }
 
+/* The writer's statements, prepared once per connection. */
+static const struct {
+  const char *name, *sql;
+} prepared[] = {
+    {"lock1", "SELECT pg_advisory_xact_lock(" PG_LOCK_SITE ", hashtext($1))"},
+    /* the batch's sites in the order of their locks' keys, the same for
+     * every receiver: two batches never wait on each other in a circle */
+    {"lock", "SELECT count(pg_advisory_xact_lock(" PG_LOCK_SITE ", h)) FROM"
+             " (SELECT DISTINCT hashtext(m) AS h FROM unnest($1::text[]) AS m ORDER BY 1) s"},
+    /* OFFSET 0 keeps each lookup a probe of the index, whatever the planner
+     * thinks of the array's size */
+    {"pre_frames", "SELECT u.mn, u.qn FROM unnest($1::text[], $2::text[]) AS u(mn, qn)"
+                   " CROSS JOIN LATERAL (SELECT 1 FROM frames f WHERE f.mn=u.mn AND f.qn=u.qn"
+                   " AND f.pno=1 OFFSET 0) f"},
+    {"pre_last_t", "SELECT u.mn, (SELECT MAX(t) FROM frames f WHERE f.mn=u.mn AND f.cn='2051')"
+                   " FROM unnest($1::text[]) AS u(mn)"},
+    {"pre_seals", "SELECT u.mn, u.h, s.frames, s.digest, s.state, s.held"
+                  " FROM unnest($1::text[], $2::bigint[]) AS u(mn, h) CROSS JOIN LATERAL"
+                  " (SELECT frames, digest, state, held FROM seals s WHERE s.mn=u.mn"
+                  " AND s.hour=u.h OFFSET 0) s"},
+    {"pre_links", "SELECT u.mn, l.seq, l.state, l.hash, l.prev"
+                  " FROM unnest($1::text[], $2::bigint[]) AS u(mn, seq) CROSS JOIN LATERAL"
+                  " (SELECT seq, state, hash, prev FROM ledger l WHERE l.mn=u.mn AND l.seq=u.seq"
+                  " OFFSET 0) l"},
+    {"pre_chained", "SELECT u.mn, l.seq, l.state, l.hash, l.prev FROM unnest($1::text[]) AS u(mn)"
+                    " CROSS JOIN LATERAL (SELECT seq, state, hash, prev FROM ledger l"
+                    " WHERE l.mn=u.mn AND l.state='chained' ORDER BY seq DESC LIMIT 1) l"},
+    {"ins_frame", "INSERT INTO frames(mn, qn, pno, pnum, st, cn, t, data, received_ms) "
+                  "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (mn, qn, pno) DO NOTHING"},
+    {"ins_ledger", "INSERT INTO ledger(mn, seq, cn, qn, prev, hash, sig, cert, state, "
+                   "received_ms) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"},
+    {"set_state", "UPDATE ledger SET state=$1 WHERE mn=$2 AND seq=$3"},
+    {"seal_put", "INSERT INTO seals(mn, hour, frames, digest, state, held, checked_ms) "
+                 "VALUES($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (mn, hour) DO UPDATE SET "
+                 "frames=EXCLUDED.frames, digest=EXCLUDED.digest, state=EXCLUDED.state, "
+                 "held=EXCLUDED.held, checked_ms=EXCLUDED.checked_ms"},
+    {"refusal", "INSERT INTO refusals(mn, peer, reason, frame, at_ms) VALUES($1,$2,$3,$4,$5)"},
+    {"seen", "INSERT INTO sites(mn, subject, first_seen, last_seen, connections) "
+             "VALUES($1,$2,$3,$3,1) ON CONFLICT (mn) DO UPDATE SET subject=$2, last_seen=$3, "
+             "connections=sites.connections+1"},
+};
+
+static int prepare(stor_rx_t *x, const char *name, const char *sql) {
+  PGresult *res = PQprepare(conn_of(x), name, sql, 0, NULL);
+  int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : failure(x, res, name);
+  PQclear(res);
+  return rc;
+}
+
+/* Prepares the writer's statements and enters pipeline mode. */
+static int pipe_setup(stor_rx_t *x) {
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < sizeof(prepared) / sizeof(prepared[0]); i++)
+    rc = prepare(x, prepared[i].name, prepared[i].sql);
+  for (const rx_table_t *t = stor__rx_tables; rc == 0 && t->name; t++) {
+    char name[80], sql[2048];
+    row_stmt(t, name, sizeof(name));
+    int n = stor__rx_insert_sql(t, sql, sizeof(sql));
+    assert(n > 0 && n <= RX_COLS_MAX + 4);
+    rc = prepare(x, name, sql);
+  }
+  if (rc == 0 && !PQenterPipelineMode(conn_of(x)))
+    rc = failure(x, NULL, "pipeline mode");
+  if (rc == 0)
+    pg_of(x)->piped = true;
+  return rc;
+}
+
 static void pg_close(stor_rx_t *x) {
-  rx_pg_t *p = (rx_pg_t *)(void *)x;
+  rx_pg_t *p = pg_of(x);
   if (p->conn)
     PQfinish(p->conn);
+  free(p->ents);
+  free(p->slots);
+  free(p->uri);
   free(p);
 }
 
@@ -606,7 +1229,8 @@ int stor__rx_pg_open(const char *uri, stor_rx_t **out) {
     return -EINVAL;
   }
   PQconninfoFree(opts);
-  if (!(p->conn = PQconnectdb(uri))) {
+  if (!(p->uri = strdup(uri)) || !(p->conn = PQconnectdb(uri))) {
+    free(p->uri);
     free(p);
     return -ENOMEM;
   }
@@ -630,6 +1254,10 @@ int stor__rx_pg_open(const char *uri, stor_rx_t **out) {
     return rc;
   }
   p->migrated = true;
+  if ((rc = pipe_setup(&p->base)) != 0) { /* tried again at the first begin */
+    log_warn("database: %s", p->base.error);
+    p->reset = true;
+  }
   *out = &p->base;
   return 0;
 }
@@ -856,6 +1484,7 @@ const stor_rx_ops_t stor__rx_pg_ops = {
     .refusal = pg_refusal,
     .seen = pg_seen,
     .row_insert = pg_row_insert,
+    .prefetch = pg_prefetch,
     .prune = pg_prune,
     .query = pg_query,
     .sites = pg_sites,

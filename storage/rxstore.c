@@ -399,6 +399,10 @@ int stor_rx_begin(stor_rx_t *x) {
   return x->ops->begin(x);
 }
 
+int stor_rx_prefetch(stor_rx_t *x, stor_rx_msg_t *const *msgs, size_t n) {
+  return x->ops->prefetch ? x->ops->prefetch(x, msgs, n) : 0;
+}
+
 int stor_rx_commit(stor_rx_t *x) { return x->ops->commit(x); }
 
 void stor_rx_rollback(stor_rx_t *x) { x->ops->rollback(x); }

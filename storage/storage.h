@@ -739,6 +739,12 @@ void stor_rx_close(stor_rx_t *db);
  * -ENOTCONN when the connection to the database is lost: roll back, and
  * the next stor_rx_begin() reconnects (or fails with -ENOTCONN again). */
 int stor_rx_begin(stor_rx_t *db);
+/* Optional, right after stor_rx_begin(): the batch's messages, so the back
+ * end locks their sites and asks what deciding them needs at once (one
+ * round trip on PostgreSQL instead of several per message). The calls that
+ * follow may then return before the database answered: a failure shows at
+ * a later call or at stor_rx_commit(), and fails the whole batch. */
+int stor_rx_prefetch(stor_rx_t *db, stor_rx_msg_t *const *msgs, size_t n);
 int stor_rx_commit(stor_rx_t *db);
 void stor_rx_rollback(stor_rx_t *db); /* keeps stor_rx_error() */
 /* The last failure's reason, "not an error" when none; valid until the

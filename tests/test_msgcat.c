@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "common/msgcat.h"
+#include "gateway/api/api.h"
 #include "gateway/core/core.h"
 #include "gateway/equipment/equipment.h"
 #include "gateway/rules/rules.h"
@@ -89,6 +90,20 @@ static void check_alarm_sentences(const char *rule) {
  * in full-width brackets（on）, file names and
  * URLs, the programs' own names and the standards' Lmax; a "*_help" text
  * is a command's syntax and is skipped. */
+/* Every refusal of the HTTP API (api.h's API_ERROR_MAP) reads in both
+ * languages, "err.<code>" (sitectl and the dashboard render it). */
+static void every_api_error_has_a_chinese_and_an_english_text(void **state) {
+  (void)state;
+  for (int e = 0; e < API_ERR_COUNT; e++) {
+    char key[80];
+    snprintf(key, sizeof(key), "err.%s", api_error_code(e));
+    const char *zh = msgcat_get(cat, "zh", key), *en = msgcat_get(cat, "en", key);
+    if (zh == key || en == key || strcmp(zh, key) == 0 || strcmp(en, key) == 0)
+      fail_msg("%s has no text in the catalogue", key);
+  }
+  assert_string_equal(api_error_code(API_ERR_COUNT), "?");
+}
+
 static void every_chinese_text_is_free_of_english(void **state) {
   (void)state;
   static const char *const names =
@@ -238,6 +253,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(every_key_is_in_both_languages_with_the_same_placeholders),
       cmocka_unit_test(every_chinese_text_is_free_of_english),
+      cmocka_unit_test(every_api_error_has_a_chinese_and_an_english_text),
       cmocka_unit_test(every_alarm_reads_as_a_chinese_sentence_and_an_english_one),
       cmocka_unit_test(every_machinery_alarm_and_code_reads_in_chinese),
       cmocka_unit_test(every_equipment_code_has_a_name),

@@ -157,6 +157,93 @@ static void alarm_keeps_rule_and_figures(void **state) {
   assert_string_equal(val(g, 0, "window_s"), "1200");
 }
 
+/* protocol/UPLINK.md's 6051 example: the row after the change, the free
+ * text of the records that follow it. */
+static void machinery_register_change_gives_the_row_after_it(void **state) {
+  (void)state;
+  got_t *g = decode("6051",
+                    "Seq=23,Prev=00,DataTime=20261120081500,AuditId=12,Code=23010100000103,"
+                    "Action=change,Stage=III,PowerKw=198.0,Fuel=diesel,Label=yellow,"
+                    "Terminal=rig-01;Type=旋挖钻机;Owner=黑龙江宏基桩基工程有限公司;By=王工;"
+                    "Reason=换装国三发动机;Hash=AA,Sig=BB",
+                    true, 23);
+  assert_int_equal(g->n, 1);
+  assert_string_equal(g->table[0], "rx_machinery_register");
+  assert_int_equal(g->seq[0], 23);
+  assert_string_equal(val(g, 0, "audit_id"), "12");
+  assert_string_equal(val(g, 0, "code"), "23010100000103");
+  assert_string_equal(val(g, 0, "action"), "change");
+  assert_string_equal(val(g, 0, "stage"), "III");
+  assert_string_equal(val(g, 0, "power_kw"), "198");
+  assert_string_equal(val(g, 0, "fuel"), "diesel");
+  assert_string_equal(val(g, 0, "label"), "yellow");
+  assert_string_equal(val(g, 0, "terminal"), "rig-01");
+  assert_string_equal(val(g, 0, "machine_type"), "旋挖钻机");
+  assert_string_equal(val(g, 0, "owner"), "黑龙江宏基桩基工程有限公司");
+  assert_string_equal(val(g, 0, "changed_by"), "王工");
+  assert_string_equal(val(g, 0, "reason"), "换装国三发动机");
+  /* a retirement carries no row: its columns are NULL */
+  g = decode("6051",
+             "Seq=24,Prev=00,DataTime=20261121081500,AuditId=13,Code=23010100000103,"
+             "Action=retire;By=王工;Reason=退场;Hash=AA,Sig=BB",
+             true, 24);
+  assert_int_equal(g->n, 1);
+  assert_string_equal(val(g, 0, "action"), "retire");
+  assert_string_equal(val(g, 0, "stage"), "NULL");
+  assert_string_equal(val(g, 0, "power_kw"), "NULL");
+  assert_string_equal(val(g, 0, "reason"), "退场");
+}
+
+static void machinery_gate_pass_gives_one_row(void **state) {
+  (void)state;
+  got_t *g = decode("6052",
+                    "Seq=24,Prev=00,DataTime=20261120064512,MoveId=31,Code=23010100000103,Dir=in,"
+                    "Source=gate,Gate=gate-01,GateNo=20420000;By=gate-01;Hash=AA,Sig=BB",
+                    true, 24);
+  assert_int_equal(g->n, 1);
+  assert_string_equal(g->table[0], "rx_machinery_moves");
+  assert_string_equal(val(g, 0, "move_id"), "31");
+  assert_string_equal(val(g, 0, "dir"), "in");
+  assert_string_equal(val(g, 0, "source"), "gate");
+  assert_string_equal(val(g, 0, "gate"), "gate-01");
+  assert_string_equal(val(g, 0, "gate_no"), "20420000");
+  assert_string_equal(val(g, 0, "moved_by"), "gate-01");
+}
+
+/* protocol/UPLINK.md's 6053 example: the site's sums, then one row per
+ * machine; what a machine's terminal did not report stays NULL. */
+static void machinery_day_gives_the_site_and_a_row_per_machine(void **state) {
+  (void)state;
+  got_t *g = decode("6053",
+                    "Seq=25,Prev=00,DataTime=20261120000000,Machines=2,FuelL=108.9,Co2Kg=286.5,"
+                    "EfFuel=2.6300;Code=23010100000104,Stage=III,PowerKw=55.0,OnsiteH=24.00,"
+                    "EngineH=16.50,IdleShare=0.25,FuelL=108.9,Co2Kg=286.5,NoxKg=1.815,"
+                    "PmKg=0.1234;Code=X-1,Registered=0,OnsiteH=2.50,Co2Kg=0.0,NoxKg=0.000,"
+                    "PmKg=0.0000;Hash=AA,Sig=BB",
+                    true, 25);
+  assert_int_equal(g->n, 3);
+  assert_string_equal(g->table[0], "rx_machinery_day");
+  assert_string_equal(val(g, 0, "machines"), "2");
+  assert_string_equal(val(g, 0, "fuel_l"), "108.9");
+  assert_string_equal(val(g, 0, "co2_kg"), "286.5");
+  assert_string_equal(val(g, 0, "ef_fuel"), "2.63");
+  assert_string_equal(g->table[1], "rx_machinery_day_machine");
+  assert_string_equal(val(g, 1, "code"), "23010100000104");
+  assert_string_equal(val(g, 1, "registered"), "NULL");
+  assert_string_equal(val(g, 1, "stage"), "III");
+  assert_string_equal(val(g, 1, "engine_h"), "16.5");
+  assert_string_equal(val(g, 1, "idle_share"), "0.25");
+  assert_string_equal(val(g, 1, "nox_kg"), "1.815");
+  assert_string_equal(val(g, 1, "pm_kg"), "0.1234");
+  assert_string_equal(g->table[2], "rx_machinery_day_machine");
+  assert_string_equal(val(g, 2, "code"), "X-1");
+  assert_string_equal(val(g, 2, "registered"), "0");
+  assert_string_equal(val(g, 2, "onsite_h"), "2.5");
+  assert_string_equal(val(g, 2, "engine_h"), "NULL");
+  assert_string_equal(val(g, 2, "fuel_l"), "NULL");
+  assert_int_equal(g->seq[2], 25);
+}
+
 static void bytes_that_are_not_utf8_become_question_marks(void **state) {
   (void)state;
   got_t *g = decode("6021", "Seq=1,DataTime=20261120221500,Rule=a\xff\xc3z%E9,Hash=AA", true, 1);
@@ -235,6 +322,9 @@ int main(void) {
       cmocka_unit_test(waste_ticket_gives_one_row_with_free_text_unescaped),
       cmocka_unit_test(energy_gives_the_site_day_and_a_row_per_unit),
       cmocka_unit_test(alarm_keeps_rule_and_figures),
+      cmocka_unit_test(machinery_register_change_gives_the_row_after_it),
+      cmocka_unit_test(machinery_gate_pass_gives_one_row),
+      cmocka_unit_test(machinery_day_gives_the_site_and_a_row_per_machine),
       cmocka_unit_test(bytes_that_are_not_utf8_become_question_marks),
       cmocka_unit_test(unsigned_ledger_cn_and_timeless_message_give_no_rows),
       cmocka_unit_test(callback_error_stops_the_decoding),

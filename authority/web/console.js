@@ -9,6 +9,7 @@ const MSG = {
   zh: {
     title: '工地监管平台', sites: '全部工地', logout: '退出', lang: 'English',
     user: '用户名', password: '密码', signin: '登录', bad_login: '用户名或密码错误',
+    too_many: '登录失败次数过多，请 {min} 分钟后再试',
     n_sites: '工地数', silent: '超过一天未上报', broken: '数据链断裂', mismatch: '封存校验不符',
     over_waste: '超出建筑垃圾限额', no_area: '面积未上报', filter: '筛选（编号或名称）', csv: '导出 CSV',
     month: '月份', mn: '工地编号', subject: '证书', last: '最后上报', link: '链路', up: '在线',
@@ -25,6 +26,7 @@ const MSG = {
   en: {
     title: 'Site supervision', sites: 'All sites', logout: 'Sign out', lang: '中文',
     user: 'User', password: 'Password', signin: 'Sign in', bad_login: 'Wrong user name or password',
+    too_many: 'Too many failed sign-ins: try again in {min} min',
     n_sites: 'Sites', silent: 'Silent over a day', broken: 'Chain broken', mismatch: 'Seal mismatch',
     over_waste: 'Over waste allowance', no_area: 'area not sent', filter: 'Filter (MN or name)',
     csv: 'Export CSV', month: 'Month', mn: 'Site (MN)', subject: 'Certificate', last: 'Last upload',
@@ -128,6 +130,11 @@ function showLogin() {
       method: 'POST', headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ user: $('#login-user').value, password: $('#login-password').value }),
     });
+    if (r.status === 429) {
+      const j = await r.json().catch(() => ({}));
+      $('#login-err').textContent = t('too_many').replace('{min}', Math.ceil((j.retry_after || 60) / 60));
+      return;
+    }
     if (!r.ok) {
       $('#login-err').textContent = t('bad_login');
       return;

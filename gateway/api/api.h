@@ -42,9 +42,128 @@ typedef void (*http_handler_t)(const http_req_t *req, http_resp_t *resp);
 const char *http_query(const http_req_t *req, const char *name);
 /* A query argument as Unix seconds; `def` when absent. Returns 0 or -EINVAL. */
 int http_query_time(const http_req_t *req, const char *name, double def, double *out);
-/* Sets resp to {"error": message} with the status. */
-void http_error(http_resp_t *resp, unsigned status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* The API's refusals, each a stable code (protocol/HTTP.md "Errors") with
+ * the catalogue's "err.<code>" in Chinese and English
+ * (gateway/web/messages.json; tests/test_msgcat.c holds both). */
+#define API_ERROR_MAP(X)                                                                           \
+  X(ACK_LONG, "ack_long")                                                                          \
+  X(ACK_STORE, "ack_store")                                                                        \
+  X(ACK_WHO, "ack_who")                                                                            \
+  X(ACKED_ALREADY, "acked_already")                                                                \
+  X(ACTIVE_ARG, "active_arg")                                                                      \
+  X(BAD_HOST, "bad_host")                                                                          \
+  X(BODY_JSON, "body_json")                                                                        \
+  X(BODY_LARGE, "body_large")                                                                      \
+  X(BOQ_BODY, "boq_body")                                                                          \
+  X(BOQ_ITEM, "boq_item")                                                                          \
+  X(BOQ_MANY, "boq_many")                                                                          \
+  X(BOQ_STORE, "boq_store")                                                                        \
+  X(BY_BODY, "by_body")                                                                            \
+  X(BY_LONG, "by_long")                                                                            \
+  X(BY_REASON_LONG, "by_reason_long")                                                              \
+  X(CANNOT_READ, "cannot_read")                                                                    \
+  X(CODE_ARG, "code_arg")                                                                          \
+  X(CORRECT_BODY, "correct_body")                                                                  \
+  X(CORRECT_NOTE, "correct_note")                                                                  \
+  X(CORRECT_REPLACE, "correct_replace")                                                            \
+  X(CORRECT_STORE, "correct_store")                                                                \
+  X(CORRECTED_ALREADY, "corrected_already")                                                        \
+  X(DAYS_ARG, "days_arg")                                                                          \
+  X(DB_QUERY, "db_query")                                                                          \
+  X(DB_READ, "db_read")                                                                            \
+  X(DETAIL, "detail")                                                                              \
+  X(ENTRY_IS_REVERSAL, "entry_is_reversal")                                                        \
+  X(ENTRY_REVERSAL_OF, "entry_reversal_of")                                                        \
+  X(FORMAT_JSON_CSV, "format_json_csv")                                                            \
+  X(FORMAT_REPORT, "format_report")                                                                \
+  X(FUEL_ARG, "fuel_arg")                                                                          \
+  X(IMPORT_BODY, "import_body")                                                                    \
+  X(IMPORT_STORE, "import_store")                                                                  \
+  X(IMPORT_TERMINAL, "import_terminal")                                                            \
+  X(LEDGER_READ, "ledger_read")                                                                    \
+  X(LIMIT_ARG, "limit_arg")                                                                        \
+  X(MACHINE_BODY, "machine_body")                                                                  \
+  X(MACHINE_EXISTS, "machine_exists")                                                              \
+  X(MACHINE_MISSING, "machine_missing")                                                            \
+  X(MACHINE_NEW, "machine_new")                                                                    \
+  X(METHOD, "method")                                                                              \
+  X(MONTH_ARG, "month_arg")                                                                        \
+  X(MONTH_FUTURE, "month_future")                                                                  \
+  X(MOVE_STORE, "move_store")                                                                      \
+  X(NO_ACTIVE_ALARM, "no_active_alarm")                                                            \
+  X(NO_ALARM, "no_alarm")                                                                          \
+  X(NO_DASHBOARD, "no_dashboard")                                                                  \
+  X(NO_ENDPOINT, "no_endpoint")                                                                    \
+  X(NO_ENDPOINT_ACK, "no_endpoint_ack")                                                            \
+  X(NO_ENDPOINT_ALARM, "no_endpoint_alarm")                                                        \
+  X(NO_ENDPOINT_MACHINE, "no_endpoint_machine")                                                    \
+  X(NO_ENDPOINT_OVERRIDE, "no_endpoint_override")                                                  \
+  X(NO_CONTROLLER, "no_controller")                                                                \
+  X(NO_ENTRY, "no_entry")                                                                          \
+  X(NO_EQUIPMENT_UNIT, "no_equipment_unit")                                                        \
+  X(NO_FILE, "no_file")                                                                            \
+  X(NO_FILE_NAMED, "no_file_named")                                                                \
+  X(NO_FILE_WHY, "no_file_why")                                                                    \
+  X(NO_MACHINE, "no_machine")                                                                      \
+  X(NO_MACHINE_CODE, "no_machine_code")                                                            \
+  X(NO_MEMORY, "no_memory")                                                                        \
+  X(NOT_CODE, "not_code")                                                                          \
+  X(NOTE_TEXT, "note_text")                                                                        \
+  X(OUTBOX, "outbox")                                                                              \
+  X(OVERRIDE_BODY, "override_body")                                                                \
+  X(OVERRIDE_FOR, "override_for")                                                                  \
+  X(OVERRIDE_LONG, "override_long")                                                                \
+  X(OVERRIDE_REASON, "override_reason")                                                            \
+  X(POWER_ARG, "power_arg")                                                                        \
+  X(PROGRESS_BODY, "progress_body")                                                                \
+  X(PROGRESS_READ, "progress_read")                                                                \
+  X(PROGRESS_STORE, "progress_store")                                                              \
+  X(READ_BACK, "read_back")                                                                        \
+  X(READINGS_ARGS, "readings_args")                                                                \
+  X(REGISTER_REASON, "register_reason")                                                            \
+  X(REGISTER_STORE, "register_store")                                                              \
+  X(REPLACEMENT, "replacement")                                                                    \
+  X(REPORT_FAIL, "report_fail")                                                                    \
+  X(REPORT_NO_TABLE, "report_no_table")                                                            \
+  X(REPORT_TABLE_ARG, "report_table_arg")                                                          \
+  X(SCREEN, "screen")                                                                              \
+  X(SINCE_ARG, "since_arg")                                                                        \
+  X(SINCE_UNTIL_ARG, "since_until_arg")                                                            \
+  X(SPAN_LONG, "span_long")                                                                        \
+  X(STAGE_ARG, "stage_arg")                                                                        \
+  X(STEP_ARG, "step_arg")                                                                          \
+  X(STOPPING, "stopping")                                                                          \
+  X(T_ARG, "t_arg")                                                                                \
+  X(TERMINAL_TAKEN, "terminal_taken")                                                              \
+  X(TERMINAL_TYPE, "terminal_type")                                                                \
+  X(TEXT_LONG, "text_long")                                                                        \
+  X(TICKET_BODY, "ticket_body")                                                                    \
+  X(TICKET_CONFLICT, "ticket_conflict")                                                            \
+  X(TICKET_STORE, "ticket_store")                                                                  \
+  X(TOKEN_ACTION, "token_action")                                                                  \
+  X(TOKEN_READ, "token_read")                                                                      \
+  X(UNKNOWN_DEVICE, "unknown_device")                                                              \
+  X(UNKNOWN_QUANTITY, "unknown_quantity")                                                          \
+  X(UNKNOWN_UNIT, "unknown_unit")                                                                  \
+  X(UNTIL_BEFORE, "until_before")                                                                  \
+  X(WINDOW_ARG, "window_arg")
+
+typedef enum {
+#define X(e, s) API_ERR_##e,
+  API_ERROR_MAP(X)
+#undef X
+      API_ERR_COUNT
+} api_err_t;
+
+const char *api_error_code(api_err_t e); /* "no_active_alarm"; "?" out of range */
+
+/* Sets resp to {"error": message, "code": code, "args": [...]} with the
+ * status: `message` is `fmt` in English (for scripts and logs), `args`
+ * the values of its conversions as text, in order, which the catalogue's
+ * "err.<code>" names {1}, {2}, ...: sitectl and the dashboard show that,
+ * in the person's language. */
+void http_error(http_resp_t *resp, unsigned status, api_err_t code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Handlers of the alarm, noise and dust endpoints (api_env.c). */
 void api_alarms(const http_req_t *req, http_resp_t *resp);

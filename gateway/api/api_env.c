@@ -32,18 +32,18 @@ void api_alarms(const http_req_t *req, http_resp_t *resp) {
   const char *act = http_query(req, "active");
   bool active = !act || strcmp(act, "0") != 0;
   if (act && strcmp(act, "0") != 0 && strcmp(act, "1") != 0) {
-    http_error(resp, 400, "active is 1 (active alarms) or 0 (history)");
+    http_error(resp, 400, API_ERR_ACTIVE_ARG, "active is 1 (active alarms) or 0 (history)");
     return;
   }
   double now = sg_now(), since;
   if (http_query_time(req, "since", active ? 0 : now - ALARM_HISTORY_DAYS * 86400.0, &since)) {
-    http_error(resp, 400, "since is Unix seconds");
+    http_error(resp, 400, API_ERR_SINCE_ARG, "since is Unix seconds");
     return;
   }
   json_t *list;
   if (active && since == 0) {
     if (!(list = alarm_active_json(req->gw))) {
-      http_error(resp, 503, "the gateway is stopping");
+      http_error(resp, 503, API_ERR_STOPPING, "the gateway is stopping");
       return;
     }
   } else {
@@ -51,7 +51,7 @@ void api_alarms(const http_req_t *req, http_resp_t *resp) {
     int rc = stor_alarm_history(req->reader, since, active, ALARM_LIST_MAX, add_alarm, list);
     if (rc != 0) {
       json_decref(list);
-      http_error(resp, 503, "database query failed: %s", strerror(-rc));
+      http_error(resp, 503, API_ERR_DB_QUERY, "database query failed: %s", strerror(-rc));
       return;
     }
   }
@@ -85,13 +85,14 @@ void api_alarm_detail(const http_req_t *req, http_resp_t *resp) {
   int64_t id;
   const char *rest;
   if (parse_id(req->tail, &id, &rest) != 0 || *rest) {
-    http_error(resp, 404, "no such endpoint: %s (an alarm is /api/alarms/ID)", req->path);
+    http_error(resp, 404, API_ERR_NO_ENDPOINT_ALARM,
+               "no such endpoint: %s (an alarm is /api/alarms/ID)", req->path);
     return;
   }
   stor_alarm_t a;
   int rc = stor_alarm_get(req->reader, id, &a);
   if (rc == -ENOENT) {
-    http_error(resp, 404, "no alarm %lld", (long long)id);
+    http_error(resp, 404, API_ERR_NO_ALARM, "no alarm %lld", (long long)id);
     return;
   }
   json_t *events = json_array();
@@ -99,7 +100,7 @@ void api_alarm_detail(const http_req_t *req, http_resp_t *resp) {
     rc = stor_alarm_events(req->reader, id, add_event, events);
   if (rc != 0) {
     json_decref(events);
-    http_error(resp, 503, "database query failed: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_DB_QUERY, "database query failed: %s", strerror(-rc));
     return;
   }
   json_t *alarm = alarm_to_json(&a);
@@ -113,24 +114,25 @@ void api_alarm_ack(const http_req_t *req, http_resp_t *resp) {
   int64_t id;
   const char *rest;
   if (parse_id(req->tail, &id, &rest) != 0 || strcmp(rest, "/ack") != 0) {
-    http_error(resp, 404, "no such endpoint: %s (acknowledge with POST /api/alarms/ID/ack)",
-               req->path);
+    http_error(resp, 404, API_ERR_NO_ENDPOINT_ACK,
+               "no such endpoint: %s (acknowledge with POST /api/alarms/ID/ack)", req->path);
     return;
   }
   const char *by = json_string_value(json_object_get(req->body, "by"));
   json_t *jnote = json_object_get(req->body, "note");
   const char *note = json_string_value(jnote);
   if (!by || !*by) {
-    http_error(resp, 400, "say who acknowledges: {\"by\": \"name\", \"note\": \"...\"}");
+    http_error(resp, 400, API_ERR_ACK_WHO,
+               "say who acknowledges: {\"by\": \"name\", \"note\": \"...\"}");
     return;
   }
   if (strlen(by) >= sizeof(((stor_alarm_t *)0)->acked_by) ||
       (note && strlen(note) >= sizeof(((stor_alarm_t *)0)->note))) {
-    http_error(resp, 400, "by is at most 63 bytes and note at most 255");
+    http_error(resp, 400, API_ERR_ACK_LONG, "by is at most 63 bytes and note at most 255");
     return;
   }
   if (jnote && !note) {
-    http_error(resp, 400, "note is a string");
+    http_error(resp, 400, API_ERR_NOTE_TEXT, "note is a string");
     return;
   }
   int rc = alarm_ack(req->gw, id, by, note ? note : "");
@@ -140,20 +142,21 @@ void api_alarm_ack(const http_req_t *req, http_resp_t *resp) {
                            note ? note : "");
     return;
   case -ENOENT:
-    http_error(resp, 404, "no active alarm %lld (cleared alarms need no acknowledgement)",
-               (long long)id);
+    http_error(resp, 404, API_ERR_NO_ACTIVE_ALARM,
+               "no active alarm %lld (cleared alarms need no acknowledgement)", (long long)id);
     return;
   case -EALREADY:
-    http_error(resp, 409,
+    http_error(resp, 409, API_ERR_ACKED_ALREADY,
                "alarm %lld is acknowledged already; the first name and note stand "
                "(see GET /api/alarms/ or sitectl alarms)",
                (long long)id);
     return;
   case -ECANCELED:
-    http_error(resp, 503, "the gateway is stopping");
+    http_error(resp, 503, API_ERR_STOPPING, "the gateway is stopping");
     return;
   default:
-    http_error(resp, 503, "the acknowledgement could not be stored: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_ACK_STORE, "the acknowledgement could not be stored: %s",
+               strerror(-rc));
     return;
   }
 }
@@ -170,23 +173,23 @@ static int window_args(const http_req_t *req, http_resp_t *resp, double def_span
   double now = sg_now();
   if (http_query_time(req, "since", now - def_span, since) ||
       http_query_time(req, "until", now, until)) {
-    http_error(resp, 400, "since and until are Unix seconds");
+    http_error(resp, 400, API_ERR_SINCE_UNTIL_ARG, "since and until are Unix seconds");
     return -1;
   }
   if (*until > now)
     *until = now; /* windows still running are left out */
   if (*until <= *since) {
-    http_error(resp, 400, "until must be later than since");
+    http_error(resp, 400, API_ERR_UNTIL_BEFORE, "until must be later than since");
     return -1;
   }
   if (*until - *since > ENV_QUERY_MAX_S) {
-    http_error(resp, 400, "at most %.0f hours per query; narrow since/until",
+    http_error(resp, 400, API_ERR_SPAN_LONG, "at most %.0f hours per query; narrow since/until",
                ENV_QUERY_MAX_S / 3600);
     return -1;
   }
   *device = http_query(req, "device");
   if (*device && **device && !gw_device_find(req->gw, *device)) {
-    http_error(resp, 404, "unknown device \"%s\"", *device);
+    http_error(resp, 404, API_ERR_UNKNOWN_DEVICE, "unknown device \"%s\"", *device);
     return -1;
   }
   if (*device && !**device)
@@ -247,7 +250,7 @@ void api_noise(const http_req_t *req, http_resp_t *resp) {
   if (rc != 0) {
     json_decref(windows);
     json_decref(sliding);
-    http_error(resp, 503, "database query failed: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_DB_QUERY, "database query failed: %s", strerror(-rc));
     return;
   }
   resp->json =
@@ -298,8 +301,8 @@ void api_dust(const http_req_t *req, http_resp_t *resp) {
       else
         snprintf(w[k], sizeof(w[k]), "%.0fm", m);
     }
-    http_error(resp, 400, "window is %s or %s ([dust] short_min and long_min)", w[DUST_SHORT],
-               w[DUST_LONG]);
+    http_error(resp, 400, API_ERR_WINDOW_ARG, "window is %s or %s ([dust] short_min and long_min)",
+               w[DUST_SHORT], w[DUST_LONG]);
     return;
   }
   double since, until;
@@ -365,7 +368,7 @@ void api_dust(const http_req_t *req, http_resp_t *resp) {
   if (rc != 0) {
     json_decref(windows);
     json_decref(days);
-    http_error(resp, 503, "database query failed: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_DB_QUERY, "database query failed: %s", strerror(-rc));
     return;
   }
   resp->json =

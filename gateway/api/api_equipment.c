@@ -31,7 +31,7 @@
 void api_equipment(const http_req_t *req, http_resp_t *resp) {
   json_t *j = equipment_status_json(req->gw);
   if (!j) {
-    http_error(resp, 503, "the gateway is stopping");
+    http_error(resp, 503, API_ERR_STOPPING, "the gateway is stopping");
     return;
   }
   resp->json = j;
@@ -50,12 +50,12 @@ static int on_log_row(void *arg, const stor_eqcmd_t *c) {
 void api_equipment_log(const http_req_t *req, http_resp_t *resp) {
   double now = sg_now(), since;
   if (http_query_time(req, "since", now - 86400.0, &since) != 0) {
-    http_error(resp, 400, "since is Unix seconds");
+    http_error(resp, 400, API_ERR_SINCE_ARG, "since is Unix seconds");
     return;
   }
   const char *unit = http_query(req, "unit"), *lname = http_query(req, "limit");
   if (unit && *unit && !gw_device_find(req->gw, unit)) {
-    http_error(resp, 404, "unknown unit \"%s\"", unit);
+    http_error(resp, 404, API_ERR_UNKNOWN_UNIT, "unknown unit \"%s\"", unit);
     return;
   }
   long limit = LOG_LIMIT_DEFAULT;
@@ -63,7 +63,7 @@ void api_equipment_log(const http_req_t *req, http_resp_t *resp) {
     char *end;
     limit = strtol(lname, &end, 10);
     if (*end || limit < 1 || limit > LOG_LIMIT_MAX) {
-      http_error(resp, 400, "limit must be 1..%d", LOG_LIMIT_MAX);
+      http_error(resp, 400, API_ERR_LIMIT_ARG, "limit must be 1..%d", LOG_LIMIT_MAX);
       return;
     }
   }
@@ -72,7 +72,7 @@ void api_equipment_log(const http_req_t *req, http_resp_t *resp) {
                               on_log_row, entries);
   if (rc != 0) {
     json_decref(entries);
-    http_error(resp, 503, "database query failed: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_DB_QUERY, "database query failed: %s", strerror(-rc));
     return;
   }
   resp->json = json_pack("{s:f,s:o,s:o}", "since", since, "unit",
@@ -85,7 +85,8 @@ void api_equipment_override(const http_req_t *req, http_resp_t *resp) {
   const char *slash = strchr(req->tail, '/');
   size_t n = slash ? (size_t)(slash - req->tail) : 0;
   if (!slash || n == 0 || n > SG_ID_MAX || strcmp(slash, "/override") != 0) {
-    http_error(resp, 404, "no such endpoint: %s (POST /api/equipment/UNIT/override)", req->path);
+    http_error(resp, 404, API_ERR_NO_ENDPOINT_OVERRIDE,
+               "no such endpoint: %s (POST /api/equipment/UNIT/override)", req->path);
     return;
   }
   memcpy(unit, req->tail, n);
@@ -96,23 +97,25 @@ void api_equipment_override(const http_req_t *req, http_resp_t *resp) {
   const char *by = json_string_value(json_object_get(b, "by"));
   bool clear = json_is_true(json_object_get(b, "clear"));
   if (!json_is_object(b) || (!clear && !json_is_boolean(jon))) {
-    http_error(resp, 400,
+    http_error(resp, 400, API_ERR_OVERRIDE_BODY,
                "send {\"on\": true|false, \"for_s\": 7200, \"reason\": \"...\", \"by\": \"...\"} "
                "or {\"clear\": true, \"by\": \"...\"}");
     return;
   }
   double for_s = json_is_number(jfor) ? json_number_value(jfor) : NAN;
   if (!clear && !(for_s >= OVERRIDE_MIN_S && for_s <= EQP_OVERRIDE_MAX_S)) {
-    http_error(resp, 400, "for_s must be %.0f to %.0f seconds (1 minute to a week)", OVERRIDE_MIN_S,
+    http_error(resp, 400, API_ERR_OVERRIDE_FOR,
+               "for_s must be %.0f to %.0f seconds (1 minute to a week)", OVERRIDE_MIN_S,
                EQP_OVERRIDE_MAX_S);
     return;
   }
   if (!clear && (!reason || !*reason)) {
-    http_error(resp, 400, "an override needs a reason a person can read later");
+    http_error(resp, 400, API_ERR_OVERRIDE_REASON,
+               "an override needs a reason a person can read later");
     return;
   }
   if ((reason && strlen(reason) > 255) || (by && strlen(by) > 63)) {
-    http_error(resp, 400, "reason is at most 255 bytes and by at most 63");
+    http_error(resp, 400, API_ERR_OVERRIDE_LONG, "reason is at most 255 bytes and by at most 63");
     return;
   }
   char err[256];
@@ -127,14 +130,18 @@ void api_equipment_override(const http_req_t *req, http_resp_t *resp) {
   case 0:
     resp->json = out;
     return;
-  case -ENOENT:
-    http_error(resp, 404, "%s", err);
+  case -ENOENT: /* equipment.h: no such unit, or no controller */
+    http_error(resp, 404, API_ERR_NO_EQUIPMENT_UNIT, "no equipment unit \"%s\"", unit);
     return;
   case -EPERM:
-    http_error(resp, 409, "%s", err);
+    http_error(resp, 409, API_ERR_NO_CONTROLLER,
+               "%s has no controller (no coap key in its [device] section)", unit);
+    return;
+  case -ECANCELED:
+    http_error(resp, 503, API_ERR_STOPPING, "the gateway is stopping");
     return;
   default:
-    http_error(resp, 503, "%s", err[0] ? err : strerror(-rc));
+    http_error(resp, 503, API_ERR_DETAIL, "%s", err[0] ? err : strerror(-rc));
     return;
   }
 }
@@ -145,14 +152,14 @@ static int period(const http_req_t *req, http_resp_t *resp, double *since, doubl
   double def_since = today - (DEFAULT_DAYS - 1) * 86400.0;
   if (http_query_time(req, "since", def_since, since) != 0 ||
       http_query_time(req, "until", energy_next_midnight(now), until) != 0) {
-    http_error(resp, 400, "since and until are Unix seconds");
+    http_error(resp, 400, API_ERR_SINCE_UNTIL_ARG, "since and until are Unix seconds");
     return -EINVAL;
   }
   *since = energy_local_midnight(*since);
   if (energy_local_midnight(*until) != *until)
     *until = energy_next_midnight(*until);
   if (*until <= *since) {
-    http_error(resp, 400, "until must be later than since");
+    http_error(resp, 400, API_ERR_UNTIL_BEFORE, "until must be later than since");
     return -EINVAL;
   }
   return 0;
@@ -164,7 +171,7 @@ void api_energy(const http_req_t *req, http_resp_t *resp) {
     return;
   json_t *j = equipment_energy_json(req->gw, since, until);
   if (!j) {
-    http_error(resp, 503, "the gateway is stopping");
+    http_error(resp, 503, API_ERR_STOPPING, "the gateway is stopping");
     return;
   }
   resp->json = j;
@@ -176,7 +183,7 @@ void api_carbon(const http_req_t *req, http_resp_t *resp) {
     return;
   json_t *j = equipment_carbon_json(req->gw, since, until);
   if (!j) {
-    http_error(resp, 503, "the gateway is stopping");
+    http_error(resp, 503, API_ERR_STOPPING, "the gateway is stopping");
     return;
   }
   /* Machinery terminals are not equipment units: their fuel is in no
@@ -185,7 +192,7 @@ void api_carbon(const http_req_t *req, http_resp_t *resp) {
   int rc = api_machinery_carbon(req, since, until, &mach);
   if (rc != 0) {
     json_decref(j);
-    http_error(resp, 503, "database query failed: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_DB_QUERY, "database query failed: %s", strerror(-rc));
     return;
   }
   double equip = json_number_value(json_object_get(json_object_get(j, "period"), "t_co2"));

@@ -124,7 +124,7 @@ static int list_row(void *arg, const stor_machine_t *m) {
 void api_machinery(const http_req_t *req, http_resp_t *resp) {
   json_t *status = machinery_status_json(req->gw);
   if (!status) {
-    http_error(resp, 503, "the gateway is stopping");
+    http_error(resp, 503, API_ERR_STOPPING, "the gateway is stopping");
     return;
   }
   mach_zone_t z;
@@ -151,7 +151,7 @@ void api_machinery(const http_req_t *req, http_resp_t *resp) {
   json_decref(status);
   if (rc != 0) {
     json_decref(l.arr);
-    http_error(resp, 503, "database query failed: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_DB_QUERY, "database query failed: %s", strerror(-rc));
     return;
   }
   resp->json = json_pack(
@@ -180,7 +180,8 @@ static int move_row(void *arg, const stor_move_t *mv) {
 void api_machine_detail(const http_req_t *req, http_resp_t *resp) {
   const char *code = req->tail;
   if (!proto_machine_code_ok(code)) {
-    http_error(resp, 404, "no such machine: \"%s\" is not a registration code", code);
+    http_error(resp, 404, API_ERR_NO_MACHINE_CODE,
+               "no such machine: \"%s\" is not a registration code", code);
     return;
   }
   long days = DAYS_DEFAULT;
@@ -189,7 +190,7 @@ void api_machine_detail(const http_req_t *req, http_resp_t *resp) {
     char *end;
     days = strtol(dq, &end, 10);
     if (*end || days < 1 || days > DAYS_MAX) {
-      http_error(resp, 400, "days must be 1..%d", DAYS_MAX);
+      http_error(resp, 400, API_ERR_DAYS_ARG, "days must be 1..%d", DAYS_MAX);
       return;
     }
   }
@@ -197,12 +198,13 @@ void api_machine_detail(const http_req_t *req, http_resp_t *resp) {
   int rc = stor_machine_get(req->reader, code, &m);
   json_t *status = machinery_status_json(req->gw);
   if (!status) {
-    http_error(resp, 503, "the gateway is stopping");
+    http_error(resp, 503, API_ERR_STOPPING, "the gateway is stopping");
     return;
   }
   if (rc == -ENOENT && !json_object_get(status, code)) {
     json_decref(status);
-    http_error(resp, 404, "no machine %s: neither in the register nor seen on site", code);
+    http_error(resp, 404, API_ERR_NO_MACHINE,
+               "no machine %s: neither in the register nor seen on site", code);
     return;
   }
   mach_zone_t z;
@@ -249,12 +251,13 @@ static int who_why(const json_t *b, const char *def_reason, const char **by, con
   if ((!*reason || !**reason) && def_reason)
     *reason = def_reason;
   if (!*reason || !**reason) {
-    http_error(resp, 400, "a change to the register needs a reason a person can read later");
+    http_error(resp, 400, API_ERR_REGISTER_REASON,
+               "a change to the register needs a reason a person can read later");
     return -EINVAL;
   }
   if (strlen(*by) > STOR_MACHINE_ACTOR_MAX || strlen(*reason) > STOR_MACHINE_REASON_MAX) {
-    http_error(resp, 400, "by is at most %d bytes and reason at most %d", STOR_MACHINE_ACTOR_MAX,
-               STOR_MACHINE_REASON_MAX);
+    http_error(resp, 400, API_ERR_BY_REASON_LONG, "by is at most %d bytes and reason at most %d",
+               STOR_MACHINE_ACTOR_MAX, STOR_MACHINE_REASON_MAX);
     return -EINVAL;
   }
   return 0;
@@ -266,7 +269,7 @@ static int set_text(json_t *b, const char *key, char *dst, size_t cap, http_resp
     return 0;
   const char *s = json_string_value(v);
   if (!s || strlen(s) >= cap) {
-    http_error(resp, 400, "%s is text of at most %zu bytes", key, cap - 1);
+    http_error(resp, 400, API_ERR_TEXT_LONG, "%s is text of at most %zu bytes", key, cap - 1);
     return -EINVAL;
   }
   snprintf(dst, cap, "%s", s);
@@ -286,7 +289,7 @@ static int machine_from_body(const http_req_t *req, json_t *b, proto_machine_t *
   if (st) {
     int s = proto_stage_from_name(json_string_value(st));
     if (s < 0) {
-      http_error(resp, 400, "stage must be 0, I, II, III, IV or electric");
+      http_error(resp, 400, API_ERR_STAGE_ARG, "stage must be 0, I, II, III, IV or electric");
       return -EINVAL;
     }
     m->stage = (int8_t)s;
@@ -297,7 +300,7 @@ static int machine_from_body(const http_req_t *req, json_t *b, proto_machine_t *
   }
   if (kw) {
     if (!json_is_number(kw)) {
-      http_error(resp, 400, "power_kw is a number (kW)");
+      http_error(resp, 400, API_ERR_POWER_ARG, "power_kw is a number (kW)");
       return -EINVAL;
     }
     m->power_kw = json_number_value(kw);
@@ -305,14 +308,14 @@ static int machine_from_body(const http_req_t *req, json_t *b, proto_machine_t *
   if (fu) {
     int f = proto_fuel_from_name(json_string_value(fu));
     if (f < 0) {
-      http_error(resp, 400, "fuel must be diesel, petrol or electric");
+      http_error(resp, 400, API_ERR_FUEL_ARG, "fuel must be diesel, petrol or electric");
       return -EINVAL;
     }
     m->fuel = (int8_t)f;
   }
   char err[256];
   if (proto_machine_check(m, err, sizeof(err)) != 0) {
-    http_error(resp, 400, "%s", err);
+    http_error(resp, 400, API_ERR_DETAIL, "%s", err);
     return -EINVAL;
   }
   if (m->terminal[0]) {
@@ -320,7 +323,8 @@ static int machine_from_body(const http_req_t *req, json_t *b, proto_machine_t *
      * its fuel then counts in machinery's carbon and nowhere else */
     gw_device_t *d = gw_device_find(req->gw, m->terminal);
     if (!d || d->conf->type != SG_DEV_MACHINE) {
-      http_error(resp, 400, "terminal %s must be a [device] with type = machine", m->terminal);
+      http_error(resp, 400, API_ERR_TERMINAL_TYPE,
+                 "terminal %s must be a [device] with type = machine", m->terminal);
       return -EINVAL;
     }
   }
@@ -349,11 +353,11 @@ static void answer_row(const http_req_t *req, const char *code, unsigned status,
   stor_machine_t m;
   int rc = stor_machine_get(req->reader, code, &m);
   if (rc != 0) {
-    http_error(resp, 503, "stored, but cannot be read back: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_READ_BACK, "stored, but cannot be read back: %s", strerror(-rc));
     return;
   }
   if (machinery_note_register(req->gw, &m) != 0) {
-    http_error(resp, 503, "the gateway is stopping");
+    http_error(resp, 503, API_ERR_STOPPING, "the gateway is stopping");
     return;
   }
   json_t *st = machinery_status_json(req->gw);
@@ -366,11 +370,13 @@ static void answer_row(const http_req_t *req, const char *code, unsigned status,
 
 static void write_error(int rc, const char *code, http_resp_t *resp) {
   if (rc == -EEXIST)
-    http_error(resp, 409, "machine %s is in the register already: change it instead", code);
+    http_error(resp, 409, API_ERR_MACHINE_EXISTS,
+               "machine %s is in the register already: change it instead", code);
   else if (rc == -ENOENT)
-    http_error(resp, 404, "machine %s is not in the register", code);
+    http_error(resp, 404, API_ERR_MACHINE_MISSING, "machine %s is not in the register", code);
   else
-    http_error(resp, 503, "the register could not be written: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_REGISTER_STORE, "the register could not be written: %s",
+               strerror(-rc));
 }
 
 /* POST /api/machinery */
@@ -378,7 +384,7 @@ void api_machine_add(const http_req_t *req, http_resp_t *resp) {
   json_t *b = req->body;
   const char *code = json_string_value(json_object_get(b, "code"));
   if (!json_is_object(b) || !code) {
-    http_error(resp, 400,
+    http_error(resp, 400, API_ERR_MACHINE_BODY,
                "send {\"code\": \"...\", \"type\": \"excavator\", \"stage\": \"III\", "
                "\"power_kw\": 103, \"fuel\": \"diesel\", \"owner\": \"...\", \"by\": \"...\"}");
     return;
@@ -386,7 +392,8 @@ void api_machine_add(const http_req_t *req, http_resp_t *resp) {
   proto_machine_t m;
   memset(&m, 0, sizeof(m));
   if (strlen(code) >= sizeof(m.code) || !proto_machine_code_ok(code)) {
-    http_error(resp, 400, "code \"%s\" is not a registration code (1-%d of A-Z a-z 0-9 -)", code,
+    http_error(resp, 400, API_ERR_CODE_ARG,
+               "code \"%s\" is not a registration code (1-%d of A-Z a-z 0-9 -)", code,
                PROTO_MACHINE_CODE_MAX);
     return;
   }
@@ -394,7 +401,7 @@ void api_machine_add(const http_req_t *req, http_resp_t *resp) {
   m.stage = -1;
   if (!json_object_get(b, "type") || !json_object_get(b, "stage") ||
       !json_object_get(b, "power_kw")) {
-    http_error(resp, 400, "a new machine needs type, stage and power_kw");
+    http_error(resp, 400, API_ERR_MACHINE_NEW, "a new machine needs type, stage and power_kw");
     return;
   }
   const char *by, *reason;
@@ -402,7 +409,8 @@ void api_machine_add(const http_req_t *req, http_resp_t *resp) {
       who_why(b, "added to the register", &by, &reason, resp) != 0)
     return;
   if (terminal_taken(req, &m)) {
-    http_error(resp, 409, "terminal %s belongs to another machine", m.terminal);
+    http_error(resp, 409, API_ERR_TERMINAL_TAKEN, "terminal %s belongs to another machine",
+               m.terminal);
     return;
   }
   int rc = stor_machine_put(req->gw->db, &m, true, by, reason, sg_now());
@@ -424,7 +432,8 @@ static void machine_change(const http_req_t *req, const char *code, http_resp_t 
       who_why(req->body, NULL, &by, &reason, resp) != 0)
     return;
   if (terminal_taken(req, &cur.m)) {
-    http_error(resp, 409, "terminal %s belongs to another machine", cur.m.terminal);
+    http_error(resp, 409, API_ERR_TERMINAL_TAKEN, "terminal %s belongs to another machine",
+               cur.m.terminal);
     return;
   }
   rc = stor_machine_put(req->gw->db, &cur.m, false, by, reason, sg_now());
@@ -451,12 +460,13 @@ static void machine_move(const http_req_t *req, const char *code, bool in, http_
   json_t *jt = json_object_get(req->body, "t");
   double now = sg_now(), t = json_is_number(jt) ? json_number_value(jt) : now;
   if (!(t > now - (double)req->gw->cfg->raw_days * 86400.0 && t <= now + PROTO_FUTURE_MAX_S)) {
-    http_error(resp, 400, "t is Unix seconds, not in the future and within [storage] raw_days");
+    http_error(resp, 400, API_ERR_T_ARG,
+               "t is Unix seconds, not in the future and within [storage] raw_days");
     return;
   }
   const char *by = actor_of(req->body);
   if (strlen(by) > STOR_MACHINE_ACTOR_MAX) {
-    http_error(resp, 400, "by is at most %d bytes", STOR_MACHINE_ACTOR_MAX);
+    http_error(resp, 400, API_ERR_BY_LONG, "by is at most %d bytes", STOR_MACHINE_ACTOR_MAX);
     return;
   }
   stor_move_t mv;
@@ -471,12 +481,12 @@ static void machine_move(const http_req_t *req, const char *code, bool in, http_
   stor_move_result_t res;
   int rc = stor_move_commit(req->gw->db, &mv, &res);
   if (rc != 0) {
-    http_error(resp, 503, "the move could not be stored: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_MOVE_STORE, "the move could not be stored: %s", strerror(-rc));
     return;
   }
   mv.id = res.id;
   if (gw_call_on_loop(req->gw, move_on_loop, &mv) != 0) {
-    http_error(resp, 503, "the gateway is stopping");
+    http_error(resp, 503, API_ERR_STOPPING, "the gateway is stopping");
     return;
   }
   stor_machine_t m;
@@ -493,7 +503,8 @@ static void machine_import(const http_req_t *req, http_resp_t *resp) {
   const char *csv = json_string_value(json_object_get(req->body, "csv"));
   const char *by, *reason;
   if (!csv) {
-    http_error(resp, 400, "send {\"csv\": \"code,type,stage,power_kw\\n...\", \"by\": \"...\"}");
+    http_error(resp, 400, API_ERR_IMPORT_BODY,
+               "send {\"csv\": \"code,type,stage,power_kw\\n...\", \"by\": \"...\"}");
     return;
   }
   if (who_why(req->body, "import", &by, &reason, resp) != 0)
@@ -503,14 +514,15 @@ static void machine_import(const http_req_t *req, http_resp_t *resp) {
   char err[2048];
   int rc = proto_machine_csv_parse(csv, strlen(csv), &items, &n, err, sizeof(err));
   if (rc == -EBADMSG) {
-    http_error(resp, 400, "%s", err);
+    http_error(resp, 400, API_ERR_DETAIL, "%s", err);
     return;
   }
   for (size_t i = 0; rc == 0 && i < n; i++) {
     gw_device_t *d = items[i].terminal[0] ? gw_device_find(req->gw, items[i].terminal) : NULL;
     if (items[i].terminal[0] && (!d || d->conf->type != SG_DEV_MACHINE)) {
-      http_error(resp, 400, "line %d: terminal %s must be a [device] with type = machine",
-                 items[i].line, items[i].terminal);
+      http_error(resp, 400, API_ERR_IMPORT_TERMINAL,
+                 "line %d: terminal %s must be a [device] with type = machine", items[i].line,
+                 items[i].terminal);
       free(items);
       return;
     }
@@ -524,7 +536,8 @@ static void machine_import(const http_req_t *req, http_resp_t *resp) {
   }
   free(items);
   if (rc != 0) {
-    http_error(resp, 503, "the import could not be stored: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_IMPORT_STORE, "the import could not be stored: %s",
+               strerror(-rc));
     return;
   }
   resp->json = json_pack("{s:I,s:I}", "added", (json_int_t)added, "changed", (json_int_t)changed);
@@ -536,7 +549,7 @@ void api_machine_action(const http_req_t *req, http_resp_t *resp) {
   const char *slash = strchr(req->tail, '/');
   size_t n = slash ? (size_t)(slash - req->tail) : strlen(req->tail);
   if (!json_is_object(req->body)) {
-    http_error(resp, 400, "send a JSON object with at least \"by\"");
+    http_error(resp, 400, API_ERR_BY_BODY, "send a JSON object with at least \"by\"");
     return;
   }
   if (!slash && strcmp(req->tail, "import") == 0) {
@@ -544,13 +557,13 @@ void api_machine_action(const http_req_t *req, http_resp_t *resp) {
     return;
   }
   if (n == 0 || n >= sizeof(code)) {
-    http_error(resp, 404, "no such endpoint: %s", req->path);
+    http_error(resp, 404, API_ERR_NO_ENDPOINT, "no such endpoint: %s", req->path);
     return;
   }
   memcpy(code, req->tail, n);
   code[n] = '\0';
   if (!proto_machine_code_ok(code)) {
-    http_error(resp, 404, "\"%s\" is not a registration code", code);
+    http_error(resp, 404, API_ERR_NOT_CODE, "\"%s\" is not a registration code", code);
     return;
   }
   if (!slash)
@@ -560,7 +573,8 @@ void api_machine_action(const http_req_t *req, http_resp_t *resp) {
   else if (strcmp(slash, "/enter") == 0 || strcmp(slash, "/leave") == 0)
     machine_move(req, code, slash[1] == 'e', resp);
   else
-    http_error(resp, 404, "no such endpoint: %s (retire, enter or leave)", req->path);
+    http_error(resp, 404, API_ERR_NO_ENDPOINT_MACHINE,
+               "no such endpoint: %s (retire, enter or leave)", req->path);
 }
 
 /* ---- machinery in the site's carbon figure (/api/carbon) */

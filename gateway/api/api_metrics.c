@@ -196,7 +196,7 @@ void api_metrics(const http_req_t *req, http_resp_t *resp) {
   size_t len = 0;
   FILE *f = open_memstream(&body, &len);
   if (!f) {
-    http_error(resp, 503, "out of memory");
+    http_error(resp, 503, API_ERR_NO_MEMORY, "out of memory");
     return;
   }
   head(f, "sitegate_build_info", "gauge", "The gateway's version and site (value 1).");
@@ -211,7 +211,7 @@ void api_metrics(const http_req_t *req, http_resp_t *resp) {
   alarms(f, gw);
   if (fclose(f) != 0) {
     free(body);
-    http_error(resp, 503, "out of memory");
+    http_error(resp, 503, API_ERR_NO_MEMORY, "out of memory");
     return;
   }
   resp->text = body;

@@ -67,7 +67,7 @@ void api_screen(const http_req_t *req, http_resp_t *resp) {
     json_decref(waste);
     json_decref(eq);
     json_decref(alarms);
-    http_error(resp, 503, "the screen's figures could not be made");
+    http_error(resp, 503, API_ERR_SCREEN, "the screen's figures could not be made");
     return;
   }
   json_t *groups = json_array();

@@ -18,7 +18,7 @@ void api_uplink(const http_req_t *req, http_resp_t *resp) {
   stor_ob_stats_t ob;
   int rc = stor_outbox_stats(req->reader, &ob);
   if (rc != 0) {
-    http_error(resp, 500, "outbox: %s", strerror(-rc));
+    http_error(resp, 500, API_ERR_OUTBOX, "outbox: %s", strerror(-rc));
     return;
   }
   json_t *backlog = json_object(), *dropped = json_object();

@@ -38,7 +38,7 @@ void api_waste_summary(const http_req_t *req, http_resp_t *resp) {
   waste_summary_t *s = malloc(sizeof(*s));
   int rc = s ? waste_summary_compute(req->gw->cfg, req->reader, sg_now(), s) : -ENOMEM;
   if (rc != 0)
-    http_error(resp, 503, "cannot read the ledger: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_LEDGER_READ, "cannot read the ledger: %s", strerror(-rc));
   else
     resp->json = waste_summary_json(req->gw->cfg, s);
   free(s);
@@ -48,7 +48,7 @@ void api_materials_summary(const http_req_t *req, http_resp_t *resp) {
   waste_summary_t *s = malloc(sizeof(*s));
   int rc = s ? waste_summary_compute(req->gw->cfg, req->reader, sg_now(), s) : -ENOMEM;
   if (rc != 0)
-    http_error(resp, 503, "cannot read the ledger: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_LEDGER_READ, "cannot read the ledger: %s", strerror(-rc));
   else
     resp->json = waste_materials_json(req->gw->cfg, s);
   free(s);
@@ -151,7 +151,7 @@ void api_waste_tickets(const http_req_t *req, http_resp_t *resp) {
   const char *lname = http_query(req, "limit"), *format = http_query(req, "format");
   if (http_query_time(req, "since", 0, &since) ||
       http_query_time(req, "until", 4102444800.0, &until)) {
-    http_error(resp, 400, "since and until are Unix seconds");
+    http_error(resp, 400, API_ERR_SINCE_UNTIL_ARG, "since and until are Unix seconds");
     return;
   }
   long limit = TICKETS_LIMIT_DEFAULT;
@@ -159,13 +159,13 @@ void api_waste_tickets(const http_req_t *req, http_resp_t *resp) {
     char *end;
     limit = strtol(lname, &end, 10);
     if (*end || limit < 1 || limit > TICKETS_LIMIT_MAX) {
-      http_error(resp, 400, "limit must be 1..%d", TICKETS_LIMIT_MAX);
+      http_error(resp, 400, API_ERR_LIMIT_ARG, "limit must be 1..%d", TICKETS_LIMIT_MAX);
       return;
     }
   }
   bool csv = format && strcmp(format, "csv") == 0;
   if (format && !csv && strcmp(format, "json") != 0) {
-    http_error(resp, 400, "format is json or csv");
+    http_error(resp, 400, API_ERR_FORMAT_JSON_CSV, "format is json or csv");
     return;
   }
   struct csv out = {0};
@@ -178,7 +178,8 @@ void api_waste_tickets(const http_req_t *req, http_resp_t *resp) {
   if (rc != 0 || out.failed) {
     json_decref(c.arr);
     free(out.p);
-    http_error(resp, 503, "cannot read the ledger: %s", strerror(rc ? -rc : ENOMEM));
+    http_error(resp, 503, API_ERR_LEDGER_READ, "cannot read the ledger: %s",
+               strerror(rc ? -rc : ENOMEM));
     return;
   }
   if (csv) {
@@ -218,14 +219,15 @@ void api_waste_add(const http_req_t *req, http_resp_t *resp) {
   char err[256];
   proto_ticket_t pt;
   if (!json_is_object(req->body)) {
-    http_error(resp, 400, "send the ticket as a JSON object (the fields of POST /w)");
+    http_error(resp, 400, API_ERR_TICKET_BODY,
+               "send the ticket as a JSON object (the fields of POST /w)");
     return;
   }
   double now = sg_now();
   if (decode_manual(req->body, now - PROTO_TICKET_OLDEST_DAYS * 86400.0, &pt, err, sizeof(err)) !=
           0 ||
       proto_ticket_check_net(&pt, resolution_of(req->gw, pt.scale), err, sizeof(err)) != 0) {
-    http_error(resp, 400, "%s", err);
+    http_error(resp, 400, API_ERR_DETAIL, "%s", err);
     return;
   }
   stor_ticket_t st;
@@ -246,13 +248,14 @@ void api_waste_add(const http_req_t *req, http_resp_t *resp) {
       changed(req->gw);
     return;
   case -EEXIST:
-    http_error(resp, 409,
+    http_error(resp, 409, API_ERR_TICKET_CONFLICT,
                "ticket %lld of %s is stored as entry %lld with other content; correct that entry "
                "instead (sitectl waste correct %lld)",
                (long long)pt.no, pt.scale, (long long)res.id, (long long)res.id);
     return;
   default:
-    http_error(resp, 503, "the ticket could not be stored: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_TICKET_STORE, "the ticket could not be stored: %s",
+               strerror(-rc));
     return;
   }
 }
@@ -287,33 +290,35 @@ void api_waste_correct(const http_req_t *req, http_resp_t *resp) {
   const char *note = json_string_value(json_object_get(req->body, "note"));
   char err[256];
   if (!json_is_integer(jid) || json_integer_value(jid) < 1) {
-    http_error(resp, 400,
+    http_error(resp, 400, API_ERR_CORRECT_BODY,
                "say which entry: {\"corrects\": ID, \"note\": \"why\", \"replace\": "
                "{fields to change}}");
     return;
   }
   int64_t id = json_integer_value(jid);
   if (!note || !*note || strlen(note) >= STOR_TICKET_TEXT) {
-    http_error(resp, 400, "a correction needs a note saying why (at most 64 characters)");
+    http_error(resp, 400, API_ERR_CORRECT_NOTE,
+               "a correction needs a note saying why (at most 64 characters)");
     return;
   }
   if (replace && !json_is_object(replace)) {
-    http_error(resp, 400, "replace is an object of the fields to change");
+    http_error(resp, 400, API_ERR_CORRECT_REPLACE, "replace is an object of the fields to change");
     return;
   }
   stor_ticket_t orig, st;
   int rc = stor_ticket_get(req->reader, id, &orig);
   if (rc == -ENOENT) {
-    http_error(resp, 404, "no ledger entry %lld", (long long)id);
+    http_error(resp, 404, API_ERR_NO_ENTRY, "no ledger entry %lld", (long long)id);
     return;
   }
   if (rc != 0) {
-    http_error(resp, 503, "cannot read the ledger: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_LEDGER_READ, "cannot read the ledger: %s", strerror(-rc));
     return;
   }
   if (orig.reversal) {
-    http_error(resp, 400, "entry %lld reverses entry %lld; correct entry %lld itself",
-               (long long)id, (long long)orig.corrects, (long long)orig.corrects);
+    http_error(resp, 400, API_ERR_ENTRY_REVERSAL_OF,
+               "entry %lld reverses entry %lld; correct entry %lld itself", (long long)id,
+               (long long)orig.corrects, (long long)orig.corrects);
     return;
   }
   if (replace) {
@@ -335,7 +340,7 @@ void api_waste_correct(const http_req_t *req, http_resp_t *resp) {
     if (rc == 0)
       rc = proto_ticket_check_net(&pt, resolution_of(req->gw, orig.scale), err, sizeof(err));
     if (rc != 0) {
-      http_error(resp, 400, "the replacement: %s", err);
+      http_error(resp, 400, API_ERR_REPLACEMENT, "the replacement: %s", err);
       return;
     }
     stor_ticket_from_proto(&pt, "correction", &st);
@@ -356,19 +361,21 @@ void api_waste_correct(const http_req_t *req, http_resp_t *resp) {
     changed(req->gw);
     return;
   case -EALREADY:
-    http_error(resp, 409,
+    http_error(resp, 409, API_ERR_CORRECTED_ALREADY,
                "entry %lld was corrected already (reversal %lld); correct its "
                "replacement instead",
                (long long)id, (long long)res.id);
     return;
   case -ENOENT:
-    http_error(resp, 404, "no ledger entry %lld", (long long)id);
+    http_error(resp, 404, API_ERR_NO_ENTRY, "no ledger entry %lld", (long long)id);
     return;
   case -EINVAL:
-    http_error(resp, 400, "entry %lld is a reversal and cannot be corrected", (long long)id);
+    http_error(resp, 400, API_ERR_ENTRY_IS_REVERSAL,
+               "entry %lld is a reversal and cannot be corrected", (long long)id);
     return;
   default:
-    http_error(resp, 503, "the correction could not be stored: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_CORRECT_STORE, "the correction could not be stored: %s",
+               strerror(-rc));
     return;
   }
 }
@@ -377,7 +384,7 @@ void api_waste_verify(const http_req_t *req, http_resp_t *resp) {
   stor_verify_t v;
   int rc = stor_ledger_verify(req->reader, &v);
   if (rc != 0 && rc != -EBADMSG) {
-    http_error(resp, 503, "cannot read the ledger: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_LEDGER_READ, "cannot read the ledger: %s", strerror(-rc));
     return;
   }
   char head[65];
@@ -427,7 +434,7 @@ void api_waste_disclosure(const http_req_t *req, http_resp_t *resp) {
   localtime_r(&now, &tm);
   if (month && *month) {
     if (sscanf(month, "%4d-%2d%c", &y, &m, &tail) != 2 || y < 2000 || y > 2100 || m < 1 || m > 12) {
-      http_error(resp, 400, "month is YYYY-MM, like 2026-11");
+      http_error(resp, 400, API_ERR_MONTH_ARG, "month is YYYY-MM, like 2026-11");
       return;
     }
   } else {
@@ -455,7 +462,7 @@ void api_waste_disclosure(const http_req_t *req, http_resp_t *resp) {
     free(s);
     json_decref(carriers);
     json_decref(facilities);
-    http_error(resp, 503, "cannot read the ledger: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_LEDGER_READ, "cannot read the ledger: %s", strerror(-rc));
     return;
   }
   json_t *by_cat = json_object();
@@ -494,19 +501,19 @@ void api_waste_disclosure(const http_req_t *req, http_resp_t *resp) {
 void api_materials_boq(const http_req_t *req, http_resp_t *resp) {
   json_t *items = json_object_get(req->body, "items");
   if (!json_is_array(items)) {
-    http_error(resp, 400,
+    http_error(resp, 400, API_ERR_BOQ_BODY,
                "send {\"items\": [{\"material\": \"rebar\", \"net_t\": 1850, "
                "\"description\": \"...\"}, ...]}");
     return;
   }
   size_t n = json_array_size(items);
   if (n > PROTO_BOQ_ITEMS_MAX) {
-    http_error(resp, 400, "at most %d materials", PROTO_BOQ_ITEMS_MAX);
+    http_error(resp, 400, API_ERR_BOQ_MANY, "at most %d materials", PROTO_BOQ_ITEMS_MAX);
     return;
   }
   stor_boq_item_t *it = calloc(n ? n : 1, sizeof(*it));
   if (!it) {
-    http_error(resp, 503, "out of memory");
+    http_error(resp, 503, API_ERR_NO_MEMORY, "out of memory");
     return;
   }
   for (size_t i = 0; i < n; i++) {
@@ -523,7 +530,7 @@ void api_materials_boq(const http_req_t *req, http_resp_t *resp) {
       ok = strcmp(it[k].material, mat) != 0;
     if (!ok) {
       free(it);
-      http_error(resp, 400,
+      http_error(resp, 400, API_ERR_BOQ_ITEM,
                  "item %zu: material is 1 to 31 of a-z 0-9 _ and listed once, net_t a number "
                  "above 0, description at most 127 bytes",
                  i);
@@ -536,7 +543,8 @@ void api_materials_boq(const http_req_t *req, http_resp_t *resp) {
   int rc = stor_boq_replace(req->gw->db, it, n, sg_now());
   free(it);
   if (rc != 0) {
-    http_error(resp, 503, "the bill of quantities could not be stored: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_BOQ_STORE, "the bill of quantities could not be stored: %s",
+               strerror(-rc));
     return;
   }
   resp->json = json_pack("{s:I}", "items", (json_int_t)n);
@@ -553,7 +561,7 @@ void api_site_progress_get(const http_req_t *req, http_resp_t *resp) {
   int rc = stor_progress_list(req->reader, on_progress, hist);
   if (rc != 0) {
     json_decref(hist);
-    http_error(resp, 503, "cannot read the progress: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_PROGRESS_READ, "cannot read the progress: %s", strerror(-rc));
     return;
   }
   size_t n = json_array_size(hist);
@@ -568,13 +576,15 @@ void api_site_progress_put(const http_req_t *req, http_resp_t *resp) {
   json_t *p = json_object_get(req->body, "progress");
   double v = json_number_value(p);
   if (!json_is_number(p) || !(v >= 0 && v <= 1)) {
-    http_error(resp, 400, "send {\"progress\": 0.42}: the share of construction done, 0 to 1");
+    http_error(resp, 400, API_ERR_PROGRESS_BODY,
+               "send {\"progress\": 0.42}: the share of construction done, 0 to 1");
     return;
   }
   double now = sg_now();
   int rc = stor_progress_set(req->gw->db, now, v);
   if (rc != 0) {
-    http_error(resp, 503, "the progress could not be stored: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_PROGRESS_STORE, "the progress could not be stored: %s",
+               strerror(-rc));
     return;
   }
   changed(req->gw);

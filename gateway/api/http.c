@@ -129,15 +129,87 @@ static void reader_give(struct http_api *h, stor_reader_t *r) {
   pthread_mutex_unlock(&h->mu);
 }
 
-void http_error(http_resp_t *resp, unsigned status, const char *fmt, ...) {
+const char *api_error_code(api_err_t e) {
+  static const char *const codes[] = {
+#define X(e, s) s,
+      API_ERROR_MAP(X)
+#undef X
+  };
+  return (int)e >= 0 && e < API_ERR_COUNT ? codes[e] : "?";
+}
+
+/* Text a person may have sent (a Host header) need not be UTF-8. */
+static json_t *text_or_mark(const char *s) {
+  json_t *j = json_string(s);
+  return j ? j : json_string("?");
+}
+
+/* The values of `fmt`'s conversions, each formatted alone, in order. Our
+ * formats use flags, a width and a precision as digits (no `*`), the
+ * length modifiers h l ll z and the conversions d i u x c s f g e. */
+static json_t *error_args(const char *fmt, va_list ap) {
+  json_t *args = json_array();
+  for (const char *p = fmt; args && (p = strchr(p, '%')) != NULL;) {
+    const char *q = p + 1;
+    if (*q == '%') {
+      p = q + 1;
+      continue;
+    }
+    q += strspn(q, "-+ #0");
+    q += strspn(q, "0123456789");
+    if (*q == '.')
+      q += 1 + strspn(q + 1, "0123456789");
+    int longs = 0;
+    bool size = false;
+    for (; *q == 'l' || *q == 'h' || *q == 'z'; q++)
+      longs += *q == 'l', size |= *q == 'z';
+    char spec[24], val[512];
+    snprintf(spec, sizeof(spec), "%.*s", (int)(q - p + 1), p);
+    switch (*q) {
+    case 'd':
+    case 'i':
+    case 'u':
+    case 'x':
+    case 'c':
+      if (size)
+        snprintf(val, sizeof(val), spec, va_arg(ap, size_t));
+      else if (longs >= 2)
+        snprintf(val, sizeof(val), spec, va_arg(ap, long long));
+      else if (longs == 1)
+        snprintf(val, sizeof(val), spec, va_arg(ap, long));
+      else
+        snprintf(val, sizeof(val), spec, va_arg(ap, int));
+      break;
+    case 'f':
+    case 'g':
+    case 'e':
+      snprintf(val, sizeof(val), spec, va_arg(ap, double));
+      break;
+    case 's':
+      snprintf(val, sizeof(val), spec, va_arg(ap, const char *));
+      break;
+    default: /* a format this file does not know: stop, the English stands */
+      return args;
+    }
+    json_array_append_new(args, text_or_mark(val));
+    p = q + 1;
+  }
+  return args;
+}
+
+void http_error(http_resp_t *resp, unsigned status, api_err_t code, const char *fmt, ...) {
   char msg[512];
-  va_list ap;
+  va_list ap, ap2;
   va_start(ap, fmt);
+  va_copy(ap2, ap);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
+  json_t *args = error_args(fmt, ap2);
+  va_end(ap2);
   json_decref(resp->json);
   resp->status = status;
-  resp->json = json_pack("{s:s}", "error", msg);
+  resp->json = json_pack("{s:o,s:s,s:o}", "error", text_or_mark(msg), "code", api_error_code(code),
+                         "args", args ? args : json_array());
 }
 
 const char *http_query(const http_req_t *req, const char *name) {
@@ -252,7 +324,7 @@ static void api_status(const http_req_t *req, http_resp_t *resp) {
     free(body);
     free(head_text);
     free(ls.rows);
-    http_error(resp, 503, "out of memory");
+    http_error(resp, 503, API_ERR_NO_MEMORY, "out of memory");
     return;
   }
   /* {...head...,"devices":[{...},...]} */
@@ -268,12 +340,18 @@ static void api_status(const http_req_t *req, http_resp_t *resp) {
       json_object_set_new(
           latest, proto_quantity_name(ls.rows[r].quantity),
           json_pack("{s:o,s:f}", "t", json_time(ls.rows[r].t_ms), "v", ls.rows[r].value));
+    json_t *why = json_object(); /* the device's refusals by reason, those that happened */
+    for (int k = 0; k < GW_REJECT_COUNT; k++) {
+      uint64_t n = atomic_load(&d->reject_by[k]);
+      if (n)
+        json_object_set_new(why, gw_reject_name(k), json_integer((json_int_t)n));
+    }
     json_t *dev =
-        json_pack("{s:s,s:s,s:i,s:o,s:b,s:I,s:I,s:I,s:o}", "id", d->conf->id, "type",
+        json_pack("{s:s,s:s,s:i,s:o,s:b,s:I,s:I,s:I,s:o,s:o}", "id", d->conf->id, "type",
                   sg_devtype_name(d->conf->type), "interval_s", d->conf->interval_s, "last_seen",
                   json_time(last), "online", on, "packs", (json_int_t)atomic_load(&d->packs),
                   "records", (json_int_t)atomic_load(&d->records), "rejects",
-                  (json_int_t)atomic_load(&d->rejects), "latest", latest);
+                  (json_int_t)atomic_load(&d->rejects), "reject_reasons", why, "latest", latest);
     if (i)
       fputc(',', f);
     json_dumpf(dev, f, JSON_COMPACT | JSON_REAL_PRECISION(10));
@@ -294,16 +372,17 @@ static void api_readings(const http_req_t *req, http_resp_t *resp) {
   const char *sname = http_query(req, "step");
   const char *lname = http_query(req, "limit");
   if (!device || !*device || !qname || !*qname) {
-    http_error(resp, 400, "device and quantity are required, e.g. ?device=dust-01&quantity=pm10");
+    http_error(resp, 400, API_ERR_READINGS_ARGS,
+               "device and quantity are required, e.g. ?device=dust-01&quantity=pm10");
     return;
   }
   if (!gw_device_find(req->gw, device)) {
-    http_error(resp, 404, "unknown device \"%s\"", device);
+    http_error(resp, 404, API_ERR_UNKNOWN_DEVICE, "unknown device \"%s\"", device);
     return;
   }
   int q = proto_quantity_from_name(qname);
   if (q < 0) {
-    http_error(resp, 400, "unknown quantity \"%s\"", qname);
+    http_error(resp, 400, API_ERR_UNKNOWN_QUANTITY, "unknown quantity \"%s\"", qname);
     return;
   }
   stor_step_t step = STOR_STEP_RAW;
@@ -312,7 +391,7 @@ static void api_readings(const http_req_t *req, http_resp_t *resp) {
     while (i < 4 && strcmp(sname, step_names[i]) != 0)
       i++;
     if (i == 4) {
-      http_error(resp, 400, "step \"%s\" is not one of raw, 1m, 1h, 1d", sname);
+      http_error(resp, 400, API_ERR_STEP_ARG, "step \"%s\" is not one of raw, 1m, 1h, 1d", sname);
       return;
     }
     step = (stor_step_t)i;
@@ -322,18 +401,18 @@ static void api_readings(const http_req_t *req, http_resp_t *resp) {
     char *end;
     limit = strtol(lname, &end, 10);
     if (*end || limit < 1 || limit > READINGS_LIMIT_MAX) {
-      http_error(resp, 400, "limit must be 1..%d", READINGS_LIMIT_MAX);
+      http_error(resp, 400, API_ERR_LIMIT_ARG, "limit must be 1..%d", READINGS_LIMIT_MAX);
       return;
     }
   }
   double now = sg_now(), since, until;
   if (http_query_time(req, "since", now - 3600.0, &since) ||
       http_query_time(req, "until", now + 1.0, &until)) {
-    http_error(resp, 400, "since and until are Unix seconds");
+    http_error(resp, 400, API_ERR_SINCE_UNTIL_ARG, "since and until are Unix seconds");
     return;
   }
   if (until <= since) {
-    http_error(resp, 400, "until must be later than since");
+    http_error(resp, 400, API_ERR_UNTIL_BEFORE, "until must be later than since");
     return;
   }
 
@@ -344,7 +423,7 @@ static void api_readings(const http_req_t *req, http_resp_t *resp) {
   if (rc == -ENOENT)
     n = 0; /* configured but never stored anything */
   else if (rc != 0) {
-    http_error(resp, 503, "database query failed: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_DB_QUERY, "database query failed: %s", strerror(-rc));
     return;
   }
   json_t *points = json_array();
@@ -544,7 +623,7 @@ static void dispatch(struct http_api *h, struct MHD_Connection *c, const char *u
   const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
   if (host && !http_host_ok(host, h->gw->cfg->http_hosts)) {
     atomic_fetch_add_explicit(&h->gw->counters.http_bad_host, 1, memory_order_relaxed);
-    http_error(resp, 421,
+    http_error(resp, 421, API_ERR_BAD_HOST,
                "this gateway does not answer to Host \"%.64s\": use its address, localhost, or "
                "add the name to [http] hosts",
                host);
@@ -552,9 +631,9 @@ static void dispatch(struct http_api *h, struct MHD_Connection *c, const char *u
   }
   if (!found) {
     if (path_known)
-      http_error(resp, 405, "%s is not allowed on %s", method, url);
+      http_error(resp, 405, API_ERR_METHOD, "%s is not allowed on %s", method, url);
     else
-      http_error(resp, 404, "no such endpoint: %s", url);
+      http_error(resp, 404, API_ERR_NO_ENDPOINT, "no such endpoint: %s", url);
     return;
   }
   /* The dashboard's files hold no site data; every endpoint off loopback
@@ -565,14 +644,18 @@ static void dispatch(struct http_api *h, struct MHD_Connection *c, const char *u
       http_needs_token(found->action, route_public(found), ci ? ci->client_addr : NULL);
   if (needs_token && !token_ok(h, c)) {
     atomic_fetch_add_explicit(&h->gw->counters.http_no_token, 1, memory_order_relaxed);
-    http_error(resp, 401,
-               found->action ? "this action needs the gateway's token (Authorization: Bearer ...)"
-                             : "reading from another address than loopback needs the gateway's "
-                               "token (Authorization: Bearer ...)");
+    if (found->action)
+      http_error(resp, 401, API_ERR_TOKEN_ACTION,
+                 "this action needs the gateway's token (Authorization: Bearer ...)");
+    else
+      http_error(resp, 401, API_ERR_TOKEN_READ,
+                 "reading from another address than loopback needs the gateway's token "
+                 "(Authorization: Bearer ...)");
     return;
   }
   if (cs->too_large) {
-    http_error(resp, 413, "request body is larger than %d bytes", HTTP_BODY_MAX);
+    http_error(resp, 413, API_ERR_BODY_LARGE, "request body is larger than %d bytes",
+               HTTP_BODY_MAX);
     return;
   }
   http_req_t req = {
@@ -581,14 +664,14 @@ static void dispatch(struct http_api *h, struct MHD_Connection *c, const char *u
     json_error_t jerr;
     req.body = json_loadb(cs->body, cs->len, JSON_REJECT_DUPLICATES, &jerr);
     if (!req.body) {
-      http_error(resp, 400, "body is not JSON: %s (line %d, column %d)", jerr.text, jerr.line,
-                 jerr.column);
+      http_error(resp, 400, API_ERR_BODY_JSON, "body is not JSON: %s (line %d, column %d)",
+                 jerr.text, jerr.line, jerr.column);
       return;
     }
   }
   int rc = reader_take(h, &req.reader);
   if (rc != 0) {
-    http_error(resp, 503, "cannot read the database: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_DB_READ, "cannot read the database: %s", strerror(-rc));
   } else {
     found->handler(&req, resp);
     reader_give(h, req.reader);

@@ -431,7 +431,7 @@ static int ledger_sum(void *arg, const char *type, const char *category, const c
 static int on_name(void *arg, const char *name, int64_t net_kg, int64_t entries) {
   if (net_kg != 0 || entries != 0)
     json_array_append_new(
-        arg, json_pack("[s,o,I]", name, num((double)net_kg / 1000.0, 2), (json_int_t)entries));
+        arg, json_pack("[s,o,I]", name, num((double)net_kg / 1000.0, 1), (json_int_t)entries));
   return 0;
 }
 

@@ -227,7 +227,7 @@ void api_report(const http_req_t *req, http_resp_t *resp) {
   char tail;
   if (month && *month) {
     if (sscanf(month, "%4d-%2d%c", &y, &m, &tail) != 2 || y < 2000 || y > 2100 || m < 1 || m > 12) {
-      http_error(resp, 400, "month is YYYY-MM, like 2026-11");
+      http_error(resp, 400, API_ERR_MONTH_ARG, "month is YYYY-MM, like 2026-11");
       return;
     }
   } else {
@@ -241,21 +241,22 @@ void api_report(const http_req_t *req, http_resp_t *resp) {
     format = "json";
   bool html = strcmp(format, "html") == 0, csv = strcmp(format, "csv") == 0;
   if (!html && !csv && strcmp(format, "json") != 0) {
-    http_error(resp, 400, "format is json, html or csv");
+    http_error(resp, 400, API_ERR_FORMAT_REPORT, "format is json, html or csv");
     return;
   }
   if (csv && (!tname || !*tname)) {
-    http_error(resp, 400, "format=csv needs table=NAME (the names are in the JSON's tables)");
+    http_error(resp, 400, API_ERR_REPORT_TABLE_ARG,
+               "format=csv needs table=NAME (the names are in the JSON's tables)");
     return;
   }
   json_t *rep;
   int rc = report_build(req->gw, req->reader, y, m, lang, &rep);
   if (rc == -ERANGE) {
-    http_error(resp, 404, "%04d-%02d has not begun yet", y, m);
+    http_error(resp, 404, API_ERR_MONTH_FUTURE, "%04d-%02d has not begun yet", y, m);
     return;
   }
   if (rc != 0) {
-    http_error(resp, 503, "the report could not be made: %s", strerror(-rc));
+    http_error(resp, 503, API_ERR_REPORT_FAIL, "the report could not be made: %s", strerror(-rc));
     return;
   }
   if (!html && !csv) {
@@ -272,7 +273,7 @@ void api_report(const http_req_t *req, http_resp_t *resp) {
     }
     if (!table) {
       json_decref(rep);
-      http_error(resp, 404, "the report has no table \"%s\"", tname);
+      http_error(resp, 404, API_ERR_REPORT_NO_TABLE, "the report has no table \"%s\"", tname);
       return;
     }
   }
@@ -280,7 +281,7 @@ void api_report(const http_req_t *req, http_resp_t *resp) {
   char *text = html ? render_html(rep, &len) : render_csv(table, &len);
   json_decref(rep);
   if (!text) {
-    http_error(resp, 503, "out of memory");
+    http_error(resp, 503, API_ERR_NO_MEMORY, "out of memory");
     return;
   }
   resp->text = text;

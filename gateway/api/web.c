@@ -99,20 +99,20 @@ static bool safe_path(const char *rel) {
 void api_web_file(const http_req_t *req, http_resp_t *resp) {
   const char *path = req->path;
   if (strncmp(path, "/api/", 5) == 0 || strcmp(path, "/api") == 0) {
-    http_error(resp, 404, "no such endpoint: %s", path);
+    http_error(resp, 404, API_ERR_NO_ENDPOINT, "no such endpoint: %s", path);
     return;
   }
   char rel[WEB_PATH_MAX + 16];
   size_t len = strlen(path);
   if (len > WEB_PATH_MAX) {
-    http_error(resp, 404, "no such file");
+    http_error(resp, 404, API_ERR_NO_FILE, "no such file");
     return;
   }
   snprintf(rel, sizeof(rel), "%s%s", path + 1,
            len == 1 || path[len - 1] == '/' ? "index.html" : "");
   const char *type = type_of(rel);
   if (!safe_path(rel) || !type) {
-    http_error(resp, 404, "no such file: %s", path);
+    http_error(resp, 404, API_ERR_NO_FILE_NAMED, "no such file: %s", path);
     return;
   }
   const char *root = web_root(req->gw->cfg);
@@ -125,10 +125,11 @@ void api_web_file(const http_req_t *req, http_resp_t *resp) {
     if (fd >= 0)
       close(fd);
     if (strcmp(rel, "index.html") == 0)
-      http_error(resp, 404,
+      http_error(resp, 404, API_ERR_NO_DASHBOARD,
                  "the dashboard is not at %s (`make` builds it; [http] web_root says where)", root);
     else
-      http_error(resp, 404, "no such file: %s%s", path, e == ENOENT ? "" : " (not readable)");
+      http_error(resp, 404, API_ERR_NO_FILE_WHY, "no such file: %s%s", path,
+                 e == ENOENT ? "" : " (not readable)");
     return;
   }
   size_t n = (size_t)st.st_size, got = 0;
@@ -142,7 +143,7 @@ void api_web_file(const http_req_t *req, http_resp_t *resp) {
   close(fd);
   if (!body || got != n) {
     free(body);
-    http_error(resp, 503, "cannot read %s", rel);
+    http_error(resp, 503, API_ERR_CANNOT_READ, "cannot read %s", rel);
     return;
   }
   resp->text = body;

@@ -37,6 +37,11 @@ struct coap_front {
   /* DTLS handshakes (server.c, from libcoap's session events): the figures
    * at the last flood line, and when it was said */
   uint64_t hs_logged_abandoned, hs_logged_ms;
+  /* DTLS sessions that have shaken hands, most recently used first
+   * (server.c): each holds a reference, so that libcoap's idle limit never
+   * frees it for a stranger's packet */
+  struct dtls_peer *peers, *peers_tail;
+  size_t n_peers, peers_max;
   struct ticket_job *tickets; /* POST /w waiting for their commit (tickets.c) */
   struct ctl_client *ctl;     /* equipment controllers (client.c), NULL until used */
   struct gate_job *gates;     /* POST /g waiting for their commit (gates.c) */
@@ -51,9 +56,18 @@ void coapfront__reply(coap_pdu_t *resp, coap_pdu_code_t code, const char *text);
  * NULL), logs it at debug level, then replies as coapfront__reply. */
 void coapfront__reject(struct coap_front *cf, gw_device_t *dev, gw_reject_t why, coap_pdu_t *resp,
                        coap_pdu_code_t code, const char *text);
+/* A request came on `s`: a DTLS session that has shaken hands becomes the
+ * most recently used (server.c). Called by coapfront__body, which every
+ * POST handler calls first. */
+void coapfront__touch(struct coap_front *cf, coap_session_t *s);
 /* The DTLS identity of a session as a C string ("" for plain CoAP, or for
  * an identity of `cap` bytes or more). */
 void coapfront__identity(const coap_session_t *s, char *out, size_t cap);
+/* The configured device whose DTLS identity `s` carries, or NULL (plain
+ * CoAP, or an identity that names no device): a pack that cannot be
+ * decoded names no device itself, but its sender is known by its key, and
+ * its refusal is counted for it (the dashboard explains it per device). */
+gw_device_t *coapfront__sender(struct coap_front *cf, const coap_session_t *s);
 
 /* upload.c: the body of request `req` to resource `res`. A request
  * without Block1 is its own body. Block1 uploads (RFC 7959 2.5) are

@@ -113,7 +113,7 @@ static void gate_submit(struct coap_front *cf, coap_session_t *session, const co
   coap_opt_t *opt = coap_check_option(req, COAP_OPTION_CONTENT_FORMAT, &oi);
   int cfmt = opt ? (int)coap_decode_var_bytes(coap_opt_value(opt), coap_opt_length(opt)) : -1;
   if (cfmt != COAP_MEDIATYPE_APPLICATION_JSON && cfmt != COAP_MEDIATYPE_APPLICATION_CBOR) {
-    coapfront__reject(cf, NULL, GW_REJECT_FORMAT, resp,
+    coapfront__reject(cf, coapfront__sender(cf, session), GW_REJECT_FORMAT, resp,
                       COAP_RESPONSE_CODE_UNSUPPORTED_CONTENT_FORMAT,
                       "a gate event is Content-Format 50 (json) or 60 (cbor)");
     return;
@@ -124,8 +124,8 @@ static void gate_submit(struct coap_front *cf, coap_session_t *session, const co
   if (!coapfront__body(cf, session, res, req, resp, max, &data, &len))
     return; /* 2.31 for a block, or refused */
   if (len == 0) {
-    coapfront__reject(cf, NULL, GW_REJECT_BAD_PACK, resp, COAP_RESPONSE_CODE_BAD_REQUEST,
-                      "empty payload: send one gate event");
+    coapfront__reject(cf, coapfront__sender(cf, session), GW_REJECT_BAD_PACK, resp,
+                      COAP_RESPONSE_CODE_BAD_REQUEST, "empty payload: send one gate event");
     return;
   }
   double now = sg_now();
@@ -135,7 +135,8 @@ static void gate_submit(struct coap_front *cf, coap_session_t *session, const co
                : proto_gate_decode_json(data, len, now, now - (double)gw->cfg->raw_days * 86400.0,
                                         &ev, err, sizeof(err));
   if (rc != 0) {
-    coapfront__reject(cf, NULL, GW_REJECT_BAD_PACK, resp, COAP_RESPONSE_CODE_BAD_REQUEST, err);
+    coapfront__reject(cf, coapfront__sender(cf, session), GW_REJECT_BAD_PACK, resp,
+                      COAP_RESPONSE_CODE_BAD_REQUEST, err);
     return;
   }
   gw_device_t *dev = gw_device_find(gw, ev.gate);

@@ -23,10 +23,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Idle plain-UDP sessions kept before the oldest is dropped: libcoap 4.3.1
- * walks every session per packet, so thousands of sensors each with its own
+/* Idle sessions kept before the oldest is dropped: libcoap 4.3.1 walks
+ * every session per packet, so thousands of sensors each with its own
  * source port would otherwise slow every request (measured: 1,000 endpoints
- * halve the rate). A dropped session costs nothing for plain CoAP. */
+ * halve the rate; 1,024 kept against 100 cost 10-20 % of requests/s with
+ * 1,000 ports). A dropped session costs nothing for plain CoAP. libcoap
+ * also counts DTLS handshakes past the cookie as idle, so the limit is this
+ * plus one per keyed device: every device may shake hands at once (after a
+ * power cut) without pushing another's handshake out (test_dtls_idle.sh:
+ * 43 of 150 stalled for over 10 s under ASan at 100). */
 #define COAP_MAX_IDLE_SESSIONS 100
 
 void coapfront__reply(coap_pdu_t *resp, coap_pdu_code_t code, const char *text) {
@@ -42,8 +47,10 @@ void coapfront__reply(coap_pdu_t *resp, coap_pdu_code_t code, const char *text) 
 void coapfront__reject(struct coap_front *cf, gw_device_t *dev, gw_reject_t why, coap_pdu_t *resp,
                        coap_pdu_code_t code, const char *text) {
   atomic_fetch_add_explicit(&cf->gw->counters.rejects[why], 1, memory_order_relaxed);
-  if (dev)
+  if (dev) {
     atomic_fetch_add_explicit(&dev->rejects, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&dev->reject_by[why], 1, memory_order_relaxed);
+  }
   log_debug("refused (%s): %s", gw_reject_name(why), text);
   coapfront__reply(resp, code, text);
 }
@@ -57,6 +64,12 @@ void coapfront__identity(const coap_session_t *s, char *out, size_t cap) {
     memcpy(out, id->s, id->length);
     out[id->length] = '\0';
   }
+}
+
+gw_device_t *coapfront__sender(struct coap_front *cf, const coap_session_t *s) {
+  char identity[PROTO_DEVICE_MAX + 2];
+  coapfront__identity(s, identity, sizeof(identity));
+  return identity[0] ? gw_device_find(cf->gw, identity) : NULL;
 }
 
 static void on_post_readings(coap_resource_t *res, coap_session_t *session, const coap_pdu_t *req,
@@ -83,7 +96,7 @@ static void on_post_readings(coap_resource_t *res, coap_session_t *session, cons
              "Content-Format %d is not accepted: use 110 (senml+json), 112 (senml+cbor) or 50 "
              "(json)",
              cfmt);
-    coapfront__reject(cf, NULL, GW_REJECT_FORMAT, resp,
+    coapfront__reject(cf, coapfront__sender(cf, session), GW_REJECT_FORMAT, resp,
                       COAP_RESPONSE_CODE_UNSUPPORTED_CONTENT_FORMAT, err);
     return;
   }
@@ -93,8 +106,8 @@ static void on_post_readings(coap_resource_t *res, coap_session_t *session, cons
   if (!coapfront__body(cf, session, res, req, resp, (size_t)gw->cfg->max_body, &data, &len))
     return; /* 2.31 for a block, or refused */
   if (len == 0) {
-    coapfront__reject(cf, NULL, GW_REJECT_BAD_PACK, resp, COAP_RESPONSE_CODE_BAD_REQUEST,
-                      "empty payload: send a SenML pack");
+    coapfront__reject(cf, coapfront__sender(cf, session), GW_REJECT_BAD_PACK, resp,
+                      COAP_RESPONSE_CODE_BAD_REQUEST, "empty payload: send a SenML pack");
     return;
   }
   double now = sg_now();
@@ -103,7 +116,8 @@ static void on_post_readings(coap_resource_t *res, coap_session_t *session, cons
                ? proto_senml_decode_cbor(data, len, &lim, &cf->pack, err, sizeof(err))
                : proto_senml_decode_json(data, len, &lim, &cf->pack, err, sizeof(err));
   if (rc != 0) {
-    coapfront__reject(cf, NULL, GW_REJECT_BAD_PACK, resp, COAP_RESPONSE_CODE_BAD_REQUEST, err);
+    coapfront__reject(cf, coapfront__sender(cf, session), GW_REJECT_BAD_PACK, resp,
+                      COAP_RESPONSE_CODE_BAD_REQUEST, err);
     return;
   }
 
@@ -231,10 +245,85 @@ static const coap_bin_const_t *on_psk_identity(coap_bin_const_t *identity, coap_
  * (SERVER_SESSION_NEW), completes at DTLS_CONNECTED, and goes at
  * SERVER_SESSION_DEL: one that goes without having completed was abandoned
  * (a spoofed source never answers the HelloVerifyRequest; a client may give
- * up). A completed session carries `hs_done` as its app data; server
- * sessions have no other (client.c's are of type CLIENT). */
+ * up). A completed session carries a dtls_peer_t, or `hs_done` once it has
+ * been let go, as its app data; server sessions have no other (client.c's
+ * are of type CLIENT).
+ *
+ * libcoap 4.3.1 keeps at most COAP_MAX_IDLE_SESSIONS sessions without a
+ * reference per endpoint and, at that limit, frees the least recently used
+ * one whenever a packet comes from a new address, before it looks at what
+ * the packet is: 100 quiet devices and a spoofed ClientHello cost a real
+ * device its session, and its next post went unanswered
+ * (test_dtls_idle.sh). So a session that has shaken hands (which takes a
+ * device's key) is a peer: it holds a reference, which takes it out of that
+ * count, until it has been quiet for DTLS_PEER_IDLE_MS or the peers number
+ * more than peers_max (the least recently used goes first); then libcoap's
+ * own idle timeout frees it as before. */
 static char hs_done;
 #define FLOOD_LOG_EVERY_MS 10000
+#define DTLS_PEER_IDLE_MS 300000 /* libcoap's own idle session timeout, 300 s */
+
+typedef struct dtls_peer {
+  coap_session_t *s;
+  uint64_t used_ms;
+  struct dtls_peer *prev, *next;
+} dtls_peer_t;
+
+static void peer_unlink(struct coap_front *cf, dtls_peer_t *p) {
+  *(p->prev ? &p->prev->next : &cf->peers) = p->next;
+  *(p->next ? &p->next->prev : &cf->peers_tail) = p->prev;
+  p->prev = p->next = NULL;
+}
+
+static void peer_push(struct coap_front *cf, dtls_peer_t *p) {
+  p->next = cf->peers;
+  *(cf->peers ? &cf->peers->prev : &cf->peers_tail) = p;
+  cf->peers = p;
+}
+
+/* Lets peer `p` go: its session keeps `hs_done` (it did complete), and
+ * loses the reference unless libcoap is freeing it (`deleting`). */
+static void peer_free(struct coap_front *cf, dtls_peer_t *p, bool deleting) {
+  peer_unlink(cf, p);
+  cf->n_peers--;
+  coap_session_set_app_data(p->s, &hs_done);
+  if (!deleting)
+    coap_session_release(p->s);
+  free(p);
+}
+
+void coapfront__touch(struct coap_front *cf, coap_session_t *s) {
+  dtls_peer_t *p =
+      coap_session_get_type(s) == COAP_SESSION_TYPE_SERVER ? coap_session_get_app_data(s) : NULL;
+  if (!p || (void *)p == &hs_done)
+    return;
+  p->used_ms = sg_mono_ms();
+  if (cf->peers != p) {
+    peer_unlink(cf, p);
+    peer_push(cf, p);
+  }
+}
+
+/* Once a second: peers quiet too long, or over peers_max, are let go. */
+static void peers_sweep(struct coap_front *cf) {
+  uint64_t now = sg_mono_ms();
+  while (cf->peers_tail &&
+         (cf->n_peers > cf->peers_max || now - cf->peers_tail->used_ms > DTLS_PEER_IDLE_MS))
+    peer_free(cf, cf->peers_tail, false);
+}
+
+static void peer_new(struct coap_front *cf, coap_session_t *s) {
+  dtls_peer_t *p = calloc(1, sizeof(*p));
+  if (!p) { /* it works as before: libcoap may free it while it is idle */
+    coap_session_set_app_data(s, &hs_done);
+    return;
+  }
+  p->s = coap_session_reference(s);
+  p->used_ms = sg_mono_ms();
+  coap_session_set_app_data(s, p);
+  peer_push(cf, p);
+  cf->n_peers++;
+}
 
 static int on_session_event(coap_session_t *s, const coap_event_t event) {
   coap_session_type_t type = coap_session_get_type(s);
@@ -246,22 +335,30 @@ static int on_session_event(coap_session_t *s, const coap_event_t event) {
   if (coap_session_get_proto(s) != COAP_PROTO_DTLS)
     return 0;
   gw_counters_t *c = &cf->gw->counters;
+  void *app = coap_session_get_app_data(s);
   switch (event) {
   case COAP_EVENT_SERVER_SESSION_NEW:
     atomic_fetch_add_explicit(&c->dtls_begun, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->dtls_pending, 1, memory_order_relaxed);
     break;
   case COAP_EVENT_DTLS_CONNECTED:
-    if (coap_session_get_app_data(s) != &hs_done) {
-      coap_session_set_app_data(s, &hs_done);
+    if (!app) {
+      peer_new(cf, s);
       atomic_fetch_add_explicit(&c->dtls_completed, 1, memory_order_relaxed);
       atomic_fetch_sub_explicit(&c->dtls_pending, 1, memory_order_relaxed);
     }
     break;
+  case COAP_EVENT_DTLS_CLOSED: /* the device said goodbye, or the session failed */
+  case COAP_EVENT_DTLS_ERROR:
+    if (app && app != &hs_done)
+      peer_free(cf, app, false);
+    break;
   case COAP_EVENT_SERVER_SESSION_DEL:
-    if (coap_session_get_app_data(s) != &hs_done) {
+    if (!app) {
       atomic_fetch_add_explicit(&c->dtls_abandoned, 1, memory_order_relaxed);
       atomic_fetch_sub_explicit(&c->dtls_pending, 1, memory_order_relaxed);
+    } else if (app != &hs_done) {
+      peer_free(cf, app, true);
     }
     break;
   default:
@@ -352,6 +449,7 @@ static void on_sweep(uv_timer_t *t) {
   struct coap_front *cf = t->data;
   coap_io_process(cf->ctx, COAP_IO_NO_WAIT);
   check_handshakes(cf);
+  peers_sweep(cf);
   coapfront__uploads_sweep(cf);
   if (sg_mono_ms() - coap_log_state.since_ms >= LIBCOAP_LOG_EVERY_MS)
     coap_log_flush(sg_mono_ms());
@@ -478,6 +576,12 @@ int coapfront_start(gw_t *gw, struct coap_front **out) {
   if (!cf)
     return rc;
   cf->gw = gw;
+  size_t keyed = 0;
+  for (size_t i = 0; i < gw->cfg->n_devices; i++)
+    keyed += gw->cfg->devices[i].psk[0] != '\0';
+  /* a session per keyed device, twice over for devices that have come
+   * back from a new port before their old session was let go */
+  cf->peers_max = 2 * keyed + 64;
   coap_startup();
   coap_set_log_handler(on_coap_log);
   coap_log_state.since_ms = sg_mono_ms();
@@ -489,7 +593,7 @@ int coapfront_start(gw_t *gw, struct coap_front **out) {
   /* Each block to the handler: upload.c puts them together (not
    * COAP_BLOCK_SINGLE_BODY, which trusted Size1). */
   coap_context_set_block_mode(cf->ctx, COAP_BLOCK_USE_LIBCOAP);
-  coap_context_set_max_idle_sessions(cf->ctx, COAP_MAX_IDLE_SESSIONS);
+  coap_context_set_max_idle_sessions(cf->ctx, COAP_MAX_IDLE_SESSIONS + (unsigned)keyed);
   coap_context_set_max_handshake_sessions(cf->ctx, GW_DTLS_MAX_HANDSHAKES);
   coap_set_app_data(cf->ctx, cf);
   coap_register_event_handler(cf->ctx, on_session_event);
@@ -539,6 +643,8 @@ void coapfront_stop(struct coap_front *cf) {
   coapfront__tickets_orphan(cf);
   coapfront__gates_orphan(cf);
   coap_register_event_handler(cf->ctx, NULL); /* the sessions go with it: not abandoned */
+  while (cf->peers)
+    peer_free(cf, cf->peers, false); /* libcoap frees only sessions without one */
   coap_free_context(cf->ctx);
   coapfront__uploads_drop(cf, NULL);
   cf->ctx = NULL;

@@ -132,7 +132,7 @@ static int ticket_submit(struct coap_front *cf, coap_session_t *session, const c
   coap_opt_t *opt = coap_check_option(req, COAP_OPTION_CONTENT_FORMAT, &oi);
   int cfmt = opt ? (int)coap_decode_var_bytes(coap_opt_value(opt), coap_opt_length(opt)) : -1;
   if (cfmt != COAP_MEDIATYPE_APPLICATION_JSON && cfmt != COAP_MEDIATYPE_APPLICATION_CBOR) {
-    coapfront__reject(cf, NULL, GW_REJECT_FORMAT, resp,
+    coapfront__reject(cf, coapfront__sender(cf, session), GW_REJECT_FORMAT, resp,
                       COAP_RESPONSE_CODE_UNSUPPORTED_CONTENT_FORMAT,
                       "a ticket is Content-Format 50 (json) or 60 (cbor)");
     return -1;
@@ -142,8 +142,8 @@ static int ticket_submit(struct coap_front *cf, coap_session_t *session, const c
   if (!coapfront__body(cf, session, res, req, resp, (size_t)gw->cfg->max_body, &data, &len))
     return -1; /* 2.31 for a block, or refused */
   if (len == 0) {
-    coapfront__reject(cf, NULL, GW_REJECT_BAD_PACK, resp, COAP_RESPONSE_CODE_BAD_REQUEST,
-                      "empty payload: send one weighing ticket");
+    coapfront__reject(cf, coapfront__sender(cf, session), GW_REJECT_BAD_PACK, resp,
+                      COAP_RESPONSE_CODE_BAD_REQUEST, "empty payload: send one weighing ticket");
     return -1;
   }
   double now = sg_now();
@@ -152,7 +152,8 @@ static int ticket_submit(struct coap_front *cf, coap_session_t *session, const c
                ? proto_ticket_decode_cbor(data, len, &lim, &pt, err, sizeof(err))
                : proto_ticket_decode_json(data, len, &lim, &pt, err, sizeof(err));
   if (rc != 0) {
-    coapfront__reject(cf, NULL, GW_REJECT_BAD_PACK, resp, COAP_RESPONSE_CODE_BAD_REQUEST, err);
+    coapfront__reject(cf, coapfront__sender(cf, session), GW_REJECT_BAD_PACK, resp,
+                      COAP_RESPONSE_CODE_BAD_REQUEST, err);
     return -1;
   }
   gw_device_t *dev = gw_device_find(gw, pt.scale);

@@ -65,6 +65,7 @@ static int refuse(struct coap_front *cf, struct coap_upload *u, coap_pdu_t *resp
 int coapfront__body(struct coap_front *cf, coap_session_t *session, const coap_resource_t *res,
                     const coap_pdu_t *req, coap_pdu_t *resp, size_t max, const uint8_t **data,
                     size_t *len) {
+  coapfront__touch(cf, session);
   free(cf->body);
   cf->body = NULL;
   size_t n = 0, offset = 0, total = 0;

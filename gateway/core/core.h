@@ -48,6 +48,7 @@ typedef struct gw_device {
   uint32_t db_id;
   _Atomic int64_t last_ms; /* receipt time of its last accepted pack, 0: never */
   _Atomic uint64_t packs, records, rejects;
+  _Atomic uint64_t reject_by[GW_REJECT_COUNT]; /* rejects by reason: sum is `rejects` */
 } gw_device_t;
 
 typedef struct gw_counters {

@@ -36,6 +36,7 @@ struct alarms {
   size_t n_listeners;
   uv_work_t work;
   bool worker_failed; /* the last worker stopped on a failed write (worker, then loop) */
+  double event_t;     /* loop thread: the time of the model's call in progress */
 
   /* under mu */
   pthread_mutex_t mu;
@@ -136,7 +137,8 @@ static void kick(struct alarms *al) {
 /* The model's callback, loop thread: queue for storage, tell listeners. */
 static void on_event(void *arg, alarm_ev_t ev, const stor_alarm_t *a) {
   struct alarms *al = arg;
-  stor_alarm_event_t e = {.alarm = *a, .kind = (int)ev, .t = sg_now()};
+  stor_alarm_event_t e = {
+      .alarm = *a, .kind = (int)ev, .t = al->event_t > 0 ? al->event_t : sg_now()};
   pthread_mutex_lock(&al->mu);
   int rc = queue_put(al, &e, 1, false);
   alarm_tally_made(&al->tally, rc);
@@ -212,7 +214,10 @@ int64_t alarm_update(gw_t *gw, const alarm_cond_t *c) {
   struct alarms *al = gw->alarms;
   if (!al)
     return -ENODEV;
-  int64_t rc = alarm_model_update(&al->model, c, sg_now());
+  /* late data is judged as at its own time (rules.h, "late data") */
+  al->event_t = c && c->at > 0 ? c->at : sg_now();
+  int64_t rc = alarm_model_update(&al->model, c, al->event_t);
+  al->event_t = 0;
   kick(al); /* retries events a failed write left queued */
   return rc;
 }
@@ -299,7 +304,9 @@ static void ack_on_loop(gw_t *gw, void *arg) {
   pthread_mutex_lock(&al->mu);
   c->then = al->tally;
   pthread_mutex_unlock(&al->mu);
-  c->rc = alarm_model_ack(&al->model, c->id, c->by, c->note, sg_now());
+  al->event_t = sg_now();
+  c->rc = alarm_model_ack(&al->model, c->id, c->by, c->note, al->event_t);
+  al->event_t = 0;
   pthread_mutex_lock(&al->mu);
   c->seq = al->tally.made;
   pthread_mutex_unlock(&al->mu);

@@ -22,7 +22,20 @@
  *                     [dust] max_exceed_day
  *   health.offline, health.flatline, health.range, health.clock_skew,
  *   health.interference   (health.c)
- * Incomplete windows report nothing: the alarm keeps its state. */
+ * Incomplete windows report nothing: the alarm keeps its state.
+ *
+ * Late data (a sensor's backlog after an outage, `sitesim --history`): the
+ * sliding windows end now, so readings that arrive minutes or days after
+ * they were taken would never be judged. So for each noise and dust device
+ * the engine keeps the data time through which it has judged it. When the
+ * device's newest stored reading lies beyond that, further back than the
+ * device's live lag, the noise and dust rules are replayed over the late
+ * data every ENV_REPLAY_STEP_S of data time, each report carrying its own
+ * time (alarm_cond_t.at): the backlog's exceedances are raised, cleared and
+ * uploaded at the time they happened. At most ENV_REPLAY_MAX_S of data time
+ * per device and tick; the live windows of a device wait while its replay
+ * has not caught up, so one alarm's reports stay in time order. Sensor
+ * health is judged live only (it is about the sensor now). */
 #define LOG_MODULE "env"
 #include "gateway/rules/rules.h"
 #include "protocol/protocol.h"
@@ -45,6 +58,9 @@
  * (when each carried a 256-byte message buffer). A site of up to this many
  * devices is judged whole every tick. */
 #define ENV_SLICE 512
+#define ENV_REPLAY_STEP_S 60.0         /* data time between two replayed evaluations */
+#define ENV_REPLAY_LAG_S 120.0         /* data this recent (or 2 intervals) is live */
+#define ENV_REPLAY_MAX_S (12 * 3600.0) /* data time replayed per device and tick */
 
 /* One verdict, with its strings kept; its message is in the evaluation's
  * text (most verdicts say all is normal, in a sentence shorter than the
@@ -77,6 +93,11 @@ struct env {
   double *skew_prev;
   int *skew_runs;
   int *dust_level; /* loop thread: PM10 level per device, -1 unknown */
+  /* late data (worker; cfg order): the data time through which a noise or
+   * dust device has been judged (0: from its first reading on), and its
+   * newest stored reading at this evaluation */
+  double *judged, *newest;
+  double at; /* while replaying: the data time judged (verdicts carry it) */
   verdict_t *v;
   size_t n, cap;
   char *text; /* the verdicts' messages (say()) */
@@ -151,6 +172,7 @@ static verdict_t *add(struct env *e, const char *rule, const char *source, int l
   v->c.figure = figure;
   v->c.limit = limit;
   v->c.t = e->now;
+  v->c.at = e->at;
   return v;
 }
 
@@ -291,6 +313,92 @@ static env_sample_t *load(struct env *e, const sg_device_t *d, int q, double sin
   return s;
 }
 
+/* The first index of `s` (sorted by t) with t >= `t`. */
+static size_t first_at(const env_sample_t *s, size_t n, double t) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (s[mid].t < t)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* `s` + `i`, where `s` may be NULL (no samples; `i` is 0 then). */
+static const env_sample_t *samples_at(const env_sample_t *s, size_t i) { return s ? s + i : NULL; }
+
+/* The time of the device's oldest `q` reading, or 0. */
+static double oldest(struct env *e, const sg_device_t *d, int q) {
+  stor_point_t *pt = NULL;
+  size_t n = 0;
+  int rc = stor_query(e->reader, d->id, q, STOR_STEP_RAW, 0, (int64_t)llround(e->now * 1000.0), 1,
+                      &pt, &n);
+  double t = rc == 0 && n > 0 ? (double)pt[0].t_ms / 1000.0 : 0;
+  free(pt);
+  return t;
+}
+
+/* Replays the noise or dust rules over late data (see the top of the
+ * file). Returns true when the device's live windows may be judged now:
+ * its replay has caught up. */
+static bool replay(struct env *e, size_t di, const sg_device_t *d) {
+  double newest = e->newest[di], from = e->judged[di];
+  double lag = fmax(ENV_REPLAY_LAG_S, 2.0 * d->interval_s);
+  double upto = fmin(newest, e->now - lag);
+  if (newest <= 0 || (from > 0 && from + ENV_REPLAY_STEP_S > upto))
+    return true;
+  int mainq = d->type == SG_DEV_NOISE ? PROTO_Q_LA : PROTO_Q_PM10;
+  if (from <= 0 && (from = oldest(e, d, mainq)) <= 0)
+    return true;
+  if (from + ENV_REPLAY_STEP_S > upto) {
+    e->judged[di] = from;
+    return true;
+  }
+  double end = fmin(upto, from + ENV_REPLAY_MAX_S), now = e->now, first = from + ENV_REPLAY_STEP_S;
+  if (d->type == SG_DEV_NOISE) {
+    size_t n_la = 0, n_mx = 0;
+    env_sample_t *la = load(e, d, PROTO_Q_LA, first - e->np.window_s, &n_la);
+    env_sample_t *mx = load(e, d, PROTO_Q_LAMAX, first - e->np.window_s, &n_mx);
+    for (double t = first; t <= end; t += ENV_REPLAY_STEP_S) {
+      size_t a = first_at(la, n_la, t - e->np.window_s), b = first_at(la, n_la, t);
+      size_t c = first_at(mx, n_mx, t - e->np.window_s), f = first_at(mx, n_mx, t);
+      e->now = e->at = t;
+      judge_noise(e, d, samples_at(la, a), b - a, samples_at(mx, c), f - c);
+      e->judged[di] = t;
+    }
+    free(la);
+    free(mx);
+  } else {
+    double len = e->dp.window_s[DUST_LONG], since = first - len;
+    if (e->dp.max_exceed_day > 0)
+      since = fmin(since, env_local_midnight(first));
+    size_t n_rh = 0;
+    env_sample_t *rh = load(e, d, PROTO_Q_RH, since, &n_rh);
+    for (int q = 0; q < DUST_QUANTITIES; q++) {
+      size_t n = 0;
+      env_sample_t *s = load(e, d, dust_proto_quantity(q), since, &n);
+      for (double t = first; n > 0 && t <= end; t += ENV_REPLAY_STEP_S) {
+        size_t a = first_at(s, n, t - len), b = first_at(s, n, t);
+        size_t c = first_at(rh, n_rh, t - len), f = first_at(rh, n_rh, t);
+        e->now = e->at = t;
+        for (int wk = 0; wk < DUST_WINDOWS; wk++)
+          judge_dust_window(e, d, q, wk, samples_at(s, a), b - a, samples_at(rh, c), f - c);
+        if (e->dp.max_exceed_day > 0)
+          judge_dust_day(e, d, q, s, b, rh, f);
+      }
+      free(s);
+    }
+    free(rh);
+    for (double t = first; t <= end; t += ENV_REPLAY_STEP_S)
+      e->judged[di] = t;
+  }
+  e->now = now;
+  e->at = 0;
+  return end >= upto;
+}
+
 static void judge_device(struct env *e, size_t di) {
   const sg_device_t *d = &e->gw->cfg->devices[di];
   double last = (double)e->last_ms[di] / 1000.0, silent, newest = 0;
@@ -316,11 +424,20 @@ static void judge_device(struct env *e, size_t di) {
         e->hp.offline_intervals);
   }
   double span = fmax(e->hp.flatline_s, e->hp.jump_s * 2);
+  bool live = true;
+  if (d->type == SG_DEV_NOISE || d->type == SG_DEV_DUST)
+    live = replay(e, di, d);
+  size_t before = e->n;
   if (d->type == SG_DEV_NOISE) {
     size_t n_la = 0, n_mx = 0;
     env_sample_t *la = load(e, d, PROTO_Q_LA, e->now - fmax(span, e->np.window_s), &n_la);
     env_sample_t *mx = load(e, d, PROTO_Q_LAMAX, e->now - e->np.window_s, &n_mx);
-    judge_noise(e, d, la, n_la, mx, n_mx);
+    if (live) {
+      size_t a = first_at(la, n_la, e->now - e->np.window_s);
+      judge_noise(e, d, samples_at(la, a), n_la - a, mx, n_mx);
+      if (e->n > before) /* judged live through now: late data replays from here */
+        e->judged[di] = e->now;
+    }
     judge_health(e, d, PROTO_Q_LA, la, n_la, &newest);
     judge_health(e, d, PROTO_Q_LAMAX, mx, n_mx, &newest);
     judge_flatline(e, d, PROTO_Q_LA, la, n_la);
@@ -337,9 +454,13 @@ static void judge_device(struct env *e, size_t di) {
     for (int q = 0; q < DUST_QUANTITIES; q++) {
       size_t n = 0;
       env_sample_t *s = load(e, d, dust_proto_quantity(q), e->now - len, &n);
-      for (int wk = 0; wk < DUST_WINDOWS; wk++)
+      size_t had = e->n;
+      for (int wk = 0; live && wk < DUST_WINDOWS; wk++)
         judge_dust_window(e, d, q, wk, s, n, rh, n_rh);
-      judge_dust_day(e, d, q, s, n, rh, n_rh);
+      if (e->n > had) /* judged live through now: late data replays from here */
+        e->judged[di] = e->now;
+      if (live)
+        judge_dust_day(e, d, q, s, n, rh, n_rh);
       judge_health(e, d, dust_proto_quantity(q), s, n, &newest);
       if (q == DUST_PM10) {
         judge_flatline(e, d, PROTO_Q_PM10, s, n);
@@ -396,6 +517,30 @@ static void judge_device(struct env *e, size_t di) {
   }
 }
 
+/* stor_latest's callback: the newest reading of each device into
+ * `newest` (cfg order), the latest over its quantities. */
+typedef struct newest_ctx {
+  const sg_config_t *cfg;
+  double *newest;
+} newest_ctx_t;
+
+static int on_latest(void *arg, const char *device, int quantity, int64_t t_ms, double value) {
+  newest_ctx_t *c = arg;
+  (void)quantity;
+  (void)value;
+  const sg_device_t *d = sg_config_device(c->cfg, device);
+  if (d && (double)t_ms / 1000.0 > c->newest[d - c->cfg->devices])
+    c->newest[d - c->cfg->devices] = (double)t_ms / 1000.0;
+  return 0;
+}
+
+static int read_newest(stor_reader_t *r, const sg_config_t *cfg, double *newest) {
+  for (size_t i = 0; i < cfg->n_devices; i++)
+    newest[i] = 0;
+  newest_ctx_t c = {cfg, newest};
+  return stor_latest(r, on_latest, &c);
+}
+
 static void work_on_run(uv_work_t *w) {
   struct env *e = w->data;
   e->n = 0;
@@ -407,6 +552,9 @@ static void work_on_run(uv_work_t *w) {
       return;
     }
   }
+  int rc = read_newest(e->reader, e->gw->cfg, e->newest);
+  if (rc != 0)
+    e->err = rc;
   e->text_len = 0;
   for (size_t i = e->slice_begin; i < e->slice_end; i++)
     judge_device(e, i);
@@ -418,6 +566,8 @@ static void env_free(struct env *e) {
   free(e->skew_prev);
   free(e->skew_runs);
   free(e->dust_level);
+  free(e->judged);
+  free(e->newest);
   free(e->v);
   free(e->text);
   free(e);
@@ -435,6 +585,8 @@ static void update_dust_levels(struct env *e) {
     seen[i] = -1;
   for (size_t i = 0; i < e->n; i++) {
     const verdict_t *v = &e->v[i];
+    if (v->c.at > 0) /* replayed late data: the past, not the level now */
+      continue;
     if (strcmp(v->rule, "dust.pm10_short") != 0 && strcmp(v->rule, "dust.pm10_long") != 0)
       continue;
     const sg_device_t *d = sg_config_device(cfg, v->source);
@@ -500,12 +652,21 @@ int env_start(gw_t *gw) {
   e->skew_prev = calloc(nd, sizeof(*e->skew_prev));
   e->skew_runs = calloc(nd, sizeof(*e->skew_runs));
   e->dust_level = malloc(nd * sizeof(*e->dust_level));
-  if (!e->last_ms || !e->skew_prev || !e->skew_runs || !e->dust_level) {
+  e->judged = calloc(nd, sizeof(*e->judged));
+  e->newest = calloc(nd, sizeof(*e->newest));
+  if (!e->last_ms || !e->skew_prev || !e->skew_runs || !e->dust_level || !e->judged || !e->newest) {
     env_free(e);
     return -ENOMEM;
   }
   for (size_t i = 0; i < nd; i++)
     e->dust_level[i] = -1;
+  /* What was stored before this start was judged by the run that stored it:
+   * late data is what arrives after (a short synchronous read at start-up;
+   * a device with nothing stored is judged from its first reading). */
+  stor_reader_t *r = NULL;
+  if (stor_reader_open(gw->cfg->db_path, &r) == 0 && read_newest(r, gw->cfg, e->judged) != 0)
+    log_warn("cannot read the newest readings: late data before this start is not replayed");
+  stor_reader_close(r);
   noise_params_from_config(gw->cfg, &e->np);
   dust_params_from_config(gw->cfg, &e->dp);
   health_params_from_config(gw->cfg, &e->hp);

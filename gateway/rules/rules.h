@@ -41,6 +41,9 @@
  * - acknowledge: a person acknowledges with a name and a note; it does not
  *   clear the alarm, it records that someone is on it. A cleared alarm
  *   leaves the active list whether acknowledged or not;
+ * - late data: a report with `at` set is applied as at that time, so the
+ *   exceedances in a backlog are alarms at their own time (env.c replays
+ *   late noise and dust data this way);
  * - history: every raise, escalation, de-escalation, clearing and
  *   acknowledgement is stored (storage/alarms.c) with its time, figure,
  *   limit and, for acknowledgements, who and the note. Writes go through
@@ -76,6 +79,10 @@ typedef struct alarm_cond {
   double clear_margin; /* hysteresis in `unit` (0: none), see above */
   double hold_s;       /* 0: ALARM_HOLD_S; < 0: lower levels take effect at once */
   bool low_is_bad;     /* the figure is bad when low (a rate below a target) */
+  double at;           /* > 0: a report on data that arrived late (a sensor's backlog,
+                          a replayed history), applied as at this past time (Unix s):
+                          the alarm is raised, cleared and stored with that time.
+                          0: now. A rule keeps the times of one (rule, source) in order. */
 } alarm_cond_t;
 
 /* What happened to an alarm; the names are the API's and the database's. */

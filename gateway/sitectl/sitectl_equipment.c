@@ -396,13 +396,13 @@ int cmd_carbon(ctl_t *ctl, int argc, char **argv) {
   snprintf(g2, sizeof(g2), "%.3f", jnum(f, "diesel_kg_per_l"));
   say(stdout, "ctl.co.factors", "grid", g1, "diesel", g2, NULL);
   print_period(r);
-  snprintf(t1, sizeof(t1), "%.4f", jnum(p, "t_co2"));
+  snprintf(t1, sizeof(t1), "%.3f", jnum(p, "t_co2"));
   snprintf(k1, sizeof(k1), "%.5f", jnum(p, "kg_per_m2"));
   say(stdout, isfinite(jnum(p, "kg_per_m2")) ? "ctl.co.period_m2" : "ctl.co.period", "kwh",
       num(jnum(p, "kwh"), a, sizeof(a)), "l", num(jnum(p, "fuel_l"), b, sizeof(b)), "t", t1, "kg",
       k1, "m2", num(jnum(r, "floor_area_m2"), c, sizeof(c)), NULL);
   snprintf(day, sizeof(day), "%.10s", when(jnum(all, "since"), tm, sizeof(tm)));
-  snprintf(t1, sizeof(t1), "%.4f", jnum(all, "t_co2"));
+  snprintf(t1, sizeof(t1), "%.3f", jnum(all, "t_co2"));
   snprintf(k1, sizeof(k1), "%.5f", jnum(all, "kg_per_m2"));
   say(stdout, isfinite(jnum(all, "kg_per_m2")) ? "ctl.co.cumulative_m2" : "ctl.co.cumulative",
       "since", day, "kwh", num(jnum(all, "kwh"), a, sizeof(a)), "l",
@@ -414,7 +414,7 @@ int cmd_carbon(ctl_t *ctl, int argc, char **argv) {
   size_t i;
   json_t *x;
   json_array_foreach(json_object_get(r, "days"), i, x) {
-    snprintf(e, sizeof(e), "%.4f", jnum(x, "t_co2"));
+    snprintf(e, sizeof(e), "%.3f", jnum(x, "t_co2"));
     table_row(&d, jstr(x, "date"), num(jnum(x, "kwh"), a, sizeof(a)),
               num(jnum(x, "fuel_l"), b, sizeof(b)), e);
   }
@@ -424,7 +424,7 @@ int cmd_carbon(ctl_t *ctl, int argc, char **argv) {
   g.right[1] = g.right[2] = g.right[3] = true;
   table_row(&g, M("ctl.col.group"), "kWh", M("ctl.col.fuel_l"), "t CO₂");
   json_array_foreach(json_object_get(r, "groups"), i, x) {
-    snprintf(e, sizeof(e), "%.4f", jnum(x, "t_co2"));
+    snprintf(e, sizeof(e), "%.3f", jnum(x, "t_co2"));
     table_row(&g, strcmp(jstr(x, "name"), "-") == 0 ? M("ctl.co.meters") : jstr(x, "name"),
               num(jnum(x, "kwh"), a, sizeof(a)), num(jnum(x, "fuel_l"), b, sizeof(b)), e);
   }

@@ -176,6 +176,21 @@ static int said_no(const ctl_t *ctl, const buf_t *body, long status) {
   }
   json_t *j = body->p ? json_loads(body->p, 0, NULL) : NULL;
   const char *msg = json_string_value(json_object_get(j, "error"));
+  /* The refusal in the person's language: the catalogue's "err.<code>"
+   * with the gateway's args as {1}, {2}, ...; the gateway's English only
+   * for a code this catalogue does not know (an older sitectl). */
+  const char *ecode = json_string_value(json_object_get(j, "code"));
+  char key[80], text[1024];
+  snprintf(key, sizeof(key), "err.%s", ecode ? ecode : "");
+  const char *tmpl = ecode ? M(key) : key;
+  if (tmpl != key && strcmp(tmpl, key) != 0) {
+    json_t *args = json_object_get(j, "args");
+    const char *names[9] = {"1", "2", "3", "4", "5", "6", "7", "8", "9"}, *values[9];
+    size_t n = 0;
+    for (; n < 9 && n < json_array_size(args); n++)
+      values[n] = json_string_value(json_array_get(args, n));
+    msg = msgcat_fill(tmpl, names, values, n, text, sizeof(text));
+  }
   char code[16];
   snprintf(code, sizeof(code), "%ld", status);
   if (j)

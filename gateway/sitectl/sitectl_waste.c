@@ -45,13 +45,18 @@ static double jnum(const json_t *o, const char *key) {
   return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
-static const char *pct(double share, char *buf, size_t cap) {
+static const char *pct_to(double share, int digits, char *buf, size_t cap) {
   if (!isfinite(share))
     snprintf(buf, cap, "-");
   else
-    snprintf(buf, cap, "%.1f%%", 100.0 * share);
+    snprintf(buf, cap, "%.*f%%", digits, 100.0 * share);
   return buf;
 }
+
+/* Shares to one decimal; loss rates, which are a few percent, to two, as
+ * the dashboard and the report show them. */
+static const char *pct(double share, char *buf, size_t cap) { return pct_to(share, 1, buf, cap); }
+static const char *rate(double share, char *buf, size_t cap) { return pct_to(share, 2, buf, cap); }
 
 /* ---- waste summary */
 static int waste_summary(ctl_t *ctl) {
@@ -567,10 +572,10 @@ static int materials_summary(ctl_t *ctl) {
     table_row(&t, MN("mat", jstr(m, "material")), num(jnum(m, "delivered_t"), 1, a, 32),
               num(jnum(m, "returned_t"), 1, b, 32), num(jnum(m, "design_t"), 1, c, 32),
               num(jnum(m, "design_to_date_t"), 1, h, 32),
-              pct(isfinite(jnum(m, "loss_rate_to_date")) ? jnum(m, "loss_rate_to_date")
-                                                         : jnum(m, "loss_rate"),
-                  d, 32),
-              pct(jnum(m, "baseline_rate"), e, 32), pct(jnum(m, "target_rate"), f, 32),
+              rate(isfinite(jnum(m, "loss_rate_to_date")) ? jnum(m, "loss_rate_to_date")
+                                                          : jnum(m, "loss_rate"),
+                   d, 32),
+              rate(jnum(m, "baseline_rate"), e, 32), rate(jnum(m, "target_rate"), f, 32),
               pct(jnum(m, "green_share"), g, 32), status_text(jstr(m, "status")));
   }
   if (json_array_size(json_object_get(r, "materials")) == 0) {

@@ -1,6 +1,6 @@
 // The overview: the site at a glance, refreshed every 15 s.
-import { t, ruleName } from './i18n.js';
-import { api, el, num, pct, fmtTime, fmtClock, levelClass } from './util.js';
+import { t, tname, ruleName } from './i18n.js';
+import { api, el, num, pct, fmtTime, fmtClock, levelClass, table, section } from './util.js';
 
 const REFRESH_S = 15;
 
@@ -22,9 +22,9 @@ function dustTile(status, dust) {
     const lv = w ? w.level : null;
     rows.push(el('div', { class: `row ${levelClass(lv)}` },
       el('span', { class: 'name' }, d.id),
-      big(num(latest, 0), 'µg/m³', levelClass(lv)),
+      big(num(latest, 1), 'µg/m³', levelClass(lv)),
       el('span', { class: 'sub' },
-        `${t('hour_mean')} ${w ? num(w.mean, 0) : '–'}`,
+        `${t('hour_mean')} ${w ? num(w.mean, 1) : '–'}`,
         w && w.warn ? ` · ${t('warn')} ${num(w.warn, 0)}` : '',
         w && w.alarm ? ` · ${t('alarm')} ${num(w.alarm, 0)}` : '')));
   }
@@ -78,8 +78,8 @@ function wasteTile(w) {
     el('div', { class: 'gaugebox' }, gauge,
       el('dl', {},
         el('dt', {}, t('discharged')), el('dd', {}, `${num(w.discharged_t, 1)} t`),
-        el('dt', {}, t('allowance')), el('dd', {}, `${num(w.allowance_t, 0)} t`),
-        el('dt', {}, t('projected')), el('dd', { class: proj !== null && proj > 1 ? 'lv-alarm' : '' }, `${num(w.projected_t, 0)} t`),
+        el('dt', {}, t('allowance')), el('dd', {}, `${num(w.allowance_t, 1)} t`),
+        el('dt', {}, t('projected')), el('dd', { class: proj !== null && proj > 1 ? 'lv-alarm' : '' }, `${num(w.projected_t, 1)} t`),
         el('dt', {}, t('utilisation')), el('dd', {}, `${pct(w.utilisation_rate)} (${t('target')} ${pct(w.utilisation_target, 0)})`))));
 }
 
@@ -107,8 +107,30 @@ function alarmsTile(al) {
 function energyTile(carbon) {
   const today = carbon.days[carbon.days.length - 1];
   return tile('tile-energy', t('ov_energy'), '#/equipment',
-    big(num(today ? today.kwh : null, 0), t('kwh')),
+    big(num(today ? today.kwh : null, 1), t('kwh')),
     el('p', { class: 'sub' }, `${num(today ? today.t_co2 : null, 3)} ${t('t_co2')}`));
+}
+
+// A device's refusals, each reason in the site manager's words (the same
+// catalogue entries as `sitectl status`): "8：数据包格式错误…".
+export function rejectText(d) {
+  const why = Object.entries(d.reject_reasons || {}).filter(([, n]) => n > 0);
+  if (!why.length) return String(d.rejects || 0);
+  return why.map(([k, n]) => `${n}${t('colon')}${tname('reject', k)}`).join(t('ctl.list_sep'));
+}
+
+// Every device: its state, what it has sent and what was refused, and why.
+function devicesTable(status) {
+  const counted = (d) => (d.type === 'scale' ? t('ctl.n_tickets', { n: d.packs }) : d.type === 'gate' ? t('ctl.n_events', { n: d.packs }) : String(d.records));
+  const rows = status.devices.map((d) => ({ ...d, _class: d.online ? null : 'lv-warning' }));
+  return section(t('devices'), table([
+    { key: 'id', label: t('device') },
+    { key: 'type', label: t('kind'), fmt: (d) => tname('devtype', d.type) },
+    { key: 'online', label: t('state'), fmt: (d) => t(d.online ? 'dev_online' : 'dev_offline'), csv: (d) => (d.online ? 'online' : 'offline') },
+    { key: 'last_seen', label: t('last_seen'), fmt: (d) => (d.last_seen ? fmtTime(d.last_seen, true) : '–'), csv: (d) => (d.last_seen ? fmtTime(d.last_seen, true) : '') },
+    { key: 'records', label: t('received'), num: true, fmt: counted, csv: (d) => d.records },
+    { key: 'rejects', label: t('rejected'), fmt: (d) => el('span', { class: d.rejects ? 'rejects' : 'muted', 'data-device': d.id }, rejectText(d)), csv: rejectText },
+  ], rows, 'devices'));
 }
 
 export async function overview(main) {
@@ -127,6 +149,7 @@ export async function overview(main) {
     el('div', { class: 'tiles' },
       alarmsTile(alarms), noiseTile(noise), dustTile(status, dust), equipmentTile(eq),
       wasteTile(waste), uplinkTile(uplink), energyTile(carbon)),
+    devicesTable(status),
     el('p', { class: 'muted small' }, `${t('now')} ${fmtTime(status.now)}`));
   return REFRESH_S;
 }

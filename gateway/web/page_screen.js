@@ -32,7 +32,7 @@ function noisePanel(s) {
 function dustPanel(s) {
   const last = new Map();
   for (const w of s.dust.windows) if (w.quantity === 'pm10' && w.mean !== null) last.set(w.device, w);
-  const rows = [...last.values()].map((w) => row(w.device, figure(num(w.mean, 0), 'µg/m³', w.level),
+  const rows = [...last.values()].map((w) => row(w.device, figure(num(w.mean, 1), 'µg/m³', w.level),
     `${t('hour_mean')} · ${t('warn')} ${num(w.warn, 0)} · ${t('alarm')} ${num(w.alarm, 0)}`));
   return [t('ov_dust'), rows, ''];
 }

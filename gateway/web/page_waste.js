@@ -54,16 +54,16 @@ async function disclosure(month) {
   const d = await api(`/api/waste/disclosure?month=${month}`);
   const w = window.open('', '_blank');
   if (!w) return;
-  const rows = CATS.map((c) => `<tr><td>${tname('cat', c)}</td>${DESTS.map((k) => `<td>${num(d.by_category[c][`${k}_t`], 2)}</td>`).join('')}<td>${num(d.by_category[c].total_t, 2)}</td></tr>`).join('');
-  const names = (list) => list.map((x) => `<tr><td>${esc(x.name)}</td><td>${num(x.t, 2)}</td><td>${x.trips}</td></tr>`).join('');
+  const rows = CATS.map((c) => `<tr><td>${tname('cat', c)}</td>${DESTS.map((k) => `<td>${num(d.by_category[c][`${k}_t`], 1)}</td>`).join('')}<td>${num(d.by_category[c].total_t, 1)}</td></tr>`).join('');
+  const names = (list) => list.map((x) => `<tr><td>${esc(x.name)}</td><td>${num(x.t, 1)}</td><td>${x.trips}</td></tr>`).join('');
   w.document.write(`<!doctype html><html lang="zh-CN"><meta charset="utf-8"><title>${t('disclosure_title')} ${d.month}</title>
 <style>body{font-family:"Noto Sans CJK SC","WenQuanYi Zen Hei",sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #444;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}</style>
 <h1>${t('disclosure_title')}（${d.month}）</h1><p>${esc(d.site.name)}（${esc(d.site.id)}）</p>
 <table><tr><th>${t('category')}</th>${DESTS.map((k) => `<th>${tname('dest', k)}</th>`).join('')}<th>${t('total')}</th></tr>${rows}</table>
-<p>${t('generated')} ${num(d.generated_t, 2)} t · ${t('discharged')} ${num(d.discharged_t, 2)} t · ${t('utilisation')} ${pct(d.utilisation_rate)}</p>
+<p>${t('generated')} ${num(d.generated_t, 1)} t · ${t('discharged')} ${num(d.discharged_t, 1)} t · ${t('utilisation')} ${pct(d.utilisation_rate)}</p>
 <h2>${t('carriers')}</h2><table><tr><th>${t('carriers')}</th><th>t</th><th>${t('trips')}</th></tr>${names(d.carriers)}</table>
 <h2>${t('facilities')}</h2><table><tr><th>${t('facilities')}</th><th>t</th><th>${t('trips')}</th></tr>${names(d.facilities)}</table>
-<p>${t('discharged')} ${num(d.to_date.discharged_t, 1)} / ${t('allowance')} ${num(d.to_date.allowance_t, 0)} t（${pct(d.to_date.allowance_used)}）· ${t('intensity')} ${num(d.to_date.intensity_t_per_10k_m2, 1)} / ${num(d.to_date.limit_t_per_10k_m2, 1)} ${t('unit_t_10k')}</p>
+<p>${t('discharged')} ${num(d.to_date.discharged_t, 1)} / ${t('allowance')} ${num(d.to_date.allowance_t, 1)} t（${pct(d.to_date.allowance_used)}）· ${t('intensity')} ${num(d.to_date.intensity_t_per_10k_m2, 1)} / ${num(d.to_date.limit_t_per_10k_m2, 1)} ${t('unit_t_10k')}</p>
 <p><small>${t('disclosure_note')}</small></p></html>`);
   w.document.close();
   w.focus();
@@ -96,11 +96,11 @@ export async function wastePage(main) {
   main.replaceChildren(
     el('div', { class: 'stats' },
       stat(t('discharged'), `${num(s.discharged_t, 1)} t`, `${pct(s.allowance_used)} ${t('used')}`),
-      stat(t('allowance'), `${num(s.allowance_t, 0)} t`, `${num(s.limit_t_per_10k_m2, 1)} ${t('unit_t_10k')}`),
-      stat(t('projected'), `${num(s.projected_t, 0)} t`, `${t('progress')} ${pct(s.projection.progress, 0)} · ${basis(s.projection)}`, over ? 'lv-alarm' : ''),
+      stat(t('allowance'), `${num(s.allowance_t, 1)} t`, `${num(s.limit_t_per_10k_m2, 1)} ${t('unit_t_10k')}`),
+      stat(t('projected'), `${num(s.projected_t, 1)} t`, `${t('progress')} ${pct(s.projection.progress, 0)} · ${basis(s.projection)}`, over ? 'lv-alarm' : ''),
       stat(t('intensity'), `${num(s.intensity_t_per_10k_m2, 1)}`, t('unit_t_10k')),
       stat(t('utilisation'), pct(s.utilisation_rate), `${t('target')} ${pct(s.utilisation_target, 0)}`, s.utilisation_rate < s.utilisation_target ? 'lv-warning' : ''),
-      stat(t('excluded'), `${num(s.excluded_t, 1)} t`, `${t('hazardous')} ${num(s.hazardous_t, 2)} t`)),
+      stat(t('excluded'), `${num(s.excluded_t, 1)} t`, `${t('hazardous')} ${num(s.hazardous_t, 1)} t`)),
     el('div', { class: 'controls' },
       el('button', { type: 'button', class: 'primary', id: 'add-ticket', onclick: addTicket }, t('add_ticket')),
       el('button', { type: 'button', onclick: () => disclosure(month) }, `${t('disclosure')}（${month}）`),
@@ -108,8 +108,8 @@ export async function wastePage(main) {
     section(t('waste_chart'), timeChart(xs, series, { unit: 't' })),
     section(t('by_category'), table([
       { key: 'cat', label: t('category'), fmt: (r) => tname('cat', r.cat) },
-      ...DESTS.map((d) => ({ key: `${d}_t`, label: tname('dest', d), num: true, fmt: (r) => num(r[`${d}_t`], 2) })),
-      { key: 'total_t', label: t('total'), num: true, fmt: (r) => num(r.total_t, 2) },
+      ...DESTS.map((d) => ({ key: `${d}_t`, label: tname('dest', d), num: true, fmt: (r) => num(r[`${d}_t`], 1) })),
+      { key: 'total_t', label: t('total'), num: true, fmt: (r) => num(r.total_t, 1) },
       { key: 'excluded', label: t('counted'), fmt: (r) => (r.excluded ? '✗' : '✓'), csv: (r) => (r.excluded ? 0 : 1) },
     ], cats, 'waste-by-category')),
     section(`${t('tickets')}（${recent.length} / ${s.entries} ${t('entries')}）`, table([
@@ -142,7 +142,7 @@ export async function materialsPage(main) {
   main.replaceChildren(
     el('div', { class: 'stats' },
       stat(t('progress'), pct(p.progress, 0), p.set ? fmtTime(p.set) : ''),
-      stat(t('delivered'), `${num(m.delivered_t, 0)} t`),
+      stat(t('delivered'), `${num(m.delivered_t, 1)} t`),
       stat(t('green_share'), pct(m.green_share))),
     el('div', { class: 'controls' }, el('button', { type: 'button', class: 'primary', id: 'set-progress', onclick: setProgress }, t('set_progress'))),
     section(t('nav_materials'), table([

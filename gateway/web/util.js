@@ -10,6 +10,19 @@ export class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
+// The gateway's refusal in the page's language: the catalogue's
+// "err.<code>" with its args as {1}, {2}, ... (protocol/HTTP.md "Errors");
+// the gateway's English only for a code the catalogue does not know.
+export function refusal(j, status) {
+  if (j && j.code) {
+    const key = `err.${j.code}`;
+    const vars = Object.fromEntries((j.args || []).map((v, i) => [String(i + 1), v]));
+    const s = t(key, vars);
+    if (s !== key) return s;
+  }
+  return (j && j.error) || `HTTP ${status}`;
+}
+
 async function request(path, opts) {
   const init = { method: opts.method || 'GET', headers: {} };
   if (opts.body !== undefined) {
@@ -22,7 +35,7 @@ async function request(path, opts) {
   const text = await r.text();
   let j = null;
   try { j = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
-  if (!r.ok) throw new ApiError(r.status, (j && j.error) || `HTTP ${r.status}`);
+  if (!r.ok) throw new ApiError(r.status, refusal(j, r.status));
   return j;
 }
 

@@ -42,6 +42,65 @@ try {
     assert.equal(await page.locator('#nav a[data-page="overview"]').textContent(), '总览');
   });
 
+  // test_dashboard.sh had dust-01 send a pack without DTLS: the
+  // overview's device table says what was refused and why, from the
+  // catalogue, in the page's language (as `sitectl status` does).
+  await step('the overview explains each device\'s refusals', async () => {
+    const st = await (await fetch(`${url}/api/status`)).json();
+    const cat = await (await fetch(`${url}/messages.json`)).json();
+    const d = st.devices.find((x) => x.id === 'dust-01');
+    const n = d.reject_reasons.needs_dtls;
+    assert.ok(n >= 1, `dust-01 refusals: ${JSON.stringify(d.reject_reasons)}`);
+    for (const lang of ['zh', 'en']) {
+      await page.evaluate((l) => localStorage.setItem('sitegate.lang', l), lang);
+      await page.goto(`${url}/#/overview`);
+      await page.reload();
+      await ready('overview');
+      const cell = await page.locator('span.rejects[data-device="dust-01"]').textContent();
+      assert.ok(cell.includes(cat[lang].reject_needs_dtls), `${lang}: dust-01 refused "${cell}"`);
+      assert.match(cell, new RegExp(`^${n}`), `${lang}: "${cell}" does not start with the count ${n}`);
+      if (lang === 'zh') assert.ok(!/[a-z_]{3,}/.test(cell), `raw code in "${cell}"`);
+    }
+    await page.evaluate(() => localStorage.setItem('sitegate.lang', 'zh'));
+    await page.reload();
+    await ready('overview');
+  });
+
+  // No table says the same thing twice in its header (the ticket table
+  // once read "种类 | 种类"), and the paper ticket asks for its date and
+  // carrier.
+  await step('table headers are distinct and the paper ticket has a date and a carrier', async () => {
+    for (const name of ['overview', 'waste', 'materials', 'equipment', 'alarms']) {
+      await page.goto(`${url}/#/${name}`);
+      await ready(name);
+      const heads = await page.locator('table.data').evaluateAll((ts) => ts.map((t) => [...t.querySelectorAll('th')].map((h) => h.textContent).filter((x) => x)));
+      for (const h of heads) assert.equal(new Set(h).size, h.length, `${name}: ${h.join(' | ')}`);
+    }
+    await page.goto(`${url}/#/waste`);
+    await ready('waste');
+    await page.click('#add-ticket');
+    await page.waitForSelector('dialog[open] input[name="when"]');
+    assert.equal(await page.locator('dialog[open] input[name="carrier"]').count(), 1);
+    await page.click('dialog[open] button[value="cancel"]');
+    await page.waitForSelector('dialog[open]', { state: 'detached' });
+  });
+
+  // One quantity, one number of decimals, on every page, as sitectl and
+  // the report show it: µg/m³ and tonnes to one decimal (limits as set).
+  await step('each quantity keeps its decimals across pages', async () => {
+    const one = /^(?:[\d,]+\.\d|–)$/;
+    await page.goto(`${url}/#/overview`);
+    await ready('overview');
+    const dust = await page.locator('#tile-dust .big .v').allTextContents();
+    assert.ok(dust.length && dust.every((v) => one.test(v)), `overview dust: ${dust}`);
+    const tonnes = (await page.locator('#tile-waste dd').allTextContents()).slice(0, 3);
+    assert.ok(tonnes.every((v) => one.test(v.replace(/ t$/, ''))), `overview waste: ${tonnes}`);
+    await page.goto(`${url}/#/waste`);
+    await ready('waste');
+    const stats = (await page.locator('.stat .v').allTextContents()).filter((v) => / t$/.test(v));
+    assert.ok(stats.length >= 3 && stats.every((v) => one.test(v.replace(/ t$/, ''))), `waste page: ${stats}`);
+  });
+
   for (const [name, what] of [['noise', 'noise'], ['dust', 'dust'], ['waste', 'waste']]) {
     await step(`the ${what} chart draws data points`, async () => {
       await page.goto(`${url}/#/${name}`);

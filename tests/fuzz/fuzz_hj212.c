@@ -8,7 +8,11 @@
  * decode, stay within 1024 data bytes, and the packets' CPs joined by ';'
  * must give back the input. 2: the rest is a data segment, framed here with
  * the right length and CRC, so the fuzzer reaches the field checks without
- * having to guess a CRC. Every mode also runs hj212_signed_parse(). */
+ * having to guess a CRC. Every mode also runs hj212_signed_parse(), and
+ * every decoded value goes through uplink_parse_datatime(), the gateway's
+ * reading of the receiver's BeginTime, EndTime and SystemTime (a time
+ * before year 10000 from 14 digits, or below 0 for no time). */
+#include "gateway/uplink/uplink.h"
 #include "protocol/protocol.h"
 
 #include <errno.h>
@@ -33,8 +37,15 @@ static void check_pairs(const hj212_frame_t *f) {
     if (hj212_key(f, i)[0] == '\0' || f->pair[i].record < last || f->pair[i].record >= f->n_records)
       abort();
     last = f->pair[i].record;
-    if (hj212_get(f, (int)f->pair[i].record, hj212_key(f, i)) == NULL)
+    const char *v = hj212_get(f, (int)f->pair[i].record, hj212_key(f, i));
+    if (v == NULL)
       abort();
+    int64_t t = uplink_parse_datatime(v);
+    if (t > 253402300800) /* past 9999-12-31 */
+      abort();
+    for (int k = 0; t >= 0 && k < 14; k++) /* its callers take t < 0 as no time */
+      if (v[k] < '0' || v[k] > '9')
+        abort();
   }
   hj212_signed_t s;
   char err[256];

@@ -143,6 +143,23 @@ printf '%s' "$out" | grep -q '网关拒绝了 SITECTL_TOKEN 中的令牌' || fai
 rc=0
 out=$(SITECTL_TOKEN= SITECTL_LANG=en "$BIN/sitectl" site progress 0.5 2>&1) || rc=$?
 printf '%s' "$out" | grep -q 'set SITECTL_TOKEN' || fail "missing token message: $out"
+# the gateway's refusals in the person's language: a stable code and its
+# args in the JSON, the catalogue's text in sitectl (and the dashboard)
+check "ack of no alarm" "$(code POST /api/alarms/987654/ack '{"by":"x","note":"y"}' "$TOKEN")" 404
+curl -s -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+  -d '{"by":"x","note":"y"}' "$U/api/alarms/987654/ack" |
+  json 'j["code"] == "no_active_alarm" and j["args"] == ["987654"] and "987654" in j["error"]' |
+  grep -qx True || fail "the refusal's code and args"
+rc=0
+out=$(SITECTL_TOKEN=$TOKEN "$BIN/sitectl" alarm ack 987654 --note 已处理 2>&1) || rc=$?
+check "sitectl exit on a refused ack" "$rc" 1
+printf '%s' "$out" | grep -q '网关拒绝：没有进行中的告警 987654（已消除的告警无需确认）' ||
+  fail "the refusal in Chinese: $out"
+printf '%s' "${out//sitectl/}" | grep -q '[a-z]\{3,\}' && fail "English in the Chinese refusal: $out"
+out=$(SITECTL_TOKEN=$TOKEN "$BIN/sitectl" equipment set em-site off --for 1h --reason 测试 2>&1) || true
+printf '%s' "$out" | grep -q '网关拒绝：没有受控设备“em-site”' || fail "an override of no unit in Chinese: $out"
+out=$(SITECTL_TOKEN=$TOKEN SITECTL_LANG=en "$BIN/sitectl" alarm ack 987654 --note done 2>&1) || true
+printf '%s' "$out" | grep -q 'no active alarm 987654' || fail "the refusal in English: $out"
 get /messages.json | json 'j["zh"]["alarm.noise.laeq"] != "" and set(j["zh"]) == set(j["en"])' | grep -qx True ||
   fail "/messages.json is not the catalogue"
 
@@ -165,6 +182,15 @@ for bad in '/../etc/passwd' '/%2e%2e/%2e%2e/etc/passwd' '/vendor/../../../etc/pa
   c=$(curl -s --path-as-is -o /dev/null -w '%{http_code}' "$U$bad")
   check "GET $bad" "$c" 404
 done
+
+# a month without data says there is nothing to judge yet, not "达标 0 个"
+old_month=$(date -d "$(date +%Y-%m-15) -45 days" +%Y-%m)
+out=$("$BIN/sitectl" report --month "$old_month") || fail "sitectl report --month $old_month"
+printf '%s' "$out" | grep -q '尚无完整窗口，不能判定达标情况' || fail "an empty month's noise: $out"
+printf '%s' "$out" | grep -q '达标 0 个' && fail "an empty month counts 0 compliant: $out"
+# loss rates to two decimals, as the dashboard and the report show them
+"$BIN/sitectl" materials summary | grep -Eq '[0-9]+\.[0-9]{2}%' ||
+  fail "loss rates to two decimals: $("$BIN/sitectl" materials summary)"
 
 # ---- sitectl in Chinese says nothing in English: every command's output,
 # once the ids (crane-01, 230100-HRB-0001), the site's own names (its

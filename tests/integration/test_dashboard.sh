@@ -14,6 +14,10 @@ browser_ready
 [ -f "$(dirname "$BIN")/share/sitegate/web/index.html" ] || fail "no dashboard beside $BIN: run make"
 
 start_demo
+# dust-01's pack over plain CoAP (it has a key: DTLS only): refused, and
+# the overview's device table has to say why (dashboard.test.mjs)
+r=$(coap post /r 110 '[{"bn":"dust-01/","n":"pm10","v":50}]')
+case $r in 4.03*) ;; *) fail "dust-01's pack without DTLS got: $r" ;; esac
 SHOTS=${SHOTS:-$TOP/build/screenshots}
 # timeout: a guard against a hung browser, not a pace (each wait in the
 # page has its own deadline); a busy 2-core machine needs minutes.

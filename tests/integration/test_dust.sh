@@ -48,7 +48,9 @@ SITECTL_LANG=en "$BIN/sitectl" dust --window 1h --since "$T0" --until $((T0 + 36
   grep -q "WARNING (> 150)" || fail "dust table in English"
 # the error says the windows as the help does (15m|1h)
 rc=0; "$BIN/sitectl" dust --window 7m 2>"$T/err" || rc=$?
-[ $rc -eq 1 ] && grep -q "15m or 1h" "$T/err" || fail "a window that is not configured: rc=$rc $(cat "$T/err")"
+[ $rc -eq 1 ] && grep -q "窗口只能是 15m 或 1h" "$T/err" || fail "a window that is not configured: rc=$rc $(cat "$T/err")"
+rc=0; SITECTL_LANG=en "$BIN/sitectl" dust --window 7m 2>"$T/err" || rc=$?
+[ $rc -eq 1 ] && grep -q "15m or 1h" "$T/err" || fail "a window that is not configured (en): rc=$rc $(cat "$T/err")"
 rc=0; "$BIN/sitectl" dust --window soon 2>"$T/err" || rc=$?
 [ $rc -eq 2 ] && grep -q "15m 或 1h" "$T/err" || fail "a window that is no window is a usage error: rc=$rc $(cat "$T/err")"
 stop_gw

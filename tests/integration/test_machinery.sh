@@ -249,5 +249,14 @@ assert len(day) == 1 and day[0][0]["Machines"] == "1", day
 assert day[0][1] == {"Code": "YDAY-1", "Registered": "0", "OnsiteH": "2.00", "Co2Kg": "0.0",
                      "NoxKg": "0.000", "PmKg": "0.0000"}, day
 PY
+# ... and decoded into its tables (protocol/RX-SCHEMA.md), beside the frames
+got=$(rx_sql "SELECT action, stage FROM rx_machinery_register WHERE code='$CODE' ORDER BY seq")
+[ "$got" = "$(printf 'add|II\nchange|IV')" ] || fail "rx_machinery_register: $got"
+got=$(rx_sql "SELECT owner, changed_by FROM rx_machinery_register WHERE code='$CODE' AND action='change'")
+[ "$got" = "龙运租赁|tester" ] || fail "rx_machinery_register's free text: $got"
+got=$(rx_sql "SELECT m.dir, m.source, m.gate, l.state FROM rx_machinery_moves m JOIN ledger l USING (mn, seq) WHERE m.code='$CODE' ORDER BY m.seq")
+[ "$got" = "$(printf 'in|gate|gate-01|chained\nout|gate|gate-01|chained')" ] || fail "rx_machinery_moves: $got"
+got=$(rx_sql "SELECT d.machines, m.code, m.registered, m.onsite_h, m.engine_h IS NULL FROM rx_machinery_day d JOIN rx_machinery_day_machine m USING (mn, seq)")
+[ "$got" = "1|YDAY-1|0|2.0|1" ] || fail "rx_machinery_day and its machine: $got"
 stop_gw
 echo "ok: machinery register, gate, rule, alarms, restart, uplink"

@@ -84,6 +84,31 @@ if ldd "$BIN/sitegate-rx" | grep -q libasan; then
 else
   wait_for 30 "the memory handed back" eval '[ "$(rss_kb)" -le $((rss0 + 8192)) ]'
 fi
+# Garbage handshakes (issue 13): each fails at once, is counted, and the
+# first 10 of each 10 s are stored one by one; the rest are summed up in
+# one row and one line, so they cannot grow the database or the log.
+"$PY" - "$RX_PORT" 300 <<'PYEOF' || fail "the garbage handshakes could not be sent"
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+for i in range(n):
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        # a TLS record header for a handshake, then a body that is none
+        s.sendall(bytes([0x16, 3, 1, 0, 16]) + bytes(16))
+        try:
+            while s.recv(4096):
+                pass
+        except ConnectionResetError:
+            pass
+PYEOF
+metric_is 'sitegate_rx_refusals_total{reason="tls"}' -ge 300 ||
+  fail "failed handshakes not counted: $(metric 'sitegate_rx_refusals_total{reason="tls"}')"
+summed() { [ "$(rx_sql "SELECT COUNT(*) FROM refusals WHERE reason LIKE '% more TLS handshakes failed in %'")" -ge 1 ]; }
+wait_for 30 "the summary row of the failed handshakes" summed
+rows=$(rx_sql "SELECT COUNT(*) FROM refusals WHERE mn=''")
+[ "$rows" -le 60 ] || fail "300 failed handshakes wrote $rows refusal rows"
+lines=$(grep -c 'TLS handshake' "$RX_LOG")
+[ "$lines" -le 60 ] || fail "300 failed handshakes wrote $lines log lines"
+echo "rx strangers: 300 failed handshakes counted, $rows rows and $lines log lines"
 echo "rx strangers: gateway in after $(up | json 'j["counters"]["connects"]') attempts; rss ${rss0} kB before, ${rss_crowd} kB with the crowd ($pending pending), $(rss_kb) kB after; $(cat "$T/stats") opened/closed; $(metric sitegate_rx_connections_dropped_total) dropped"
 stop_gw
 kill -TERM "$RX_PID"
