@@ -68,33 +68,37 @@ int stor__batch_open(stor_db_t *db) {
     sqlite3_stmt **st;
     const char *sql;
   } stmts[] = {
-      {&db->s_raw, "INSERT OR IGNORE INTO raw(series, t, v) VALUES(?1, ?2, ?3)"},
+      {&db->s_raw, "INSERT OR IGNORE INTO tail(slot, series, t, v) VALUES(?1, ?2, ?3, ?4)"},
       {&db->s_roll[0], ROLL_UPSERT("roll_1m")},
       {&db->s_roll[1], ROLL_UPSERT("roll_1h")},
       {&db->s_roll[2], ROLL_UPSERT("roll_1d")},
       {&db->s_latest, "INSERT INTO latest(series, t, v) VALUES(?1, ?2, ?3) ON CONFLICT(series)"
                       " DO UPDATE SET t = excluded.t, v = excluded.v WHERE excluded.t > latest.t"},
       {&db->s_count, "UPDATE counter SET value = value + ?1 WHERE name = 'raw_rows'"},
-      {&db->s_series_get, "SELECT id, (SELECT max(t) FROM raw WHERE series = s.id),"
-                          " (SELECT t FROM latest WHERE series = s.id) FROM series s"
-                          " WHERE device = ?1 AND quantity = ?2"},
+      /* max(t) of the tail scans it: only for a series the cache should
+       * have had (a new one has no rows). */
+      {&db->s_series_get,
+       "SELECT id, nullif(max(coalesce((SELECT max(t) FROM tail WHERE series = s.id), -1),"
+       " coalesce((SELECT t1 FROM block WHERE series = s.id ORDER BY t0 DESC LIMIT 1), -1)), -1),"
+       " (SELECT t FROM latest WHERE series = s.id) FROM series s"
+       " WHERE device = ?1 AND quantity = ?2"},
       {&db->s_series_put, "INSERT INTO series(device, quantity) VALUES(?1, ?2)"},
-      {&db->s_series_all,
-       "SELECT id, device, quantity, (SELECT max(t) FROM raw WHERE series = s.id),"
-       " (SELECT t FROM latest WHERE series = s.id) FROM series s ORDER BY id"},
-      {&db->s_pend_rows, "SELECT t, v FROM raw WHERE series = ?1 AND t > ?2 ORDER BY t"},
+      {&db->s_series_all, "SELECT id, device, quantity,"
+                          " (SELECT t1 FROM block WHERE series = s.id ORDER BY t0 DESC LIMIT 1),"
+                          " (SELECT t FROM latest WHERE series = s.id) FROM series s ORDER BY id"},
+      {&db->s_pend_rows, "SELECT t, v FROM tail WHERE series = ?1 AND t > ?2 ORDER BY t"},
   };
   int rc = 0;
   for (size_t i = 0; rc == 0 && i < sizeof(stmts) / sizeof(stmts[0]); i++)
     rc = stor__prepare(db->db, stmts[i].sql, stmts[i].st);
   /* OR IGNORE here too: with it a multi-row insert needs no statement
    * journal, and these rows are known to be new anyway. */
-  char sql[64 + (1 << (STOR_MULTI_SHIFT - 1)) * 8];
+  char sql[64 + (1 << (STOR_MULTI_SHIFT - 1)) * 10];
   for (int k = 0; rc == 0 && k < STOR_MULTI_SHIFT; k++) {
     size_t len =
-        (size_t)snprintf(sql, sizeof(sql), "INSERT OR IGNORE INTO raw(series, t, v) VALUES");
+        (size_t)snprintf(sql, sizeof(sql), "INSERT OR IGNORE INTO tail(slot, series, t, v) VALUES");
     for (int row = 0; row < 1 << k; row++)
-      len += (size_t)snprintf(sql + len, sizeof(sql) - len, "%s(?,?,?)", row ? "," : "");
+      len += (size_t)snprintf(sql + len, sizeof(sql) - len, "%s(?,?,?,?)", row ? "," : "");
     rc = stor__prepare(db->db, sql, &db->s_raw_multi[k]);
   }
   if (rc == 0) {
@@ -474,11 +478,15 @@ static void forget(stor_db_t *db) {
   db->reload = true;
 }
 
-/* Reads every series back, with what it has pending (raw rows newer than
- * its latest value): at open, and after a commit failed. */
+/* Reads every series back, with what it has pending (tail rows newer than
+ * its latest value; the compactor takes only rows rolled up, so none is
+ * in a block): at open, and after a commit failed. One pass over the tail
+ * in key order gives each series' pending rows and its newest tail row. */
 static int reload(stor_db_t *db) {
   forget(db);
   sqlite3_stmt *st = db->s_series_all;
+  uint32_t *by_id = NULL; /* series id -> index into ser */
+  size_t by_cap = 0;
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     int64_t id = sqlite3_column_int64(st, 0), device = sqlite3_column_int64(st, 1);
@@ -501,24 +509,55 @@ static int reload(stor_db_t *db) {
       rc = SQLITE_NOMEM;
       break;
     }
+    if ((size_t)id >= by_cap) {
+      size_t want = ((size_t)id + 1) * 2;
+      uint32_t *grown = realloc(by_id, want * sizeof(*grown));
+      if (!grown) {
+        rc = SQLITE_NOMEM;
+        break;
+      }
+      memset(grown + by_cap, 0xff, (want - by_cap) * sizeof(*grown));
+      by_id = grown;
+      by_cap = want;
+    }
+    by_id[id] = idx;
   }
   sqlite3_reset(st);
-  if (rc != SQLITE_DONE)
+  if (rc != SQLITE_DONE) {
+    free(by_id);
     return rc;
-  rc = SQLITE_OK;
-  size_t loaded = 0;
-  for (uint32_t i = 0; rc == SQLITE_OK && i < db->series.used; i++) {
-    if (db->series.ser[i].max_t > db->series.ser[i].rolled_t) {
-      rc = pend_load(db, i);
-      loaded++;
+  }
+  st = db->s_tail_all;
+  int64_t rows = 0, min_slot = INT64_MAX;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    int64_t id = sqlite3_column_int64(st, 0), t = sqlite3_column_int64(st, 1);
+    if (id <= 0 || (size_t)id >= by_cap || by_id[id] == UINT32_MAX) {
+      rc = SQLITE_CORRUPT; /* a tail row of no series */
+      break;
     }
+    rows++;
+    if (rows == 1)
+      min_slot = t >> STOR_SLOT_SHIFT;
+    stor_series_t *se = &db->series.ser[by_id[id]];
+    if (t > se->max_t)
+      se->max_t = t;
+    if (t > se->rolled_t &&
+        (rc = pend_add(db, by_id[id], t, stor__column_value(st, 2))) != SQLITE_OK)
+      break;
   }
-  if (rc == SQLITE_OK) {
-    db->reload = false;
-    if (loaded > 0)
-      log_info("%zu series have readings not rolled up yet; rolling them up from raw", loaded);
-  }
-  return rc;
+  sqlite3_reset(st);
+  free(by_id);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+    return rc;
+  if (rc == SQLITE_ROW)
+    return SQLITE_CORRUPT;
+  db->tail_rows = rows;
+  db->tail_min_slot = min_slot;
+  db->reload = false;
+  if (db->pend_series > 0)
+    log_info("%zu series have readings not rolled up yet; rolling them up from the tail",
+             db->pend_series);
+  return SQLITE_OK;
 }
 
 /* The series of (device, quantity), created in the open transaction when
@@ -672,9 +711,10 @@ static int insert_new(stor_db_t *db, const sort_ctx_t *c, const uint32_t *idx, s
       sqlite3_stmt *st = db->s_raw_multi[shift];
       for (size_t j = 0; j < rows; j++) {
         const stor_reading_t *r = at(c, db->order[idx[j]]);
-        sqlite3_bind_int64(st, (int)(3 * j + 1), db->series.ser[db->sid[idx[j]]].id);
-        sqlite3_bind_int64(st, (int)(3 * j + 2), r->t_ms);
-        stor__bind_value(st, (int)(3 * j + 3), r->value);
+        sqlite3_bind_int64(st, (int)(4 * j + 1), r->t_ms >> STOR_SLOT_SHIFT);
+        sqlite3_bind_int64(st, (int)(4 * j + 2), db->series.ser[db->sid[idx[j]]].id);
+        sqlite3_bind_int64(st, (int)(4 * j + 3), r->t_ms);
+        stor__bind_value(st, (int)(4 * j + 4), r->value);
       }
       rc = step_done(st);
       /* Pass 1 said no row exists yet; anything else is a bug that the
@@ -699,10 +739,23 @@ static int insert_raw(stor_db_t *db, const sort_ctx_t *c, size_t n) {
         k = 0;
       }
     } else if (db->state[i] == ST_CHECK) {
+      /* Not newer than what the series has stored: a resend or a late
+       * reading, which may be in a block already, else in the tail. */
       const stor_reading_t *r = at(c, db->order[i]);
-      sqlite3_bind_int64(db->s_raw, 1, db->series.ser[db->sid[i]].id);
-      sqlite3_bind_int64(db->s_raw, 2, r->t_ms);
-      stor__bind_value(db->s_raw, 3, r->value);
+      int64_t series = db->series.ser[db->sid[i]].id;
+      int has = stor__block_has(db, series, r->t_ms);
+      if (has < 0) {
+        rc = -has;
+        break;
+      }
+      if (has) {
+        db->state[i] = ST_DUP;
+        continue;
+      }
+      sqlite3_bind_int64(db->s_raw, 1, r->t_ms >> STOR_SLOT_SHIFT);
+      sqlite3_bind_int64(db->s_raw, 2, series);
+      sqlite3_bind_int64(db->s_raw, 3, r->t_ms);
+      stor__bind_value(db->s_raw, 4, r->value);
       if ((rc = step_done(db->s_raw)) == SQLITE_OK)
         db->state[i] = sqlite3_changes(db->db) ? ST_INSERTED : ST_DUP;
     }
@@ -726,6 +779,8 @@ static int aggregate(stor_db_t *db, const sort_ctx_t *c, size_t n, uint64_t *ins
     const stor_reading_t *r = at(c, db->order[i]);
     const stor_series_t *se = &db->series.ser[db->sid[i]];
     ++*inserted;
+    if ((r->t_ms >> STOR_SLOT_SHIFT) < db->tail_min_slot)
+      db->tail_min_slot = r->t_ms >> STOR_SLOT_SHIFT;
     if (r->t_ms > se->rolled_t) {
       rc = pend_add(db, db->sid[i], r->t_ms, r->value);
       continue;
@@ -742,6 +797,7 @@ static int aggregate(stor_db_t *db, const sort_ctx_t *c, size_t n, uint64_t *ins
   if (rc == SQLITE_OK && run.series)
     rc = run_flush(db, &run);
   if (rc == SQLITE_OK && *inserted > 0) {
+    db->tail_rows += (int64_t)*inserted;
     sqlite3_bind_int64(db->s_count, 1, (int64_t)*inserted);
     rc = step_done(db->s_count);
   }

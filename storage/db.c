@@ -151,6 +151,10 @@ static bool batch_due(const stor_db_t *db, uint64_t now) {
 /* With mu held: until when the writer may sleep. */
 static uint64_t next_wake(const stor_db_t *db) {
   uint64_t at = db->next_retention, due = UINT64_MAX;
+  uint64_t compact = db->next_compact_check > db->compact_failed_until ? db->next_compact_check
+                                                                       : db->compact_failed_until;
+  if (compact < at)
+    at = compact;
   if (!db->hold || db->stopping) {
     if (db->count > 0)
       due = db->first_ms + (uint64_t)db->batch_ms;
@@ -281,11 +285,21 @@ static bool retention_turn(stor_db_t *db, bool start) {
   return true;
 }
 
+/* Writer, outside mu: one compaction step over the tail before slot
+ * `cut`; -EAGAIN when it must wait for a commit of pending rollups. */
+static int64_t compact_turn(stor_db_t *db, int64_t cut) {
+  int64_t rc = stor__roll_prepare(db);
+  if (rc == 0)
+    rc = stor__compact_step(db, cut);
+  return rc;
+}
+
 static void *writer_main(void *arg) {
   stor_db_t *db = arg;
   stor__thread_nice(STOR_WRITER_NICE);
   unsigned close_tries = 0;
   bool retention_owed = false; /* under load, batches and retention alternate */
+  bool compact_owed = false;   /* and so do batches and compaction steps */
   pthread_mutex_lock(&db->mu);
   for (;;) {
     if (db->req_head) {
@@ -309,9 +323,31 @@ static void *writer_main(void *arg) {
       }
       continue;
     }
+    /* Compaction gives way to ingest: with a batch due it runs only once
+     * the tail is four steps long (a burst is compacted after it). */
+    if (!db->stopping && !db->roll_now && !db->ret.active && now >= db->next_compact_check &&
+        now >= db->compact_failed_until &&
+        (!due || (compact_owed && db->tail_rows >= 4 * STOR_COMPACT_ROWS))) {
+      compact_owed = false;
+      int64_t cut = stor__compact_due(db, wall_ms(), false);
+      if (cut == 0) {
+        db->next_compact_check = now + STOR_COMPACT_CHECK_MS;
+        continue;
+      }
+      pthread_mutex_unlock(&db->mu);
+      int64_t rc = compact_turn(db, cut);
+      pthread_mutex_lock(&db->mu);
+      if (rc == 0) /* nothing it may take yet: a commit looks again */
+        db->next_compact_check = sg_mono_ms() + STOR_COMPACT_CHECK_MS;
+      else if (rc < 0) /* logged; the tail keeps the readings meanwhile */
+        db->compact_failed_until = sg_mono_ms() + STOR_COMPACT_CHECK_MS;
+      continue;
+    }
     if (due) {
       commit_queued(db);
       retention_owed = true;
+      compact_owed = true;
+      db->next_compact_check = 0; /* the tail grew: look again (in memory, cheap) */
       if (db->stopping && (db->count > 0 || db->roll_pending) &&
           ++close_tries >= STOR_CLOSE_TRIES) {
         if (db->count > 0)
@@ -689,7 +725,8 @@ int stor_open(const stor_options_t *opt, stor_db_t **out) {
   }
   if ((rc = open_connection(db, opt)) != 0 || (rc = stor__migrate(db->db, db->path)) != 0 ||
       (rc = prepare(db)) != 0 || (rc = stor__batch_open(db)) != 0 ||
-      (rc = stor__retention_open(db)) != 0 || (rc = stor__ckpt_start(db)) != 0 ||
+      (rc = stor__retention_open(db)) != 0 || (rc = stor__compact_open(db)) != 0 ||
+      (rc = stor__ckpt_start(db)) != 0 ||
       (rc = stor__query_int(db->db, "SELECT max(id) FROM device", &max_device)) != 0)
     goto fail;
   db->max_device = (uint32_t)max_device;
@@ -738,6 +775,7 @@ void stor_close(stor_db_t *db) {
     sqlite3_finalize(stmts[i]);
   stor__batch_free(db);
   stor__retention_free(db);
+  stor__compact_free(db);
   if (sqlite3_close(db->db) != SQLITE_OK)
     log_warn("%s: close: %s", db->path, sqlite3_errmsg(db->db));
   if (db->sync_ready) {
@@ -958,5 +996,29 @@ static int64_t max_pages_fn(stor_db_t *db, stor_req_t *req) {
 
 int64_t stor__test_set_max_page_count(stor_db_t *db, int64_t pages) {
   stor_req_t req = {.fn = max_pages_fn, .arg = pages};
+  return stor__request_post(db, &req);
+}
+
+/* Compacts the whole tail (as at close), committing pending rollups first
+ * when a step asks for them. */
+static int64_t compact_fn(stor_db_t *db, stor_req_t *req) {
+  (void)req;
+  int64_t rc, total = 0;
+  for (int tries = 0; tries < 4; tries++) {
+    while ((rc = stor__compact_due(db, 0, true)) != 0 && (rc = compact_turn(db, rc)) > 0)
+      total += rc;
+    if (rc < 0 && rc != -EAGAIN)
+      return rc;
+    if (db->tail_min_slot == INT64_MAX)
+      return total;
+    uint64_t ins = 0, dups = 0;
+    if ((rc = stor__batch_commit(db, 0, true, &ins, &dups)) != 0)
+      return rc;
+  }
+  return -EAGAIN;
+}
+
+int64_t stor__test_compact(stor_db_t *db) {
+  stor_req_t req = {.fn = compact_fn};
   return stor__request_post(db, &req);
 }

@@ -14,6 +14,8 @@
 struct stor_reader {
   sqlite3 *db;
   sqlite3_stmt *s_find, *s_points[4], *s_latest, *s_count, *s_pages, *s_page_size;
+  sqlite3_stmt *s_begin, *s_end, *s_blk_first, *s_tail_next,
+      *s_tail; /* raw: s_points[0] is blocks */
 };
 
 #define ROLL_SELECT(table)                                                                         \
@@ -28,11 +30,21 @@ static int prepare(stor_reader_t *r) {
       /* No row: unknown device. A NULL series: known device, no such data. */
       {&r->s_find, "SELECT d.id, s.id FROM device d"
                    " LEFT JOIN series s ON s.device = d.id AND s.quantity = ?2 WHERE d.name = ?1"},
-      {&r->s_points[STOR_STEP_RAW],
-       "SELECT t, v FROM raw WHERE series = ?1 AND t >= ?2 AND t < ?3 ORDER BY t LIMIT ?4"},
+      /* Raw readings are blocks and tail rows (schema.c, version 8): the
+       * blocks from the one holding `since`, and the series' tail rows one
+       * slot at a time (s_tail_next finds the next slot that has any). */
+      {&r->s_points[STOR_STEP_RAW], "SELECT t1, n, data FROM block"
+                                    " WHERE series = ?1 AND t0 >= ?2 AND t0 < ?3 ORDER BY t0"},
+      {&r->s_blk_first,
+       "SELECT t0 FROM block WHERE series = ?1 AND t0 <= ?2 ORDER BY t0 DESC LIMIT 1"},
+      {&r->s_tail_next, "SELECT slot FROM tail WHERE slot >= ?1 ORDER BY slot LIMIT 1"},
+      {&r->s_begin, "BEGIN"},
+      {&r->s_end, "COMMIT"},
       {&r->s_points[STOR_STEP_1M], ROLL_SELECT("roll_1m")},
       {&r->s_points[STOR_STEP_1H], ROLL_SELECT("roll_1h")},
       {&r->s_points[STOR_STEP_1D], ROLL_SELECT("roll_1d")},
+      {&r->s_tail, "SELECT t, v FROM tail WHERE slot = ?1 AND series = ?2 AND t >= ?3 AND t < ?4"
+                   " ORDER BY t"},
       {&r->s_latest, "SELECT d.name, s.quantity, l.t, l.v FROM latest l"
                      " JOIN series s ON s.id = l.series JOIN device d ON d.id = s.device"
                      " ORDER BY d.name, s.quantity"},
@@ -74,9 +86,10 @@ fail:
 void stor_reader_close(stor_reader_t *r) {
   if (!r)
     return;
-  sqlite3_stmt *stmts[] = {r->s_find,      r->s_points[0], r->s_points[1],
-                           r->s_points[2], r->s_points[3], r->s_latest,
-                           r->s_count,     r->s_pages,     r->s_page_size};
+  sqlite3_stmt *stmts[] = {r->s_find,      r->s_points[0], r->s_points[1], r->s_points[2],
+                           r->s_points[3], r->s_latest,    r->s_count,     r->s_pages,
+                           r->s_page_size, r->s_begin,     r->s_end,       r->s_blk_first,
+                           r->s_tail_next, r->s_tail};
   for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
     sqlite3_finalize(stmts[i]);
   sqlite3_close(r->db);
@@ -121,6 +134,138 @@ static void read_point(sqlite3_stmt *st, stor_step_t step, stor_point_t *p) {
     p->mean = sqlite3_column_double(st, 4) / STOR_ROLL_SCALE / p->n;
 }
 
+/* A growing array of points. */
+typedef struct pts {
+  stor_point_t *p;
+  size_t n, cap;
+} pts_t;
+
+static bool pts_push(pts_t *a, int64_t t_ms, double v) {
+  if (a->n == a->cap) {
+    size_t want = a->cap ? a->cap * 2 : 64;
+    stor_point_t *grown = realloc(a->p, want * sizeof(*grown));
+    if (!grown)
+      return false;
+    a->p = grown;
+    a->cap = want;
+  }
+  a->p[a->n++] = (stor_point_t){.t_ms = t_ms, .n = 1, .min = v, .max = v, .mean = v};
+  return true;
+}
+
+/* The series' tail rows in [since, until), ascending. */
+static int tail_rows(stor_reader_t *r, int64_t series, int64_t since, int64_t until, pts_t *out) {
+  int64_t slot = since >> STOR_SLOT_SHIFT, last = (until - 1) >> STOR_SLOT_SHIFT;
+  int rc = SQLITE_OK;
+  while (rc == SQLITE_OK && slot <= last) {
+    sqlite3_bind_int64(r->s_tail_next, 1, slot);
+    rc = sqlite3_step(r->s_tail_next);
+    bool found = rc == SQLITE_ROW;
+    if (found)
+      slot = sqlite3_column_int64(r->s_tail_next, 0);
+    sqlite3_reset(r->s_tail_next);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+      break;
+    rc = SQLITE_OK;
+    if (!found || slot > last)
+      break;
+    sqlite3_stmt *st = r->s_tail;
+    sqlite3_bind_int64(st, 1, slot);
+    sqlite3_bind_int64(st, 2, series);
+    sqlite3_bind_int64(st, 3, since);
+    sqlite3_bind_int64(st, 4, until);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+      if (!pts_push(out, sqlite3_column_int64(st, 0), stor__column_value(st, 1))) {
+        rc = SQLITE_NOMEM;
+        break;
+      }
+    sqlite3_reset(st);
+    rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    slot++;
+  }
+  return rc;
+}
+
+/* Raw readings: the blocks overlapping [since, until) merged with the tail
+ * rows, in one read transaction (the compactor moves rows from one to the
+ * other), at most `limit`. */
+static int raw_points(stor_reader_t *r, int64_t series, int64_t since, int64_t until, size_t limit,
+                      pts_t *out) {
+  pts_t tail = {0};
+  stor_sample_t *s = NULL;
+  size_t ti = 0;
+  int rc = sqlite3_step(r->s_begin);
+  sqlite3_reset(r->s_begin);
+  rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+  if (rc == SQLITE_OK)
+    rc = tail_rows(r, series, since, until, &tail);
+  int64_t from = since;
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_int64(r->s_blk_first, 1, series);
+    sqlite3_bind_int64(r->s_blk_first, 2, since);
+    rc = sqlite3_step(r->s_blk_first);
+    if (rc == SQLITE_ROW)
+      from = sqlite3_column_int64(r->s_blk_first, 0);
+    sqlite3_reset(r->s_blk_first);
+    rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+  }
+  sqlite3_stmt *st = r->s_points[STOR_STEP_RAW];
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_int64(st, 1, series);
+    sqlite3_bind_int64(st, 2, from);
+    sqlite3_bind_int64(st, 3, until);
+    while (out->n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+      if (sqlite3_column_int64(st, 0) < since)
+        continue;
+      int64_t bn = sqlite3_column_int64(st, 1);
+      size_t k = 0;
+      free(s);
+      if (bn <= 0 || bn > STOR_BLOCK_MAX || !(s = malloc((size_t)bn * sizeof(*s)))) {
+        s = NULL;
+        rc = bn <= 0 || bn > STOR_BLOCK_MAX ? SQLITE_CORRUPT : SQLITE_NOMEM;
+        break;
+      }
+      if (stor__block_decode(sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2), s,
+                             (size_t)bn, &k, NULL) != 0) {
+        rc = SQLITE_CORRUPT;
+        break;
+      }
+      for (size_t i = 0; i < k && out->n < limit; i++) {
+        if (s[i].t_ms < since || s[i].t_ms >= until)
+          continue;
+        for (; rc == SQLITE_ROW && ti < tail.n && tail.p[ti].t_ms < s[i].t_ms && out->n < limit;
+             ti++)
+          if (!pts_push(out, tail.p[ti].t_ms, tail.p[ti].min))
+            rc = SQLITE_NOMEM;
+        if (rc == SQLITE_NOMEM)
+          break;
+        if (ti < tail.n && tail.p[ti].t_ms == s[i].t_ms)
+          ti++; /* in both: once (the compactor keeps the block's) */
+        if (out->n < limit && !pts_push(out, s[i].t_ms, s[i].v)) {
+          rc = SQLITE_NOMEM;
+          break;
+        }
+      }
+      if (rc == SQLITE_NOMEM)
+        break;
+    }
+    sqlite3_reset(st);
+    rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+  }
+  while (rc == SQLITE_OK && ti < tail.n && out->n < limit)
+    if (!pts_push(out, tail.p[ti].t_ms, tail.p[ti].min))
+      rc = SQLITE_NOMEM;
+    else
+      ti++;
+  free(s);
+  free(tail.p);
+  int end = sqlite3_step(r->s_end);
+  sqlite3_reset(r->s_end);
+  if (rc == SQLITE_OK && end != SQLITE_DONE)
+    rc = end;
+  return rc;
+}
+
 int stor_query(stor_reader_t *r, const char *device, int quantity, stor_step_t step,
                int64_t since_ms, int64_t until_ms, size_t limit, stor_point_t **out, size_t *n) {
   int rc;
@@ -135,6 +280,21 @@ int stor_query(stor_reader_t *r, const char *device, int quantity, stor_step_t s
       since_ms >= until_ms)
     return rc;
 
+  if (step == STOR_STEP_RAW) {
+    pts_t got = {0};
+    int src = raw_points(r, series, since_ms, until_ms, limit, &got);
+    if (src != SQLITE_OK) {
+      free(got.p);
+      return src == SQLITE_NOMEM ? -ENOMEM : stor__fail(r->db, src, "query");
+    }
+    *out = got.p;
+    *n = got.n;
+    if (!got.n) {
+      free(got.p);
+      *out = NULL;
+    }
+    return 0;
+  }
   sqlite3_stmt *st = r->s_points[step];
   int64_t div = step == STOR_STEP_RAW ? 1 : 1000; /* rollups keep seconds */
   sqlite3_bind_int64(st, 1, series);

@@ -6,9 +6,12 @@
  * with), hourly and daily rollups, devices, series and latest values
  * forever (a series' daily rows are a few kB per year).
  *
- * A pass visits the series in id order and deletes, per series, the raw
- * rows and then the minute rollups older than the cut, through the primary
- * key (series, t): a range delete, no scan. It runs as many short
+ * A pass visits the series in id order and deletes, per series, the
+ * blocks wholly older than the cut (a block straddling it stays until it
+ * is wholly old: raw readings are kept *at least* raw_days) and then the
+ * minute rollups older than the cut, through the primary keys: a range
+ * delete, no scan. Its last step deletes the tail rows older than the cut
+ * (rare: the compactor keeps the tail young). It runs as many short
  * transactions of at most STOR_RETENTION_CHUNK rows and STOR_RETENTION_SERIES
  * series, one between two batches, so a reading never waits behind more
  * than one of them. The writer starts a pass an hour after the last one;
@@ -28,10 +31,10 @@ int stor__retention_open(stor_db_t *db) {
       {&db->s_next_series, "SELECT id FROM series WHERE id >= ?1 ORDER BY id LIMIT 1"},
       /* The t of the (limit + 1)th oldest row: rows before it are `limit`. */
       {&db->s_bound[0],
-       "SELECT t FROM raw WHERE series = ?1 AND t < ?2 ORDER BY t LIMIT 1 OFFSET ?3"},
+       "SELECT t0 FROM block WHERE series = ?1 AND t0 < ?2 ORDER BY t0 LIMIT 1 OFFSET ?3"},
       {&db->s_bound[1],
        "SELECT t FROM roll_1m WHERE series = ?1 AND t < ?2 ORDER BY t LIMIT 1 OFFSET ?3"},
-      {&db->s_delete[0], "DELETE FROM raw WHERE series = ?1 AND t < ?2"},
+      {&db->s_delete[0], "DELETE FROM block WHERE series = ?1 AND t0 < ?2 AND t1 < ?3 RETURNING n"},
       {&db->s_delete[1], "DELETE FROM roll_1m WHERE series = ?1 AND t < ?2"},
   };
   int rc = 0;
@@ -74,19 +77,26 @@ static int delete_some(stor_db_t *db, int table, int64_t series, int64_t cut, in
   sqlite3_stmt *bound = db->s_bound[table], *del = db->s_delete[table];
   sqlite3_bind_int64(bound, 1, series);
   sqlite3_bind_int64(bound, 2, cut);
-  sqlite3_bind_int64(bound, 3, budget);
+  /* Blocks: a budget of rows is about budget / 64 blocks. */
+  sqlite3_bind_int64(bound, 3, table == 0 ? 1 + budget / 64 : budget);
+  int64_t upto = cut;
   int rc = sqlite3_step(bound);
   *more = rc == SQLITE_ROW;
   if (rc == SQLITE_ROW) {
-    cut = sqlite3_column_int64(bound, 0);
+    upto = sqlite3_column_int64(bound, 0);
     rc = SQLITE_DONE;
   }
   sqlite3_reset(bound);
   if (rc == SQLITE_DONE) {
     sqlite3_bind_int64(del, 1, series);
-    sqlite3_bind_int64(del, 2, cut);
-    rc = sqlite3_step(del);
-    *deleted = sqlite3_changes64(db->db);
+    sqlite3_bind_int64(del, 2, upto);
+    if (table == 0)
+      sqlite3_bind_int64(del, 3, cut);
+    *deleted = 0;
+    while ((rc = sqlite3_step(del)) == SQLITE_ROW)
+      *deleted += sqlite3_column_int64(del, 0); /* a block's readings */
+    if (table == 1)
+      *deleted = sqlite3_changes64(db->db);
     sqlite3_reset(del);
   }
   return rc == SQLITE_DONE ? SQLITE_OK : rc;
@@ -134,6 +144,20 @@ void stor__retention_step(stor_db_t *db) {
       table = 0;
       series = id + 1;
       visited++;
+    }
+  }
+  if (rc == SQLITE_OK && !found) {
+    /* The pass's end: tail rows in slots wholly older than the cut. */
+    char sql[96];
+    snprintf(sql, sizeof(sql), "DELETE FROM tail WHERE slot < %lld",
+             (long long)(db->ret.cut_ms[0] >> STOR_SLOT_SHIFT));
+    rc = sqlite3_exec(db->db, sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK) {
+      int64_t gone = sqlite3_changes64(db->db);
+      raw_deleted += gone;
+      db->tail_rows = db->tail_rows > gone ? db->tail_rows - gone : 0;
+      if (gone > 0)
+        db->reload = true; /* the tail's oldest slot is read again */
     }
   }
   if (rc == SQLITE_OK && raw_deleted > 0) {

@@ -456,6 +456,245 @@ static void day_buckets_start_at_local_midnight(void **state) {
 
 /* ---- retention */
 
+/* ---- the block layout (compact.c) */
+
+static int64_t db_int(const char *path, const char *sql) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  int64_t v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
+
+/* Every series' readings, as stor_query gives them, against `want`. */
+typedef struct want_row {
+  char device[64];
+  int q;
+  int64_t t;
+  double v;
+} want_row_t;
+
+static void check_all_readings(fx_t *f, const want_row_t *w, size_t nw) {
+  for (size_t i = 0; i < nw;) {
+    size_t j = i;
+    while (j < nw && strcmp(w[j].device, w[i].device) == 0 && w[j].q == w[i].q)
+      j++;
+    size_t n = 0;
+    stor_point_t *p = query(f, w[i].device, w[i].q, STOR_STEP_RAW, 0, INT64_MAX, &n);
+    if (n != j - i)
+      fail_msg("%s quantity %d: %zu readings, want %zu", w[i].device, w[i].q, n, j - i);
+    for (size_t k = 0; k < n; k++)
+      if (p[k].t_ms != w[i + k].t || p[k].mean != w[i + k].v)
+        fail_msg("%s quantity %d reading %zu: t=%lld v=%.17g, want t=%lld v=%.17g", w[i].device,
+                 w[i].q, k, (long long)p[k].t_ms, p[k].mean, (long long)w[i + k].t, w[i + k].v);
+    free(p);
+    i = j;
+  }
+}
+
+static const char *const ROLL_SUM =
+    "SELECT (SELECT count(*) || ' ' || total(n) || ' ' || total(vsum) || ' ' || total(vmin) || ' '"
+    " || total(vmax) || ' ' || total(esum) FROM roll_1m) || '|' ||"
+    " (SELECT count(*) || ' ' || total(n) || ' ' || total(vsum) FROM roll_1h) || '|' ||"
+    " (SELECT count(*) || ' ' || total(n) || ' ' || total(vsum) FROM roll_1d) || '|' ||"
+    " (SELECT count(*) || ' ' || total(t) || ' ' || total(v) FROM latest)";
+
+static char *db_text(const char *path, const char *sql) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  char *v = strdup((const char *)sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
+
+/* tests/data/main-db/site-v6.db was written by main before the block
+ * layout (schema 6, raw rows): opened, it migrates in place; every series
+ * reads the same readings before and after compaction, the rollups,
+ * latest values and counter are untouched and the ledger's chain holds. */
+static void a_schema_6_database_migrates_in_place_and_reads_the_same(void **state) {
+  fx_t *f = *state;
+  char cmd[256];
+  snprintf(cmd, sizeof(cmd), "cp tests/data/main-db/site-v6.db %s", f->path);
+  assert_int_equal(system(cmd), 0);
+  assert_int_equal(db_int(f->path, "PRAGMA user_version"), 6);
+  int64_t nraw = db_int(f->path, "SELECT count(*) FROM raw");
+  assert_int_equal(nraw, 3461);
+  char *rolls = db_text(f->path, ROLL_SUM);
+  char *ledger = db_text(f->path, "SELECT count(*) || ' ' || hex(hash) FROM ledger_head");
+  want_row_t *w = calloc((size_t)nraw, sizeof(*w));
+  assert_non_null(w);
+  sqlite3 *old = NULL;
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(sqlite3_open_v2(f->path, &old, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(old,
+                                      "SELECT d.name, s.quantity, r.t, r.v FROM raw r"
+                                      " JOIN series s ON s.id = r.series"
+                                      " JOIN device d ON d.id = s.device"
+                                      " ORDER BY d.name, s.quantity, r.t",
+                                      -1, &st, NULL),
+                   SQLITE_OK);
+  size_t nw = 0;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    snprintf(w[nw].device, sizeof(w[nw].device), "%s", (const char *)sqlite3_column_text(st, 0));
+    w[nw].q = sqlite3_column_int(st, 1);
+    w[nw].t = sqlite3_column_int64(st, 2);
+    w[nw].v = stor__column_value(st, 3);
+    nw++;
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(old);
+  assert_int_equal(nw, (size_t)nraw);
+
+  open_db(f); /* migrates */
+  assert_int_equal(db_int(f->path, "PRAGMA user_version"), stor__schema_version());
+  check_all_readings(f, w, nw);
+  /* Compacted: the writer starts on them at once (they are old), the rest
+   * now. */
+  assert_true(stor__test_compact(f->db) >= 0);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM tail"), 0);
+  check_all_readings(f, w, nw);
+  close_db(f);
+  check_all_readings(f, w, nw);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM tail"), 0);
+  assert_int_equal(db_int(f->path, "SELECT sum(n) FROM block"), nraw);
+  assert_int_equal(db_int(f->path, "SELECT value FROM counter WHERE name = 'raw_rows'"), nraw);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM sqlite_schema WHERE name = 'raw'"), 0);
+  char *rolls2 = db_text(f->path, ROLL_SUM);
+  assert_string_equal(rolls2, rolls);
+  char *ledger2 = db_text(f->path, "SELECT count(*) || ' ' || hex(hash) FROM ledger_head");
+  assert_string_equal(ledger2, ledger);
+  stor_verify_t v;
+  assert_int_equal(stor_ledger_verify(reader(f), &v), 0);
+  assert_true(v.entries > 0);
+  free(rolls);
+  free(rolls2);
+  free(ledger);
+  free(ledger2);
+  free(w);
+}
+
+/* Resends and late readings against blocks: a resend of a compacted
+ * reading is a duplicate (not stored, not counted, not rolled up twice);
+ * a late reading into a compacted span is stored once, read in order and
+ * merged into its block at the next compaction. */
+static void late_readings_and_resends_into_compacted_spans_are_stored_once(void **state) {
+  fx_t *f = *state;
+  open_db(f);
+  uint32_t d = dev(f, "dust-01");
+  for (int i = 0; i < 100; i++)
+    if (i % 10 != 5) /* gaps for late readings */
+      append1(f, rd(d, PROTO_Q_PM10, T0 + i * 1000LL, 10 + i));
+  assert_int_equal(stor_flush(f->db), 0);
+  assert_true(stor__test_compact(f->db) >= 0);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM tail"), 0);
+  /* Resends of compacted readings, late readings into the span, and the
+   * same late reading twice in one batch. */
+  append1(f, rd(d, PROTO_Q_PM10, T0 + 3000, 99));  /* resend */
+  append1(f, rd(d, PROTO_Q_PM10, T0 + 99000, 99)); /* resend, the block's last */
+  append1(f, rd(d, PROTO_Q_PM10, T0 + 5000, 15));  /* late */
+  append1(f, rd(d, PROTO_Q_PM10, T0 + 55000, 65)); /* late */
+  append1(f, rd(d, PROTO_Q_PM10, T0 + 55000, 77)); /* its resend: the first wins */
+  assert_int_equal(stor_flush(f->db), 0);
+  stor_stats_t st;
+  stor_get_stats(f->db, &st);
+  assert_int_equal(st.committed, 92);
+  assert_int_equal(st.duplicates, 3);
+  for (int round = 0; round < 2; round++) {
+    size_t n = 0;
+    stor_point_t *p = query(f, "dust-01", PROTO_Q_PM10, STOR_STEP_RAW, T0, T0 + HOUR_MS, &n);
+    assert_int_equal(n, 92);
+    size_t k = 0;
+    for (int i = 0; i < 100; i++) {
+      if (i % 10 == 5 && i != 5 && i != 55)
+        continue;
+      assert_int_equal(p[k].t_ms, T0 + i * 1000LL);
+      assert_true(p[k].mean == 10 + i);
+      k++;
+    }
+    free(p);
+    /* A window that starts inside a block and ends inside another. */
+    p = query(f, "dust-01", PROTO_Q_PM10, STOR_STEP_RAW, T0 + 4000, T0 + 7000, &n);
+    assert_int_equal(n, 3);
+    assert_int_equal(p[0].t_ms, T0 + 4000);
+    assert_int_equal(p[1].t_ms, T0 + 5000);
+    assert_int_equal(p[2].t_ms, T0 + 6000);
+    free(p);
+    p = query(f, "dust-01", PROTO_Q_PM10, STOR_STEP_1H, T0, T0 + HOUR_MS, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(p[0].n, 92);
+    free(p);
+    if (round == 0) /* then merged into the block */
+      assert_true(stor__test_compact(f->db) >= 0);
+  }
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM tail"), 0);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM block"), 1);
+  assert_int_equal(db_int(f->path, "SELECT sum(n) FROM block"), 92);
+  assert_int_equal(db_int(f->path, "SELECT value FROM counter WHERE name = 'raw_rows'"), 92);
+  /* A resend of a merged-in late reading is still a duplicate, after a
+   * reopen too (the cache of what is stored is read back). */
+  close_db(f);
+  open_db(f);
+  append1(f, rd(d, PROTO_Q_PM10, T0 + 55000, 1));
+  append1(f, rd(d, PROTO_Q_PM10, T0 + 100000, 110)); /* new, after the block */
+  assert_int_equal(stor_flush(f->db), 0);
+  stor_get_stats(f->db, &st);
+  assert_int_equal(st.committed, 1);
+  assert_int_equal(st.duplicates, 1);
+  assert_int_equal(count_raw(f, "dust-01", PROTO_Q_PM10), 93);
+}
+
+/* Blocks are at most STOR_BLOCK_MAX readings; a series' blocks never
+ * overlap, and many series compacted in one step each read back whole. */
+static void compaction_of_many_series_reads_back_every_reading(void **state) {
+  fx_t *f = *state;
+  open_db(f);
+  enum { DEVICES = 50, EACH = 400 };
+  uint32_t ids[DEVICES];
+  char name[32];
+  for (int k = 0; k < DEVICES; k++) {
+    snprintf(name, sizeof(name), "noise-%02d", k);
+    ids[k] = dev(f, name);
+  }
+  for (int i = 0; i < EACH; i++) { /* interleaved, as they arrive */
+    for (int k = 0; k < DEVICES; k++)
+      append1(f, rd(ids[k], PROTO_Q_LA, T0 + i * 1000LL + k, 40 + (i * 7 + k) % 300 / 10.0));
+    if (i % 100 == 99)
+      wait_committed(f, (uint64_t)(i + 1) * DEVICES);
+  }
+  assert_int_equal(stor_flush(f->db), 0);
+  /* The writer compacts them as they come (they are old), the rest now. */
+  assert_true(stor__test_compact(f->db) >= 0);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM tail"), 0);
+  for (int k = 0; k < DEVICES; k++) {
+    snprintf(name, sizeof(name), "noise-%02d", k);
+    size_t n = 0;
+    stor_point_t *p = query(f, name, PROTO_Q_LA, STOR_STEP_RAW, T0, T0 + DAY_MS, &n);
+    assert_int_equal(n, EACH);
+    for (int i = 0; i < EACH; i++) {
+      assert_int_equal(p[i].t_ms, T0 + i * 1000LL + k);
+      assert_true(p[i].mean == 40 + (i * 7 + k) % 300 / 10.0);
+    }
+    free(p);
+    /* With a limit: the first readings. */
+    p = NULL;
+    assert_int_equal(
+        stor_query(reader(f), name, PROTO_Q_LA, STOR_STEP_RAW, T0 + 10000, T0 + DAY_MS, 5, &p, &n),
+        0);
+    assert_int_equal(n, 5);
+    assert_int_equal(p[0].t_ms, T0 + 10000 + k);
+    free(p);
+  }
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM block"), DEVICES);
+}
+
 static void retention_deletes_old_raw_rows_and_keeps_rollups(void **state) {
   fx_t *f = *state;
   stor_options_t o = defaults(f);
@@ -1120,6 +1359,9 @@ int main(void) {
       T(rollups_a_crash_left_unwritten_are_written_from_raw_at_open),
       T(hours_and_days_from_minutes_across_a_half_hour_zone_midnight),
       T(hours_and_days_from_minutes_when_a_midnight_cuts_a_minute),
+      T(a_schema_6_database_migrates_in_place_and_reads_the_same),
+      T(late_readings_and_resends_into_compacted_spans_are_stored_once),
+      T(compaction_of_many_series_reads_back_every_reading),
       T(retention_deletes_old_raw_rows_and_keeps_rollups),
       T(retention_writes_pending_rollups_before_deleting_their_raw_rows),
       T(disk_full_refuses_appends_keeps_accepted_readings_and_resumes),

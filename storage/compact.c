@@ -1,0 +1,406 @@
+/* The compactor: the oldest tail rows become compressed blocks (block.c),
+ * one per series, in the same transaction that deletes them, so a reading
+ * is always in exactly one of the two tables and a power cut at any point
+ * leaves either the rows or the block (schema.c, version 8).
+ *
+ * Why this shape. Bytes written to flash, not bytes stored, wear a site
+ * box out (issue 15). Readings arrive interleaved from every series; the
+ * tail takes them in time order, so a commit appends to a few leaf pages.
+ * Once they are old enough, or the tail big enough, one step reads the
+ * oldest rows (at most about STOR_COMPACT_ROWS, so memory stays bounded),
+ * sorts them by series and writes each series' span as one block: one
+ * leaf page per series per step instead of one per series per commit.
+ *
+ * A step merges instead of appending where it must: with blocks of the
+ * series that its rows overlap (late readings, already compacted around
+ * them), and with the series' last block when that has fewer than
+ * STOR_BLOCK_SMALL readings (a quiet series, or a step the age started),
+ * so a series does not end up as many tiny blocks. A reading found in
+ * both (which the batch's check prevents) is kept once, the block's copy,
+ * and counted once.
+ *
+ * Only rows already rolled up are compacted: a step stops short of the
+ * oldest pending reading, since what is pending is read back from the
+ * tail after a crash (batch.c). A step never forces rollups out early. */
+#define LOG_MODULE "storage"
+#include "common/common.h"
+#include "storage/storage_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct row {
+  uint32_t series;
+  int64_t t;
+  double v;
+} row_t;
+
+int stor__compact_open(stor_db_t *db) {
+  const struct {
+    sqlite3_stmt **st;
+    const char *sql;
+  } stmts[] = {
+      /* The block that may hold t: the last one starting at or before it. */
+      {&db->s_blk_at,
+       "SELECT t1, n, data FROM block WHERE series = ?1 AND t0 <= ?2 ORDER BY t0 DESC LIMIT 1"},
+      /* Blocks a step may merge with, newest first. */
+      {&db->s_blk_near,
+       "SELECT t0, t1, n, data FROM block WHERE series = ?1 AND t0 <= ?2 ORDER BY t0 DESC"},
+      {&db->s_blk_put, "INSERT INTO block(series, t0, t1, n, data) VALUES(?1, ?2, ?3, ?4, ?5)"},
+      {&db->s_blk_del, "DELETE FROM block WHERE series = ?1 AND t0 = ?2"},
+      {&db->s_tail_min, "SELECT slot FROM tail ORDER BY slot LIMIT 1"},
+      {&db->s_tail_nth, "SELECT slot FROM tail ORDER BY slot, series, t LIMIT 1 OFFSET ?1"},
+      {&db->s_tail_take, "SELECT series, t, v FROM tail WHERE slot < ?1"},
+      {&db->s_tail_del, "DELETE FROM tail WHERE slot < ?1"},
+      {&db->s_tail_count, "SELECT count(*) FROM tail"},
+      {&db->s_tail_all, "SELECT series, t, v FROM tail"},
+  };
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < sizeof(stmts) / sizeof(stmts[0]); i++)
+    rc = stor__prepare(db->db, stmts[i].sql, stmts[i].st);
+  db->tail_min_slot = INT64_MAX;
+  return rc;
+}
+
+void stor__compact_free(stor_db_t *db) {
+  sqlite3_stmt *stmts[] = {db->s_blk_at,     db->s_blk_near, db->s_blk_put,   db->s_blk_del,
+                           db->s_tail_min,   db->s_tail_nth, db->s_tail_take, db->s_tail_del,
+                           db->s_tail_count, db->s_tail_all};
+  for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
+    sqlite3_finalize(stmts[i]);
+}
+
+int64_t stor__compact_due(stor_db_t *db, int64_t now_ms, bool all) {
+  if (db->tail_min_slot == INT64_MAX || db->reload)
+    return 0;
+  if (all)
+    return INT64_MAX;
+  if (db->tail_rows >= STOR_COMPACT_ROWS)
+    return INT64_MAX; /* the step itself takes only the oldest STOR_COMPACT_ROWS */
+  if (db->tail_min_slot < (now_ms - STOR_COMPACT_AGE_MS) >> STOR_SLOT_SHIFT)
+    return (now_ms - STOR_COMPACT_KEEP_MS) >> STOR_SLOT_SHIFT;
+  return 0;
+}
+
+/* ---- blocks */
+
+/* Decodes the block in column `col` of `st`, whose readings are counted
+ * in column `col - 1`, into a fresh array. */
+static int block_load(sqlite3_stmt *st, int col, stor_sample_t **out, size_t *n) {
+  const uint8_t *data = sqlite3_column_blob(st, col);
+  size_t len = (size_t)sqlite3_column_bytes(st, col);
+  int64_t cap = sqlite3_column_int64(st, col - 1);
+  *out = NULL;
+  if (cap <= 0 || cap > STOR_BLOCK_MAX)
+    return SQLITE_CORRUPT;
+  if (!(*out = malloc((size_t)cap * sizeof(**out))))
+    return SQLITE_NOMEM;
+  if (stor__block_decode(data, len, *out, (size_t)cap, n, NULL) != 0) {
+    free(*out);
+    *out = NULL;
+    return SQLITE_CORRUPT;
+  }
+  return SQLITE_OK;
+}
+
+static int cmp_t(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+int stor__block_has(stor_db_t *db, int64_t series, int64_t t_ms) {
+  sqlite3_stmt *st = db->s_blk_at;
+  sqlite3_bind_int64(st, 1, series);
+  sqlite3_bind_int64(st, 2, t_ms);
+  int rc = sqlite3_step(st), has = 0;
+  if (rc == SQLITE_ROW && sqlite3_column_int64(st, 0) >= t_ms) {
+    stor_sample_t *s = NULL;
+    size_t n = 0;
+    rc = block_load(st, 2, &s, &n);
+    /* stor_sample_t starts with its t: a search on the times. */
+    if (rc == SQLITE_OK)
+      has = bsearch(&t_ms, s, n, sizeof(*s), cmp_t) != NULL;
+    free(s);
+  } else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+    rc = SQLITE_OK;
+  }
+  sqlite3_reset(st);
+  return rc == SQLITE_OK ? has : -rc;
+}
+
+/* Writes samples s[0..n) (ascending, unique) of `series` as blocks. */
+static int blocks_put(stor_db_t *db, int64_t series, const stor_sample_t *s, size_t n) {
+  int rc = SQLITE_OK;
+  uint8_t *buf = NULL;
+  for (size_t at = 0; rc == SQLITE_OK && at < n;) {
+    /* At most STOR_BLOCK_MAX readings over at most STOR_BLOCK_SPAN_MS, so
+     * retention can drop a block soon after its readings age out. */
+    size_t k = 1;
+    while (at + k < n && k < STOR_BLOCK_MAX && s[at + k].t_ms - s[at].t_ms <= STOR_BLOCK_SPAN_MS)
+      k++;
+    size_t cap = 32 + k * 20; /* worst case: 10 B a time, 9 a value */
+    uint8_t *grown = realloc(buf, cap);
+    if (!grown) {
+      rc = SQLITE_NOMEM;
+      break;
+    }
+    buf = grown;
+    ssize_t len = stor__block_encode(s + at, k, buf, cap);
+    if (len < 0) {
+      rc = SQLITE_INTERNAL; /* the tail holds only valid readings */
+      break;
+    }
+    sqlite3_stmt *st = db->s_blk_put;
+    sqlite3_bind_int64(st, 1, series);
+    sqlite3_bind_int64(st, 2, s[at].t_ms);
+    sqlite3_bind_int64(st, 3, s[at + k - 1].t_ms);
+    sqlite3_bind_int64(st, 4, (int64_t)k);
+    sqlite3_bind_blob(st, 5, buf, (int)len, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    at += k;
+  }
+  free(buf);
+  return rc;
+}
+
+/* Appends samples to a growing array. */
+typedef struct samples {
+  stor_sample_t *s;
+  size_t n, cap;
+} samples_t;
+
+static bool samples_room(samples_t *a, size_t more) {
+  if (a->n + more <= a->cap)
+    return true;
+  size_t want = a->cap ? a->cap : 1024;
+  while (want < a->n + more)
+    want *= 2;
+  stor_sample_t *grown = realloc(a->s, want * sizeof(*grown));
+  if (!grown)
+    return false;
+  a->s = grown;
+  a->cap = want;
+  return true;
+}
+
+static int cmp_sample(const void *a, const void *b) {
+  const stor_sample_t *x = a, *y = b;
+  return (x->t_ms > y->t_ms) - (x->t_ms < y->t_ms);
+}
+
+/* Writes one series' new samples s[0..n) (ascending, unique), merged with
+ * the blocks they overlap and a small last block before them. *dropped
+ * counts new samples a block held already. */
+static int series_compact(stor_db_t *db, int64_t series, const stor_sample_t *s, size_t n,
+                          int64_t *dropped) {
+  sqlite3_stmt *st = db->s_blk_near;
+  samples_t old = {0};
+  int64_t *t0s = NULL; /* the blocks merged */
+  size_t ndel = 0, del_cap = 0;
+  int rc;
+  sqlite3_bind_int64(st, 1, series);
+  sqlite3_bind_int64(st, 2, s[n - 1].t_ms);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    int64_t t1 = sqlite3_column_int64(st, 1), bn = sqlite3_column_int64(st, 2);
+    bool overlaps = t1 >= s[0].t_ms;
+    /* A small block is extended only while it spans little time, so that
+     * retention, which drops whole blocks, is not held up by it. */
+    if (!overlaps && (bn >= STOR_BLOCK_SMALL ||
+                      s[n - 1].t_ms - sqlite3_column_int64(st, 0) > STOR_BLOCK_SPAN_MS))
+      break;
+    if (ndel == del_cap) {
+      size_t want = del_cap ? del_cap * 2 : 8;
+      int64_t *grown = realloc(t0s, want * sizeof(*grown));
+      if (!grown) {
+        rc = SQLITE_NOMEM;
+        break;
+      }
+      t0s = grown;
+      del_cap = want;
+    }
+    stor_sample_t *b = NULL;
+    size_t k = 0;
+    if ((rc = block_load(st, 3, &b, &k)) != SQLITE_OK)
+      break;
+    if (!samples_room(&old, k)) {
+      free(b);
+      rc = SQLITE_NOMEM;
+      break;
+    }
+    memcpy(old.s + old.n, b, k * sizeof(*b));
+    old.n += k;
+    free(b);
+    t0s[ndel++] = sqlite3_column_int64(st, 0);
+    if (!overlaps)
+      break; /* the small block before the new samples: nothing older */
+  }
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE && rc != SQLITE_OK) {
+    free(old.s);
+    free(t0s);
+    return rc;
+  }
+  rc = SQLITE_OK;
+  if (ndel == 0) {
+    free(t0s);
+    return blocks_put(db, series, s, n);
+  }
+
+  for (size_t i = 0; rc == SQLITE_OK && i < ndel; i++) {
+    sqlite3_bind_int64(db->s_blk_del, 1, series);
+    sqlite3_bind_int64(db->s_blk_del, 2, t0s[i]);
+    rc = sqlite3_step(db->s_blk_del);
+    sqlite3_reset(db->s_blk_del);
+    rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+  }
+  /* The old samples (each block ascending, blocks newest first) sorted,
+   * then merged with the new ones; on a tie the block's copy stays. */
+  samples_t m = {0};
+  if (rc == SQLITE_OK && !samples_room(&m, old.n + n))
+    rc = SQLITE_NOMEM;
+  if (rc == SQLITE_OK) {
+    qsort(old.s, old.n, sizeof(*old.s), cmp_sample);
+    size_t i = 0, j = 0;
+    while (i < old.n || j < n) {
+      if (j == n || (i < old.n && old.s[i].t_ms < s[j].t_ms)) {
+        m.s[m.n++] = old.s[i++];
+      } else if (i == old.n || s[j].t_ms < old.s[i].t_ms) {
+        m.s[m.n++] = s[j++];
+      } else {
+        m.s[m.n++] = old.s[i++];
+        j++;
+        ++*dropped;
+      }
+    }
+    rc = blocks_put(db, series, m.s, m.n);
+  }
+  free(m.s);
+  free(old.s);
+  free(t0s);
+  return rc;
+}
+
+static int cmp_row(const void *a, const void *b) {
+  const row_t *x = a, *y = b;
+  if (x->series != y->series)
+    return x->series < y->series ? -1 : 1;
+  return (x->t > y->t) - (x->t < y->t);
+}
+
+static int step_done(sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* One integer from a statement with no bindings left; *found false when it
+ * returns no row. */
+static int one_int(sqlite3_stmt *st, int64_t *v, bool *found) {
+  int rc = sqlite3_step(st);
+  *found = rc == SQLITE_ROW;
+  if (rc == SQLITE_ROW)
+    *v = sqlite3_column_int64(st, 0);
+  sqlite3_reset(st);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
+  row_t *rows = NULL;
+  size_t nrows = 0, cap = 0;
+  int64_t min_slot = 0, nth = 0, dropped = 0, done = 0;
+  bool found = false, more = false;
+  int rc = step_done(db->s_begin);
+  if (rc == SQLITE_OK)
+    rc = one_int(db->s_tail_min, &min_slot, &found);
+  if (rc != SQLITE_OK || !found || min_slot >= cut)
+    goto end;
+  sqlite3_bind_int64(db->s_tail_nth, 1, STOR_COMPACT_ROWS);
+  if ((rc = one_int(db->s_tail_nth, &nth, &more)) != SQLITE_OK)
+    goto end;
+  if (more && nth < cut)
+    cut = nth > min_slot ? nth : min_slot + 1;
+  /* Only what is rolled up: the rows before the oldest pending reading
+   * (the next rollup commit lets the rest go). */
+  if (db->reload) {
+    step_done(db->s_rollback);
+    return -EAGAIN;
+  }
+  if (db->pend_series > 0 && (db->pend_min_t >> STOR_SLOT_SHIFT) < cut)
+    cut = db->pend_min_t >> STOR_SLOT_SHIFT;
+  if (cut <= min_slot)
+    goto end;
+
+  sqlite3_stmt *st = db->s_tail_take;
+  sqlite3_bind_int64(st, 1, cut);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (nrows == cap) { /* from mmap, so that it goes back to the kernel after */
+      size_t want = cap ? cap * 2 : STOR_COMPACT_ROWS + 1;
+      row_t *grown = stor__pages_alloc(want * sizeof(*grown));
+      if (!grown) {
+        rc = SQLITE_NOMEM;
+        break;
+      }
+      if (rows)
+        memcpy(grown, rows, nrows * sizeof(*rows));
+      stor__pages_free(rows, cap * sizeof(*rows));
+      rows = grown;
+      cap = want;
+    }
+    rows[nrows++] = (row_t){.series = (uint32_t)sqlite3_column_int64(st, 0),
+                            .t = sqlite3_column_int64(st, 1),
+                            .v = stor__column_value(st, 2)};
+  }
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE)
+    goto end;
+  rc = SQLITE_OK;
+  qsort(rows, nrows, sizeof(*rows), cmp_row);
+
+  samples_t one = {0};
+  for (size_t i = 0; rc == SQLITE_OK && i < nrows;) {
+    size_t j = i;
+    one.n = 0;
+    while (j < nrows && rows[j].series == rows[i].series)
+      j++;
+    if (!samples_room(&one, j - i)) {
+      rc = SQLITE_NOMEM;
+      break;
+    }
+    for (size_t k = i; k < j; k++)
+      one.s[one.n++] = (stor_sample_t){.t_ms = rows[k].t, .v = rows[k].v};
+    rc = series_compact(db, rows[i].series, one.s, one.n, &dropped);
+    i = j;
+  }
+  free(one.s);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_int64(db->s_tail_del, 1, cut);
+    rc = step_done(db->s_tail_del);
+  }
+  if (rc == SQLITE_OK && dropped > 0) {
+    log_warn("compaction: %lld readings were both in the tail and in a block; kept once",
+             (long long)dropped);
+    sqlite3_bind_int64(db->s_count, 1, -dropped);
+    rc = step_done(db->s_count);
+  }
+  done = (int64_t)nrows;
+
+end:
+  stor__pages_free(rows, cap * sizeof(*rows));
+  if (rc == SQLITE_OK)
+    rc = step_done(db->s_commit);
+  if (rc == SQLITE_OK)
+    rc = one_int(db->s_tail_min, &min_slot, &found);
+  if (rc != SQLITE_OK) {
+    int err = stor__fail(db->db, rc, "compaction");
+    if (!sqlite3_get_autocommit(db->db))
+      step_done(db->s_rollback);
+    return err;
+  }
+  db->tail_min_slot = found ? min_slot : INT64_MAX;
+  db->tail_rows = found ? (db->tail_rows > done ? db->tail_rows - done : 0) : 0;
+  db->compacted += (uint64_t)done;
+  return done;
+}

@@ -1,0 +1,52 @@
+/* libFuzzer harness for the compressed block decoder (storage/block.c):
+ * the bytes of a block as read back from the database file, which a
+ * damaged disk can make anything.
+ *
+ * A refusal must be -EBADMSG (or -ENOSPC for more readings than room);
+ * an accepted block must hold what the contract promises (1..STOR_BLOCK_MAX
+ * readings, times >= 0 strictly ascending, finite values, scaled values
+ * exact in hundredths) and, the format being canonical, re-encode in its
+ * mode to the very same bytes; the encoder's own choice of mode must
+ * decode to the same readings. */
+#include "storage/storage_int.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CAP 4096
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static stor_sample_t s[CAP], back[CAP];
+  static uint8_t buf[CAP * 20];
+  size_t n = 0, n2 = 0;
+  int mode = -1, mode2 = -1;
+  int rc = stor__block_decode(data, size, s, CAP, &n, &mode);
+  if (rc == -EBADMSG || rc == -ENOSPC)
+    return 0;
+  if (rc != 0 || n == 0 || n > CAP || (mode != STOR_BLOCK_SCALED && mode != STOR_BLOCK_XOR))
+    abort();
+  for (size_t i = 0; i < n; i++) {
+    int64_t h;
+    if (s[i].t_ms < 0 || (i > 0 && s[i].t_ms <= s[i - 1].t_ms) || !isfinite(s[i].v))
+      abort();
+    if (mode == STOR_BLOCK_SCALED && !stor__block_hundredths(s[i].v, &h))
+      abort();
+  }
+  ssize_t len = stor__block_encode_mode(s, n, mode, buf, sizeof(buf));
+  if (len != (ssize_t)size || memcmp(buf, data, size) != 0)
+    abort();
+  len = stor__block_encode(s, n, buf, sizeof(buf));
+  if (len <= 0 || (size_t)len > size) /* never larger than the mode it came in */
+    abort();
+  if (stor__block_decode(buf, (size_t)len, back, CAP, &n2, &mode2) != 0 || n2 != n)
+    abort();
+  for (size_t i = 0; i < n; i++)
+    if (back[i].t_ms != s[i].t_ms || memcmp(&back[i].v, &s[i].v, sizeof(double)) != 0)
+      abort();
+  return 0;
+}

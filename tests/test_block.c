@@ -1,0 +1,174 @@
+/* Unit tests of the compressed block codec (storage/block.c). The expected
+ * bytes are worked out by hand from the format at the top of block.c; the
+ * IEEE 754 bit patterns are the doubles' (0.001 is 0x3F50624DD2F1A9FC). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "storage/storage_int.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+static void expect_bytes(const stor_sample_t *s, size_t n, const uint8_t *want, size_t want_len) {
+  uint8_t buf[256];
+  ssize_t len = stor__block_encode(s, n, buf, sizeof(buf));
+  assert_int_equal(len, (ssize_t)want_len);
+  assert_memory_equal(buf, want, want_len);
+  assert_int_equal(stor__block_size(s, n, buf[0] & 0xf), want_len);
+  /* and back */
+  stor_sample_t out[16];
+  size_t got = 0;
+  int mode = -1;
+  assert_int_equal(stor__block_decode(buf, (size_t)len, out, 16, &got, &mode), 0);
+  assert_int_equal(got, n);
+  assert_int_equal(mode, buf[0] & 0xf);
+  for (size_t i = 0; i < n; i++) {
+    assert_int_equal(out[i].t_ms, s[i].t_ms);
+    assert_memory_equal(&out[i].v, &s[i].v, sizeof(double));
+  }
+}
+
+static void scaled_block_of_three_readings_a_second_apart_is_eleven_bytes(void **state) {
+  (void)state;
+  const stor_sample_t s[] = {{1000, 56.3}, {2000, 56.4}, {3000, 56.2}};
+  const uint8_t want[] = {
+      0x10,       /* version 1, scaled */
+      0x03,       /* n */
+      0xd0, 0x0f, /* t0 1000: zigzag 2000 = 0x7d0, LEB128 0x50|0x80, 0x0f */
+      0xd0, 0x0f, /* t1 - t0 = 1000 */
+      0x00,       /* delta-of-delta 0 */
+      0xfc, 0x57, /* 5630 hundredths: zigzag 11260 = 0x2bfc: 0x7c|0x80, 0x57 */
+      0x14,       /* +10: zigzag 20 */
+      0x27,       /* -20: zigzag 39 */
+  };
+  expect_bytes(s, 3, want, sizeof(want));
+}
+
+static void values_not_exact_in_hundredths_are_xor_coded(void **state) {
+  (void)state;
+  const stor_sample_t s[] = {{0, 0.001}, {1000, 0.002}, {2000, 0.002}};
+  const uint8_t want[] = {
+      0x11,                                           /* version 1, XOR */
+      0x03, 0x00, 0xd0, 0x0f, 0x00,                   /* n 3, t0 0, +1000, dod 0 */
+      0x3f, 0x50, 0x62, 0x4d, 0xd2, 0xf1, 0xa9, 0xfc, /* 0.001 */
+      0x11, 0x30, /* XOR 0x0030000000000000: 1 leading zero byte, 1 significant */
+      0x00,       /* the same value again */
+  };
+  expect_bytes(s, 3, want, sizeof(want));
+}
+
+static void irregular_times_and_negative_values_round_trip(void **state) {
+  (void)state;
+  /* delta 500 then 2000 then 1: dods +1500 and -1999 */
+  const stor_sample_t s[] = {
+      {1764100000000, -12.5}, {1764100000500, 0}, {1764100002500, 1e6}, {1764100002501, -0.01}};
+  uint8_t buf[64];
+  ssize_t len = stor__block_encode(s, 4, buf, sizeof(buf));
+  assert_true(len > 0);
+  assert_int_equal(buf[0], 0x10);
+  stor_sample_t out[4];
+  size_t n = 0;
+  assert_int_equal(stor__block_decode(buf, (size_t)len, out, 4, &n, NULL), 0);
+  assert_int_equal(n, 4);
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(out[i].t_ms, s[i].t_ms);
+    assert_true(out[i].v == s[i].v);
+  }
+}
+
+static void negative_zero_keeps_its_sign_in_xor_mode(void **state) {
+  (void)state;
+  const stor_sample_t s[] = {{0, -0.0}};
+  int64_t h;
+  assert_false(stor__block_hundredths(-0.0, &h)); /* 0 hundredths would lose the sign */
+  const uint8_t want[] = {0x11, 0x01, 0x00, 0x80, 0, 0, 0, 0, 0, 0, 0};
+  expect_bytes(s, 1, want, sizeof(want));
+}
+
+static void a_series_a_second_apart_costs_about_three_bytes_a_reading(void **state) {
+  (void)state;
+  enum { N = 3600 };
+  static stor_sample_t s[N];
+  static uint8_t buf[N * 12];
+  for (int i = 0; i < N; i++) /* one-decimal values wandering between 30 and 100 */
+    s[i] = (stor_sample_t){1764100000000 + i * 1000, 30 + (double)((i * 37) % 700) / 10};
+  ssize_t len = stor__block_encode(s, N, buf, sizeof(buf));
+  assert_true(len > 0);
+  assert_true(len <= 3 * N + 16); /* times 1 byte, value deltas 2, and the head */
+}
+
+static void encoder_refuses_what_cannot_be_a_block(void **state) {
+  (void)state;
+  uint8_t buf[64];
+  const stor_sample_t same_t[] = {{1000, 1}, {1000, 2}};
+  const stor_sample_t back[] = {{2000, 1}, {1000, 2}};
+  const stor_sample_t neg[] = {{-1, 1}};
+  const stor_sample_t nan[] = {{0, NAN}};
+  assert_int_equal(stor__block_encode(same_t, 2, buf, sizeof(buf)), -EINVAL);
+  assert_int_equal(stor__block_encode(back, 2, buf, sizeof(buf)), -EINVAL);
+  assert_int_equal(stor__block_encode(neg, 1, buf, sizeof(buf)), -EINVAL);
+  assert_int_equal(stor__block_encode(nan, 1, buf, sizeof(buf)), -EINVAL);
+  assert_int_equal(stor__block_encode(same_t, 0, buf, sizeof(buf)), -EINVAL);
+  const stor_sample_t third[] = {{0, 1.0 / 3}};
+  assert_int_equal(stor__block_encode_mode(third, 1, STOR_BLOCK_SCALED, buf, sizeof(buf)), -EINVAL);
+  assert_int_equal(stor__block_encode(third, 1, buf, 5), -ENOSPC); /* needs 11 */
+}
+
+static void decoder_refuses_damaged_blocks(void **state) {
+  (void)state;
+  stor_sample_t out[8];
+  size_t n = 0;
+  const uint8_t ok[] = {0x10, 0x02, 0x00, 0x02, 0x00, 0x02};
+  assert_int_equal(stor__block_decode(ok, sizeof(ok), out, 8, &n, NULL), 0);
+  assert_int_equal(n, 2);
+  assert_true(out[1].t_ms == 1 && out[1].v == 0.01);
+  struct {
+    const char *why;
+    uint8_t b[16];
+    size_t len;
+  } bad[] = {
+      {"empty", {0}, 0},
+      {"version 2", {0x20, 0x01, 0x00, 0x00}, 4},
+      {"mode 2", {0x12, 0x01, 0x00, 0x00}, 4},
+      {"no readings", {0x10, 0x00}, 2},
+      {"truncated", {0x10, 0x02, 0x00, 0x02, 0x00}, 5},
+      {"trailing byte", {0x10, 0x01, 0x00, 0x00, 0x00}, 5},
+      {"overlong varint", {0x10, 0x81, 0x00, 0x00, 0x00}, 5},
+      {"negative time", {0x10, 0x01, 0x01, 0x00}, 4},
+      {"same time twice", {0x10, 0x02, 0x00, 0x00, 0x00, 0x00}, 6},
+      {"time going back", {0x10, 0x03, 0x00, 0x04, 0x05, 0x00, 0x00, 0x00}, 8},
+      {"xor: infinity", {0x11, 0x01, 0x00, 0x7f, 0xf0, 0, 0, 0, 0, 0, 0}, 11},
+      {"xor: zero first byte",
+       {0x11, 0x02, 0x00, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x00, 0x01},
+       15},
+      {"xor: 9 bytes", {0x11, 0x02, 0x00, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0x09}, 13},
+      /* 9007199254740963 hundredths: / 100 and back * 100 is another number */
+      {"inexact hundredths",
+       {0x10, 0x01, 0x00, 0xc6, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f},
+       11},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    int rc = stor__block_decode(bad[i].b, bad[i].len, out, 8, &n, NULL);
+    if (rc != -EBADMSG)
+      fail_msg("%s: decoded with %d", bad[i].why, rc);
+  }
+  /* More readings than the caller has room for is not damage. */
+  assert_int_equal(stor__block_decode(ok, sizeof(ok), out, 1, &n, NULL), -ENOSPC);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(scaled_block_of_three_readings_a_second_apart_is_eleven_bytes),
+      cmocka_unit_test(values_not_exact_in_hundredths_are_xor_coded),
+      cmocka_unit_test(irregular_times_and_negative_values_round_trip),
+      cmocka_unit_test(negative_zero_keeps_its_sign_in_xor_mode),
+      cmocka_unit_test(a_series_a_second_apart_costs_about_three_bytes_a_reading),
+      cmocka_unit_test(encoder_refuses_what_cannot_be_a_block),
+      cmocka_unit_test(decoder_refuses_damaged_blocks),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
