@@ -683,6 +683,12 @@ const proto_why_t *proto_why(void);
 /* Parsers only: records `code` with the values of `fmt`'s conversions
  * (flags, digits, precision, h l ll z j; d i u x c s f g e) as text. */
 void proto__why_set(proto_why_code_t code, const char *fmt, va_list ap);
+/* Calls `put` with the value of each of `fmt`'s conversions, formatted
+ * alone, in order (flags, digits, precision, h l ll z j; d i u x c s f g
+ * e; `%%` is no value). Stops at a conversion it does not know and returns
+ * how many it gave. Behind proto__why_set and the HTTP API's error args. */
+int proto_fmt_values(const char *fmt, va_list ap, void (*put)(void *arg, const char *val),
+                     void *arg);
 /* Forgets the last refusal (then proto_why() is PROTO_WHY_NONE): every
  * function above starts so; a caller that fails on its own before calling
  * one does too, so that it never reports an older refusal. */

@@ -6,6 +6,7 @@
 #include "protocol/protocol.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -50,9 +51,9 @@ void proto__why_lines_set(const proto_why_t *l, int n, int more) {
   }
 }
 
-void proto__why_set(proto_why_code_t code, const char *fmt, va_list ap) {
-  memset(&last, 0, sizeof(last));
-  last.code = code;
+int proto_fmt_values(const char *fmt, va_list ap, void (*put)(void *arg, const char *val),
+                     void *arg) {
+  int n = 0;
   for (const char *p = fmt; (p = strchr(p, '%')) != NULL;) {
     const char *q = p + 1;
     if (*q == '%') {
@@ -67,7 +68,7 @@ void proto__why_set(proto_why_code_t code, const char *fmt, va_list ap) {
     bool size = false, max = false;
     for (; *q == 'l' || *q == 'h' || *q == 'z' || *q == 'j'; q++)
       longs += *q == 'l', size |= *q == 'z', max |= *q == 'j';
-    char spec[24], val[sizeof(last.args[0])];
+    char spec[24], val[512];
     snprintf(spec, sizeof(spec), "%.*s", (int)(q - p + 1), p);
     switch (*q) {
     case 'd':
@@ -95,10 +96,23 @@ void proto__why_set(proto_why_code_t code, const char *fmt, va_list ap) {
       snprintf(val, sizeof(val), spec, va_arg(ap, const char *));
       break;
     default: /* a conversion this file does not know: the values so far stand */
-      return;
+      return n;
     }
-    if (last.nargs < PROTO_WHY_ARGS)
-      memcpy(last.args[last.nargs++], val, sizeof(val));
+    put(arg, val);
+    n++;
     p = q + 1;
   }
+  return n;
+}
+
+static void why_put(void *arg, const char *val) {
+  proto_why_t *w = arg;
+  if (w->nargs < PROTO_WHY_ARGS)
+    snprintf(w->args[w->nargs++], sizeof(w->args[0]), "%s", val);
+}
+
+void proto__why_set(proto_why_code_t code, const char *fmt, va_list ap) {
+  memset(&last, 0, sizeof(last));
+  last.code = code;
+  proto_fmt_values(fmt, ap, why_put, &last);
 }

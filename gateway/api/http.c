@@ -145,56 +145,13 @@ static json_t *text_or_mark(const char *s) {
   return j ? j : json_string("?");
 }
 
-/* The values of `fmt`'s conversions, each formatted alone, in order. Our
- * formats use flags, a width and a precision as digits (no `*`), the
- * length modifiers h l ll z and the conversions d i u x c s f g e. */
+static void arg_put(void *arg, const char *val) { json_array_append_new(arg, text_or_mark(val)); }
+
+/* The values of `fmt`'s conversions, each formatted alone, in order. */
 static json_t *error_args(const char *fmt, va_list ap) {
   json_t *args = json_array();
-  for (const char *p = fmt; args && (p = strchr(p, '%')) != NULL;) {
-    const char *q = p + 1;
-    if (*q == '%') {
-      p = q + 1;
-      continue;
-    }
-    q += strspn(q, "-+ #0");
-    q += strspn(q, "0123456789");
-    if (*q == '.')
-      q += 1 + strspn(q + 1, "0123456789");
-    int longs = 0;
-    bool size = false;
-    for (; *q == 'l' || *q == 'h' || *q == 'z'; q++)
-      longs += *q == 'l', size |= *q == 'z';
-    char spec[24], val[512];
-    snprintf(spec, sizeof(spec), "%.*s", (int)(q - p + 1), p);
-    switch (*q) {
-    case 'd':
-    case 'i':
-    case 'u':
-    case 'x':
-    case 'c':
-      if (size)
-        snprintf(val, sizeof(val), spec, va_arg(ap, size_t));
-      else if (longs >= 2)
-        snprintf(val, sizeof(val), spec, va_arg(ap, long long));
-      else if (longs == 1)
-        snprintf(val, sizeof(val), spec, va_arg(ap, long));
-      else
-        snprintf(val, sizeof(val), spec, va_arg(ap, int));
-      break;
-    case 'f':
-    case 'g':
-    case 'e':
-      snprintf(val, sizeof(val), spec, va_arg(ap, double));
-      break;
-    case 's':
-      snprintf(val, sizeof(val), spec, va_arg(ap, const char *));
-      break;
-    default: /* a format this file does not know: stop, the English stands */
-      return args;
-    }
-    json_array_append_new(args, text_or_mark(val));
-    p = q + 1;
-  }
+  if (args)
+    proto_fmt_values(fmt, ap, arg_put, args);
   return args;
 }
 
