@@ -134,19 +134,22 @@ static bool same(const char *a, const char *b) { /* constant time for equal leng
   return d == 0;
 }
 
+/* An unknown name is hashed too, against the first account's setting (the
+ * same algorithm and cost as the others), so that how long the answer
+ * takes does not tell which names exist. */
 static bool password_ok(const rx_console_t *c, const char *user, const char *password) {
-  for (int i = 0; i < c->n_users; i++) {
-    if (strcmp(c->users[i].name, user) != 0)
-      continue;
-    struct crypt_data *cd = calloc(1, sizeof(*cd));
-    if (!cd)
-      return false;
-    const char *h = crypt_r(password, c->users[i].hash, cd);
-    bool ok = h && h[0] != '*' && same(h, c->users[i].hash);
-    free(cd);
-    return ok;
-  }
-  return false;
+  const char *hash = NULL;
+  for (int i = 0; i < c->n_users && !hash; i++)
+    if (strcmp(c->users[i].name, user) == 0)
+      hash = c->users[i].hash;
+  const char *setting = hash ? hash : c->n_users > 0 ? c->users[0].hash : NULL;
+  struct crypt_data *cd = setting ? calloc(1, sizeof(*cd)) : NULL;
+  if (!cd)
+    return false;
+  const char *h = crypt_r(password, setting, cd);
+  bool ok = hash && h && h[0] != '*' && same(h, hash);
+  free(cd);
+  return ok;
 }
 
 static int session_new(rx_console_t *c, const char *user, char token[65]) {
