@@ -124,6 +124,29 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg) {
   return size * n;
 }
 
+/* curl's failure in the person's words (curl_easy_strerror is English). */
+static const char *curl_why(CURLcode cc) {
+  static char other[64];
+  switch (cc) {
+  case CURLE_COULDNT_CONNECT:
+    return M("net.refused");
+  case CURLE_OPERATION_TIMEDOUT:
+    return M("net.timeout");
+  case CURLE_COULDNT_RESOLVE_HOST:
+    return M("net.resolve");
+  case CURLE_RECV_ERROR:
+  case CURLE_SEND_ERROR:
+  case CURLE_GOT_NOTHING:
+    return M("net.broken");
+  default: {
+    char num[16];
+    snprintf(num, sizeof(num), "%d", (int)cc);
+    const char *one[1] = {"1"}, *v[1] = {num};
+    return msgcat_fill(M("net.other"), one, v, 1, other, sizeof(other));
+  }
+  }
+}
+
 /* One HTTP exchange with the gateway: the body lands in `body`, the status
  * in `status`. Returns 0, or EXIT_UNREACHABLE after saying why (unless
  * `quiet`). */
@@ -164,7 +187,7 @@ static int perform(const ctl_t *ctl, const char *method, const char *path, const
   if (cc != CURLE_OK) {
     words.tried = true; /* no catalogue to fetch from a gateway that is not there */
     if (!quiet)
-      say(stderr, "ctl.unreachable", "url", ctl->url, "why", curl_easy_strerror(cc), NULL);
+      say(stderr, "ctl.unreachable", "url", ctl->url, "why", curl_why(cc), NULL);
     return EXIT_UNREACHABLE;
   }
   return 0;

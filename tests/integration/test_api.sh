@@ -249,6 +249,11 @@ rc=0
 out=$("$BIN/sitectl" report 2>&1) || rc=$?
 check "sitectl exit without a gateway" "$rc" 3
 printf '%s' "$out" | grep -q 'sitegated 是否在运行' || fail "sitectl's message: $out"
+# curl's reason in the catalogue's words too: no English but the URL and
+# the program names
+printf '%s' "$out" | grep -q '（连接被拒绝）' || fail "sitectl's reason: $out"
+printf '%s' "$out" | sed -e 's|http://[^（]*||' -e 's/sitegated//; s/sitectl//' | grep -q '[A-Za-z]' &&
+  fail "English in sitectl's Chinese message: $out"
 sed -e "s|^listen = 127.0.0.1:$HTTP_PORT|listen = 0.0.0.0:$HTTP_PORT|" -e "s|^token = .*||" \
   "$T/demo.conf" >"$T/lan.conf"
 rc=0
