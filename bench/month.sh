@@ -15,27 +15,19 @@ DAYS=${MONTH_DAYS:-30}
 SPEED=${MONTH_SPEED:-20000}
 RUNS=${MONTH_RUNS:-5}
 
-PC=$(port udp); PD=$(port udp); PH=$(port tcp)
-sed -e "s|^path = .*|path = $T/month.db|" -e "s|^# token = .*|token = bench-$$|" \
-  -e "s|^listen = 127.0.0.1:8080|listen = 127.0.0.1:$PH|" \
-  -e "s|^listen = 0.0.0.0|listen = 127.0.0.1|" -e "s|^port = 5683|port = $PC|" \
-  -e "s|^dtls_port = 5684|dtls_port = $PD|" "$TOP/deploy/sitegate.conf" >"$T/month.conf"
-for n in 1 2 3 4; do
-  sed -i "s|127.0.0.1:570$n\$|127.0.0.1:$(port udp)|" "$T/month.conf"
-done
+demo_conf month
 "$BIN/sitegated" -c "$T/month.conf" 2>"$T/gw.log" & GW=$!; PIDS="$PIDS $GW"
-for _ in $(seq 200); do curl -sf "http://127.0.0.1:$PH/api/status" >/dev/null && break; sleep 0.05; done
+wait_for 30 "sitegated answering" gw_up
 t0=$(date +%s)
 "$BIN/sitesim" -c "$T/month.conf" --speed "$SPEED" --history "${DAYS}d" --ignore 0 >"$T/sim.log" 2>&1 & SIM=$!
 PIDS="$PIDS $SIM"
-# caught up: a dust reading from the last few minutes
-for _ in $(seq 1200); do
+caught_up() { # a dust reading from the last few minutes
   "$BIN/sitectl" -u "http://127.0.0.1:$PH" readings dust-01 pm10 --since -3m --json 2>/dev/null |
-    grep -q '"t"' && break
-  sleep 0.5
-done
+    grep -q '"t"'
+}
+wait_for 600 "sitesim's history caught up" caught_up
 kill "$SIM" 2>/dev/null || true
-for _ in $(seq 100); do [ "$(status queued)" = 0 ] && break; sleep 0.1; done
+wait_for 60 "the queue committed" drained
 rows=$(status raw_readings)
 echo "a month of the demo site: $rows readings in $(($(date +%s) - t0)) s"
 median_ms() { # median_ms CMD...: the median wall time of RUNS runs, ms

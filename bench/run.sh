@@ -41,7 +41,7 @@ PC=$(port udp); PH=$(port tcp)
 "$BIN/sitesim" gen-config --devices 10000 --prefix load- --port "$PC" --db "$T/bench.db" \
   --http "127.0.0.1:$PH" >"$T/bench.conf"
 "$BIN/sitegated" -c "$T/bench.conf" 2>"$T/gw.log" & GW=$!; PIDS="$PIDS $GW"
-for i in $(seq 100); do curl -sf "http://127.0.0.1:$PH/api/status" >/dev/null && break; sleep 0.1; done
+wait_for 30 "sitegated answering" gw_up
 G="coap://127.0.0.1:$PC/r"
 settle() { # waits until the gateway's queue is empty (at most 10 s), then 1 s more
   for i in $(seq 100); do
@@ -96,7 +96,7 @@ PC0=$(port udp); PH0=$(port tcp)
   --http "127.0.0.1:$PH0" >"$T/base.conf"
 sed -i '/^\[storage\]/a batch_ms = 50' "$T/base.conf"
 "$BIN/sitegated" -c "$T/base.conf" 2>"$T/gw0.log" & GW0=$!; PIDS="$PIDS $GW0"
-for i in $(seq 100); do curl -sf "http://127.0.0.1:$PH0/api/status" >/dev/null && break; sleep 0.1; done
+wait_for 30 "the baseline sitegated answering" gw_up "$PH0"
 ing10b=$(load "coap://127.0.0.1:$PC0/r" --devices 10000 --records 10 --window 64 --ports 64 --format cbor --requests "$((REQUESTS / 2))")
 echo "(c) again with batch_ms = 50:     $ing10b"
 PH_MAIN=$PH; PH=$PH0; settle; PH=$PH_MAIN

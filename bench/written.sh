@@ -29,12 +29,12 @@ measure() { # measure RATE [STORAGE-LINE]: prints bytes written per reading
     sed -i "/^\[storage\]/a $extra" "$T/w.conf"
   fi
   "$BIN/sitegated" -c "$T/w.conf" 2>"$T/gw-$rate.log" & gw=$!; PIDS="$PIDS $gw"
-  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$PH/api/status" >/dev/null && break; sleep 0.05; done
+  wait_for 30 "sitegated answering" gw_up
   w0=$(wbytes "$gw")
   out=$("$BIN/sitesim" load --gateway "coap://127.0.0.1:$PC/r" --devices "$DEVICES" --records 1 \
     --window 64 --ports 16 --rate "$rate" --duration "$SECONDS_" \
     --requests "$((rate * SECONDS_))" 2>&1 | grep '^load:' | tail -1) || true
-  for _ in $(seq 100); do [ "$(status queued)" = 0 ] && break; sleep 0.1; done
+  wait_for 60 "the queue committed" drained
   rows=$(status raw_readings)
   # The last value read before the process is gone: it includes the
   # checkpoint stor_close runs.
