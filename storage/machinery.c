@@ -490,7 +490,8 @@ int stor_machine_audit(stor_reader_t *r, const char *code, size_t limit,
   audit_ctx_t c = {cb, arg};
   q_args_t q = {code, 0, 0, limit > INT64_MAX ? INT64_MAX : (int64_t)limit};
   return each(r,
-              "SELECT id, t, code, action, actor, reason, detail FROM machine_audit"
+              "SELECT id, t, code, action, actor, reason, detail, type, stage, power_kw, fuel,"
+              " owner, label, terminal FROM machine_audit"
               " WHERE (?1 IS NULL OR code = ?1) ORDER BY t DESC, id DESC LIMIT ?4",
               bind_q, &q, audit_row, &c, "machine audit");
 }

@@ -597,8 +597,8 @@ typedef struct stor_machine_audit {
   char actor[STOR_MACHINE_ACTOR_MAX + 1];
   char reason[STOR_MACHINE_REASON_MAX + 1];
   char detail[512];    /* the row after the change, "type=... stage=..." */
-  bool has_row;        /* `row` holds the register's row after the change (only */
-  proto_machine_t row; /* from stor_machine_audit_after, and not for retire) */
+  bool has_row;        /* `row` holds the register's row after the change */
+  proto_machine_t row; /* (not for a retirement) */
 } stor_machine_audit_t;
 
 /* Adds (`add`: -EEXIST when the code is in the register; a retired code

@@ -164,10 +164,20 @@ void api_machinery(const http_req_t *req, http_resp_t *resp) {
 
 /* ---- GET /api/machinery/CODE */
 
+/* An audit row with the register's fields after the change as the
+ * machine's own (`null` for a retirement), so that they can be shown in
+ * the reader's language; `detail` keeps the stored text. */
 static int audit_row(void *arg, const stor_machine_audit_t *a) {
-  json_array_append_new(arg, json_pack("{s:I,s:f,s:s,s:s,s:s,s:s}", "id", (json_int_t)a->id, "t",
-                                       a->t, "action", a->action, "by", a->actor, "reason",
-                                       a->reason, "detail", a->detail));
+  const proto_machine_t *m = a->has_row ? &a->row : NULL;
+  json_t *o = json_pack("{s:I,s:f,s:s,s:s,s:s,s:s}", "id", (json_int_t)a->id, "t", a->t, "action",
+                        a->action, "by", a->actor, "reason", a->reason, "detail", a->detail);
+  json_object_set_new(o, "machine",
+                      m ? json_pack("{s:s,s:s,s:f,s:s,s:s,s:s,s:s?}", "type", m->type, "stage",
+                                    proto_stage_name(m->stage), "power_kw", m->power_kw, "fuel",
+                                    proto_fuel_name(m->fuel), "owner", m->owner, "label", m->label,
+                                    "terminal", m->terminal[0] ? m->terminal : NULL)
+                        : json_null());
+  json_array_append_new(arg, o);
   return 0;
 }
 

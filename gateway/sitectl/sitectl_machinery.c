@@ -65,7 +65,7 @@ int cmd_machines(ctl_t *ctl, int argc, char **argv) {
   json_t *z = json_object_get(r, "zone");
   char lim[32];
   snprintf(lim, sizeof(lim), "%.2f", jnum(z, "opacity_limit_per_m"));
-  say(stdout, "ctl.mach.zone", "stage", MN("stage", jstr(z, "min_stage")), "reg",
+  say(stdout, "ctl.mach.zone", "stage", MN("mach_stage", jstr(z, "min_stage")), "reg",
       M(json_is_true(json_object_get(z, "require_registration")) ? "ctl.mach.required"
                                                                  : "ctl.mach.not_required"),
       "limit", lim, "source", M("ctl.mach.opacity_source"), NULL);
@@ -81,7 +81,7 @@ int cmd_machines(ctl_t *ctl, int argc, char **argv) {
     reasons_text(m, why, sizeof(why));
     bool reg = json_is_true(json_object_get(m, "registered"));
     table_row(&t, jstr(m, "code"), reg ? jstr(m, "type") : M("ctl.mach.not_registered"),
-              reg ? MN("stage", jstr(m, "stage")) : "-",
+              reg ? MN("mach_stage", jstr(m, "stage")) : "-",
               fmt_num(jnum(m, "power_kw"), kw, sizeof(kw)),
               M(json_is_true(json_object_get(m, "on_site"))
                     ? (json_is_true(json_object_get(m, "working")) ? "ctl.mach.working" : "yes")
@@ -101,6 +101,17 @@ int cmd_machines(ctl_t *ctl, int argc, char **argv) {
 
 /* ---- sitectl machine ... */
 
+/* A register row's fields (GET /api/machinery/CODE: the machine, or an
+ * audit row's `machine`) in the reader's language. */
+static char *register_text(json_t *m, char *buf, size_t len) {
+  char kw[32];
+  const char *owner = jstr(m, "owner"), *label = jstr(m, "label"), *term = jstr(m, "terminal");
+  return MF(buf, len, "ctl.mach.detail", "stage", MN("mach_stage", jstr(m, "stage")), "kw",
+            fmt_num(jnum(m, "power_kw"), kw, sizeof(kw)), "fuel", MN("mach_fuel", jstr(m, "fuel")),
+            "owner", *owner ? owner : "-", "label", *label ? MN("mach_label", label) : "-",
+            "terminal", *term ? term : "-", NULL);
+}
+
 static int show(ctl_t *ctl, const char *code) {
   char path[128], esc[96];
   if (url_escape(code, esc, sizeof(esc)) != 0)
@@ -117,12 +128,9 @@ static int show(ctl_t *ctl, const char *code) {
   char a[32], b[32], c[32], d[32], e[32], f[32], tb[32];
   bool reg = json_is_true(json_object_get(m, "registered"));
   printf("%s  %s\n", jstr(m, "code"), reg ? jstr(m, "type") : M("ctl.mach.not_in_register"));
+  char line[1024];
   if (json_is_string(json_object_get(m, "stage")))
-    say(stdout, "ctl.mach.detail", "stage", MN("stage", jstr(m, "stage")), "kw",
-        fmt_num(jnum(m, "power_kw"), a, sizeof(a)), "fuel", jstr(m, "fuel"), "owner",
-        *jstr(m, "owner") ? jstr(m, "owner") : "-", "label",
-        *jstr(m, "label") ? jstr(m, "label") : "-", "terminal",
-        *jstr(m, "terminal") ? jstr(m, "terminal") : "-", NULL);
+    printf("%s\n", register_text(m, line, sizeof(line)));
   say(stdout, "ctl.mach.state", "on_site",
       M(json_is_true(json_object_get(m, "on_site")) ? "yes" : "no"), "compliant",
       M(json_is_true(json_object_get(m, "compliant")) ? "yes" : "ctl.mach.no_caps"), "why",
@@ -148,15 +156,18 @@ static int show(ctl_t *ctl, const char *code) {
     printf("\n%s\n", M("ctl.mach.moves"));
   json_array_foreach(json_object_get(m, "moves"), i, x) {
     printf("  %s  %s  %s (%s)\n", fmt_time(jnum(x, "t"), tb, sizeof(tb)), MN("dir", jstr(x, "dir")),
-           jstr(x, "source"), jstr(x, "by"));
+           MN("mach_src", jstr(x, "source")), jstr(x, "by"));
   }
   if (json_array_size(json_object_get(m, "audit")))
     printf("\n%s\n", M("ctl.mach.audit"));
   json_array_foreach(json_object_get(m, "audit"), i, x) {
-    char line[1024];
     printf("  %s  %s\n", fmt_time(jnum(x, "t"), tb, sizeof(tb)),
-           MF(line, sizeof(line), "ctl.mach.audit_line", "action", MN("maction", jstr(x, "action")),
-              "by", jstr(x, "by"), "reason", jstr(x, "reason"), "detail", jstr(x, "detail"), NULL));
+           MF(line, sizeof(line), "ctl.mach.audit_line", "action",
+              MN("mach_act", jstr(x, "action")), "by", jstr(x, "by"), "reason", jstr(x, "reason"),
+              NULL));
+    json_t *row = json_object_get(x, "machine");
+    if (json_is_object(row))
+      printf("      %s %s\n", jstr(row, "type"), register_text(row, line, sizeof(line)));
   }
   json_decref(m);
   return 0;

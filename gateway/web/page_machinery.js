@@ -61,6 +61,15 @@ async function addMachine() {
   } catch (e) { toast(e.message, true); }
 }
 
+// An audit row's register fields after the change, in the reader's language.
+function registeredAs(r) {
+  const m = r.machine;
+  if (!m) return '–';
+  return [m.type, stage(m.stage), `${num(m.power_kw, 0)} kW`, tname('mach_fuel', m.fuel), m.owner,
+    m.label && `${t('mach_label')} ${tname('mach_label', m.label)}`, m.terminal && `${t('mach_terminal')} ${m.terminal}`]
+    .filter((x) => x).join(' · ');
+}
+
 function codeLink(m) {
   return el('a', { href: `#/machinery?code=${encodeURIComponent(m.code)}`, class: 'mach-code' }, m.code);
 }
@@ -96,6 +105,7 @@ async function detail(main, code) {
       { key: 'action', label: t('mach_action'), fmt: (r) => tname('mach_act', r.action), csv: (r) => r.action },
       { key: 'by', label: t('by') },
       { key: 'reason', label: t('reason') },
+      { key: 'machine', label: t('mach_registered_as'), fmt: registeredAs, csv: registeredAs },
     ], m.audit, `machine-${m.code}-audit`)));
   return 60;
 }

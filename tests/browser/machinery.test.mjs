@@ -85,6 +85,8 @@ try {
     const text = await page.locator('#main').innerText();
     assert.match(text, /每日数据/);
     assert.match(text, /导入/); // the audit: imported from the CSV
+    // the audit's register row, in Chinese
+    assert.match(await page.locator('table.data').last().innerText(), /国[零一二三四]|电动/);
     assert.match(text, /门禁/); // the gate's entry
     // today's engine hours: the pump works all day, so a number
     const today = page.locator('table.data').first().locator('tbody tr').first();

@@ -200,7 +200,17 @@ assert abs(d["t_co2"] - 12 * 2.63 / 1000) < 1e-9, d
 assert d["nox_kg"] > 0 and d["pm_kg"] > 0, d
 assert abs(d["idle_share"] - 0.25) < 1e-9, d
 ' || fail "sitectl machine show after the restart: $("$CTL" --json machine show $CODE)"
-"$CTL" machine show $CODE | grep -q "engine replaced" || fail "the audit's reason is shown"
+"$CTL" machine show $CODE >"$T/show.txt"
+grep -q "engine replaced" "$T/show.txt" || fail "the audit's reason is shown: $(cat "$T/show.txt")"
+# the register's fields, the audit's too, in Chinese: stage IV is 国四,
+# no identifier (IV, diesel, gate but the gate's own name) shows
+SITECTL_LANG=zh "$CTL" machine show $CODE >"$T/show-zh.txt"
+[ "$(grep -c "排放阶段 国四，103.0 kW，柴油" "$T/show-zh.txt")" = 2 ] && grep -q "^      excavator 排放阶段 国二.*标牌 黄色" "$T/show-zh.txt" ||
+  fail "the register and its audit in Chinese: $(cat "$T/show-zh.txt")"
+! grep -qE "\bIV\b|diesel|[^(]gate" "$T/show-zh.txt" ||
+  fail "identifiers in sitectl machine show: $(cat "$T/show-zh.txt")"
+"$CTL" --json machine show $CODE | json 'j["audit"][0]["machine"]["stage"] == "IV" and j["audit"][0]["machine"]["owner"] == "龙运租赁"' |
+  grep -qx True || fail "the audit's machine: $("$CTL" --json machine show $CODE)"
 # the monthly report's machinery part: this machine's 12 l, as CSV too
 MONTH=$(TZ=Asia/Shanghai date +%Y-%m)
 curl -sf "$SITECTL_URL/api/report?month=$MONTH" | json '[r for t in j["tables"] if t["name"] == "machinery" for r in t["rows"] if r[0] == "'$CODE'"][0][7]' |
