@@ -72,7 +72,7 @@ static void policy_text(const json_t *g, char *out, size_t cap) {
 #define ADD(...)                                                                                   \
   do {                                                                                             \
     if (n < cap)                                                                                   \
-      n += (size_t)snprintf(out + n, cap - n, "%s", n ? ", " : "");                                \
+      n += (size_t)snprintf(out + n, cap - n, "%s", n ? M("ctl.list_sep") : "");                   \
     if (n < cap)                                                                                   \
       n += (size_t)snprintf(out + n, cap - n, __VA_ARGS__);                                        \
   } while (0)
