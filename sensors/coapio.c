@@ -114,6 +114,19 @@ void sim_target_with(const sim_target_t *t, bool secure, uint16_t port, sim_targ
   out->port = port;
 }
 
+void sim_target_for(const sim_target_t *base, const sg_config_t *cfg, const sg_device_t *dev,
+                    sim_target_t *out) {
+  bool secure = dev->psk[0] != '\0';
+  if (secure && !base->secure && cfg->dtls_port == 0) {
+    log_warn("%s has a psk but [coap] dtls_port is 0: it sends plain CoAP", dev->id);
+    secure = false;
+  }
+  if (secure == base->secure)
+    *out = *base;
+  else
+    sim_target_with(base, secure, (uint16_t)(secure ? cfg->dtls_port : cfg->coap_port), out);
+}
+
 const char *sim_target_str(const sim_target_t *t, char *buf, size_t len) {
   bool v6 = strchr(t->host, ':') != NULL;
   snprintf(buf, len, "%s://%s%s%s:%u", t->secure ? "coaps" : "coap", v6 ? "[" : "", t->host,
@@ -443,4 +456,60 @@ int sim_sess_post_to(sim_sess_t *ss, uint64_t token, const char *path, int conte
     return -EMSGSIZE;
   }
   return coap_send(s, pdu) == COAP_INVALID_MID ? -EIO : 0;
+}
+
+/* ---- the retry policy, and one message at a time (sensors_int.h) */
+
+uint64_t sim_backoff_ms(unsigned *fails) {
+  uint64_t ms = (uint64_t)SIM_RETRY_MIN_MS << (*fails < 6 ? *fails : 6);
+  ++*fails;
+  return ms < SIM_RETRY_MAX_MS ? ms : SIM_RETRY_MAX_MS;
+}
+
+static void sender_on_timer(uv_timer_t *h) {
+  sim_sender_t *s = (sim_sender_t *)h; /* the timer is its first member */
+  if (s->inflight) {
+    log_warn("%s: no answer to %s within %d s; resending it", s->id, s->what,
+             SIM_REPLY_WAIT_MS / 1000);
+    s->inflight = false;
+  }
+  s->pump(h->data);
+}
+
+void sim_sender_init(uv_loop_t *loop, sim_sender_t *s, void *owner, void (*pump)(void *owner),
+                     const char *id, const char *what, const bool *stopping) {
+  *s = (sim_sender_t){.pump = pump, .id = id, .what = what, .stopping = stopping};
+  uv_timer_init(loop, &s->timer);
+  s->timer.data = owner;
+}
+
+void sim_sender_later(sim_sender_t *s, uint64_t ms) {
+  if (!*s->stopping)
+    uv_timer_start(&s->timer, sender_on_timer, ms, 0);
+}
+
+int sim_sender_post(sim_sender_t *s, sim_sess_t *sess, uint64_t token, const char *path, int cf,
+                    const void *buf, size_t len) {
+  int rc = sim_sess_post_to(sess, token, path, cf, buf, len);
+  if (rc < 0)
+    return rc;
+  s->inflight = true;
+  s->token = token;
+  sim_sender_later(s, SIM_REPLY_WAIT_MS);
+  return 0;
+}
+
+bool sim_sender_answered(sim_sender_t *s, uint64_t token) {
+  if (!s->inflight || token != s->token)
+    return false;
+  s->inflight = false;
+  return true;
+}
+
+void sim_sender_failed(sim_sender_t *s, uint64_t token) {
+  if (!sim_sender_answered(s, token))
+    return;
+  uint64_t ms = sim_backoff_ms(&s->fails);
+  log_debug("%s: %s not delivered; retrying in %llu ms", s->id, s->what, (unsigned long long)ms);
+  sim_sender_later(s, ms);
 }

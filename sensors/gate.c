@@ -23,10 +23,7 @@
 
 #define LOG_MODULE "sitesim"
 
-#define VISIT_DAYS 2        /* days of visits behind the reader at start */
-#define REPLY_WAIT_MS 30000 /* no separate response in this long: resend */
-#define RETRY_MIN_MS 1000
-#define RETRY_MAX_MS 60000
+#define VISIT_DAYS 2 /* days of visits behind the reader at start */
 
 typedef struct gate_ev {
   proto_gate_event_t e;
@@ -41,13 +38,12 @@ struct sim_gate {
   uint64_t key;
   sim_coap_t *coap;
   sim_sess_t *sess;
-  uv_timer_t timer;
+  sim_sender_t tx;
   gate_ev_t *q; /* q[head, n), by time */
   size_t head, n, cap;
   double planned_until; /* local midnight after the last planned day */
-  bool inflight, stopping;
-  uint64_t token, next_token;
-  unsigned fails;
+  bool stopping;
+  uint64_t next_token;
   uint32_t warned;
   uint64_t sent, created, same, rejected;
 };
@@ -117,15 +113,11 @@ static void plan_until(sim_gate_t *g, double until, double first_day) {
   }
 }
 
-static void gate_on_timer(uv_timer_t *h);
+static void schedule(sim_gate_t *g, uint64_t ms) { sim_sender_later(&g->tx, ms); }
 
-static void schedule(sim_gate_t *g, uint64_t ms) {
-  if (!g->stopping)
-    uv_timer_start(&g->timer, gate_on_timer, ms, 0);
-}
-
-static void pump(sim_gate_t *g) {
-  if (g->inflight || g->stopping)
+static void pump(void *owner) {
+  sim_gate_t *g = owner;
+  if (g->tx.inflight || g->stopping)
     return;
   double now = sg_now();
   plan_until(g, now, -1);
@@ -141,8 +133,8 @@ static void pump(sim_gate_t *g) {
   uint8_t buf[512];
   int len = g->o->cbor ? proto_gate_encode_cbor(e, buf, sizeof(buf))
                        : proto_gate_encode_json(e, (char *)buf, sizeof(buf));
-  uint64_t token = ++g->next_token;
-  int rc = len > 0 ? sim_sess_post_to(g->sess, token, "g", g->o->cbor ? 60 : 50, buf, (size_t)len)
+  int rc = len > 0 ? sim_sender_post(&g->tx, g->sess, ++g->next_token, "g", g->o->cbor ? 60 : 50,
+                                     buf, (size_t)len)
                    : -EMSGSIZE;
   if (rc < 0) {
     log_err("%s: cannot send an event of %s: %s", g->dev->id, e->code, strerror(-rc));
@@ -151,28 +143,14 @@ static void pump(sim_gate_t *g) {
     return;
   }
   g->sent++;
-  g->inflight = true;
-  g->token = token;
-  schedule(g, REPLY_WAIT_MS);
-}
-
-static void gate_on_timer(uv_timer_t *h) {
-  sim_gate_t *g = h->data;
-  if (g->inflight) {
-    log_warn("%s: no answer to an event within %d s; resending it", g->dev->id,
-             REPLY_WAIT_MS / 1000);
-    g->inflight = false;
-  }
-  pump(g);
 }
 
 static void gate_on_reply(void *user, uint64_t token, const sim_reply_t *r) {
   sim_gate_t *g = user;
-  if (!g->inflight || token != g->token)
+  if (!sim_sender_answered(&g->tx, token))
     return;
-  g->inflight = false;
   if (r->code / 100 == 2 || r->code / 100 == 4) {
-    g->fails = 0;
+    g->tx.fails = 0;
     g->created += r->code == 201;
     g->same += r->code == 204;
     uint32_t bit = 1u << ((r->code / 100 * 7 + r->code % 100) & 31);
@@ -192,14 +170,8 @@ static void gate_on_reply(void *user, uint64_t token, const sim_reply_t *r) {
 }
 
 static void gate_on_fail(void *user, uint64_t token, sim_fail_t why) {
-  sim_gate_t *g = user;
   (void)why;
-  if (!g->inflight || token != g->token)
-    return;
-  g->inflight = false;
-  uint64_t ms = (uint64_t)RETRY_MIN_MS << (g->fails < 6 ? g->fails : 6);
-  g->fails++;
-  schedule(g, ms < RETRY_MAX_MS ? ms : RETRY_MAX_MS);
+  sim_sender_failed(&((sim_gate_t *)user)->tx, token);
 }
 
 sim_gate_t *sim_gate_start(uv_loop_t *loop, const sg_config_t *cfg, const sim_target_t *base,
@@ -224,19 +196,14 @@ sim_gate_t *sim_gate_start(uv_loop_t *loop, const sg_config_t *cfg, const sim_ta
     free(g);
     return NULL;
   }
-  uv_timer_init(loop, &g->timer);
-  g->timer.data = g;
+  sim_sender_init(loop, &g->tx, g, pump, dev->id, "an event", &g->stopping);
   double first = local_midnight(sg_now() - VISIT_DAYS * 86400.0 + 43200.0);
   g->planned_until = first;
   plan_day(g, first, first);
   g->planned_until = local_midnight(first + 36 * 3600.0);
   sim_target_t t;
-  bool secure = dev->psk[0] && cfg->dtls_port;
-  if (secure == base->secure)
-    t = *base;
-  else
-    sim_target_with(base, secure, (uint16_t)(secure ? cfg->dtls_port : cfg->coap_port), &t);
-  g->sess = sim_sess_open(g->coap, &t, dev->id, secure ? dev->psk : NULL, g);
+  sim_target_for(base, cfg, dev, &t);
+  g->sess = sim_sess_open(g->coap, &t, dev->id, t.secure ? dev->psk : NULL, g);
   if (g->sess)
     schedule(g, 100);
   log_info("%s: a gate reader for %zu machines", dev->id, n_m);
@@ -253,11 +220,11 @@ void sim_gate_stop(sim_gate_t *g) {
   if (!g || g->stopping)
     return;
   g->stopping = true;
-  uv_timer_stop(&g->timer);
+  uv_timer_stop(&g->tx.timer);
   sim_coap_close(g->coap);
   printf("sitesim: gate events sent=%llu stored=%llu (2.04 same event=%llu) rejected=%llu "
          "not yet sent=%zu\n",
          (unsigned long long)g->sent, (unsigned long long)g->created, (unsigned long long)g->same,
          (unsigned long long)g->rejected, g->n - g->head);
-  uv_close((uv_handle_t *)&g->timer, gate_on_closed);
+  uv_close((uv_handle_t *)&g->tx.timer, gate_on_closed);
 }

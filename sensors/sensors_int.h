@@ -75,6 +75,11 @@ int sim_target_parse(const char *uri, uint16_t default_port, sim_target_t *out, 
                      size_t errlen);
 /* Copies `t` with another scheme and port (same resolved host). */
 void sim_target_with(const sim_target_t *t, bool secure, uint16_t port, sim_target_t *out);
+/* The target device `dev` of `cfg` posts to, on `base`'s host: over DTLS
+ * when it has a psk (plain CoAP, with a warning, when the site has no
+ * [coap] dtls_port and `base` is plain), else plain CoAP. */
+void sim_target_for(const sim_target_t *base, const sg_config_t *cfg, const sg_device_t *dev,
+                    sim_target_t *out);
 /* URI text of `t` for messages. */
 const char *sim_target_str(const sim_target_t *t, char *buf, size_t len);
 
@@ -113,6 +118,42 @@ int sim_sess_post(sim_sess_t *s, uint64_t token, int content_format, const void 
 /* The same to another resource: POST /`path` (weighbridges post to "w"). */
 int sim_sess_post_to(sim_sess_t *s, uint64_t token, const char *path, int content_format,
                      const void *buf, size_t len);
+
+/* ---- coapio.c: the retry policy, and one message at a time.
+ * A device that could not deliver waits SIM_RETRY_MIN_MS, doubling to
+ * SIM_RETRY_MAX_MS: sim_backoff_ms(&fails) gives the wait and counts the
+ * failure (the caller zeroes `fails` on an answer).
+ *
+ * The gate reader and the weighbridge send their events one at a time,
+ * oldest first, each until the gateway answers it: a sim_sender_t (the
+ * timer its first member) runs `pump(timer.data)` when it is time to
+ * send, resends a message with no answer in SIM_REPLY_WAIT_MS (a lost
+ * separate response) and backs off after a failure. */
+#define SIM_RETRY_MIN_MS 1000
+#define SIM_RETRY_MAX_MS 60000
+#define SIM_REPLY_WAIT_MS 30000
+uint64_t sim_backoff_ms(unsigned *fails);
+
+typedef struct sim_sender {
+  uv_timer_t timer; /* data: the owner, pump's argument; the next due, a retry or the watchdog */
+  void (*pump)(void *owner); /* sends what is due, or sim_sender_later */
+  const char *id, *what;     /* for the log: the device, "a ticket" */
+  const bool *stopping;      /* the owner's: no timer once it is set */
+  uint64_t token;
+  bool inflight;
+  unsigned fails;
+} sim_sender_t;
+void sim_sender_init(uv_loop_t *loop, sim_sender_t *s, void *owner, void (*pump)(void *owner),
+                     const char *id, const char *what, const bool *stopping);
+void sim_sender_later(sim_sender_t *s, uint64_t ms);
+/* POST /`path` through `sess` as the message in flight: 0 or
+ * sim_sess_post_to's error (then nothing is in flight). */
+int sim_sender_post(sim_sender_t *s, sim_sess_t *sess, uint64_t token, const char *path, int cf,
+                    const void *buf, size_t len);
+/* True when `token` answers the message in flight, which then no longer is. */
+bool sim_sender_answered(sim_sender_t *s, uint64_t token);
+/* The message in flight (if `token` is its) was not delivered: back off. */
+void sim_sender_failed(sim_sender_t *s, uint64_t token);
 
 /* ---- rawcoap.c: plain CoAP over UDP without libcoap, for the load
  * generator (a request costs it a send() and a share of a recvmmsg()).

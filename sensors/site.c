@@ -27,8 +27,6 @@
 
 #define BACKLOG_MAX 2048        /* packs a sensor keeps while the gateway is away */
 #define DRAIN_MS 3000           /* at stop, how long to wait for packs in flight */
-#define RETRY_MIN_MS 1000       /* backoff after a timeout or unreachable gateway */
-#define RETRY_MAX_MS 60000      /* ... doubling up to this */
 #define DEFAULT_MAX_AGE_S 60    /* RFC 7252 5.10.5: Max-Age default */
 #define CATCHUP_SPAN_S 86400.0  /* faster than real time without --duration */
 #define REPORTS_PER_WAKEUP 2000 /* bounds the work of one timer callback */
@@ -188,7 +186,7 @@ static void dev_pump(sensor_t *d) {
   if (rc < 0) {
     log_err("%s: cannot send a pack: %s", d->cfg->id, strerror(-rc));
     d->waiting = true;
-    uv_timer_start(&d->retry, dev_on_retry, RETRY_MAX_MS, 0);
+    uv_timer_start(&d->retry, dev_on_retry, SIM_RETRY_MAX_MS, 0);
     return;
   }
   if (d->head_sent)
@@ -256,9 +254,7 @@ static void dev_on_fail(void *user, uint64_t token, sim_fail_t why) {
   } else {
     log_debug("%s: %s", d->cfg->id, fail_text(why));
   }
-  uint64_t ms = (uint64_t)RETRY_MIN_MS << (d->fails < 6 ? d->fails : 6);
-  d->fails++;
-  dev_later(d, ms < RETRY_MAX_MS ? ms : RETRY_MAX_MS);
+  dev_later(d, sim_backoff_ms(&d->fails));
   settle(d);
 }
 
@@ -308,9 +304,7 @@ static void dev_on_reply(void *user, uint64_t token, const sim_reply_t *r) {
       dev_later(d, 0);
   } else { /* 5.00 and other surprises: keep the pack, back off */
     warn_once(d, r);
-    uint64_t ms = (uint64_t)RETRY_MIN_MS << (d->fails < 6 ? d->fails : 6);
-    d->fails++;
-    dev_later(d, ms < RETRY_MAX_MS ? ms : RETRY_MAX_MS);
+    dev_later(d, sim_backoff_ms(&d->fails));
   }
   settle(d);
 }
@@ -395,20 +389,6 @@ static void on_signal(uv_signal_t *h, int signum) {
 static void on_end(uv_timer_t *h) {
   site_t *s = h->data;
   site_stop(s, s->o->speed > 1 ? "simulated time has reached now" : "duration reached");
-}
-
-static int pick_target(site_t *s, const sim_target_t *base, const sg_device_t *dev,
-                       sim_target_t *out) {
-  bool secure = dev->psk[0] != '\0';
-  if (secure && !base->secure && s->cfg->dtls_port == 0) {
-    log_warn("%s has a psk but [coap] dtls_port is 0: it sends plain CoAP", dev->id);
-    secure = false;
-  }
-  if (secure == base->secure)
-    *out = *base;
-  else
-    sim_target_with(base, secure, (uint16_t)(secure ? s->cfg->dtls_port : s->cfg->coap_port), out);
-  return 0;
 }
 
 static bool simulated(sg_devtype_t t) { return t != SG_DEV_SCALE && t != SG_DEV_GATE; }
@@ -508,7 +488,7 @@ static int site_start(site_t *s) {
     uv_timer_init(&s->loop, &d->retry);
     d->report.data = d->retry.data = d;
     sim_target_t t;
-    pick_target(s, &base, c, &t);
+    sim_target_for(&base, s->cfg, c, &t);
     if (t.secure)
       sim_target_str(&t, s->where_dtls, sizeof(s->where_dtls));
     d->sess = sim_sess_open(s->coap, &t, c->id, t.secure ? c->psk : NULL, d);

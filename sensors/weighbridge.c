@@ -39,9 +39,6 @@
 #define WASTE_SHARE 0.7      /* waste at completion, share of the allowance */
 #define RESEND_SHARE 0.05
 #define MALFORMED_SHARE 0.01
-#define REPLY_WAIT_MS 30000 /* a separate response later than this: resend */
-#define RETRY_MIN_MS 1000
-#define RETRY_MAX_MS 60000
 #define TICKETS_PER_DAY_MAX 96 /* ticket numbers are day * 100 + k */
 
 /* Design quantities per m2 of floor area, t (a reinforced-concrete
@@ -83,14 +80,12 @@ typedef struct scale {
   const sg_device_t *cfg;
   uint64_t key;
   sim_sess_t *sess;
-  uv_timer_t timer; /* the next ticket due, a retry, or the reply watchdog */
-  planned_t *q;     /* by time */
+  sim_sender_t tx;
+  planned_t *q; /* by time */
   size_t head, n, cap;
   double planned_until;     /* local midnight after the last planned day */
   double owed[N_MATERIALS]; /* per material: tonnes planned but not yet delivered */
-  bool inflight, memory_turned;
-  uint64_t token;
-  unsigned fails;
+  bool memory_turned;
   uint32_t warned; /* reply codes logged */
 } scale_t;
 
@@ -435,16 +430,12 @@ static void turn_memory(scale_t *s, double now) {
 }
 
 /* ---- sending */
-static void scale_on_timer(uv_timer_t *h);
+static void schedule(scale_t *s, uint64_t ms) { sim_sender_later(&s->tx, ms); }
 
-static void schedule(scale_t *s, uint64_t ms) {
-  if (!s->wb->stopping)
-    uv_timer_start(&s->timer, scale_on_timer, ms, 0);
-}
-
-static void pump(scale_t *s) {
+static void pump(void *owner) {
+  scale_t *s = owner;
   sim_wb_t *wb = s->wb;
-  if (s->inflight || wb->stopping)
+  if (s->tx.inflight || wb->stopping)
     return;
   double now = sg_now();
   plan_until(s, now, wb->start);
@@ -459,8 +450,7 @@ static void pump(scale_t *s) {
     schedule(s, (uint64_t)((p->t - now) * 1000.0) + 1);
     return;
   }
-  uint64_t token = ++wb->next_token;
-  int rc = sim_sess_post_to(s->sess, token, "w", p->cf, p->buf, p->len);
+  int rc = sim_sender_post(&s->tx, s->sess, ++wb->next_token, "w", p->cf, p->buf, p->len);
   if (rc < 0) {
     log_err("%s: cannot send a ticket: %s", s->cfg->id, strerror(-rc));
     q_pop(s);
@@ -468,19 +458,6 @@ static void pump(scale_t *s) {
     return;
   }
   wb->sent++;
-  s->inflight = true;
-  s->token = token;
-  schedule(s, REPLY_WAIT_MS);
-}
-
-static void scale_on_timer(uv_timer_t *h) {
-  scale_t *s = h->data;
-  if (s->inflight) { /* no separate response in time: send it again */
-    log_warn("%s: no answer to a ticket within %d s; resending it", s->cfg->id,
-             REPLY_WAIT_MS / 1000);
-    s->inflight = false;
-  }
-  pump(s);
 }
 
 static void log_once(scale_t *s, const sim_reply_t *r, const char *what) {
@@ -499,12 +476,11 @@ static void log_once(scale_t *s, const sim_reply_t *r, const char *what) {
 static void wb_on_reply(void *user, uint64_t token, const sim_reply_t *r) {
   scale_t *s = user;
   sim_wb_t *wb = s->wb;
-  if (!s->inflight || token != s->token)
+  if (!sim_sender_answered(&s->tx, token))
     return;
-  s->inflight = false;
   planned_t *p = &s->q[s->head];
   if (r->code == 201 || r->code == 204) {
-    s->fails = 0;
+    s->tx.fails = 0;
     if (r->code == 201)
       wb->created++;
     else
@@ -540,15 +516,8 @@ static void wb_on_reply(void *user, uint64_t token, const sim_reply_t *r) {
 }
 
 static void wb_on_fail(void *user, uint64_t token, sim_fail_t why) {
-  scale_t *s = user;
   (void)why;
-  if (!s->inflight || token != s->token)
-    return;
-  s->inflight = false;
-  uint64_t ms = (uint64_t)RETRY_MIN_MS << (s->fails < 6 ? s->fails : 6);
-  s->fails++;
-  log_debug("%s: ticket not delivered; retrying in %llu ms", s->cfg->id, (unsigned long long)ms);
-  schedule(s, ms < RETRY_MAX_MS ? ms : RETRY_MAX_MS);
+  sim_sender_failed(&((scale_t *)user)->tx, token);
 }
 
 /* ---- start and stop */
@@ -607,16 +576,11 @@ sim_wb_t *sim_wb_start(uv_loop_t *loop, const sg_config_t *cfg, const sim_target
     s->cfg = d;
     s->key = sim_key(o->seed, d->id);
     s->planned_until = start;
-    uv_timer_init(loop, &s->timer);
-    s->timer.data = s;
+    sim_sender_init(loop, &s->tx, s, pump, d->id, "a ticket", &wb->stopping);
     wb->open_handles++;
     sim_target_t t;
-    bool secure = d->psk[0] && cfg->dtls_port;
-    if (secure == base->secure)
-      t = *base;
-    else
-      sim_target_with(base, secure, (uint16_t)(secure ? cfg->dtls_port : cfg->coap_port), &t);
-    s->sess = sim_sess_open(wb->coap, &t, d->id, secure ? d->psk : NULL, s);
+    sim_target_for(base, cfg, d, &t);
+    s->sess = sim_sess_open(wb->coap, &t, d->id, t.secure ? d->psk : NULL, s);
     if (s->sess)
       schedule(s, 100);
   }
@@ -635,8 +599,8 @@ void sim_wb_stop(sim_wb_t *wb) {
   for (size_t i = 0; i < wb->n; i++) {
     scale_t *s = &wb->scales[i];
     left += s->n - s->head;
-    uv_timer_stop(&s->timer);
-    uv_close((uv_handle_t *)&s->timer, on_closed);
+    uv_timer_stop(&s->tx.timer);
+    uv_close((uv_handle_t *)&s->tx.timer, on_closed);
   }
   sim_coap_close(wb->coap);
   printf("sitesim: tickets sent=%llu stored=%llu resent=%llu (2.04 same id=%llu) "
