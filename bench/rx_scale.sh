@@ -11,6 +11,9 @@
 #   minute, in time order (minute by minute, every site in each, as the
 #   receivers store them), all nine pollutants of protocol/UPLINK.md with
 #   min/avg/max and flag N (the widest row a gateway sends);
+#   BENCH_RX_SCALE_ORDER=site stores each site's month together instead
+#   (what CLUSTER on the key would make of a closed month), to compare the
+#   month query's pages;
 # - the eleven months before it: a partition each with the first
 #   BENCH_RX_SCALE_OTHER (60) minutes of every site, so that the month
 #   query has other full partitions to leave alone;
@@ -97,6 +100,21 @@ values=$(pg_sql "SELECT string_agg(CASE WHEN data_type = 'text' THEN '''N''' ELS
        ELSE 'floor(80 + random() * 160) / 2' END END, ', ' ORDER BY ordinal_position)
   FROM information_schema.columns WHERE table_name = 'rx_env_minute' AND column_name NOT IN ('mn', 't')")
 
+# The rows' order: minute by minute (time, as received), or with
+# BENCH_RX_SCALE_ORDER=site each site's minutes together (as CLUSTER on the
+# key would leave a closed month). Each inner series refers to the outer
+# one, so the planner cannot swap the loops.
+SITE_MN="'230100-HRB-' || lpad(s::text, 4, '0')"
+rows_from() { # rows_from MINUTES: the FROM of the generating SELECT
+  case ${BENCH_RX_SCALE_ORDER:-time} in
+    time) echo "generate_series(0, $1 - 1) AS m CROSS JOIN LATERAL
+      (SELECT $SITE_MN AS mn FROM generate_series(1, $SITES + 0 * m) AS s) AS site" ;;
+    site) echo "(SELECT $SITE_MN AS mn FROM generate_series(1, $SITES) AS s) AS site
+      CROSS JOIN LATERAL generate_series(0, $1 - 1 + 0 * length(site.mn)) AS m" ;;
+  esac
+}
+case ${BENCH_RX_SCALE_ORDER:-time} in time | site) ;; *) die "BENCH_RX_SCALE_ORDER: time or site" ;; esac
+
 # load OFFSET MINUTES: the partition of month OFFSET with MINUTES minutes
 # of every site from its start
 load() {
@@ -108,9 +126,7 @@ BEGIN;
 CREATE TABLE $p (LIKE rx_env_minute INCLUDING DEFAULTS);
 INSERT INTO $p(mn, t, $cols)
   SELECT site.mn, $from + m * 60, $values
-    FROM generate_series(0, $2 - 1) AS m CROSS JOIN LATERAL
-      (SELECT '230100-HRB-' || lpad(s::text, 4, '0') AS mn
-         FROM generate_series(1, $SITES + 0 * m) AS s) AS site;
+    FROM $(rows_from "$2");
 COMMIT;
 ALTER TABLE $p ADD PRIMARY KEY (mn, t);
 ALTER TABLE $p ADD CONSTRAINT ${p}_range CHECK (t >= $from AND t < $to);
@@ -145,7 +161,8 @@ per=$(echo "$total $rows" | awk '{printf "%.1f", $1 / $2}')
 year=$(echo "$per $SITES" | awk '{printf "%.0f", $1 * $2 * 525600 / 1e9}')
 # time order: the first page holds one minute of many sites
 first_page=$(pg_sql "SELECT COUNT(DISTINCT t) || ' ' || COUNT(*) FROM $p WHERE ctid < '(1,0)'::tid")
-[ "$SITES" -lt 100 ] || [ "${first_page%% *}" = 1 ] || die "rows not in time order: page 0 holds $first_page"
+[ "$SITES" -lt 100 ] || [ "${BENCH_RX_SCALE_ORDER:-time}" = site ] || [ "${first_page%% *}" = 1 ] ||
+  die "rows not in time order: page 0 holds $first_page"
 say "$p: $rows rows, heap $heap B, indexes $index B, mn $mn_b B a row; $parts partitions, $all_rows rows in all"
 
 # ---- the per-site month query (storage/rxreport.c's series_sql)
@@ -180,7 +197,7 @@ hits=$(sed -n 's/.*Buffers: shared \(.*\)/\1/p' "$T/plan1.txt" | head -1)
 pages=$(echo "$hits" | tr ' ' '\n' | awk -F= '/^(hit|read)=/ {n += $2} END {print n + 0}')
 say "plan: $scans partition ($p), one range of ${p}_pkey; buffers $hits"
 
-echo "bench: rx_scale_sites=$SITES rx_scale_rows=$rows rx_scale_all_rows=$all_rows rx_scale_partitions=$parts" \
+echo "bench: rx_scale_sites=$SITES rx_scale_order=${BENCH_RX_SCALE_ORDER:-time} rx_scale_rows=$rows rx_scale_all_rows=$all_rows rx_scale_partitions=$parts" \
   "rx_scale_bytes_per_site_minute=$per rx_scale_heap_bytes_per_row=$(echo "$heap $rows" | awk '{printf "%.1f", $1 / $2}')" \
   "rx_scale_index_bytes_per_row=$(echo "$index $rows" | awk '{printf "%.1f", $1 / $2}') rx_scale_mn_bytes=$mn_b" \
   "rx_scale_month_query_ms=$first rx_scale_month_query_warm_ms=$best rx_scale_month_query_buffers=$pages rx_scale_load_s=$t_load" \
