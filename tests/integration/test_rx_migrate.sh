@@ -33,14 +33,14 @@ rx_sql "INSERT INTO rx_env_minute(mn, t, pol, vavg, flag)
 # back (PostgreSQL's are now 4-byte reals: the old doubles as such).
 old_rows() { # old_rows TABLE
   rx_sql "SELECT mn, t, pol, CAST(vmin AS REAL), CAST(vavg AS REAL), CAST(vmax AS REAL), flag FROM $1
-    WHERE pol IN ('$(echo "$CODES" | sed "s/ /', '/g")') ORDER BY mn, t, pol"
+    WHERE pol IN ('${CODES// /\', \'}') ORDER BY mn, t, pol"
 }
 # The new rows unpivoted to the old shape (a code whose four columns are NULL
 # was not in the frame).
 new_rows() { # new_rows TABLE
   local sql="" c l
   for c in $CODES; do
-    l=$(echo "$c" | tr 'A-Z' 'a-z')
+    l=$(echo "$c" | tr '[:upper:]' '[:lower:]')
     [ -n "$sql" ] && sql="$sql UNION ALL "
     sql="$sql SELECT mn, t, '$c' AS pol, ${l}_min, ${l}_avg, ${l}_max, ${l}_flag FROM $1
       WHERE ${l}_min IS NOT NULL OR ${l}_avg IS NOT NULL OR ${l}_max IS NOT NULL OR ${l}_flag IS NOT NULL"
