@@ -62,7 +62,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_PROGRAMS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
-.PHONY: all deps test unit integration test-stress asan fuzz fuzz-long bench bench-rx lint install install-files deb demo clean web \
+.PHONY: all deps test unit integration test-stress asan fuzz fuzz-long bench bench-rx bench-rx-scale lint install install-files deb demo clean web \
   config-reference cross-libpq test-arm64 unit-programs test-upgrade
 # Objects make would take for intermediate (tests, fuzz harnesses) are kept:
 # deleting them made every `make unit` rebuild.
@@ -187,6 +187,14 @@ $(BIN)/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(LIBS)
 bench-rx: deps
 	@$(MAKE) --no-print-directory all
 	@SITEGATE_BIN=$(abspath $(BIN)) bench/rx.sh
+
+# The receiver's minute data at a province's size: 3,000 sites in
+# PostgreSQL, a month of minutes at full density and eleven thin months,
+# and the per-site month query (bench/rx_scale.sh; ~30 GB of disk for a
+# while, tens of minutes). Not part of `make bench`.
+bench-rx-scale: deps
+	@$(MAKE) --no-print-directory all
+	@SITEGATE_BIN=$(abspath $(BIN)) bench/rx_scale.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory all

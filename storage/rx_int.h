@@ -45,14 +45,20 @@ typedef int (*rx_data_cb)(void *arg, const char *data, size_t len);
  * frame. The tables below are the whole description: the schema (both back
  * ends), the insert and the decoding come from them, so a record kind is
  * one entry (protocol/RX-SCHEMA.md is the contract for people). */
-typedef enum { RX_TEXT, RX_INT, RX_REAL } rx_type_t;
 typedef enum {
-  RX_WHOLE,     /* one row per message; a key is looked for in every record, first found */
-  RX_EACH,      /* one row per record after the first that has the first column's key */
-  RX_POLLUTANT, /* one row per pollutant ("a34002-Avg": code a34002); a key is a suffix
-                   ("-Avg"), and the first column (key NULL) is the code itself */
+  RX_TEXT,
+  RX_INT,
+  RX_REAL,
+  RX_REAL4, /* PostgreSQL REAL (4 bytes, ~7 digits; out of its range: NULL), SQLite REAL */
+} rx_type_t;
+typedef enum {
+  RX_WHOLE, /* one row per message; a key is looked for in every record, first found */
+  RX_EACH,  /* one row per record after the first that has the first column's key */
+  RX_WIDE,  /* one row per message, a column per pollutant and figure: each key is a
+               whole CP key ("a34002-Avg") looked for in every record; no row when
+               none of them is there. A pollutant without columns stays in the frame */
 } rx_shape_t;
-#define RX_COLS_MAX 20
+#define RX_COLS_MAX 40
 typedef struct rx_col {
   const char *name, *key; /* SQL column, CP key */
   rx_type_t type;
@@ -92,6 +98,12 @@ int stor__rx_table_sql(const rx_table_t *t, bool pg, char *out, size_t cap);
  * qn,] then one per column, ON CONFLICT DO NOTHING (both back ends take
  * this text), into `out`: the number of parameters, or -ENOSPC. */
 int stor__rx_insert_sql(const rx_table_t *t, char *out, size_t cap);
+/* Schema version 2 kept the RX_WIDE tables one row per pollutant (mn, t,
+ * pol, vmin, vavg, vmax, flag): the INSERT ... SELECT that converts such a
+ * table named `old` into `t` (a row per (mn, t); a pollutant `t` has no
+ * column for is left out, its frame keeps it), into `out`: the length, or
+ * -ENOSPC. Both back ends take this text. */
+int stor__rx_convert_sql(const rx_table_t *t, const char *old, char *out, size_t cap);
 
 typedef struct stor_rx_ops {
   const char *name; /* "SQLite", "PostgreSQL" */

@@ -5,7 +5,8 @@
  * about (a site's minute dust and noise, its tickets, alarms, energy) is
  * also written out here as plain columns, in the transaction that stores
  * the frame. Everything is driven by stor__rx_tables: a table's entry gives
- * its CN, its shape (one row per message, per record, or per pollutant),
+ * its CN, its shape (one row per message or per record, or a wide row of
+ * pollutant figures),
  * its columns with the CP key each comes from, and whether PostgreSQL
  * partitions it by month. The schema of both back ends, the INSERT and the
  * decoding are made from it, so a new record kind (the machinery records,
@@ -19,6 +20,7 @@
 #include "storage/rx_int.h"
 
 #include <errno.h>
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -26,16 +28,22 @@
 #include <string.h>
 
 #define TEXT_MAX 256 /* bytes of a decoded text value (the uplink allows 64 characters) */
-#define POL_MAX 64   /* pollutants in one message */
 
-/* The pollutant columns of 2051/2061/2031 (protocol/UPLINK.md). */
-#define ENV_COLS                                                                                   \
-  {                                                                                                \
-    {"pol", NULL, RX_TEXT}, {"vmin", "-Min", RX_REAL}, {"vavg", "-Avg", RX_REAL},                  \
-        {"vmax", "-Max", RX_REAL}, {                                                               \
-      "flag", "-Flag", RX_TEXT                                                                     \
-    }                                                                                              \
+/* The pollutant columns of 2051/2061/2031 (protocol/UPLINK.md's codes):
+ * min, avg and max of each, then the flags, so that the 4-byte reals lie
+ * together (a flag between them would cost its padding in every row). */
+#define ENV_FIGURES(code, col)                                                                     \
+  {col "_min", code "-Min", RX_REAL4}, {col "_avg", code "-Avg", RX_REAL4}, {                      \
+    col "_max", code "-Max", RX_REAL4                                                              \
   }
+#define ENV_FLAG(code, col)                                                                        \
+  { col "_flag", code "-Flag", RX_TEXT }
+#define ENV_POLLUTANTS(X)                                                                          \
+  X("a34001", "a34001"), X("a34002", "a34002"), X("a34004", "a34004"), X("a01001", "a01001"),      \
+      X("a01002", "a01002"), X("a01006", "a01006"), X("a01007", "a01007"), X("a01008", "a01008"),  \
+      X("LA", "la")
+#define ENV_COLS                                                                                   \
+  { ENV_POLLUTANTS(ENV_FIGURES), ENV_POLLUTANTS(ENV_FLAG) }
 
 /* The fields a 6011 and a 6012 share (protocol/UPLINK.md 6011, 6012). */
 #define LEDGER_HEAD                                                                                \
@@ -51,9 +59,9 @@
   }
 
 const rx_table_t stor__rx_tables[] = {
-    {"rx_env_minute", "2051", RX_POLLUTANT, false, true, "t, pol", ENV_COLS},
-    {"rx_env_hour", "2061", RX_POLLUTANT, false, true, "t, pol", ENV_COLS},
-    {"rx_env_day", "2031", RX_POLLUTANT, false, false, "t, pol", ENV_COLS},
+    {"rx_env_minute", "2051", RX_WIDE, false, true, "t", ENV_COLS},
+    {"rx_env_hour", "2061", RX_WIDE, false, true, "t", ENV_COLS},
+    {"rx_env_day", "2031", RX_WIDE, false, false, "t", ENV_COLS},
     {"rx_waste",
      "6011",
      RX_WHOLE,
@@ -197,8 +205,8 @@ static int put(char *out, size_t cap, size_t *len, const char *fmt, const char *
 }
 
 int stor__rx_table_sql(const rx_table_t *t, bool pg, char *out, size_t cap) {
-  static const char *const pg_types[] = {"TEXT", "BIGINT", "DOUBLE PRECISION"};
-  static const char *const sq_types[] = {"TEXT", "INTEGER", "REAL"};
+  static const char *const pg_types[] = {"TEXT", "BIGINT", "DOUBLE PRECISION", "REAL"};
+  static const char *const sq_types[] = {"TEXT", "INTEGER", "REAL", "REAL"};
   const char *const *ty = pg ? pg_types : sq_types;
   size_t len = 0;
   int rc = put(out, cap, &len, "CREATE TABLE IF NOT EXISTS %s(mn TEXT NOT NULL, t %s NOT NULL",
@@ -236,6 +244,35 @@ int stor__rx_insert_sql(const rx_table_t *t, char *out, size_t cap) {
   if (rc == 0)
     rc = put(out, cap, &len, ") ON CONFLICT DO NOTHING%s%s", "", "");
   return rc < 0 ? rc : n;
+}
+
+/* The column of schema version 2's one-row-per-pollutant tables that held
+ * each figure. */
+static const struct {
+  const char *suffix, *col;
+} v2_cols[] = {{"-Min", "vmin"}, {"-Avg", "vavg"}, {"-Max", "vmax"}, {"-Flag", "flag"}};
+
+int stor__rx_convert_sql(const rx_table_t *t, const char *old, char *out, size_t cap) {
+  size_t len = 0;
+  int rc = put(out, cap, &len, "INSERT INTO %s(mn, t%s", t->name, "");
+  for (int i = 0; rc == 0 && i < RX_COLS_MAX && t->cols[i].name; i++)
+    rc = put(out, cap, &len, ", %s%s", t->cols[i].name, "");
+  if (rc == 0)
+    rc = put(out, cap, &len, ") SELECT mn, t%s%s", "", "");
+  for (int i = 0; rc == 0 && i < RX_COLS_MAX && t->cols[i].name; i++) {
+    const char *key = t->cols[i].key, *dash = strrchr(key, '-'), *col = NULL;
+    for (size_t k = 0; dash && k < sizeof(v2_cols) / sizeof(v2_cols[0]); k++)
+      if (!strcmp(dash, v2_cols[k].suffix))
+        col = v2_cols[k].col;
+    if (!col)
+      return -EINVAL; /* not a column of the old shape */
+    char code[64];
+    snprintf(code, sizeof(code), "%.*s", (int)(dash - key), key);
+    rc = put(out, cap, &len, ", MAX(CASE WHEN pol='%s' THEN %s END)", code, col);
+  }
+  if (rc == 0)
+    rc = put(out, cap, &len, " FROM %s GROUP BY mn, t%s", old, "");
+  return rc < 0 ? rc : (int)len;
 }
 
 /* ---- decoding */
@@ -339,6 +376,9 @@ static const char *as_number(const char *s, rx_type_t type, char *out) {
   double v = strtod(s, &end);
   if (*end || !isfinite(v))
     return NULL;
+  /* PostgreSQL refuses a REAL it cannot hold (and the batch with it). */
+  if (type == RX_REAL4 && (fabs(v) > FLT_MAX || (v != 0 && fabs(v) < FLT_MIN)))
+    return NULL;
   snprintf(out, 32, "%.15g", v);
   return out;
 }
@@ -369,37 +409,16 @@ static int row_from(const rx_table_t *t, const cp_t *c, int record, rx_row_t *r,
   return cb(arg, r);
 }
 
-/* One row per pollutant code, in the order they first appear. */
-static int rows_by_pollutant(const rx_table_t *t, const cp_t *c, rx_row_t *r, scratch_t *s,
-                             rx_row_cb cb, void *arg) {
-  const char *pol[POL_MAX];
-  size_t pol_len[POL_MAX], n_pol = 0;
-  for (size_t i = 0; i < c->n; i++) {
-    const char *dash = strrchr(c->pair[i].key, '-');
-    if (!dash || dash == c->pair[i].key)
-      continue;
-    size_t len = (size_t)(dash - c->pair[i].key);
-    bool known = false;
-    for (size_t k = 0; k < n_pol && !known; k++)
-      known = pol_len[k] == len && !memcmp(pol[k], c->pair[i].key, len);
-    if (!known && n_pol < POL_MAX) {
-      pol[n_pol] = c->pair[i].key;
-      pol_len[n_pol++] = len;
-    }
+/* One row of every column's whole key, unless none is there. */
+static int row_wide(const rx_table_t *t, const cp_t *c, rx_row_t *r, scratch_t *s, rx_row_cb cb,
+                    void *arg) {
+  bool any = false;
+  for (int i = 0; i < ncols(t); i++) {
+    const char *raw = cp_get(c, -1, t->cols[i].key);
+    any = any || raw;
+    r->v[i] = value_of(&t->cols[i], i, raw, s);
   }
-  for (size_t k = 0; k < n_pol; k++) {
-    char code[TEXT_MAX + 1], key[TEXT_MAX + 40];
-    snprintf(code, sizeof(code), "%.*s", (int)pol_len[k], pol[k]);
-    r->v[0] = as_text(code, s->text[0]);
-    for (int i = 1; i < ncols(t); i++) {
-      snprintf(key, sizeof(key), "%s%s", code, t->cols[i].key);
-      r->v[i] = value_of(&t->cols[i], i, cp_get(c, -1, key), s);
-    }
-    int rc = cb(arg, r);
-    if (rc)
-      return rc;
-  }
-  return 0;
+  return any ? cb(arg, r) : 0;
 }
 
 static int decode_table(const rx_table_t *t, const stor_rx_msg_t *m, const cp_t *c, rx_row_cb cb,
@@ -418,8 +437,8 @@ static int decode_table(const rx_table_t *t, const stor_rx_msg_t *m, const cp_t 
       if (cp_get(c, rec, t->cols[0].key))
         rc = row_from(t, c, rec, &r, s, cb, arg);
     break;
-  case RX_POLLUTANT:
-    rc = rows_by_pollutant(t, c, &r, s, cb, arg);
+  case RX_WIDE:
+    rc = row_wide(t, c, &r, s, cb, arg);
     break;
   }
   free(s);

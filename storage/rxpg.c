@@ -56,7 +56,7 @@
 #include <string.h>
 #include <time.h>
 
-#define PG_SCHEMA_VERSION 2
+#define PG_SCHEMA_VERSION 3
 #define PG_MONTHS_KNOWN 64 /* partitions this receiver knows exist */
 /* The first key of the receiver's advisory locks ("SG", 0x5347): a site's
  * chain; the next one for the schema. */
@@ -915,6 +915,81 @@ static int decoded_schema(stor_rx_t *x) {
   return 0;
 }
 
+/* Version 2's environment tables, one row per pollutant, made one row per
+ * site and time (RX_WIDE) in migrate()'s transaction: the table and its
+ * partitions renamed aside, the new table made with a partition for each
+ * month the old one holds, the rows converted, the old table dropped.
+ * Receivers starting together wait on the schema lock; the second finds
+ * the work done. */
+static int convert_v2(stor_rx_t *x) {
+  char sql[4096];
+  for (const rx_table_t *t = stor__rx_tables; t->name; t++) {
+    if (t->shape != RX_WIDE)
+      continue;
+    int rc, n = 0;
+    const char *v[] = {t->name};
+    PGresult *res = q(x, &rc,
+                      "SELECT 1 FROM information_schema.columns WHERE table_schema=current_schema()"
+                      " AND table_name=$1 AND column_name='pol'",
+                      1, v, NULL, NULL);
+    if (!res)
+      return rc;
+    n = PQntuples(res);
+    PQclear(res);
+    if (n == 0)
+      continue;
+    res = q(x, &rc,
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid=i.inhrelid"
+            " WHERE i.inhparent=$1::regclass",
+            1, v, NULL, NULL);
+    if (!res)
+      return rc;
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+      snprintf(sql, sizeof(sql), "ALTER TABLE %s RENAME TO %s_v2", PQgetvalue(res, i, 0),
+               PQgetvalue(res, i, 0));
+      rc = qx(x, sql, 0, NULL, NULL);
+    }
+    PQclear(res);
+    snprintf(sql, sizeof(sql), "ALTER TABLE %s RENAME TO %s_v2", t->name, t->name);
+    if (rc == 0)
+      rc = qx(x, sql, 0, NULL, NULL);
+    if (rc == 0) {
+      rc = stor__rx_table_sql(t, true, sql, sizeof(sql));
+      assert(rc > 0);
+      rc = qx(x, sql, 0, NULL, NULL);
+    }
+    if (rc != 0)
+      return rc;
+    if (t->by_month) {
+      snprintf(sql, sizeof(sql), "SELECT MIN(t), MAX(t) FROM %s_v2", t->name);
+      if (!(res = q(x, &rc, sql, 0, NULL, NULL, NULL)))
+        return rc;
+      bool some = !PQgetisnull(res, 0, 0);
+      int64_t lo = some ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0,
+              hi = some ? strtoll(PQgetvalue(res, 0, 1), NULL, 10) : -1;
+      PQclear(res);
+      for (int64_t m = stor__rx_month_start(lo, 0, NULL); some && rc == 0 && m <= hi;
+           m = stor__rx_month_start(m, 1, NULL))
+        rc = partition_for(x, t->name, m);
+    }
+    char old[80];
+    snprintf(old, sizeof(old), "%s_v2", t->name);
+    int rows = 0;
+    if (rc == 0) {
+      rc = stor__rx_convert_sql(t, old, sql, sizeof(sql));
+      assert(rc > 0);
+      rc = qx(x, sql, 0, NULL, &rows);
+    }
+    snprintf(sql, sizeof(sql), "DROP TABLE %s", old);
+    if (rc == 0)
+      rc = qx(x, sql, 0, NULL, NULL);
+    if (rc != 0)
+      return rc;
+    log_info("%s: converted to one row per site and time (%d rows)", t->name, rows);
+  }
+  return 0;
+}
+
 /* ---- a batch asked for at once */
 
 /* A PostgreSQL array literal of text, grown as needed. */
@@ -1108,7 +1183,8 @@ static int migrate(stor_rx_t *x) {
   int rc, version = 0;
   if ((rc = qx(x, "BEGIN", 0, NULL, NULL)) != 0 ||
       (rc = qx(x, "SELECT pg_advisory_xact_lock(" PG_LOCK_SCHEMA ", 0)", 0, NULL, NULL)) != 0 ||
-      (rc = qx(x, schema, 0, NULL, NULL)) != 0 || (rc = decoded_schema(x)) != 0)
+      (rc = qx(x, schema, 0, NULL, NULL)) != 0 || (rc = convert_v2(x)) != 0 ||
+      (rc = decoded_schema(x)) != 0)
     goto fail;
   PGresult *res = q(x, &rc, "SELECT MAX(version) FROM rx_schema", 0, NULL, NULL, NULL);
   if (!res)
@@ -1124,7 +1200,7 @@ static int migrate(stor_rx_t *x) {
     goto fail;
   }
   if (version < PG_SCHEMA_VERSION &&
-      (rc = qx(x, "INSERT INTO rx_schema VALUES(2)" /* PG_SCHEMA_VERSION */, 0, NULL, NULL)) != 0)
+      (rc = qx(x, "INSERT INTO rx_schema VALUES(3)" /* PG_SCHEMA_VERSION */, 0, NULL, NULL)) != 0)
     goto fail;
   if ((rc = pg_commit(x)) != 0)
     goto fail;

@@ -58,9 +58,11 @@ static const char sites_sql[] =
     " (SELECT COUNT(*) FROM refusals r WHERE r.mn=s.mn) AS refused"
     " FROM sites s ORDER BY s.mn";
 
+/* A site's minutes of PM10 and noise: one index range of (mn, t) in the
+ * partitions of the months it covers (bench/rx_scale.sh times a month). */
 static const char series_sql[] =
-    "SELECT t, pol, vavg, vmax, flag FROM rx_env_minute WHERE mn=$1 AND t>=$2 AND t<$3"
-    " AND pol IN ('a34002', 'LA') ORDER BY t, pol";
+    "SELECT t, a34002_avg, a34002_max, a34002_flag, la_avg, la_max, la_flag FROM rx_env_minute"
+    " WHERE mn=$1 AND t>=$2 AND t<$3 ORDER BY t";
 
 static const char ledger_sql[] =
     "SELECT l.seq, l.cn, l.qn, l.state, l.received_ms,"

@@ -15,7 +15,8 @@
  *   sites    every MN that completed a handshake
  *   refusals every refused frame or connection, with its reason
  *   rx_*     (version 2) the decoded data, from rxdecode.c's table
- *            (protocol/RX-SCHEMA.md) */
+ *            (protocol/RX-SCHEMA.md); version 3 makes the environment
+ *            tables one row per site and time (RX_WIDE), converted at open */
 #define LOG_MODULE "rxstore"
 #include "common/common.h"
 #include "protocol/protocol.h"
@@ -33,7 +34,7 @@
 #include <strings.h>
 
 #define BEIJING_MIN 480 /* HJ 212 times are Beijing time, UTC+8 */
-#define RX_SCHEMA_VERSION 2
+#define RX_SCHEMA_VERSION 3
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS frames("
@@ -315,6 +316,46 @@ static int decoded_schema(sqlite3 *db) {
   return SQLITE_OK;
 }
 
+/* Version 2's environment tables, one row per pollutant, made one row per
+ * site and time (RX_WIDE) in the open's transaction: renamed aside, the
+ * new table made, the rows converted, the old table dropped. */
+static int convert_v2(sqlite3 *db) {
+  char sql[4096], old[80];
+  for (const rx_table_t *t = stor__rx_tables; t->name; t++) {
+    if (t->shape != RX_WIDE)
+      continue;
+    sqlite3_stmt *st =
+        prep(db, "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name='pol'", "s", t->name);
+    if (!st)
+      return SQLITE_ERROR;
+    int has_pol = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
+    sqlite3_finalize(st);
+    if (!has_pol)
+      continue;
+    snprintf(old, sizeof(old), "%s_v2", t->name);
+    snprintf(sql, sizeof(sql), "ALTER TABLE %s RENAME TO %s", t->name, old);
+    int rc = exec(db, sql);
+    if (rc == SQLITE_OK) {
+      rc = stor__rx_table_sql(t, false, sql, sizeof(sql));
+      assert(rc > 0);
+      rc = exec(db, sql);
+    }
+    if (rc == SQLITE_OK) {
+      rc = stor__rx_convert_sql(t, old, sql, sizeof(sql));
+      assert(rc > 0);
+      rc = exec(db, sql);
+    }
+    int rows = sqlite3_changes(db);
+    snprintf(sql, sizeof(sql), "DROP TABLE %s", old);
+    if (rc == SQLITE_OK)
+      rc = exec(db, sql);
+    if (rc != SQLITE_OK)
+      return rc;
+    log_info("%s: converted to one row per site and time (%d rows)", t->name, rows);
+  }
+  return SQLITE_OK;
+}
+
 static int sq_begin(stor_rx_t *x) { return result(x, exec(db_of(x), "BEGIN IMMEDIATE")); }
 
 static int sq_commit(stor_rx_t *x) { return result(x, exec(db_of(x), "COMMIT")); }
@@ -365,13 +406,18 @@ static int open_db(const char *path, sqlite3 **out) {
         (rc = exec(db, "PRAGMA user_version=1")) != SQLITE_OK || (rc = exec(db, "COMMIT")))
       goto fail;
   }
-  /* Version 2 adds the decoded tables; what was stored before stays frames
-   * only (sitegate-rx export still shows it). They are made at every open
+  /* Version 2 adds the decoded tables (what was stored before stays frames
+   * only: sitegate-rx export still shows it); version 3 makes the
+   * environment ones wide (convert_v2; a failure leaves the file as it
+   * was). They are made at every open
    * (IF NOT EXISTS), as on PostgreSQL, so that a table added to the list
    * later (rx_site_profile) exists in a database made before it. */
-  if ((rc = exec(db, "BEGIN")) != SQLITE_OK || (rc = decoded_schema(db)) != SQLITE_OK ||
-      (rc = exec(db, "PRAGMA user_version=2")) != SQLITE_OK || (rc = exec(db, "COMMIT")))
+  if ((rc = exec(db, "BEGIN")) != SQLITE_OK || (rc = convert_v2(db)) != SQLITE_OK ||
+      (rc = decoded_schema(db)) != SQLITE_OK ||
+      (rc = exec(db, "PRAGMA user_version=3")) != SQLITE_OK || (rc = exec(db, "COMMIT"))) {
+    exec(db, "ROLLBACK");
     goto fail;
+  }
   *out = db;
   return SQLITE_OK;
 fail:

@@ -63,26 +63,33 @@ static got_t *decode(const char *cn, const char *cp, bool is_signed, uint64_t se
   return &g;
 }
 
-static void minute_frame_gives_one_row_per_pollutant(void **state) {
+static void minute_frame_gives_one_wide_row(void **state) {
   (void)state;
   got_t *g = decode("2051",
                     "DataTime=20261120150000;a34002-Min=40.1,a34002-Avg=88.5,a34002-Max=120,"
-                    "a34002-Flag=N;LA-Min=51.0,LA-Avg=63.25,LA-Max=77.5,LA-Flag=N;a01001-Flag=B",
+                    "a34002-Flag=N;LA-Min=51.0,LA-Avg=63.25,LA-Max=77.5,LA-Flag=N;a01001-Flag=B;"
+                    "a99999-Avg=5,a99999-Flag=N",
                     false, 0);
-  assert_int_equal(g->n, 3);
+  assert_int_equal(g->n, 1);
   assert_string_equal(g->table[0], "rx_env_minute");
   assert_int_equal(g->t[0], 1763622000);
-  assert_string_equal(val(g, 0, "pol"), "a34002");
-  assert_string_equal(val(g, 0, "vmin"), "40.1");
-  assert_string_equal(val(g, 0, "vavg"), "88.5");
-  assert_string_equal(val(g, 0, "vmax"), "120");
-  assert_string_equal(val(g, 0, "flag"), "N");
-  assert_string_equal(val(g, 1, "pol"), "LA");
-  assert_string_equal(val(g, 1, "vavg"), "63.25");
+  assert_string_equal(val(g, 0, "a34002_min"), "40.1");
+  assert_string_equal(val(g, 0, "a34002_avg"), "88.5");
+  assert_string_equal(val(g, 0, "a34002_max"), "120");
+  assert_string_equal(val(g, 0, "a34002_flag"), "N");
+  assert_string_equal(val(g, 0, "la_min"), "51");
+  assert_string_equal(val(g, 0, "la_avg"), "63.25");
+  assert_string_equal(val(g, 0, "la_max"), "77.5");
+  assert_string_equal(val(g, 0, "la_flag"), "N");
   /* a pollutant with no data in the minute: its flag alone */
-  assert_string_equal(val(g, 2, "pol"), "a01001");
-  assert_string_equal(val(g, 2, "vavg"), "NULL");
-  assert_string_equal(val(g, 2, "flag"), "B");
+  assert_string_equal(val(g, 0, "a01001_avg"), "NULL");
+  assert_string_equal(val(g, 0, "a01001_flag"), "B");
+  /* one not sent: all NULL */
+  assert_string_equal(val(g, 0, "a34001_avg"), "NULL");
+  assert_string_equal(val(g, 0, "a34001_flag"), "NULL");
+  /* one the receiver has no column for (a99999) stays in the frame only */
+  for (const rx_col_t *c = stor__rx_tables[0].cols; c->name; c++)
+    assert_null(strstr(c->key, "a99999"));
 }
 
 static void hour_frame_goes_to_its_own_table(void **state) {
@@ -90,18 +97,25 @@ static void hour_frame_goes_to_its_own_table(void **state) {
   got_t *g = decode("2061", "DataTime=20261120150000;a34002-Avg=70,a34002-Flag=N", false, 0);
   assert_int_equal(g->n, 1);
   assert_string_equal(g->table[0], "rx_env_hour");
+  /* nothing the table has a column for: no row */
+  assert_int_equal(decode("2061", "DataTime=20261120150000;a99999-Avg=70", false, 0)->n, 0);
 }
 
 static void number_that_is_not_a_decimal_becomes_null(void **state) {
   (void)state;
   got_t *g = decode("2051",
                     "DataTime=20261120150000;a34002-Min=0x10,a34002-Avg=inf,a34002-Max=1e400,"
-                    "a34002-Flag=N",
+                    "a34002-Flag=N;LA-Min=1e39,LA-Avg=-1e-39,LA-Max=3.4e38",
                     false, 0);
   assert_int_equal(g->n, 1);
-  assert_string_equal(val(g, 0, "vmin"), "NULL");
-  assert_string_equal(val(g, 0, "vavg"), "NULL");
-  assert_string_equal(val(g, 0, "vmax"), "NULL");
+  assert_string_equal(val(g, 0, "a34002_min"), "NULL");
+  assert_string_equal(val(g, 0, "a34002_avg"), "NULL");
+  assert_string_equal(val(g, 0, "a34002_max"), "NULL");
+  assert_string_equal(val(g, 0, "a34002_flag"), "N");
+  /* beyond what PostgreSQL's REAL holds (it would refuse the batch) */
+  assert_string_equal(val(g, 0, "la_min"), "NULL");
+  assert_string_equal(val(g, 0, "la_avg"), "NULL");
+  assert_string_equal(val(g, 0, "la_max"), "3.4e+38");
 }
 
 static void waste_ticket_gives_one_row_with_free_text_unescaped(void **state) {
@@ -329,8 +343,9 @@ static int stop_at_first(void *arg, const rx_row_t *r) {
 static void callback_error_stops_the_decoding(void **state) {
   (void)state;
   int calls = 0;
-  stor_rx_msg_t m = {.t = 0, .cp = "DataTime=1;a-Avg=1;b-Avg=2", .cp_len = 26};
-  snprintf(m.cn, sizeof(m.cn), "2051");
+  stor_rx_msg_t m = {
+      .t = 0, .is_signed = true, .cp = "Seq=1,EnergyKwh=1;EqId=a;EqId=b", .cp_len = 31};
+  snprintf(m.cn, sizeof(m.cn), "6031");
   assert_int_equal(stor__rx_decode(&m, stop_at_first, &calls), -EIO);
   assert_int_equal(calls, 1);
 }
@@ -342,16 +357,27 @@ static void sql_is_made_from_the_table(void **state) {
   assert_string_equal(minute->name, "rx_env_minute");
   assert_string_equal(waste->name, "rx_waste");
   assert_true(stor__rx_table_sql(minute, true, sql, sizeof(sql)) > 0);
-  assert_non_null(strstr(sql, "PRIMARY KEY(mn, t, pol)) PARTITION BY RANGE (t);"));
+  assert_non_null(
+      strstr(sql, "t BIGINT NOT NULL, a34001_min REAL, a34001_avg REAL, a34001_max REAL,"));
+  assert_non_null(strstr(sql, "la_max REAL, a34001_flag TEXT,"));
+  assert_non_null(strstr(sql, "la_flag TEXT, PRIMARY KEY(mn, t)) PARTITION BY RANGE (t);"));
   assert_true(stor__rx_table_sql(minute, false, sql, sizeof(sql)) > 0);
   assert_null(strstr(sql, "PARTITION"));
   assert_true(stor__rx_table_sql(waste, true, sql, sizeof(sql)) > 0);
   assert_non_null(strstr(sql, "seq BIGINT NOT NULL, qn TEXT NOT NULL, ledger_id BIGINT"));
   assert_non_null(strstr(sql, "CREATE INDEX IF NOT EXISTS rx_waste_mn_t ON rx_waste(mn, t);"));
-  assert_int_equal(stor__rx_insert_sql(minute, sql, sizeof(sql)), 7);
-  assert_string_equal(sql, "INSERT INTO rx_env_minute(mn, t, pol, vmin, vavg, vmax, flag) "
-                           "VALUES($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING");
+  assert_int_equal(stor__rx_insert_sql(minute, sql, sizeof(sql)), 2 + 9 * 4);
+  assert_non_null(strstr(sql, "INSERT INTO rx_env_minute(mn, t, a34001_min, a34001_avg, "));
+  assert_non_null(strstr(sql, ",$37,$38) ON CONFLICT DO NOTHING"));
   assert_int_equal(stor__rx_insert_sql(minute, sql, 20), -ENOSPC);
+  /* the conversion from version 2's row per pollutant */
+  assert_true(stor__rx_convert_sql(minute, "old", sql, sizeof(sql)) > 0);
+  assert_non_null(strstr(sql, "INSERT INTO rx_env_minute(mn, t, a34001_min, "));
+  assert_non_null(strstr(sql, ") SELECT mn, t, MAX(CASE WHEN pol='a34001' THEN vmin END), "));
+  assert_non_null(strstr(sql, ", MAX(CASE WHEN pol='LA' THEN vmax END), "));
+  assert_non_null(strstr(sql, ", MAX(CASE WHEN pol='LA' THEN flag END) FROM old GROUP BY mn, t"));
+  assert_int_equal(stor__rx_convert_sql(minute, "old", sql, 100), -ENOSPC);
+  assert_int_equal(stor__rx_convert_sql(waste, "old", sql, sizeof(sql)), -EINVAL);
 }
 
 static void months_are_beijing_months(void **state) {
@@ -373,7 +399,7 @@ static void months_are_beijing_months(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(minute_frame_gives_one_row_per_pollutant),
+      cmocka_unit_test(minute_frame_gives_one_wide_row),
       cmocka_unit_test(hour_frame_goes_to_its_own_table),
       cmocka_unit_test(number_that_is_not_a_decimal_becomes_null),
       cmocka_unit_test(waste_ticket_gives_one_row_with_free_text_unescaped),

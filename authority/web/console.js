@@ -231,8 +231,9 @@ function ledgerWhat(r) {
   return '';
 }
 
-function chart(el, title, rows, pol) {
-  const pts = rows.filter((r) => r.pol === pol && r.vavg != null);
+// `col`: the pollutant's column of the minute rows (a34002_avg, la_avg).
+function chart(el, title, rows, col) {
+  const pts = rows.filter((r) => r[col] != null);
   el.dataset.points = String(pts.length);
   el.innerHTML = `<h3>${title}</h3>`;
   if (!pts.length) {
@@ -244,7 +245,7 @@ function chart(el, title, rows, pol) {
   new uPlot({
     width: Math.min(900, main.clientWidth - 40), height: 220, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), 'Asia/Shanghai'),
     series: [{}, { label: title, stroke: '#1f3a5a', width: 1.5 }],
-  }, [pts.map((r) => r.t), pts.map((r) => r.vavg)], el);
+  }, [pts.map((r) => r.t), pts.map((r) => r[col])], el);
   el.dataset.drawn = '1';
 }
 
@@ -265,8 +266,8 @@ async function sitePage(mn) {
       <td class="text">${r.t == null ? '—' : esc(fmtTime(r.t))}</td>
       <td class="text ${r.state === 'chained' ? 'ok' : 'bad'}">${t(`st_${r.state}`)}</td>
       <td class="text">${ledgerWhat(r)}</td></tr>`).join('')}</tbody></table>`;
-  chart($('#chart-pm10'), t('pm10'), d.series, 'a34002');
-  chart($('#chart-noise'), t('noise'), d.series, 'LA');
+  chart($('#chart-pm10'), t('pm10'), d.series, 'a34002_avg');
+  chart($('#chart-noise'), t('noise'), d.series, 'la_avg');
   main.dataset.ready = '1';
 }
 

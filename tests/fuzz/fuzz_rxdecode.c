@@ -3,10 +3,12 @@
  * The first byte picks the CN among those the decoded tables know, and
  * whether the message counts as signed; the rest is the reassembled CP.
  * Every row must name a table of that CN, hold valid UTF-8 of at most 256
- * bytes in text columns and plain decimals in number columns. */
+ * bytes in text columns and plain decimals in number columns (for a 4-byte
+ * REAL column, within what PostgreSQL's REAL holds). */
 #include "protocol/protocol.h"
 #include "storage/rx_int.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -46,6 +48,10 @@ static int check(void *arg, const rx_row_t *r) {
       char *end;
       double d = strtod(v, &end);
       if (*end || !isfinite(d))
+        abort();
+      /* what PostgreSQL's REAL would refuse, and the batch with it */
+      if (r->table->cols[i].type == RX_REAL4 &&
+          (fabs(d) > FLT_MAX || (d != 0 && fabs(d) < FLT_MIN)))
         abort();
     }
   }

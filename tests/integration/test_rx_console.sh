@@ -78,7 +78,7 @@ for v in 61.5 75.5 88.5; do
 done
 ticket
 up_wait 30 "the ticket acknowledged" 'j["backlog"]["signed"] == 0 and j["chain_seq"] >= 1'
-minute_in() { [ "$(rx_sql "SELECT COUNT(*) FROM rx_env_minute WHERE mn='$MN' AND pol='a34002' AND vavg IS NOT NULL")" -ge 1 ]; }
+minute_in() { [ "$(rx_sql "SELECT COUNT(*) FROM rx_env_minute WHERE mn='$MN' AND a34002_avg IS NOT NULL")" -ge 1 ]; }
 # (the minute's frame comes once the minute has ended: time passes here by design)
 wait_for 90 "a minute of PM10 decoded at the receiver" minute_in
 

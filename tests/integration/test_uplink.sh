@@ -160,10 +160,11 @@ in_order "after kill -9"
 wait_for 30 "the receiver holding the whole chain after kill -9" chain_ok
 
 # ---- the decoded data: every stored ticket has its row, every minute frame
-# its pollutants (one row each), in the same transactions as the frames
+# its row (one per site and minute, a column per pollutant and figure), in
+# the same transactions as the frames
 minutes_decoded() {
   f=$(rx_sql "SELECT COUNT(*) FROM frames WHERE mn='$MN' AND cn='2051' AND data LIKE '%a34002-%'")
-  d=$(rx_sql "SELECT COUNT(*) FROM rx_env_minute WHERE mn='$MN' AND pol='a34002'")
+  d=$(rx_sql "SELECT COUNT(*) FROM rx_env_minute WHERE mn='$MN' AND a34002_flag IS NOT NULL")
   [ "$f" -gt 0 ] && [ "$f" = "$d" ]
 }
 # (minute frames come once a minute has ended: time passes here by design)
@@ -172,9 +173,12 @@ wait_for 70 "minute frames decoded into rx_env_minute" minutes_decoded
   WHERE l.mn='$MN' AND l.cn='6011' AND w.seq IS NULL")" = 0 ] || fail "a ticket without its rx_waste row"
 [ "$(rx_sql "SELECT COUNT(*) FROM rx_waste WHERE mn='$MN'")" = \
   "$(rx_sql "SELECT COUNT(*) FROM ledger WHERE mn='$MN' AND cn='6011'")" ] || fail "rx_waste rows that are not tickets"
-[ "$(rx_sql "SELECT COUNT(*) FROM rx_env_minute WHERE mn='$MN' AND pol='a34002' AND flag='N'
-  AND vmin <= vavg AND vavg <= vmax AND vmax IN (81.5, 83.5, 90.5)")" -ge 1 ] ||
-  fail "no measured minute: $(rx_sql "SELECT * FROM rx_env_minute WHERE pol='a34002'")"
+[ "$(rx_sql "SELECT COUNT(*) FROM rx_env_minute WHERE mn='$MN' AND a34002_flag='N'
+  AND a34002_min <= a34002_avg AND a34002_avg <= a34002_max AND a34002_max IN (81.5, 83.5, 90.5)")" -ge 1 ] ||
+  fail "no measured minute: $(rx_sql "SELECT * FROM rx_env_minute WHERE a34002_flag IS NOT NULL")"
+# the temperature the readings carried, in its own column of the same rows
+[ "$(rx_sql "SELECT COUNT(*) FROM rx_env_minute WHERE mn='$MN' AND a01001_avg = -18.5")" -ge 1 ] ||
+  fail "no temperature column: $(rx_sql "SELECT t, a01001_avg, a01001_flag FROM rx_env_minute")"
 if [ "${RX_DB:-sqlite}" = pg ]; then # one partition per Beijing-time month, rows in it
   month=$(TZ=Asia/Shanghai date +%Y%m)
   [ "$(pg_sql "SELECT DISTINCT tableoid::regclass FROM rx_env_minute")" = "rx_env_minute_p$month" ] ||
@@ -241,7 +245,7 @@ old=$(($(date +%s) - 400 * 86400))
 old_month=$(TZ=Asia/Shanghai date -d "@$old" +%Y%m)
 [ "${RX_DB:-sqlite}" = pg ] && pg_sql "CREATE TABLE rx_env_minute_p$old_month PARTITION OF rx_env_minute
   FOR VALUES FROM ($old) TO ($((old + 60)))"
-rx_sql "INSERT INTO rx_env_minute(mn, t, pol, vavg, flag) VALUES('$MN', $old, 'a34002', 1, 'N')"
+rx_sql "INSERT INTO rx_env_minute(mn, t, a34002_avg, a34002_flag) VALUES('$MN', $old, 1, 'N')"
 kept=$(rx_sql "SELECT COUNT(*) FROM rx_env_minute WHERE t > $old")
 frames=$(rx_sql "SELECT COUNT(*) FROM frames")
 "$BIN/sitegate-rx" prune --db "$RX_TARGET" --keep-months 3 >"$T/prune.txt" || fail "prune failed"
