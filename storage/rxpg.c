@@ -915,6 +915,32 @@ static int decoded_schema(stor_rx_t *x) {
   return 0;
 }
 
+/* The primary keys of `table` and its partitions given back their plain
+ * names (<relation>_pkey): made while the old table still held those
+ * names, PostgreSQL named them <relation>_pkey1. Renaming the index
+ * renames its constraint. */
+static int pkeys_renamed(stor_rx_t *x, const char *table) {
+  int rc;
+  const char *v[] = {table};
+  PGresult *res = q(x, &rc,
+                    "SELECT ic.relname, c.relname FROM pg_index i"
+                    " JOIN pg_class ic ON ic.oid=i.indexrelid JOIN pg_class c ON c.oid=i.indrelid"
+                    " WHERE i.indisprimary AND ic.relname <> c.relname || '_pkey'"
+                    " AND (c.oid=$1::regclass"
+                    " OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent=$1::regclass))",
+                    1, v, NULL, NULL);
+  if (!res)
+    return rc;
+  char sql[256];
+  for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+    snprintf(sql, sizeof(sql), "ALTER INDEX %s RENAME TO %s_pkey", PQgetvalue(res, i, 0),
+             PQgetvalue(res, i, 1));
+    rc = qx(x, sql, 0, NULL, NULL);
+  }
+  PQclear(res);
+  return rc;
+}
+
 /* Version 2's environment tables, one row per pollutant, made one row per
  * site and time (RX_WIDE) in migrate()'s transaction: the table and its
  * partitions renamed aside, the new table made with a partition for each
@@ -983,6 +1009,8 @@ static int convert_v2(stor_rx_t *x) {
     snprintf(sql, sizeof(sql), "DROP TABLE %s", old);
     if (rc == 0)
       rc = qx(x, sql, 0, NULL, NULL);
+    if (rc == 0)
+      rc = pkeys_renamed(x, t->name);
     if (rc != 0)
       return rc;
     log_info("%s: converted to one row per site and time (%d rows)", t->name, rows);

@@ -93,6 +93,16 @@ if [ "${RX_DB:-sqlite}" = pg ]; then # the months kept their partitions; nothing
     fail "minutes not in their month's partition: $(pg_sql "SELECT DISTINCT tableoid::regclass FROM rx_env_minute")"
   [ "$(pg_sql "SELECT COUNT(*) FROM pg_class WHERE relname LIKE 'rx_env_%_v2'")" = 0 ] ||
     fail "version 2 tables left: $(pg_sql "SELECT relname FROM pg_class WHERE relname LIKE 'rx_env_%_v2'")"
+  # the primary keys have their plain names again (made while the old
+  # tables held them, they were <relation>_pkey1)
+  odd=$(pg_sql "SELECT c.relname || ':' || ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+    JOIN pg_class c ON c.oid = i.indrelid WHERE i.indisprimary AND c.relname LIKE 'rx_env_%'
+    AND ic.relname <> c.relname || '_pkey'")
+  [ -z "$odd" ] || fail "primary keys not named <relation>_pkey: $odd"
+  for ix in rx_env_minute_pkey rx_env_hour_pkey rx_env_day_pkey "rx_env_minute_p${month}_pkey"; do
+    [ "$(pg_sql "SELECT COUNT(*) FROM pg_class WHERE relname = '$ix' AND relkind IN ('i', 'I')")" = 1 ] ||
+      fail "no index $ix: $(pg_sql "SELECT relname FROM pg_class WHERE relname LIKE 'rx_env_%pkey%'")"
+  done
 else
   [ "$(sqlite3 "$RX_TARGET" "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'rx_env_%_v2'")" = 0 ] ||
     fail "version 2 tables left"
