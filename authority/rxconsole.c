@@ -6,12 +6,13 @@
  * The pages (authority/web/, installed to share/sitegate-rx/web) ask
  * three JSON questions, each answered by storage's console queries on a
  * database connection of their own (never the writer's): /api/sites (the
- * month's table), /api/site (a site's minute figures and its ledger) and
- * /api/sites.csv. Staff sign in with accounts from `--users FILE` (lines
- * "name:hash", the hash from libxcrypt's crypt(3), yescrypt by default,
- * made by `sitegate-rx passwd`); a session is a random cookie that expires
- * after SESSION_S. Without --users the console is open, which is allowed
- * on a loopback address only (rx_console_start refuses otherwise).
+ * month's table), /api/site (a site's minutes of the last hours, its
+ * hours of a month and its ledger) and /api/sites.csv. Staff sign in with
+ * accounts from `--users FILE` (lines "name:hash", the hash from
+ * libxcrypt's crypt(3), yescrypt by default, made by `sitegate-rx
+ * passwd`); a session is a random cookie that expires after SESSION_S.
+ * Without --users the console is open, which is allowed on a loopback
+ * address only (rx_console_start refuses otherwise).
  *
  * Guessing is slowed down: failed sign-ins are counted per source address
  * and per account name over SIGNIN_WINDOW_S, and past SIGNIN_FAILS_ADDR
@@ -367,23 +368,32 @@ static enum MHD_Result api_site(rx_console_t *c, struct MHD_Connection *conn) {
   const char *mn = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "mn");
   const char *h = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "hours");
   int hours = h ? atoi(h) : 24;
+  int64_t m0, m1;
+  char month[16];
   if (!mn || !*mn || strlen(mn) > HJ212_MN_MAX)
     return send_error(conn, 400, "bad_site", "mn is the site's MN");
   if (hours < 1 || hours > SERIES_HOURS_MAX)
     return send_error(conn, 400, "bad_hours", "hours is 1 to 744");
+  if (month_range(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "month"), &m0, &m1,
+                  month) != 0)
+    return send_error(conn, 400, "bad_month", "month must be YYYY-MM");
   char err[512];
   int64_t now = (int64_t)time(NULL);
-  json_t *series = json_array(), *ledger = json_array();
+  json_t *series = json_array(), *month_rows = json_array(), *ledger = json_array();
   if (stor_rx_report_series(c->db, mn, now - hours * 3600, now + 60, row_to_json, series, err,
                             sizeof(err)) != 0 ||
+      stor_rx_report_hours(c->db, mn, m0, m1, row_to_json, month_rows, err, sizeof(err)) != 0 ||
       stor_rx_report_ledger(c->db, mn, LEDGER_ROWS, row_to_json, ledger, err, sizeof(err)) != 0) {
     json_decref(series);
+    json_decref(month_rows);
     json_decref(ledger);
     return send_error(conn, 503, "database", err);
   }
   return send_json(conn, 200,
-                   json_pack("{s:s, s:I, s:o, s:o}", "mn", mn, "now", (json_int_t)now, "series",
-                             series, "ledger", ledger),
+                   json_pack("{s:s, s:I, s:o, s:s, s:I, s:I, s:o, s:o}", "mn", mn, "now",
+                             (json_int_t)now, "series", series, "month", month, "t0",
+                             (json_int_t)m0, "t1", (json_int_t)m1, "hours", month_rows, "ledger",
+                             ledger),
                    NULL);
 }
 

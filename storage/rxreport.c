@@ -64,6 +64,12 @@ static const char series_sql[] =
     "SELECT t, a34002_avg, a34002_max, a34002_flag, la_avg, la_max, la_flag FROM rx_env_minute"
     " WHERE mn=$1 AND t>=$2 AND t<$3 ORDER BY t";
 
+/* The same figures of a site's hours (rx_env_hour): a month is at most
+ * 744 rows, where its minutes would be 44,640 on as many pages. */
+static const char hours_sql[] =
+    "SELECT t, a34002_avg, a34002_max, a34002_flag, la_avg, la_max, la_flag FROM rx_env_hour"
+    " WHERE mn=$1 AND t>=$2 AND t<$3 ORDER BY t";
+
 static const char ledger_sql[] =
     "SELECT l.seq, l.cn, l.qn, l.state, l.received_ms,"
     " COALESCE(w.t, d.t, a.t, e.t, p.t) AS t,"
@@ -99,6 +105,13 @@ int stor_rx_report_series(const char *target, const char *mn, int64_t t0, int64_
   char a[24], b[24];
   const char *v[] = {mn, I64(a, t0), I64(b, t1)};
   return run(target, series_sql, 3, v, cb, arg, err, errlen);
+}
+
+int stor_rx_report_hours(const char *target, const char *mn, int64_t t0, int64_t t1,
+                         stor_rx_row_fn cb, void *arg, char *err, size_t errlen) {
+  char a[24], b[24];
+  const char *v[] = {mn, I64(a, t0), I64(b, t1)};
+  return run(target, hours_sql, 3, v, cb, arg, err, errlen);
 }
 
 int stor_rx_report_ledger(const char *target, const char *mn, int limit, stor_rx_row_fn cb,

@@ -816,6 +816,10 @@ int stor_rx_report_sites(const char *target, int64_t t0, int64_t t1, stor_rx_row
 /* Site `mn`'s minute PM10 (a34002) and noise (LA) in [t0, t1), in time order. */
 int stor_rx_report_series(const char *target, const char *mn, int64_t t0, int64_t t1,
                           stor_rx_row_fn cb, void *arg, char *err, size_t errlen);
+/* Site `mn`'s hourly PM10 and noise (rx_env_hour) in [t0, t1), in time order:
+ * the console's month chart. */
+int stor_rx_report_hours(const char *target, const char *mn, int64_t t0, int64_t t1,
+                         stor_rx_row_fn cb, void *arg, char *err, size_t errlen);
 /* Site `mn`'s latest `limit` signed records, newest first, each with its
  * verification state and its decoded figures. */
 int stor_rx_report_ledger(const char *target, const char *mn, int limit, stor_rx_row_fn cb,

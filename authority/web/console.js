@@ -19,6 +19,8 @@ const MSG = {
     energy: '电能 (kWh)', co2: 'CO₂ (t)', refused: '拒收', back: '返回', pm10: 'PM10 (µg/m³)',
     noise: '噪声 LAeq (dB(A))', ledger: '签名台账', seq: '序号', cn: '类型', state: '校验', when: '时间',
     what: '内容', last24: '最近 24 小时分钟数据', none: '无数据',
+    month_hours: '{m} 月小时数据', limit: '限值', warn: '预警', pm10_h: 'PM10 小时均值 (µg/m³)',
+    noise_h: '噪声小时 Leq (dB(A))',
     cn_6011: '建筑垃圾出场', cn_6012: '材料进场', cn_6021: '报警', cn_6031: '能耗与碳排放',
     cn_6041: '小时封存', cn_6061: '工地概况', st_chained: '已校验', st_pending: '待补链', st_broken: '断裂',
     verified: '已校验', incomplete: '不完整', seal_mismatch: '不符',
@@ -37,6 +39,8 @@ const MSG = {
     co2: 'CO₂ (t)', refused: 'Refused', back: 'Back', pm10: 'PM10 (µg/m³)',
     noise: 'Noise LAeq (dB(A))', ledger: 'Signed ledger', seq: 'Seq', cn: 'Kind', state: 'Verified',
     when: 'Time', what: 'Content', last24: 'Minute data, last 24 hours', none: 'no data',
+    month_hours: 'Hourly data, {m}', limit: 'limit', warn: 'warning', pm10_h: 'PM10 hourly mean (µg/m³)',
+    noise_h: 'Noise hourly Leq (dB(A))',
     cn_6011: 'Waste out', cn_6012: 'Material in', cn_6021: 'Alarm', cn_6031: 'Energy and carbon',
     cn_6041: 'Hourly seal', cn_6061: 'Site profile', st_chained: 'verified', st_pending: 'gap pending', st_broken: 'broken',
     verified: 'verified', incomplete: 'incomplete', seal_mismatch: 'mismatch',
@@ -231,8 +235,31 @@ function ledgerWhat(r) {
   return '';
 }
 
-// `col`: the pollutant's column of the minute rows (a34002_avg, la_avg).
-function chart(el, title, rows, col) {
+// The limits drawn on the charts: PM10's hourly warning and alarm of local
+// practice (150/200 µg/m³, the gateway's defaults, deploy/CONFIG.md) and
+// the noise limits of GB 12523-2011 (70 dB(A) by day, 06-22 Beijing time,
+// 55 at night). They are what the console judges by; a site may have set
+// its own dust levels, which its alarms (the ledger) carry.
+const PM10_WARN = 150;
+const PM10_ALARM = 200;
+const NOISE_DAY = 70;
+const NOISE_NIGHT = 55;
+const isDay = (ts) => {
+  const h = Math.floor(((ts + 8 * 3600) % 86400) / 3600);
+  return h >= 6 && h < 22;
+};
+const LIMITS = {
+  a34002_avg: [
+    { label: () => t('warn'), color: '#e6a700', at: () => PM10_WARN },
+    { label: () => t('limit'), color: '#d0342c', at: () => PM10_ALARM },
+  ],
+  la_avg: [{ label: () => t('limit'), color: '#d0342c', at: (ts) => (isDay(ts) ? NOISE_DAY : NOISE_NIGHT) }],
+};
+
+// `col`: the pollutant's column of the minute or hour rows (a34002_avg,
+// la_avg); its limits (LIMITS) are drawn dashed, as steps. `range`: the
+// period shown ([t0, t1], Unix s), whatever part of it has data.
+function chart(el, title, rows, col, range) {
   const pts = rows.filter((r) => r[col] != null);
   el.dataset.points = String(pts.length);
   el.innerHTML = `<h3>${title}</h3>`;
@@ -241,24 +268,58 @@ function chart(el, title, rows, col) {
     el.dataset.drawn = '1';
     return;
   }
+  // The limits span the whole period: the x values are the data's times
+  // and every hour of the period; the data's series is undefined (skipped,
+  // uPlot joins its line across) at the hours it has no point.
+  const at = new Map(pts.map((r) => [r.t, r[col]]));
+  const grid = new Set(pts.map((r) => r.t));
+  for (let h = Math.ceil(range[0] / 3600) * 3600; h <= range[1]; h += 3600) grid.add(h);
+  grid.add(range[0]);
+  grid.add(range[1]);
+  const xs = [...grid].sort((a, b) => a - b);
+  const lims = LIMITS[col] ?? [];
   // eslint-disable-next-line no-new
   new uPlot({
     width: Math.min(900, main.clientWidth - 40), height: 220, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), 'Asia/Shanghai'),
-    series: [{}, { label: title, stroke: '#1f3a5a', width: 1.5 }],
-  }, [pts.map((r) => r.t), pts.map((r) => r[col])], el);
+    scales: { x: { time: true, range: () => range } },
+    series: [{}, { label: title, stroke: '#1f3a5a', width: 1.5 },
+      ...lims.map((l) => ({ label: l.label(), stroke: l.color, dash: [6, 4], width: 1, points: { show: false },
+        paths: uPlot.paths.stepped({ align: 1 }) }))],
+  }, [xs, xs.map((x) => at.get(x)), ...lims.map((l) => xs.map((x) => l.at(x)))], el);
+  el.dataset.limits = String(lims.length);
   el.dataset.drawn = '1';
 }
+
+// The months a site's month chart offers: this one and the 12 before it.
+function months(current) {
+  const [y, m] = current.split('-').map(Number);
+  const out = [];
+  for (let i = 0; i < 13; i++) {
+    const k = y * 12 + (m - 1) - i;
+    out.push(`${Math.floor(k / 12)}-${String((k % 12) + 1).padStart(2, '0')}`);
+  }
+  return out;
+}
+
+// The site page's month: the one chosen on it, else the site table's.
+let siteMonth = null;
 
 async function sitePage(mn) {
   setPage('site');
   await who();
-  const d = await api(`/api/site?mn=${encodeURIComponent(mn)}&hours=24`);
+  const month = siteMonth ?? data?.month;
+  const d = await api(`/api/site?mn=${encodeURIComponent(mn)}&hours=24${month ? `&month=${encodeURIComponent(month)}` : ''}`);
   // The name of the latest site profile (6061): in the ledger, or in the table.
   const name = d.ledger.find((r) => r.cn === '6061')?.site_name ??
     data?.sites?.find((x) => x.mn === mn)?.name;
+  const thisMonth = new Date((d.now + 8 * 3600) * 1000).toISOString().slice(0, 7); // Beijing time
   main.innerHTML = `<p><a href="#/">${t('back')}</a></p><h2 id="site-mn">${esc(mn)}</h2>${name ? `<p id="site-name">${esc(name)}</p>` : ''}
     <p>${t('last24')}</p>
     <div class="chart" id="chart-pm10"></div><div class="chart" id="chart-noise"></div>
+    <div class="bar"><span id="month-title">${t('month_hours').replace('{m}', esc(d.month))}</span>
+    <label>${t('month')} <select id="site-month">${months(thisMonth).map((m) =>
+    `<option value="${m}" ${m === d.month ? 'selected' : ''}>${m}</option>`).join('')}</select></label></div>
+    <div class="chart" id="chart-month-pm10"></div><div class="chart" id="chart-month-noise"></div>
     <h3>${t('ledger')}</h3>
     <table id="ledger"><thead><tr><th>${t('seq')}</th><th class="text">${t('cn')}</th><th class="text">${t('when')}</th>
     <th class="text">${t('state')}</th><th class="text">${t('what')}</th></tr></thead><tbody>
@@ -266,8 +327,16 @@ async function sitePage(mn) {
       <td class="text">${r.t == null ? '—' : esc(fmtTime(r.t))}</td>
       <td class="text ${r.state === 'chained' ? 'ok' : 'bad'}">${t(`st_${r.state}`)}</td>
       <td class="text">${ledgerWhat(r)}</td></tr>`).join('')}</tbody></table>`;
-  chart($('#chart-pm10'), t('pm10'), d.series, 'a34002_avg');
-  chart($('#chart-noise'), t('noise'), d.series, 'la_avg');
+  const day = [d.now - 24 * 3600, d.now];
+  chart($('#chart-pm10'), t('pm10'), d.series, 'a34002_avg', day);
+  chart($('#chart-noise'), t('noise'), d.series, 'la_avg', day);
+  chart($('#chart-month-pm10'), t('pm10_h'), d.hours, 'a34002_avg', [d.t0, d.t1]);
+  chart($('#chart-month-noise'), t('noise_h'), d.hours, 'la_avg', [d.t0, d.t1]);
+  main.dataset.month = d.month;
+  $('#site-month').addEventListener('change', (e) => {
+    siteMonth = e.target.value;
+    route();
+  });
   main.dataset.ready = '1';
 }
 

@@ -4,13 +4,15 @@
 // condition in the page, never on a fixed delay.
 //
 // env: CONSOLE_URL (http://127.0.0.1:PORT), MN (the uploading site),
-// SHOTS (folder for the screenshots).
+// SHOTS (folder for the screenshots), PREV_MONTH (YYYY-MM: the month whose
+// first 72 hours the site sent as hour frames).
 import { shots, step, openBrowser } from './harness.mjs';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 const url = process.env.CONSOLE_URL;
 const mn = process.env.MN;
+const prevMonth = process.env.PREV_MONTH;
 
 const { page, finish, close } = await openBrowser({ acceptDownloads: true });
 try {
@@ -112,6 +114,36 @@ try {
     assert.equal(cells[3], '已校验', `ledger: ${cells}`);
     assert.match(cells[4], /17\.60 t recycling/, `ledger: ${cells}`);
     await page.screenshot({ path: join(shots, 'console-site-zh.png'), fullPage: true });
+  });
+
+  await step("a site's month of hours: last month's PM10 and noise with their limits", async () => {
+    const inked = (sel) => page.locator(`${sel} canvas`).first().evaluate((c) => {
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return true;
+      return false;
+    });
+    await page.selectOption('#site-month', prevMonth);
+    await page.waitForSelector(`#main[data-page="site"][data-ready="1"][data-month="${prevMonth}"]`);
+    for (const [id, limits] of [['#chart-month-pm10', '2'], ['#chart-month-noise', '1']]) {
+      const chart = page.locator(`${id}[data-drawn="1"]`);
+      await chart.waitFor();
+      assert.equal(await chart.getAttribute('data-points'), '72', `${id}: points`);
+      assert.equal(await chart.getAttribute('data-limits'), limits, `${id}: limit lines`);
+      assert.ok(await inked(id), `${id} has no ink`);
+    }
+    assert.equal(await page.locator('#month-title').textContent(), `${prevMonth} 月小时数据`);
+    assert.match(await page.locator('#chart-month-noise').textContent(), /限值/);
+    await page.screenshot({ path: join(shots, 'console-site-month-zh.png'), fullPage: true });
+    await page.click('#lang');
+    await page.waitForFunction(() => document.documentElement.lang === 'en' &&
+      document.querySelector('#main[data-page="site"][data-ready="1"]'));
+    assert.equal(await page.locator('#month-title').textContent(), `Hourly data, ${prevMonth}`);
+    assert.equal(await page.locator('#chart-month-pm10[data-drawn="1"]').getAttribute('data-points'), '72');
+    assert.match(await page.locator('#chart-month-noise').textContent(), /limit/);
+    await page.screenshot({ path: join(shots, 'console-site-month-en.png'), fullPage: true });
+    await page.click('#lang');
+    await page.waitForFunction(() => document.documentElement.lang === 'zh-CN' &&
+      document.querySelector('#main[data-ready="1"]'));
   });
 
   await step('signing out ends the session', async () => {

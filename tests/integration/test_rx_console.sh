@@ -4,8 +4,10 @@
 # sign in with an account made by `sitegate-rx passwd`, the site table
 # shows the site, its name and its waste per 10,000 m² from the site
 # profile (6061), and its ticket, sorting and filtering work, the site's
-# page draws its minute PM10 and lists its ledger, the CSV export holds the
-# site; nothing is readable without signing in. Debian's Chromium, driven
+# page draws its minute PM10, lists its ledger and draws a month of hourly
+# PM10 and noise (frames 2061 of last month, sent to the receiver as the
+# gateway would after a stop: the gateway itself makes hour frames only for
+# hours after its first start), the CSV export holds the site; nothing is readable without signing in. Debian's Chromium, driven
 # by playwright-core (tests/browser/console.test.mjs); screenshots to
 # $SHOTS (default build/screenshots). Runs on both back ends.
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -66,6 +68,46 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json
 code=$(curl -s -o /dev/null -w '%{http_code}' --cookie "rxsid=$(printf '%064d' 0)" "$CONSOLE/api/sites")
 [ "$code" = 401 ] || fail "a made-up session answered $code"
 
+# ---- last month's hours (2061) of the site, over TLS with its certificate:
+# 72 hours from the first of last month (Beijing time), PM10 and LA over and
+# under their limits.
+cat >"$T/hours.py" <<'PY'
+import datetime, sys
+mn = sys.argv[1]
+def crc(b):
+    c = 0xFFFF
+    for x in b:
+        c = (c >> 8) ^ x
+        for _ in range(8):
+            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
+    return c
+bj = datetime.timezone(datetime.timedelta(hours=8))
+now = datetime.datetime.now(bj)
+first = (now.replace(day=1, hour=0, minute=0, second=0, microsecond=0) - datetime.timedelta(days=1)).replace(day=1)
+print(first.strftime("%Y-%m"), file=sys.stderr)
+for k in range(72):
+    h = first + datetime.timedelta(hours=k)
+    qn = (h + datetime.timedelta(hours=1)).strftime("%Y%m%d%H%M%S") + "001"
+    cp = (f"DataTime={h.strftime('%Y%m%d%H%M%S')};a34002-Avg={100 + (k % 6) * 25:.1f},a34002-Flag=N;"
+          f"LA-Avg={48 + (k % 4) * 6:.1f},LA-Max={60 + (k % 4) * 6:.1f},LA-Flag=N")
+    d = f"QN={qn};ST=39;CN=2061;PW=123456;MN={mn};Flag=5;CP=&&{cp}&&".encode()
+    sys.stdout.buffer.write(b"##%04d" % len(d) + d + b"%04X\r\n" % crc(d))
+PY
+"$PY" "$T/hours.py" "$MN" >"$T/hours.txt" 2>"$T/prev_month" || fail "making the hour frames"
+PREV_MONTH=$(cat "$T/prev_month")
+mkfifo "$T/hours.in"
+openssl s_client -quiet -no_ign_eof -connect "127.0.0.1:$RX_PORT" -servername localhost \
+  -cert "$T/pki/gateway-$MN.crt" -key "$T/pki/gateway-$MN.key" -CAfile "$T/pki/ca.crt" \
+  -verify_return_error <"$T/hours.in" >"$T/hours.answer" 2>&1 &
+S_PID=$!
+PIDS="$PIDS $S_PID"
+exec 3>"$T/hours.in"
+cat "$T/hours.txt" >&3
+hours_in() { [ "$(rx_sql "SELECT COUNT(*) FROM rx_env_hour WHERE mn='$MN' AND a34002_avg IS NOT NULL AND la_avg IS NOT NULL")" = 72 ]; }
+wait_for 60 "72 hours of last month ($PREV_MONTH) decoded at the receiver" hours_in
+exec 3>&-
+wait "$S_PID" || true
+
 # ---- a site that uploads: a ticket, dust readings (minute frames follow)
 uplink_conf "$T/site.conf" "$MN" "$T/pki"
 # the site profile (6061): 400 + 400 m², so the ticket's 17.6 t is 220 t
@@ -98,6 +140,12 @@ head -1 "$T/sites.csv" | grep -q "^mn,subject," || fail "CSV header: $(head -1 "
 grep -q "^$MN," "$T/sites.csv" || fail "CSV rows: $(cat "$T/sites.csv")"
 code=$(curl -s -o /dev/null -w '%{http_code}' -b "$T/jar" "$CONSOLE/api/sites?month=2026-13")
 [ "$code" = 400 ] || fail "a bad month answered $code"
+curl -sf -b "$T/jar" "$CONSOLE/api/site?mn=$MN&month=$PREV_MONTH" >"$T/site.json" || fail "/api/site"
+[ "$(json '(j["month"], len(j["hours"]), j["hours"][0]["t"] == j["t0"], j["hours"][5]["a34002_avg"] == 225,
+  j["hours"][3]["la_avg"] == 66)' <"$T/site.json")" = "('$PREV_MONTH', 72, True, True, True)" ] ||
+  fail "last month's hours in /api/site: $(head -c 600 "$T/site.json")"
+code=$(curl -s -o /dev/null -w '%{http_code}' -b "$T/jar" "$CONSOLE/api/site?mn=$MN&month=2026-1")
+[ "$code" = 400 ] || fail "a bad month of a site answered $code"
 code=$(curl -s -o /dev/null -w '%{http_code}' -b "$T/jar" "$CONSOLE/../../etc/passwd")
 [ "$code" = 404 ] || fail "a path outside the pages answered $code"
 
@@ -105,7 +153,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -b "$T/jar" "$CONSOLE/../../etc/pa
 SHOTS=${SHOTS:-$TOP/build/screenshots}
 # timeout: a guard against a hung browser, not a pace (each wait in the
 # page has its own deadline); a busy 2-core machine needs minutes.
-CONSOLE_URL=$CONSOLE MN=$MN SHOTS="$SHOTS" timeout 900 node "$B/console.test.mjs" ||
+CONSOLE_URL=$CONSOLE MN=$MN PREV_MONTH=$PREV_MONTH SHOTS="$SHOTS" timeout 900 node "$B/console.test.mjs" ||
   fail "the browser test failed"
 echo "console: screenshots in $SHOTS"
 
