@@ -7,6 +7,17 @@ import uPlot from './vendor/uPlot.esm.js';
 
 const MSG = {
   zh: {
+    // the ledger's identifiers (UPLINK.md 6011/6012/6021), by name
+    'rule_noise.laeq': '噪声 LAeq 超标', 'rule_noise.night_lmax': '夜间最大声级超标', 'rule_dust.long': '扬尘小时均值超标',
+    'rule_dust.short': '扬尘 15 分钟均值超标', 'rule_dust.exceed_day': '扬尘日告警窗口超限', 'rule_health.offline': '设备离线',
+    'rule_health.clock_skew': '设备时钟偏差', 'rule_health.interference': '扬尘读数受喷淋干扰',
+    'rule_health.range': '读数超出量程', 'rule_health.flatline': '读数长时间不变', 'rule_waste.allowance': '建筑垃圾达限额预警线',
+    'rule_waste.projection': '建筑垃圾预计超限额', 'rule_equipment.no_follow': '设备未执行指令', 'rule_uplink.down': '数据上传中断',
+    'rule_machinery.unregistered': '未登记机械在场', 'rule_machinery.stage': '机械排放阶段不达标',
+    'rule_machinery.smoke': '机械排气烟度超标', 'astate_on': '发生', 'astate_off': '解除', 'level_warn': '预警',
+    'level_alarm': '告警', 'dest_reuse_onsite': '现场利用', 'dest_recycling': '资源化利用', 'dest_backfill': '回填',
+    'dest_disposal': '处置', 'mat_rebar': '钢筋', 'mat_concrete': '混凝土', 'mat_blocks': '砌块',
+    'mat_formwork_timber': '模板木材',
     title: '工地监管平台', sites: '全部工地', logout: '退出', lang: 'English',
     user: '用户名', password: '密码', signin: '登录', bad_login: '用户名或密码错误',
     too_many: '登录失败次数过多，请 {min} 分钟后再试',
@@ -26,6 +37,21 @@ const MSG = {
     verified: '已校验', incomplete: '不完整', seal_mismatch: '不符',
   },
   en: {
+    'rule_noise.laeq': 'noise LAeq over the limit', 'rule_noise.night_lmax': 'night Lmax over the limit',
+    'rule_dust.long': 'dust hourly mean over the limit', 'rule_dust.short': 'dust 15-min mean over the limit',
+    'rule_dust.exceed_day': 'too many dust alarm windows today', 'rule_health.offline': 'device offline',
+    'rule_health.clock_skew': 'device clock off', 'rule_health.interference': 'dust readings sprayed',
+    'rule_health.range': 'reading out of range', 'rule_health.flatline': 'reading stuck',
+    'rule_waste.allowance': 'waste at the allowance line',
+    'rule_waste.projection': 'waste projected over the allowance',
+    'rule_equipment.no_follow': 'unit did not follow a command', 'rule_uplink.down': 'uplink down',
+    'rule_machinery.unregistered': 'unregistered machine on site',
+    'rule_machinery.stage': 'machine below the emission stage',
+    'rule_machinery.smoke': 'machine smoke over the limit', 'astate_on': 'raised', 'astate_off': 'cleared',
+    'level_warn': 'warning', 'level_alarm': 'alarm', 'dest_reuse_onsite': 'reuse on site',
+    'dest_recycling': 'recycling', 'dest_backfill': 'backfill', 'dest_disposal': 'disposal',
+    'mat_rebar': 'rebar', 'mat_concrete': 'concrete', 'mat_blocks': 'blocks',
+    'mat_formwork_timber': 'formwork timber',
     title: 'Site supervision', sites: 'All sites', logout: 'Sign out', lang: '中文',
     user: 'User', password: 'Password', signin: 'Sign in', bad_login: 'Wrong user name or password',
     too_many: 'Too many failed sign-ins: try again in {min} min',
@@ -49,11 +75,22 @@ const MSG = {
 let lang = localStorage.getItem('rx-lang') || 'zh';
 const t = (k) => MSG[lang][k] ?? k;
 const $ = (sel) => document.querySelector(sel);
+// An identifier's name (prefix_id), or the identifier when it has none.
+const tn = (prefix, id) => (id == null ? '' : MSG[lang][`${prefix}_${id}`] ?? id);
 const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const main = $('#main');
 
 const fmtTime = (s) => new Date(s * 1000).toLocaleString(lang === 'zh' ? 'zh-CN' : 'en-GB',
   { timeZone: 'Asia/Shanghai', hour12: false });
+// A chart's time axis: 24-hour clock in Beijing time, the date (MM-DD)
+// where a day begins, in either language (uPlot's own is English, 12-hour).
+const inBeijing = (s, o) => new Date(s * 1000).toLocaleString('en-CA', { timeZone: 'Asia/Shanghai', ...o });
+const clock = (s) => inBeijing(s, { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+const dayOf = (s) => inBeijing(s, { month: '2-digit', day: '2-digit' });
+const timeAxis = (u, splits) => splits.map((s, i) => {
+  if (clock(s) === '00:00') return dayOf(s); // a day's start: its date alone
+  return i === 0 || dayOf(splits[i - 1]) !== dayOf(s) ? `${clock(s)}\n${dayOf(s)}` : clock(s);
+});
 const num = (v, d = 1) => (v == null ? '—' : Number(v).toFixed(d));
 const SILENT_S = 86400;
 const LINK_S = 300; // a site that sent nothing for 5 minutes is shown down
@@ -228,8 +265,10 @@ function drawSites() {
 
 function ledgerWhat(r) {
   if (r.cn === '6011' || r.cn === '6012')
-    return `${esc(r.plate ?? '')} ${num(r.net_kg == null ? null : r.net_kg / 1000, 2)} t ${esc(r.dest ?? r.material ?? '')}`;
-  if (r.cn === '6021') return `${esc(r.rule)} ${esc(r.alarm_state)} ${esc(r.level)} ${num(r.value)} / ${num(r.limit_value)}`;
+    return `${esc(r.plate ?? '')} ${num(r.net_kg == null ? null : r.net_kg / 1000, 2)} t ${esc(r.dest ? tn('dest', r.dest) : tn('mat', r.material))}`;
+  if (r.cn === '6021') {
+    return `${esc(tn('rule', r.rule))}：${esc(tn('astate', r.alarm_state))} ${esc(tn('level', r.level))} ${num(r.value)} / ${num(r.limit_value)}`;
+  }
   if (r.cn === '6031') return `${num(r.energy_kwh)} kWh, ${num(r.carbon_kg)} kg CO₂`;
   if (r.cn === '6061') return `${esc(r.site_name)} ${num(r.area_cast_m2, 0)} + ${num(r.area_prefab_m2, 0)} m²`;
   return '';
@@ -282,7 +321,8 @@ function chart(el, title, rows, col, range) {
   new uPlot({
     width: Math.min(900, main.clientWidth - 40), height: 220, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), 'Asia/Shanghai'),
     scales: { x: { time: true, range: () => range } },
-    series: [{}, { label: title, stroke: '#1f3a5a', width: 1.5 },
+    axes: [{ values: timeAxis }, {}],
+    series: [{ label: t('when'), value: (u, v) => (v == null ? '–' : fmtTime(v)) }, { label: title, stroke: '#1f3a5a', width: 1.5 },
       ...lims.map((l) => ({ label: l.label(), stroke: l.color, dash: [6, 4], width: 1, points: { show: false },
         paths: uPlot.paths.stepped({ align: 1 }) }))],
   }, [xs, xs.map((x) => at.get(x)), ...lims.map((l) => xs.map((x) => l.at(x)))], el);

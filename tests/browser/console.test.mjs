@@ -112,7 +112,10 @@ try {
     const waste = page.locator('#ledger tbody tr', { hasText: '建筑垃圾出场' }).first();
     const cells = await waste.locator('td').allTextContents();
     assert.equal(cells[3], '已校验', `ledger: ${cells}`);
-    assert.match(cells[4], /17\.60 t recycling/, `ledger: ${cells}`);
+    assert.match(cells[4], /17\.60 t 资源化利用/, `ledger: ${cells}`);
+    // no identifier of the uplink's (rule ids, on/off, warn, recycling) in the Chinese ledger
+    const text = await page.locator('#ledger tbody').innerText();
+    assert.doesNotMatch(text, /\b[a-z]+\.[a-z_]+\b|\b(on|off|warn|alarm|recycling|disposal)\b/, `ledger: ${text}`);
     await page.screenshot({ path: join(shots, 'console-site-zh.png'), fullPage: true });
   });
 
