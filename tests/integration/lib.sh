@@ -263,6 +263,20 @@ expect_code() { # expect_code WANT "OUTPUT" what
   esac
 }
 
+# make_pki DIR [MN...]: an authority's PKI made by deploy/pki's scripts, as
+# an operator makes it: a CA, the receiver's certificate for localhost and
+# a gateway certificate for each MN.
+make_pki() {
+  local dir=$1 pki mn
+  pki="$(cd "$HERE/../.." && pwd)/deploy/pki"
+  shift
+  "$pki/make-ca.sh" "$dir" >/dev/null && "$pki/make-server.sh" "$dir" localhost >/dev/null ||
+    fail "deploy/pki could not make a CA and a server certificate in $dir"
+  for mn in "$@"; do
+    "$pki/make-gateway.sh" "$dir" "$mn" >/dev/null || fail "deploy/pki could not make $mn's certificate"
+  done
+}
+
 # json EXPR < JSON: evaluates a Python expression over the parsed JSON `j`.
 json() {
   "$PY" -c 'import json, sys; j = json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"

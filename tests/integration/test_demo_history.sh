@@ -13,9 +13,7 @@ demo_conf "$T/demo.conf"
 # the demo's uplink: a local sitegate-rx with a PKI from deploy/pki
 MN=$(sed -n 's/^id = //p' "$T/demo.conf" | head -1)
 RX_PORT=$(free_port tcp)
-"$TOP/deploy/pki/make-ca.sh" "$T/pki" >/dev/null
-"$TOP/deploy/pki/make-server.sh" "$T/pki" localhost >/dev/null
-"$TOP/deploy/pki/make-gateway.sh" "$T/pki" "$MN" >/dev/null
+make_pki "$T/pki" "$MN"
 printf '\n[uplink]\nhost = 127.0.0.1\nport = %s\nserver_name = localhost\nca = %s\ncert = %s\nkey = %s\n' \
   "$RX_PORT" "$T/pki/ca.crt" "$T/pki/gateway-$MN.crt" "$T/pki/gateway-$MN.key" >>"$T/demo.conf"
 "$BIN/sitegate-rx" --listen "127.0.0.1:$RX_PORT" --ca "$T/pki/ca.crt" --cert "$T/pki/server.crt" \

@@ -10,7 +10,6 @@
 # the moves and the day's figures; the uplink carries the register's
 # changes, the moves and a day's figures to sitegate-rx as signed records.
 . "$(dirname "$0")/lib.sh"
-TOP_PKI=$(cd "$HERE/../.." && pwd)/deploy/pki
 # This test reads sitectl's English (lib.sh makes it speak Chinese).
 export SITECTL_LANG=en
 
@@ -235,9 +234,7 @@ stop_gw
 RX_DB=sqlite rx_backend
 MN=TEST-SITE-01
 RX_PORT=$(free_port tcp)
-"$TOP_PKI/make-ca.sh" "$T/pki" >/dev/null
-"$TOP_PKI/make-server.sh" "$T/pki" localhost >/dev/null
-"$TOP_PKI/make-gateway.sh" "$T/pki" "$MN" >/dev/null
+make_pki "$T/pki" "$MN"
 "$BIN/sitegate-rx" --listen "127.0.0.1:$RX_PORT" --ca "$T/pki/ca.crt" --cert "$T/pki/server.crt" \
   --key "$T/pki/server.key" --db "$RX_TARGET" >>"$T/rx.log" 2>&1 &
 PIDS="$PIDS $!"

@@ -16,7 +16,6 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/uplink_lib.sh"
 rx_backend # RX_DB=sqlite (default) or pg: the receiver's back end
 TOP=$(cd "$HERE/../.." && pwd)
-PKI="$TOP/deploy/pki"
 MN=TEST-SITE-01
 RX_PORT=$(free_port tcp)
 CONSOLE_PORT=$(free_port tcp)
@@ -25,9 +24,7 @@ CONSOLE="http://127.0.0.1:$CONSOLE_PORT"
 browser_ready
 [ -f "$(dirname "$BIN")/share/sitegate-rx/web/index.html" ] || fail "no console beside $BIN: run make"
 
-"$PKI/make-ca.sh" "$T/pki" >/dev/null
-"$PKI/make-server.sh" "$T/pki" localhost >/dev/null
-"$PKI/make-gateway.sh" "$T/pki" "$MN" >/dev/null
+make_pki "$T/pki" "$MN"
 
 # ---- accounts: a short password is refused, a good one is hashed (yescrypt)
 echo short | "$BIN/sitegate-rx" passwd --users "$T/users" inspector 2>"$T/passwd.err" &&

@@ -10,7 +10,6 @@
 rx_backend # RX_DB=sqlite (default) or pg: the receiver's back end
 REPO=$(cd "$HERE/../.." && pwd)
 DATA="$REPO/tests/data/rx-v2"
-PKI="$REPO/deploy/pki"
 CODES="a34001 a34002 a34004 a01001 a01002 a01006 a01007 a01008 LA"
 
 case ${RX_DB:-sqlite} in
@@ -55,8 +54,7 @@ done
 frames=$(rx_sql "SELECT COUNT(*) FROM frames")
 ledger=$(rx_sql "SELECT COUNT(*) || '/' || MAX(seq) FROM ledger")
 
-"$PKI/make-ca.sh" "$T/pki" >/dev/null
-"$PKI/make-server.sh" "$T/pki" localhost >/dev/null
+make_pki "$T/pki"
 RX_PORT=$(free_port tcp)
 RX_LOG="$T/rx.log"
 run_rx() { # run_rx N: the Nth start, listening, then stopped with SIGTERM

@@ -10,15 +10,11 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pg.sh"
 . "$(dirname "$0")/uplink_lib.sh"
-REPO=$(cd "$HERE/../.." && pwd)
-PKI="$REPO/deploy/pki"
 MN=TEST-SITE-01
 RX_PORT=$(free_port tcp)
 METRICS_PORT=$(free_port tcp)
 
-"$PKI/make-ca.sh" "$T/pki" >/dev/null
-"$PKI/make-server.sh" "$T/pki" localhost >/dev/null
-"$PKI/make-gateway.sh" "$T/pki" "$MN" >/dev/null
+make_pki "$T/pki" "$MN"
 pg_start
 
 # start_rx NAME: receiver NAME (its log $T/rx-NAME.log).

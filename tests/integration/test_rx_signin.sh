@@ -7,15 +7,12 @@
 # (Counted in memory, the same on both back ends: run on SQLite.)
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
-TOP=$(cd "$HERE/../.." && pwd)
-PKI="$TOP/deploy/pki"
 RX_PORT=$(free_port tcp)
 CONSOLE_PORT=$(free_port tcp)
 METRICS_PORT=$(free_port tcp)
 CONSOLE="http://127.0.0.1:$CONSOLE_PORT"
 
-"$PKI/make-ca.sh" "$T/pki" >/dev/null
-"$PKI/make-server.sh" "$T/pki" localhost >/dev/null
+make_pki "$T/pki"
 echo 'correct horse 42' | "$BIN/sitegate-rx" passwd --users "$T/users" inspector || fail "passwd failed"
 echo 'another one 1234' | "$BIN/sitegate-rx" passwd --users "$T/users" auditor || fail "passwd failed"
 

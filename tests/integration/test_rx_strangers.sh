@@ -10,14 +10,10 @@
 . "$(dirname "$0")/pg.sh"
 . "$(dirname "$0")/uplink_lib.sh"
 rx_backend
-REPO=$(cd "$HERE/../.." && pwd)
-PKI="$REPO/deploy/pki"
 MN=TEST-SITE-01
 RX_PORT=$(free_port tcp)
 METRICS_PORT=$(free_port tcp)
-"$PKI/make-ca.sh" "$T/pki" >/dev/null
-"$PKI/make-server.sh" "$T/pki" localhost >/dev/null
-"$PKI/make-gateway.sh" "$T/pki" "$MN" >/dev/null
+make_pki "$T/pki" "$MN"
 
 RX_LOG="$T/rx.log"
 "$BIN/sitegate-rx" --listen "127.0.0.1:$RX_PORT" --ca "$T/pki/ca.crt" --cert "$T/pki/server.crt" \

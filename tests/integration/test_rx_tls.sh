@@ -14,12 +14,8 @@ METRICS_PORT=$(free_port tcp)
 MN=HLJ-HRB-0001
 OTHER=HLJ-HRB-0002
 
-"$PKI/make-ca.sh" "$T/pki" >/dev/null
-"$PKI/make-server.sh" "$T/pki" localhost >/dev/null
-"$PKI/make-gateway.sh" "$T/pki" "$MN" >/dev/null
-"$PKI/make-gateway.sh" "$T/pki" "$OTHER" >/dev/null
-"$PKI/make-ca.sh" "$T/evil" >/dev/null
-"$PKI/make-gateway.sh" "$T/evil" "$MN" >/dev/null
+make_pki "$T/pki" "$MN" "$OTHER"
+make_pki "$T/evil" "$MN"
 "$PKI/make-gateway.sh" "$T/pki" "$MN" | grep -q "exists, kept" || fail "make-gateway.sh is not idempotent"
 
 # Frames as a gateway would make them (CRC of HJ 212-2017 Appendix A, signed

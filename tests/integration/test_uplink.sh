@@ -10,16 +10,11 @@
 . "$(dirname "$0")/pg.sh"
 . "$(dirname "$0")/uplink_lib.sh"
 rx_backend # RX_DB=sqlite (default) or pg: the receiver's back end
-REPO=$(cd "$HERE/../.." && pwd)
-PKI="$REPO/deploy/pki"
 MN=TEST-SITE-01
 RX_PORT=$(free_port tcp)
 
-"$PKI/make-ca.sh" "$T/pki" >/dev/null
-"$PKI/make-server.sh" "$T/pki" localhost >/dev/null
-"$PKI/make-gateway.sh" "$T/pki" "$MN" >/dev/null
-"$PKI/make-ca.sh" "$T/evil" >/dev/null
-"$PKI/make-gateway.sh" "$T/evil" "$MN" >/dev/null
+make_pki "$T/pki" "$MN"
+make_pki "$T/evil" "$MN"
 
 RX_LOG="$T/rx.log"
 RX_PID=""
