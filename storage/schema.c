@@ -87,7 +87,7 @@
  * sum and, for levels, the energy sum of 10^(0.1 L); NULL otherwise.
  * roll_1m and roll_1h buckets are UTC multiples of 60 and 3600 s; roll_1d
  * buckets start at local midnight of the writer's TZ. They and latest
- * trail raw by up to STOR_ROLL_FLUSH_MS (batch.c), and hold exactly the raw
+ * are written late (batch.c; readers add the rest, reader.c), and hold exactly the raw
  * rows of a series with t <= latest.t: newer ones are rolled up from raw
  * at the next open after a crash. (A sitegate older than that rule would
  * not know to, after a crash.)
