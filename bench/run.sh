@@ -12,7 +12,8 @@
 #   batch window, the baseline for the write budget's longer one;
 #   (d) the uplink's drain; (e) bytes written per reading at 300 and 3,000
 #   readings/s, against the 50 ms window (bench/written.sh); (f) database
-#   bytes per reading for a simulated week of the demo site (bench/week.sh).
+#   bytes per reading for a simulated week of the demo site (bench/week.sh);
+#   (g) reads over a month of the demo site (bench/month.sh).
 # Prints the figures and ends with one `bench: key=value ...` line. It never
 # fails the build on a missed target; it says so.
 set -eu
@@ -152,4 +153,12 @@ wk_out=$(SITEGATE_BIN="$BIN" bash "$(dirname "$0")/week.sh" 2>&1) || true
 printf '%s\n' "$wk_out" | grep -v '^bench:' || true
 bprw=$(printf '%s\n' "$wk_out" | sed -n 's/^bench: bytes_per_reading_week=//p' | tail -1)
 check "<= 8 bytes per reading for a week of the demo site (${bprw:-?})" "${bprw:-1e9}" 8 "<="
-echo "bench: bare_req_s=$bare_req ingest1_req_s=$req1 ratio=$ratio ingest10_records_s=$rec10 ingest10_batch50_records_s=$rec10b p99_ms_at_10k=$p99 p99_batch50_ms_at_10k=$p99b rss_mb=$rss_mb rss_batch50_mb=$rss0_mb bytes_per_reading=$bpr ingest1_1000ports_req_s=$req1k ingest10_json_records_s=$rec10j json10_records_s=$rec10j json10_decode_records_s=${jsmn_dec:-0} uplink_drain_records_s=${drain:-0} written_per_reading_300=${w300:-0} written_per_reading_3000=${w3000:-0} written_baseline_300=${wb300:-0} written_baseline_3000=${wb3000:-0} bytes_per_reading_week=${bprw:-0}"
+# (g) reads over a month of the demo site: sitectl readings --step 1m and
+# raw over 30 days, and the month's report (bench/month.sh; issue 15: no
+# slower than the row layout, which is measured by running month.sh with
+# SITEGATE_BIN at such a build).
+mo_out=$(SITEGATE_BIN="$BIN" bash "$(dirname "$0")/month.sh" 2>&1) || true
+printf '%s\n' "$mo_out" | grep -v '^bench:' || true
+mfield() { printf '%s\n' "$mo_out" | grep '^bench:' | tail -1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+step1m=$(mfield step1m_30d_ms); raw30=$(mfield raw_30d_ms); repm=$(mfield report_month_ms)
+echo "bench: bare_req_s=$bare_req ingest1_req_s=$req1 ratio=$ratio ingest10_records_s=$rec10 ingest10_batch50_records_s=$rec10b p99_ms_at_10k=$p99 p99_batch50_ms_at_10k=$p99b rss_mb=$rss_mb rss_batch50_mb=$rss0_mb bytes_per_reading=$bpr ingest1_1000ports_req_s=$req1k ingest10_json_records_s=$rec10j json10_records_s=$rec10j json10_decode_records_s=${jsmn_dec:-0} uplink_drain_records_s=${drain:-0} written_per_reading_300=${w300:-0} written_per_reading_3000=${w3000:-0} written_baseline_300=${wb300:-0} written_baseline_3000=${wb3000:-0} bytes_per_reading_week=${bprw:-0} step1m_30d_ms=${step1m:-0} raw_30d_ms=${raw30:-0} report_month_ms=${repm:-0}"

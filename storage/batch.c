@@ -19,13 +19,14 @@
  * and latest, batch after batch (a quarter to a third of the writer's
  * CPU, measured in schema.c). A reading newer than what its series has
  * rolled up is summed into a pending minute bucket in memory instead, and
- * a commit writes all pending buckets once STOR_ROLL_FLUSH_MS have passed
- * (and for stor_flush, stor_close and a retention pass): one upsert per
- * minute, hour and day touched, hours and days summed from the minute
- * buckets, and the series' latest value. A reading no newer than that (a late one) is
- * rolled up at once, as before. Readers, on their own connections, thus
- * see a reading in raw at its commit and in rollups and latest within
- * STOR_ROLL_FLUSH_MS more (plus the commits under way, db.c).
+ * a commit writes all pending buckets when db.c says (at the latest
+ * STOR_ROLL_FLUSH_MS later; before compaction and retention; for
+ * stor_flush): one upsert per minute, hour and day touched, hours and
+ * days summed from the minute buckets, and the series' latest value. A
+ * reading no newer than that (a late one) is rolled up at once, as before.
+ * Readers, on their own connections, see a reading in raw, in rollups and
+ * in latest values at its commit: they add the pending tail rows (t >
+ * latest.t) to the tables' rows themselves (reader.c).
  *
  * What makes deferring safe is an invariant every commit keeps: the rollup
  * tables hold exactly the raw rows of a series with t <= latest.t, since

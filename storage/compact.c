@@ -50,7 +50,7 @@ int stor__compact_open(stor_db_t *db) {
       {&db->s_blk_put, "INSERT INTO block(series, t0, t1, n, data) VALUES(?1, ?2, ?3, ?4, ?5)"},
       {&db->s_blk_del, "DELETE FROM block WHERE series = ?1 AND t0 = ?2"},
       {&db->s_tail_min, "SELECT slot FROM tail ORDER BY slot LIMIT 1"},
-      {&db->s_tail_nth, "SELECT slot FROM tail ORDER BY slot, series, t LIMIT 1 OFFSET ?1"},
+      {&db->s_tail_nth, "SELECT slot FROM tail ORDER BY slot, t, series LIMIT 1 OFFSET ?1"},
       {&db->s_tail_take, "SELECT series, t, v FROM tail WHERE slot < ?1"},
       {&db->s_tail_del, "DELETE FROM tail WHERE slot < ?1"},
       {&db->s_tail_count, "SELECT count(*) FROM tail"},

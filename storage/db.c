@@ -27,16 +27,18 @@
  * retried every second, so nothing stor_append accepted is dropped while
  * the process lives.
  *
- * Rollups and latest values trail the raw rows (batch.c): a batch writes
- * them when roll_ms (STOR_ROLL_FLUSH_MS, or batch_ms when that is longer,
- * so that they ride on the readings' commits) have passed since the
- * commit that left some pending began, and at once for stor_flush,
- * stor_close and a retention pass that would delete pending raw rows; with
- * no batch to ride on, the writer commits them on their own. So a reader
- * sees a reading in the rollups and latest values at most roll_ms after it
- * sees it in raw, plus the batch then under way and the commit that writes
- * them (under overload each takes up to a few hundred ms; at a real
- * site's pace a few ms). stor_flush returns once both are written.
+ * Rollups and latest values are written late, and readers do not wait
+ * for them (batch.c, reader.c): a reader adds the readings its series has
+ * pending (tail rows newer than its latest value) to what the rollup
+ * tables and `latest` hold, in one read transaction. Each write of them
+ * dirties a page or more per series (3,000 series: ~350 KiB on a new
+ * database), which at a site's pace cost more than the readings
+ * themselves (bench/written.sh: 287 bytes written a reading at 300/s
+ * when every 5 s commit wrote them). So a batch writes them only when the
+ * compactor or a retention pass needs them rolled up, for stor_flush,
+ * when STOR_PEND_MAX minute buckets are set aside, and at the latest
+ * roll_ms (STOR_ROLL_FLUSH_MS) after the commit that left some pending;
+ * never at close: the next open reads them back from the tail.
  *
  * Work that needs the connection from another thread (device ids,
  * retention on demand, test hooks) is posted as a request and runs on the
@@ -134,7 +136,9 @@ static int64_t wall_ms(void) { return (int64_t)llround(sg_now() * 1000.0); }
 static bool roll_due(const stor_db_t *db, uint64_t now, bool urgent) {
   if (!db->roll_pending)
     return false;
-  return db->stopping || db->roll_now || db->flushers > 0 || (!urgent && now >= db->roll_due);
+  /* Not for stopping: what is pending is read back from the tail at the
+   * next open (batch.c), and readers add it meanwhile (reader.c). */
+  return db->roll_now || db->flushers > 0 || (!urgent && now >= db->roll_due);
 }
 
 /* With mu held: whether to start a batch (or, with nothing queued, a commit
@@ -221,7 +225,7 @@ static void commit_queued(stor_db_t *db) {
   size_t n = db->count;
   uint64_t inserted = 0, dups = 0, seq = db->flush_seq;
   uint64_t began = sg_mono_ms();
-  bool flush = db->roll_pending ? roll_due(db, began, false) : db->stopping || db->flushers > 0;
+  bool flush = db->roll_pending ? roll_due(db, began, false) : db->flushers > 0;
   db->taken = n;
   pthread_mutex_unlock(&db->mu);
 
@@ -348,17 +352,13 @@ static void *writer_main(void *arg) {
       retention_owed = true;
       compact_owed = true;
       db->next_compact_check = 0; /* the tail grew: look again (in memory, cheap) */
-      if (db->stopping && (db->count > 0 || db->roll_pending) &&
-          ++close_tries >= STOR_CLOSE_TRIES) {
-        if (db->count > 0)
-          log_err("closing with %zu readings that could not be committed", db->count);
-        else
-          log_warn("closing with rollups not written; the next start writes them from raw");
+      if (db->stopping && db->count > 0 && ++close_tries >= STOR_CLOSE_TRIES) {
+        log_err("closing with %zu readings that could not be committed", db->count);
         break;
       }
       continue;
     }
-    if (db->stopping && db->count == 0 && !db->roll_pending)
+    if (db->stopping && db->count == 0)
       break;
     wait_until(db, next_wake(db));
   }
@@ -714,9 +714,7 @@ int stor_open(const stor_options_t *opt, stor_db_t **out) {
     db->batch_readings = db->queue_max / 2 > 0 ? db->queue_max / 2 : 1;
   db->raw_days = opt->raw_days > 0 ? opt->raw_days : STOR_DEFAULT_RAW_DAYS;
   db->st.queue_max = db->queue_max;
-  /* Rollups ride on the readings' commits: with a window longer than
-   * their delay they would otherwise take commits of their own. */
-  db->roll_ms = db->batch_ms > STOR_ROLL_FLUSH_MS ? db->batch_ms : STOR_ROLL_FLUSH_MS;
+  db->roll_ms = STOR_ROLL_FLUSH_MS;
   db->path = strdup(opt->path);
   db->ring = stor__pages_alloc(db->queue_max * sizeof(*db->ring));
   if (!db->path || !db->ring) {

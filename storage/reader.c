@@ -1,21 +1,31 @@
 /* The read side: one read-only connection per thread. In WAL mode a reader
  * sees the last committed state and neither waits for the writer nor holds
  * it up; each call resets its statements before returning, so no snapshot
- * outlives a call (an open one would keep the checkpoint from finishing). */
+ * outlives a call (an open one would keep the checkpoint from finishing).
+ *
+ * The writer writes rollups and latest values late (batch.c, db.c): the
+ * tables hold exactly a series' readings with t <= latest.t, and the newer
+ * ones are pending, in the tail. A rollup query or stor_latest therefore
+ * adds the pending tail rows to the tables' rows, in the same read
+ * transaction, so a reading is in every answer from its commit on. */
 #define LOG_MODULE "storage"
 #include "common/common.h"
+#include "protocol/protocol.h"
 #include "storage/storage_int.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct stor_reader {
   sqlite3 *db;
   sqlite3_stmt *s_find, *s_points[4], *s_latest, *s_count, *s_pages, *s_page_size;
   sqlite3_stmt *s_begin, *s_end, *s_blk_first, *s_tail_next,
       *s_tail; /* raw: s_points[0] is blocks */
+  sqlite3_stmt *s_rolled, *s_tail_all;
+  int64_t day0, day1; /* the last local day looked up, [day0, day1) in seconds */
 };
 
 #define ROLL_SELECT(table)                                                                         \
@@ -45,9 +55,13 @@ static int prepare(stor_reader_t *r) {
       {&r->s_points[STOR_STEP_1D], ROLL_SELECT("roll_1d")},
       {&r->s_tail, "SELECT t, v FROM tail WHERE slot = ?1 AND series = ?2 AND t >= ?3 AND t < ?4"
                    " ORDER BY t"},
-      {&r->s_latest, "SELECT d.name, s.quantity, l.t, l.v FROM latest l"
-                     " JOIN series s ON s.id = l.series JOIN device d ON d.id = s.device"
+      /* Every series, for stor_latest: with its latest row if it has one,
+       * and the tail rows newer than it. */
+      {&r->s_latest, "SELECT s.id, d.name, s.quantity, l.t, l.v FROM series s"
+                     " JOIN device d ON d.id = s.device LEFT JOIN latest l ON l.series = s.id"
                      " ORDER BY d.name, s.quantity"},
+      {&r->s_rolled, "SELECT t FROM latest WHERE series = ?1"},
+      {&r->s_tail_all, "SELECT series, t, v FROM tail"},
       {&r->s_count, "SELECT value FROM counter WHERE name = 'raw_rows'"},
       {&r->s_pages, "PRAGMA page_count"},
       {&r->s_page_size, "PRAGMA page_size"},
@@ -89,7 +103,7 @@ void stor_reader_close(stor_reader_t *r) {
   sqlite3_stmt *stmts[] = {r->s_find,      r->s_points[0], r->s_points[1], r->s_points[2],
                            r->s_points[3], r->s_latest,    r->s_count,     r->s_pages,
                            r->s_page_size, r->s_begin,     r->s_end,       r->s_blk_first,
-                           r->s_tail_next, r->s_tail};
+                           r->s_tail_next, r->s_tail,      r->s_rolled,    r->s_tail_all};
   for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
     sqlite3_finalize(stmts[i]);
   sqlite3_close(r->db);
@@ -117,22 +131,6 @@ static int find_series(stor_reader_t *r, const char *device, int quantity, int64
 }
 
 static int64_t ceil_div(int64_t a, int64_t b) { return a / b + (a % b > 0); }
-
-static void read_point(sqlite3_stmt *st, stor_step_t step, stor_point_t *p) {
-  if (step == STOR_STEP_RAW) {
-    double v = stor__column_value(st, 1);
-    *p = (stor_point_t){.t_ms = sqlite3_column_int64(st, 0), .n = 1, .min = v, .max = v, .mean = v};
-    return;
-  }
-  p->t_ms = sqlite3_column_int64(st, 0) * 1000;
-  p->n = (uint32_t)sqlite3_column_int64(st, 1);
-  p->min = sqlite3_column_double(st, 2) / STOR_ROLL_SCALE;
-  p->max = sqlite3_column_double(st, 3) / STOR_ROLL_SCALE;
-  if (sqlite3_column_type(st, 5) != SQLITE_NULL) /* a level: energy mean */
-    p->mean = 10.0 * log10(sqlite3_column_double(st, 5) / p->n);
-  else
-    p->mean = sqlite3_column_double(st, 4) / STOR_ROLL_SCALE / p->n;
-}
 
 /* A growing array of points. */
 typedef struct pts {
@@ -266,12 +264,191 @@ static int raw_points(stor_reader_t *r, int64_t series, int64_t since, int64_t u
   return rc;
 }
 
+/* ---- rollups: the tables' rows plus what is pending in the tail */
+
+static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b < 0); }
+
+/* The local midnight at or before `s`, as the writer reckons it
+ * (batch.c's day_of, with a one-day cache). */
+static int64_t day_start(stor_reader_t *r, int64_t s) {
+  if (r->day0 < r->day1 && r->day0 <= s && s < r->day1)
+    return r->day0;
+  time_t tt = (time_t)s;
+  struct tm tm, next;
+  localtime_r(&tt, &tm);
+  tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+  tm.tm_isdst = -1;
+  next = tm;
+  next.tm_mday++;
+  int64_t a = (int64_t)mktime(&tm), b = (int64_t)mktime(&next);
+  if (a <= s && s < b) {
+    r->day0 = a;
+    r->day1 = b;
+    return a;
+  }
+  return a <= s ? a : s;
+}
+
+/* One bucket as a rollup row keeps it (values times STOR_ROLL_SCALE). */
+typedef struct acc {
+  int64_t t; /* start, Unix seconds */
+  int64_t n;
+  double vmin, vmax, vsum, esum;
+  bool level;
+} acc_t;
+
+static void acc_point(const acc_t *a, stor_point_t *p) {
+  p->t_ms = a->t * 1000;
+  p->n = (uint32_t)a->n;
+  p->min = a->vmin / STOR_ROLL_SCALE;
+  p->max = a->vmax / STOR_ROLL_SCALE;
+  if (a->level) /* an energy mean (GB 12523-2011) */
+    p->mean = 10.0 * log10(a->esum / (double)a->n);
+  else
+    p->mean = a->vsum / STOR_ROLL_SCALE / (double)a->n;
+}
+
+/* Adds `b` into `a` (same bucket). */
+static void acc_merge(acc_t *a, const acc_t *b) {
+  a->n += b->n;
+  a->vmin = b->vmin < a->vmin ? b->vmin : a->vmin;
+  a->vmax = b->vmax > a->vmax ? b->vmax : a->vmax;
+  a->vsum += b->vsum;
+  a->esum += b->esum;
+}
+
+static bool pts_add(pts_t *a, const acc_t *x) {
+  if (a->n == a->cap) {
+    size_t want = a->cap ? a->cap * 2 : 64;
+    stor_point_t *grown = realloc(a->p, want * sizeof(*grown));
+    if (!grown)
+      return false;
+    a->p = grown;
+    a->cap = want;
+  }
+  acc_point(x, &a->p[a->n++]);
+  return true;
+}
+
+/* The pending readings (tail rows newer than the series' latest value)
+ * whose bucket of `step` starts in [lo, hi) seconds, summed per bucket into
+ * *out (ascending; *n of them). */
+static int pending_buckets(stor_reader_t *r, int64_t series, bool level, stor_step_t step,
+                           int64_t lo, int64_t hi, acc_t **out, size_t *n) {
+  int64_t rolled = INT64_MIN;
+  *out = NULL;
+  *n = 0;
+  sqlite3_bind_int64(r->s_rolled, 1, series);
+  int rc = sqlite3_step(r->s_rolled);
+  if (rc == SQLITE_ROW)
+    rolled = sqlite3_column_int64(r->s_rolled, 0);
+  sqlite3_reset(r->s_rolled);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return rc;
+  /* A reading is at or after its bucket's start, and within a day (25 h
+   * at a clock change) of it. */
+  int64_t span = step == STOR_STEP_1M ? 60 : step == STOR_STEP_1H ? 3600 : 25 * 3600;
+  int64_t from = lo * 1000, to = hi > INT64_MAX / 1000 - span ? INT64_MAX : (hi + span) * 1000;
+  if (rolled != INT64_MIN && rolled + 1 > from)
+    from = rolled + 1;
+  if (from >= to)
+    return SQLITE_OK;
+  pts_t rows = {0};
+  if ((rc = tail_rows(r, series, from, to, &rows)) != SQLITE_OK) {
+    free(rows.p);
+    return rc;
+  }
+  acc_t *b = rows.n ? malloc(rows.n * sizeof(*b)) : NULL;
+  if (rows.n && !b) {
+    free(rows.p);
+    return SQLITE_NOMEM;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < rows.n; i++) {
+    int64_t sec = floor_div(rows.p[i].t_ms, 1000);
+    int64_t t = step == STOR_STEP_1M   ? floor_div(sec, 60) * 60
+                : step == STOR_STEP_1H ? floor_div(sec, 3600) * 3600
+                                       : day_start(r, sec);
+    if (t < lo || t >= hi)
+      continue;
+    double v = rows.p[i].min, sv = v * STOR_ROLL_SCALE;
+    acc_t x = {.t = t,
+               .n = 1,
+               .vmin = sv,
+               .vmax = sv,
+               .vsum = sv,
+               .esum = level ? pow(10.0, 0.1 * v) : 0,
+               .level = level};
+    if (k > 0 && b[k - 1].t == t)
+      acc_merge(&b[k - 1], &x);
+    else
+      b[k++] = x; /* the rows ascend, so do their buckets */
+  }
+  free(rows.p);
+  *out = b;
+  *n = k;
+  return SQLITE_OK;
+}
+
+/* Rollup points of `step` starting in [since, until), at most `limit`:
+ * the table's rows merged with the pending buckets, in one read
+ * transaction. */
+static int roll_points(stor_reader_t *r, int64_t series, bool level, stor_step_t step,
+                       int64_t since, int64_t until, size_t limit, pts_t *out) {
+  int64_t lo = ceil_div(since, 1000), hi = ceil_div(until, 1000); /* rollups keep seconds */
+  acc_t *pend = NULL;
+  size_t np = 0, pi = 0;
+  int rc = sqlite3_step(r->s_begin);
+  sqlite3_reset(r->s_begin);
+  rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+  if (rc == SQLITE_OK)
+    rc = pending_buckets(r, series, level, step, lo, hi, &pend, &np);
+  sqlite3_stmt *st = r->s_points[step];
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_int64(st, 1, series);
+    sqlite3_bind_int64(st, 2, lo);
+    sqlite3_bind_int64(st, 3, hi);
+    sqlite3_bind_int64(st, 4, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
+    while (out->n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+      acc_t x = {.t = sqlite3_column_int64(st, 0),
+                 .n = sqlite3_column_int64(st, 1),
+                 .vmin = sqlite3_column_double(st, 2),
+                 .vmax = sqlite3_column_double(st, 3),
+                 .vsum = sqlite3_column_double(st, 4),
+                 .esum = sqlite3_column_double(st, 5),
+                 .level = sqlite3_column_type(st, 5) != SQLITE_NULL};
+      for (; pi < np && pend[pi].t < x.t && out->n < limit; pi++)
+        if (!pts_add(out, &pend[pi]))
+          break;
+      if (pi < np && pend[pi].t < x.t && out->n < limit) {
+        rc = SQLITE_NOMEM;
+        break;
+      }
+      if (pi < np && pend[pi].t == x.t)
+        acc_merge(&x, &pend[pi++]);
+      if (out->n < limit && !pts_add(out, &x)) {
+        rc = SQLITE_NOMEM;
+        break;
+      }
+    }
+    sqlite3_reset(st);
+    rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+  }
+  for (; rc == SQLITE_OK && pi < np && out->n < limit; pi++)
+    if (!pts_add(out, &pend[pi]))
+      rc = SQLITE_NOMEM;
+  free(pend);
+  int end = sqlite3_step(r->s_end);
+  sqlite3_reset(r->s_end);
+  if (rc == SQLITE_OK && end != SQLITE_DONE)
+    rc = end;
+  return rc;
+}
+
 int stor_query(stor_reader_t *r, const char *device, int quantity, stor_step_t step,
                int64_t since_ms, int64_t until_ms, size_t limit, stor_point_t **out, size_t *n) {
   int rc;
   int64_t series = 0;
-  stor_point_t *pts = NULL;
-  size_t have = 0, cap = 0;
   if (!r || !device || !out || !n || step < STOR_STEP_RAW || step > STOR_STEP_1D)
     return -EINVAL;
   *out = NULL;
@@ -280,69 +457,103 @@ int stor_query(stor_reader_t *r, const char *device, int quantity, stor_step_t s
       since_ms >= until_ms)
     return rc;
 
-  if (step == STOR_STEP_RAW) {
-    pts_t got = {0};
-    int src = raw_points(r, series, since_ms, until_ms, limit, &got);
-    if (src != SQLITE_OK) {
-      free(got.p);
-      return src == SQLITE_NOMEM ? -ENOMEM : stor__fail(r->db, src, "query");
-    }
-    *out = got.p;
-    *n = got.n;
-    if (!got.n) {
-      free(got.p);
-      *out = NULL;
-    }
-    return 0;
+  pts_t got = {0};
+  int src = step == STOR_STEP_RAW ? raw_points(r, series, since_ms, until_ms, limit, &got)
+                                  : roll_points(r, series, proto_quantity_is_level(quantity), step,
+                                                since_ms, until_ms, limit, &got);
+  if (src != SQLITE_OK) {
+    free(got.p);
+    return src == SQLITE_NOMEM ? -ENOMEM : stor__fail(r->db, src, "query");
   }
-  sqlite3_stmt *st = r->s_points[step];
-  int64_t div = step == STOR_STEP_RAW ? 1 : 1000; /* rollups keep seconds */
-  sqlite3_bind_int64(st, 1, series);
-  sqlite3_bind_int64(st, 2, ceil_div(since_ms, div));
-  sqlite3_bind_int64(st, 3, ceil_div(until_ms, div));
-  sqlite3_bind_int64(st, 4, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
-  int src;
-  while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-    if (have == cap) {
-      size_t want = cap ? cap * 2 : 64;
-      stor_point_t *grown = realloc(pts, want * sizeof(*pts));
+  *out = got.n ? got.p : NULL;
+  if (!got.n)
+    free(got.p);
+  *n = got.n;
+  return 0;
+}
+
+/* The newest tail row of each series, indexed by series id. */
+typedef struct newest {
+  int64_t t; /* INT64_MIN: none */
+  double v;
+} newest_t;
+
+static int tail_newest(stor_reader_t *r, newest_t **out, size_t *n) {
+  newest_t *a = NULL;
+  size_t cap = 0;
+  int rc;
+  sqlite3_stmt *st = r->s_tail_all;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    int64_t id = sqlite3_column_int64(st, 0), t = sqlite3_column_int64(st, 1);
+    if (id <= 0 || id > UINT32_MAX) {
+      rc = SQLITE_CORRUPT;
+      break;
+    }
+    if ((size_t)id >= cap) {
+      size_t want = ((size_t)id + 1) * 2;
+      newest_t *grown = realloc(a, want * sizeof(*grown));
       if (!grown) {
-        rc = -ENOMEM;
+        rc = SQLITE_NOMEM;
         break;
       }
-      pts = grown;
+      for (size_t k = cap; k < want; k++)
+        grown[k].t = INT64_MIN;
+      a = grown;
       cap = want;
     }
-    read_point(st, step, &pts[have++]);
+    if (t > a[id].t)
+      a[id] = (newest_t){.t = t, .v = stor__column_value(st, 2)};
   }
-  if (rc == 0 && src != SQLITE_DONE)
-    rc = stor__fail(r->db, src, "query");
   sqlite3_reset(st);
-  if (rc != 0) {
-    free(pts);
+  if (rc != SQLITE_DONE) {
+    free(a);
     return rc;
   }
-  *out = have ? pts : NULL;
-  if (!have)
-    free(pts);
-  *n = have;
-  return 0;
+  *out = a;
+  *n = cap;
+  return SQLITE_OK;
 }
 
 int stor_latest(stor_reader_t *r, stor_latest_cb cb, void *arg) {
   if (!r || !cb)
     return -EINVAL;
+  /* latest rows and the tail rows newer than them (pending), in one read
+   * transaction: one pass over the tail, which the compactor keeps short. */
+  newest_t *tail = NULL;
+  size_t ntail = 0;
+  int rc = sqlite3_step(r->s_begin);
+  sqlite3_reset(r->s_begin);
+  rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+  if (rc == SQLITE_OK)
+    rc = tail_newest(r, &tail, &ntail);
   sqlite3_stmt *st = r->s_latest;
-  int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (cb(arg, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int(st, 1),
-           sqlite3_column_int64(st, 2), sqlite3_column_double(st, 3)) != 0) {
+  while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+    if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+      break;
+    int64_t id = sqlite3_column_int64(st, 0), t = INT64_MIN;
+    double v = 0;
+    if (sqlite3_column_type(st, 3) != SQLITE_NULL) {
+      t = sqlite3_column_int64(st, 3);
+      v = sqlite3_column_double(st, 4);
+    }
+    if (id > 0 && (size_t)id < ntail && tail[id].t > t) {
+      t = tail[id].t;
+      v = tail[id].v;
+    }
+    if (t == INT64_MIN)
+      continue; /* a series with no reading yet */
+    if (cb(arg, (const char *)sqlite3_column_text(st, 1), sqlite3_column_int(st, 2), t, v) != 0) {
       rc = SQLITE_DONE;
       break;
     }
   }
-  int ret = rc == SQLITE_DONE ? 0 : stor__fail(r->db, rc, "latest");
   sqlite3_reset(st);
+  free(tail);
+  int end = sqlite3_step(r->s_end);
+  sqlite3_reset(r->s_end);
+  int ret = rc == SQLITE_DONE && end == SQLITE_DONE
+                ? 0
+                : stor__fail(r->db, rc == SQLITE_DONE ? end : rc, "latest");
   return ret;
 }
 

@@ -209,12 +209,14 @@ typedef struct stor_pend {
   stor_bucket_t b;
 } stor_pend_t;
 
-/* Rollups and latest values are written this long after the first commit
- * that left readings pending (and by stor_flush, stor_close and retention),
- * in one upsert per series and bucket for everything pending: a series with
- * many readings in that time costs a few statements instead of four a
- * batch. Readers see them that much later than the raw rows (db.c). */
-#define STOR_ROLL_FLUSH_MS 1000
+/* Rollups and latest values are written at the latest this long after the
+ * first commit that left readings pending (else when the compactor or
+ * retention needs them, by stor_flush, or when STOR_PEND_MAX buckets are
+ * set aside; never at close), in one upsert per series and bucket for
+ * everything pending. Readers add what is pending from the tail meanwhile
+ * (reader.c), so nobody waits for them; each write costs a page or more
+ * per series (db.c). */
+#define STOR_ROLL_FLUSH_MS (600 * 1000)
 /* Pending minute buckets kept besides the open ones before a batch writes
  * them all at once (64 bytes each). */
 #define STOR_PEND_MAX 16384
@@ -295,7 +297,7 @@ int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_
  * fewer than STOR_BLOCK_SMALL readings is extended rather than followed by another small one; a
  * reading into an already compacted span (late) is merged into the block
  * it falls in. */
-#define STOR_SLOT_SHIFT 14                 /* tail slot = t >> 14: 16.4 s */
+#define STOR_SLOT_SHIFT 12                 /* tail slot = t >> 12: 4.1 s (schema.c, version 9) */
 #define STOR_COMPACT_ROWS 131072           /* 24 B each in memory during a step */
 #define STOR_COMPACT_AGE_MS (3600 * 1000)  /* an older tail row starts a step */
 #define STOR_COMPACT_KEEP_MS (1800 * 1000) /* rows younger than this then stay */
@@ -360,7 +362,7 @@ struct stor_db {
   bool stopping;
   bool exited;          /* the writer thread has ended */
   uint32_t max_device;  /* highest id stor_device_id handed out */
-  int roll_ms;          /* STOR_ROLL_FLUSH_MS or batch_ms if longer; tests lengthen it */
+  int roll_ms;          /* STOR_ROLL_FLUSH_MS; tests change it */
   bool roll_pending;    /* the writer holds readings not rolled up yet */
   bool roll_now;        /* ... and must write them (retention is waiting) */
   uint64_t roll_due;    /* monotonic ms when they are to be written */
