@@ -70,14 +70,8 @@ code=$(curl -s -o /dev/null -w '%{http_code}' --cookie "rxsid=$(printf '%064d' 0
 # under their limits.
 cat >"$T/hours.py" <<'PY'
 import datetime, sys
+from hj212 import frame
 mn = sys.argv[1]
-def crc(b):
-    c = 0xFFFF
-    for x in b:
-        c = (c >> 8) ^ x
-        for _ in range(8):
-            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
-    return c
 bj = datetime.timezone(datetime.timedelta(hours=8))
 now = datetime.datetime.now(bj)
 first = (now.replace(day=1, hour=0, minute=0, second=0, microsecond=0) - datetime.timedelta(days=1)).replace(day=1)
@@ -88,9 +82,9 @@ for k in range(72):
     cp = (f"DataTime={h.strftime('%Y%m%d%H%M%S')};a34002-Avg={100 + (k % 6) * 25:.1f},a34002-Flag=N;"
           f"LA-Avg={48 + (k % 4) * 6:.1f},LA-Max={60 + (k % 4) * 6:.1f},LA-Flag=N")
     d = f"QN={qn};ST=39;CN=2061;PW=123456;MN={mn};Flag=5;CP=&&{cp}&&".encode()
-    sys.stdout.buffer.write(b"##%04d" % len(d) + d + b"%04X\r\n" % crc(d))
+    sys.stdout.buffer.write(frame(d))
 PY
-"$PY" "$T/hours.py" "$MN" >"$T/hours.txt" 2>"$T/prev_month" || fail "making the hour frames"
+PYTHONPATH="$HERE" "$PY" "$T/hours.py" "$MN" >"$T/hours.txt" 2>"$T/prev_month" || fail "making the hour frames"
 PREV_MONTH=$(cat "$T/prev_month")
 mkfifo "$T/hours.in"
 openssl s_client -quiet -no_ign_eof -connect "127.0.0.1:$RX_PORT" -servername localhost \

@@ -23,17 +23,7 @@ make_pki "$T/evil" "$MN"
 cat >"$T/mk.py" <<'PY'
 import hashlib, subprocess, sys
 
-def crc(b):
-    c = 0xFFFF
-    for x in b:
-        c = (c >> 8) ^ x
-        for _ in range(8):
-            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
-    return c
-
-def frame(d):
-    d = d.encode()
-    return b"##%04d" % len(d) + d + b"%04X\r\n" % crc(d)
+from hj212 import der_to_raw, frame
 
 def head(mn, qn, cn, flag=5, extra=""):
     return f"QN={qn};ST=39;CN={cn};PW=123456;MN={mn};Flag={flag};{extra}CP=&&"
@@ -56,17 +46,6 @@ def packets(mn, qn, cn, cp):
     return b"".join(frame(head(mn, qn, cn, 7, f"PNUM={n};PNO={i + 1};") + c + "&&")
                     for i, c in enumerate(chunks))
 
-def der_to_raw(der):
-    assert der[0] == 0x30
-    i = 2
-    out = b""
-    for _ in range(2):
-        assert der[i] == 0x02
-        n = der[i + 1]
-        v = der[i + 2:i + 2 + n].lstrip(b"\0")
-        out += v.rjust(32, b"\0")
-        i += 2 + n
-    return out
 
 cmd, args = sys.argv[1], sys.argv[2:]
 out = sys.stdout.buffer
@@ -101,7 +80,7 @@ elif cmd == "digest":         # FILE... -> "FRAMES DIGEST" of their 2011/2051/20
     segs.sort()
     print(len(segs), hashlib.sha256(b"".join(d + b"\r\n" for _, d in segs)).hexdigest().upper())
 PY
-mk() { "$PY" "$T/mk.py" "$@"; }
+mk() { PYTHONPATH="$HERE" "$PY" "$T/mk.py" "$@"; }
 
 RX_LOG="$T/rx.log"
 "$BIN/sitegate-rx" --listen "127.0.0.1:$RX_PORT" --ca "$T/pki/ca.crt" --cert "$T/pki/server.crt" \

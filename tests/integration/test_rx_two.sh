@@ -110,20 +110,7 @@ stop_gw
 # ---- the race: one chain, two receivers at once
 cat >"$T/chain.py" <<'PY'
 import hashlib, subprocess, sys
-def crc(b):
-    c = 0xFFFF
-    for x in b:
-        c = (c >> 8) ^ x
-        for _ in range(8):
-            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
-    return c
-def raw(der):
-    i, out = 2, b""
-    for _ in range(2):
-        n = der[i + 1]
-        out += der[i + 2:i + 2 + n].lstrip(b"\0").rjust(32, b"\0")
-        i += 2 + n
-    return out
+from hj212 import der_to_raw, frame
 key, mn, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 prev = "0" * 64
 for seq in range(1, n + 1):
@@ -132,11 +119,11 @@ for seq in range(1, n + 1):
     h = hashlib.sha256(msg).hexdigest().upper()
     der = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=msg,
                          capture_output=True, check=True).stdout
-    d = f"QN=202611201200{seq:05d};ST=39;CN=6021;PW=123456;MN={mn};Flag=5;CP=&&{canon},Hash={h},Sig={raw(der).hex().upper()}&&".encode()
-    sys.stdout.buffer.write(b"##%04d" % len(d) + d + b"%04X\r\n" % crc(d))
+    d = f"QN=202611201200{seq:05d};ST=39;CN=6021;PW=123456;MN={mn};Flag=5;CP=&&{canon},Hash={h},Sig={der_to_raw(der).hex().upper()}&&".encode()
+    sys.stdout.buffer.write(frame(d))
     prev = h
 PY
-"$PY" "$T/chain.py" "$T/pki/gateway-$RACE.key" "$RACE" 30 >"$T/chain.txt"
+PYTHONPATH="$HERE" "$PY" "$T/chain.py" "$T/pki/gateway-$RACE.key" "$RACE" 30 >"$T/chain.txt"
 RX_PORT2=$(free_port tcp)
 "$BIN/sitegate-rx" --listen "127.0.0.1:$RX_PORT2" --ca "$T/pki/ca.crt" --cert "$T/pki/server.crt" \
   --key "$T/pki/server.key" --db "$PG_URI" >>"$T/rx-c.log" 2>&1 &
