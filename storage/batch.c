@@ -60,8 +60,6 @@ typedef struct run {
   stor_bucket_t b[STOR_ROLLUPS];
 } run_t;
 
-static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b < 0); }
-
 enum { ST_NEW, ST_CHECK, ST_INSERTED, ST_DUP };
 
 int stor__batch_open(stor_db_t *db) {
@@ -138,29 +136,16 @@ void stor__batch_free(stor_db_t *db) {
 /* The local day [*start, *end) that `s` (Unix seconds) lies in. A day that
  * mktime cannot make sense of is not cached and taken as [start, s + 1). */
 static void day_of(stor_db_t *db, int64_t s, int64_t *start, int64_t *end) {
-  stor_day_t *c = &db->days[(uint64_t)floor_div(s, 86400) % STOR_DAY_CACHE];
+  stor_day_t *c = &db->days[(uint64_t)stor__floor_div(s, 86400) % STOR_DAY_CACHE];
   if (c->start < c->end && c->start <= s && s < c->end) {
     *start = c->start;
     *end = c->end;
     return;
   }
-  time_t tt = (time_t)s;
-  struct tm tm, next;
-  localtime_r(&tt, &tm);
-  tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-  tm.tm_isdst = -1;
-  next = tm;
-  next.tm_mday++;
-  int64_t a = (int64_t)mktime(&tm), b = (int64_t)mktime(&next);
-  /* A zone whose clocks skip midnight starts that day at the first
-   * existing minute, which mktime gives; anything stranger is not cached. */
-  if (a <= s && s < b) {
-    *start = c->start = a;
-    *end = c->end = b;
-    return;
+  if (stor__local_day(s, start, end)) {
+    c->start = *start;
+    c->end = *end;
   }
-  *start = a <= s ? a : s;
-  *end = s + 1;
 }
 
 int64_t stor__day_start(stor_db_t *db, int64_t s) {
@@ -285,8 +270,8 @@ static int run_flush(stor_db_t *db, run_t *run) {
 
 /* A late reading, rolled up at once into the run of its series. */
 static int run_add(stor_db_t *db, run_t *run, int64_t t_ms, double v) {
-  int64_t s = floor_div(t_ms, 1000);
-  int64_t starts[STOR_ROLLUPS] = {floor_div(s, 60) * 60, floor_div(s, 3600) * 3600,
+  int64_t s = stor__floor_div(t_ms, 1000);
+  int64_t starts[STOR_ROLLUPS] = {stor__floor_div(s, 60) * 60, stor__floor_div(s, 3600) * 3600,
                                   stor__day_start(db, s)};
   double e = run->level ? pow(10.0, 0.1 * v) : 0;
   int rc = SQLITE_OK;
@@ -347,7 +332,7 @@ static int series_flush(stor_db_t *db, stor_series_t *se, const stor_pend_t *p, 
       b = &se->open;
       open = false;
     }
-    int64_t hour = floor_div(b->t, 3600) * 3600;
+    int64_t hour = stor__floor_div(b->t, 3600) * 3600;
     if (m->n > 0 && (m->t != b->t || m->day != b->day)) {
       rc = bucket_write(db, 0, se->id, se->level, m);
       m->n = 0;
@@ -424,7 +409,7 @@ static bool pend_room(stor_db_t *db) {
 static int pend_add(stor_db_t *db, uint32_t idx, int64_t t_ms, double v) {
   stor_series_t *se = &db->series.ser[idx];
   stor_bucket_t *b = &se->open;
-  int64_t s = floor_div(t_ms, 1000), minute = floor_div(s, 60) * 60;
+  int64_t s = stor__floor_div(t_ms, 1000), minute = stor__floor_div(s, 60) * 60;
   int rc = SQLITE_OK;
   if (b->n == 0 || b->t != minute || s < b->day || s >= b->day_end) {
     if (b->n > 0 && !pend_room(db)) {

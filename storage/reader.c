@@ -138,17 +138,24 @@ typedef struct pts {
   size_t n, cap;
 } pts_t;
 
-static bool pts_push(pts_t *a, int64_t t_ms, double v) {
+/* The next point of `a`, room made; NULL when there is no memory. */
+static stor_point_t *pts_next(pts_t *a) {
   if (a->n == a->cap) {
     size_t want = a->cap ? a->cap * 2 : 64;
     stor_point_t *grown = realloc(a->p, want * sizeof(*grown));
     if (!grown)
-      return false;
+      return NULL;
     a->p = grown;
     a->cap = want;
   }
-  a->p[a->n++] = (stor_point_t){.t_ms = t_ms, .n = 1, .min = v, .max = v, .mean = v};
-  return true;
+  return &a->p[a->n++];
+}
+
+static bool pts_push(pts_t *a, int64_t t_ms, double v) {
+  stor_point_t *p = pts_next(a);
+  if (p)
+    *p = (stor_point_t){.t_ms = t_ms, .n = 1, .min = v, .max = v, .mean = v};
+  return p != NULL;
 }
 
 /* The series' tail rows in [since, until), ascending. */
@@ -266,27 +273,17 @@ static int raw_points(stor_reader_t *r, int64_t series, int64_t since, int64_t u
 
 /* ---- rollups: the tables' rows plus what is pending in the tail */
 
-static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b < 0); }
-
 /* The local midnight at or before `s`, as the writer reckons it
  * (batch.c's day_of, with a one-day cache). */
 static int64_t day_start(stor_reader_t *r, int64_t s) {
   if (r->day0 < r->day1 && r->day0 <= s && s < r->day1)
     return r->day0;
-  time_t tt = (time_t)s;
-  struct tm tm, next;
-  localtime_r(&tt, &tm);
-  tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-  tm.tm_isdst = -1;
-  next = tm;
-  next.tm_mday++;
-  int64_t a = (int64_t)mktime(&tm), b = (int64_t)mktime(&next);
-  if (a <= s && s < b) {
+  int64_t a, b;
+  if (stor__local_day(s, &a, &b)) {
     r->day0 = a;
     r->day1 = b;
-    return a;
   }
-  return a <= s ? a : s;
+  return a;
 }
 
 /* One bucket as a rollup row keeps it (values times STOR_ROLL_SCALE). */
@@ -318,16 +315,10 @@ static void acc_merge(acc_t *a, const acc_t *b) {
 }
 
 static bool pts_add(pts_t *a, const acc_t *x) {
-  if (a->n == a->cap) {
-    size_t want = a->cap ? a->cap * 2 : 64;
-    stor_point_t *grown = realloc(a->p, want * sizeof(*grown));
-    if (!grown)
-      return false;
-    a->p = grown;
-    a->cap = want;
-  }
-  acc_point(x, &a->p[a->n++]);
-  return true;
+  stor_point_t *p = pts_next(a);
+  if (p)
+    acc_point(x, p);
+  return p != NULL;
 }
 
 /* The pending readings (tail rows newer than the series' latest value)
@@ -365,9 +356,9 @@ static int pending_buckets(stor_reader_t *r, int64_t series, bool level, stor_st
   }
   size_t k = 0;
   for (size_t i = 0; i < rows.n; i++) {
-    int64_t sec = floor_div(rows.p[i].t_ms, 1000);
-    int64_t t = step == STOR_STEP_1M   ? floor_div(sec, 60) * 60
-                : step == STOR_STEP_1H ? floor_div(sec, 3600) * 3600
+    int64_t sec = stor__floor_div(rows.p[i].t_ms, 1000);
+    int64_t t = step == STOR_STEP_1M   ? stor__floor_div(sec, 60) * 60
+                : step == STOR_STEP_1H ? stor__floor_div(sec, 3600) * 3600
                                        : day_start(r, sec);
     if (t < lo || t >= hi)
       continue;

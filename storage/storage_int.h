@@ -94,6 +94,14 @@ int stor__step_done(sqlite3 *db, sqlite3_stmt *st, const char *what);
 void stor__bind_value(sqlite3_stmt *st, int col, double v);
 double stor__column_value(sqlite3_stmt *st, int col);
 
+/* Time, as the rollups reckon it: a / b rounded down (times before 1970
+ * too), and the local day holding Unix second `s`, [*start, *end). A zone
+ * whose clocks skip midnight starts that day at its first minute (as
+ * mktime gives it); for anything stranger *start is that midnight or `s`,
+ * and the function returns false: not a day to cache. */
+int64_t stor__floor_div(int64_t a, int64_t b);
+bool stor__local_day(int64_t s, int64_t *start, int64_t *end);
+
 /* Buffers sized for the worst case (the queue and the batch arrays, a few
  * MB at queue_max 200,000) come straight from mmap, so that what a batch
  * no longer needs goes back to the kernel: without that the ring, cycled

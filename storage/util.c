@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 int stor__err(sqlite3 *db, int rc) {
@@ -166,4 +167,25 @@ void stor__thread_nice(int nice) {
   } else {
     log_debug("cannot set the nice value of a storage thread to %d: %s", nice, strerror(errno));
   }
+}
+
+int64_t stor__floor_div(int64_t a, int64_t b) { return a / b - (a % b < 0); }
+
+bool stor__local_day(int64_t s, int64_t *start, int64_t *end) {
+  time_t tt = (time_t)s;
+  struct tm tm, next;
+  localtime_r(&tt, &tm);
+  tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+  tm.tm_isdst = -1;
+  next = tm;
+  next.tm_mday++;
+  int64_t a = (int64_t)mktime(&tm), b = (int64_t)mktime(&next);
+  if (a <= s && s < b) {
+    *start = a;
+    *end = b;
+    return true;
+  }
+  *start = a <= s ? a : s;
+  *end = s + 1;
+  return false;
 }
