@@ -16,9 +16,7 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
-port() {
-  "$PY" -c 'import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM if sys.argv[1]=="udp" else socket.SOCK_STREAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' "$1"
-}
+port() { "$PY" "$TOP/tests/integration/free_port.py" "$1" "$T/ports"; }
 status() {
   curl -sf "http://127.0.0.1:$PH/api/status" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["storage"][sys.argv[1]])' "$1"
 }

@@ -11,6 +11,7 @@
 set -eEu
 BIN=${SITEGATE_BIN:?set SITEGATE_BIN to the folder with sitegated}
 HERE=$(cd "$(dirname "$0")" && pwd)
+LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd) # this file's, tests/integration
 T=$(mktemp -d /tmp/sitegate-it.XXXXXX)
 PIDS=""
 GW_PID=""
@@ -98,13 +99,9 @@ wait_for() {
   done
 }
 
-# A port nobody listens on (proto udp or tcp), from the kernel.
-free_port() {
-  "$PY" -c '
-import socket, sys
-kind = socket.SOCK_DGRAM if sys.argv[1] == "udp" else socket.SOCK_STREAM
-s = socket.socket(socket.AF_INET, kind); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' "$1"
-}
+# free_port udp|tcp: a port nobody listens on, below the kernel's ephemeral
+# range and not yet handed out in this test (free_port.py says why).
+free_port() { "$PY" "$LIB_DIR/free_port.py" "$1" "$T/ports"; }
 
 COAP_PORT=$(free_port udp)
 DTLS_PORT=$(free_port udp)
@@ -268,7 +265,7 @@ expect_code() { # expect_code WANT "OUTPUT" what
 # a gateway certificate for each MN.
 make_pki() {
   local dir=$1 pki mn
-  pki="$(cd "$HERE/../.." && pwd)/deploy/pki"
+  pki="$(cd "$LIB_DIR/../.." && pwd)/deploy/pki"
   shift
   "$pki/make-ca.sh" "$dir" >/dev/null && "$pki/make-server.sh" "$dir" localhost >/dev/null ||
     fail "deploy/pki could not make a CA and a server certificate in $dir"
