@@ -158,6 +158,14 @@ static bool pts_push(pts_t *a, int64_t t_ms, double v) {
   return p != NULL;
 }
 
+/* Begins the read transaction that a query's several statements share (the
+ * compactor moves rows between the tail and the blocks meanwhile). */
+static int read_begin(stor_reader_t *r) {
+  int rc = sqlite3_step(r->s_begin);
+  sqlite3_reset(r->s_begin);
+  return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 /* The series' tail rows in [since, until), ascending. */
 static int tail_rows(stor_reader_t *r, int64_t series, int64_t since, int64_t until, pts_t *out) {
   int64_t slot = since >> STOR_SLOT_SHIFT, last = (until - 1) >> STOR_SLOT_SHIFT;
@@ -199,9 +207,7 @@ static int raw_points(stor_reader_t *r, int64_t series, int64_t since, int64_t u
   pts_t tail = {0};
   stor_sample_t *s = NULL;
   size_t ti = 0;
-  int rc = sqlite3_step(r->s_begin);
-  sqlite3_reset(r->s_begin);
-  rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+  int rc = read_begin(r);
   if (rc == SQLITE_OK)
     rc = tail_rows(r, series, since, until, &tail);
   int64_t from = since;
@@ -389,9 +395,7 @@ static int roll_points(stor_reader_t *r, int64_t series, bool level, stor_step_t
   int64_t lo = ceil_div(since, 1000), hi = ceil_div(until, 1000); /* rollups keep seconds */
   acc_t *pend = NULL;
   size_t np = 0, pi = 0;
-  int rc = sqlite3_step(r->s_begin);
-  sqlite3_reset(r->s_begin);
-  rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+  int rc = read_begin(r);
   if (rc == SQLITE_OK)
     rc = pending_buckets(r, series, level, step, lo, hi, &pend, &np);
   sqlite3_stmt *st = r->s_points[step];
@@ -512,9 +516,7 @@ int stor_latest(stor_reader_t *r, stor_latest_cb cb, void *arg) {
    * transaction: one pass over the tail, which the compactor keeps short. */
   newest_t *tail = NULL;
   size_t ntail = 0;
-  int rc = sqlite3_step(r->s_begin);
-  sqlite3_reset(r->s_begin);
-  rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+  int rc = read_begin(r);
   if (rc == SQLITE_OK)
     rc = tail_newest(r, &tail, &ntail);
   sqlite3_stmt *st = r->s_latest;
