@@ -13,13 +13,9 @@ OUT=$(cd "$(dirname "$0")" && pwd)
 . "$OUT/../../integration/pg.sh"
 . "$OUT/../../integration/uplink_lib.sh"
 rx_backend
-REPO=$(cd "$OUT/../../.." && pwd)
-PKI="$REPO/deploy/pki"
 MN=TEST-SITE-01
 RX_PORT=$(free_port tcp)
-"$PKI/make-ca.sh" "$T/pki" >/dev/null
-"$PKI/make-server.sh" "$T/pki" localhost >/dev/null
-"$PKI/make-gateway.sh" "$T/pki" "$MN" >/dev/null
+make_pki "$T/pki" "$MN"
 "$BIN/sitegate-rx" --listen "127.0.0.1:$RX_PORT" --ca "$T/pki/ca.crt" --cert "$T/pki/server.crt" \
   --key "$T/pki/server.key" --db "$RX_TARGET" >"$T/rx.log" 2>&1 &
 RX=$!
@@ -28,18 +24,19 @@ wait_for 30 "sitegate-rx listening" grep -q "listening on" "$T/rx.log"
 uplink_conf "$T/site.conf" "$MN" "$T/pki"
 start_gw "$T/site.conf"
 minutes() { [ "$(rx_sql "SELECT COUNT(DISTINCT t) FROM rx_env_minute WHERE pol='LA' AND flag='N'")" -ge "$1" ]; }
-feed() { # readings until N minutes with noise are stored
-  i=0
-  until minutes "$1"; do
-    i=$((i + 1))
-    r=$(coap post /r 50 "[{\"bn\":\"dust-01/\",\"n\":\"pm10\",\"v\":$((60 + i % 40)).5},{\"n\":\"temp\",\"v\":-18.5}]")
-    case $r in 2.*) ;; *) fail "dust reading: $r" ;; esac
-    r=$(coap post /r 50 "[{\"bn\":\"noise-01/\",\"n\":\"la\",\"v\":6$((i % 10)).5}]")
-    case $r in 2.*) ;; *) fail "noise reading: $r" ;; esac
-    sleep 2 # a reading every 2 s, as a station would send them
-  done
+# fed N: one dust and one noise reading more, then whether the receiver
+# holds N minutes with noise (wait_for calls it every 0.1 s: the readings
+# come that often until the minutes are there).
+i=0
+fed() {
+  i=$((i + 1))
+  r=$(coap post /r 50 "[{\"bn\":\"dust-01/\",\"n\":\"pm10\",\"v\":$((60 + i % 40)).5},{\"n\":\"temp\",\"v\":-18.5}]")
+  case $r in 2.*) ;; *) fail "dust reading: $r" ;; esac
+  r=$(coap post /r 50 "[{\"bn\":\"noise-01/\",\"n\":\"la\",\"v\":6$((i % 10)).5}]")
+  case $r in 2.*) ;; *) fail "noise reading: $r" ;; esac
+  minutes "$1"
 }
-feed 3
+wait_for 300 "3 minutes of dust and noise stored at the receiver" fed 3
 ticket
 up_wait 30 "everything acknowledged" 'j["backlog"]["signed"] == 0'
 kill -TERM "$GW_PID"; wait "$GW_PID" || true
