@@ -12,21 +12,59 @@
 # (the p99 from write to 9014 at that rate: *_p99_ms). Then where a message's
 # time goes: the receiver's CPU per message, the commit per batch (from
 # /metrics) and, from a run of signed 6021s, what ECDSA verification and
-# the chain add. Then BENCH_RX_IDLE (10,000) idle TLS connections and the
-# receiver's peak RSS. Ends with one `bench: rx_...` line; never fails the
-# build.
+# the chain add. The two PostgreSQL set-ups again with each receiver held
+# to BENCH_RX_CAP (0.1) of a core by a CPU cgroup: on two cores the
+# uncapped ratio measures the cores (two receivers, the database and the
+# load tool share them), the capped one whether a second receiver adds
+# throughput against the one database. Then BENCH_RX_IDLE (10,000) idle
+# TLS connections and the receiver's peak RSS. Ends with one `bench: rx_...`
+# line; never fails the build.
 set -u
 export SITEGATE_BIN=${SITEGATE_BIN:-$(cd "$(dirname "$0")/.." && pwd)/bin}
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/tests/integration/lib.sh"
 . "$TOP/tests/integration/pg.sh"
 set +eE
-trap 'cleanup; pg_stop' EXIT
+trap 'cleanup; pg_stop; uncap' EXIT
 N=${BENCH_RX_GATEWAYS:-1000}
 M=${BENCH_RX_MESSAGES:-20}
 W=${BENCH_RX_WINDOW:-8}
 RATE=${BENCH_RX_RATE:-5000}
 IDLE=${BENCH_RX_IDLE:-10000}
+CAP=${BENCH_RX_CAP:-0.1}
+# CPU cgroups for (3'): a writable v1 `cpu` or v2 hierarchy with the cpu
+# controller, else none.
+CG_ROOT=""
+if [ -w /sys/fs/cgroup/cpu/cgroup.procs ]; then
+  CG_ROOT=/sys/fs/cgroup/cpu CG_V=1
+elif [ -w /sys/fs/cgroup/cgroup.subtree_control ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers; then
+  CG_ROOT=/sys/fs/cgroup CG_V=2
+fi
+CGS=""
+cap() { # cap NAME: moves receiver NAME into a cgroup of its own held to CAP cores
+  local g=$CG_ROOT/sitegate-bench-rx-$$-$1 q
+  q=$(awk -v c="$CAP" 'BEGIN { printf "%d", c * 100000 }')
+  mkdir "$g" || return 1
+  CGS="$CGS $g"
+  if [ "$CG_V" = 1 ]; then
+    echo 100000 >"$g/cpu.cfs_period_us" && echo "$q" >"$g/cpu.cfs_quota_us"
+  else
+    echo "$q 100000" >"$g/cpu.max"
+  fi && echo "${RXP[$1]}" >"$g/cgroup.procs"
+}
+throttled() { # throttled: periods the capped receivers were held back in, of all
+  local g n=0 t=0
+  for g in $CGS; do
+    n=$((n + $(awk '$1 == "nr_periods" { print $2 }' "$g/cpu.stat")))
+    t=$((t + $(awk '$1 == "nr_throttled" { print $2 }' "$g/cpu.stat")))
+  done
+  echo "$t of $n"
+}
+uncap() { # the receivers are gone by now; an empty group can be removed
+  local g
+  for g in $CGS; do rmdir "$g" 2>/dev/null; done
+  CGS=""
+}
 PKI=${BENCH_RX_PKI:-$TOP/build/bench-rx-pki}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
@@ -141,6 +179,40 @@ two_p99=$P99
 stop_rx pgA
 stop_rx pgB
 ratio=$(awk -v a="$two_rate" -v b="$pg_rate" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print 0 }')
+
+# (3') the same two set-ups with each receiver held to CAP of a core by a
+# CPU cgroup (quota per 100 ms period), so that the box's other work (the
+# database, the load tool) is not what a second receiver competes with:
+# on two cores (3) shows the cores, this shows whether a second receiver
+# against the one database adds what the first one takes. Needs a
+# writable cgroup file system (v1 `cpu` or v2 with the cpu controller);
+# without one the figures are 0.
+cap1_rate=0 cap2_rate=0 cap_ratio=0
+if [ -n "$CG_ROOT" ]; then
+  pg_sql "CREATE DATABASE rx3" >/dev/null
+  pg_sql "CREATE DATABASE rx4" >/dev/null
+  start_rx c1 "postgresql://$PG_ROLE@/rx3?host=$PG_DIR&port=$PG_PORT"
+  if cap c1; then
+    run pg1-capped LOAD 0 0 c1
+    cap1_rate=$MSGS_S
+  fi
+  stop_rx c1
+  URI4="postgresql://$PG_ROLE@/rx4?host=$PG_DIR&port=$PG_PORT"
+  start_rx cA "$URI4"
+  start_rx cB "$URI4"
+  if cap cA && cap cB; then
+    run pg2-capped LOAD 0 0 cA cB
+    cap2_rate=$MSGS_S
+  fi
+  echo "rx: in both capped runs the receivers were held back in $(throttled) 100 ms periods"
+  stop_rx cA
+  stop_rx cB
+  uncap
+  cap_ratio=$(awk -v a="$cap2_rate" -v b="$cap1_rate" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print 0 }')
+  echo "rx: each receiver held to $CAP of a core: one $cap1_rate, two $cap2_rate messages/s (${cap_ratio}x)"
+else
+  echo "rx: no writable CPU cgroup here: the capped runs (3') are not made"
+fi
 ecdsa_us=$(awk -v a="$sig_cpu" -v b="$pg_cpu" 'BEGIN { printf "%.0f", a - b }')
 
 # (4) idle connections: handshakes only, then held; the receiver's peak RSS
@@ -166,13 +238,15 @@ echo "rx: where a message's time goes (PostgreSQL, one receiver): ${pg_cpu} us o
   "${pg_batch} messages"
 check() { awk -v v="$2" -v t="$3" "BEGIN { exit !(v $4 t) }" && echo "  ok    $1" || echo "  MISS  $1"; }
 check "two receivers >= 1.6 x one ($ratio)" "$ratio" 1.6 ">="
+check "two receivers >= 1.6 x one, each held to $CAP of a core ($cap_ratio)" "$cap_ratio" 1.6 ">="
 check "PostgreSQL >= 5000 messages/s ($pg_rate)" "$pg_rate" 5000 ">="
 check "PostgreSQL p99 < 100 ms at $RATE messages/s offered ($pg_p99, $pg_at acknowledged/s)" "$pg_p99" 100 "<"
 [ "$IDLE" -gt 0 ] && check "$IDLE idle connections < 1024 MB RSS ($idle_rss)" "$idle_rss" 1024 "<"
 echo "bench: rx_gateways=$N rx_rate=$RATE rx_handshakes_s=$hs rx_sqlite_msgs_s=$sq_rate" \
   "rx_sqlite_p99_ms=$sq_p99 rx_sqlite_queue_p99_ms=$sq_qp99 rx_pg_msgs_s=$pg_rate" \
   "rx_pg_p99_ms=$pg_p99 rx_pg_queue_p99_ms=$pg_qp99 rx_pg2_msgs_s=$two_rate rx_pg2_p99_ms=$two_p99" \
-  "rx_pg2_queue_p99_ms=$two_qp99 rx_pg2_ratio=$ratio" \
+  "rx_pg2_queue_p99_ms=$two_qp99 rx_pg2_ratio=$ratio rx_cap=$CAP rx_pg1_capped_msgs_s=$cap1_rate" \
+  "rx_pg2_capped_msgs_s=$cap2_rate rx_pg2_capped_ratio=$cap_ratio" \
   "rx_pg_signed_msgs_s=$sig_rate rx_cpu_us_per_msg=$pg_cpu rx_ecdsa_chain_us_per_msg=$ecdsa_us" \
   "rx_pg_commit_ms=$pg_commit rx_pg_msgs_per_batch=$pg_batch rx_sqlite_cpu_us_per_msg=$sq_cpu" \
   "rx_sqlite_commit_ms=$sq_commit rx_sqlite_msgs_per_batch=$sq_batch rx_idle_conns=$IDLE rx_idle_rss_mb=$idle_rss"
