@@ -304,6 +304,75 @@ static int sq_row_insert(stor_rx_t *x, const rx_row_t *r) {
   return rc < 0 ? rc : sqlite3_changes(db_of(x)) > 0;
 }
 
+/* ---- the backfill's primitives (rx_int.h) */
+
+static int sq_backfill_lock(stor_rx_t *x) {
+  (void)x; /* BEGIN IMMEDIATE holds the whole file */
+  return 1;
+}
+
+static int sq_marks(stor_rx_t *x, rx_mark_cb cb, void *arg) {
+  sqlite3_stmt *st = prep(db_of(x), "SELECT tbl, done, upto FROM rx_backfill", "");
+  if (!st)
+    return result(x, SQLITE_ERROR);
+  int rc, e = 0;
+  while (e == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
+    e = cb(arg, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1),
+           sqlite3_column_int64(st, 2));
+  if (e == 0 && rc != SQLITE_DONE)
+    e = result(x, rc);
+  sqlite3_finalize(st);
+  return e;
+}
+
+static int sq_mark_done(stor_rx_t *x, const char *table, int64_t done) {
+  return sq_exec(x, prep(db_of(x), "UPDATE rx_backfill SET done=? WHERE tbl=?", "is", done, table));
+}
+
+static int sq_stored_after(stor_rx_t *x, int64_t after, int64_t upto, const char *cns, int limit,
+                           rx_packet_cb cb, void *arg) {
+  char sql[1024];
+  snprintf(sql, sizeof(sql),
+           "SELECT f.id, f.mn, f.qn, f.received_ms, f.pnum, p.pno, p.data FROM"
+           " (SELECT id, mn, qn, received_ms, pnum FROM frames WHERE id>? AND id<=? AND pno=1"
+           " AND cn IN (%s) ORDER BY id LIMIT ?) f"
+           " JOIN frames p ON p.mn=f.mn AND p.qn=f.qn ORDER BY f.id, p.pno",
+           cns);
+  sqlite3_stmt *st = prep(db_of(x), sql, "iii", after, upto, (int64_t)limit);
+  if (!st)
+    return result(x, SQLITE_ERROR);
+  int rc, e = 0;
+  while (e == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    rx_packet_t p = {
+        .id = sqlite3_column_int64(st, 0),
+        .mn = (const char *)sqlite3_column_text(st, 1),
+        .qn = (const char *)sqlite3_column_text(st, 2),
+        .rx_ms = sqlite3_column_int64(st, 3),
+        .pnum = sqlite3_column_int(st, 4),
+        .pno = sqlite3_column_int(st, 5),
+        .data = (const char *)sqlite3_column_blob(st, 6),
+        .len = (size_t)sqlite3_column_bytes(st, 6),
+    };
+    e = cb(arg, &p);
+  }
+  if (e == 0 && rc != SQLITE_DONE)
+    e = result(x, rc);
+  sqlite3_finalize(st);
+  return e;
+}
+
+/* The backfill's bookkeeping, and a row for each decoded table new here
+ * (rx_int.h RX_BACKFILL_SCHEMA). */
+static int backfill_marks(sqlite3 *db) {
+  int rc = exec(db, RX_BACKFILL_SCHEMA);
+  for (const rx_table_t *t = stor__rx_tables; rc == SQLITE_OK && t->name; t++) {
+    sqlite3_stmt *st = prep(db, RX_BACKFILL_MARK, "s", t->name);
+    rc = run(st);
+    rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+  }
+  return rc;
+}
+
 /* The decoded tables (schema version 2), from rxdecode.c's table. */
 static int decoded_schema(sqlite3 *db) {
   char sql[4096];
@@ -413,7 +482,7 @@ static int open_db(const char *path, sqlite3 **out) {
    * (IF NOT EXISTS), as on PostgreSQL, so that a table added to the list
    * later (rx_site_profile) exists in a database made before it. */
   if ((rc = exec(db, "BEGIN")) != SQLITE_OK || (rc = convert_v2(db)) != SQLITE_OK ||
-      (rc = decoded_schema(db)) != SQLITE_OK ||
+      (rc = decoded_schema(db)) != SQLITE_OK || (rc = backfill_marks(db)) != SQLITE_OK ||
       (rc = exec(db, "PRAGMA user_version=3")) != SQLITE_OK || (rc = exec(db, "COMMIT"))) {
     exec(db, "ROLLBACK");
     goto fail;
@@ -650,6 +719,10 @@ const stor_rx_ops_t stor__rx_sqlite_ops = {
     .refusal = sq_refusal,
     .seen = sq_seen,
     .row_insert = sq_row_insert,
+    .backfill_lock = sq_backfill_lock,
+    .marks = sq_marks,
+    .mark_done = sq_mark_done,
+    .stored_after = sq_stored_after,
     .prune = sq_prune,
     .query = sq_query,
     .sites = sq_sites,
