@@ -16,7 +16,9 @@
  *   refusals every refused frame or connection, with its reason
  *   rx_*     (version 2) the decoded data, from rxdecode.c's table
  *            (protocol/RX-SCHEMA.md); version 3 makes the environment
- *            tables one row per site and time (RX_WIDE), converted at open */
+ *            tables one row per site and time (RX_WIDE), converted at open
+ *   rx_backfill per decoded table, which frames may lack its rows and how far
+ *            the backfill has decoded them (rx_int.h, rxstore.c) */
 #define LOG_MODULE "rxstore"
 #include "common/common.h"
 #include "protocol/protocol.h"

@@ -9,6 +9,11 @@
  * until the commit. The writer acknowledges only after the commit, so a
  * 9014 always means "stored", and a crash before it just means a resend.
  *
+ * The backfill (stor_rx_backfill()) is decided here too: frames stored
+ * before their decoded table existed are rebuilt into messages and decoded
+ * as decide() decodes a new one, a bounded step per transaction, its place
+ * kept per table in rx_backfill.
+ *
  * The back ends: a file name is SQLite (rxsqlite.c); a libpq connection URI
  * (postgresql://... or postgres://...) is PostgreSQL (rxpg.c), which any
  * number of receivers can share. */
