@@ -11,9 +11,10 @@
  * the gateway resends. Refusals and handshakes ride in the same batches.
  * A batch the database asks again for is run again; while the database is
  * unreachable the writer holds its batch (no acknowledgement goes out) and
- * reconnects. While nothing is queued, the writer decodes the frames stored
- * before their decoded tables existed (stor_rx_backfill()), one bounded
- * step at a time, so a batch never waits for more than one step. */
+ * reconnects. While nothing is queued (and once a second under a steady
+ * stream), the writer decodes the frames stored before their decoded
+ * tables existed (stor_rx_backfill()), one bounded step at a time, so a
+ * batch never waits for more than one step. */
 #define LOG_MODULE "rxstore"
 #include "authority/rx.h"
 #include "common/common.h"
@@ -34,6 +35,7 @@
  * how soon to look again when another receiver runs it or a step failed,
  * and how often to log its progress. */
 #define RX_BACKFILL_STEP 500
+#define RX_BACKFILL_EVERY_MS 1000 /* under a steady stream, a step this often all the same */
 #define RX_BACKFILL_BUSY_MS 5000
 #define RX_BACKFILL_RETRY_MS 10000
 #define RX_BACKFILL_LOG_MS 10000
@@ -68,7 +70,7 @@ struct rx_store {
   void *done_arg;
   /* the backfill, the writer's own */
   bool bf_on, bf_started;
-  double bf_next_ms, bf_log_ms, bf_t0; /* mono_ms() */
+  double bf_next_ms, bf_last_ms, bf_log_ms, bf_t0; /* mono_ms() */
   uint64_t bf_messages, bf_rows, bf_skipped, bf_steps;
 };
 
@@ -222,6 +224,7 @@ static int store_batch(rx_store_t *st, job_t *list) {
 static void backfill_step(rx_store_t *st) {
   stor_rx_backfill_t b;
   double now = mono_ms();
+  st->bf_last_ms = now;
   int rc = stor_rx_backfill(st->db, RX_BACKFILL_STEP, &b);
   if (rc == -EBUSY) { /* another receiver sharing the database runs it */
     st->bf_next_ms = now + RX_BACKFILL_BUSY_MS;
@@ -266,8 +269,14 @@ static void backfill_step(rx_store_t *st) {
 }
 
 /* Waits (under mu) until a job is queued, the writer is to stop, or a
- * backfill step is due: true for the last. */
+ * backfill step is due: true for the last. A step is due when nothing is
+ * queued, or when none ran for RX_BACKFILL_EVERY_MS, so that a receiver
+ * never idle still gets to the end. */
 static bool wait_for_work(rx_store_t *st) {
+  double now = mono_ms();
+  if (st->head && !st->stop && st->bf_on && now >= st->bf_next_ms &&
+      now - st->bf_last_ms >= RX_BACKFILL_EVERY_MS)
+    return true;
   while (!st->head && !st->stop) {
     if (!st->bf_on) {
       pthread_cond_wait(&st->cv, &st->mu);
