@@ -62,9 +62,14 @@ static const char schema[] =
     " frame TEXT NOT NULL, at_ms INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS refusals_mn ON refusals(mn);";
 
+#define SQ_TABLES_MAX 64 /* decoded tables whose INSERT is kept prepared */
+
 typedef struct rx_sqlite {
   stor_rx_t base; /* first: the handle rxstore.c knows */
   sqlite3 *db;
+  /* each decoded table's INSERT, prepared at its first row (a backfill
+   * inserts hundreds of thousands) */
+  sqlite3_stmt *row_st[SQ_TABLES_MAX];
 } rx_sqlite_t;
 
 static int64_t now_ms(void) { return (int64_t)(sg_now() * 1000.0); }
@@ -288,13 +293,23 @@ static int sq_seal_put(stor_rx_t *x, const char *mn, const rx_seal_t *s) {
 }
 
 static int sq_row_insert(stor_rx_t *x, const rx_row_t *r) {
-  char sql[2048];
-  int n = stor__rx_insert_sql(r->table, sql, sizeof(sql));
-  assert(n > 0);
-  sqlite3_stmt *st = prep(db_of(x), sql, "si", r->mn, r->t);
-  if (!st)
-    return result(x, SQLITE_ERROR);
-  int p = 3;
+  rx_sqlite_t *q = (rx_sqlite_t *)(void *)x;
+  size_t k = (size_t)(r->table - stor__rx_tables);
+  assert(k < SQ_TABLES_MAX);
+  sqlite3_stmt *st = q->row_st[k];
+  if (!st) {
+    char sql[2048];
+    int n = stor__rx_insert_sql(r->table, sql, sizeof(sql));
+    assert(n > 0);
+    if (sqlite3_prepare_v3(q->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+      log_err("prepare: %s: %s", sqlite3_errmsg(q->db), sql);
+      return result(x, SQLITE_ERROR);
+    }
+    q->row_st[k] = st;
+  }
+  int n = sqlite3_bind_parameter_count(st), p = 3;
+  sqlite3_bind_text(st, 1, r->mn, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 2, r->t);
   if (r->table->is_signed) {
     sqlite3_bind_int64(st, p++, r->seq);
     sqlite3_bind_text(st, p++, r->qn, -1, SQLITE_TRANSIENT);
@@ -302,8 +317,16 @@ static int sq_row_insert(stor_rx_t *x, const rx_row_t *r) {
   for (int i = 0; p <= n; i++, p++)
     if (r->v[i])
       sqlite3_bind_text(st, p, r->v[i], -1, SQLITE_TRANSIENT);
-  int rc = sq_exec(x, st);
-  return rc < 0 ? rc : sqlite3_changes(db_of(x)) > 0;
+  int rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE) {
+    log_err("step: %s", sqlite3_errmsg(q->db));
+    rc = result(x, rc);
+  } else {
+    rc = sqlite3_changes(q->db) > 0;
+  }
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st); /* NULL for the next row's missing values */
+  return rc;
 }
 
 /* ---- the backfill's primitives (rx_int.h) */
@@ -499,6 +522,8 @@ fail:
 
 static void sq_close(stor_rx_t *x) {
   rx_sqlite_t *q = (rx_sqlite_t *)(void *)x;
+  for (int i = 0; i < SQ_TABLES_MAX; i++)
+    sqlite3_finalize(q->row_st[i]);
   sqlite3_close(q->db);
   free(q);
 }
