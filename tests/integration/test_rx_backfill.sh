@@ -11,7 +11,8 @@
 # gives them all back (several steps, a split message among them), equal
 # row for row, the ledger and its verification states untouched. Deleted
 # again, a receiver's start gives them back by itself while idle; a second
-# start decodes nothing. Last, the version-2 fixture (tests/data/rx-v2/)
+# start decodes nothing. On PostgreSQL the command waits its turn while the
+# backfill's lock is held elsewhere. Last, the version-2 fixture (tests/data/rx-v2/)
 # with its decoded tables dropped and its version set back to 1 (a
 # database from before the decoded tables) gets the rows that the same
 # fixture gets when converted with its own.
@@ -200,6 +201,35 @@ rx_sql "SELECT * FROM rx_backfill ORDER BY tbl" >"$T/marks2"
 cmp -s "$T/marks1" "$T/marks2" || fail "the bookkeeping changed: $(diff "$T/marks1" "$T/marks2")"
 [ "$(rx_sql "SELECT COUNT(*) FROM frames")" = "$marks_before" ] || fail "frames changed"
 grep -q "ERROR: AddressSanitizer\|runtime error" "$RX_LOG" && fail "sanitizer report"
+
+# ---- PostgreSQL: receivers and the command sharing a database take turns
+# (the step's advisory lock); held here by a psql session, the command
+# waits, decodes nothing meanwhile, and ends once it is released
+if [ "${RX_DB:-sqlite}" = pg ]; then
+  forget
+  mkfifo "$T/psql.in"
+  "$PG_BIN/psql" -X -q -At -h "$PG_DIR" -p "$PG_PORT" -U "$PG_ROLE" -d "$PG_DB" <"$T/psql.in" \
+    >"$T/psql.out" 2>&1 &
+  PSQL_PID=$!
+  PIDS="$PIDS $PSQL_PID"
+  exec 4>"$T/psql.in"
+  echo "BEGIN; SELECT pg_advisory_xact_lock(21320, 2);" >&4
+  held() { [ "$(pg_sql "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 21320
+    AND objid = 2 AND granted")" = 1 ]; }
+  wait_for 30 "psql holding the backfill's lock" held
+  "$BIN/sitegate-rx" backfill --db "$RX_TARGET" >"$T/turns.out" 2>"$T/turns.err" &
+  BF_PID=$!
+  PIDS="$PIDS $BF_PID"
+  waiting() { alive "$BF_PID" "sitegate-rx backfill" && grep -q "taking turns" "$T/turns.err"; }
+  wait_for 30 "sitegate-rx backfill waiting for its turn" waiting
+  [ "$(rows rx_alarms)" = 0 ] || fail "decoded while another held the lock"
+  echo "COMMIT;" >&4
+  exec 4>&-
+  wait "$BF_PID" || fail "backfill after its turn: $(cat "$T/turns.err")"
+  grep -q "^backfill: done: 18 stored messages decoded" "$T/turns.out" || fail "turns: $(cat "$T/turns.out")"
+  same "after taking turns"
+  wait "$PSQL_PID" || true
+fi
 
 # ---- a database from before the decoded tables: the version-2 fixture with
 # them dropped and version 1, against the same fixture converted with its own
