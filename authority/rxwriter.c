@@ -37,7 +37,8 @@
 #define RX_BACKFILL_STEP 500
 #define RX_BACKFILL_EVERY_MS 1000 /* under a steady stream, a step this often all the same */
 #define RX_BACKFILL_BUSY_MS 5000
-#define RX_BACKFILL_RETRY_MS 10000
+#define RX_BACKFILL_RETRY_MS 10000 /* doubled after each failure in a row, up to 10 min */
+#define RX_BACKFILL_RETRY_MAX_MS 600000
 #define RX_BACKFILL_LOG_MS 10000
 
 typedef enum { JOB_MSG, JOB_REFUSAL, JOB_SEEN } job_kind_t;
@@ -71,6 +72,7 @@ struct rx_store {
   /* the backfill, the writer's own */
   bool bf_on, bf_started;
   double bf_next_ms, bf_last_ms, bf_log_ms, bf_t0; /* mono_ms() */
+  double bf_retry_ms;                              /* the wait after the last failure */
   uint64_t bf_messages, bf_rows, bf_skipped, bf_steps;
 };
 
@@ -231,11 +233,14 @@ static void backfill_step(rx_store_t *st) {
     return;
   }
   if (rc != 0) {
-    log_warn("backfill: step not done (%s): tried again in %d s", stor_rx_error(st->db),
-             RX_BACKFILL_RETRY_MS / 1000);
-    st->bf_next_ms = now + RX_BACKFILL_RETRY_MS;
+    double again = st->bf_retry_ms ? st->bf_retry_ms * 2 : RX_BACKFILL_RETRY_MS;
+    st->bf_retry_ms = again < RX_BACKFILL_RETRY_MAX_MS ? again : RX_BACKFILL_RETRY_MAX_MS;
+    log_warn("backfill: step not done (%s): tried again in %.0f s", stor_rx_error(st->db),
+             st->bf_retry_ms / 1000);
+    st->bf_next_ms = now + st->bf_retry_ms;
     return;
   }
+  st->bf_retry_ms = 0;
   if (!st->bf_started && !b.finished)
     log_info("backfill: decoding the frames stored before their decoded tables (frame ids %lld "
              "to %lld), while no upload waits",
@@ -254,7 +259,7 @@ static void backfill_step(rx_store_t *st) {
   st->bf_next_ms = 0; /* the next at once, unless uploads wait */
   if (b.finished) {
     st->bf_on = false;
-    if (st->bf_steps == 1 && !b.messages)
+    if (st->bf_steps == 1 && !b.messages && !b.skipped)
       log_info("backfill: nothing to decode");
     else
       log_info("backfill: done: %llu stored messages decoded (%llu rows, %llu not rebuilt) in "

@@ -9,7 +9,8 @@
 # kept. Then every decoded row and the backfill's bookkeeping are deleted,
 # as in a database made before the tables: `sitegate-rx backfill --step 2`
 # gives them all back (several steps, a split message among them), equal
-# row for row, the ledger and its verification states untouched. Deleted
+# row for row, the ledger and its verification states untouched, and names
+# a stored frame that is no data segment, leaving it. Deleted
 # again, a receiver's start gives them back by itself while idle; a second
 # start decodes nothing. On PostgreSQL the command waits its turn while the
 # backfill's lock is held elsewhere. Last, the version-2 fixture (tests/data/rx-v2/)
@@ -164,13 +165,22 @@ same() { # same WHAT: the decoded rows and the ledger are those decoded as they 
   diff "$T/live" "$T/now" >"$T/diff" || fail "$1: $(head -20 "$T/diff")"
 }
 
-# ---- the command, in steps of two messages
+# ---- the command, in steps of two messages; a stored frame that is no
+# data segment (a damaged database) is named and left, the rest decoded
 forget
+case ${RX_DB:-sqlite} in
+  pg) bad="convert_to('QN=20261120230000999;CN=2051;CP=&&DataTime', 'UTF8')" ;;
+  *) bad="CAST('QN=20261120230000999;CN=2051;CP=&&DataTime' AS BLOB)" ;;
+esac
+rx_sql "INSERT INTO frames(mn, qn, pno, pnum, st, cn, t, data, received_ms)
+  VALUES('$MN', '20261120230000999', 1, 1, '39', '2051', NULL, $bad, 0)"
 "$BIN/sitegate-rx" backfill --db "$RX_TARGET" --step 2 >"$T/backfill.out" 2>"$T/backfill.err" ||
   fail "backfill failed: $(cat "$T/backfill.err")"
-# the 19 messages but the 2011, which no table takes: 18 decoded, none left out
-grep -q "^backfill: done: 18 stored messages decoded ([0-9]* rows, 0 not rebuilt)" "$T/backfill.out" ||
+# the 19 messages but the 2011, which no table takes: 18 decoded
+grep -q "^backfill: done: 18 stored messages decoded ([0-9]* rows, 1 not rebuilt)" "$T/backfill.out" ||
   fail "backfill: $(cat "$T/backfill.out" "$T/backfill.err")"
+grep -q "$MN: QN 20261120230000999 (frame [0-9]*) cannot be rebuilt (packet 1: .*): not decoded" \
+  "$T/backfill.err" || fail "the damaged frame not named: $(cat "$T/backfill.err")"
 [ "$(grep -c "^backfill: up to frame" "$T/backfill.out")" -ge 1 ] || fail "no progress: $(cat "$T/backfill.out")"
 same "after sitegate-rx backfill"
 [ "$(rx_sql "SELECT COUNT(*) FROM rx_backfill WHERE done <> upto OR upto = 0")" = 0 ] ||
