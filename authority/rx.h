@@ -122,6 +122,9 @@ typedef struct rx_writer_stats {
   bool lost;                             /* the database is unreachable now */
   uint64_t commit_le[RX_COMMIT_BUCKETS]; /* committed batches that took <= the bound, cumulative */
   double commit_ms_sum;
+  /* the backfill (storage.h stor_rx_backfill()), run while idle */
+  uint64_t backfill_messages; /* stored messages decoded by it */
+  int64_t backfill_left;      /* frame ids left to look at (0: done, or not known yet) */
 } rx_writer_stats_t;
 /* A copy of the writer's counters. Any thread. */
 void rx_store_stats(rx_store_t *st, rx_writer_stats_t *out);

@@ -127,6 +127,12 @@ char *rx_metrics_format(const rx_counters_t *k) {
   counter(&b, "sitegate_rx_db_reconnects_total", "Connections to the database lost and made again.",
           k->w.reconnects);
   gauge(&b, "sitegate_rx_db_up", "1 while the database connection works.", k->w.lost ? 0 : 1);
+  counter(&b, "sitegate_rx_backfill_messages_total",
+          "Stored messages decoded afterwards (frames stored before their decoded tables).",
+          k->w.backfill_messages);
+  gauge(&b, "sitegate_rx_backfill_left",
+        "Frame ids the backfill has still to look at (0 when it is done).",
+        (double)k->w.backfill_left);
   put(&b, "# HELP sitegate_rx_commit_seconds Duration of a batch, begin to commit.\n"
           "# TYPE sitegate_rx_commit_seconds histogram\n");
   for (int i = 0; i < RX_COMMIT_BUCKETS; i++)

@@ -11,7 +11,10 @@
  * the gateway resends. Refusals and handshakes ride in the same batches.
  * A batch the database asks again for is run again; while the database is
  * unreachable the writer holds its batch (no acknowledgement goes out) and
- * reconnects. */
+ * reconnects. While nothing is queued (and once a second under a steady
+ * stream), the writer decodes the frames stored before their decoded
+ * tables existed (stor_rx_backfill()), one bounded step at a time, so a
+ * batch never waits for more than one step. */
 #define LOG_MODULE "rxstore"
 #include "authority/rx.h"
 #include "common/common.h"
@@ -28,6 +31,15 @@
 #define RX_RETRIES 5         /* a batch the database asks again for, at once */
 #define RX_RECONNECT_MS 1000 /* a lost database connection is tried this often */
 #define RX_BATCH_MAX 1000    /* jobs in one transaction */
+/* The backfill: messages in one step (tens of ms: what a batch may wait),
+ * how soon to look again when another receiver runs it or a step failed,
+ * and how often to log its progress. */
+#define RX_BACKFILL_STEP 500
+#define RX_BACKFILL_EVERY_MS 1000 /* under a steady stream, a step this often all the same */
+#define RX_BACKFILL_BUSY_MS 5000
+#define RX_BACKFILL_RETRY_MS 10000 /* doubled after each failure in a row, up to 10 min */
+#define RX_BACKFILL_RETRY_MAX_MS 600000
+#define RX_BACKFILL_LOG_MS 10000
 
 typedef enum { JOB_MSG, JOB_REFUSAL, JOB_SEEN } job_kind_t;
 
@@ -57,6 +69,11 @@ struct rx_store {
   uv_async_t async;
   rx_done_fn done_fn;
   void *done_arg;
+  /* the backfill, the writer's own */
+  bool bf_on, bf_started;
+  double bf_next_ms, bf_last_ms, bf_log_ms, bf_t0; /* mono_ms() */
+  double bf_retry_ms;                              /* the wait after the last failure */
+  uint64_t bf_messages, bf_rows, bf_skipped, bf_steps;
 };
 
 static int64_t now_ms(void) { return (int64_t)(sg_now() * 1000.0); }
@@ -205,16 +222,98 @@ static int store_batch(rx_store_t *st, job_t *list) {
   }
 }
 
+/* One step of the backfill, between batches. */
+static void backfill_step(rx_store_t *st) {
+  stor_rx_backfill_t b;
+  double now = mono_ms();
+  st->bf_last_ms = now;
+  int rc = stor_rx_backfill(st->db, RX_BACKFILL_STEP, &b);
+  if (rc == -EBUSY) { /* another receiver sharing the database runs it */
+    st->bf_next_ms = now + RX_BACKFILL_BUSY_MS;
+    return;
+  }
+  if (rc != 0) {
+    double again = st->bf_retry_ms ? st->bf_retry_ms * 2 : RX_BACKFILL_RETRY_MS;
+    st->bf_retry_ms = again < RX_BACKFILL_RETRY_MAX_MS ? again : RX_BACKFILL_RETRY_MAX_MS;
+    log_warn("backfill: step not done (%s): tried again in %.0f s", stor_rx_error(st->db),
+             st->bf_retry_ms / 1000);
+    st->bf_next_ms = now + st->bf_retry_ms;
+    return;
+  }
+  st->bf_retry_ms = 0;
+  if (!st->bf_started && !b.finished)
+    log_info("backfill: decoding the frames stored before their decoded tables (frame ids %lld "
+             "to %lld), while no upload waits",
+             (long long)b.done, (long long)b.upto);
+  if (!st->bf_started)
+    st->bf_t0 = st->bf_log_ms = now;
+  st->bf_started = true;
+  st->bf_steps++;
+  st->bf_messages += (uint64_t)b.messages;
+  st->bf_rows += (uint64_t)b.rows;
+  st->bf_skipped += (uint64_t)b.skipped;
+  pthread_mutex_lock(&st->mu);
+  st->stats.backfill_messages = st->bf_messages;
+  st->stats.backfill_left = b.finished ? 0 : b.upto - b.done;
+  pthread_mutex_unlock(&st->mu);
+  st->bf_next_ms = 0; /* the next at once, unless uploads wait */
+  if (b.finished) {
+    st->bf_on = false;
+    if (st->bf_steps == 1 && !b.messages && !b.skipped)
+      log_info("backfill: nothing to decode");
+    else
+      log_info("backfill: done: %llu stored messages decoded (%llu rows, %llu not rebuilt) in "
+               "%.1f s",
+               (unsigned long long)st->bf_messages, (unsigned long long)st->bf_rows,
+               (unsigned long long)st->bf_skipped, (mono_ms() - st->bf_t0) / 1000.0);
+  } else if (now - st->bf_log_ms >= RX_BACKFILL_LOG_MS) {
+    st->bf_log_ms = now;
+    log_info("backfill: up to frame %lld of %lld, %llu messages decoded", (long long)b.done,
+             (long long)b.upto, (unsigned long long)st->bf_messages);
+  }
+}
+
+/* Waits (under mu) until a job is queued, the writer is to stop, or a
+ * backfill step is due: true for the last. A step is due when nothing is
+ * queued, or when none ran for RX_BACKFILL_EVERY_MS, so that a receiver
+ * never idle still gets to the end. */
+static bool wait_for_work(rx_store_t *st) {
+  double now = mono_ms();
+  if (st->head && !st->stop && st->bf_on && now >= st->bf_next_ms &&
+      now - st->bf_last_ms >= RX_BACKFILL_EVERY_MS)
+    return true;
+  while (!st->head && !st->stop) {
+    if (!st->bf_on) {
+      pthread_cond_wait(&st->cv, &st->mu);
+      continue;
+    }
+    double wait_ms = st->bf_next_ms - mono_ms();
+    if (wait_ms <= 0)
+      return true;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long ns = (long long)ts.tv_nsec + (long long)(wait_ms * 1e6);
+    ts.tv_sec += (time_t)(ns / 1000000000LL);
+    ts.tv_nsec = (long)(ns % 1000000000LL);
+    pthread_cond_timedwait(&st->cv, &st->mu, &ts);
+  }
+  return false;
+}
+
 static void *writer_main(void *arg) {
   rx_store_t *st = arg;
   /* An empty transaction first: it proves the database is there (a
    * PostgreSQL away at start is reconnected to like any lost one, and
    * /metrics says so meanwhile). */
   store_batch(st, NULL);
+  st->bf_on = true;
   for (;;) {
     pthread_mutex_lock(&st->mu);
-    while (!st->head && !st->stop)
-      pthread_cond_wait(&st->cv, &st->mu);
+    if (wait_for_work(st)) {
+      pthread_mutex_unlock(&st->mu);
+      backfill_step(st);
+      continue;
+    }
     /* At most RX_BATCH_MAX jobs: a batch's questions and answers stay a
      * size the connection carries without either side waiting. */
     job_t *list = st->head, *last = st->head;

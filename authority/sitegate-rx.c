@@ -3,7 +3,8 @@
  * `serve` (the default verb) runs the TLS server (rxserver.c); `check`
  * reads captured frames, one per line, and says for each whether it is a
  * well-formed HJ 212 frame; `sites` and `export` show a person what arrived,
- * from the database on read-only connections (safe while the server runs).
+ * from the database on read-only connections (safe while the server runs);
+ * `prune` and `backfill` look after the decoded tables.
  * The options are a table, so parsing and --help come from one place. */
 #define LOG_MODULE "sitegate-rx"
 #include "authority/rx.h"
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/types.h>
+#include <time.h>
 
 static const char usage[] =
     "usage:\n"
@@ -52,6 +54,11 @@ static const char usage[] =
     "      Retention: removes the decoded minute and hour figures older than the N\n"
     "      Beijing-time months before this one (PostgreSQL drops their monthly\n"
     "      partitions); frames, the ledger and seals are kept (protocol/RX-SCHEMA.md).\n"
+    "  sitegate-rx backfill [--db FILE|URI] [--step N]\n"
+    "      Decodes, to the end, the frames stored before their decoded tables existed\n"
+    "      (an older sitegate-rx), N messages (5000) per transaction, printing progress.\n"
+    "      A receiver does the same by itself while no upload waits (protocol/RX-SCHEMA.md);\n"
+    "      this is for a stopped one. On PostgreSQL it may run beside receivers.\n"
     "  sitegate-rx passwd --users FILE NAME\n"
     "      Sets NAME's console password (read from stdin, 10 characters or more),\n"
     "      hashed with crypt(3) (yescrypt), in FILE, made when missing.\n"
@@ -63,6 +70,7 @@ typedef struct opts {
   const char *site, *since, *until, *cn, *gw_cert;
   bool json;
   int keep_months;
+  int step;
   int verbosity;
 } opts_t;
 
@@ -81,7 +89,7 @@ static const opt_def_t opt_defs[] = {
     {"--ca", O(rx.ca), 's', 0, 0, "serve"},
     {"--cert", O(rx.cert), 's', 0, 0, "serve"},
     {"--key", O(rx.key), 's', 0, 0, "serve"},
-    {"--db", O(rx.db), 's', 0, 0, "serve sites export prune"},
+    {"--db", O(rx.db), 's', 0, 0, "serve sites export prune backfill"},
     {"--max-conn", O(rx.max_conn), 'i', 1, 1000000, "serve"},
     {"--idle", O(rx.idle_s), 'i', 5, 86400, "serve"},
     {"--handshake", O(rx.handshake_s), 'i', 1, 600, "serve"},
@@ -96,6 +104,7 @@ static const opt_def_t opt_defs[] = {
     {"--cn", O(cn), 's', 0, 0, "export"},
     {"--json", O(json), 'b', 0, 0, "sites export"},
     {"--keep-months", O(keep_months), 'i', 0, 1200, "prune"},
+    {"--step", O(step), 'i', 1, 1000000, "backfill"},
 };
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -240,6 +249,61 @@ static int prune(const char *db, int keep_months) {
   return 0;
 }
 
+/* ---- backfill */
+
+static int backfill(const char *db, int step) {
+  /* One writer per SQLite file: a receiver running on it does this itself. */
+  int lock_fd = -1;
+  if (!stor_rx_is_pg(db) && stor_lock(db, &lock_fd, NULL) != 0) {
+    fprintf(stderr,
+            "sitegate-rx: backfill: %s is in use (a receiver on it decodes the old frames "
+            "itself while idle)\n",
+            db);
+    return 1;
+  }
+  stor_rx_t *x = NULL;
+  if (stor_rx_open(db, &x) != 0) {
+    fprintf(stderr, "sitegate-rx: backfill: cannot open the database (see the log above)\n");
+    stor_unlock(lock_fd);
+    return 1;
+  }
+  stor_rx_backfill_t b;
+  long long messages = 0, rows = 0, skipped = 0;
+  int rc, busy = 0;
+  double last = 0;
+  for (;;) {
+    rc = stor_rx_backfill(x, step, &b);
+    if (rc == -EBUSY) { /* a receiver sharing the database is in a step: after it */
+      if (busy++ == 0)
+        fprintf(stderr, "backfill: a receiver is running a step; taking turns with it\n");
+      struct timespec ts = {0, 100 * 1000000L};
+      nanosleep(&ts, NULL);
+      continue;
+    }
+    if (rc != 0)
+      break;
+    messages += b.messages;
+    rows += b.rows;
+    skipped += b.skipped;
+    if (b.finished)
+      break;
+    if (sg_now() - last >= 1.0) {
+      printf("backfill: up to frame %lld of %lld, %lld messages decoded\n", (long long)b.done,
+             (long long)b.upto, messages);
+      fflush(stdout);
+      last = sg_now();
+    }
+  }
+  if (rc != 0)
+    fprintf(stderr, "sitegate-rx: backfill: %s\n", stor_rx_error(x));
+  else
+    printf("backfill: done: %lld stored messages decoded (%lld rows, %lld not rebuilt)\n", messages,
+           rows, skipped);
+  stor_rx_close(x);
+  stor_unlock(lock_fd);
+  return rc == 0 ? 0 : 1;
+}
+
 /* ---- main */
 
 static void raise_fd_limit(void) {
@@ -271,7 +335,8 @@ int main(int argc, char **argv) {
     first = 2;
   }
   if (strcmp(verb, "serve") && strcmp(verb, "check") && strcmp(verb, "sites") &&
-      strcmp(verb, "export") && strcmp(verb, "prune") && strcmp(verb, "passwd"))
+      strcmp(verb, "export") && strcmp(verb, "prune") && strcmp(verb, "passwd") &&
+      strcmp(verb, "backfill"))
     return usage_error("unknown command \"%s\"", verb);
   const char *pos[1];
   int npos;
@@ -302,6 +367,8 @@ int main(int argc, char **argv) {
       return usage_error("%s", "prune needs --keep-months N");
     return prune(o.rx.db, o.keep_months);
   }
+  if (!strcmp(verb, "backfill"))
+    return backfill(o.rx.db, o.step ? o.step : 5000);
   if (!strcmp(verb, "export")) {
     if (!o.site || !o.since)
       return usage_error("%s", "export needs --site MN and --since T");

@@ -105,6 +105,45 @@ int stor__rx_insert_sql(const rx_table_t *t, char *out, size_t cap);
  * -ENOSPC. Both back ends take this text. */
 int stor__rx_convert_sql(const rx_table_t *t, const char *old, char *out, size_t cap);
 
+/* ---- the backfill (rxstore.c stor_rx_backfill()): frames stored before a
+ * decoded table existed (an older receiver, or one without that table's
+ * decoder) are decoded afterwards, in bounded steps. rx_backfill keeps, per
+ * decoded table, `upto`: the last frame id stored before the table was
+ * made (what may lack its rows), and `done`: up to which id its frames are
+ * decoded. A table new to a database gets its row in the open's
+ * transaction (done 0, upto MAX(frames.id)); frames stored after that are
+ * decoded as they arrive. Both back ends take this text. */
+#define RX_BACKFILL_SCHEMA                                                                         \
+  "CREATE TABLE IF NOT EXISTS rx_backfill(tbl TEXT PRIMARY KEY, done BIGINT NOT NULL,"             \
+  " upto BIGINT NOT NULL)"
+/* $1: the table's name. WHERE true: SQLite reads ON CONFLICT after a bare
+ * FROM as a join's ON. */
+#define RX_BACKFILL_MARK                                                                           \
+  "INSERT INTO rx_backfill(tbl, done, upto) SELECT CAST($1 AS TEXT), 0, COALESCE(MAX(id), 0)"      \
+  " FROM frames WHERE true ON CONFLICT DO NOTHING"
+
+/* One packet of a stored message, as frames holds it. */
+typedef struct rx_packet {
+  int64_t id; /* frames.id of the message's first packet */
+  const char *mn, *qn;
+  int64_t rx_ms;
+  int pno, pnum;
+  const char *data; /* the data segment, `len` bytes */
+  size_t len;
+} rx_packet_t;
+typedef int (*rx_packet_cb)(void *arg, const rx_packet_t *p);
+typedef int (*rx_mark_cb)(void *arg, const char *table, int64_t done, int64_t upto);
+
+/* Rebuilds `m` from its stored data segments `segs` (PNO 1..n, `lens[i]`
+ * bytes each) as the receiver assembled it when it came: QN, ST, CN, PW,
+ * MN and Flag of the first packet, DataTime of its first record (-1 when
+ * none), the packets each followed by CRLF, and the packets' CPs joined by
+ * ';'. m->packets and m->cp are malloc'ed (rx_msg_free-able; freed here on
+ * failure). Returns 0, -EBADMSG with the reason in `err` (a segment that is
+ * not a frame's, a PNO out of place), or -ENOMEM. Pure: no database. */
+int stor__rx_rebuild(const char *const *segs, const size_t *lens, int n, stor_rx_msg_t *m,
+                     char *err, size_t errlen);
+
 typedef struct stor_rx_ops {
   const char *name; /* "SQLite", "PostgreSQL" */
   int (*begin)(stor_rx_t *x);
@@ -140,6 +179,19 @@ typedef struct stor_rx_ops {
   /* Stores one decoded row: 1 stored, 0 when its key was there already
    * (PostgreSQL: 1, the write is checked at the commit). */
   int (*row_insert)(stor_rx_t *x, const rx_row_t *r);
+  /* The backfill's primitives, inside its transaction. `backfill_lock`:
+   * 1 when this connection may run a step now, 0 when another receiver is
+   * running one (PostgreSQL: a lock held to the end of the transaction;
+   * SQLite: always 1, BEGIN IMMEDIATE holds the file). `marks`: every row
+   * of rx_backfill to `cb`. `mark_done`: sets a table's done. */
+  int (*backfill_lock)(stor_rx_t *x);
+  int (*marks)(stor_rx_t *x, rx_mark_cb cb, void *arg);
+  int (*mark_done)(stor_rx_t *x, const char *table, int64_t done);
+  /* The packets of at most `limit` messages whose first packet has
+   * after < id <= upto and a CN of `cns` (an SQL list of literals,
+   * "'2051','6011'", made from stor__rx_tables), in id and PNO order. */
+  int (*stored_after)(stor_rx_t *x, int64_t after, int64_t upto, const char *cns, int limit,
+                      rx_packet_cb cb, void *arg);
   /* Optional (NULL: none): right after begin, takes the locks of the
    * sites of `msgs` and answers at once what deciding them will ask, so
    * that the primitives above answer from memory. A back end whose writes

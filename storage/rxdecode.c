@@ -461,3 +461,75 @@ int stor__rx_decode(const stor_rx_msg_t *m, rx_row_cb cb, void *arg) {
   free(c.pair);
   return rc;
 }
+
+/* ---- a stored message rebuilt (the backfill) */
+
+/* Packet `pno`'s (0: the message's) failure `why`, the buffers freed. */
+static int rebuild_fail(stor_rx_msg_t *m, int rc, char *err, size_t errlen, int pno,
+                        const char *why) {
+  if (pno)
+    snprintf(err, errlen, "packet %d: %s", pno, why);
+  else
+    snprintf(err, errlen, "%s", why);
+  free(m->packets);
+  free(m->cp);
+  m->packets = m->cp = NULL;
+  return rc;
+}
+
+int stor__rx_rebuild(const char *const *segs, const size_t *lens, int n, stor_rx_msg_t *m,
+                     char *err, size_t errlen) {
+  size_t plen = 0;
+  for (int i = 0; i < n; i++)
+    plen += lens[i] + 2;
+  m->packets = malloc(plen + 1);
+  m->cp = malloc(plen + 1); /* the CPs are shorter than their segments */
+  m->packets_len = m->cp_len = 0;
+  hj212_frame_t *f = malloc(sizeof(*f));
+  char *line = malloc(HJ212_FRAME_MAX + 8), why[160];
+  int rc = 0;
+  if (!m->packets || !m->cp || !f || !line)
+    rc = rebuild_fail(m, -ENOMEM, err, errlen, 0, "out of memory");
+  for (int i = 0; rc == 0 && i < n; i++) {
+    if (lens[i] > HJ212_DATA_MAX || memchr(segs[i], '\0', lens[i])) {
+      rc = rebuild_fail(m, -EBADMSG, err, errlen, i + 1,
+                        "not a data segment (over 1024 bytes or holding a NUL)");
+      break;
+    }
+    int k = snprintf(line, HJ212_FRAME_MAX + 8, "##%04zu%.*s%04X", lens[i], (int)lens[i], segs[i],
+                     hj212_crc(segs[i], lens[i]));
+    if (hj212_decode(line, (size_t)k, f, why, sizeof(why)) != 0) {
+      rc = rebuild_fail(m, -EBADMSG, err, errlen, i + 1, why);
+      break;
+    }
+    if (n > 1 && f->h.pno != i + 1) {
+      rc = rebuild_fail(m, -EBADMSG, err, errlen, i + 1, "PNO out of place");
+      break;
+    }
+    if (i == 0) { /* as the receiver's msg_new() and DataTime of the first record */
+      snprintf(m->mn, sizeof(m->mn), "%s", f->h.mn);
+      snprintf(m->qn, sizeof(m->qn), "%s", f->h.qn);
+      snprintf(m->cn, sizeof(m->cn), "%s", f->h.cn);
+      snprintf(m->st, sizeof(m->st), "%s", f->h.st);
+      snprintf(m->pw, sizeof(m->pw), "%s", f->h.pw);
+      m->flag = f->h.flag;
+      const char *dt = hj212_get(f, 0, "DataTime");
+      m->t = dt ? hj212_datatime(dt, 480 /* Beijing time */) : -1;
+    }
+    memcpy(m->packets + m->packets_len, segs[i], lens[i]);
+    memcpy(m->packets + m->packets_len + lens[i], "\r\n", 2);
+    m->packets_len += lens[i] + 2;
+    if (i > 0)
+      m->cp[m->cp_len++] = ';';
+    memcpy(m->cp + m->cp_len, f->cp, f->cp_len);
+    m->cp_len += f->cp_len;
+  }
+  if (rc == 0) {
+    m->packets[m->packets_len] = '\0';
+    m->cp[m->cp_len] = '\0';
+    m->npackets = n;
+  }
+  free(f);
+  free(line);
+  return rc;
+}

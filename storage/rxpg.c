@@ -636,15 +636,22 @@ static int pg_frame_last_t(stor_rx_t *x, const char *mn, const char *cn, int64_t
 
 /* A bytea column asked for as hex ("\x4142..."), back to bytes in `out`
  * (which has room for the text's length): the length. */
+static int nibble(char c) {
+  return c >= '0' && c <= '9'   ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                : -1;
+}
+
 static size_t unhex(const char *s, char *out) {
   if (s[0] == '\\' && s[1] == 'x')
     s += 2;
   size_t n = 0;
-  for (; s[0] && s[1]; s += 2) {
-    unsigned v;
-    if (sscanf(s, "%2x", &v) != 1)
+  for (; s[0] && s[1]; s += 2) { /* not sscanf: a backfill reads millions */
+    int hi = nibble(s[0]), lo = nibble(s[1]);
+    if (hi < 0 || lo < 0)
       break;
-    out[n++] = (char)v;
+    out[n++] = (char)(hi << 4 | lo);
   }
   return n;
 }
@@ -897,6 +904,81 @@ static int pg_row_insert(stor_rx_t *x, const rx_row_t *r) {
     rc = pushed(x, PQsendQueryPrepared(conn_of(x), stmt, k, v, NULL, NULL, 0), PEND_OK,
                 r->table->name);
   return rc < 0 ? rc : 1;
+}
+
+/* ---- the backfill's primitives (rx_int.h) */
+
+static int pg_backfill_lock(stor_rx_t *x) {
+  int rc;
+  PGresult *res =
+      q(x, &rc, "SELECT pg_try_advisory_xact_lock(" PG_LOCK_SCHEMA ", 2)", 0, NULL, NULL, NULL);
+  if (res)
+    rc = PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "t");
+  PQclear(res);
+  return rc;
+}
+
+static int pg_marks(stor_rx_t *x, rx_mark_cb cb, void *arg) {
+  int rc;
+  PGresult *res = q(x, &rc, "SELECT tbl, done, upto FROM rx_backfill", 0, NULL, NULL, NULL);
+  for (int i = 0; res && rc == 0 && i < PQntuples(res); i++)
+    rc = cb(arg, PQgetvalue(res, i, 0), strtoll(PQgetvalue(res, i, 1), NULL, 10),
+            strtoll(PQgetvalue(res, i, 2), NULL, 10));
+  PQclear(res);
+  return rc;
+}
+
+static int pg_mark_done(stor_rx_t *x, const char *table, int64_t done) {
+  char b[24];
+  const char *v[] = {I64(b, done), table};
+  return send_sql(x, PEND_OK, "rx_backfill", "UPDATE rx_backfill SET done=$1 WHERE tbl=$2", 2, v);
+}
+
+static int pg_stored_after(stor_rx_t *x, int64_t after, int64_t upto, const char *cns, int limit,
+                           rx_packet_cb cb, void *arg) {
+  char sql[1024], b0[24], b1[24], b2[24];
+  snprintf(sql, sizeof(sql),
+           "SELECT f.id, f.mn, f.qn, f.received_ms, f.pnum, p.pno, p.data FROM"
+           " (SELECT id, mn, qn, received_ms, pnum FROM frames WHERE id>$1 AND id<=$2 AND pno=1"
+           " AND cn IN (%s) ORDER BY id LIMIT $3) f"
+           " JOIN frames p ON p.mn=f.mn AND p.qn=f.qn ORDER BY f.id, p.pno",
+           cns);
+  const char *v[] = {I64(b0, after), I64(b1, upto), I64(b2, limit)};
+  int rc;
+  PGresult *res = q(x, &rc, sql, 3, v, NULL, NULL);
+  char *d = NULL;
+  for (int i = 0; res && rc == 0 && i < PQntuples(res); i++) {
+    const char *h = PQgetvalue(res, i, 6);
+    if (!(d = malloc(strlen(h) / 2 + 1))) {
+      rc = -ENOMEM;
+      break;
+    }
+    rx_packet_t p = {
+        .id = strtoll(PQgetvalue(res, i, 0), NULL, 10),
+        .mn = PQgetvalue(res, i, 1),
+        .qn = PQgetvalue(res, i, 2),
+        .rx_ms = strtoll(PQgetvalue(res, i, 3), NULL, 10),
+        .pnum = atoi(PQgetvalue(res, i, 4)),
+        .pno = atoi(PQgetvalue(res, i, 5)),
+        .data = d,
+        .len = unhex(h, d),
+    };
+    rc = cb(arg, &p);
+    free(d);
+  }
+  PQclear(res);
+  return rc;
+}
+
+/* The backfill's bookkeeping, and a row for each decoded table new here
+ * (rx_int.h RX_BACKFILL_SCHEMA), in migrate()'s transaction. */
+static int backfill_marks(stor_rx_t *x) {
+  int rc = qx(x, RX_BACKFILL_SCHEMA, 0, NULL, NULL);
+  for (const rx_table_t *t = stor__rx_tables; rc == 0 && t->name; t++) {
+    const char *v[] = {t->name};
+    rc = qx(x, RX_BACKFILL_MARK, 1, v, NULL);
+  }
+  return rc;
 }
 
 /* The decoded tables, and the partitions of this month and the next. */
@@ -1212,7 +1294,7 @@ static int migrate(stor_rx_t *x) {
   if ((rc = qx(x, "BEGIN", 0, NULL, NULL)) != 0 ||
       (rc = qx(x, "SELECT pg_advisory_xact_lock(" PG_LOCK_SCHEMA ", 0)", 0, NULL, NULL)) != 0 ||
       (rc = qx(x, schema, 0, NULL, NULL)) != 0 || (rc = convert_v2(x)) != 0 ||
-      (rc = decoded_schema(x)) != 0)
+      (rc = decoded_schema(x)) != 0 || (rc = backfill_marks(x)) != 0)
     goto fail;
   PGresult *res = q(x, &rc, "SELECT MAX(version) FROM rx_schema", 0, NULL, NULL, NULL);
   if (!res)
@@ -1588,6 +1670,10 @@ const stor_rx_ops_t stor__rx_pg_ops = {
     .refusal = pg_refusal,
     .seen = pg_seen,
     .row_insert = pg_row_insert,
+    .backfill_lock = pg_backfill_lock,
+    .marks = pg_marks,
+    .mark_done = pg_mark_done,
+    .stored_after = pg_stored_after,
     .prefetch = pg_prefetch,
     .prune = pg_prune,
     .query = pg_query,

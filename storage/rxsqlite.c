@@ -16,7 +16,9 @@
  *   refusals every refused frame or connection, with its reason
  *   rx_*     (version 2) the decoded data, from rxdecode.c's table
  *            (protocol/RX-SCHEMA.md); version 3 makes the environment
- *            tables one row per site and time (RX_WIDE), converted at open */
+ *            tables one row per site and time (RX_WIDE), converted at open
+ *   rx_backfill per decoded table, which frames may lack its rows and how far
+ *            the backfill has decoded them (rx_int.h, rxstore.c) */
 #define LOG_MODULE "rxstore"
 #include "common/common.h"
 #include "protocol/protocol.h"
@@ -60,9 +62,14 @@ static const char schema[] =
     " frame TEXT NOT NULL, at_ms INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS refusals_mn ON refusals(mn);";
 
+#define SQ_TABLES_MAX 64 /* decoded tables whose INSERT is kept prepared */
+
 typedef struct rx_sqlite {
   stor_rx_t base; /* first: the handle rxstore.c knows */
   sqlite3 *db;
+  /* each decoded table's INSERT, prepared at its first row (a backfill
+   * inserts hundreds of thousands) */
+  sqlite3_stmt *row_st[SQ_TABLES_MAX];
 } rx_sqlite_t;
 
 static int64_t now_ms(void) { return (int64_t)(sg_now() * 1000.0); }
@@ -286,13 +293,23 @@ static int sq_seal_put(stor_rx_t *x, const char *mn, const rx_seal_t *s) {
 }
 
 static int sq_row_insert(stor_rx_t *x, const rx_row_t *r) {
-  char sql[2048];
-  int n = stor__rx_insert_sql(r->table, sql, sizeof(sql));
-  assert(n > 0);
-  sqlite3_stmt *st = prep(db_of(x), sql, "si", r->mn, r->t);
-  if (!st)
-    return result(x, SQLITE_ERROR);
-  int p = 3;
+  rx_sqlite_t *q = (rx_sqlite_t *)(void *)x;
+  size_t k = (size_t)(r->table - stor__rx_tables);
+  assert(k < SQ_TABLES_MAX);
+  sqlite3_stmt *st = q->row_st[k];
+  if (!st) {
+    char sql[2048];
+    int n = stor__rx_insert_sql(r->table, sql, sizeof(sql));
+    assert(n > 0);
+    if (sqlite3_prepare_v3(q->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+      log_err("prepare: %s: %s", sqlite3_errmsg(q->db), sql);
+      return result(x, SQLITE_ERROR);
+    }
+    q->row_st[k] = st;
+  }
+  int n = sqlite3_bind_parameter_count(st), p = 3;
+  sqlite3_bind_text(st, 1, r->mn, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 2, r->t);
   if (r->table->is_signed) {
     sqlite3_bind_int64(st, p++, r->seq);
     sqlite3_bind_text(st, p++, r->qn, -1, SQLITE_TRANSIENT);
@@ -300,8 +317,85 @@ static int sq_row_insert(stor_rx_t *x, const rx_row_t *r) {
   for (int i = 0; p <= n; i++, p++)
     if (r->v[i])
       sqlite3_bind_text(st, p, r->v[i], -1, SQLITE_TRANSIENT);
-  int rc = sq_exec(x, st);
-  return rc < 0 ? rc : sqlite3_changes(db_of(x)) > 0;
+  int rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE) {
+    log_err("step: %s", sqlite3_errmsg(q->db));
+    rc = result(x, rc);
+  } else {
+    rc = sqlite3_changes(q->db) > 0;
+  }
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st); /* NULL for the next row's missing values */
+  return rc;
+}
+
+/* ---- the backfill's primitives (rx_int.h) */
+
+static int sq_backfill_lock(stor_rx_t *x) {
+  (void)x; /* BEGIN IMMEDIATE holds the whole file */
+  return 1;
+}
+
+static int sq_marks(stor_rx_t *x, rx_mark_cb cb, void *arg) {
+  sqlite3_stmt *st = prep(db_of(x), "SELECT tbl, done, upto FROM rx_backfill", "");
+  if (!st)
+    return result(x, SQLITE_ERROR);
+  int rc, e = 0;
+  while (e == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
+    e = cb(arg, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1),
+           sqlite3_column_int64(st, 2));
+  if (e == 0 && rc != SQLITE_DONE)
+    e = result(x, rc);
+  sqlite3_finalize(st);
+  return e;
+}
+
+static int sq_mark_done(stor_rx_t *x, const char *table, int64_t done) {
+  return sq_exec(x, prep(db_of(x), "UPDATE rx_backfill SET done=? WHERE tbl=?", "is", done, table));
+}
+
+static int sq_stored_after(stor_rx_t *x, int64_t after, int64_t upto, const char *cns, int limit,
+                           rx_packet_cb cb, void *arg) {
+  char sql[1024];
+  snprintf(sql, sizeof(sql),
+           "SELECT f.id, f.mn, f.qn, f.received_ms, f.pnum, p.pno, p.data FROM"
+           " (SELECT id, mn, qn, received_ms, pnum FROM frames WHERE id>? AND id<=? AND pno=1"
+           " AND cn IN (%s) ORDER BY id LIMIT ?) f"
+           " JOIN frames p ON p.mn=f.mn AND p.qn=f.qn ORDER BY f.id, p.pno",
+           cns);
+  sqlite3_stmt *st = prep(db_of(x), sql, "iii", after, upto, (int64_t)limit);
+  if (!st)
+    return result(x, SQLITE_ERROR);
+  int rc, e = 0;
+  while (e == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    rx_packet_t p = {
+        .id = sqlite3_column_int64(st, 0),
+        .mn = (const char *)sqlite3_column_text(st, 1),
+        .qn = (const char *)sqlite3_column_text(st, 2),
+        .rx_ms = sqlite3_column_int64(st, 3),
+        .pnum = sqlite3_column_int(st, 4),
+        .pno = sqlite3_column_int(st, 5),
+        .data = (const char *)sqlite3_column_blob(st, 6),
+        .len = (size_t)sqlite3_column_bytes(st, 6),
+    };
+    e = cb(arg, &p);
+  }
+  if (e == 0 && rc != SQLITE_DONE)
+    e = result(x, rc);
+  sqlite3_finalize(st);
+  return e;
+}
+
+/* The backfill's bookkeeping, and a row for each decoded table new here
+ * (rx_int.h RX_BACKFILL_SCHEMA). */
+static int backfill_marks(sqlite3 *db) {
+  int rc = exec(db, RX_BACKFILL_SCHEMA);
+  for (const rx_table_t *t = stor__rx_tables; rc == SQLITE_OK && t->name; t++) {
+    sqlite3_stmt *st = prep(db, RX_BACKFILL_MARK, "s", t->name);
+    rc = run(st);
+    rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+  }
+  return rc;
 }
 
 /* The decoded tables (schema version 2), from rxdecode.c's table. */
@@ -413,7 +507,7 @@ static int open_db(const char *path, sqlite3 **out) {
    * (IF NOT EXISTS), as on PostgreSQL, so that a table added to the list
    * later (rx_site_profile) exists in a database made before it. */
   if ((rc = exec(db, "BEGIN")) != SQLITE_OK || (rc = convert_v2(db)) != SQLITE_OK ||
-      (rc = decoded_schema(db)) != SQLITE_OK ||
+      (rc = decoded_schema(db)) != SQLITE_OK || (rc = backfill_marks(db)) != SQLITE_OK ||
       (rc = exec(db, "PRAGMA user_version=3")) != SQLITE_OK || (rc = exec(db, "COMMIT"))) {
     exec(db, "ROLLBACK");
     goto fail;
@@ -428,6 +522,8 @@ fail:
 
 static void sq_close(stor_rx_t *x) {
   rx_sqlite_t *q = (rx_sqlite_t *)(void *)x;
+  for (int i = 0; i < SQ_TABLES_MAX; i++)
+    sqlite3_finalize(q->row_st[i]);
   sqlite3_close(q->db);
   free(q);
 }
@@ -650,6 +746,10 @@ const stor_rx_ops_t stor__rx_sqlite_ops = {
     .refusal = sq_refusal,
     .seen = sq_seen,
     .row_insert = sq_row_insert,
+    .backfill_lock = sq_backfill_lock,
+    .marks = sq_marks,
+    .mark_done = sq_mark_done,
+    .stored_after = sq_stored_after,
     .prune = sq_prune,
     .query = sq_query,
     .sites = sq_sites,

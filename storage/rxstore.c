@@ -9,6 +9,11 @@
  * until the commit. The writer acknowledges only after the commit, so a
  * 9014 always means "stored", and a crash before it just means a resend.
  *
+ * The backfill (stor_rx_backfill()) is decided here too: frames stored
+ * before their decoded table existed are rebuilt into messages and decoded
+ * as decide() decodes a new one, a bounded step per transaction, its place
+ * kept per table in rx_backfill.
+ *
  * The back ends: a file name is SQLite (rxsqlite.c); a libpq connection URI
  * (postgresql://... or postgres://...) is PostgreSQL (rxpg.c), which any
  * number of receivers can share. */
@@ -19,6 +24,7 @@
 #include "storage/storage.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -365,6 +371,210 @@ static int decide(stor_rx_t *x, stor_rx_msg_t *m) {
     return rc;
   m->outcome = STOR_RX_STORED;
   return 0;
+}
+
+/* ---- the backfill (storage.h stor_rx_backfill()) */
+
+#define BACKFILL_SPAN 20000 /* frame ids looked at in one step, whatever they hold */
+#define BACKFILL_PACKETS 64 /* the receiver collects no more packets of a message */
+#define BACKFILL_TABLES 64
+
+typedef struct bf_table {
+  const rx_table_t *t;
+  int64_t done, upto;
+} bf_table_t;
+
+typedef struct backfill {
+  stor_rx_t *x;
+  stor_rx_backfill_t *out;
+  bf_table_t tab[BACKFILL_TABLES];
+  int n_tab;
+  /* the message being collected: its first packet's id, its packets */
+  int64_t id, rx_ms;
+  char mn[HJ212_MN_MAX + 1], qn[HJ212_QN_MAX + 1];
+  int pnum, got;
+  bool bad;
+  char *seg[BACKFILL_PACKETS];
+  size_t len[BACKFILL_PACKETS];
+  int64_t seen, last_id; /* messages looked at, the last one's id */
+} backfill_t;
+
+static int bf_on_mark(void *arg, const char *table, int64_t done, int64_t upto) {
+  backfill_t *b = arg;
+  for (const rx_table_t *t = stor__rx_tables; t->name; t++)
+    if (!strcmp(t->name, table) && b->n_tab < BACKFILL_TABLES)
+      b->tab[b->n_tab++] = (bf_table_t){t, done, upto};
+  return 0; /* a table this receiver does not know: not its to decode */
+}
+
+/* A decoded row, stored when its table still lacks the message's rows. */
+static int bf_on_row(void *arg, const rx_row_t *r) {
+  backfill_t *b = arg;
+  for (int i = 0; i < b->n_tab; i++)
+    if (b->tab[i].t == r->table && b->tab[i].done < b->id && b->id <= b->tab[i].upto) {
+      int rc = b->x->ops->row_insert(b->x, r);
+      if (rc < 0)
+        return rc;
+      b->out->rows++;
+    }
+  return 0;
+}
+
+/* Decodes the message collected, as decide() does once it is stored: a
+ * signed one only when the ledger holds its Seq with its Hash (it was
+ * verified when it came; a record the receiver refused is not stored). */
+static int bf_message(backfill_t *b) {
+  stor_rx_msg_t m;
+  memset(&m, 0, sizeof(m));
+  char err[192];
+  int rc = b->bad || b->got != b->pnum ? -EBADMSG : 0;
+  if (rc)
+    snprintf(err, sizeof(err), "%d of its %d packets stored in order", b->got, b->pnum);
+  else
+    rc = stor__rx_rebuild((const char *const *)b->seg, b->len, b->got, &m, err, sizeof(err));
+  if (rc == -EBADMSG) {
+    log_warn("%s: QN %s (frame %lld) cannot be rebuilt (%s): not decoded, its frames keep it",
+             b->mn, b->qn, (long long)b->id, err);
+    b->out->skipped++;
+    return 0;
+  }
+  if (rc < 0)
+    return rc;
+  snprintf(m.mn, sizeof(m.mn), "%s", b->mn); /* the keys as stored */
+  snprintf(m.qn, sizeof(m.qn), "%s", b->qn);
+  m.rx_ms = b->rx_ms;
+  if (hj212_cn_is_signed(m.cn) &&
+      hj212_signed_parse(m.cp, m.cp_len, &m.sig, err, sizeof(err)) == 0) {
+    rx_link_t l;
+    char hash[65];
+    hj212_hex(m.sig.hash, 32, hash);
+    rc = b->x->ops->ledger_get(b->x, m.mn, m.sig.seq, &l);
+    m.is_signed = rc == 1 && strcasecmp(l.hash, hash) == 0;
+  }
+  if (rc >= 0)
+    rc = stor__rx_decode(&m, bf_on_row, b);
+  free(m.packets);
+  free(m.cp);
+  if (rc >= 0)
+    b->out->messages++;
+  return rc < 0 ? rc : 0;
+}
+
+/* The message collected is complete (or cut off): decode it, start anew. */
+static int bf_flush(backfill_t *b) {
+  int rc = 0;
+  if (b->id) {
+    b->seen++;
+    b->last_id = b->id;
+    rc = bf_message(b);
+  }
+  for (int i = 0; i < b->got; i++)
+    free(b->seg[i]);
+  b->got = 0;
+  b->bad = false;
+  b->id = 0;
+  return rc;
+}
+
+static int bf_on_packet(void *arg, const rx_packet_t *p) {
+  backfill_t *b = arg;
+  int rc = 0;
+  if (p->id != b->id) {
+    if ((rc = bf_flush(b)) != 0)
+      return rc;
+    b->id = p->id;
+    b->rx_ms = p->rx_ms;
+    b->pnum = p->pnum;
+    snprintf(b->mn, sizeof(b->mn), "%s", p->mn);
+    snprintf(b->qn, sizeof(b->qn), "%s", p->qn);
+  }
+  if (p->pno != b->got + 1 || b->got >= BACKFILL_PACKETS) {
+    b->bad = true;
+    return 0;
+  }
+  if (!(b->seg[b->got] = malloc(p->len ? p->len : 1)))
+    return -ENOMEM;
+  memcpy(b->seg[b->got], p->data, p->len);
+  b->len[b->got++] = p->len;
+  return 0;
+}
+
+/* The step inside its transaction. */
+static int backfill_step(backfill_t *b, int max_messages) {
+  stor_rx_t *x = b->x;
+  int rc = x->ops->backfill_lock(x);
+  if (rc == 0) {
+    snprintf(x->error, sizeof(x->error), "another receiver is running the backfill");
+    return -EBUSY;
+  }
+  if (rc < 0 || (rc = x->ops->marks(x, bf_on_mark, b)) < 0)
+    return rc;
+  int64_t lo = INT64_MAX, top = 0;
+  char cns[512] = "";
+  size_t len = 0;
+  for (int i = 0; i < b->n_tab; i++) {
+    const bf_table_t *e = &b->tab[i];
+    top = e->upto > top ? e->upto : top;
+    if (e->done >= e->upto)
+      continue;
+    lo = e->done < lo ? e->done : lo;
+    char lit[16];
+    snprintf(lit, sizeof(lit), "'%s'", e->t->cn);
+    if (!strstr(cns, lit) && len + strlen(lit) + 2 < sizeof(cns))
+      len += (size_t)snprintf(cns + len, sizeof(cns) - len, "%s%s", len ? "," : "", lit);
+  }
+  b->out->upto = top;
+  if (lo == INT64_MAX) {
+    b->out->done = top;
+    b->out->finished = true;
+    return 0;
+  }
+  int64_t hi = top - lo > BACKFILL_SPAN ? lo + BACKFILL_SPAN : top;
+  if ((rc = x->ops->stored_after(x, lo, hi, cns, max_messages, bf_on_packet, b)) < 0 ||
+      (rc = bf_flush(b)) < 0)
+    return rc;
+  /* Every message up to `to` is decoded: all of (lo, hi], or up to the
+   * last when the step was full. */
+  int64_t to = b->seen >= max_messages ? b->last_id : hi, least = top;
+  b->out->finished = true;
+  for (int i = 0; i < b->n_tab; i++) {
+    bf_table_t *e = &b->tab[i];
+    int64_t done = to > e->upto ? e->upto : to;
+    if (e->done < done) {
+      if ((rc = x->ops->mark_done(x, e->t->name, done)) < 0)
+        return rc;
+      e->done = done;
+    }
+    if (e->done < e->upto) {
+      b->out->finished = false;
+      least = e->done < least ? e->done : least;
+    }
+  }
+  b->out->done = least;
+  return 0;
+}
+
+int stor_rx_backfill(stor_rx_t *x, int max_messages, stor_rx_backfill_t *out) {
+  memset(out, 0, sizeof(*out));
+  backfill_t *b = calloc(1, sizeof(*b));
+  if (!b)
+    return -ENOMEM;
+  b->x = x;
+  b->out = out;
+  int rc = stor_rx_begin(x);
+  if (rc == 0)
+    rc = backfill_step(b, max_messages > 0 ? max_messages : 1);
+  for (int i = 0; i < b->got; i++)
+    free(b->seg[i]);
+  free(b);
+  if (rc == 0)
+    rc = stor_rx_commit(x);
+  if (rc != 0) {
+    stor_rx_rollback(x);
+    out->messages = out->rows = 0;
+    out->finished = false;
+  }
+  return rc;
 }
 
 int64_t stor__rx_month_start(int64_t t, int months, char *name) {

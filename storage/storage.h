@@ -766,6 +766,25 @@ int stor_rx_refusal(stor_rx_t *db, const char *mn, const char *peer, const char 
 /* A site completed a handshake at `at_ms` (kept to the second). */
 int stor_rx_seen(stor_rx_t *db, const char *mn, const char *subject, int64_t at_ms);
 
+/* The backfill (protocol/RX-SCHEMA.md "Frames stored before their
+ * tables"): frames stored before a decoded table existed get its rows
+ * afterwards, rebuilt from the frames and decoded as if they had just come
+ * (signed records only when the ledger holds them; the ledger is not
+ * touched), a row already there kept. */
+typedef struct stor_rx_backfill {
+  int64_t messages;   /* decoded in this step */
+  int64_t rows;       /* rows they gave (stored, or there already) */
+  int64_t skipped;    /* that could not be rebuilt (logged; their frames keep them) */
+  int64_t done, upto; /* frame ids: every table decoded up to `done`, of `upto` */
+  bool finished;      /* nothing is left to decode */
+} stor_rx_backfill_t;
+/* One bounded step, in a transaction of its own (never inside
+ * stor_rx_begin()): at most `max_messages` messages and a bounded range of
+ * frame ids, so that the writer's batches wait little. Fills `out`.
+ * Returns 0, -EBUSY when another receiver sharing the database is running
+ * a step (try again later), or a negative errno with stor_rx_error(). */
+int stor_rx_backfill(stor_rx_t *db, int max_messages, stor_rx_backfill_t *out);
+
 /* ---- the receiver's read-only queries, for people. Each opens its own
  * connection on `target` (a file or a URI). A row passed to a callback, strings
  * included, is valid during the call only. Return 0; -ENOENT (cannot

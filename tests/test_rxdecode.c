@@ -397,6 +397,96 @@ static void months_are_beijing_months(void **state) {
   assert_string_equal(name, "202611");
 }
 
+/* ---- a stored message rebuilt (the backfill) */
+
+static void split_message_is_rebuilt_as_the_receiver_assembled_it(void **state) {
+  (void)state;
+  const char *segs[] = {
+      "QN=20261120213000003;ST=39;CN=6031;PW=123456;MN=HLJ-HRB-0001;Flag=7;PNUM=2;PNO=1;"
+      "CP=&&Seq=3,Prev=00,DataTime=20261120000000,EnergyKwh=1520.5;EqId=eq-01,RunS=10&&",
+      "QN=20261120213000003;ST=39;CN=6031;PW=123456;MN=HLJ-HRB-0001;Flag=7;PNUM=2;PNO=2;"
+      "CP=&&EqId=eq-02,RunS=20;Hash=AB,Sig=CD&&"};
+  size_t lens[] = {strlen(segs[0]), strlen(segs[1])};
+  stor_rx_msg_t m = {0};
+  char err[128];
+  assert_int_equal(stor__rx_rebuild(segs, lens, 2, &m, err, sizeof(err)), 0);
+  assert_string_equal(m.mn, "HLJ-HRB-0001");
+  assert_string_equal(m.qn, "20261120213000003");
+  assert_string_equal(m.cn, "6031");
+  assert_string_equal(m.st, "39");
+  assert_string_equal(m.pw, "123456");
+  assert_int_equal(m.flag, 7);
+  assert_int_equal(m.npackets, 2);
+  /* 2026-11-20 00:00 in Beijing is 11-19 16:00 UTC */
+  assert_int_equal(m.t, 1795104000);
+  /* the CPs joined by ';', as rxserver.c's packet() joins them */
+  assert_string_equal(m.cp, "Seq=3,Prev=00,DataTime=20261120000000,EnergyKwh=1520.5;"
+                            "EqId=eq-01,RunS=10;EqId=eq-02,RunS=20;Hash=AB,Sig=CD");
+  assert_int_equal(m.cp_len, strlen(m.cp));
+  assert_int_equal(m.packets_len, lens[0] + lens[1] + 4);
+  assert_memory_equal(m.packets, segs[0], lens[0]);
+  assert_memory_equal(m.packets + lens[0], "\r\n", 2);
+  assert_memory_equal(m.packets + lens[0] + 2, segs[1], lens[1]);
+  assert_string_equal(m.packets + lens[0] + 2 + lens[1], "\r\n");
+  /* and it decodes into a row per unit, both packets' */
+  got_t g = {0};
+  m.is_signed = true;
+  m.sig.seq = 3;
+  assert_int_equal(stor__rx_decode(&m, collect, &g), 0);
+  assert_int_equal(g.n, 3);
+  assert_string_equal(g.table[0], "rx_energy");
+  assert_string_equal(val(&g, 0, "energy_kwh"), "1520.5");
+  assert_string_equal(val(&g, 2, "eq_id"), "eq-02");
+  assert_string_equal(val(&g, 2, "run_s"), "20");
+  free(m.packets);
+  free(m.cp);
+}
+
+static void single_packet_keeps_its_cp_as_sent_and_no_datatime_is_minus_one(void **state) {
+  (void)state;
+  const char *seg = "QN=20261120212000001;ST=39;CN=2051;PW=123456;MN=S1;Flag=5;"
+                    "CP=&&a34002-Avg=70.0;Note=a%2Cb&&";
+  size_t len = strlen(seg);
+  stor_rx_msg_t m = {0};
+  char err[128];
+  assert_int_equal(stor__rx_rebuild(&seg, &len, 1, &m, err, sizeof(err)), 0);
+  assert_int_equal(m.t, -1);
+  assert_string_equal(m.cp, "a34002-Avg=70.0;Note=a%2Cb");
+  assert_int_equal(m.npackets, 1);
+  free(m.packets);
+  free(m.cp);
+}
+
+static void stored_bytes_that_are_no_data_segment_are_refused_with_the_reason(void **state) {
+  (void)state;
+  const char *junk = "not a segment at all", *nul = "QN=1;ST=39;CN=2051;PW=1;MN=S\0;CP=&&&&",
+             *one = "QN=1;ST=39;CN=6031;PW=1;MN=S1;Flag=7;PNUM=2;PNO=1;CP=&&Seq=1&&",
+             *two = "QN=1;ST=39;CN=6031;PW=1;MN=S1;Flag=7;PNUM=2;PNO=2;CP=&&Hash=1&&";
+  size_t jlen = strlen(junk), nlen = 34, len1 = strlen(one), len2 = strlen(two);
+  char err[128];
+  stor_rx_msg_t m = {0};
+  assert_int_equal(stor__rx_rebuild(&junk, &jlen, 1, &m, err, sizeof(err)), -EBADMSG);
+  assert_non_null(strstr(err, "packet 1: "));
+  assert_null(m.packets);
+  assert_null(m.cp);
+  assert_int_equal(stor__rx_rebuild(&nul, &nlen, 1, &m, err, sizeof(err)), -EBADMSG);
+  assert_string_equal(err, "packet 1: not a data segment (over 1024 bytes or holding a NUL)");
+  /* packets in another order than their PNOs, or one twice */
+  const char *swapped[] = {two, one}, *twice[] = {one, one};
+  size_t lens_swapped[] = {len2, len1}, lens_twice[] = {len1, len1}, lens[] = {len1, len2};
+  assert_int_equal(stor__rx_rebuild(swapped, lens_swapped, 2, &m, err, sizeof(err)), -EBADMSG);
+  assert_string_equal(err, "packet 1: PNO out of place");
+  assert_int_equal(stor__rx_rebuild(twice, lens_twice, 2, &m, err, sizeof(err)), -EBADMSG);
+  assert_string_equal(err, "packet 2: PNO out of place");
+  assert_null(m.packets);
+  /* in order they make the message */
+  const char *both[] = {one, two};
+  assert_int_equal(stor__rx_rebuild(both, lens, 2, &m, err, sizeof(err)), 0);
+  assert_string_equal(m.cp, "Seq=1;Hash=1");
+  free(m.packets);
+  free(m.cp);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(minute_frame_gives_one_wide_row),
@@ -415,6 +505,9 @@ int main(void) {
       cmocka_unit_test(callback_error_stops_the_decoding),
       cmocka_unit_test(sql_is_made_from_the_table),
       cmocka_unit_test(months_are_beijing_months),
+      cmocka_unit_test(split_message_is_rebuilt_as_the_receiver_assembled_it),
+      cmocka_unit_test(single_packet_keeps_its_cp_as_sent_and_no_datatime_is_minus_one),
+      cmocka_unit_test(stored_bytes_that_are_no_data_segment_are_refused_with_the_reason),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

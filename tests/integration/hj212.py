@@ -29,3 +29,43 @@ def der_to_raw(der):
         out += der[i + 2:i + 2 + n].lstrip(b"\0").rjust(32, b"\0")
         i += 2 + n
     return out
+
+
+def head(mn, qn, cn, flag=5, extra=""):
+    """A data segment's fields up to CP's opening &&."""
+    return f"QN={qn};ST=39;CN={cn};PW=123456;MN={mn};Flag={flag};{extra}CP=&&"
+
+
+def packets(mn, qn, cn, cp):
+    """A message as the gateway sends it: one frame, or split at records
+    into packets of at most 1024 bytes (PNUM, PNO, Flag 7)."""
+    one = head(mn, qn, cn) + cp + "&&"
+    if len(one.encode()) <= 1024:
+        return frame(one)
+    recs, chunks, cur = cp.split(";"), [], ""
+    room = 1024 - len(head(mn, qn, cn, 7, "PNUM=9;PNO=9;").encode()) - 2
+    for r in recs:
+        cand = cur + ";" + r if cur else r
+        if len(cand.encode()) > room:
+            chunks.append(cur)
+            cur = r
+        else:
+            cur = cand
+    chunks.append(cur)
+    n = len(chunks)
+    return b"".join(frame(head(mn, qn, cn, 7, f"PNUM={n};PNO={i + 1};") + c + "&&")
+                    for i, c in enumerate(chunks))
+
+
+def signed(key, mn, qn, cn, seq, prev, body, sep=","):
+    """A signed record (protocol/UPLINK.md "Signed records") signed by
+    OpenSSL with the gateway's key file: (its frames, its Hash)."""
+    import hashlib
+    import subprocess
+    canon = f"Seq={seq},Prev={prev},{body}"
+    msg = bytes.fromhex(prev) + canon.encode()
+    h = hashlib.sha256(msg).hexdigest().upper()
+    der = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=msg,
+                         capture_output=True, check=True).stdout
+    sig = der_to_raw(der).hex().upper()
+    return packets(mn, qn, cn, f"{canon}{sep}Hash={h},Sig={sig}"), h

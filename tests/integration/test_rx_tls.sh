@@ -21,30 +21,9 @@ make_pki "$T/evil" "$MN"
 # Frames as a gateway would make them (CRC of HJ 212-2017 Appendix A, signed
 # records as protocol/UPLINK.md says, signed by OpenSSL with the gateway key).
 cat >"$T/mk.py" <<'PY'
-import hashlib, subprocess, sys
+import hashlib, sys
 
-from hj212 import der_to_raw, frame
-
-def head(mn, qn, cn, flag=5, extra=""):
-    return f"QN={qn};ST=39;CN={cn};PW=123456;MN={mn};Flag={flag};{extra}CP=&&"
-
-def packets(mn, qn, cn, cp):
-    one = head(mn, qn, cn) + cp + "&&"
-    if len(one.encode()) <= 1024:
-        return frame(one)
-    recs, chunks, cur = cp.split(";"), [], ""
-    room = 1024 - len(head(mn, qn, cn, 7, "PNUM=9;PNO=9;").encode()) - 2
-    for r in recs:
-        cand = cur + ";" + r if cur else r
-        if len(cand.encode()) > room:
-            chunks.append(cur)
-            cur = r
-        else:
-            cur = cand
-    chunks.append(cur)
-    n = len(chunks)
-    return b"".join(frame(head(mn, qn, cn, 7, f"PNUM={n};PNO={i + 1};") + c + "&&")
-                    for i, c in enumerate(chunks))
+from hj212 import frame, head, signed
 
 
 cmd, args = sys.argv[1], sys.argv[2:]
@@ -59,14 +38,8 @@ elif cmd == "tamper":         # FILE OLD NEW QN: the first frame, altered, with 
     d = "QN=" + args[3] + d[d.index(";"):]
     out.write(frame(d))
 elif cmd == "signed":         # KEY MN QN CN SEQ PREV BODY SEP -> frames; the Hash on stderr
-    key, mn, qn, cn, seq, prev, body, sep = args
-    canon = f"Seq={seq},Prev={prev},{body}"
-    msg = bytes.fromhex(prev) + canon.encode()
-    h = hashlib.sha256(msg).hexdigest().upper()
-    der = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=msg,
-                         capture_output=True, check=True).stdout
-    sig = der_to_raw(der).hex().upper()
-    out.write(packets(mn, qn, cn, f"{canon}{sep}Hash={h},Sig={sig}"))
+    frames, h = signed(*args)
+    out.write(frames)
     print(h, file=sys.stderr)
 elif cmd == "digest":         # FILE... -> "FRAMES DIGEST" of their 2011/2051/2061 frames
     segs = []
