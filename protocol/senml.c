@@ -1800,8 +1800,9 @@ static int encode_check(const proto_pack_t *p) {
 /* The JSON encoder writes its tokens by hand, with printf only for a
  * fraction: sitesim's load generator encodes every pack it sends on the
  * cores of the gateway it measures, and with a vsnprintf per token (and a
- * %.15g with its strtod check per value) a 10-record pack took about 8
- * times as long as in CBOR (bench/senml_decode.c, encode_*_us). */
+ * %.15g with its strtod check per value) a 10-record pack took 7.6 us
+ * against CBOR's 1.4; written by hand, 0.47 us (bench/senml_decode.c,
+ * encode_json_us, on a loaded box). */
 struct sink {
   char *buf;
   size_t cap, len;
