@@ -44,10 +44,11 @@ PC=$(port udp); PH=$(port tcp)
 "$BIN/sitegated" -c "$T/bench.conf" 2>"$T/gw.log" & GW=$!; PIDS="$PIDS $GW"
 wait_for 30 "sitegated answering" gw_up
 G="coap://127.0.0.1:$PC/r"
-settle() { # waits until the gateway's queue is empty (at most 10 s), then 1 s more
-  for i in $(seq 100); do
-    q=$(curl -sf "http://127.0.0.1:$PH/api/status" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["storage"]["queued"])')
-    [ "$q" = 0 ] && break; sleep 0.1
+settle() { # waits until the gateway's queue is empty (at most 30 s, else says so), then 1 s more
+  end=$(($(date +%s) + 30))
+  until [ "$(status queued)" = 0 ]; do
+    [ "$(date +%s)" -lt "$end" ] || { echo "    (the queue was not empty after 30 s: $(status queued) readings)"; break; }
+    sleep 0.1
   done
   sleep 1
 }
@@ -69,11 +70,39 @@ bare_req=$(median $A); req1=$(median $B)
 echo "    medians: (a) $bare_req, (b) $req1 requests/s"
 # Sensors that batch send SenML CBOR (RFC 8428 section 6), the format made
 # for them; the same packs as SenML JSON (decoded with jsmn, no tree) are
-# json10_records_s, to be within 85% of CBOR (issue 15).
-ing10=$(load "$G" --devices 10000 --records 10 --window 64 --ports 64 --format cbor --requests "$((REQUESTS / 2))")
-echo "(c) sitegated, 10-record CBOR:    $ing10"
-ing10j=$(load "$G" --devices 10000 --records 10 --window 64 --ports 64 --requests "$((REQUESTS / 4))")
-echo "    the same as SenML JSON:       $ing10j"
+# json10_records_s, to be within 85% of CBOR (issue 15). These runs
+# saturate the writer, so a run's figure depends on the state the run
+# before left:
+# - one that began on the backlog of the run before found the queue
+#   (queue_max readings) full and was answered 5.03 where the other's packs
+#   were queued (the JSON run, right after CBOR's 1,000,000 readings and
+#   with half its packs, stored 60,169 a second against CBOR's 112,738);
+# - the first saturated run finds a short tail; after it the tail holds
+#   more than four compaction steps and the writer compacts between
+#   commits, and each later run stores about half as much a second
+#   (records/s, four runs: 140,071 CBOR, then 66,162 and 64,670 JSON and
+#   69,656 CBOR).
+# So a first run, not counted, brings the writer to the state the measured
+# ones share; each run starts on an empty queue and sends the same packs,
+# in the order CBOR, JSON, JSON, CBOR, and each figure is the mean of its
+# format's two runs.
+settle
+warm=$(load "$G" --devices 10000 --records 10 --window 64 --ports 64 --format cbor --requests "$((REQUESTS / 2))")
+echo "(c) first run, not counted:       $warm"
+ing10_runs=""; ing10j_runs=""
+for f in cbor json json cbor; do
+  settle
+  out=$(load "$G" --devices 10000 --records 10 --window 64 --ports 64 --format "$f" --requests "$((REQUESTS / 2))")
+  if [ "$f" = cbor ]; then
+    echo "(c) sitegated, 10-record CBOR:    $out"; ing10_runs="$ing10_runs $(field records_s "$out")"
+  else
+    echo "    the same as SenML JSON:       $out"; ing10j_runs="$ing10j_runs $(field records_s "$out")"
+  fi
+done
+mean() { printf '%s\n' "$@" | awk '{ s += $1; n++ } END { printf "%.0f", n ? s / n : 0 }'; }
+# (b') too starts on an empty queue: after the runs above the writer may
+# still hold queue_max readings, and every request would be answered 5.03.
+settle
 ing1k=$(load "$G" --devices 10000 --records 1 --window 64 --ports 1000 --requests "$REQUESTS")
 echo "(b') 1,000 client endpoints:      $ing1k"
 # Latency at a steady 10,000 requests/s, not in the wake of the runs above:
@@ -98,16 +127,22 @@ PC0=$(port udp); PH0=$(port tcp)
 sed -i '/^\[storage\]/a batch_ms = 50' "$T/base.conf"
 "$BIN/sitegated" -c "$T/base.conf" 2>"$T/gw0.log" & GW0=$!; PIDS="$PIDS $GW0"
 wait_for 30 "the baseline sitegated answering" gw_up "$PH0"
+# As for (c): a first run not counted, then one on an empty queue.
+PH_MAIN=$PH; PH=$PH0
+warm=$(load "coap://127.0.0.1:$PC0/r" --devices 10000 --records 10 --window 64 --ports 64 --format cbor --requests "$((REQUESTS / 2))")
+echo "(c) batch_ms = 50, not counted:   $warm"
+settle
 ing10b=$(load "coap://127.0.0.1:$PC0/r" --devices 10000 --records 10 --window 64 --ports 64 --format cbor --requests "$((REQUESTS / 2))")
 echo "(c) again with batch_ms = 50:     $ing10b"
-PH_MAIN=$PH; PH=$PH0; settle; PH=$PH_MAIN
+settle; PH=$PH_MAIN
 pacedb=$(load "coap://127.0.0.1:$PC0/r" --devices 10000 --records 1 --window 256 --ports 64 --rate 10000 --requests 100000)
 echo "    paced, batch_ms = 50:         $pacedb"
 rss0_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$GW0/status")
 kill -TERM "$GW0"; wait "$GW0" || true
 rec10b=$(field records_s "$ing10b"); p99b=$(field p99_ms "$pacedb")
 
-rec10=$(field records_s "$ing10")
+# shellcheck disable=SC2086 # word splitting wanted
+rec10=$(mean $ing10_runs)
 p99=$(field p99_ms "$paced"); req1k=$(field req_s "$ing1k")
 ratio=$(awk -v a="$req1" -v b="$bare_req" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
 rss_mb=$(awk -v k="$rss_kb" 'BEGIN { printf "%.1f", k / 1024 }')
@@ -124,7 +159,8 @@ check "p99 <= with batch_ms = 50 + 0.5 ms ($p99 against $p99b)" "$p99" "$(awk -v
 rss0_mb=$(awk -v k="$rss0_kb" 'BEGIN { printf "%.1f", k / 1024 }')
 check "RSS < 32 MB ($rss_mb; with batch_ms = 50, after (c) and the paced run only: $rss0_mb)" "$rss_mb" 32 "<"
 check "<= 32 bytes per reading ($bpr)" "$bpr" 32 "<="
-rec10j=$(field records_s "$ing10j")
+# shellcheck disable=SC2086 # word splitting wanted
+rec10j=$(mean $ing10j_runs)
 check "json10 >= 0.85 x ingest10 ($rec10j)" "$rec10j" "$(awk -v c="$rec10" 'BEGIN { print 0.85 * c }')" ">="
 # The decoders alone, one core, no network (bench/senml_decode.c).
 dec=$("$BIN/senml_decode" 2>&1) || true

@@ -930,6 +930,49 @@ static void encode_json_writes_base_name_base_time_and_relative_times(void **sta
                            "{\"n\":\"temp\",\"t\":-1.5,\"v\":-0.25}]");
 }
 
+/* The encoder writes numbers by hand: each value must come out as the
+ * shortest of %.15g..%.17g that reads back the same (what it printed
+ * before), and each time as seconds with no trailing zeros. */
+static void encode_json_writes_numbers_as_printf_would(void **state) {
+  (void)state;
+  static const double values[] = {
+      30,   -5,  1,    123456789012345, 999999999999999,       -1e14, 1e15, 1e16, 12.5, -0.25, 0.1,
+      1e-7, 0.0, -0.0, 5e-324,          1.7976931348623157e308};
+  static const int64_t dts[] = {1, 10, 100, 1000, 1050, 1005, -7, -70, -700, -123456};
+  char buf[512], want[512], num[40];
+  proto_pack_t *p = &sample;
+  for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+    memset(p, 0, sizeof(*p));
+    strcpy(p->device, "dust-01");
+    p->n = 2;
+    p->rec[0] = (proto_record_t){PROTO_Q_PM10, INT64_C(1764099000000), values[i]};
+    p->rec[1] = (proto_record_t){PROTO_Q_PM10, INT64_C(1764099000000) + dts[i % 10], 1};
+    for (int prec = 15; prec <= 17; prec++) {
+      snprintf(num, sizeof(num), "%.*g", prec, values[i]);
+      if (prec == 17 || strtod(num, NULL) == values[i])
+        break;
+    }
+    int64_t dt = dts[i % 10], a = dt < 0 ? -dt : dt;
+    char t[32];
+    int tl = snprintf(t, sizeof(t), "%s%lld.%03lld", dt < 0 ? "-" : "", (long long)(a / 1000),
+                      (long long)(a % 1000));
+    while (t[tl - 1] == '0')
+      t[--tl] = '\0';
+    if (t[tl - 1] == '.')
+      t[--tl] = '\0';
+    snprintf(want, sizeof(want),
+             "[{\"bn\":\"dust-01/\",\"bt\":1764099000,\"n\":\"pm10\",\"v\":%s},"
+             "{\"n\":\"pm10\",\"t\":%s,\"v\":1}]",
+             num, t);
+    int n = proto_senml_encode_json(p, buf, sizeof(buf));
+    assert_int_equal(n, strlen(want));
+    assert_string_equal(buf, want);
+    json_ok(buf);
+    if (values[i] != pack.rec[0].value) /* -0 reads back as 0: the same value */
+      fail_msg("value %.17g read back as %.17g", values[i], pack.rec[0].value);
+  }
+}
+
 static void encode_returns_enospc_when_the_buffer_is_too_small(void **state) {
   (void)state;
   char text[4096];
@@ -1308,6 +1351,7 @@ int main(void) {
       cmocka_unit_test(encode_json_round_trips_a_pack),
       cmocka_unit_test(encode_cbor_round_trips_a_pack),
       cmocka_unit_test(encode_json_writes_base_name_base_time_and_relative_times),
+      cmocka_unit_test(encode_json_writes_numbers_as_printf_would),
       cmocka_unit_test(encode_returns_enospc_when_the_buffer_is_too_small),
       cmocka_unit_test(encode_rejects_packs_senml_cannot_carry),
       cmocka_unit_test(quantity_names_and_units_come_from_the_map),
