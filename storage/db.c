@@ -1,8 +1,9 @@
 /* The write side: a bounded queue any thread appends to without touching
  * disk, and one writer thread that owns the read-write connection.
  *
- * The writer takes everything queued as one batch and commits it in one
- * transaction (batch.c), so one fsync covers a whole batch. It waits at
+ * The writer takes what is queued, at most batch_readings of it, as one
+ * batch and commits it in one transaction (batch.c), so one fsync covers
+ * a whole batch. It waits at
  * most batch_ms after the first reading of a batch arrived, less when
  * batch_readings are queued or someone flushes; under load a batch
  * therefore starts as soon as the previous commit ends.
@@ -20,7 +21,10 @@
  * commit than the rest of the queue takes to fill. The depth trigger
  * keeps batches at a size one commit handles well, and the writer busy:
  * in the same runs (c) gave 70-113 k records/s against 70-119 k on a
- * gateway with 50 ms windows.
+ * gateway with 50 ms windows. A queue that filled while the writer was
+ * held up (compacting, or waiting for a core) is still taken
+ * batch_readings at a time: taken whole, 200,000 readings made one
+ * commit of 6 s, and every pack meanwhile was told 5.03.
  *
  * The batch stays in the ring until its commit succeeds: a failed commit
  * (disk full, I/O error, busy) is rolled back and the same readings are
@@ -219,10 +223,10 @@ static void release_taken(stor_db_t *db, size_t n) {
   stor__batch_release(db, n);
 }
 
-/* Writer, with mu held: commits everything queued now, and the pending
- * rollups when they are due. */
+/* Writer, with mu held: commits what is queued now, at most
+ * batch_readings, and the pending rollups when they are due. */
 static void commit_queued(stor_db_t *db) {
-  size_t n = db->count;
+  size_t n = db->count < db->batch_readings ? db->count : db->batch_readings;
   uint64_t inserted = 0, dups = 0, seq = db->flush_seq;
   uint64_t began = sg_mono_ms();
   bool flush = db->roll_pending ? roll_due(db, began, false) : db->flushers > 0;

@@ -276,6 +276,33 @@ static void batch_readings_above_half_the_queue_is_taken_as_half(void **state) {
   assert_int_equal(stats(f).batches, 1);
 }
 
+/* A backlog that built up while the writer was held (compacting, or
+ * waiting for a core) is taken batch_readings at a time, not whole: one
+ * commit of the whole queue kept every sender on 5.03 for its length. */
+static void a_backlog_is_committed_batch_readings_at_a_time(void **state) {
+  fx_t *f = *state;
+  stor_options_t o = defaults(f);
+  o.batch_ms = 600000;
+  o.queue_max = 1000;
+  o.batch_readings = 100;
+  open_with(f, &o);
+  uint32_t d = dev(f, "dust-01");
+  stor_reading_t r[450];
+  for (int i = 0; i < 450; i++)
+    r[i] = rd(d, PROTO_Q_PM10, T0 + i * 1000, i);
+  stor__test_hold(f->db, true);
+  assert_int_equal(stor_append(f->db, r, 450), 0);
+  assert_int_equal(stats(f).queued, 450);
+  stor__test_hold(f->db, false);
+  /* 4 x 100 at once; the last 50 wait for the 10-minute window or a flush */
+  wait_committed(f, 400);
+  assert_int_equal(stor_flush(f->db), 0);
+  stor_stats_t st = stats(f);
+  assert_int_equal(st.committed, 450);
+  assert_int_equal(st.batches, 5);
+  assert_int_equal(st.queued, 0);
+}
+
 static void append_refuses_a_call_that_does_not_fit_whole_with_eagain(void **state) {
   fx_t *f = *state;
   stor_options_t o = defaults(f);
@@ -1400,6 +1427,7 @@ int main(void) {
       T(a_batch_waits_at_most_batch_ms_and_takes_all_readings_queued_meanwhile),
       T(a_batch_starts_before_batch_ms_once_batch_readings_are_queued),
       T(batch_readings_above_half_the_queue_is_taken_as_half),
+      T(a_backlog_is_committed_batch_readings_at_a_time),
       T(append_refuses_a_call_that_does_not_fit_whole_with_eagain),
       T(append_rejects_readings_a_commit_could_not_store),
       T(resent_readings_are_ignored_and_not_counted_twice),
