@@ -274,6 +274,28 @@ make_pki() {
   done
 }
 
+# rx_send PORT MN FRAMES ANSWER: gateway MN (its certificate from make_pki
+# in $T/pki) opens one TLS connection to the receiver on PORT and writes
+# the frames in file FRAMES; the receiver's answers go to file ANSWER. The
+# connection stays open (fd 3) until rx_send_end, so the test can wait for
+# the answers it expects first.
+rx_send() {
+  rm -f "$T/rx_send.in"
+  mkfifo "$T/rx_send.in"
+  openssl s_client -quiet -no_ign_eof -connect "127.0.0.1:$1" -servername localhost \
+    -cert "$T/pki/gateway-$2.crt" -key "$T/pki/gateway-$2.key" -CAfile "$T/pki/ca.crt" \
+    -verify_return_error <"$T/rx_send.in" >"$4" 2>&1 &
+  RX_SEND_PID=$!
+  PIDS="$PIDS $RX_SEND_PID"
+  exec 3>"$T/rx_send.in"
+  cat "$3" >&3 || true # s_client may be gone (a refused handshake): the test's wait says so
+}
+# rx_send_end: closes rx_send's connection and waits for s_client.
+rx_send_end() {
+  exec 3>&-
+  wait "$RX_SEND_PID" || true
+}
+
 # json EXPR < JSON: evaluates a Python expression over the parsed JSON `j`.
 json() {
   "$PY" -c 'import json, sys; j = json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"

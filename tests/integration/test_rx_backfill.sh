@@ -113,19 +113,10 @@ stop_rx() {
 }
 
 start_rx 1
-rm -f "$T/in"
-mkfifo "$T/in"
-openssl s_client -quiet -no_ign_eof -connect "127.0.0.1:$RX_PORT" -servername localhost \
-  -cert "$T/pki/gateway-$MN.crt" -key "$T/pki/gateway-$MN.key" -CAfile "$T/pki/ca.crt" \
-  -verify_return_error <"$T/in" >"$T/answer" 2>&1 &
-S_PID=$!
-PIDS="$PIDS $S_PID"
-exec 3>"$T/in"
-cat "$T/upload.txt" >&3 || true # s_client may be gone (a refused handshake): the wait says so
+rx_send "$RX_PORT" "$MN" "$T/upload.txt" "$T/answer"
 all_acked() { grep -q "QN=$LAST_QN;ST=91;CN=9014" "$T/answer"; }
 wait_for 60 "the 9014 of the last record (one connection is answered in order)" all_acked
-exec 3>&-
-wait "$S_PID" || true
+rx_send_end
 [ "$(grep -c "CN=9014" "$T/answer")" = 19 ] || fail "acknowledged: $(grep -c "CN=9014" "$T/answer") of 19: $(cat "$T/answer")"
 stop_rx
 

@@ -86,18 +86,10 @@ for k in range(72):
 PY
 PYTHONPATH="$HERE" "$PY" "$T/hours.py" "$MN" >"$T/hours.txt" 2>"$T/prev_month" || fail "making the hour frames"
 PREV_MONTH=$(cat "$T/prev_month")
-mkfifo "$T/hours.in"
-openssl s_client -quiet -no_ign_eof -connect "127.0.0.1:$RX_PORT" -servername localhost \
-  -cert "$T/pki/gateway-$MN.crt" -key "$T/pki/gateway-$MN.key" -CAfile "$T/pki/ca.crt" \
-  -verify_return_error <"$T/hours.in" >"$T/hours.answer" 2>&1 &
-S_PID=$!
-PIDS="$PIDS $S_PID"
-exec 3>"$T/hours.in"
-cat "$T/hours.txt" >&3 || true # s_client may be gone (a refused handshake): the wait says so
+rx_send "$RX_PORT" "$MN" "$T/hours.txt" "$T/hours.answer"
 hours_in() { [ "$(rx_sql "SELECT COUNT(*) FROM rx_env_hour WHERE mn='$MN' AND a34002_avg IS NOT NULL AND la_avg IS NOT NULL")" = 72 ]; }
 wait_for 60 "72 hours of last month ($PREV_MONTH) decoded at the receiver" hours_in
-exec 3>&-
-wait "$S_PID" || true
+rx_send_end
 
 # ---- a site that uploads: a ticket, dust readings (minute frames follow)
 uplink_conf "$T/site.conf" "$MN" "$T/pki"
