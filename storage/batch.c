@@ -717,6 +717,7 @@ typedef struct stage {
   int64_t t[STAGE_ROWS], series[STAGE_ROWS];
   uint32_t count[STAGE_ROWS];
   size_t off[STAGE_ROWS], len[STAGE_ROWS];
+  double v[STAGE_ROWS]; /* a pack of one: its value, bound as such */
   uint8_t *buf;
   size_t used, cap;
 } stage_t;
@@ -729,7 +730,10 @@ static int stage_insert(stor_db_t *db, stage_t *sg, int shift) {
     sqlite3_bind_int64(st, (int)(4 * j + 1), sg->t[j]);
     sqlite3_bind_int64(st, (int)(4 * j + 2), sg->series[j]);
     sqlite3_bind_int64(st, (int)(4 * j + 3), sg->count[j]);
-    sqlite3_bind_blob(st, (int)(4 * j + 4), sg->buf + sg->off[j], (int)sg->len[j], SQLITE_STATIC);
+    if (sg->count[j] == 1)
+      stor__bind_value(st, (int)(4 * j + 4), sg->v[j]);
+    else
+      sqlite3_bind_blob(st, (int)(4 * j + 4), sg->buf + sg->off[j], (int)sg->len[j], SQLITE_STATIC);
   }
   int rc = step_done(st);
   /* Pass 3 found none of these readings stored, so no pack of the series
@@ -745,6 +749,7 @@ static int stage_insert(stor_db_t *db, stage_t *sg, int shift) {
     memmove(sg->count, sg->count + k, rest * sizeof(*sg->count));
     memmove(sg->off, sg->off + k, rest * sizeof(*sg->off));
     memmove(sg->len, sg->len + k, rest * sizeof(*sg->len));
+    memmove(sg->v, sg->v + k, rest * sizeof(*sg->v));
     sg->n = rest;
     if (rest == 0)
       sg->used = 0;
@@ -773,9 +778,12 @@ static int stage_add(stor_db_t *db, stage_t *sg, int64_t series, const stor_samp
     sg->buf = grown;
     sg->cap = want;
   }
-  ssize_t len = stor__pack_encode(p, k, sg->buf + sg->used, sg->cap - sg->used);
+  /* One reading is its value alone: 2 bytes for 56.3 where a pack of one
+   * takes 5 (most packs at a site's pace). */
+  ssize_t len = k == 1 ? 0 : stor__pack_encode(p, k, sg->buf + sg->used, sg->cap - sg->used);
   if (len < 0)
     return SQLITE_INTERNAL; /* stor_append takes finite values at times >= 0 only */
+  sg->v[sg->n] = p[0].v;
   sg->t[sg->n] = p[0].t_ms;
   sg->series[sg->n] = series;
   sg->count[sg->n] = (uint32_t)k;

@@ -27,6 +27,7 @@
 #include "storage/storage_int.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,6 +110,14 @@ int stor__pack_decode(int64_t t, const void *data, size_t len, stor_sample_t *ou
 
 int stor__pack_column(sqlite3_stmt *st, int col, stor_sample_t *out, size_t *n) {
   int64_t t = sqlite3_column_int64(st, col);
+  int type = sqlite3_column_type(st, col + 1);
+  if (type == SQLITE_INTEGER || type == SQLITE_FLOAT) { /* a pack of one: its value */
+    out[0] = (stor_sample_t){.t_ms = t, .v = stor__column_value(st, col + 1)};
+    *n = 1;
+    return t >= 0 && isfinite(out[0].v) ? SQLITE_OK : SQLITE_CORRUPT;
+  }
+  if (type != SQLITE_BLOB)
+    return SQLITE_CORRUPT;
   const void *data = sqlite3_column_blob(st, col + 1);
   size_t len = (size_t)sqlite3_column_bytes(st, col + 1);
   return stor__pack_decode(t, data, len, out, n) == 0 ? SQLITE_OK : SQLITE_CORRUPT;

@@ -379,25 +379,27 @@ static const char *const migrations[] = {
     "DROP TABLE tail;"
     "ALTER TABLE tail9 RENAME TO tail;",
     /* 10: one tail row per series per commit, a pack (compact.c): the
-     * series' readings of that commit in the block codec, times relative
-     * to the row's t, its first reading's. A row a reading cost about 24
+     * series' readings of that commit. A row a reading cost about 24
      * bytes of tail pages at 3,000 readings/s, each written twice (to the
      * WAL and by the checkpoint); a pack of a commit's five readings of a
-     * 1 Hz series costs about 8 a reading (bench/written.sh). Keyed
-     * (t, series): a commit's packs are the newest and append, as
-     * version 9's rows did; a pack's readings lie within STOR_PACK_SPAN_MS
-     * of its t, so a resend check and a reader scan the rows of a short
-     * range of t. n counts the pack's readings (the compactor bounds a
-     * step by it, and the tests count the tail with it). Each version 9
-     * row becomes a pack of one (sitegate_pack1, registered by
-     * stor__migrate); the compactor then makes blocks of them. */
+     * 1 Hz series costs about 5 a reading (bench/written.sh). `data` is
+     * the one reading's value when there is one (hundredths as INTEGER
+     * when exact, else REAL, as version 9's v: the usual case at a site's
+     * pace, where a series sends every 10 s and a commit is 5 s), else the
+     * readings in the block codec, times relative to the row's t, its
+     * first reading's. Keyed (t, series): a commit's packs are the newest
+     * and append, as version 9's rows did; a pack's readings lie within
+     * STOR_PACK_SPAN_MS of its t, so a resend check and a reader scan the
+     * rows of a short range of t. n counts the pack's readings (the
+     * compactor bounds a step by it, retention and the tests count with
+     * it; 1 takes no byte). Each version 9 row becomes a pack of one. */
     "CREATE TABLE tail10("
     "  t INTEGER NOT NULL," /* the pack's first reading, Unix ms */
     "  series INTEGER NOT NULL,"
     "  n INTEGER NOT NULL,"
-    "  data BLOB NOT NULL,"
+    "  data NOT NULL," /* n = 1: the value; else the block codec's bytes */
     "  PRIMARY KEY(t, series)) WITHOUT ROWID;"
-    "INSERT INTO tail10(t, series, n, data) SELECT t, series, 1, sitegate_pack1(v)"
+    "INSERT INTO tail10(t, series, n, data) SELECT t, series, 1, v"
     "  FROM tail ORDER BY t, series;"
     "DROP TABLE tail;"
     "ALTER TABLE tail10 RENAME TO tail;",
@@ -441,33 +443,9 @@ int stor__check_version(sqlite3 *db, const char *path) {
   return rc;
 }
 
-/* sitegate_pack1(v): a pack of the one reading v at the row's t, for
- * migration 10; v as version 9's tail kept it (hundredths as INTEGER). */
-static void pack1_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
-  (void)argc;
-  stor_sample_t s = {.t_ms = 0};
-  if (sqlite3_value_type(argv[0]) == SQLITE_INTEGER)
-    s.v = (double)sqlite3_value_int64(argv[0]) / 100.0;
-  else
-    s.v = sqlite3_value_double(argv[0]);
-  uint8_t buf[STOR_PACK_BYTES(1)];
-  ssize_t len = stor__pack_encode(&s, 1, buf, sizeof(buf));
-  if (len < 0)
-    sqlite3_result_error(ctx, "a tail value no pack can hold", -1);
-  else
-    sqlite3_result_blob(ctx, buf, (int)len, SQLITE_TRANSIENT);
-}
-
 int stor__migrate(sqlite3 *db, const char *path) {
   int64_t version = 0;
   int rc = check(db, path, &version);
-  if (rc == 0 && version < N_MIGRATIONS) {
-    int src = sqlite3_create_function(db, "sitegate_pack1", 1,
-                                      SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, NULL,
-                                      pack1_fn, NULL, NULL);
-    if (src != SQLITE_OK)
-      rc = stor__fail(db, src, path);
-  }
   for (int v = (int)version + 1; rc == 0 && v <= N_MIGRATIONS; v++) {
     char what[64], set[64];
     snprintf(what, sizeof(what), "%s: migration %d", path, v);

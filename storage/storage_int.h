@@ -296,8 +296,9 @@ int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_
  * and 10)
  *
  * Readings land in `tail`, one row per series per commit (a pack: the
- * series' readings of that commit in the block codec, their times made
- * relative to the row's t, its first reading's); the compactor turns the
+ * series' readings of that commit, the value alone for one, else in the
+ * block codec with their times made relative to the row's t, its first
+ * reading's); the compactor turns the
  * oldest tail rows into one block per series, in the transaction that
  * deletes them, a step of at most about STOR_COMPACT_ROWS readings at a
  * time. It starts a step when the tail holds STOR_COMPACT_ROWS readings or
@@ -353,8 +354,9 @@ ssize_t stor__pack_encode(const stor_sample_t *s, size_t n, uint8_t *buf, size_t
  * row (a block codec error, too many readings, a reading outside
  * [t, t + STOR_PACK_SPAN_MS)). */
 int stor__pack_decode(int64_t t, const void *data, size_t len, stor_sample_t *out, size_t *n);
-/* The pack in columns `col` (t) and `col + 1` (data) of a row of `st`,
- * as stor__pack_decode; SQLITE_OK or SQLITE_CORRUPT. */
+/* The pack in columns `col` (t) and `col + 1` (data) of a row of `st`:
+ * data is the value of a pack of one (as stor__bind_value binds it), else
+ * the bytes stor__pack_decode reads. SQLITE_OK or SQLITE_CORRUPT. */
 int stor__pack_column(sqlite3_stmt *st, int col, stor_sample_t *out, size_t *n);
 
 /* ---- retention (retention.c) */

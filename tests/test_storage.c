@@ -1540,6 +1540,11 @@ static void a_commit_stores_a_pack_per_series_and_resends_stay_single(void **sta
   char *packs = db_text(f->path, sql);
   assert_string_equal(packs, "0:5 5000:5 7500:2 20000:1 30000:9 39000:2");
   free(packs);
+  /* A pack of one is its value (hundredths), the others the codec's bytes. */
+  packs = db_text(f->path, "SELECT group_concat(n || typeof(data), ' ') FROM"
+                           " (SELECT n, data FROM tail ORDER BY t, series)");
+  assert_string_equal(packs, "5blob 1integer 5blob 2blob 1integer 9blob 2blob");
+  free(packs);
 
   /* What dust-01 reads: the first copy of each time, in time order. */
   const int64_t at_ms[] = {0,     1000,  2000,  3000,  4000,  5000,  6000,  7000,
