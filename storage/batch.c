@@ -843,7 +843,8 @@ static int tail_has(stor_db_t *db, near_t *c, int64_t series, int64_t t) {
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
       return -rc;
-    qsort(c->s, c->n, sizeof(*c->s), cmp_sample_t);
+    if (c->n > 1)
+      qsort(c->s, c->n, sizeof(*c->s), cmp_sample_t);
     c->series = series;
     c->lo = lo;
     c->hi = hi;

@@ -413,7 +413,8 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
   if (rc != SQLITE_DONE)
     goto end;
   rc = SQLITE_OK;
-  qsort(rows, nrows, sizeof(*rows), cmp_row);
+  if (nrows > 1)
+    qsort(rows, nrows, sizeof(*rows), cmp_row);
 
   samples_t one = {0};
   for (size_t i = 0; rc == SQLITE_OK && i < nrows;) {
