@@ -73,6 +73,9 @@ int stor__batch_open(stor_db_t *db) {
       {&db->s_latest, "INSERT INTO latest(series, t, v) VALUES(?1, ?2, ?3) ON CONFLICT(series)"
                       " DO UPDATE SET t = excluded.t, v = excluded.v WHERE excluded.t > latest.t"},
       {&db->s_count, "UPDATE counter SET value = value + ?1 WHERE name = 'raw_rows'"},
+      /* Readers scan the tail for pending readings from here (schema.c,
+       * version 10); raw_rows' page, written with it. */
+      {&db->s_pend_from, "UPDATE counter SET value = ?1 WHERE name = 'pending_from'"},
       /* max(t) of the tail scans it: only for a series the cache should
        * have had (a new one has no rows). A pack's last reading is not
        * later than its t + STOR_PACK_SPAN_MS - 1: too late a max_t costs
@@ -118,9 +121,9 @@ int stor__batch_open(stor_db_t *db) {
 }
 
 void stor__batch_free(stor_db_t *db) {
-  sqlite3_stmt *stmts[] = {db->s_roll[0],    db->s_roll[1],    db->s_roll[2],
-                           db->s_latest,     db->s_count,      db->s_series_get,
-                           db->s_series_put, db->s_series_all, db->s_pend_rows};
+  sqlite3_stmt *stmts[] = {db->s_roll[0],   db->s_roll[1],    db->s_roll[2],    db->s_latest,
+                           db->s_count,     db->s_series_get, db->s_series_put, db->s_series_all,
+                           db->s_pend_rows, db->s_pend_from};
   for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
     sqlite3_finalize(stmts[i]);
   for (int k = 0; k < STOR_MULTI_SHIFT; k++)
@@ -935,6 +938,13 @@ static int aggregate(stor_db_t *db, const sort_ctx_t *c, size_t n, uint64_t *ins
     db->tail_rows += (int64_t)*inserted;
     sqlite3_bind_int64(db->s_count, 1, (int64_t)*inserted);
     rc = step_done(db->s_count);
+  }
+  /* Only a commit that stores readings can make one pending; a commit
+   * that writes rollups leaves an earlier value, still at or before
+   * whatever is pending. */
+  if (rc == SQLITE_OK && *inserted > 0) {
+    sqlite3_bind_int64(db->s_pend_from, 1, db->pend_min_t);
+    rc = step_done(db->s_pend_from);
   }
   return rc;
 }

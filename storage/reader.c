@@ -23,7 +23,7 @@ struct stor_reader {
   sqlite3 *db;
   sqlite3_stmt *s_find, *s_points[4], *s_latest, *s_count, *s_pages, *s_page_size;
   sqlite3_stmt *s_begin, *s_end, *s_blk_first, *s_tail; /* raw: s_points[0] is blocks */
-  sqlite3_stmt *s_rolled, *s_tail_all;
+  sqlite3_stmt *s_rolled, *s_tail_all, *s_pend_from;
   int64_t day0, day1; /* the last local day looked up, [day0, day1) in seconds */
 };
 
@@ -59,7 +59,10 @@ static int prepare(stor_reader_t *r) {
                      " JOIN device d ON d.id = s.device LEFT JOIN latest l ON l.series = s.id"
                      " ORDER BY d.name, s.quantity"},
       {&r->s_rolled, "SELECT t FROM latest WHERE series = ?1"},
-      {&r->s_tail_all, "SELECT series, t, data FROM tail"},
+      /* The packs that may hold pending readings: those ending at or
+       * after counter.pending_from (schema.c, version 10). */
+      {&r->s_tail_all, "SELECT series, t, data FROM tail WHERE t > ?1 - " STR(STOR_PACK_SPAN_MS)},
+      {&r->s_pend_from, "SELECT value FROM counter WHERE name = 'pending_from'"},
       {&r->s_count, "SELECT value FROM counter WHERE name = 'raw_rows'"},
       {&r->s_pages, "PRAGMA page_count"},
       {&r->s_page_size, "PRAGMA page_size"},
@@ -101,7 +104,7 @@ void stor_reader_close(stor_reader_t *r) {
   sqlite3_stmt *stmts[] = {r->s_find,      r->s_points[0], r->s_points[1], r->s_points[2],
                            r->s_points[3], r->s_latest,    r->s_count,     r->s_pages,
                            r->s_page_size, r->s_begin,     r->s_end,       r->s_blk_first,
-                           r->s_tail,      r->s_rolled,    r->s_tail_all};
+                           r->s_tail,      r->s_rolled,    r->s_tail_all,  r->s_pend_from};
   for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
     sqlite3_finalize(stmts[i]);
   sqlite3_close(r->db);
@@ -167,6 +170,15 @@ static int read_begin(stor_reader_t *r) {
 static int cmp_point(const void *a, const void *b) {
   const stor_point_t *x = a, *y = b;
   return (x->t_ms > y->t_ms) - (x->t_ms < y->t_ms);
+}
+
+/* counter.pending_from in the open read transaction: no pending reading
+ * is older (the tail's start when the row is missing). */
+static int pending_from(stor_reader_t *r, int64_t *from) {
+  int rc = sqlite3_step(r->s_pend_from);
+  *from = rc == SQLITE_ROW ? sqlite3_column_int64(r->s_pend_from, 0) : INT64_MIN;
+  sqlite3_reset(r->s_pend_from);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
 /* The series' tail readings in [since, until), ascending (its packs may
@@ -354,6 +366,11 @@ static int pending_buckets(stor_reader_t *r, int64_t series, bool level, stor_st
   int64_t from = lo * 1000, to = hi > INT64_MAX / 1000 - span ? INT64_MAX : (hi + span) * 1000;
   if (rolled != INT64_MIN && rolled + 1 > from)
     from = rolled + 1;
+  int64_t oldest;
+  if ((rc = pending_from(r, &oldest)) != SQLITE_OK)
+    return rc;
+  if (oldest > from) /* nothing older is pending: a quiet series' old latest.t */
+    from = oldest;
   if (from >= to)
     return SQLITE_OK;
   pts_t rows = {0};
@@ -483,7 +500,12 @@ static int tail_newest(stor_reader_t *r, newest_t **out, size_t *n) {
   newest_t *a = NULL;
   size_t cap = 0;
   int rc;
+  int64_t oldest;
+  if ((rc = pending_from(r, &oldest)) != SQLITE_OK)
+    return rc;
   sqlite3_stmt *st = r->s_tail_all;
+  sqlite3_bind_int64(
+      st, 1, oldest < INT64_MIN + STOR_PACK_SPAN_MS ? INT64_MIN + STOR_PACK_SPAN_MS : oldest);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     int64_t id = sqlite3_column_int64(st, 0), t = sqlite3_column_int64(st, 1);
     if (id <= 0 || id > UINT32_MAX) {
@@ -525,7 +547,7 @@ int stor_latest(stor_reader_t *r, stor_latest_cb cb, void *arg) {
   if (!r || !cb)
     return -EINVAL;
   /* latest rows and the tail rows newer than them (pending), in one read
-   * transaction: one pass over the tail, which the compactor keeps short. */
+   * transaction: one pass over the packs from counter.pending_from. */
   newest_t *tail = NULL;
   size_t ntail = 0;
   int rc = read_begin(r);

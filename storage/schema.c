@@ -392,7 +392,13 @@ static const char *const migrations[] = {
      * STOR_PACK_SPAN_MS of its t, so a resend check and a reader scan the
      * rows of a short range of t. n counts the pack's readings (the
      * compactor bounds a step by it, retention and the tests count with
-     * it; 1 takes no byte). Each version 9 row becomes a pack of one. */
+     * it; 1 takes no byte). Each version 9 row becomes a pack of one.
+     *
+     * counter.pending_from is at or before the oldest pending reading
+     * (batch.c: newer than its series' latest.t), written by every commit
+     * that stores readings, on the page that raw_rows dirties anyway; a
+     * reader adding pending readings scans the tail from there only
+     * (reader.c). 0 from the migration: the whole tail. */
     "CREATE TABLE tail10("
     "  t INTEGER NOT NULL," /* the pack's first reading, Unix ms */
     "  series INTEGER NOT NULL,"
@@ -402,7 +408,8 @@ static const char *const migrations[] = {
     "INSERT INTO tail10(t, series, n, data) SELECT t, series, 1, v"
     "  FROM tail ORDER BY t, series;"
     "DROP TABLE tail;"
-    "ALTER TABLE tail10 RENAME TO tail;",
+    "ALTER TABLE tail10 RENAME TO tail;"
+    "INSERT INTO counter VALUES('pending_from', 0);",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

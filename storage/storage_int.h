@@ -417,7 +417,8 @@ struct stor_db {
   sqlite3 *ckpt_db; /* the checkpointer's */
   sqlite3_stmt *s_begin, *s_commit, *s_rollback;
   sqlite3_stmt *s_raw_multi[STOR_MULTI_SHIFT], *s_roll[STOR_ROLLUPS], *s_latest, *s_count;
-  sqlite3_stmt *s_series_get, *s_series_put, *s_series_all, *s_pend_rows, *s_dev_get, *s_dev_put;
+  sqlite3_stmt *s_series_get, *s_series_put, *s_series_all, *s_pend_rows, *s_dev_get, *s_dev_put,
+      *s_pend_from;
   sqlite3_stmt *s_next_series, *s_bound[2], *s_delete[2];
   sqlite3_stmt *s_blk_at, *s_blk_near, *s_blk_put, *s_blk_del, *s_tail_min, *s_tail_nth,
       *s_tail_take, *s_tail_del, *s_tail_all, *s_tail_near;

@@ -1594,6 +1594,53 @@ static void a_commit_stores_a_pack_per_series_and_resends_stay_single(void **sta
   assert_int_equal(db_int(f->path, "SELECT value FROM counter WHERE name = 'raw_rows'"), 26);
 }
 
+/* counter.pending_from, worked out by hand: every commit that stores
+ * readings writes the oldest pending one (newer than its series'
+ * latest.t), a commit of rollups alone leaves it, and readers scan the
+ * tail from there: a quiet series' old pending reading is still found. */
+static void readers_find_pending_readings_from_the_oldest_one(void **state) {
+  fx_t *f = *state;
+  open_db(f);
+  stor__test_roll_ms(f->db, 3600 * 1000);
+  const int64_t b = (int64_t)(sg_now() / 60) * 60 * 1000 - 600 * 1000;
+  uint32_t a = dev(f, "dust-01"), c = dev(f, "dust-02");
+  const char *const from = "SELECT value FROM counter WHERE name = 'pending_from'";
+  stor_reading_t r[2] = {rd(a, PROTO_Q_PM10, b, 10)};
+  commit_one(f, r, 1);
+  assert_int_equal(db_int(f->path, from), b);
+  /* dust-02, 100 s later, in two commits: dust-01's stays the oldest. */
+  r[0] = rd(c, PROTO_Q_PM10, b + 100000, 20);
+  commit_one(f, r, 1);
+  r[0] = rd(c, PROTO_Q_PM10, b + 160000, 21);
+  commit_one(f, r, 1);
+  assert_int_equal(db_int(f->path, from), b);
+  seen_t seen = {0};
+  assert_int_equal(stor_latest(reader(f), on_latest, &seen), 0);
+  assert_int_equal(seen.calls, 2);
+  assert_int_equal(seen.t[0], b);
+  assert_int_equal(seen.t[1], b + 160000);
+  assert_int_equal(sum_n(f, "dust-01", PROTO_Q_PM10, STOR_STEP_1M), 1);
+  assert_int_equal(sum_n(f, "dust-02", PROTO_Q_PM10, STOR_STEP_1M), 2);
+  /* Rollups written: nothing pending, and the value stays. */
+  assert_int_equal(stor_flush(f->db), 0);
+  assert_int_equal(db_int(f->path, from), b);
+  /* dust-02 alone sends: its reading is the oldest pending one now, and
+   * dust-01's comes from its latest row. */
+  r[0] = rd(c, PROTO_Q_PM10, b + 200000, 22);
+  r[1] = rd(a, PROTO_Q_PM10, b - 5000, 9); /* late: rolled up at once */
+  commit_one(f, r, 2);
+  assert_int_equal(db_int(f->path, from), b + 200000);
+  memset(&seen, 0, sizeof(seen));
+  assert_int_equal(stor_latest(reader(f), on_latest, &seen), 0);
+  assert_int_equal(seen.calls, 2);
+  assert_int_equal(seen.t[0], b);
+  assert_true(seen.v[0] == 10);
+  assert_int_equal(seen.t[1], b + 200000);
+  assert_int_equal(sum_n(f, "dust-01", PROTO_Q_PM10, STOR_STEP_1M), 2);
+  assert_int_equal(sum_n(f, "dust-02", PROTO_Q_PM10, STOR_STEP_1M), 3);
+  assert_int_equal(count_raw(f, "dust-01", PROTO_Q_PM10), 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, fx_setup, fx_teardown)
@@ -1614,6 +1661,7 @@ int main(void) {
       T(a_schema_6_database_migrates_in_place_and_reads_the_same),
       T(a_schema_9_database_migrates_to_packs_and_reads_the_same),
       T(a_commit_stores_a_pack_per_series_and_resends_stay_single),
+      T(readers_find_pending_readings_from_the_oldest_one),
       T(late_readings_and_resends_into_compacted_spans_are_stored_once),
       T(compaction_of_many_series_reads_back_every_reading),
       T(retention_deletes_old_raw_rows_and_keeps_rollups),
