@@ -67,35 +67,42 @@ int stor__batch_open(stor_db_t *db) {
     sqlite3_stmt **st;
     const char *sql;
   } stmts[] = {
-      {&db->s_raw, "INSERT OR IGNORE INTO tail(slot, series, t, v) VALUES(?1, ?2, ?3, ?4)"},
       {&db->s_roll[0], ROLL_UPSERT("roll_1m")},
       {&db->s_roll[1], ROLL_UPSERT("roll_1h")},
       {&db->s_roll[2], ROLL_UPSERT("roll_1d")},
       {&db->s_latest, "INSERT INTO latest(series, t, v) VALUES(?1, ?2, ?3) ON CONFLICT(series)"
                       " DO UPDATE SET t = excluded.t, v = excluded.v WHERE excluded.t > latest.t"},
       {&db->s_count, "UPDATE counter SET value = value + ?1 WHERE name = 'raw_rows'"},
+      /* Readers scan the tail for pending readings from here (schema.c,
+       * version 10); raw_rows' page, written with it. */
+      {&db->s_pend_from, "UPDATE counter SET value = ?1 WHERE name = 'pending_from'"},
       /* max(t) of the tail scans it: only for a series the cache should
-       * have had (a new one has no rows). */
+       * have had (a new one has no rows). A pack's last reading is not
+       * later than its t + STOR_PACK_SPAN_MS - 1: too late a max_t costs
+       * only checks. */
       {&db->s_series_get,
-       "SELECT id, nullif(max(coalesce((SELECT max(t) FROM tail WHERE series = s.id), -1),"
-       " coalesce((SELECT t1 FROM block WHERE series = s.id ORDER BY t0 DESC LIMIT 1), -1)), -1),"
-       " (SELECT t FROM latest WHERE series = s.id) FROM series s"
-       " WHERE device = ?1 AND quantity = ?2"},
+       "SELECT id, nullif(max(coalesce((SELECT max(t) + " STR(
+           STOR_PACK_SPAN_MS) " - 1 FROM tail WHERE series = s.id), -1),"
+                              " coalesce((SELECT t1 FROM block WHERE series = s.id ORDER BY t0 "
+                              "DESC LIMIT 1), -1)), -1),"
+                              " (SELECT t FROM latest WHERE series = s.id) FROM series s"
+                              " WHERE device = ?1 AND quantity = ?2"},
       {&db->s_series_put, "INSERT INTO series(device, quantity) VALUES(?1, ?2)"},
       {&db->s_series_all, "SELECT id, device, quantity,"
                           " (SELECT t1 FROM block WHERE series = s.id ORDER BY t0 DESC LIMIT 1),"
                           " (SELECT t FROM latest WHERE series = s.id) FROM series s ORDER BY id"},
-      {&db->s_pend_rows, "SELECT t, v FROM tail WHERE series = ?1 AND t > ?2 ORDER BY t"},
+      {&db->s_pend_rows, "SELECT t, data FROM tail WHERE series = ?1 AND t > ?2 - " STR(
+                             STOR_PACK_SPAN_MS) " ORDER BY t"},
   };
   int rc = 0;
   for (size_t i = 0; rc == 0 && i < sizeof(stmts) / sizeof(stmts[0]); i++)
     rc = stor__prepare(db->db, stmts[i].sql, stmts[i].st);
-  /* OR IGNORE here too: with it a multi-row insert needs no statement
-   * journal, and these rows are known to be new anyway. */
+  /* OR IGNORE: with it a multi-row insert needs no statement journal, and
+   * these rows are known to be new anyway. */
   char sql[64 + (1 << (STOR_MULTI_SHIFT - 1)) * 10];
   for (int k = 0; rc == 0 && k < STOR_MULTI_SHIFT; k++) {
     size_t len =
-        (size_t)snprintf(sql, sizeof(sql), "INSERT OR IGNORE INTO tail(slot, series, t, v) VALUES");
+        (size_t)snprintf(sql, sizeof(sql), "INSERT OR IGNORE INTO tail(t, series, n, data) VALUES");
     for (int row = 0; row < 1 << k; row++)
       len += (size_t)snprintf(sql + len, sizeof(sql) - len, "%s(?,?,?,?)", row ? "," : "");
     rc = stor__prepare(db->db, sql, &db->s_raw_multi[k]);
@@ -114,9 +121,9 @@ int stor__batch_open(stor_db_t *db) {
 }
 
 void stor__batch_free(stor_db_t *db) {
-  sqlite3_stmt *stmts[] = {db->s_raw,        db->s_roll[0],  db->s_roll[1],    db->s_roll[2],
-                           db->s_latest,     db->s_count,    db->s_series_get, db->s_series_put,
-                           db->s_series_all, db->s_pend_rows};
+  sqlite3_stmt *stmts[] = {db->s_roll[0],   db->s_roll[1],    db->s_roll[2],    db->s_latest,
+                           db->s_count,     db->s_series_get, db->s_series_put, db->s_series_all,
+                           db->s_pend_rows, db->s_pend_from};
   for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
     sqlite3_finalize(stmts[i]);
   for (int k = 0; k < STOR_MULTI_SHIFT; k++)
@@ -443,14 +450,24 @@ static int pend_add(stor_db_t *db, uint32_t idx, int64_t t_ms, double v) {
 static int pend_load(stor_db_t *db, uint32_t idx) {
   sqlite3_stmt *st = db->s_pend_rows;
   sqlite3_bind_int64(st, 1, db->series.ser[idx].id);
-  sqlite3_bind_int64(st, 2, db->series.ser[idx].rolled_t);
+  sqlite3_bind_int64(st, 2,
+                     db->series.ser[idx].rolled_t == INT64_MIN ? INT64_MIN + STOR_PACK_SPAN_MS
+                                                               : db->series.ser[idx].rolled_t);
+  int64_t rolled = db->series.ser[idx].rolled_t;
   int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW &&
-         (rc = pend_add(db, idx, sqlite3_column_int64(st, 0), stor__column_value(st, 1))) ==
-             SQLITE_OK) {
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    stor_sample_t p[STOR_PACK_MAX];
+    size_t k = 0;
+    if ((rc = stor__pack_column(st, 0, p, &k)) != SQLITE_OK)
+      break;
+    for (size_t i = 0; rc == SQLITE_OK && i < k; i++)
+      if (p[i].t_ms > rolled)
+        rc = pend_add(db, idx, p[i].t_ms, p[i].v);
+    if (rc != SQLITE_OK)
+      break;
   }
   sqlite3_reset(st);
-  return rc == SQLITE_DONE || rc == SQLITE_OK ? SQLITE_OK : rc;
+  return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
 static void forget(stor_db_t *db) {
@@ -514,21 +531,27 @@ static int reload(stor_db_t *db) {
     return rc;
   }
   st = db->s_tail_all;
-  int64_t rows = 0, min_slot = INT64_MAX;
+  int64_t rows = 0, min_t = INT64_MAX;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    int64_t id = sqlite3_column_int64(st, 0), t = sqlite3_column_int64(st, 1);
+    int64_t id = sqlite3_column_int64(st, 0);
+    stor_sample_t p[STOR_PACK_MAX];
+    size_t k = 0;
     if (id <= 0 || (size_t)id >= by_cap || by_id[id] == UINT32_MAX) {
       rc = SQLITE_CORRUPT; /* a tail row of no series */
       break;
     }
-    rows++;
-    if (rows == 1)
-      min_slot = t >> STOR_SLOT_SHIFT;
+    if ((rc = stor__pack_column(st, 1, p, &k)) != SQLITE_OK)
+      break;
+    if (rows == 0)
+      min_t = p[0].t_ms; /* key order: the oldest row first */
+    rows += (int64_t)k;
     stor_series_t *se = &db->series.ser[by_id[id]];
-    if (t > se->max_t)
-      se->max_t = t;
-    if (t > se->rolled_t &&
-        (rc = pend_add(db, by_id[id], t, stor__column_value(st, 2))) != SQLITE_OK)
+    if (p[k - 1].t_ms > se->max_t)
+      se->max_t = p[k - 1].t_ms;
+    for (size_t i = 0; rc == SQLITE_OK && i < k; i++)
+      if (p[i].t_ms > se->rolled_t)
+        rc = pend_add(db, by_id[id], p[i].t_ms, p[i].v);
+    if (rc != SQLITE_OK)
       break;
   }
   sqlite3_reset(st);
@@ -538,7 +561,7 @@ static int reload(stor_db_t *db) {
   if (rc == SQLITE_ROW)
     return SQLITE_CORRUPT;
   db->tail_rows = rows;
-  db->tail_min_slot = min_slot;
+  db->tail_min_t = min_t;
   db->reload = false;
   if (db->pend_series > 0)
     log_info("%zu series have readings not rolled up yet; rolling them up from the tail",
@@ -687,67 +710,196 @@ static void classify(stor_db_t *db, const sort_ctx_t *c, size_t n) {
   }
 }
 
-/* Inserts the `k` readings whose sorted positions are in `idx`, all new,
- * in statements of 64, 32 ... 1 rows. */
-static int insert_new(stor_db_t *db, const sort_ctx_t *c, const uint32_t *idx, size_t k) {
-  int rc = SQLITE_OK;
-  for (int shift = STOR_MULTI_SHIFT - 1; rc == SQLITE_OK && k > 0; shift--) {
-    size_t rows = (size_t)1 << shift;
-    for (; rc == SQLITE_OK && k >= rows; k -= rows, idx += rows) {
-      sqlite3_stmt *st = db->s_raw_multi[shift];
-      for (size_t j = 0; j < rows; j++) {
-        const stor_reading_t *r = at(c, db->order[idx[j]]);
-        sqlite3_bind_int64(st, (int)(4 * j + 1), r->t_ms >> STOR_SLOT_SHIFT);
-        sqlite3_bind_int64(st, (int)(4 * j + 2), db->series.ser[db->sid[idx[j]]].id);
-        sqlite3_bind_int64(st, (int)(4 * j + 3), r->t_ms);
-        stor__bind_value(st, (int)(4 * j + 4), r->value);
-      }
-      rc = step_done(st);
-      /* Pass 1 said no row exists yet; anything else is a bug that the
-       * retry (with the series cache rebuilt) must not repeat. */
-      if (rc == SQLITE_OK && sqlite3_changes(db->db) != (int)rows)
-        rc = SQLITE_INTERNAL;
-    }
+/* ---- pass 3: the tail rows */
+
+/* Packs staged for a multi-row insert (at most STAGE_ROWS); their bytes
+ * lie in buf. */
+#define STAGE_ROWS (1 << (STOR_MULTI_SHIFT - 1))
+typedef struct stage {
+  size_t n;
+  int64_t t[STAGE_ROWS], series[STAGE_ROWS];
+  uint32_t count[STAGE_ROWS];
+  size_t off[STAGE_ROWS], len[STAGE_ROWS];
+  double v[STAGE_ROWS]; /* a pack of one: its value, bound as such */
+  uint8_t *buf;
+  size_t used, cap;
+} stage_t;
+
+/* Inserts the first k staged packs (a power of two) and drops them. */
+static int stage_insert(stor_db_t *db, stage_t *sg, int shift) {
+  size_t k = (size_t)1 << shift;
+  sqlite3_stmt *st = db->s_raw_multi[shift];
+  for (size_t j = 0; j < k; j++) {
+    sqlite3_bind_int64(st, (int)(4 * j + 1), sg->t[j]);
+    sqlite3_bind_int64(st, (int)(4 * j + 2), sg->series[j]);
+    sqlite3_bind_int64(st, (int)(4 * j + 3), sg->count[j]);
+    if (sg->count[j] == 1)
+      stor__bind_value(st, (int)(4 * j + 4), sg->v[j]);
+    else
+      sqlite3_bind_blob(st, (int)(4 * j + 4), sg->buf + sg->off[j], (int)sg->len[j], SQLITE_STATIC);
+  }
+  int rc = step_done(st);
+  /* Pass 3 found none of these readings stored, so no pack of the series
+   * starts at its t; anything else is a bug that the retry (with the
+   * series cache rebuilt) must not repeat. */
+  if (rc == SQLITE_OK && sqlite3_changes(db->db) != (int)k)
+    rc = SQLITE_INTERNAL;
+  sqlite3_clear_bindings(st);
+  if (rc == SQLITE_OK) {
+    size_t rest = sg->n - k;
+    memmove(sg->t, sg->t + k, rest * sizeof(*sg->t));
+    memmove(sg->series, sg->series + k, rest * sizeof(*sg->series));
+    memmove(sg->count, sg->count + k, rest * sizeof(*sg->count));
+    memmove(sg->off, sg->off + k, rest * sizeof(*sg->off));
+    memmove(sg->len, sg->len + k, rest * sizeof(*sg->len));
+    memmove(sg->v, sg->v + k, rest * sizeof(*sg->v));
+    sg->n = rest;
+    if (rest == 0)
+      sg->used = 0;
   }
   return rc;
 }
 
-/* Pass 3: the raw rows. */
-static int insert_raw(stor_db_t *db, const sort_ctx_t *c, size_t n) {
-  uint32_t idx[1 << (STOR_MULTI_SHIFT - 1)];
-  size_t k = 0;
+/* Inserts every staged pack, in statements of 32, 16 ... 1 rows. */
+static int stage_flush(stor_db_t *db, stage_t *sg) {
   int rc = SQLITE_OK;
-  for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
-    if (db->state[i] == ST_NEW) {
-      idx[k++] = (uint32_t)i;
-      if (k == sizeof(idx) / sizeof(idx[0])) {
-        rc = insert_new(db, c, idx, k);
-        k = 0;
+  for (int shift = STOR_MULTI_SHIFT - 1; rc == SQLITE_OK && sg->n > 0; shift--)
+    while (rc == SQLITE_OK && sg->n >= (size_t)1 << shift)
+      rc = stage_insert(db, sg, shift);
+  return rc;
+}
+
+/* Stages the pack of series `series`'s samples p[0..k). */
+static int stage_add(stor_db_t *db, stage_t *sg, int64_t series, const stor_sample_t *p, size_t k) {
+  if (sg->used + STOR_PACK_BYTES(k) > sg->cap) {
+    size_t want = sg->cap ? sg->cap * 2 : 16384;
+    while (want < sg->used + STOR_PACK_BYTES(k))
+      want *= 2;
+    uint8_t *grown = realloc(sg->buf, want);
+    if (!grown)
+      return SQLITE_NOMEM;
+    sg->buf = grown;
+    sg->cap = want;
+  }
+  /* One reading is its value alone: 2 bytes for 56.3 where a pack of one
+   * takes 5 (most packs at a site's pace). */
+  ssize_t len = k == 1 ? 0 : stor__pack_encode(p, k, sg->buf + sg->used, sg->cap - sg->used);
+  if (len < 0)
+    return SQLITE_INTERNAL; /* stor_append takes finite values at times >= 0 only */
+  sg->v[sg->n] = p[0].v;
+  sg->t[sg->n] = p[0].t_ms;
+  sg->series[sg->n] = series;
+  sg->count[sg->n] = (uint32_t)k;
+  sg->off[sg->n] = sg->used;
+  sg->len[sg->n] = (size_t)len;
+  sg->used += (size_t)len;
+  sg->n++;
+  return sg->n == STAGE_ROWS ? stage_insert(db, sg, STOR_MULTI_SHIFT - 1) : SQLITE_OK;
+}
+
+/* One series' tail readings in [lo, hi], ascending, for the resend check:
+ * consecutive checks of a series mostly fall in one window. */
+typedef struct near {
+  int64_t series, lo, hi; /* series 0: nothing loaded */
+  stor_sample_t *s;
+  size_t n, cap;
+} near_t;
+
+static int cmp_sample_t(const void *a, const void *b) {
+  const stor_sample_t *x = a, *y = b;
+  return (x->t_ms > y->t_ms) - (x->t_ms < y->t_ms);
+}
+
+/* Whether series `series` holds a reading at `t` in its tail rows: 1 yes,
+ * 0 no, or a SQLite error code (negated). */
+static int tail_has(stor_db_t *db, near_t *c, int64_t series, int64_t t) {
+  if (c->series != series || t < c->lo || t > c->hi) {
+    c->series = 0;
+    c->n = 0;
+    int64_t lo = t, hi = t > INT64_MAX - STOR_PACK_SPAN_MS ? INT64_MAX : t + STOR_PACK_SPAN_MS - 1;
+    sqlite3_stmt *st = db->s_tail_near;
+    sqlite3_bind_int64(st, 1, series);
+    sqlite3_bind_int64(st, 2, lo);
+    sqlite3_bind_int64(st, 3, hi);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      stor_sample_t p[STOR_PACK_MAX];
+      size_t k = 0;
+      if ((rc = stor__pack_column(st, 0, p, &k)) != SQLITE_OK)
+        break;
+      if (c->n + k > c->cap) {
+        size_t want = c->cap ? c->cap * 2 : 1024;
+        while (want < c->n + k)
+          want *= 2;
+        stor_sample_t *grown = realloc(c->s, want * sizeof(*grown));
+        if (!grown) {
+          rc = SQLITE_NOMEM;
+          break;
+        }
+        c->s = grown;
+        c->cap = want;
       }
-    } else if (db->state[i] == ST_CHECK) {
-      /* Not newer than what the series has stored: a resend or a late
-       * reading, which may be in a block already, else in the tail. */
-      const stor_reading_t *r = at(c, db->order[i]);
-      int64_t series = db->series.ser[db->sid[i]].id;
-      int has = stor__block_has(db, series, r->t_ms);
+      for (size_t i = 0; i < k; i++)
+        if (p[i].t_ms >= lo && p[i].t_ms <= hi)
+          c->s[c->n++] = p[i];
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+      return -rc;
+    if (c->n > 1)
+      qsort(c->s, c->n, sizeof(*c->s), cmp_sample_t);
+    c->series = series;
+    c->lo = lo;
+    c->hi = hi;
+  }
+  stor_sample_t key = {.t_ms = t};
+  return c->n > 0 && bsearch(&key, c->s, c->n, sizeof(*c->s), cmp_sample_t) != NULL;
+}
+
+/* Pass 3: the tail rows. A reading not newer than what its series has
+ * stored (a resend or a late reading) is looked for in the blocks and the
+ * tail first; then each series' new readings go in as packs, in time
+ * order, each of at most STOR_PACK_MAX readings within STOR_PACK_SPAN_MS
+ * (one pack a series a commit at a site's pace). */
+static int insert_raw(stor_db_t *db, const sort_ctx_t *c, size_t n) {
+  stage_t sg = {0};
+  near_t nc = {0};
+  int rc = SQLITE_OK;
+  for (size_t from = 0, to; rc == SQLITE_OK && from < n; from = to) {
+    uint32_t sid = db->sid[from];
+    int64_t series = db->series.ser[sid].id;
+    for (to = from; to < n && db->sid[to] == sid; to++) {
+      if (db->state[to] != ST_CHECK)
+        continue;
+      int64_t t = at(c, db->order[to])->t_ms;
+      int has = stor__block_has(db, series, t);
+      if (has == 0)
+        has = tail_has(db, &nc, series, t);
       if (has < 0) {
         rc = -has;
         break;
       }
-      if (has) {
-        db->state[i] = ST_DUP;
-        continue;
-      }
-      sqlite3_bind_int64(db->s_raw, 1, r->t_ms >> STOR_SLOT_SHIFT);
-      sqlite3_bind_int64(db->s_raw, 2, series);
-      sqlite3_bind_int64(db->s_raw, 3, r->t_ms);
-      stor__bind_value(db->s_raw, 4, r->value);
-      if ((rc = step_done(db->s_raw)) == SQLITE_OK)
-        db->state[i] = sqlite3_changes(db->db) ? ST_INSERTED : ST_DUP;
+      db->state[to] = has ? ST_DUP : ST_INSERTED;
     }
+    stor_sample_t p[STOR_PACK_MAX];
+    size_t k = 0;
+    for (size_t i = from; rc == SQLITE_OK && i < to; i++) {
+      if (db->state[i] == ST_DUP)
+        continue;
+      const stor_reading_t *r = at(c, db->order[i]);
+      if (k > 0 && (k == STOR_PACK_MAX || r->t_ms - p[0].t_ms >= STOR_PACK_SPAN_MS)) {
+        rc = stage_add(db, &sg, series, p, k);
+        k = 0;
+      }
+      p[k++] = (stor_sample_t){.t_ms = r->t_ms, .v = r->value};
+    }
+    if (rc == SQLITE_OK && k > 0)
+      rc = stage_add(db, &sg, series, p, k);
   }
   if (rc == SQLITE_OK)
-    rc = insert_new(db, c, idx, k);
+    rc = stage_flush(db, &sg);
+  free(sg.buf);
+  free(nc.s);
   return rc;
 }
 
@@ -765,8 +917,8 @@ static int aggregate(stor_db_t *db, const sort_ctx_t *c, size_t n, uint64_t *ins
     const stor_reading_t *r = at(c, db->order[i]);
     const stor_series_t *se = &db->series.ser[db->sid[i]];
     ++*inserted;
-    if ((r->t_ms >> STOR_SLOT_SHIFT) < db->tail_min_slot)
-      db->tail_min_slot = r->t_ms >> STOR_SLOT_SHIFT;
+    if (r->t_ms < db->tail_min_t)
+      db->tail_min_t = r->t_ms;
     if (r->t_ms > se->rolled_t) {
       rc = pend_add(db, db->sid[i], r->t_ms, r->value);
       continue;
@@ -786,6 +938,13 @@ static int aggregate(stor_db_t *db, const sort_ctx_t *c, size_t n, uint64_t *ins
     db->tail_rows += (int64_t)*inserted;
     sqlite3_bind_int64(db->s_count, 1, (int64_t)*inserted);
     rc = step_done(db->s_count);
+  }
+  /* Only a commit that stores readings can make one pending; a commit
+   * that writes rollups leaves an earlier value, still at or before
+   * whatever is pending. */
+  if (rc == SQLITE_OK && *inserted > 0) {
+    sqlite3_bind_int64(db->s_pend_from, 1, db->pend_min_t);
+    rc = step_done(db->s_pend_from);
   }
   return rc;
 }

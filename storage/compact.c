@@ -27,6 +27,7 @@
 #include "storage/storage_int.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,38 +50,77 @@ int stor__compact_open(stor_db_t *db) {
        "SELECT t0, t1, n, data FROM block WHERE series = ?1 AND t0 <= ?2 ORDER BY t0 DESC"},
       {&db->s_blk_put, "INSERT INTO block(series, t0, t1, n, data) VALUES(?1, ?2, ?3, ?4, ?5)"},
       {&db->s_blk_del, "DELETE FROM block WHERE series = ?1 AND t0 = ?2"},
-      {&db->s_tail_min, "SELECT slot FROM tail ORDER BY slot LIMIT 1"},
-      {&db->s_tail_nth, "SELECT slot FROM tail ORDER BY slot, t, series LIMIT 1 OFFSET ?1"},
-      {&db->s_tail_take, "SELECT series, t, v FROM tail WHERE slot < ?1"},
-      {&db->s_tail_del, "DELETE FROM tail WHERE slot < ?1"},
-      {&db->s_tail_count, "SELECT count(*) FROM tail"},
-      {&db->s_tail_all, "SELECT series, t, v FROM tail"},
+      {&db->s_tail_min, "SELECT t FROM tail ORDER BY t LIMIT 1"},
+      /* The rows' readings in key order, to bound a step. */
+      {&db->s_tail_nth, "SELECT t, n FROM tail WHERE t < ?1 ORDER BY t"},
+      {&db->s_tail_take, "SELECT series, t, data FROM tail WHERE t < ?1"},
+      {&db->s_tail_del, "DELETE FROM tail WHERE t < ?1"},
+      {&db->s_tail_all, "SELECT series, t, data FROM tail"},
+      /* The packs of a series that may hold a reading in [?2, ?3]. */
+      {&db->s_tail_near, "SELECT t, data FROM tail WHERE t > ?2 - " STR(
+                             STOR_PACK_SPAN_MS) " AND t <= ?3 AND series = ?1"},
   };
   int rc = 0;
   for (size_t i = 0; rc == 0 && i < sizeof(stmts) / sizeof(stmts[0]); i++)
     rc = stor__prepare(db->db, stmts[i].sql, stmts[i].st);
-  db->tail_min_slot = INT64_MAX;
+  db->tail_min_t = INT64_MAX;
   return rc;
 }
 
 void stor__compact_free(stor_db_t *db) {
-  sqlite3_stmt *stmts[] = {db->s_blk_at,     db->s_blk_near, db->s_blk_put,   db->s_blk_del,
-                           db->s_tail_min,   db->s_tail_nth, db->s_tail_take, db->s_tail_del,
-                           db->s_tail_count, db->s_tail_all};
+  sqlite3_stmt *stmts[] = {db->s_blk_at,   db->s_blk_near, db->s_blk_put,   db->s_blk_del,
+                           db->s_tail_min, db->s_tail_nth, db->s_tail_take, db->s_tail_del,
+                           db->s_tail_all, db->s_tail_near};
   for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
     sqlite3_finalize(stmts[i]);
 }
 
 int64_t stor__compact_due(stor_db_t *db, int64_t now_ms, bool all) {
-  if (db->tail_min_slot == INT64_MAX || db->reload)
+  if (db->tail_min_t == INT64_MAX || db->reload)
     return 0;
   if (all)
     return INT64_MAX;
   if (db->tail_rows >= STOR_COMPACT_ROWS)
     return INT64_MAX; /* the step itself takes only the oldest STOR_COMPACT_ROWS */
-  if (db->tail_min_slot < (now_ms - STOR_COMPACT_AGE_MS) >> STOR_SLOT_SHIFT)
-    return (now_ms - STOR_COMPACT_KEEP_MS) >> STOR_SLOT_SHIFT;
+  if (db->tail_min_t < now_ms - STOR_COMPACT_AGE_MS && now_ms - STOR_COMPACT_KEEP_MS > 0)
+    return now_ms - STOR_COMPACT_KEEP_MS;
   return 0;
+}
+
+/* ---- packs */
+
+ssize_t stor__pack_encode(const stor_sample_t *s, size_t n, uint8_t *buf, size_t cap) {
+  if (!s || n == 0 || n > STOR_PACK_MAX || s[n - 1].t_ms - s[0].t_ms >= STOR_PACK_SPAN_MS)
+    return -EINVAL;
+  stor_sample_t rel[STOR_PACK_MAX];
+  for (size_t i = 0; i < n; i++)
+    rel[i] = (stor_sample_t){.t_ms = s[i].t_ms - s[0].t_ms, .v = s[i].v};
+  return stor__block_encode(rel, n, buf, cap);
+}
+
+int stor__pack_decode(int64_t t, const void *data, size_t len, stor_sample_t *out, size_t *n) {
+  if (t < 0 || t > INT64_MAX - STOR_PACK_SPAN_MS ||
+      stor__block_decode(data, len, out, STOR_PACK_MAX, n, NULL) != 0 || out[0].t_ms != 0 ||
+      out[*n - 1].t_ms >= STOR_PACK_SPAN_MS)
+    return -EBADMSG;
+  for (size_t i = 0; i < *n; i++)
+    out[i].t_ms += t; /* both below 2^63 - 2^13 */
+  return 0;
+}
+
+int stor__pack_column(sqlite3_stmt *st, int col, stor_sample_t *out, size_t *n) {
+  int64_t t = sqlite3_column_int64(st, col);
+  int type = sqlite3_column_type(st, col + 1);
+  if (type == SQLITE_INTEGER || type == SQLITE_FLOAT) { /* a pack of one: its value */
+    out[0] = (stor_sample_t){.t_ms = t, .v = stor__column_value(st, col + 1)};
+    *n = 1;
+    return t >= 0 && isfinite(out[0].v) ? SQLITE_OK : SQLITE_CORRUPT;
+  }
+  if (type != SQLITE_BLOB)
+    return SQLITE_CORRUPT;
+  const void *data = sqlite3_column_blob(st, col + 1);
+  size_t len = (size_t)sqlite3_column_bytes(st, col + 1);
+  return stor__pack_decode(t, data, len, out, n) == 0 ? SQLITE_OK : SQLITE_CORRUPT;
 }
 
 /* ---- blocks */
@@ -310,34 +350,50 @@ static int one_int(sqlite3_stmt *st, int64_t *v, bool *found) {
 int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
   row_t *rows = NULL;
   size_t nrows = 0, cap = 0;
-  int64_t min_slot = 0, nth = 0, dropped = 0, done = 0;
-  bool found = false, more = false;
+  int64_t min_t = 0, dropped = 0, done = 0;
+  bool found = false;
   int rc = step_done(db->s_begin);
   if (rc == SQLITE_OK)
-    rc = one_int(db->s_tail_min, &min_slot, &found);
-  if (rc != SQLITE_OK || !found || min_slot >= cut)
+    rc = one_int(db->s_tail_min, &min_t, &found);
+  if (rc != SQLITE_OK || !found || min_t >= cut)
     goto end;
-  sqlite3_bind_int64(db->s_tail_nth, 1, STOR_COMPACT_ROWS);
-  if ((rc = one_int(db->s_tail_nth, &nth, &more)) != SQLITE_OK)
+  /* At most about STOR_COMPACT_ROWS readings: the rows before the one that
+   * brings the count there (all rows of one t go together). */
+  sqlite3_stmt *st = db->s_tail_nth;
+  int64_t seen = 0;
+  sqlite3_bind_int64(st, 1, cut);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    seen += sqlite3_column_int64(st, 1);
+    if (seen >= STOR_COMPACT_ROWS) {
+      int64_t t = sqlite3_column_int64(st, 0);
+      cut = t > min_t ? t : min_t + 1;
+      break;
+    }
+  }
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
     goto end;
-  if (more && nth < cut)
-    cut = nth > min_slot ? nth : min_slot + 1;
-  /* Only what is rolled up: the rows before the oldest pending reading
-   * (the next rollup commit lets the rest go). */
+  rc = SQLITE_OK;
+  /* Only what is rolled up: the packs whose readings all lie before the
+   * oldest pending one (the next rollup commit lets the rest go). */
   if (db->reload) {
     step_done(db->s_rollback);
     return -EAGAIN;
   }
-  if (db->pend_series > 0 && (db->pend_min_t >> STOR_SLOT_SHIFT) < cut)
-    cut = db->pend_min_t >> STOR_SLOT_SHIFT;
-  if (cut <= min_slot)
+  if (db->pend_series > 0 && db->pend_min_t - (STOR_PACK_SPAN_MS - 1) < cut)
+    cut = db->pend_min_t - (STOR_PACK_SPAN_MS - 1);
+  if (cut <= min_t)
     goto end;
 
-  sqlite3_stmt *st = db->s_tail_take;
+  st = db->s_tail_take;
   sqlite3_bind_int64(st, 1, cut);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (nrows == cap) { /* from mmap, so that it goes back to the kernel after */
-      size_t want = cap ? cap * 2 : STOR_COMPACT_ROWS + 1;
+    stor_sample_t p[STOR_PACK_MAX];
+    size_t k = 0;
+    if ((rc = stor__pack_column(st, 1, p, &k)) != SQLITE_OK)
+      break;
+    if (nrows + k > cap) { /* from mmap, so that it goes back to the kernel after */
+      size_t want = cap ? cap * 2 : STOR_COMPACT_ROWS + 2 * STOR_PACK_MAX;
       row_t *grown = stor__pages_alloc(want * sizeof(*grown));
       if (!grown) {
         rc = SQLITE_NOMEM;
@@ -349,15 +405,16 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
       rows = grown;
       cap = want;
     }
-    rows[nrows++] = (row_t){.series = (uint32_t)sqlite3_column_int64(st, 0),
-                            .t = sqlite3_column_int64(st, 1),
-                            .v = stor__column_value(st, 2)};
+    uint32_t series = (uint32_t)sqlite3_column_int64(st, 0);
+    for (size_t i = 0; i < k; i++)
+      rows[nrows++] = (row_t){.series = series, .t = p[i].t_ms, .v = p[i].v};
   }
   sqlite3_reset(st);
   if (rc != SQLITE_DONE)
     goto end;
   rc = SQLITE_OK;
-  qsort(rows, nrows, sizeof(*rows), cmp_row);
+  if (nrows > 1)
+    qsort(rows, nrows, sizeof(*rows), cmp_row);
 
   samples_t one = {0};
   for (size_t i = 0; rc == SQLITE_OK && i < nrows;) {
@@ -369,8 +426,13 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
       rc = SQLITE_NOMEM;
       break;
     }
-    for (size_t k = i; k < j; k++)
+    for (size_t k = i; k < j; k++) {
+      if (one.n > 0 && one.s[one.n - 1].t_ms == rows[k].t) {
+        ++dropped; /* in two packs, which the batch's check prevents: once */
+        continue;
+      }
       one.s[one.n++] = (stor_sample_t){.t_ms = rows[k].t, .v = rows[k].v};
+    }
     rc = series_compact(db, rows[i].series, one.s, one.n, &dropped);
     i = j;
   }
@@ -380,8 +442,9 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
     rc = step_done(db->s_tail_del);
   }
   if (rc == SQLITE_OK && dropped > 0) {
-    log_warn("compaction: %lld readings were both in the tail and in a block; kept once",
-             (long long)dropped);
+    log_warn(
+        "compaction: %lld readings were stored twice (tail and block, or two packs); kept once",
+        (long long)dropped);
     sqlite3_bind_int64(db->s_count, 1, -dropped);
     rc = step_done(db->s_count);
   }
@@ -392,14 +455,14 @@ end:
   if (rc == SQLITE_OK)
     rc = step_done(db->s_commit);
   if (rc == SQLITE_OK)
-    rc = one_int(db->s_tail_min, &min_slot, &found);
+    rc = one_int(db->s_tail_min, &min_t, &found);
   if (rc != SQLITE_OK) {
     int err = stor__fail(db->db, rc, "compaction");
     if (!sqlite3_get_autocommit(db->db))
       step_done(db->s_rollback);
     return err;
   }
-  db->tail_min_slot = found ? min_slot : INT64_MAX;
+  db->tail_min_t = found ? min_t : INT64_MAX;
   db->tail_rows = found ? (db->tail_rows > done ? db->tail_rows - done : 0) : 0;
   db->compacted += (uint64_t)done;
   return done;

@@ -293,7 +293,7 @@ static bool retention_turn(stor_db_t *db, bool start) {
   return true;
 }
 
-/* Writer, outside mu: one compaction step over the tail before slot
+/* Writer, outside mu: one compaction step over the tail rows before
  * `cut`; -EAGAIN when it must wait for a commit of pending rollups. */
 static int64_t compact_turn(stor_db_t *db, int64_t cut) {
   int64_t rc = stor__roll_prepare(db);
@@ -1011,7 +1011,7 @@ static int64_t compact_fn(stor_db_t *db, stor_req_t *req) {
       total += rc;
     if (rc < 0 && rc != -EAGAIN)
       return rc;
-    if (db->tail_min_slot == INT64_MAX)
+    if (db->tail_min_t == INT64_MAX)
       return total;
     uint64_t ins = 0, dups = 0;
     if ((rc = stor__batch_commit(db, 0, true, &ins, &dups)) != 0)

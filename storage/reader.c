@@ -22,9 +22,8 @@
 struct stor_reader {
   sqlite3 *db;
   sqlite3_stmt *s_find, *s_points[4], *s_latest, *s_count, *s_pages, *s_page_size;
-  sqlite3_stmt *s_begin, *s_end, *s_blk_first, *s_tail_next,
-      *s_tail; /* raw: s_points[0] is blocks */
-  sqlite3_stmt *s_rolled, *s_tail_all;
+  sqlite3_stmt *s_begin, *s_end, *s_blk_first, *s_tail; /* raw: s_points[0] is blocks */
+  sqlite3_stmt *s_rolled, *s_tail_all, *s_pend_from;
   int64_t day0, day1; /* the last local day looked up, [day0, day1) in seconds */
 };
 
@@ -40,28 +39,30 @@ static int prepare(stor_reader_t *r) {
       /* No row: unknown device. A NULL series: known device, no such data. */
       {&r->s_find, "SELECT d.id, s.id FROM device d"
                    " LEFT JOIN series s ON s.device = d.id AND s.quantity = ?2 WHERE d.name = ?1"},
-      /* Raw readings are blocks and tail rows (schema.c, version 8): the
-       * blocks from the one holding `since`, and the series' tail rows one
-       * slot at a time (s_tail_next finds the next slot that has any). */
+      /* Raw readings are blocks and tail rows (schema.c, versions 8 and
+       * 10): the blocks from the one holding `since`, and the series'
+       * packs that may hold readings in [since, until). */
       {&r->s_points[STOR_STEP_RAW], "SELECT t1, n, data FROM block"
                                     " WHERE series = ?1 AND t0 >= ?2 AND t0 < ?3 ORDER BY t0"},
       {&r->s_blk_first,
        "SELECT t0 FROM block WHERE series = ?1 AND t0 <= ?2 ORDER BY t0 DESC LIMIT 1"},
-      {&r->s_tail_next, "SELECT slot FROM tail WHERE slot >= ?1 ORDER BY slot LIMIT 1"},
       {&r->s_begin, "BEGIN"},
       {&r->s_end, "COMMIT"},
       {&r->s_points[STOR_STEP_1M], ROLL_SELECT("roll_1m")},
       {&r->s_points[STOR_STEP_1H], ROLL_SELECT("roll_1h")},
       {&r->s_points[STOR_STEP_1D], ROLL_SELECT("roll_1d")},
-      {&r->s_tail, "SELECT t, v FROM tail WHERE slot = ?1 AND series = ?2 AND t >= ?3 AND t < ?4"
-                   " ORDER BY t"},
+      {&r->s_tail, "SELECT t, data FROM tail WHERE t > ?2 - " STR(
+                       STOR_PACK_SPAN_MS) " AND t < ?3 AND series = ?1"},
       /* Every series, for stor_latest: with its latest row if it has one,
        * and the tail rows newer than it. */
       {&r->s_latest, "SELECT s.id, d.name, s.quantity, l.t, l.v FROM series s"
                      " JOIN device d ON d.id = s.device LEFT JOIN latest l ON l.series = s.id"
                      " ORDER BY d.name, s.quantity"},
       {&r->s_rolled, "SELECT t FROM latest WHERE series = ?1"},
-      {&r->s_tail_all, "SELECT series, t, v FROM tail"},
+      /* The packs that may hold pending readings: those ending at or
+       * after counter.pending_from (schema.c, version 10). */
+      {&r->s_tail_all, "SELECT series, t, data FROM tail WHERE t > ?1 - " STR(STOR_PACK_SPAN_MS)},
+      {&r->s_pend_from, "SELECT value FROM counter WHERE name = 'pending_from'"},
       {&r->s_count, "SELECT value FROM counter WHERE name = 'raw_rows'"},
       {&r->s_pages, "PRAGMA page_count"},
       {&r->s_page_size, "PRAGMA page_size"},
@@ -103,7 +104,7 @@ void stor_reader_close(stor_reader_t *r) {
   sqlite3_stmt *stmts[] = {r->s_find,      r->s_points[0], r->s_points[1], r->s_points[2],
                            r->s_points[3], r->s_latest,    r->s_count,     r->s_pages,
                            r->s_page_size, r->s_begin,     r->s_end,       r->s_blk_first,
-                           r->s_tail_next, r->s_tail,      r->s_rolled,    r->s_tail_all};
+                           r->s_tail,      r->s_rolled,    r->s_tail_all,  r->s_pend_from};
   for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
     sqlite3_finalize(stmts[i]);
   sqlite3_close(r->db);
@@ -166,37 +167,54 @@ static int read_begin(stor_reader_t *r) {
   return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/* The series' tail rows in [since, until), ascending. */
+static int cmp_point(const void *a, const void *b) {
+  const stor_point_t *x = a, *y = b;
+  return (x->t_ms > y->t_ms) - (x->t_ms < y->t_ms);
+}
+
+/* counter.pending_from in the open read transaction: no pending reading
+ * is older (the tail's start when the row is missing). */
+static int pending_from(stor_reader_t *r, int64_t *from) {
+  int rc = sqlite3_step(r->s_pend_from);
+  *from = rc == SQLITE_ROW ? sqlite3_column_int64(r->s_pend_from, 0) : INT64_MIN;
+  sqlite3_reset(r->s_pend_from);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* The series' tail readings in [since, until), ascending (its packs may
+ * overlap in time when late readings came). */
 static int tail_rows(stor_reader_t *r, int64_t series, int64_t since, int64_t until, pts_t *out) {
-  int64_t slot = since >> STOR_SLOT_SHIFT, last = (until - 1) >> STOR_SLOT_SHIFT;
-  int rc = SQLITE_OK;
-  while (rc == SQLITE_OK && slot <= last) {
-    sqlite3_bind_int64(r->s_tail_next, 1, slot);
-    rc = sqlite3_step(r->s_tail_next);
-    bool found = rc == SQLITE_ROW;
-    if (found)
-      slot = sqlite3_column_int64(r->s_tail_next, 0);
-    sqlite3_reset(r->s_tail_next);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+  sqlite3_stmt *st = r->s_tail;
+  size_t first = out->n;
+  bool sorted = true;
+  int rc;
+  sqlite3_bind_int64(st, 1, series);
+  sqlite3_bind_int64(st, 2,
+                     since < INT64_MIN + STOR_PACK_SPAN_MS ? INT64_MIN + STOR_PACK_SPAN_MS : since);
+  sqlite3_bind_int64(st, 3, until);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    stor_sample_t p[STOR_PACK_MAX];
+    size_t k = 0;
+    if ((rc = stor__pack_column(st, 0, p, &k)) != SQLITE_OK)
       break;
-    rc = SQLITE_OK;
-    if (!found || slot > last)
-      break;
-    sqlite3_stmt *st = r->s_tail;
-    sqlite3_bind_int64(st, 1, slot);
-    sqlite3_bind_int64(st, 2, series);
-    sqlite3_bind_int64(st, 3, since);
-    sqlite3_bind_int64(st, 4, until);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-      if (!pts_push(out, sqlite3_column_int64(st, 0), stor__column_value(st, 1))) {
+    rc = SQLITE_ROW;
+    for (size_t i = 0; rc == SQLITE_ROW && i < k; i++) {
+      if (p[i].t_ms < since || p[i].t_ms >= until)
+        continue;
+      if (out->n > first && out->p[out->n - 1].t_ms > p[i].t_ms)
+        sorted = false;
+      if (!pts_push(out, p[i].t_ms, p[i].v))
         rc = SQLITE_NOMEM;
-        break;
-      }
-    sqlite3_reset(st);
-    rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-    slot++;
+    }
+    if (rc != SQLITE_ROW)
+      break;
   }
-  return rc;
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE)
+    return rc;
+  if (!sorted)
+    qsort(out->p + first, out->n - first, sizeof(*out->p), cmp_point);
+  return SQLITE_OK;
 }
 
 /* Raw readings: the blocks overlapping [since, until) merged with the tail
@@ -348,6 +366,11 @@ static int pending_buckets(stor_reader_t *r, int64_t series, bool level, stor_st
   int64_t from = lo * 1000, to = hi > INT64_MAX / 1000 - span ? INT64_MAX : (hi + span) * 1000;
   if (rolled != INT64_MIN && rolled + 1 > from)
     from = rolled + 1;
+  int64_t oldest;
+  if ((rc = pending_from(r, &oldest)) != SQLITE_OK)
+    return rc;
+  if (oldest > from) /* nothing older is pending: a quiet series' old latest.t */
+    from = oldest;
   if (from >= to)
     return SQLITE_OK;
   pts_t rows = {0};
@@ -477,7 +500,12 @@ static int tail_newest(stor_reader_t *r, newest_t **out, size_t *n) {
   newest_t *a = NULL;
   size_t cap = 0;
   int rc;
+  int64_t oldest;
+  if ((rc = pending_from(r, &oldest)) != SQLITE_OK)
+    return rc;
   sqlite3_stmt *st = r->s_tail_all;
+  sqlite3_bind_int64(
+      st, 1, oldest < INT64_MIN + STOR_PACK_SPAN_MS ? INT64_MIN + STOR_PACK_SPAN_MS : oldest);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     int64_t id = sqlite3_column_int64(st, 0), t = sqlite3_column_int64(st, 1);
     if (id <= 0 || id > UINT32_MAX) {
@@ -496,8 +524,14 @@ static int tail_newest(stor_reader_t *r, newest_t **out, size_t *n) {
       a = grown;
       cap = want;
     }
-    if (t > a[id].t)
-      a[id] = (newest_t){.t = t, .v = stor__column_value(st, 2)};
+    if (a[id].t != INT64_MIN && t <= a[id].t - (STOR_PACK_SPAN_MS - 1))
+      continue; /* every reading of this pack is older */
+    stor_sample_t p[STOR_PACK_MAX];
+    size_t k = 0;
+    if ((rc = stor__pack_column(st, 1, p, &k)) != SQLITE_OK)
+      break;
+    if (p[k - 1].t_ms > a[id].t)
+      a[id] = (newest_t){.t = p[k - 1].t_ms, .v = p[k - 1].v};
   }
   sqlite3_reset(st);
   if (rc != SQLITE_DONE) {
@@ -513,7 +547,7 @@ int stor_latest(stor_reader_t *r, stor_latest_cb cb, void *arg) {
   if (!r || !cb)
     return -EINVAL;
   /* latest rows and the tail rows newer than them (pending), in one read
-   * transaction: one pass over the tail, which the compactor keeps short. */
+   * transaction: one pass over the packs from counter.pending_from. */
   newest_t *tail = NULL;
   size_t ntail = 0;
   int rc = read_begin(r);

@@ -147,17 +147,23 @@ void stor__retention_step(stor_db_t *db) {
     }
   }
   if (rc == SQLITE_OK && !found) {
-    /* The pass's end: tail rows in slots wholly older than the cut. */
-    char sql[96];
-    snprintf(sql, sizeof(sql), "DELETE FROM tail WHERE slot < %lld",
-             (long long)(db->ret.cut_ms[0] >> STOR_SLOT_SHIFT));
-    rc = sqlite3_exec(db->db, sql, NULL, NULL, NULL);
+    /* The pass's end: tail rows whose readings are all older than the
+     * cut (a pack's lie within STOR_PACK_SPAN_MS of its t). */
+    char sql[128];
+    int64_t cut = db->ret.cut_ms[0] - (STOR_PACK_SPAN_MS - 1);
+    int64_t gone = 0;
+    snprintf(sql, sizeof(sql), "SELECT coalesce(sum(n), 0) FROM tail WHERE t < %lld",
+             (long long)cut);
+    rc = stor__query_int(db->db, sql, &gone) == 0 ? SQLITE_OK : SQLITE_ERROR;
+    if (rc == SQLITE_OK && gone > 0) {
+      snprintf(sql, sizeof(sql), "DELETE FROM tail WHERE t < %lld", (long long)cut);
+      rc = sqlite3_exec(db->db, sql, NULL, NULL, NULL);
+    }
     if (rc == SQLITE_OK) {
-      int64_t gone = sqlite3_changes64(db->db);
       raw_deleted += gone;
       db->tail_rows = db->tail_rows > gone ? db->tail_rows - gone : 0;
       if (gone > 0)
-        db->reload = true; /* the tail's oldest slot is read again */
+        db->reload = true; /* the tail's oldest row is read again */
     }
   }
   if (rc == SQLITE_OK && raw_deleted > 0) {

@@ -374,11 +374,42 @@ static const char *const migrations[] = {
     "  t INTEGER NOT NULL," /* Unix ms */
     "  v NOT NULL,"         /* hundredths as INTEGER when exact, else REAL */
     "  PRIMARY KEY(slot, t, series)) WITHOUT ROWID;"
-    "INSERT INTO tail9(slot, series, t, v) SELECT t >> " STR(
-        STOR_SLOT_SHIFT) ", series, t, v"
-                         "  FROM tail ORDER BY 1, t, series;"
-                         "DROP TABLE tail;"
-                         "ALTER TABLE tail9 RENAME TO tail;",
+    "INSERT INTO tail9(slot, series, t, v) SELECT t >> 12, series, t, v"
+    "  FROM tail ORDER BY 1, t, series;"
+    "DROP TABLE tail;"
+    "ALTER TABLE tail9 RENAME TO tail;",
+    /* 10: one tail row per series per commit, a pack (compact.c): the
+     * series' readings of that commit. A row a reading cost about 24
+     * bytes of tail pages at 3,000 readings/s, each written twice (to the
+     * WAL and by the checkpoint); a pack of a commit's five readings of a
+     * 1 Hz series costs about 5 a reading (bench/written.sh). `data` is
+     * the one reading's value when there is one (hundredths as INTEGER
+     * when exact, else REAL, as version 9's v: the usual case at a site's
+     * pace, where a series sends every 10 s and a commit is 5 s), else the
+     * readings in the block codec, times relative to the row's t, its
+     * first reading's. Keyed (t, series): a commit's packs are the newest
+     * and append, as version 9's rows did; a pack's readings lie within
+     * STOR_PACK_SPAN_MS of its t, so a resend check and a reader scan the
+     * rows of a short range of t. n counts the pack's readings (the
+     * compactor bounds a step by it, retention and the tests count with
+     * it; 1 takes no byte). Each version 9 row becomes a pack of one.
+     *
+     * counter.pending_from is at or before the oldest pending reading
+     * (batch.c: newer than its series' latest.t), written by every commit
+     * that stores readings, on the page that raw_rows dirties anyway; a
+     * reader adding pending readings scans the tail from there only
+     * (reader.c). 0 from the migration: the whole tail. */
+    "CREATE TABLE tail10("
+    "  t INTEGER NOT NULL," /* the pack's first reading, Unix ms */
+    "  series INTEGER NOT NULL,"
+    "  n INTEGER NOT NULL,"
+    "  data NOT NULL," /* n = 1: the value; else the block codec's bytes */
+    "  PRIMARY KEY(t, series)) WITHOUT ROWID;"
+    "INSERT INTO tail10(t, series, n, data) SELECT t, series, 1, v"
+    "  FROM tail ORDER BY t, series;"
+    "DROP TABLE tail;"
+    "ALTER TABLE tail10 RENAME TO tail;"
+    "INSERT INTO counter VALUES('pending_from', 0);",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

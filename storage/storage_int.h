@@ -292,20 +292,35 @@ ssize_t stor__block_encode(const stor_sample_t *s, size_t n, uint8_t *buf, size_
 int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_t cap, size_t *n,
                        int *mode);
 
-/* ---- the block layout (compact.c; the tables are schema.c's version 8)
+/* ---- the block layout (compact.c; the tables are schema.c's versions 8
+ * and 10)
  *
- * Readings land in `tail`; the compactor turns the oldest tail rows into
- * one block per series, in the transaction that deletes them, a step of
- * at most STOR_COMPACT_ROWS rows at a time. It starts a step when the tail
- * holds STOR_COMPACT_ROWS rows or its oldest row is STOR_COMPACT_AGE_MS
- * old, taking then every row older than STOR_COMPACT_KEEP_MS. (Not at
- * close: measured with bench/written.sh, compacting 90,000 fresh readings
- * at stop wrote 36 more bytes a reading, the tail's range delete dirtying
- * its leaves, and left the file larger, its freed tail pages included.) A series' last block with
- * fewer than STOR_BLOCK_SMALL readings is extended rather than followed by another small one; a
- * reading into an already compacted span (late) is merged into the block
- * it falls in. */
-#define STOR_SLOT_SHIFT 12                 /* tail slot = t >> 12: 4.1 s (schema.c, version 9) */
+ * Readings land in `tail`, one row per series per commit (a pack: the
+ * series' readings of that commit, the value alone for one, else in the
+ * block codec with their times made relative to the row's t, its first
+ * reading's); the compactor turns the
+ * oldest tail rows into one block per series, in the transaction that
+ * deletes them, a step of at most about STOR_COMPACT_ROWS readings at a
+ * time. It starts a step when the tail holds STOR_COMPACT_ROWS readings or
+ * its oldest row is STOR_COMPACT_AGE_MS old, taking then every row older
+ * than STOR_COMPACT_KEEP_MS. (Not at close: measured with
+ * bench/written.sh, compacting 90,000 fresh readings at stop wrote 36 more
+ * bytes a reading, the tail's range delete dirtying its leaves, and left
+ * the file larger, its freed tail pages included.) A series' last block
+ * with fewer than STOR_BLOCK_SMALL readings is extended rather than
+ * followed by another small one; a reading into an already compacted span
+ * (late) is merged into the block it falls in.
+ *
+ * A pack's readings lie in [t, t + STOR_PACK_SPAN_MS) and are at most
+ * STOR_PACK_MAX, so the packs that may hold a reading at t are the
+ * series' rows with a t in (t - STOR_PACK_SPAN_MS, t]: a resend is found
+ * with one short range scan. A series' packs may overlap in time (a late
+ * reading gets a pack of its own), never in readings. */
+#define STOR_PACK_SPAN_MS 8192
+#define STOR_PACK_MAX 256
+/* Bytes a pack of n readings takes at most: 3 of header, 10 a time (a
+ * varint) and 9 a value (XOR: a control byte and 8). */
+#define STOR_PACK_BYTES(n) (16 + (size_t)(n)*19)
 #define STOR_COMPACT_ROWS 131072           /* 24 B each in memory during a step */
 #define STOR_COMPACT_AGE_MS (3600 * 1000)  /* an older tail row starts a step */
 #define STOR_COMPACT_KEEP_MS (1800 * 1000) /* rows younger than this then stay */
@@ -316,10 +331,11 @@ int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_
 /* Prepares the compactor's statements and reads the tail's size. */
 int stor__compact_open(stor_db_t *db);
 void stor__compact_free(stor_db_t *db);
-/* Writer: the slot before which a step is due now (0: none); `all` at close. */
+/* Writer: the time (Unix ms) before which tail rows are due for a step
+ * now (0: none); `all` at close. */
 int64_t stor__compact_due(stor_db_t *db, int64_t now_ms, bool all);
 /* Writer: one step, in its own transaction, over the oldest tail rows with
- * a slot before `cut` (at most about STOR_COMPACT_ROWS of them). Returns the
+ * a t before `cut` (at most about STOR_COMPACT_ROWS readings). Returns the
  * rows compacted (0: none left before `cut`), -EAGAIN when some of them
  * are not rolled up yet (a commit of pending rollups must come first), or
  * a negative errno, having rolled back. Rows not rolled up yet stay (0
@@ -328,6 +344,20 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut);
 /* Whether series `series` holds a reading at `t_ms` in its blocks: 1 yes,
  * 0 no, or a SQLite error code (negated). */
 int stor__block_has(stor_db_t *db, int64_t series, int64_t t_ms);
+/* A pack (a tail row's data): s[0..n) (ascending, at most STOR_PACK_MAX,
+ * spanning less than STOR_PACK_SPAN_MS) encoded with their times less
+ * s[0].t_ms into buf[cap]: the bytes written or a negative errno
+ * (stor__block_encode's). */
+ssize_t stor__pack_encode(const stor_sample_t *s, size_t n, uint8_t *buf, size_t cap);
+/* Decodes the pack of the tail row at time `t` into out[STOR_PACK_MAX]:
+ * 0 with *n samples, or -EBADMSG when it is not a well-formed pack of that
+ * row (a block codec error, too many readings, a reading outside
+ * [t, t + STOR_PACK_SPAN_MS)). */
+int stor__pack_decode(int64_t t, const void *data, size_t len, stor_sample_t *out, size_t *n);
+/* The pack in columns `col` (t) and `col + 1` (data) of a row of `st`:
+ * data is the value of a pack of one (as stor__bind_value binds it), else
+ * the bytes stor__pack_decode reads. SQLITE_OK or SQLITE_CORRUPT. */
+int stor__pack_column(sqlite3_stmt *st, int col, stor_sample_t *out, size_t *n);
 
 /* ---- retention (retention.c) */
 
@@ -386,13 +416,14 @@ struct stor_db {
   sqlite3 *db;
   sqlite3 *ckpt_db; /* the checkpointer's */
   sqlite3_stmt *s_begin, *s_commit, *s_rollback;
-  sqlite3_stmt *s_raw, *s_raw_multi[STOR_MULTI_SHIFT], *s_roll[STOR_ROLLUPS], *s_latest, *s_count;
-  sqlite3_stmt *s_series_get, *s_series_put, *s_series_all, *s_pend_rows, *s_dev_get, *s_dev_put;
+  sqlite3_stmt *s_raw_multi[STOR_MULTI_SHIFT], *s_roll[STOR_ROLLUPS], *s_latest, *s_count;
+  sqlite3_stmt *s_series_get, *s_series_put, *s_series_all, *s_pend_rows, *s_dev_get, *s_dev_put,
+      *s_pend_from;
   sqlite3_stmt *s_next_series, *s_bound[2], *s_delete[2];
   sqlite3_stmt *s_blk_at, *s_blk_near, *s_blk_put, *s_blk_del, *s_tail_min, *s_tail_nth,
-      *s_tail_take, *s_tail_del, *s_tail_count, *s_tail_all;
-  int64_t tail_rows;     /* about: rows in tail (the compactor's trigger) */
-  int64_t tail_min_slot; /* the oldest row's slot; INT64_MAX: none */
+      *s_tail_take, *s_tail_del, *s_tail_all, *s_tail_near;
+  int64_t tail_rows;  /* about: readings in tail (the compactor's trigger) */
+  int64_t tail_min_t; /* the oldest row's t; INT64_MAX: none */
   uint64_t next_compact_check;
   uint64_t compact_failed_until; /* after a failed step, monotonic ms */
   uint64_t compacted;            /* readings compacted since open (stats) */

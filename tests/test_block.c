@@ -160,6 +160,73 @@ static void decoder_refuses_damaged_blocks(void **state) {
   assert_int_equal(stor__block_decode(ok, sizeof(ok), out, 1, &n, NULL), -ENOSPC);
 }
 
+/* A tail row's pack (compact.c): the block codec with times made relative
+ * to the row's t, so a commit's five readings of a 1 Hz series cost a few
+ * bytes each and no absolute time. */
+static void a_pack_is_a_block_with_times_from_its_row(void **state) {
+  (void)state;
+  const int64_t t = 1765000000000; /* the row's t */
+  const stor_sample_t s[] = {{t, 20.5}, {t + 1000, 20.75}, {t + 2000, 21.0}};
+  const uint8_t want[] = {
+      0x10,       /* version 1, scaled */
+      0x03,       /* n */
+      0x00,       /* t0 - t = 0 */
+      0xd0, 0x0f, /* +1000: zigzag 2000 */
+      0x00,       /* delta-of-delta 0 */
+      0x84, 0x20, /* 2050 hundredths: zigzag 4100 = 0x1004: 0x04|0x80, 0x20 */
+      0x32,       /* +25: zigzag 50 */
+      0x32,       /* +25 */
+  };
+  uint8_t buf[STOR_PACK_BYTES(3)];
+  ssize_t len = stor__pack_encode(s, 3, buf, sizeof(buf));
+  assert_int_equal(len, (ssize_t)sizeof(want));
+  assert_memory_equal(buf, want, sizeof(want));
+  stor_sample_t out[STOR_PACK_MAX];
+  size_t n = 0;
+  assert_int_equal(stor__pack_decode(t, buf, (size_t)len, out, &n), 0);
+  assert_int_equal(n, 3);
+  for (size_t i = 0; i < n; i++) {
+    assert_int_equal(out[i].t_ms, s[i].t_ms);
+    assert_true(out[i].v == s[i].v);
+  }
+  /* The same bytes under another row's t are readings at that t. */
+  assert_int_equal(stor__pack_decode(5000, buf, (size_t)len, out, &n), 0);
+  assert_int_equal(out[0].t_ms, 5000);
+  assert_int_equal(out[2].t_ms, 7000);
+  /* One reading: header, n 1, time 0 and the value. */
+  const uint8_t one[] = {0x10, 0x01, 0x00, 0x84, 0x20};
+  assert_int_equal(stor__pack_encode(s, 1, buf, sizeof(buf)), (ssize_t)sizeof(one));
+  assert_memory_equal(buf, one, sizeof(one));
+}
+
+static void packs_keep_to_their_span_and_size(void **state) {
+  (void)state;
+  stor_sample_t s[STOR_PACK_MAX + 1];
+  for (size_t i = 0; i <= STOR_PACK_MAX; i++)
+    s[i] = (stor_sample_t){.t_ms = 1000 + (int64_t)i * 10, .v = 1};
+  uint8_t buf[STOR_PACK_BYTES(STOR_PACK_MAX + 1)];
+  assert_true(stor__pack_encode(s, STOR_PACK_MAX, buf, sizeof(buf)) > 0);
+  assert_int_equal(stor__pack_encode(s, STOR_PACK_MAX + 1, buf, sizeof(buf)), -EINVAL);
+  /* The last reading STOR_PACK_SPAN_MS after the first: not one pack. */
+  const stor_sample_t wide[] = {{0, 1}, {STOR_PACK_SPAN_MS - 1, 2}, {STOR_PACK_SPAN_MS, 3}};
+  assert_true(stor__pack_encode(wide, 2, buf, sizeof(buf)) > 0);
+  assert_int_equal(stor__pack_encode(wide, 3, buf, sizeof(buf)), -EINVAL);
+  /* A block that is no pack: its first time is not the row's, or a
+   * reading lies past the span. */
+  stor_sample_t out[STOR_PACK_MAX];
+  size_t n = 0;
+  ssize_t len = stor__block_encode(wide + 1, 1, buf, sizeof(buf));
+  assert_true(len > 0);
+  assert_int_equal(stor__pack_decode(0, buf, (size_t)len, out, &n), -EBADMSG);
+  len = stor__block_encode(wide, 3, buf, sizeof(buf));
+  assert_int_equal(stor__pack_decode(0, buf, (size_t)len, out, &n), -EBADMSG);
+  len = stor__block_encode(wide, 2, buf, sizeof(buf));
+  assert_int_equal(stor__pack_decode(0, buf, (size_t)len, out, &n), 0);
+  /* A row time whose readings would overflow, or before 1970. */
+  assert_int_equal(stor__pack_decode(INT64_MAX - 10, buf, (size_t)len, out, &n), -EBADMSG);
+  assert_int_equal(stor__pack_decode(-1, buf, (size_t)len, out, &n), -EBADMSG);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(scaled_block_of_three_readings_a_second_apart_is_eleven_bytes),
@@ -169,6 +236,8 @@ int main(void) {
       cmocka_unit_test(a_series_a_second_apart_costs_about_three_bytes_a_reading),
       cmocka_unit_test(encoder_refuses_what_cannot_be_a_block),
       cmocka_unit_test(decoder_refuses_damaged_blocks),
+      cmocka_unit_test(a_pack_is_a_block_with_times_from_its_row),
+      cmocka_unit_test(packs_keep_to_their_span_and_size),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

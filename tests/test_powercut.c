@@ -474,7 +474,7 @@ static void check_integrity(int cut_no) {
    * cut left pending). */
   /* Raw readings are tail rows and blocks (the compactor moves them in
    * one transaction: a cut leaves either). */
-  int64_t raw = query_int(db, "SELECT (SELECT count(*) FROM tail) +"
+  int64_t raw = query_int(db, "SELECT (SELECT coalesce(sum(n), 0) FROM tail) +"
                               " (SELECT coalesce(sum(n), 0) FROM block)");
   int64_t rolled = query_int(db, "SELECT coalesce(sum(n), 0) FROM roll_1m");
   int64_t counted = query_int(db, "SELECT value FROM counter WHERE name = 'raw_rows'");

@@ -582,10 +582,9 @@ static void a_schema_6_database_migrates_in_place_and_reads_the_same(void **stat
 
   open_db(f); /* migrates */
   assert_int_equal(db_int(f->path, "PRAGMA user_version"), stor__schema_version());
-  /* Version 9's slots: whatever the writer has not compacted yet is keyed
-   * by the new slot. */
-  assert_int_equal(
-      db_int(f->path, "SELECT count(*) FROM tail WHERE slot != t >> " STR(STOR_SLOT_SHIFT)), 0);
+  /* Version 10's packs: whatever the writer has not compacted yet is a
+   * pack of the one reading of its row. */
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM tail WHERE n != 1"), 0);
   check_all_readings(f, w, nw);
   /* Compacted: the writer starts on them at once (they are old), the rest
    * now. */
@@ -607,6 +606,85 @@ static void a_schema_6_database_migrates_in_place_and_reads_the_same(void **stat
   assert_true(v.entries > 0);
   free(rolls);
   free(rolls2);
+  free(ledger);
+  free(ledger2);
+  free(w);
+}
+
+/* tests/data/main-db/site-v9.db was written by main before packed tail
+ * rows (schema 9, one tail row a reading; make-v9.sh): its 15,136 readings
+ * are all in the tail and none is rolled up yet (the writer writes
+ * rollups at the latest 10 minutes on, never at close). Opened, each row
+ * becomes a pack of one; every series reads the same readings, a resend of
+ * a migrated reading is a duplicate, the first commit rolls them all up,
+ * and compaction makes blocks of them. */
+static void a_schema_9_database_migrates_to_packs_and_reads_the_same(void **state) {
+  fx_t *f = *state;
+  char cmd[256];
+  snprintf(cmd, sizeof(cmd), "cp tests/data/main-db/site-v9.db %s", f->path);
+  assert_int_equal(system(cmd), 0);
+  assert_int_equal(db_int(f->path, "PRAGMA user_version"), 9);
+  int64_t nraw = db_int(f->path, "SELECT count(*) FROM tail");
+  assert_int_equal(nraw, 15136);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM latest"), 0);
+  char *ledger = db_text(f->path, "SELECT count(*) || ' ' || hex(hash) FROM ledger_head");
+  want_row_t *w = calloc((size_t)nraw + 1, sizeof(*w));
+  assert_non_null(w);
+  sqlite3 *old = NULL;
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(sqlite3_open_v2(f->path, &old, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(old,
+                                      "SELECT d.name, s.quantity, r.t, r.v FROM tail r"
+                                      " JOIN series s ON s.id = r.series"
+                                      " JOIN device d ON d.id = s.device"
+                                      " ORDER BY d.name, s.quantity, r.t",
+                                      -1, &st, NULL),
+                   SQLITE_OK);
+  size_t nw = 0;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    snprintf(w[nw].device, sizeof(w[nw].device), "%s", (const char *)sqlite3_column_text(st, 0));
+    w[nw].q = sqlite3_column_int(st, 1);
+    w[nw].t = sqlite3_column_int64(st, 2);
+    w[nw].v = stor__column_value(st, 3);
+    nw++;
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(old);
+  assert_int_equal(nw, (size_t)nraw);
+
+  open_db(f); /* migrates */
+  assert_int_equal(db_int(f->path, "PRAGMA user_version"), stor__schema_version());
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM tail WHERE n != 1"), 0);
+  check_all_readings(f, w, nw);
+  /* Resends of the first and the last migrated reading, and one new. */
+  uint32_t d0 = dev(f, w[0].device), d1 = dev(f, w[nw - 1].device);
+  append1(f, rd(d0, w[0].q, w[0].t, 1));
+  append1(f, rd(d1, w[nw - 1].q, w[nw - 1].t, 1));
+  append1(f, rd(d1, w[nw - 1].q, w[nw - 1].t + 1, w[nw - 1].v));
+  assert_int_equal(stor_flush(f->db), 0);
+  stor_stats_t sst;
+  stor_get_stats(f->db, &sst);
+  assert_int_equal(sst.committed, 1);
+  assert_int_equal(sst.duplicates, 2);
+  /* stor_flush wrote every pending rollup: each migrated reading once. */
+  assert_int_equal(db_int(f->path, "SELECT sum(n) FROM roll_1m"), nraw + 1);
+  assert_int_equal(db_int(f->path, "SELECT sum(n) FROM roll_1d"), nraw + 1);
+  assert_int_equal(db_int(f->path, "SELECT value FROM counter WHERE name = 'raw_rows'"), nraw + 1);
+  w[nw] = w[nw - 1]; /* the new reading: its series' last */
+  w[nw].t++;
+  nw++;
+  check_all_readings(f, w, nw);
+  assert_true(stor__test_compact(f->db) >= 0);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM tail"), 0);
+  check_all_readings(f, w, nw);
+  close_db(f);
+  assert_int_equal(db_int(f->path, "SELECT sum(n) FROM block"), nraw + 1);
+  assert_int_equal(db_int(f->path, "SELECT value FROM counter WHERE name = 'raw_rows'"), nraw + 1);
+  char *ledger2 = db_text(f->path, "SELECT count(*) || ' ' || hex(hash) FROM ledger_head");
+  assert_string_equal(ledger2, ledger);
+  stor_verify_t v;
+  assert_int_equal(stor_ledger_verify(reader(f), &v), 0);
+  assert_true(v.entries > 0);
   free(ledger);
   free(ledger2);
   free(w);
@@ -1419,6 +1497,177 @@ static void readings_appended_from_several_threads_are_all_stored(void **state) 
   }
 }
 
+/* Appends rs[0..n) as one commit (the writer held meanwhile) and waits
+ * until it has settled: committed or found to be duplicates. */
+static void commit_one(fx_t *f, const stor_reading_t *rs, size_t n) {
+  stor_stats_t before = stats(f);
+  stor__test_hold(f->db, true);
+  assert_int_equal(stor_append(f->db, rs, n), 0);
+  stor__test_hold(f->db, false);
+  for (int waited = 0; waited < 10000; waited++) {
+    stor_stats_t now = stats(f);
+    if (now.committed + now.duplicates >= before.committed + before.duplicates + n)
+      return;
+    sleep_ms(1);
+  }
+  fail_msg("a commit of %zu readings did not settle", n);
+}
+
+/* Packs (schema 10): one tail row per series per commit, worked out by
+ * hand. Resends are found in a pack, in a late reading's own pack that
+ * overlaps another in time, and in blocks; a commit's readings spanning
+ * STOR_PACK_SPAN_MS or more are two packs. Times are recent, so that the
+ * writer does not compact on its own. */
+static void a_commit_stores_a_pack_per_series_and_resends_stay_single(void **state) {
+  fx_t *f = *state;
+  stor_options_t o = defaults(f);
+  open_with(f, &o);
+  stor__test_roll_ms(f->db, 3600 * 1000); /* pending: stor_latest reads the packs */
+  const int64_t b = (int64_t)(sg_now() / 60) * 60 * 1000 - 600 * 1000;
+  uint32_t d = dev(f, "dust-01"), e = dev(f, "dust-02");
+  stor_reading_t r[16];
+  /* 1: b+0..4 s of dust-01 and one reading of dust-02: two packs. */
+  for (int i = 0; i < 5; i++)
+    r[i] = rd(d, PROTO_Q_PM10, b + i * 1000, 10 + i);
+  r[5] = rd(e, PROTO_Q_PM10, b, 99);
+  commit_one(f, r, 6);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM tail"), 2);
+  assert_int_equal(db_int(f->path, "SELECT sum(n) FROM tail"), 6);
+  /* 2: b+5..9 s, and b+2 s again (a resend: in pack 1). */
+  for (int i = 0; i < 5; i++)
+    r[i] = rd(d, PROTO_Q_PM10, b + (5 + i) * 1000, 15 + i);
+  r[5] = rd(d, PROTO_Q_PM10, b + 2000, 77);
+  commit_one(f, r, 6);
+  /* 3: b+7.5 s (late, between pack 2's readings), b+7 s (a resend, in
+   * pack 2) and b+12 s (new): one pack of two at b+7.5 s. */
+  r[0] = rd(d, PROTO_Q_PM10, b + 7500, 17.5);
+  r[1] = rd(d, PROTO_Q_PM10, b + 7000, 77);
+  r[2] = rd(d, PROTO_Q_PM10, b + 12000, 22);
+  commit_one(f, r, 3);
+  /* 4: b+7.5 s again (in pack 3, which overlaps pack 2) and b+20 s. */
+  r[0] = rd(d, PROTO_Q_PM10, b + 7500, 77);
+  r[1] = rd(d, PROTO_Q_PM10, b + 20000, 30);
+  commit_one(f, r, 2);
+  /* 5: b+30..40 s: 30..38 s lie within 8,192 ms of 30 s, 39 and 40 s
+   * start a second pack. */
+  for (int i = 0; i < 11; i++)
+    r[i] = rd(d, PROTO_Q_PM10, b + (30 + i) * 1000, 40 + i);
+  commit_one(f, r, 11);
+  stor_stats_t st = stats(f);
+  assert_int_equal(st.committed, 6 + 5 + 2 + 1 + 11);
+  assert_int_equal(st.duplicates, 3);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM tail"), 7);
+  assert_int_equal(db_int(f->path, "SELECT sum(n) FROM tail"), 25);
+  char sql[512];
+  snprintf(sql, sizeof(sql),
+           "SELECT group_concat(at || ':' || n, ' ') FROM (SELECT t - %lld AS at, n FROM tail"
+           " WHERE series = (SELECT s.id FROM series s JOIN device v ON v.id = s.device"
+           " WHERE v.name = 'dust-01') ORDER BY t)",
+           (long long)b);
+  char *packs = db_text(f->path, sql);
+  assert_string_equal(packs, "0:5 5000:5 7500:2 20000:1 30000:9 39000:2");
+  free(packs);
+  /* A pack of one is its value (hundredths), the others the codec's bytes. */
+  packs = db_text(f->path, "SELECT group_concat(n || typeof(data), ' ') FROM"
+                           " (SELECT n, data FROM tail ORDER BY t, series)");
+  assert_string_equal(packs, "5blob 1integer 5blob 2blob 1integer 9blob 2blob");
+  free(packs);
+
+  /* What dust-01 reads: the first copy of each time, in time order. */
+  const int64_t at_ms[] = {0,     1000,  2000,  3000,  4000,  5000,  6000,  7000,
+                           7500,  8000,  9000,  12000, 20000, 30000, 31000, 32000,
+                           33000, 34000, 35000, 36000, 37000, 38000, 39000, 40000};
+  const double want_v[] = {10, 11, 12, 13, 14, 15, 16, 17, 17.5, 18, 19, 22,
+                           30, 40, 41, 42, 43, 44, 45, 46, 47,   48, 49, 50};
+  for (int round = 0; round < 2; round++) {
+    size_t n = 0;
+    stor_point_t *p = query(f, "dust-01", PROTO_Q_PM10, STOR_STEP_RAW, b, b + 60000, &n);
+    assert_int_equal(n, 24);
+    for (size_t i = 0; i < n; i++) {
+      assert_int_equal(p[i].t_ms, b + at_ms[i]);
+      assert_true(p[i].mean == want_v[i]);
+    }
+    free(p);
+    /* Two overlapping packs give one reading each, in order. */
+    p = query(f, "dust-01", PROTO_Q_PM10, STOR_STEP_RAW, b + 6500, b + 8000, &n);
+    assert_int_equal(n, 2);
+    assert_int_equal(p[0].t_ms, b + 7000);
+    assert_int_equal(p[1].t_ms, b + 7500);
+    free(p);
+    assert_int_equal(sum_n(f, "dust-01", PROTO_Q_PM10, STOR_STEP_1M), 24);
+    if (round == 0) {
+      /* The newest reading is a pack's last, not its t. */
+      seen_t seen = {0};
+      assert_int_equal(stor_latest(reader(f), on_latest, &seen), 0);
+      assert_int_equal(seen.calls, 2);
+      assert_int_equal(seen.t[0], b + 40000);
+      assert_true(seen.v[0] == 50);
+      assert_int_equal(seen.t[1], b);
+      assert_true(seen.v[1] == 99);
+      assert_true(stor__test_compact(f->db) >= 0);
+      assert_int_equal(db_int(f->path, "SELECT count(*) FROM tail"), 0);
+      assert_int_equal(db_int(f->path, "SELECT sum(n) FROM block"), 25);
+    }
+  }
+  /* Resends of compacted readings that were in overlapping packs and in
+   * a commit's second pack, and one new reading. */
+  r[0] = rd(d, PROTO_Q_PM10, b + 7500, 1);
+  r[1] = rd(d, PROTO_Q_PM10, b + 39000, 1);
+  r[2] = rd(d, PROTO_Q_PM10, b + 41000, 51);
+  commit_one(f, r, 3);
+  st = stats(f);
+  assert_int_equal(st.duplicates, 5);
+  assert_int_equal(count_raw(f, "dust-01", PROTO_Q_PM10), 25);
+  assert_int_equal(db_int(f->path, "SELECT value FROM counter WHERE name = 'raw_rows'"), 26);
+}
+
+/* counter.pending_from, worked out by hand: every commit that stores
+ * readings writes the oldest pending one (newer than its series'
+ * latest.t), a commit of rollups alone leaves it, and readers scan the
+ * tail from there: a quiet series' old pending reading is still found. */
+static void readers_find_pending_readings_from_the_oldest_one(void **state) {
+  fx_t *f = *state;
+  open_db(f);
+  stor__test_roll_ms(f->db, 3600 * 1000);
+  const int64_t b = (int64_t)(sg_now() / 60) * 60 * 1000 - 600 * 1000;
+  uint32_t a = dev(f, "dust-01"), c = dev(f, "dust-02");
+  const char *const from = "SELECT value FROM counter WHERE name = 'pending_from'";
+  stor_reading_t r[2] = {rd(a, PROTO_Q_PM10, b, 10)};
+  commit_one(f, r, 1);
+  assert_int_equal(db_int(f->path, from), b);
+  /* dust-02, 100 s later, in two commits: dust-01's stays the oldest. */
+  r[0] = rd(c, PROTO_Q_PM10, b + 100000, 20);
+  commit_one(f, r, 1);
+  r[0] = rd(c, PROTO_Q_PM10, b + 160000, 21);
+  commit_one(f, r, 1);
+  assert_int_equal(db_int(f->path, from), b);
+  seen_t seen = {0};
+  assert_int_equal(stor_latest(reader(f), on_latest, &seen), 0);
+  assert_int_equal(seen.calls, 2);
+  assert_int_equal(seen.t[0], b);
+  assert_int_equal(seen.t[1], b + 160000);
+  assert_int_equal(sum_n(f, "dust-01", PROTO_Q_PM10, STOR_STEP_1M), 1);
+  assert_int_equal(sum_n(f, "dust-02", PROTO_Q_PM10, STOR_STEP_1M), 2);
+  /* Rollups written: nothing pending, and the value stays. */
+  assert_int_equal(stor_flush(f->db), 0);
+  assert_int_equal(db_int(f->path, from), b);
+  /* dust-02 alone sends: its reading is the oldest pending one now, and
+   * dust-01's comes from its latest row. */
+  r[0] = rd(c, PROTO_Q_PM10, b + 200000, 22);
+  r[1] = rd(a, PROTO_Q_PM10, b - 5000, 9); /* late: rolled up at once */
+  commit_one(f, r, 2);
+  assert_int_equal(db_int(f->path, from), b + 200000);
+  memset(&seen, 0, sizeof(seen));
+  assert_int_equal(stor_latest(reader(f), on_latest, &seen), 0);
+  assert_int_equal(seen.calls, 2);
+  assert_int_equal(seen.t[0], b);
+  assert_true(seen.v[0] == 10);
+  assert_int_equal(seen.t[1], b + 200000);
+  assert_int_equal(sum_n(f, "dust-01", PROTO_Q_PM10, STOR_STEP_1M), 2);
+  assert_int_equal(sum_n(f, "dust-02", PROTO_Q_PM10, STOR_STEP_1M), 3);
+  assert_int_equal(count_raw(f, "dust-01", PROTO_Q_PM10), 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, fx_setup, fx_teardown)
@@ -1438,6 +1687,9 @@ int main(void) {
       T(hours_and_days_from_minutes_across_a_half_hour_zone_midnight),
       T(hours_and_days_from_minutes_when_a_midnight_cuts_a_minute),
       T(a_schema_6_database_migrates_in_place_and_reads_the_same),
+      T(a_schema_9_database_migrates_to_packs_and_reads_the_same),
+      T(a_commit_stores_a_pack_per_series_and_resends_stay_single),
+      T(readers_find_pending_readings_from_the_oldest_one),
       T(late_readings_and_resends_into_compacted_spans_are_stored_once),
       T(compaction_of_many_series_reads_back_every_reading),
       T(retention_deletes_old_raw_rows_and_keeps_rollups),

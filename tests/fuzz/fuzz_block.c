@@ -7,7 +7,9 @@
  * readings, times >= 0 strictly ascending, finite values, scaled values
  * exact in hundredths) and, the format being canonical, re-encode in its
  * mode to the very same bytes; the encoder's own choice of mode must
- * decode to the same readings. */
+ * decode to the same readings. The same bytes as a tail row's pack
+ * (compact.c) must be refused or give at most STOR_PACK_MAX readings from
+ * the row's t, within STOR_PACK_SPAN_MS of it. */
 #include "storage/storage_int.h"
 
 #include <errno.h>
@@ -25,6 +27,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static uint8_t buf[CAP * 20];
   size_t n = 0, n2 = 0;
   int mode = -1, mode2 = -1;
+  const int64_t row_t = 1765000000000;
+  if (stor__pack_decode(row_t, data, size, s, &n) == 0) {
+    if (n == 0 || n > STOR_PACK_MAX || s[0].t_ms != row_t ||
+        s[n - 1].t_ms - row_t >= STOR_PACK_SPAN_MS)
+      abort();
+    ssize_t plen = stor__pack_encode(s, n, buf, sizeof(buf));
+    if (plen <= 0 || (size_t)plen > size)
+      abort();
+  }
+  n = 0;
   int rc = stor__block_decode(data, size, s, CAP, &n, &mode);
   if (rc == -EBADMSG || rc == -ENOSPC)
     return 0;
