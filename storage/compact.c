@@ -44,7 +44,7 @@ int stor__compact_open(stor_db_t *db) {
   } stmts[] = {
       /* The block that may hold t: the last one starting at or before it. */
       {&db->s_blk_at,
-       "SELECT t1, n, data FROM block WHERE series = ?1 AND t0 <= ?2 ORDER BY t0 DESC LIMIT 1"},
+       "SELECT t1, n, data, t0 FROM block WHERE series = ?1 AND t0 <= ?2 ORDER BY t0 DESC LIMIT 1"},
       /* Blocks a step may merge with, newest first. */
       {&db->s_blk_near,
        "SELECT t0, t1, n, data FROM block WHERE series = ?1 AND t0 <= ?2 ORDER BY t0 DESC"},
@@ -56,9 +56,8 @@ int stor__compact_open(stor_db_t *db) {
       {&db->s_tail_take, "SELECT series, t, data FROM tail WHERE t < ?1"},
       {&db->s_tail_del, "DELETE FROM tail WHERE t < ?1"},
       {&db->s_tail_all, "SELECT series, t, data FROM tail"},
-      /* The packs of a series that may hold a reading in [?2, ?3]. */
-      {&db->s_tail_near, "SELECT t, data FROM tail WHERE t > ?2 - " STR(
-                             STOR_PACK_SPAN_MS) " AND t <= ?3 AND series = ?1"},
+      /* Every series' packs with keys in (?1, ?2]: the resend check's. */
+      {&db->s_tail_span, "SELECT series, t, data FROM tail WHERE t > ?1 AND t <= ?2"},
   };
   int rc = 0;
   for (size_t i = 0; rc == 0 && i < sizeof(stmts) / sizeof(stmts[0]); i++)
@@ -70,7 +69,7 @@ int stor__compact_open(stor_db_t *db) {
 void stor__compact_free(stor_db_t *db) {
   sqlite3_stmt *stmts[] = {db->s_blk_at,   db->s_blk_near, db->s_blk_put,   db->s_blk_del,
                            db->s_tail_min, db->s_tail_nth, db->s_tail_take, db->s_tail_del,
-                           db->s_tail_all, db->s_tail_near};
+                           db->s_tail_all, db->s_tail_span};
   for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
     sqlite3_finalize(stmts[i]);
 }
@@ -149,7 +148,9 @@ static int cmp_t(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-int stor__block_has(stor_db_t *db, int64_t series, int64_t t_ms) {
+int stor__block_has(stor_db_t *db, stor_blk_seen_t *c, int64_t series, int64_t t_ms) {
+  if (c->s && c->series == series && t_ms >= c->t0 && t_ms <= c->t1)
+    return bsearch(&t_ms, c->s, c->n, sizeof(*c->s), cmp_t) != NULL;
   sqlite3_stmt *st = db->s_blk_at;
   sqlite3_bind_int64(st, 1, series);
   sqlite3_bind_int64(st, 2, t_ms);
@@ -159,9 +160,15 @@ int stor__block_has(stor_db_t *db, int64_t series, int64_t t_ms) {
     size_t n = 0;
     rc = block_load(st, 2, &s, &n);
     /* stor_sample_t starts with its t: a search on the times. */
-    if (rc == SQLITE_OK)
+    if (rc == SQLITE_OK) {
       has = bsearch(&t_ms, s, n, sizeof(*s), cmp_t) != NULL;
-    free(s);
+      free(c->s);
+      *c = (stor_blk_seen_t){.series = series,
+                             .t0 = sqlite3_column_int64(st, 3),
+                             .t1 = sqlite3_column_int64(st, 0),
+                             .s = s,
+                             .n = n};
+    }
   } else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
     rc = SQLITE_OK;
   }

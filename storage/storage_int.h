@@ -313,9 +313,11 @@ int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_
  *
  * A pack's readings lie in [t, t + STOR_PACK_SPAN_MS) and are at most
  * STOR_PACK_MAX, so the packs that may hold a reading at t are the
- * series' rows with a t in (t - STOR_PACK_SPAN_MS, t]: a resend is found
- * with one short range scan. A series' packs may overlap in time (a late
- * reading gets a pack of its own), never in readings. */
+ * series' rows with a t in (t - STOR_PACK_SPAN_MS, t]. The tail's key
+ * starts with t, so such a window holds every series' packs: a commit
+ * reads each window its resends and late readings fall in once, for all
+ * their series together (batch.c, tail_find). A series' packs may overlap
+ * in time (a late reading gets a pack of its own), never in readings. */
 #define STOR_PACK_SPAN_MS 8192
 #define STOR_PACK_MAX 256
 /* Bytes a pack of n readings takes at most: 3 of header, 10 a time (a
@@ -341,9 +343,17 @@ int64_t stor__compact_due(stor_db_t *db, int64_t now_ms, bool all);
  * a negative errno, having rolled back. Rows not rolled up yet stay (0
  * when that is all of them). */
 int64_t stor__compact_step(stor_db_t *db, int64_t cut);
+/* The block stor__block_has decoded last: checks of one series' readings,
+ * in time order, mostly fall in one block. Zeroed before the first call;
+ * the caller frees s. */
+typedef struct stor_blk_seen {
+  int64_t series, t0, t1;
+  stor_sample_t *s; /* its readings, n of them */
+  size_t n;
+} stor_blk_seen_t;
 /* Whether series `series` holds a reading at `t_ms` in its blocks: 1 yes,
  * 0 no, or a SQLite error code (negated). */
-int stor__block_has(stor_db_t *db, int64_t series, int64_t t_ms);
+int stor__block_has(stor_db_t *db, stor_blk_seen_t *c, int64_t series, int64_t t_ms);
 /* A pack (a tail row's data): s[0..n) (ascending, at most STOR_PACK_MAX,
  * spanning less than STOR_PACK_SPAN_MS) encoded with their times less
  * s[0].t_ms into buf[cap]: the bytes written or a negative errno
@@ -421,7 +431,7 @@ struct stor_db {
       *s_pend_from;
   sqlite3_stmt *s_next_series, *s_bound[2], *s_delete[2];
   sqlite3_stmt *s_blk_at, *s_blk_near, *s_blk_put, *s_blk_del, *s_tail_min, *s_tail_nth,
-      *s_tail_take, *s_tail_del, *s_tail_all, *s_tail_near;
+      *s_tail_take, *s_tail_del, *s_tail_all, *s_tail_span;
   int64_t tail_rows;  /* about: readings in tail (the compactor's trigger) */
   int64_t tail_min_t; /* the oldest row's t; INT64_MAX: none */
   uint64_t next_compact_check;

@@ -760,6 +760,84 @@ static void late_readings_and_resends_into_compacted_spans_are_stored_once(void 
   assert_int_equal(count_raw(f, "dust-01", PROTO_Q_PM10), 93);
 }
 
+/* One batch of resends and late readings for many series, some into
+ * blocks and some into tail packs that share their time windows with
+ * other series' packs: each reading is still stored once, the first value
+ * kept, and the counts say so. (The tail check reads each window once for
+ * the whole batch.) */
+static void a_batch_of_resends_for_many_series_stores_each_reading_once(void **state) {
+  fx_t *f = *state;
+  open_db(f);
+  enum { DEVICES = 150, EACH = 60, COMPACTED = 20, GAP = 7 }; /* 9,000: one queue */
+  uint32_t ids[DEVICES];
+  char name[32];
+  for (int k = 0; k < DEVICES; k++) {
+    snprintf(name, sizeof(name), "dust-%03d", k);
+    ids[k] = dev(f, name);
+  }
+  /* Ten minutes ago: the compactor leaves rows this young in the tail
+   * until asked (stor__test_compact). */
+  int64_t t0 = ((int64_t)time(NULL) - 600) * 1000;
+#define AT(i, k) (t0 + (i)*1000LL + (k))
+  /* The first 20 s of every series in blocks, the rest in packs of one
+   * commit each 10 s, every 7th reading left out. */
+  for (int i = 0; i < EACH; i++) {
+    for (int k = 0; k < DEVICES; k++)
+      if (i < COMPACTED || i % GAP != 0)
+        append1(f, rd(ids[k], PROTO_Q_PM10, AT(i, k), 10 + i));
+    if (i == COMPACTED - 1) {
+      assert_int_equal(stor_flush(f->db), 0);
+      assert_true(stor__test_compact(f->db) >= 0);
+      assert_int_equal(db_int(f->path, "SELECT count(*) FROM tail"), 0);
+      assert_int_equal(db_int(f->path, "SELECT count(*) FROM block"), DEVICES);
+    } else if (i % 10 == 9) {
+      assert_int_equal(stor_flush(f->db), 0);
+    }
+  }
+  assert_int_equal(stor_flush(f->db), 0);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM block"), DEVICES);
+  assert_true(db_int(f->path, "SELECT count(*) FROM tail") >= 4 * DEVICES);
+  stor_stats_t st;
+  stor_get_stats(f->db, &st);
+  uint64_t committed = st.committed, dups = st.duplicates;
+  /* Everything again but the tail packs' first readings (so a pack must
+   * be found by a reading inside it), newest first, with other values:
+   * the gaps are late readings, the rest resends. Queued whole (the
+   * writer held: it may be compacting meanwhile), then committed in
+   * batches of 5,000. */
+  int gaps = 0, resent = 0;
+  stor__test_hold(f->db, true);
+  for (int i = EACH - 1; i >= 0; i--) {
+    if (i >= COMPACTED && i % 10 == 0)
+      continue;
+    bool late = i >= COMPACTED && i % GAP == 0;
+    gaps += late;
+    resent += !late;
+    for (int k = 0; k < DEVICES; k++)
+      append1(f, rd(ids[k], PROTO_Q_PM10, AT(i, k), 500 + i));
+  }
+  stor__test_hold(f->db, false);
+  assert_int_equal(stor_flush(f->db), 0);
+  stor_get_stats(f->db, &st);
+  assert_int_equal(st.committed - committed, (uint64_t)gaps * DEVICES);
+  assert_int_equal(st.duplicates - dups, (uint64_t)resent * DEVICES);
+  for (int k = 0; k < DEVICES; k += 37) {
+    snprintf(name, sizeof(name), "dust-%03d", k);
+    size_t n = 0;
+    stor_point_t *p = query(f, name, PROTO_Q_PM10, STOR_STEP_RAW, t0, t0 + HOUR_MS, &n);
+    assert_int_equal(n, EACH);
+    for (int i = 0; i < EACH; i++) {
+      assert_int_equal(p[i].t_ms, AT(i, k));
+      bool late = i >= COMPACTED && i % GAP == 0;
+      assert_true(p[i].mean == (late ? 500 + i : 10 + i));
+    }
+    free(p);
+  }
+#undef AT
+  assert_int_equal(db_int(f->path, "SELECT value FROM counter WHERE name = 'raw_rows'"),
+                   EACH * DEVICES);
+}
+
 /* Blocks are at most STOR_BLOCK_MAX readings; a series' blocks never
  * overlap, and many series compacted in one step each read back whole. */
 static void compaction_of_many_series_reads_back_every_reading(void **state) {
@@ -1691,6 +1769,7 @@ int main(void) {
       T(a_commit_stores_a_pack_per_series_and_resends_stay_single),
       T(readers_find_pending_readings_from_the_oldest_one),
       T(late_readings_and_resends_into_compacted_spans_are_stored_once),
+      T(a_batch_of_resends_for_many_series_stores_each_reading_once),
       T(compaction_of_many_series_reads_back_every_reading),
       T(retention_deletes_old_raw_rows_and_keeps_rollups),
       T(retention_writes_pending_rollups_before_deleting_their_raw_rows),
