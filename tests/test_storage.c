@@ -523,6 +523,36 @@ static void check_all_readings(fx_t *f, const want_row_t *w, size_t nw) {
   }
 }
 
+/* The `n` readings an old database keeps one a row in `table` (raw, or
+ * tail before packs), in check_all_readings' order, in an array with
+ * `spare` more entries; the caller frees it. */
+static want_row_t *old_readings(const char *path, const char *table, size_t n, size_t spare) {
+  want_row_t *w = calloc(n + spare, sizeof(*w));
+  assert_non_null(w);
+  sqlite3 *old = NULL;
+  sqlite3_stmt *st = NULL;
+  char sql[256];
+  snprintf(sql, sizeof(sql),
+           "SELECT d.name, s.quantity, r.t, r.v FROM %s r JOIN series s ON s.id = r.series"
+           " JOIN device d ON d.id = s.device ORDER BY d.name, s.quantity, r.t",
+           table);
+  assert_int_equal(sqlite3_open_v2(path, &old, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(old, sql, -1, &st, NULL), SQLITE_OK);
+  size_t k = 0;
+  for (; sqlite3_step(st) == SQLITE_ROW; k++) {
+    if (k >= n)
+      continue; /* counted: fails below */
+    snprintf(w[k].device, sizeof(w[k].device), "%s", (const char *)sqlite3_column_text(st, 0));
+    w[k].q = sqlite3_column_int(st, 1);
+    w[k].t = sqlite3_column_int64(st, 2);
+    w[k].v = stor__column_value(st, 3);
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(old);
+  assert_int_equal(k, n);
+  return w;
+}
+
 static const char *const ROLL_SUM =
     "SELECT (SELECT count(*) || ' ' || total(n) || ' ' || total(vsum) || ' ' || total(vmin) || ' '"
     " || total(vmax) || ' ' || total(esum) FROM roll_1m) || '|' ||"
@@ -556,29 +586,8 @@ static void a_schema_6_database_migrates_in_place_and_reads_the_same(void **stat
   assert_int_equal(nraw, 3461);
   char *rolls = db_text(f->path, ROLL_SUM);
   char *ledger = db_text(f->path, "SELECT count(*) || ' ' || hex(hash) FROM ledger_head");
-  want_row_t *w = calloc((size_t)nraw, sizeof(*w));
-  assert_non_null(w);
-  sqlite3 *old = NULL;
-  sqlite3_stmt *st = NULL;
-  assert_int_equal(sqlite3_open_v2(f->path, &old, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-  assert_int_equal(sqlite3_prepare_v2(old,
-                                      "SELECT d.name, s.quantity, r.t, r.v FROM raw r"
-                                      " JOIN series s ON s.id = r.series"
-                                      " JOIN device d ON d.id = s.device"
-                                      " ORDER BY d.name, s.quantity, r.t",
-                                      -1, &st, NULL),
-                   SQLITE_OK);
-  size_t nw = 0;
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    snprintf(w[nw].device, sizeof(w[nw].device), "%s", (const char *)sqlite3_column_text(st, 0));
-    w[nw].q = sqlite3_column_int(st, 1);
-    w[nw].t = sqlite3_column_int64(st, 2);
-    w[nw].v = stor__column_value(st, 3);
-    nw++;
-  }
-  sqlite3_finalize(st);
-  sqlite3_close(old);
-  assert_int_equal(nw, (size_t)nraw);
+  size_t nw = (size_t)nraw;
+  want_row_t *w = old_readings(f->path, "raw", nw, 0);
 
   open_db(f); /* migrates */
   assert_int_equal(db_int(f->path, "PRAGMA user_version"), stor__schema_version());
@@ -612,7 +621,7 @@ static void a_schema_6_database_migrates_in_place_and_reads_the_same(void **stat
 }
 
 /* tests/data/main-db/site-v9.db was written by main before packed tail
- * rows (schema 9, one tail row a reading; make-v9.sh): its 15,136 readings
+ * rows (schema 9, one tail row a reading; make.sh 9): its 15,136 readings
  * are all in the tail and none is rolled up yet (the writer writes
  * rollups at the latest 10 minutes on, never at close). Opened, each row
  * becomes a pack of one; every series reads the same readings, a resend of
@@ -628,29 +637,8 @@ static void a_schema_9_database_migrates_to_packs_and_reads_the_same(void **stat
   assert_int_equal(nraw, 15136);
   assert_int_equal(db_int(f->path, "SELECT count(*) FROM latest"), 0);
   char *ledger = db_text(f->path, "SELECT count(*) || ' ' || hex(hash) FROM ledger_head");
-  want_row_t *w = calloc((size_t)nraw + 1, sizeof(*w));
-  assert_non_null(w);
-  sqlite3 *old = NULL;
-  sqlite3_stmt *st = NULL;
-  assert_int_equal(sqlite3_open_v2(f->path, &old, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-  assert_int_equal(sqlite3_prepare_v2(old,
-                                      "SELECT d.name, s.quantity, r.t, r.v FROM tail r"
-                                      " JOIN series s ON s.id = r.series"
-                                      " JOIN device d ON d.id = s.device"
-                                      " ORDER BY d.name, s.quantity, r.t",
-                                      -1, &st, NULL),
-                   SQLITE_OK);
-  size_t nw = 0;
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    snprintf(w[nw].device, sizeof(w[nw].device), "%s", (const char *)sqlite3_column_text(st, 0));
-    w[nw].q = sqlite3_column_int(st, 1);
-    w[nw].t = sqlite3_column_int64(st, 2);
-    w[nw].v = stor__column_value(st, 3);
-    nw++;
-  }
-  sqlite3_finalize(st);
-  sqlite3_close(old);
-  assert_int_equal(nw, (size_t)nraw);
+  size_t nw = (size_t)nraw;
+  want_row_t *w = old_readings(f->path, "tail", nw, 1);
 
   open_db(f); /* migrates */
   assert_int_equal(db_int(f->path, "PRAGMA user_version"), stor__schema_version());

@@ -1,20 +1,33 @@
 #!/bin/bash
-# Makes tests/data/main-db/site-v6.db: a database written by sitegate as
-# main was before the block layout (commit ad54b59, schema version 6), for
-# the block layout's migration test (issue 15: "migrate existing databases
-# in place, with a test from a database made by today's main"). Run with
-# SITEGATE_BIN pointing at that commit's bin/ (git archive ad54b59, make):
-# the demo site (deploy/sitegate.conf, ports moved) fed 20 simulated minutes
-# by sitesim, then stopped with SIGTERM, so the file is whole (no WAL).
+# make.sh VERSION: makes tests/data/main-db/site-vVERSION.db, a database
+# written by sitegate as main was at an older schema version, for the
+# migration tests in tests/test_storage.c (issue 15: "migrate existing
+# databases in place, with a test from a database made by today's main").
+# Run with SITEGATE_BIN pointing at that commit's bin/ (git archive COMMIT,
+# make): the demo site (deploy/sitegate.conf, ports moved) fed simulated
+# minutes by sitesim (--speed 121), then stopped with SIGTERM, so the file
+# is whole (no WAL).
+#   6: commit ad54b59, before the block layout; 20 simulated minutes.
+#   9: commit d23709d, before packed tail rows; the last 80 simulated
+#      minutes in 40 s. The writer compacts what is over 30 minutes old
+#      into blocks meanwhile; the rest stays in the tail, the last minutes
+#      of it not rolled up yet (rollups are written at the latest 10
+#      minutes on, never at close), so the test sees blocks, tail rows and
+#      pending readings.
 set -eu
-: "${SITEGATE_BIN:?the bin/ of commit ad54b59}"
+case "${1:-}" in
+  6) commit=ad54b59 seconds=10 count='SELECT count(*) FROM raw;' ;;
+  9) commit=d23709d seconds=40 count='SELECT count(*) FROM tail; SELECT count(*), sum(n) FROM block;' ;;
+  *) echo "usage: make.sh 6|9" >&2; exit 2 ;;
+esac
+: "${SITEGATE_BIN:?the bin/ of commit $commit}"
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$HERE/../../.." && pwd)
 BENCH=main-db; . "$TOP/bench/lib.sh" # BIN, T, port, demo_conf, wait_for
 demo_conf site
 "$BIN/sitegated" -c "$T/site.conf" 2>"$T/gw.log" & GW=$!
 wait_for 30 "sitegated answering" gw_up
-"$BIN/sitesim" -c "$T/site.conf" --speed 121 --duration 10 --ignore 0 --seed 15
+"$BIN/sitesim" -c "$T/site.conf" --speed 121 --duration "$seconds" --ignore 0 --seed 15
 kill -TERM "$GW"; wait "$GW"
-cp "$T/site.db" "$HERE/site-v6.db"
-sqlite3 "$HERE/site-v6.db" 'PRAGMA user_version; SELECT count(*) FROM raw; SELECT count(*) FROM ledger;'
+cp "$T/site.db" "$HERE/site-v$1.db"
+sqlite3 "$HERE/site-v$1.db" "PRAGMA user_version; $count SELECT count(*) FROM ledger;"
