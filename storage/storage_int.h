@@ -120,6 +120,12 @@ void stor__pages_release(void *base, size_t from, size_t to);
  * instead of 8, and the scale is uniform, so the SQL upsert's min, max and
  * + stay right. (A value with more decimals is off by an ulp at most.) */
 #define STOR_ROLL_SCALE 100.0
+/* A rollup row's vmax and vsum, which schema version 11 leaves NULL when
+ * vmin (and, for the sum of two, vmax) gives them: columns of SQL over the
+ * row's n, vmin, vmax and vsum. */
+#define STOR_ROLL_VMAX "coalesce(vmax, vmin)"
+#define STOR_ROLL_VSUM                                                                             \
+  "coalesce(vsum, CASE WHEN n = 1 THEN vmin ELSE vmin + coalesce(vmax, vmin) END)"
 
 /* ---- schema (schema.c) */
 

@@ -524,10 +524,12 @@ static void check_all_readings(fx_t *f, const want_row_t *w, size_t nw) {
 }
 
 static const char *const ROLL_SUM =
-    "SELECT (SELECT count(*) || ' ' || total(n) || ' ' || total(vsum) || ' ' || total(vmin) || ' '"
-    " || total(vmax) || ' ' || total(esum) FROM roll_1m) || '|' ||"
-    " (SELECT count(*) || ' ' || total(n) || ' ' || total(vsum) FROM roll_1h) || '|' ||"
-    " (SELECT count(*) || ' ' || total(n) || ' ' || total(vsum) FROM roll_1d) || '|' ||"
+    "SELECT (SELECT count(*) || ' ' || total(n) || ' ' || total(" STOR_ROLL_VSUM ") || ' ' ||"
+    " total(vmin) || ' ' || total(" STOR_ROLL_VMAX ") || ' ' || total(esum) FROM roll_1m) || '|' ||"
+    " (SELECT count(*) || ' ' || total(n) || ' ' || total(" STOR_ROLL_VSUM
+    ") FROM roll_1h) || '|' ||"
+    " (SELECT count(*) || ' ' || total(n) || ' ' || total(" STOR_ROLL_VSUM
+    ") FROM roll_1d) || '|' ||"
     " (SELECT count(*) || ' ' || total(t) || ' ' || total(v) FROM latest)";
 
 static char *db_text(const char *path, const char *sql) {
