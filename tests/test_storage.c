@@ -1670,6 +1670,89 @@ static void readers_find_pending_readings_from_the_oldest_one(void **state) {
   assert_int_equal(count_raw(f, "dust-01", PROTO_Q_PM10), 2);
 }
 
+/* The rollup rows of `table` (of `span` seconds) that end by `until_ms`,
+ * as text, each column's value exact (%!.17g), as readers see them:
+ * through STOR_ROLL_VMAX and STOR_ROLL_VSUM when `derived` (schema 11),
+ * else the columns as they are. */
+static char *rollup_rows(const char *path, const char *table, int64_t span, int64_t until_ms,
+                         bool derived) {
+  char sql[1024];
+  snprintf(sql, sizeof(sql),
+           "SELECT count(*) || ':' || coalesce(group_concat(r, ';'), '') FROM (SELECT"
+           " printf('%%d %%d %%d %%!.17g %%!.17g %%!.17g %%!.17g', series, t, n, vmin, %s, %s,"
+           " esum) AS r FROM %s WHERE (t + %lld) * 1000 <= %lld ORDER BY series, t)",
+           derived ? STOR_ROLL_VMAX : "vmax", derived ? STOR_ROLL_VSUM : "vsum", table,
+           (long long)span, (long long)until_ms);
+  return db_text(path, sql);
+}
+
+/* tests/data/main-db/site-v10.db was written by main before rollup rows
+ * left out derivable columns (schema 10; make-v10.sh). Opened, its rollup
+ * rows read the same value for value (those that end before any series'
+ * latest value: the open rolls up the pending readings after it); vmax
+ * and vsum are left out where vmin gives them; a late reading into a
+ * migrated minute of one reading is added to it. */
+static void a_schema_10_database_migrates_rollups_and_reads_the_same(void **state) {
+  fx_t *f = *state;
+  static const char *const tables[] = {"roll_1m", "roll_1h"};
+  static const int64_t spans[] = {60, 3600};
+  char cmd[256], *before[2];
+  snprintf(cmd, sizeof(cmd), "cp tests/data/main-db/site-v10.db %s", f->path);
+  assert_int_equal(system(cmd), 0);
+  assert_int_equal(db_int(f->path, "PRAGMA user_version"), 10);
+  int64_t rows = db_int(f->path, "SELECT count(*) FROM roll_1m");
+  assert_true(rows > 1000);
+  assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE n = 1") > 100);
+  assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE n > 2") > 100);
+  assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE esum IS NOT NULL") > 100);
+  int64_t until = db_int(f->path, "SELECT min(t) FROM latest");
+  for (int i = 0; i < 2; i++)
+    before[i] = rollup_rows(f->path, tables[i], spans[i], until, false);
+  assert_true(atoi(before[0]) > 10000 && atoi(before[1]) > 100); /* rows compared */
+  /* A minute of one reading of a series that is no level, and its value. */
+  char *one = db_text(f->path, "SELECT d.name || ' ' || s.quantity || ' ' || r.t || ' ' ||"
+                               " printf('%!.17g', r.vmin / 100) FROM roll_1m r"
+                               " JOIN series s ON s.id = r.series JOIN device d ON d.id = s.device"
+                               " WHERE r.n = 1 AND r.esum IS NULL ORDER BY r.series, r.t LIMIT 1");
+  char name[64];
+  int q = 0;
+  long long minute = 0;
+  double v = 0;
+  assert_int_equal(sscanf(one, "%63s %d %lld %lf", name, &q, &minute, &v), 4);
+  free(one);
+
+  open_db(f); /* migrates */
+  assert_int_equal(db_int(f->path, "PRAGMA user_version"), stor__schema_version());
+  for (int i = 0; i < 2; i++) {
+    char *after = rollup_rows(f->path, tables[i], spans[i], until, true);
+    if (strcmp(after, before[i]) != 0)
+      fail_msg("%s: the rows read otherwise after the migration", tables[i]);
+    free(after);
+    free(before[i]);
+  }
+  assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m") >= rows); /* and pending ones */
+  assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE vmax IS NULL") > 100);
+  assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE vsum IS NULL") > 100);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE n > 2 AND vsum IS NULL"), 0);
+
+  /* A late reading 7 ms into that minute, 10 above its reading: the minute
+   * holds both, its sum written again. */
+  size_t n = 0;
+  int64_t t_ms = (int64_t)minute * 1000;
+  append1(f, rd(dev(f, name), q, t_ms + 7, v + 10));
+  assert_int_equal(stor_flush(f->db), 0);
+  stor_point_t *p = query(f, name, q, STOR_STEP_1M, t_ms, t_ms + 60000, &n);
+  assert_int_equal(n, 1);
+  assert_int_equal(p[0].n, 2);
+  assert_true(p[0].min == v && p[0].max == v + 10);
+  assert_true(fabs(p[0].mean - (v + 5)) < 1e-9);
+  free(p);
+  close_db(f);
+  char *ok = db_text(f->path, "PRAGMA integrity_check");
+  assert_string_equal(ok, "ok");
+  free(ok);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, fx_setup, fx_teardown)
@@ -1690,6 +1773,7 @@ int main(void) {
       T(hours_and_days_from_minutes_when_a_midnight_cuts_a_minute),
       T(a_schema_6_database_migrates_in_place_and_reads_the_same),
       T(a_schema_9_database_migrates_to_packs_and_reads_the_same),
+      T(a_schema_10_database_migrates_rollups_and_reads_the_same),
       T(a_commit_stores_a_pack_per_series_and_resends_stay_single),
       T(readers_find_pending_readings_from_the_oldest_one),
       T(late_readings_and_resends_into_compacted_spans_are_stored_once),
