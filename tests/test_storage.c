@@ -1670,45 +1670,44 @@ static void readers_find_pending_readings_from_the_oldest_one(void **state) {
   assert_int_equal(count_raw(f, "dust-01", PROTO_Q_PM10), 2);
 }
 
-/* The rollup rows of `table` (of `span` seconds) that end by `until_ms`,
- * as text, each column's value exact (%!.17g), as readers see them:
- * through STOR_ROLL_VMAX and STOR_ROLL_VSUM when `derived` (schema 11),
- * else the columns as they are. */
-static char *rollup_rows(const char *path, const char *table, int64_t span, int64_t until_ms,
-                         bool derived) {
+/* Every row of rollup table `table` as text, each column's value exact
+ * (%!.17g), as readers see them: through STOR_ROLL_VMAX and STOR_ROLL_VSUM
+ * when `derived` (schema 11), else the columns as they are. */
+static char *rollup_rows(const char *path, const char *table, bool derived) {
   char sql[1024];
   snprintf(sql, sizeof(sql),
            "SELECT count(*) || ':' || coalesce(group_concat(r, ';'), '') FROM (SELECT"
            " printf('%%d %%d %%d %%!.17g %%!.17g %%!.17g %%!.17g', series, t, n, vmin, %s, %s,"
-           " esum) AS r FROM %s WHERE (t + %lld) * 1000 <= %lld ORDER BY series, t)",
-           derived ? STOR_ROLL_VMAX : "vmax", derived ? STOR_ROLL_VSUM : "vsum", table,
-           (long long)span, (long long)until_ms);
+           " esum) AS r FROM %s ORDER BY series, t)",
+           derived ? STOR_ROLL_VMAX : "vmax", derived ? STOR_ROLL_VSUM : "vsum", table);
   return db_text(path, sql);
 }
 
+static const char *const BLOCK_ROWS =
+    "SELECT count(*) || ':' || coalesce(group_concat(r, ';'), '') FROM (SELECT series || ' ' ||"
+    " t0 || ' ' || t1 || ' ' || n || ' ' || hex(data) AS r FROM block ORDER BY series, t0)";
+
 /* tests/data/main-db/site-v10.db was written by main before rollup rows
- * left out derivable columns (schema 10; make-v10.sh). Opened, its rollup
- * rows read the same value for value (those that end before any series'
- * latest value: the open rolls up the pending readings after it); vmax
- * and vsum are left out where vmin gives them; a late reading into a
- * migrated minute of one reading is added to it. */
+ * left out derivable columns and blocks moved to a rowid table (schema
+ * 10; make-v10.sh). Migrated, its rollup rows read the same value for
+ * value, vmax and vsum left out where vmin gives them, and its blocks are
+ * the same; opened, a late reading into a migrated minute of one reading
+ * is added to it, and every reading reads back. */
 static void a_schema_10_database_migrates_rollups_and_reads_the_same(void **state) {
   fx_t *f = *state;
-  static const char *const tables[] = {"roll_1m", "roll_1h"};
-  static const int64_t spans[] = {60, 3600};
-  char cmd[256], *before[2];
+  static const char *const tables[] = {"roll_1m", "roll_1h", "roll_1d"};
+  char cmd[256], *before[3];
   snprintf(cmd, sizeof(cmd), "cp tests/data/main-db/site-v10.db %s", f->path);
   assert_int_equal(system(cmd), 0);
   assert_int_equal(db_int(f->path, "PRAGMA user_version"), 10);
-  int64_t rows = db_int(f->path, "SELECT count(*) FROM roll_1m");
-  assert_true(rows > 1000);
+  assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m") > 10000);
   assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE n = 1") > 100);
   assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE n > 2") > 100);
   assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE esum IS NOT NULL") > 100);
-  int64_t until = db_int(f->path, "SELECT min(t) FROM latest");
-  for (int i = 0; i < 2; i++)
-    before[i] = rollup_rows(f->path, tables[i], spans[i], until, false);
-  assert_true(atoi(before[0]) > 10000 && atoi(before[1]) > 100); /* rows compared */
+  assert_true(db_int(f->path, "SELECT count(*) FROM block") > 10);
+  for (int i = 0; i < 3; i++)
+    before[i] = rollup_rows(f->path, tables[i], false);
+  char *blocks = db_text(f->path, BLOCK_ROWS);
   /* A minute of one reading of a series that is no level, and its value. */
   char *one = db_text(f->path, "SELECT d.name || ' ' || s.quantity || ' ' || r.t || ' ' ||"
                                " printf('%!.17g', r.vmin / 100) FROM roll_1m r"
@@ -1720,21 +1719,31 @@ static void a_schema_10_database_migrates_rollups_and_reads_the_same(void **stat
   double v = 0;
   assert_int_equal(sscanf(one, "%63s %d %lld %lf", name, &q, &minute, &v), 4);
   free(one);
+  int64_t nraw = db_int(f->path, "SELECT value FROM counter WHERE name = 'raw_rows'");
 
-  open_db(f); /* migrates */
+  /* The migration alone, before a writer rolls up the pending readings. */
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+  assert_int_equal(stor__migrate(db, f->path), 0);
+  sqlite3_close(db);
   assert_int_equal(db_int(f->path, "PRAGMA user_version"), stor__schema_version());
-  for (int i = 0; i < 2; i++) {
-    char *after = rollup_rows(f->path, tables[i], spans[i], until, true);
+  for (int i = 0; i < 3; i++) {
+    char *after = rollup_rows(f->path, tables[i], true);
     if (strcmp(after, before[i]) != 0)
       fail_msg("%s: the rows read otherwise after the migration", tables[i]);
     free(after);
     free(before[i]);
   }
-  assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m") >= rows); /* and pending ones */
+  char *blocks2 = db_text(f->path, BLOCK_ROWS);
+  assert_string_equal(blocks2, blocks);
+  free(blocks);
+  free(blocks2);
   assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE vmax IS NULL") > 100);
   assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE vsum IS NULL") > 100);
   assert_int_equal(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE n > 2 AND vsum IS NULL"), 0);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE vmax = vmin"), 0);
 
+  open_db(f);
   /* A late reading 7 ms into that minute, 10 above its reading: the minute
    * holds both, its sum written again. */
   size_t n = 0;
@@ -1747,7 +1756,12 @@ static void a_schema_10_database_migrates_rollups_and_reads_the_same(void **stat
   assert_true(p[0].min == v && p[0].max == v + 10);
   assert_true(fabs(p[0].mean - (v + 5)) < 1e-9);
   free(p);
+  assert_true(stor__test_compact(f->db) >= 0);
   close_db(f);
+  assert_int_equal(db_int(f->path, "SELECT value FROM counter WHERE name = 'raw_rows'"), nraw + 1);
+  assert_int_equal(db_int(f->path, "SELECT coalesce(sum(n), 0) FROM block") +
+                       db_int(f->path, "SELECT coalesce(sum(n), 0) FROM tail"),
+                   nraw + 1);
   char *ok = db_text(f->path, "PRAGMA integrity_check");
   assert_string_equal(ok, "ok");
   free(ok);
