@@ -344,11 +344,12 @@ static int get_dec(in_t *in, stor_sample_t *out, size_t count) {
     if (code == 3 && (get_zigzag(in, &c) != 0 || (c >= -1 && c <= 1)))
       return -EBADMSG;
     nonzero |= c != 0;
-    int64_t qi, q2, c2;
+    int64_t qi;
     memcpy(&qi, &out[i].v, sizeof(qi));
     double x = bits_dbl(dbl_bits((double)qi / 100.0) + (uint64_t)c);
-    /* Canonical: the value splits back into the same q and c. */
-    if (!dec_split(x, &q2, &c2) || q2 != qi || c2 != c)
+    /* Canonical: the value splits back into the same q (and so the same
+     * c, taken from the same q / 100.0). */
+    if (!isfinite(x) || fabs(x) * 100.0 > (double)HUNDREDTHS_MAX || llround(x * 100.0) != qi)
       return -EBADMSG;
     out[i].v = x;
   }
