@@ -24,4 +24,11 @@ bytes=$(stat -c %s "$T/week.db")
 bpr=$(awk -v b="$bytes" -v r="$rows" 'BEGIN { printf "%.1f", (r > 0 ? b / r : 0) }')
 echo "a simulated week of the demo site: $rows readings, database $bytes bytes: $bpr bytes a reading (target 8)"
 echo "  sitesim: $(tail -1 "$T/sim.log")"
+# Where the bytes go, a table or index a line (SQLite's dbstat, when the
+# sqlite3 shell has it), and the free pages.
+if command -v sqlite3 >/dev/null 2>&1; then
+  sqlite3 "$T/week.db" "SELECT printf('  %-22s %10d bytes %6.2f a reading', name, SUM(pgsize), SUM(pgsize) * 1.0 / $rows) FROM dbstat GROUP BY name ORDER BY SUM(pgsize) DESC LIMIT 12" 2>/dev/null || true
+  sqlite3 "$T/week.db" "SELECT printf('  %-22s %10d bytes', 'free pages', freelist_count * page_size) FROM pragma_freelist_count, pragma_page_size" 2>/dev/null || true
+fi
+[ -z "${WEEK_KEEP:-}" ] || cp "$T/week.db" "$WEEK_KEEP"
 echo "bench: bytes_per_reading_week=$bpr"

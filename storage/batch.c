@@ -47,10 +47,23 @@
 #include <string.h>
 #include <time.h>
 
+/* Schema version 11's rule (schema.c): vmax NULL when it is vmin, vsum
+ * NULL when n and vmin (and vmax) give it. The update reads the row's
+ * columns as STOR_ROLL_VMAX and STOR_ROLL_VSUM do and writes them by the
+ * same rule; SQLite's UPDATE sees the old row in every expression. */
+#define ROLL_NEW_N "(n + ?3)"
+#define ROLL_NEW_MIN "min(vmin, ?4)"
+#define ROLL_NEW_MAX "max(" STOR_ROLL_VMAX ", ?5)"
+#define ROLL_NEW_SUM "(" STOR_ROLL_VSUM " + ?6)"
 #define ROLL_UPSERT(table)                                                                         \
-  "INSERT INTO " table "(series, t, n, vmin, vmax, vsum, esum) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)" \
-  " ON CONFLICT(series, t) DO UPDATE SET n = n + excluded.n, vmin = min(vmin, excluded.vmin),"     \
-  " vmax = max(vmax, excluded.vmax), vsum = vsum + excluded.vsum, esum = esum + excluded.esum"
+  "INSERT INTO " table "(series, t, n, vmin, vmax, vsum, esum) VALUES(?1, ?2, ?3, ?4,"             \
+  " CASE WHEN ?5 = ?4 THEN NULL ELSE ?5 END,"                                                      \
+  " CASE WHEN (?3 = 1 AND ?6 = ?4) OR (?3 = 2 AND ?6 = ?4 + ?5) THEN NULL ELSE ?6 END, ?7)"        \
+  " ON CONFLICT(series, t) DO UPDATE SET n = " ROLL_NEW_N ", vmin = " ROLL_NEW_MIN ","             \
+  " vmax = CASE WHEN " ROLL_NEW_MAX " = " ROLL_NEW_MIN " THEN NULL ELSE " ROLL_NEW_MAX " END,"     \
+  " vsum = CASE WHEN (" ROLL_NEW_N " = 1 AND " ROLL_NEW_SUM " = " ROLL_NEW_MIN ") OR (" ROLL_NEW_N \
+  " = 2 AND " ROLL_NEW_SUM " = " ROLL_NEW_MIN " + " ROLL_NEW_MAX ")"                               \
+  " THEN NULL ELSE " ROLL_NEW_SUM " END, esum = esum + excluded.esum"
 
 /* The open bucket of each step of the current series: late readings, and
  * a series' pending buckets when they are written. */

@@ -7,13 +7,16 @@
  * whole bytes rather than Gorilla's bits, which is simpler to check and
  * still gives about 3 bytes a reading for a sensor sending once a second:
  *
- *   byte 0     version (high nibble, 1) and value mode (low nibble)
+ *   byte 0     version (high nibble, 1 or 2) and value mode (low nibble)
  *   varint     n, 1..STOR_BLOCK_MAX
  *   zigzag     t0, Unix ms (>= 0)
  *   zigzag     t1 - t0 (n >= 2; > 0)
  *   zigzag     n - 2 delta-of-deltas: (t[i] - t[i-1]) - (t[i-1] - t[i-2]),
  *              each giving a delta > 0 (times strictly ascend: a block
- *              holds a reading once)
+ *              holds a reading once). Version 2: a delta-of-delta 0 is
+ *              followed by a varint r, and stands for r + 1 of them, the
+ *              whole run (the next one, if any, is not 0): a series sent
+ *              at a steady pace costs a byte or two a block for its times
  *   values     STOR_BLOCK_SCALED: zigzag v0 in hundredths, then n - 1
  *              zigzag deltas of hundredths (the row layout's rule: a value
  *              is stored as hundredths when that round-trips exactly);
@@ -22,6 +25,20 @@
  *              byte 0 when x is 0, else (leading zero bytes << 4 |
  *              significant bytes m), then those m bytes, big-endian, the
  *              first and the last of them not zero.
+ *              STOR_BLOCK_DEC (version 2 only): for values that are
+ *              hundredths up to a few units in the last place, as a
+ *              device's or simulator's decimal arithmetic leaves them
+ *              (44.9 computed as 449 * 0.1 is 44.900000000000006, one
+ *              unit above the double nearest 44.9). Value v splits into
+ *              q = llround(v * 100) and c = bits(v) - bits(q / 100.0), the
+ *              difference of the IEEE 754 bit patterns as 64-bit integers.
+ *              varint g >= 1, the greatest common divisor of the q deltas
+ *              (1 when they are all 0), zigzag q0, n - 1 zigzag deltas of
+ *              q divided by g (one-decimal values: tenths), then a byte 0
+ *              when every c is 0, else 1, ceil(n / 4) bytes of 2-bit
+ *              codes (value i at bits 2 * (i % 4) of byte i / 4, unused
+ *              bits 0): 0 for c 0, 1 for +1, 2 for -1, 3 for another c,
+ *              which follows, after the codes, as a zigzag in value order.
  *
  * Varints are LEB128 (7 bits a byte, least significant first) of at most
  * 64 bits, zigzag maps signed to unsigned (0, -1, 1, -2 ... to 0, 1, 2,
@@ -35,7 +52,7 @@
 #include <math.h>
 #include <string.h>
 
-#define BLOCK_VERSION 1
+#define BLOCK_VERSION 2
 
 static uint64_t zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
 static int64_t unzigzag(uint64_t u) { return (int64_t)(u >> 1) ^ -(int64_t)(u & 1); }
@@ -128,9 +145,71 @@ bool stor__block_hundredths(double v, int64_t *h) {
   return true;
 }
 
+/* The split of a value for STOR_BLOCK_DEC: false when v has none (not
+ * finite, or too large for hundredths within 2^53). */
+static bool dec_split(double v, int64_t *q, int64_t *c) {
+  if (!isfinite(v) || fabs(v) * 100.0 > (double)HUNDREDTHS_MAX)
+    return false;
+  *q = llround(v * 100.0);
+  *c = (int64_t)(dbl_bits(v) - dbl_bits((double)*q / 100.0)); /* two's complement */
+  return true;
+}
+
+static uint64_t gcd(uint64_t a, uint64_t b) {
+  while (b) {
+    uint64_t r = a % b;
+    a = b;
+    b = r;
+  }
+  return a;
+}
+
+static uint64_t abs64(int64_t v) { return v < 0 ? -(uint64_t)v : (uint64_t)v; }
+
+static bool put_dec(out_t *o, const stor_sample_t *s, size_t n) {
+  int64_t q, c, prev = 0;
+  uint64_t g = 0;
+  bool any = false;
+  for (size_t i = 0; i < n; i++) {
+    if (!dec_split(s[i].v, &q, &c))
+      return false;
+    if (i > 0)
+      g = gcd(g, abs64(q - prev)); /* both within 2^53 */
+    any |= c != 0;
+    prev = q;
+  }
+  if (g == 0)
+    g = 1;
+  put_varint(o, g);
+  for (size_t i = 0; i < n; i++) {
+    dec_split(s[i].v, &q, &c);
+    put_varint(o, zigzag(i == 0 ? q : (q - prev) / (int64_t)g));
+    prev = q;
+  }
+  put_byte(o, any);
+  if (!any)
+    return true;
+  for (size_t i = 0; i < n; i += 4) {
+    uint8_t b = 0;
+    for (size_t k = i; k < n && k < i + 4; k++) {
+      dec_split(s[k].v, &q, &c);
+      b |= (uint8_t)((c == 0 ? 0 : c == 1 ? 1 : c == -1 ? 2 : 3) << (2 * (k - i)));
+    }
+    put_byte(o, b);
+  }
+  for (size_t i = 0; i < n; i++) {
+    dec_split(s[i].v, &q, &c);
+    if (c < -1 || c > 1)
+      put_varint(o, zigzag(c));
+  }
+  return true;
+}
+
 /* The values of one mode; false when a value cannot be written in it. */
 static bool put_values(out_t *o, const stor_sample_t *s, size_t n, int mode) {
-  if (mode == STOR_BLOCK_SCALED) {
+  if (mode == STOR_BLOCK_DEC)
+    return put_dec(o, s, n);
+  if ((mode & 0xf) == (STOR_BLOCK_SCALED & 0xf)) {
     int64_t prev = 0;
     for (size_t i = 0; i < n; i++) {
       int64_t h;
@@ -166,13 +245,18 @@ static bool put_values(out_t *o, const stor_sample_t *s, size_t n, int mode) {
   return true;
 }
 
+static bool mode_known(int mode) {
+  return mode == STOR_BLOCK_SCALED || mode == STOR_BLOCK_XOR || mode == STOR_BLOCK_SCALED2 ||
+         mode == STOR_BLOCK_XOR2 || mode == STOR_BLOCK_DEC;
+}
+
 /* Writes (or, past o->cap, counts) one block: 0, or -EINVAL when the
  * samples break the contract or a value cannot be written in `mode`. */
 static int encode(const stor_sample_t *s, size_t n, int mode, out_t *o) {
-  if (!s || n == 0 || n > STOR_BLOCK_MAX || (mode != STOR_BLOCK_SCALED && mode != STOR_BLOCK_XOR) ||
-      s[0].t_ms < 0)
+  if (!s || n == 0 || n > STOR_BLOCK_MAX || !mode_known(mode) || s[0].t_ms < 0)
     return -EINVAL;
-  put_byte(o, (uint8_t)(BLOCK_VERSION << 4 | mode));
+  bool runs = mode >> 4 >= 2;
+  put_byte(o, (uint8_t)mode);
   put_varint(o, n);
   put_varint(o, zigzag(s[0].t_ms));
   int64_t prev_d = 0;
@@ -180,8 +264,17 @@ static int encode(const stor_sample_t *s, size_t n, int mode, out_t *o) {
     if (s[i].t_ms <= s[i - 1].t_ms)
       return -EINVAL;
     int64_t d = s[i].t_ms - s[i - 1].t_ms; /* both >= 0: no overflow */
-    put_varint(o, zigzag(i == 1 ? d : d - prev_d));
+    int64_t dod = i == 1 ? d : d - prev_d;
+    put_varint(o, zigzag(dod));
     prev_d = d;
+    if (runs && i > 1 && dod == 0) {
+      uint64_t r = 0;
+      while (i + 1 < n && s[i + 1].t_ms > s[i].t_ms && s[i + 1].t_ms - s[i].t_ms == d) {
+        r++;
+        i++;
+      }
+      put_varint(o, r);
+    }
   }
   return put_values(o, s, n, mode) ? 0 : -EINVAL;
 }
@@ -201,12 +294,70 @@ ssize_t stor__block_encode_mode(const stor_sample_t *s, size_t n, int mode, uint
 }
 
 ssize_t stor__block_encode(const stor_sample_t *s, size_t n, uint8_t *buf, size_t cap) {
-  size_t scaled = stor__block_size(s, n, STOR_BLOCK_SCALED);
-  size_t xor = stor__block_size(s, n, STOR_BLOCK_XOR);
-  if (scaled == 0 && xor == 0)
+  static const int order[] = {STOR_BLOCK_SCALED2, STOR_BLOCK_DEC, STOR_BLOCK_XOR2};
+  size_t best = 0;
+  int mode = -1;
+  for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+    size_t len = stor__block_size(s, n, order[i]);
+    if (len > 0 && (best == 0 || len < best)) {
+      best = len;
+      mode = order[i];
+    }
+  }
+  if (mode < 0)
     return -EINVAL;
-  int mode = scaled > 0 && (xor == 0 || scaled <= xor) ? STOR_BLOCK_SCALED : STOR_BLOCK_XOR;
   return stor__block_encode_mode(s, n, mode, buf, cap);
+}
+
+static int get_dec(in_t *in, stor_sample_t *out, size_t count) {
+  uint64_t g, kg, common = 0;
+  int64_t q = 0, v;
+  uint8_t any;
+  if (get_varint(in, &g) != 0 || g == 0 || g > (uint64_t)2 * HUNDREDTHS_MAX)
+    return -EBADMSG;
+  /* q goes into t_ms for now; the values are made once c is known. */
+  for (size_t i = 0; i < count; i++) {
+    if (get_zigzag(in, &v) != 0)
+      return -EBADMSG;
+    if (i > 0) {
+      common = gcd(common, abs64(v));
+      if (__builtin_mul_overflow(v, (int64_t)g, &v))
+        return -EBADMSG;
+    }
+    if (__builtin_add_overflow(q, v, &q) || q > HUNDREDTHS_MAX || q < -HUNDREDTHS_MAX)
+      return -EBADMSG;
+    memcpy(&out[i].v, &q, sizeof(q)); /* parked: the value's slot holds q */
+  }
+  kg = common == 0 ? 1 : g;
+  if ((common != 0 && common != 1) || kg != g)
+    return -EBADMSG; /* g is not the deltas' greatest common divisor */
+  if (get_byte(in, &any) != 0 || any > 1)
+    return -EBADMSG;
+  size_t codes_at = in->at, ncodes = any ? (count + 3) / 4 : 0;
+  if (in->len - in->at < ncodes)
+    return -EBADMSG;
+  in->at += ncodes;
+  bool nonzero = false;
+  for (size_t i = 0; i < count; i++) {
+    int code = any ? (in->p[codes_at + i / 4] >> (2 * (i % 4))) & 3 : 0;
+    int64_t c = code == 0 ? 0 : code == 1 ? 1 : code == 2 ? -1 : 0;
+    if (code == 3 && (get_zigzag(in, &c) != 0 || (c >= -1 && c <= 1)))
+      return -EBADMSG;
+    nonzero |= c != 0;
+    int64_t qi;
+    memcpy(&qi, &out[i].v, sizeof(qi));
+    double x = bits_dbl(dbl_bits((double)qi / 100.0) + (uint64_t)c);
+    /* Canonical: the value splits back into the same q (and so the same
+     * c, taken from the same q / 100.0). */
+    if (!isfinite(x) || fabs(x) * 100.0 > (double)HUNDREDTHS_MAX || llround(x * 100.0) != qi)
+      return -EBADMSG;
+    out[i].v = x;
+  }
+  if (any && !nonzero)
+    return -EBADMSG;
+  if (any && count % 4 != 0 && in->p[codes_at + count / 4] >> (2 * (count % 4)) != 0)
+    return -EBADMSG; /* unused code bits */
+  return 0;
 }
 
 int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_t cap, size_t *n,
@@ -214,29 +365,44 @@ int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_
   in_t in = {.p = buf, .len = buf ? len : 0};
   uint8_t head;
   uint64_t count;
-  if (get_byte(&in, &head) != 0 || head >> 4 != BLOCK_VERSION ||
-      ((head & 0xf) != STOR_BLOCK_SCALED && (head & 0xf) != STOR_BLOCK_XOR))
+  if (get_byte(&in, &head) != 0 || !mode_known(head))
     return -EBADMSG;
+  bool runs = head >> 4 >= 2;
   if (get_varint(&in, &count) != 0 || count == 0 || count > STOR_BLOCK_MAX)
     return -EBADMSG;
   if (count > cap || !out)
     return -ENOSPC;
   int64_t t, d = 0, v;
+  uint64_t run = 0;
   if (get_zigzag(&in, &t) != 0 || t < 0)
     return -EBADMSG;
   out[0].t_ms = t;
   for (size_t i = 1; i < count; i++) {
-    if (get_zigzag(&in, &v) != 0)
-      return -EBADMSG;
-    if (i == 1)
-      d = v;
-    else if (__builtin_add_overflow(d, v, &d))
-      return -EBADMSG;
+    if (run > 0) {
+      run--; /* d stays */
+    } else {
+      if (get_zigzag(&in, &v) != 0)
+        return -EBADMSG;
+      if (i == 1)
+        d = v;
+      else if (__builtin_add_overflow(d, v, &d))
+        return -EBADMSG;
+      if (runs && i > 1 && v == 0) {
+        /* The whole run: not past the block, and not followed by a 0. */
+        if (get_varint(&in, &run) != 0 || run > count - 1 - i)
+          return -EBADMSG;
+        if (i + run + 1 < count && in.at < in.len && in.p[in.at] == 0)
+          return -EBADMSG;
+      }
+    }
     if (d <= 0 || __builtin_add_overflow(t, d, &t))
       return -EBADMSG;
     out[i].t_ms = t;
   }
-  if ((head & 0xf) == STOR_BLOCK_SCALED) {
+  if (head == STOR_BLOCK_DEC) {
+    if (get_dec(&in, out, count) != 0)
+      return -EBADMSG;
+  } else if ((head & 0xf) == (STOR_BLOCK_SCALED & 0xf)) {
     int64_t h = 0;
     for (size_t i = 0; i < count; i++) {
       int64_t back;
@@ -284,6 +450,6 @@ int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_
     return -EBADMSG; /* trailing bytes */
   *n = (size_t)count;
   if (mode)
-    *mode = head & 0xf;
+    *mode = head;
   return 0;
 }

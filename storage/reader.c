@@ -28,7 +28,7 @@ struct stor_reader {
 };
 
 #define ROLL_SELECT(table)                                                                         \
-  "SELECT t, n, vmin, vmax, vsum, esum FROM " table                                                \
+  "SELECT t, n, vmin, " STOR_ROLL_VMAX ", " STOR_ROLL_VSUM ", esum FROM " table                    \
   " WHERE series = ?1 AND t >= ?2 AND t < ?3 ORDER BY t LIMIT ?4"
 
 static int prepare(stor_reader_t *r) {

@@ -16,6 +16,21 @@
  * SQLite file. */
 #define STOR_APPLICATION_ID 1397183557
 
+/* Version 11's rollup table `t`, its rows moved in (see there). */
+#define ROLL_V11(t)                                                                                \
+  "CREATE TABLE " t "_11("                                                                         \
+  "  series INTEGER NOT NULL, t INTEGER NOT NULL, n INTEGER NOT NULL,"                             \
+  "  vmin REAL NOT NULL,"                                                                          \
+  "  vmax REAL," /* NULL: vmin */                                                                  \
+  "  vsum REAL," /* NULL: vmin for n 1, vmin + vmax for n 2 */                                     \
+  "  esum REAL,"                                                                                   \
+  "  PRIMARY KEY(series, t)) WITHOUT ROWID;"                                                       \
+  "INSERT INTO " t "_11 SELECT series, t, n, vmin, CASE WHEN vmax = vmin THEN NULL ELSE vmax END," \
+  "  CASE WHEN (n = 1 AND vsum = vmin) OR (n = 2 AND vsum = vmin + vmax) THEN NULL ELSE vsum END," \
+  "  esum FROM " t " ORDER BY series, t;"                                                          \
+  "DROP TABLE " t ";"                                                                              \
+  "ALTER TABLE " t "_11 RENAME TO " t ";"
+
 /* Version 1: devices, series, raw readings, rollups, latest values (and
  * the application_id, set by stor__migrate).
  *
@@ -410,6 +425,39 @@ static const char *const migrations[] = {
     "DROP TABLE tail;"
     "ALTER TABLE tail10 RENAME TO tail;"
     "INSERT INTO counter VALUES('pending_from', 0);",
+    /* 11: rollups leave out what their other columns give (issue 15: a
+     * simulated week of the demo site, bench/week.sh, held 7.2 bytes of
+     * roll_1m a reading, most series sending about once a minute). vmax
+     * is NULL when it equals vmin; vsum is NULL when n is 1 and it equals
+     * vmin, or n is 2 and it equals vmin + vmax (mostly so; the sum is
+     * of the readings, then scaled). A NULL takes no byte of the record
+     * where a REAL with a fraction takes 8, and device arithmetic leaves
+     * one on many values (449 * 0.1 * 100 is 4490.000000000001). Readers read
+     * coalesce(vmax, vmin) and the sum likewise (reader.c); the upsert
+     * works on those and leaves the columns out again (batch.c). The rows
+     * move to new tables in key order. */
+    ROLL_V11("roll_1m") ROLL_V11("roll_1h") ROLL_V11("roll_1d")
+    /* and blocks in a rowid table, found by a unique index on (series,
+     * t0). A block is mostly larger than a page can keep of a row in
+     * place; a WITHOUT ROWID table's row keeps at most about a quarter of a
+     * (1 KiB) page there and the rest on overflow pages, whose last one was
+     * about half empty (a week of the demo site: 722 KB unused in 2.9 MB
+     * of overflow pages for 2.3 MB of blocks); a rowid table's row keeps
+     * up to a page less 35 bytes in place, and SQLite sizes that part so
+     * that the overflow pages are full. New blocks append (rowids ascend),
+     * so a compaction step's writes no longer land on a page per series. */
+    "CREATE TABLE block11("
+    "  id INTEGER PRIMARY KEY,"
+    "  series INTEGER NOT NULL,"
+    "  t0 INTEGER NOT NULL," /* first and last reading, Unix ms */
+    "  t1 INTEGER NOT NULL,"
+    "  n INTEGER NOT NULL,"
+    "  data BLOB NOT NULL);"
+    "INSERT INTO block11(series, t0, t1, n, data) SELECT series, t0, t1, n, data FROM block"
+    "  ORDER BY t0, series;"
+    "DROP TABLE block;"
+    "ALTER TABLE block11 RENAME TO block;"
+    "CREATE UNIQUE INDEX block_key ON block(series, t0);",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -120,6 +120,12 @@ void stor__pages_release(void *base, size_t from, size_t to);
  * instead of 8, and the scale is uniform, so the SQL upsert's min, max and
  * + stay right. (A value with more decimals is off by an ulp at most.) */
 #define STOR_ROLL_SCALE 100.0
+/* A rollup row's vmax and vsum, which schema version 11 leaves NULL when
+ * vmin (and, for the sum of two, vmax) gives them: columns of SQL over the
+ * row's n, vmin, vmax and vsum. */
+#define STOR_ROLL_VMAX "coalesce(vmax, vmin)"
+#define STOR_ROLL_VSUM                                                                             \
+  "coalesce(vsum, CASE WHEN n = 1 THEN vmin ELSE vmin + coalesce(vmax, vmin) END)"
 
 /* ---- schema (schema.c) */
 
@@ -270,8 +276,16 @@ typedef struct stor_sample {
   int64_t t_ms; /* Unix ms, >= 0 */
   double v;     /* finite */
 } stor_sample_t;
-#define STOR_BLOCK_MAX 65535                        /* samples in one block */
-enum { STOR_BLOCK_SCALED = 0, STOR_BLOCK_XOR = 1 }; /* value modes */
+#define STOR_BLOCK_MAX 65535 /* samples in one block */
+/* Value modes, each a block's first byte (format version and mode): the
+ * encoder writes version 2; version 1's blocks are read as ever. */
+enum {
+  STOR_BLOCK_SCALED = 0x10,
+  STOR_BLOCK_XOR = 0x11,
+  STOR_BLOCK_SCALED2 = 0x20,
+  STOR_BLOCK_XOR2 = 0x21,
+  STOR_BLOCK_DEC = 0x22,
+};
 /* Whether `v` is stored exactly as hundredths (*h): the scaled mode. */
 bool stor__block_hundredths(double v, int64_t *h);
 /* Bytes the block of `n` samples takes in `mode`; 0 when the samples
@@ -282,7 +296,8 @@ size_t stor__block_size(const stor_sample_t *s, size_t n, int mode);
  * stor__block_size, or -ENOSPC when cap is too small. */
 ssize_t stor__block_encode_mode(const stor_sample_t *s, size_t n, int mode, uint8_t *buf,
                                 size_t cap);
-/* The same in whichever mode is smaller (scaled on a tie). */
+/* The same in whichever version 2 mode is smallest (on a tie scaled, then
+ * decimal, then XOR). */
 ssize_t stor__block_encode(const stor_sample_t *s, size_t n, uint8_t *buf, size_t cap);
 /* Decodes a block from the file into out[cap]: 0 with *n samples and (if
  * `mode` is not NULL) its mode; -ENOSPC when it holds more than cap;

@@ -1,6 +1,8 @@
 /* Unit tests of the compressed block codec (storage/block.c). The expected
  * bytes are worked out by hand from the format at the top of block.c; the
- * IEEE 754 bit patterns are the doubles' (0.001 is 0x3F50624DD2F1A9FC). */
+ * IEEE 754 bit patterns are the doubles' (0.001 is 0x3F50624DD2F1A9FC).
+ * Version 1's vectors stay: databases hold such blocks, and the encoder
+ * still writes them when asked for their mode. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,19 +15,25 @@
 #include <math.h>
 #include <string.h>
 
+/* The block in want's mode (its first byte) is `want`; in version 2 the
+ * encoder's own choice is that mode too. */
 static void expect_bytes(const stor_sample_t *s, size_t n, const uint8_t *want, size_t want_len) {
   uint8_t buf[256];
-  ssize_t len = stor__block_encode(s, n, buf, sizeof(buf));
+  ssize_t len = stor__block_encode_mode(s, n, want[0], buf, sizeof(buf));
   assert_int_equal(len, (ssize_t)want_len);
   assert_memory_equal(buf, want, want_len);
-  assert_int_equal(stor__block_size(s, n, buf[0] & 0xf), want_len);
+  assert_int_equal(stor__block_size(s, n, buf[0]), want_len);
+  if (want[0] >> 4 == 2) {
+    assert_int_equal(stor__block_encode(s, n, buf, sizeof(buf)), (ssize_t)want_len);
+    assert_memory_equal(buf, want, want_len);
+  }
   /* and back */
   stor_sample_t out[16];
   size_t got = 0;
   int mode = -1;
   assert_int_equal(stor__block_decode(buf, (size_t)len, out, 16, &got, &mode), 0);
   assert_int_equal(got, n);
-  assert_int_equal(mode, buf[0] & 0xf);
+  assert_int_equal(mode, buf[0]);
   for (size_t i = 0; i < n; i++) {
     assert_int_equal(out[i].t_ms, s[i].t_ms);
     assert_memory_equal(&out[i].v, &s[i].v, sizeof(double));
@@ -69,7 +77,7 @@ static void irregular_times_and_negative_values_round_trip(void **state) {
   uint8_t buf[64];
   ssize_t len = stor__block_encode(s, 4, buf, sizeof(buf));
   assert_true(len > 0);
-  assert_int_equal(buf[0], 0x10);
+  assert_int_equal(buf[0], STOR_BLOCK_SCALED2);
   stor_sample_t out[4];
   size_t n = 0;
   assert_int_equal(stor__block_decode(buf, (size_t)len, out, 4, &n, NULL), 0);
@@ -132,8 +140,22 @@ static void decoder_refuses_damaged_blocks(void **state) {
     size_t len;
   } bad[] = {
       {"empty", {0}, 0},
-      {"version 2", {0x20, 0x01, 0x00, 0x00}, 4},
-      {"mode 2", {0x12, 0x01, 0x00, 0x00}, 4},
+      {"version 3", {0x30, 0x01, 0x00, 0x00}, 4},
+      {"mode 2 in version 1", {0x12, 0x01, 0x00, 0x00}, 4},
+      {"mode 3", {0x23, 0x01, 0x00, 0x00}, 4},
+      {"a run past the block", {0x20, 0x03, 0x00, 0x02, 0x00, 0x05, 0x00, 0x00, 0x00}, 9},
+      {"a run cut short", {0x20, 0x04, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0, 0, 0, 0}, 12},
+      {"dec: g 0", {0x22, 0x02, 0x00, 0x02, 0x00, 0x00, 0x02, 0x00}, 8},
+      {"dec: g not the deltas' divisor", {0x22, 0x02, 0x00, 0x02, 0x01, 0x00, 0x04, 0x00}, 8},
+      {"dec: g for no delta", {0x22, 0x02, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00}, 8},
+      {"dec: flag 2", {0x22, 0x01, 0x00, 0x01, 0x00, 0x02, 0x00}, 7},
+      {"dec: codes all 0", {0x22, 0x01, 0x00, 0x01, 0x00, 0x01, 0x00}, 7},
+      {"dec: +1 written long", {0x22, 0x01, 0x00, 0x01, 0x00, 0x01, 0x03, 0x02}, 8},
+      {"dec: unused code bits", {0x22, 0x01, 0x00, 0x01, 0x00, 0x01, 0x05}, 7},
+      {"dec: no double (0 - 1 ulp)", {0x22, 0x01, 0x00, 0x01, 0x00, 0x01, 0x02}, 7},
+      {"dec: codes truncated",
+       {0x22, 0x05, 0x00, 0x02, 0x00, 0x01, 0x00, 0, 0, 0, 0, 0x01, 0x01},
+       13},
       {"no readings", {0x10, 0x00}, 2},
       {"truncated", {0x10, 0x02, 0x00, 0x02, 0x00}, 5},
       {"trailing byte", {0x10, 0x01, 0x00, 0x00, 0x00}, 5},
@@ -160,6 +182,96 @@ static void decoder_refuses_damaged_blocks(void **state) {
   assert_int_equal(stor__block_decode(ok, sizeof(ok), out, 1, &n, NULL), -ENOSPC);
 }
 
+/* Version 2: a steady pace is a run of delta-of-deltas 0, one varint. */
+static void steady_times_are_runs_in_version_2(void **state) {
+  (void)state;
+  const stor_sample_t s[] = {{1000, 1}, {2000, 1}, {3000, 1}, {4000, 1}, {4500, 1}, {5000, 1}};
+  const uint8_t want[] = {
+      0x20,                /* version 2, scaled */
+      0x06,                /* n */
+      0xd0, 0x0f,          /* t0 1000 */
+      0xd0, 0x0f,          /* +1000 */
+      0x00, 0x01,          /* delta-of-delta 0, and 1 more: 3000, 4000 */
+      0xe7, 0x07,          /* -500: zigzag 999 = 0x3e7: 0x67|0x80, 0x07 */
+      0x00, 0x00,          /* 0, no more: 5000 */
+      0xc8, 0x01,          /* 100 hundredths: zigzag 200 */
+      0,    0,    0, 0, 0, /* the same five times */
+  };
+  expect_bytes(s, 6, want, sizeof(want));
+}
+
+/* Decimal values as arithmetic leaves them: 449 * 0.1 is 44.900000000000006,
+ * the double after 44.9 (bit pattern + 1); 0.1 * 3 likewise after 0.3. */
+static void decimals_a_unit_off_are_tenths_and_two_bits(void **state) {
+  (void)state;
+  const stor_sample_t s[] = {{1000, 449 * 0.1}, {2000, 45.0}, {3000, 44.8}, {4000, 0.1 * 3}};
+  const uint8_t want[] = {
+      0x22,       /* version 2, decimal */
+      0x04,       /* n */
+      0xd0, 0x0f, /* t0 1000 */
+      0xd0, 0x0f, /* +1000 */
+      0x00, 0x01, /* a run of two delta-of-deltas 0 */
+      0x0a,       /* g: q 4490 4500 4480 30, deltas +10 -20 -4450: 10 */
+      0x94, 0x46, /* q0 4490: zigzag 8980 = 0x2314: 0x14|0x80, 0x46 */
+      0x02,       /* +1 (x 10) */
+      0x03,       /* -2 */
+      0xf9, 0x06, /* -445: zigzag 889 = 0x379: 0x79|0x80, 0x06 */
+      0x01,       /* corrections follow */
+      0x41,       /* codes 1 0 0 1 from bit 0: +1 for the first and the last */
+  };
+  expect_bytes(s, 4, want, sizeof(want));
+}
+
+/* A float32 0.1 (a CBOR half or single from a device) is 107,374,182 units
+ * above the double 0.1: an escaped correction. */
+static void a_correction_beyond_one_unit_is_escaped(void **state) {
+  (void)state;
+  const stor_sample_t s[] = {{0, (double)0.1f}, {1000, 0.2}};
+  const uint8_t want[] = {
+      0x22,                   /* version 2, decimal */
+      0x02, 0x00, 0xd0, 0x0f, /* n 2, t0 0, +1000 */
+      0x0a,                   /* g 10: q 10 then 20 */
+      0x14,                   /* q0 10: zigzag 20 */
+      0x02,                   /* +1 (x 10) */
+      0x01, 0x03,             /* corrections: code 3, then 0 */
+      0xcc, 0x99, 0xb3, 0x66, /* 0x06666666: zigzag 0x0ccccccc in LEB128 */
+  };
+  uint8_t buf[64];
+  assert_int_equal(stor__block_encode_mode(s, 2, STOR_BLOCK_DEC, buf, sizeof(buf)),
+                   (ssize_t)sizeof(want));
+  assert_memory_equal(buf, want, sizeof(want));
+  stor_sample_t out[2];
+  size_t n = 0;
+  int mode = 0;
+  assert_int_equal(stor__block_decode(want, sizeof(want), out, 2, &n, &mode), 0);
+  assert_int_equal(mode, STOR_BLOCK_DEC);
+  assert_int_equal(n, 2);
+  assert_memory_equal(&out[0].v, &s[0].v, sizeof(double));
+  assert_memory_equal(&out[1].v, &s[1].v, sizeof(double));
+}
+
+/* The demo's noise meter: one-decimal levels once a second, most a unit
+ * off hundredths. About a byte and a quarter a reading (version 1: 7.5). */
+static void a_noise_meter_second_by_second_costs_under_two_bytes_a_reading(void **state) {
+  (void)state;
+  enum { N = 3600 };
+  static stor_sample_t s[N];
+  static uint8_t buf[N * 20];
+  for (int i = 0; i < N; i++) /* tenths between 40 and 46.3, as 0.1 * k */
+    s[i] = (stor_sample_t){1764100000000 + i * 1000, (400 + (i * 37) % 64) * 0.1};
+  ssize_t len = stor__block_encode(s, N, buf, sizeof(buf));
+  assert_true(len > 0);
+  assert_int_equal(buf[0], STOR_BLOCK_DEC);
+  assert_true(len <= 2 * N);
+  assert_true(stor__block_size(s, N, STOR_BLOCK_XOR) > 5 * N);
+  stor_sample_t out[N];
+  size_t n = 0;
+  assert_int_equal(stor__block_decode(buf, (size_t)len, out, N, &n, NULL), 0);
+  assert_int_equal(n, N);
+  for (int i = 0; i < N; i++)
+    assert_memory_equal(&out[i], &s[i], sizeof(s[i]));
+}
+
 /* A tail row's pack (compact.c): the block codec with times made relative
  * to the row's t, so a commit's five readings of a 1 Hz series cost a few
  * bytes each and no absolute time. */
@@ -168,11 +280,11 @@ static void a_pack_is_a_block_with_times_from_its_row(void **state) {
   const int64_t t = 1765000000000; /* the row's t */
   const stor_sample_t s[] = {{t, 20.5}, {t + 1000, 20.75}, {t + 2000, 21.0}};
   const uint8_t want[] = {
-      0x10,       /* version 1, scaled */
+      0x20,       /* version 2, scaled */
       0x03,       /* n */
       0x00,       /* t0 - t = 0 */
       0xd0, 0x0f, /* +1000: zigzag 2000 */
-      0x00,       /* delta-of-delta 0 */
+      0x00, 0x00, /* delta-of-delta 0, a run of 1 */
       0x84, 0x20, /* 2050 hundredths: zigzag 4100 = 0x1004: 0x04|0x80, 0x20 */
       0x32,       /* +25: zigzag 50 */
       0x32,       /* +25 */
@@ -194,7 +306,7 @@ static void a_pack_is_a_block_with_times_from_its_row(void **state) {
   assert_int_equal(out[0].t_ms, 5000);
   assert_int_equal(out[2].t_ms, 7000);
   /* One reading: header, n 1, time 0 and the value. */
-  const uint8_t one[] = {0x10, 0x01, 0x00, 0x84, 0x20};
+  const uint8_t one[] = {0x20, 0x01, 0x00, 0x84, 0x20};
   assert_int_equal(stor__pack_encode(s, 1, buf, sizeof(buf)), (ssize_t)sizeof(one));
   assert_memory_equal(buf, one, sizeof(one));
 }
@@ -232,6 +344,10 @@ int main(void) {
       cmocka_unit_test(scaled_block_of_three_readings_a_second_apart_is_eleven_bytes),
       cmocka_unit_test(values_not_exact_in_hundredths_are_xor_coded),
       cmocka_unit_test(irregular_times_and_negative_values_round_trip),
+      cmocka_unit_test(steady_times_are_runs_in_version_2),
+      cmocka_unit_test(decimals_a_unit_off_are_tenths_and_two_bits),
+      cmocka_unit_test(a_correction_beyond_one_unit_is_escaped),
+      cmocka_unit_test(a_noise_meter_second_by_second_costs_under_two_bytes_a_reading),
       cmocka_unit_test(negative_zero_keeps_its_sign_in_xor_mode),
       cmocka_unit_test(a_series_a_second_apart_costs_about_three_bytes_a_reading),
       cmocka_unit_test(encoder_refuses_what_cannot_be_a_block),

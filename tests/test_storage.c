@@ -554,10 +554,12 @@ static want_row_t *old_readings(const char *path, const char *table, size_t n, s
 }
 
 static const char *const ROLL_SUM =
-    "SELECT (SELECT count(*) || ' ' || total(n) || ' ' || total(vsum) || ' ' || total(vmin) || ' '"
-    " || total(vmax) || ' ' || total(esum) FROM roll_1m) || '|' ||"
-    " (SELECT count(*) || ' ' || total(n) || ' ' || total(vsum) FROM roll_1h) || '|' ||"
-    " (SELECT count(*) || ' ' || total(n) || ' ' || total(vsum) FROM roll_1d) || '|' ||"
+    "SELECT (SELECT count(*) || ' ' || total(n) || ' ' || total(" STOR_ROLL_VSUM ") || ' ' ||"
+    " total(vmin) || ' ' || total(" STOR_ROLL_VMAX ") || ' ' || total(esum) FROM roll_1m) || '|' ||"
+    " (SELECT count(*) || ' ' || total(n) || ' ' || total(" STOR_ROLL_VSUM
+    ") FROM roll_1h) || '|' ||"
+    " (SELECT count(*) || ' ' || total(n) || ' ' || total(" STOR_ROLL_VSUM
+    ") FROM roll_1d) || '|' ||"
     " (SELECT count(*) || ' ' || total(t) || ' ' || total(v) FROM latest)";
 
 static char *db_text(const char *path, const char *sql) {
@@ -1734,6 +1736,103 @@ static void readers_find_pending_readings_from_the_oldest_one(void **state) {
   assert_int_equal(count_raw(f, "dust-01", PROTO_Q_PM10), 2);
 }
 
+/* Every row of rollup table `table` as text, each column's value exact
+ * (%!.17g), as readers see them: through STOR_ROLL_VMAX and STOR_ROLL_VSUM
+ * when `derived` (schema 11), else the columns as they are. */
+static char *rollup_rows(const char *path, const char *table, bool derived) {
+  char sql[1024];
+  snprintf(sql, sizeof(sql),
+           "SELECT count(*) || ':' || coalesce(group_concat(r, ';'), '') FROM (SELECT"
+           " printf('%%d %%d %%d %%!.17g %%!.17g %%!.17g %%!.17g', series, t, n, vmin, %s, %s,"
+           " esum) AS r FROM %s ORDER BY series, t)",
+           derived ? STOR_ROLL_VMAX : "vmax", derived ? STOR_ROLL_VSUM : "vsum", table);
+  return db_text(path, sql);
+}
+
+static const char *const BLOCK_ROWS =
+    "SELECT count(*) || ':' || coalesce(group_concat(r, ';'), '') FROM (SELECT series || ' ' ||"
+    " t0 || ' ' || t1 || ' ' || n || ' ' || hex(data) AS r FROM block ORDER BY series, t0)";
+
+/* tests/data/main-db/site-v10.db was written by main before rollup rows
+ * left out derivable columns and blocks moved to a rowid table (schema
+ * 10; make-v10.sh). Migrated, its rollup rows read the same value for
+ * value, vmax and vsum left out where vmin gives them, and its blocks are
+ * the same; opened, a late reading into a migrated minute of one reading
+ * is added to it, and every reading reads back. */
+static void a_schema_10_database_migrates_rollups_and_reads_the_same(void **state) {
+  fx_t *f = *state;
+  static const char *const tables[] = {"roll_1m", "roll_1h", "roll_1d"};
+  char cmd[256], *before[3];
+  snprintf(cmd, sizeof(cmd), "cp tests/data/main-db/site-v10.db %s", f->path);
+  assert_int_equal(system(cmd), 0);
+  assert_int_equal(db_int(f->path, "PRAGMA user_version"), 10);
+  assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m") > 10000);
+  assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE n = 1") > 100);
+  assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE n > 2") > 100);
+  assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE esum IS NOT NULL") > 100);
+  assert_true(db_int(f->path, "SELECT count(*) FROM block") > 10);
+  for (int i = 0; i < 3; i++)
+    before[i] = rollup_rows(f->path, tables[i], false);
+  char *blocks = db_text(f->path, BLOCK_ROWS);
+  /* A minute of one reading of a series that is no level, and its value. */
+  char *one = db_text(f->path, "SELECT d.name || ' ' || s.quantity || ' ' || r.t || ' ' ||"
+                               " printf('%!.17g', r.vmin / 100) FROM roll_1m r"
+                               " JOIN series s ON s.id = r.series JOIN device d ON d.id = s.device"
+                               " WHERE r.n = 1 AND r.esum IS NULL ORDER BY r.series, r.t LIMIT 1");
+  char name[64];
+  int q = 0;
+  long long minute = 0;
+  double v = 0;
+  assert_int_equal(sscanf(one, "%63s %d %lld %lf", name, &q, &minute, &v), 4);
+  free(one);
+  int64_t nraw = db_int(f->path, "SELECT value FROM counter WHERE name = 'raw_rows'");
+
+  /* The migration alone, before a writer rolls up the pending readings. */
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+  assert_int_equal(stor__migrate(db, f->path), 0);
+  sqlite3_close(db);
+  assert_int_equal(db_int(f->path, "PRAGMA user_version"), stor__schema_version());
+  for (int i = 0; i < 3; i++) {
+    char *after = rollup_rows(f->path, tables[i], true);
+    if (strcmp(after, before[i]) != 0)
+      fail_msg("%s: the rows read otherwise after the migration", tables[i]);
+    free(after);
+    free(before[i]);
+  }
+  char *blocks2 = db_text(f->path, BLOCK_ROWS);
+  assert_string_equal(blocks2, blocks);
+  free(blocks);
+  free(blocks2);
+  assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE vmax IS NULL") > 100);
+  assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE vsum IS NULL") > 100);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE n > 2 AND vsum IS NULL"), 0);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE vmax = vmin"), 0);
+
+  open_db(f);
+  /* A late reading 7 ms into that minute, 10 above its reading: the minute
+   * holds both, its sum written again. */
+  size_t n = 0;
+  int64_t t_ms = (int64_t)minute * 1000;
+  append1(f, rd(dev(f, name), q, t_ms + 7, v + 10));
+  assert_int_equal(stor_flush(f->db), 0);
+  stor_point_t *p = query(f, name, q, STOR_STEP_1M, t_ms, t_ms + 60000, &n);
+  assert_int_equal(n, 1);
+  assert_int_equal(p[0].n, 2);
+  assert_true(p[0].min == v && p[0].max == v + 10);
+  assert_true(fabs(p[0].mean - (v + 5)) < 1e-9);
+  free(p);
+  assert_true(stor__test_compact(f->db) >= 0);
+  close_db(f);
+  assert_int_equal(db_int(f->path, "SELECT value FROM counter WHERE name = 'raw_rows'"), nraw + 1);
+  assert_int_equal(db_int(f->path, "SELECT coalesce(sum(n), 0) FROM block") +
+                       db_int(f->path, "SELECT coalesce(sum(n), 0) FROM tail"),
+                   nraw + 1);
+  char *ok = db_text(f->path, "PRAGMA integrity_check");
+  assert_string_equal(ok, "ok");
+  free(ok);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, fx_setup, fx_teardown)
@@ -1754,6 +1853,7 @@ int main(void) {
       T(hours_and_days_from_minutes_when_a_midnight_cuts_a_minute),
       T(a_schema_6_database_migrates_in_place_and_reads_the_same),
       T(a_schema_9_database_migrates_to_packs_and_reads_the_same),
+      T(a_schema_10_database_migrates_rollups_and_reads_the_same),
       T(a_commit_stores_a_pack_per_series_and_resends_stay_single),
       T(readers_find_pending_readings_from_the_oldest_one),
       T(late_readings_and_resends_into_compacted_spans_are_stored_once),
