@@ -1755,7 +1755,7 @@ static const char *const BLOCK_ROWS =
 
 /* tests/data/main-db/site-v10.db was written by main before rollup rows
  * left out derivable columns and blocks moved to a rowid table (schema
- * 10; make-v10.sh). Migrated, its rollup rows read the same value for
+ * 10; make.sh 10). Migrated, its rollup rows read the same value for
  * value, vmax and vsum left out where vmin gives them, and its blocks are
  * the same; opened, a late reading into a migrated minute of one reading
  * is added to it, and every reading reads back. */
