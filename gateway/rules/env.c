@@ -304,15 +304,6 @@ static void judge_flatline(struct env *e, const sg_device_t *d, int q, const env
   }
 }
 
-/* Loads one series over [since, now). */
-static env_sample_t *load(struct env *e, const sg_device_t *d, int q, double since, size_t *n) {
-  env_sample_t *s = NULL;
-  int rc = env_load(e->reader, d->id, q, since, e->now, &s, n);
-  if (rc != 0 && e->err == 0)
-    e->err = rc;
-  return s;
-}
-
 /* The first index of `s` (sorted by t) with t >= `t`. */
 static size_t first_at(const env_sample_t *s, size_t n, double t) {
   size_t lo = 0, hi = n;
@@ -329,15 +320,19 @@ static size_t first_at(const env_sample_t *s, size_t n, double t) {
 /* `s` + `i`, where `s` may be NULL (no samples; `i` is 0 then). */
 static const env_sample_t *samples_at(const env_sample_t *s, size_t i) { return s ? s + i : NULL; }
 
-/* The time of the device's oldest `q` reading, or 0. */
-static double oldest(struct env *e, const sg_device_t *d, int q) {
-  stor_point_t *pt = NULL;
-  size_t n = 0;
-  int rc = stor_query(e->reader, d->id, q, STOR_STEP_RAW, 0, (int64_t)llround(e->now * 1000.0), 1,
-                      &pt, &n);
-  double t = rc == 0 && n > 0 ? (double)pt[0].t_ms / 1000.0 : 0;
-  free(pt);
-  return t;
+/* Loads one series over [since, until). */
+static env_sample_t *load_until(struct env *e, const sg_device_t *d, int q, double since,
+                                double until, size_t *n) {
+  env_sample_t *s = NULL;
+  int rc = env_load(e->reader, d->id, q, since, until, &s, n);
+  if (rc != 0 && e->err == 0)
+    e->err = rc;
+  return s;
+}
+
+/* Loads one series over [since, now). */
+static env_sample_t *load(struct env *e, const sg_device_t *d, int q, double since, size_t *n) {
+  return load_until(e, d, q, since, e->now, n);
 }
 
 /* Replays the noise or dust rules over late data (see the top of the
@@ -349,18 +344,34 @@ static bool replay(struct env *e, size_t di, const sg_device_t *d) {
   double upto = fmin(newest, e->now - lag);
   if (newest <= 0 || (from > 0 && from + ENV_REPLAY_STEP_S > upto))
     return true;
+  /* A device judged from its first reading: its main series is loaded
+   * from the start, which gives that reading and the samples the replay
+   * needs in one read (the windows reach back at least a step before the
+   * first replayed time, so they hold no sample before it). A raw read
+   * costs every series' tail packs in its range (storage/BLOCKS.md), so
+   * the replay reads each series once, and only up to the data time it
+   * judges. */
   int mainq = d->type == SG_DEV_NOISE ? PROTO_Q_LA : PROTO_Q_PM10;
-  if (from <= 0 && (from = oldest(e, d, mainq)) <= 0)
-    return true;
+  env_sample_t *main_s = NULL;
+  size_t main_n = 0;
+  if (from <= 0) {
+    main_s = load_until(e, d, mainq, 0, e->now, &main_n);
+    if (main_n == 0 || (from = main_s[0].t) <= 0) {
+      free(main_s);
+      return true;
+    }
+  }
   if (from + ENV_REPLAY_STEP_S > upto) {
     e->judged[di] = from;
+    free(main_s);
     return true;
   }
   double end = fmin(upto, from + ENV_REPLAY_MAX_S), now = e->now, first = from + ENV_REPLAY_STEP_S;
   if (d->type == SG_DEV_NOISE) {
-    size_t n_la = 0, n_mx = 0;
-    env_sample_t *la = load(e, d, PROTO_Q_LA, first - e->np.window_s, &n_la);
-    env_sample_t *mx = load(e, d, PROTO_Q_LAMAX, first - e->np.window_s, &n_mx);
+    size_t n_la = main_n, n_mx = 0;
+    env_sample_t *la =
+        main_s ? main_s : load_until(e, d, PROTO_Q_LA, first - e->np.window_s, end, &n_la);
+    env_sample_t *mx = load_until(e, d, PROTO_Q_LAMAX, first - e->np.window_s, end, &n_mx);
     for (double t = first; t <= end; t += ENV_REPLAY_STEP_S) {
       size_t a = first_at(la, n_la, t - e->np.window_s), b = first_at(la, n_la, t);
       size_t c = first_at(mx, n_mx, t - e->np.window_s), f = first_at(mx, n_mx, t);
@@ -375,10 +386,17 @@ static bool replay(struct env *e, size_t di, const sg_device_t *d) {
     if (e->dp.max_exceed_day > 0)
       since = fmin(since, env_local_midnight(first));
     size_t n_rh = 0;
-    env_sample_t *rh = load(e, d, PROTO_Q_RH, since, &n_rh);
+    env_sample_t *rh = load_until(e, d, PROTO_Q_RH, since, end, &n_rh);
     for (int q = 0; q < DUST_QUANTITIES; q++) {
       size_t n = 0;
-      env_sample_t *s = load(e, d, dust_proto_quantity(q), since, &n);
+      env_sample_t *s = NULL;
+      if (main_s && dust_proto_quantity(q) == mainq) {
+        s = main_s;
+        n = main_n;
+        main_s = NULL;
+      } else {
+        s = load_until(e, d, dust_proto_quantity(q), since, end, &n);
+      }
       for (double t = first; n > 0 && t <= end; t += ENV_REPLAY_STEP_S) {
         size_t a = first_at(s, n, t - len), b = first_at(s, n, t);
         size_t c = first_at(rh, n_rh, t - len), f = first_at(rh, n_rh, t);
@@ -391,6 +409,7 @@ static bool replay(struct env *e, size_t di, const sg_device_t *d) {
       free(s);
     }
     free(rh);
+    free(main_s); /* not a dust quantity: unused */
     for (double t = first; t <= end; t += ENV_REPLAY_STEP_S)
       e->judged[di] = t;
   }
