@@ -33,8 +33,10 @@
  * data every ENV_REPLAY_STEP_S of data time, each report carrying its own
  * time (alarm_cond_t.at): the backlog's exceedances are raised, cleared and
  * uploaded at the time they happened. At most ENV_REPLAY_MAX_S of data time
- * per device and tick; the live windows of a device wait while its replay
- * has not caught up, so one alarm's reports stay in time order. Sensor
+ * per device and tick, and replays begin while the evaluation is within
+ * ENV_REPLAY_BUDGET_MS (the devices left over replay first at their next
+ * evaluation); the live windows of a device wait while its replay has not
+ * caught up, so one alarm's reports stay in time order. Sensor
  * health is judged live only (it is about the sensor now). */
 #define LOG_MODULE "env"
 #include "gateway/rules/rules.h"
@@ -61,6 +63,13 @@
 #define ENV_REPLAY_STEP_S 60.0         /* data time between two replayed evaluations */
 #define ENV_REPLAY_LAG_S 120.0         /* data this recent (or 2 intervals) is live */
 #define ENV_REPLAY_MAX_S (12 * 3600.0) /* data time replayed per device and tick */
+/* Wall time an evaluation may spend replaying. A replay's raw reads cost
+ * every series' tail packs in their range (storage/BLOCKS.md): with 10,000
+ * devices sending a day late (make bench) one read took 25-50 ms and an
+ * evaluation of 512 devices 25 s, a core the writer needed. Past this, the
+ * evaluation's other devices keep their replay (and their live windows)
+ * for their next evaluation, where they replay first. */
+#define ENV_REPLAY_BUDGET_MS (ENV_TICK_MS / 4)
 
 /* One verdict, with its strings kept; its message is in the evaluation's
  * text (most verdicts say all is normal, in a sentence shorter than the
@@ -97,7 +106,10 @@ struct env {
    * dust device has been judged (0: from its first reading on), and its
    * newest stored reading at this evaluation */
   double *judged, *newest;
-  double at; /* while replaying: the data time judged (verdicts carry it) */
+  bool *deferred;         /* replay put off by the budget: first next time */
+  uint64_t replay_end_ms; /* this evaluation replays until then (sg_mono_ms) */
+  size_t replays;         /* replays begun in this evaluation */
+  double at;              /* while replaying: the data time judged (verdicts carry it) */
   verdict_t *v;
   size_t n, cap;
   char *text; /* the verdicts' messages (say()) */
@@ -304,15 +316,6 @@ static void judge_flatline(struct env *e, const sg_device_t *d, int q, const env
   }
 }
 
-/* Loads one series over [since, now). */
-static env_sample_t *load(struct env *e, const sg_device_t *d, int q, double since, size_t *n) {
-  env_sample_t *s = NULL;
-  int rc = env_load(e->reader, d->id, q, since, e->now, &s, n);
-  if (rc != 0 && e->err == 0)
-    e->err = rc;
-  return s;
-}
-
 /* The first index of `s` (sorted by t) with t >= `t`. */
 static size_t first_at(const env_sample_t *s, size_t n, double t) {
   size_t lo = 0, hi = n;
@@ -329,15 +332,19 @@ static size_t first_at(const env_sample_t *s, size_t n, double t) {
 /* `s` + `i`, where `s` may be NULL (no samples; `i` is 0 then). */
 static const env_sample_t *samples_at(const env_sample_t *s, size_t i) { return s ? s + i : NULL; }
 
-/* The time of the device's oldest `q` reading, or 0. */
-static double oldest(struct env *e, const sg_device_t *d, int q) {
-  stor_point_t *pt = NULL;
-  size_t n = 0;
-  int rc = stor_query(e->reader, d->id, q, STOR_STEP_RAW, 0, (int64_t)llround(e->now * 1000.0), 1,
-                      &pt, &n);
-  double t = rc == 0 && n > 0 ? (double)pt[0].t_ms / 1000.0 : 0;
-  free(pt);
-  return t;
+/* Loads one series over [since, until). */
+static env_sample_t *load_until(struct env *e, const sg_device_t *d, int q, double since,
+                                double until, size_t *n) {
+  env_sample_t *s = NULL;
+  int rc = env_load(e->reader, d->id, q, since, until, &s, n);
+  if (rc != 0 && e->err == 0)
+    e->err = rc;
+  return s;
+}
+
+/* Loads one series over [since, now). */
+static env_sample_t *load(struct env *e, const sg_device_t *d, int q, double since, size_t *n) {
+  return load_until(e, d, q, since, e->now, n);
 }
 
 /* Replays the noise or dust rules over late data (see the top of the
@@ -349,18 +356,40 @@ static bool replay(struct env *e, size_t di, const sg_device_t *d) {
   double upto = fmin(newest, e->now - lag);
   if (newest <= 0 || (from > 0 && from + ENV_REPLAY_STEP_S > upto))
     return true;
+  if (e->replays > 0 && sg_mono_ms() >= e->replay_end_ms) {
+    e->deferred[di] = true;
+    return false;
+  }
+  e->deferred[di] = false;
+  e->replays++;
+  /* A device judged from its first reading: its main series is loaded
+   * from the start, which gives that reading and the samples the replay
+   * needs in one read (the windows reach back at least a step before the
+   * first replayed time, so they hold no sample before it). A raw read
+   * costs every series' tail packs in its range (storage/BLOCKS.md), so
+   * the replay reads each series once, and only up to the data time it
+   * judges. */
   int mainq = d->type == SG_DEV_NOISE ? PROTO_Q_LA : PROTO_Q_PM10;
-  if (from <= 0 && (from = oldest(e, d, mainq)) <= 0)
-    return true;
+  env_sample_t *main_s = NULL;
+  size_t main_n = 0;
+  if (from <= 0) {
+    main_s = load_until(e, d, mainq, 0, e->now, &main_n);
+    if (main_n == 0 || (from = main_s[0].t) <= 0) {
+      free(main_s);
+      return true;
+    }
+  }
   if (from + ENV_REPLAY_STEP_S > upto) {
     e->judged[di] = from;
+    free(main_s);
     return true;
   }
   double end = fmin(upto, from + ENV_REPLAY_MAX_S), now = e->now, first = from + ENV_REPLAY_STEP_S;
   if (d->type == SG_DEV_NOISE) {
-    size_t n_la = 0, n_mx = 0;
-    env_sample_t *la = load(e, d, PROTO_Q_LA, first - e->np.window_s, &n_la);
-    env_sample_t *mx = load(e, d, PROTO_Q_LAMAX, first - e->np.window_s, &n_mx);
+    size_t n_la = main_n, n_mx = 0;
+    env_sample_t *la =
+        main_s ? main_s : load_until(e, d, PROTO_Q_LA, first - e->np.window_s, end, &n_la);
+    env_sample_t *mx = load_until(e, d, PROTO_Q_LAMAX, first - e->np.window_s, end, &n_mx);
     for (double t = first; t <= end; t += ENV_REPLAY_STEP_S) {
       size_t a = first_at(la, n_la, t - e->np.window_s), b = first_at(la, n_la, t);
       size_t c = first_at(mx, n_mx, t - e->np.window_s), f = first_at(mx, n_mx, t);
@@ -375,10 +404,17 @@ static bool replay(struct env *e, size_t di, const sg_device_t *d) {
     if (e->dp.max_exceed_day > 0)
       since = fmin(since, env_local_midnight(first));
     size_t n_rh = 0;
-    env_sample_t *rh = load(e, d, PROTO_Q_RH, since, &n_rh);
+    env_sample_t *rh = load_until(e, d, PROTO_Q_RH, since, end, &n_rh);
     for (int q = 0; q < DUST_QUANTITIES; q++) {
       size_t n = 0;
-      env_sample_t *s = load(e, d, dust_proto_quantity(q), since, &n);
+      env_sample_t *s = NULL;
+      if (main_s && dust_proto_quantity(q) == mainq) {
+        s = main_s;
+        n = main_n;
+        main_s = NULL;
+      } else {
+        s = load_until(e, d, dust_proto_quantity(q), since, end, &n);
+      }
       for (double t = first; n > 0 && t <= end; t += ENV_REPLAY_STEP_S) {
         size_t a = first_at(s, n, t - len), b = first_at(s, n, t);
         size_t c = first_at(rh, n_rh, t - len), f = first_at(rh, n_rh, t);
@@ -391,6 +427,7 @@ static bool replay(struct env *e, size_t di, const sg_device_t *d) {
       free(s);
     }
     free(rh);
+    free(main_s); /* not a dust quantity: unused */
     for (double t = first; t <= end; t += ENV_REPLAY_STEP_S)
       e->judged[di] = t;
   }
@@ -556,8 +593,17 @@ static void work_on_run(uv_work_t *w) {
   if (rc != 0)
     e->err = rc;
   e->text_len = 0;
-  for (size_t i = e->slice_begin; i < e->slice_end; i++)
-    judge_device(e, i);
+  /* The devices whose replay the budget put off go first. The first replay
+   * of an evaluation runs whatever the budget, so replays always get on. */
+  size_t order[ENV_SLICE], n = 0;
+  for (int pass = 0; pass < 2; pass++)
+    for (size_t i = e->slice_begin; i < e->slice_end; i++)
+      if (e->deferred[i] == (pass == 0))
+        order[n++] = i;
+  e->replay_end_ms = sg_mono_ms() + ENV_REPLAY_BUDGET_MS;
+  e->replays = 0;
+  for (size_t k = 0; k < n; k++)
+    judge_device(e, order[k]);
 }
 
 static void env_free(struct env *e) {
@@ -568,6 +614,7 @@ static void env_free(struct env *e) {
   free(e->dust_level);
   free(e->judged);
   free(e->newest);
+  free(e->deferred);
   free(e->v);
   free(e->text);
   free(e);
@@ -654,7 +701,9 @@ int env_start(gw_t *gw) {
   e->dust_level = malloc(nd * sizeof(*e->dust_level));
   e->judged = calloc(nd, sizeof(*e->judged));
   e->newest = calloc(nd, sizeof(*e->newest));
-  if (!e->last_ms || !e->skew_prev || !e->skew_runs || !e->dust_level || !e->judged || !e->newest) {
+  e->deferred = calloc(nd, sizeof(*e->deferred));
+  if (!e->last_ms || !e->skew_prev || !e->skew_runs || !e->dust_level || !e->judged || !e->newest ||
+      !e->deferred) {
     env_free(e);
     return -ENOMEM;
   }
