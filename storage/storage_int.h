@@ -427,7 +427,7 @@ struct stor_db {
   uint64_t next_compact_check;
   uint64_t compact_failed_until; /* after a failed step, monotonic ms */
   uint64_t compacted;            /* readings compacted since open (stats) */
-  uint32_t *order;               /* queue_max offsets from head, sorted per batch */
+  uint32_t *order;               /* batch_readings offsets from head, sorted per batch */
   uint32_t *sid;                 /* series (index into series.ser) of each sorted reading */
   uint32_t *cnt;                 /* readings per series, for sorting a batch */
   size_t cnt_cap;
