@@ -1058,6 +1058,15 @@ int sg_config_parse(const char *text, const char *name, sg_config_t **out, char 
     sg_config_free(c);
     return -EINVAL;
   }
+  /* The array doubled as devices were read, to 16,384 entries for 10,000:
+   * the tail is never touched, so it was address space rather than
+   * resident memory (glibc maps blocks this size, and grows them with
+   * mremap), but the daemon keeps it for its life. */
+  if (c->n_devices && c->n_devices < p.dev_cap) {
+    sg_device_t *d = realloc(c->devices, c->n_devices * sizeof(*d));
+    if (d)
+      c->devices = d;
+  }
   if (c->n_devices) /* devices is NULL without any, and qsort wants a pointer */
     qsort(c->devices, c->n_devices, sizeof(*c->devices), cmp_device);
   *out = c;

@@ -40,6 +40,7 @@
 #include "protocol/protocol.h"
 #include "storage/storage_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -120,10 +121,13 @@ int stor__batch_open(stor_db_t *db) {
       len += (size_t)snprintf(sql + len, sizeof(sql) - len, "%s(?,?,?,?)", row ? "," : "");
     rc = stor__prepare(db->db, sql, &db->s_raw_multi[k]);
   }
+  /* A batch is at most batch_readings (db.c's commit_queued), so the
+   * arrays need no more: sized by queue_max, a queue that had ever been
+   * committed whole kept 9 bytes a queued reading mapped. */
   if (rc == 0) {
-    db->order = stor__pages_alloc(db->queue_max * sizeof(*db->order));
-    db->sid = stor__pages_alloc(db->queue_max * sizeof(*db->sid));
-    db->state = stor__pages_alloc(db->queue_max * sizeof(*db->state));
+    db->order = stor__pages_alloc(db->batch_readings * sizeof(*db->order));
+    db->sid = stor__pages_alloc(db->batch_readings * sizeof(*db->sid));
+    db->state = stor__pages_alloc(db->batch_readings * sizeof(*db->state));
     if (!db->order || !db->sid || !db->state)
       rc = -ENOMEM;
   }
@@ -141,9 +145,9 @@ void stor__batch_free(stor_db_t *db) {
     sqlite3_finalize(stmts[i]);
   for (int k = 0; k < STOR_MULTI_SHIFT; k++)
     sqlite3_finalize(db->s_raw_multi[k]);
-  stor__pages_free(db->order, db->queue_max * sizeof(*db->order));
-  stor__pages_free(db->sid, db->queue_max * sizeof(*db->sid));
-  stor__pages_free(db->state, db->queue_max * sizeof(*db->state));
+  stor__pages_free(db->order, db->batch_readings * sizeof(*db->order));
+  stor__pages_free(db->sid, db->batch_readings * sizeof(*db->sid));
+  stor__pages_free(db->state, db->batch_readings * sizeof(*db->state));
   free(db->pend);
   free(db->cnt);
   free(db->series.slots);
@@ -1024,6 +1028,7 @@ static int aggregate(stor_db_t *db, const sort_ctx_t *c, size_t n, uint64_t *ins
 
 int stor__batch_commit(stor_db_t *db, size_t n, bool flush, uint64_t *inserted, uint64_t *dups) {
   sort_ctx_t c = {.ring = db->ring, .head = db->head, .cap = db->queue_max};
+  assert(n <= db->batch_readings); /* the arrays' size */
   *inserted = *dups = 0;
   int rc = step_done(db->s_begin);
   if (rc == SQLITE_OK && db->reload)

@@ -23,8 +23,15 @@
  * batches no longer touch rollup pages, 8 MiB runs as fast as 16 did
  * (schema.c), and 6 MiB as fast as 8 in bench/run.sh's (b) and (c) with
  * 10,000 devices (three runs each, alternating: 30-37k req/s and 221-243k
- * records/s against 32-33k and 221-233k), for 2.7 MB less peak RSS. */
-#define STOR_CACHE_KIB 6144
+ * records/s against 32-33k and 221-233k), for 2.7 MB less peak RSS. On
+ * the tail layout (schema 10) 2 MiB runs as 6 did and writes as much
+ * (7 Dec 2026, shared box, alternating runs of a fresh gateway with
+ * 10,000 devices: (b) 30.1-32.2k req/s and (c) 172-234k records/s
+ * against 18.7-37.3k and 174-202k; bench/written.sh twice each: 56 and 58
+ * bytes a reading at 300/s, 18 and 19 at 3,000/s, against 55 and 59, 18
+ * and 18), and the gateway's peak RSS was 31.3-32.8 MB against 35.9-40.9:
+ * the writer's arena had held 7.2 MB. */
+#define STOR_CACHE_KIB 2048
 /* Each reader connection (one per module that reads) holds at most this
  * much: their queries are range scans the kernel's page cache serves as
  * well, and SQLite's default of 2 MB each added up to more than the
@@ -452,7 +459,7 @@ struct stor_db {
   uint64_t next_compact_check;
   uint64_t compact_failed_until; /* after a failed step, monotonic ms */
   uint64_t compacted;            /* readings compacted since open (stats) */
-  uint32_t *order;               /* queue_max offsets from head, sorted per batch */
+  uint32_t *order;               /* batch_readings offsets from head, sorted per batch */
   uint32_t *sid;                 /* series (index into series.ser) of each sorted reading */
   uint32_t *cnt;                 /* readings per series, for sorting a batch */
   size_t cnt_cap;

@@ -189,6 +189,26 @@ static void online_follows_the_configured_offline_intervals(void **state) {
   sg_config_free(cfg);
 }
 
+/* A device's refusals by reason live in a table made at its first
+ * refusal (most of 10,000 devices are never refused): before it every
+ * reason reads 0, after it each reason counts its own and `rejects` the
+ * total. */
+static void a_devices_refusals_are_counted_by_reason(void **state) {
+  (void)state;
+  gw_device_t dev = {0};
+  for (int k = 0; k < GW_REJECT_COUNT; k++)
+    assert_int_equal(gw_device_rejects_by(&dev, k), 0);
+  gw_device_reject(&dev, GW_REJECT_BUSY);
+  gw_device_reject(&dev, GW_REJECT_BUSY);
+  gw_device_reject(&dev, GW_REJECT_FORMAT);
+  assert_int_equal(atomic_load(&dev.rejects), 3);
+  for (int k = 0; k < GW_REJECT_COUNT; k++)
+    assert_int_equal(gw_device_rejects_by(&dev, k), k == GW_REJECT_BUSY     ? 2
+                                                    : k == GW_REJECT_FORMAT ? 1
+                                                                            : 0);
+  free((void *)atomic_load(&dev.reject_by));
+}
+
 /* A weighbridge sends when a truck comes: a quiet night (hours after its
  * last ticket, on an interval_s of 60) is online; a day of silence, or its
  * own heartbeat_s, is not. Never heard: silent since the gateway started. */
@@ -296,6 +316,7 @@ int main(void) {
       cmocka_unit_test(dust_quantities_map_to_protocol_names),
       cmocka_unit_test(a_device_silent_for_n_intervals_is_offline),
       cmocka_unit_test(online_follows_the_configured_offline_intervals),
+      cmocka_unit_test(a_devices_refusals_are_counted_by_reason),
       cmocka_unit_test(a_scale_is_judged_by_its_heartbeat_not_an_interval),
       cmocka_unit_test(identical_readings_for_the_set_time_are_a_flatline),
       cmocka_unit_test(readings_outside_the_physical_range_are_faults),

@@ -342,7 +342,7 @@ static void api_status(const http_req_t *req, http_resp_t *resp) {
           json_pack("{s:o,s:f}", "t", json_time(ls.rows[r].t_ms), "v", ls.rows[r].value));
     json_t *why = json_object(); /* the device's refusals by reason, those that happened */
     for (int k = 0; k < GW_REJECT_COUNT; k++) {
-      uint64_t n = atomic_load(&d->reject_by[k]);
+      uint64_t n = gw_device_rejects_by(d, k);
       if (n)
         json_object_set_new(why, gw_reject_name(k), json_integer((json_int_t)n));
     }

@@ -49,10 +49,8 @@ void coapfront__reply(coap_pdu_t *resp, coap_pdu_code_t code, const char *text) 
 void coapfront__reject(struct coap_front *cf, gw_device_t *dev, gw_reject_t why, coap_pdu_t *resp,
                        coap_pdu_code_t code, const char *text) {
   atomic_fetch_add_explicit(&cf->gw->counters.rejects[why], 1, memory_order_relaxed);
-  if (dev) {
-    atomic_fetch_add_explicit(&dev->rejects, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&dev->reject_by[why], 1, memory_order_relaxed);
-  }
+  if (dev)
+    gw_device_reject(dev, why);
   log_debug("refused (%s): %s", gw_reject_name(why), text);
   coapfront__reply(resp, code, text);
 }

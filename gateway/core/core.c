@@ -33,6 +33,27 @@ gw_device_t *gw_device_find(gw_t *gw, const char *id) {
   return d ? &gw->devices[d - gw->cfg->devices] : NULL;
 }
 
+void gw_device_reject(gw_device_t *dev, gw_reject_t why) {
+  assert((unsigned)why < GW_REJECT_COUNT);
+  atomic_fetch_add_explicit(&dev->rejects, 1, memory_order_relaxed);
+  _Atomic uint64_t *by = atomic_load_explicit(&dev->reject_by, memory_order_relaxed);
+  if (!by) {
+    /* Only the loop thread stores it: release, for readers on other threads. */
+    if (!(by = calloc(GW_REJECT_COUNT, sizeof(*by)))) {
+      log_warn("%s: out of memory for refusals by reason", dev->conf->id);
+      return;
+    }
+    atomic_store_explicit(&dev->reject_by, by, memory_order_release);
+  }
+  atomic_fetch_add_explicit(&by[why], 1, memory_order_relaxed);
+}
+
+uint64_t gw_device_rejects_by(const gw_device_t *dev, gw_reject_t why) {
+  assert((unsigned)why < GW_REJECT_COUNT);
+  _Atomic uint64_t *by = atomic_load_explicit(&dev->reject_by, memory_order_acquire);
+  return by ? atomic_load_explicit(&by[why], memory_order_relaxed) : 0;
+}
+
 bool gw_is_online(int offline_intervals, double interval_s, double last, double now) {
   return last > 0 && now - last <= offline_intervals * interval_s;
 }
@@ -558,6 +579,8 @@ void gw_core_free(gw_t *gw) {
   listen_free(&gw->on_pack);
   listen_free(&gw->on_ledger);
   listen_free(&gw->on_move);
+  for (size_t i = 0; gw->devices && i < gw->cfg->n_devices; i++)
+    free((void *)atomic_load(&gw->devices[i].reject_by));
   free(gw->devices);
   gw->devices = NULL;
 }

@@ -48,7 +48,10 @@ typedef struct gw_device {
   uint32_t db_id;
   _Atomic int64_t last_ms; /* receipt time of its last accepted pack, 0: never */
   _Atomic uint64_t packs, records, rejects;
-  _Atomic uint64_t reject_by[GW_REJECT_COUNT]; /* rejects by reason: sum is `rejects` */
+  /* Rejects by reason (gw_device_reject, gw_device_rejects_by), made at the
+   * device's first refusal: kept inline, 104 bytes for each of 10,000
+   * devices that are never refused were 1 MB of the gateway's RSS. */
+  _Atomic(_Atomic uint64_t *) reject_by;
 } gw_device_t;
 
 typedef struct gw_counters {
@@ -195,6 +198,12 @@ void gw__notify_stopping(gw_t *gw);
 
 /* The registry entry of a device id, or NULL. */
 gw_device_t *gw_device_find(gw_t *gw, const char *id);
+/* Counts a refusal of the device's pack, in `rejects` and by reason. Loop
+ * thread only. Should the reasons' table not be allocated (out of memory),
+ * the refusal is counted in `rejects` alone. */
+void gw_device_reject(gw_device_t *dev, gw_reject_t why);
+/* The device's refusals for `why` so far. Any thread. */
+uint64_t gw_device_rejects_by(const gw_device_t *dev, gw_reject_t why);
 /* Online: a pack arrived within offline_intervals x interval_s before `now`;
  * `last` is the receipt time of the last pack (0: never). The one definition
  * of online: /api/status and /metrics (gw_device_online) and the
