@@ -523,6 +523,15 @@ static void check_all_readings(fx_t *f, const want_row_t *w, size_t nw) {
   }
 }
 
+/* Copies tests/data/main-db/site-vVERSION.db (made by make.sh VERSION)
+ * to the fixture's path, and checks it is that version. */
+static void old_database(fx_t *f, int version) {
+  char cmd[256];
+  snprintf(cmd, sizeof(cmd), "cp tests/data/main-db/site-v%d.db %s", version, f->path);
+  assert_int_equal(system(cmd), 0);
+  assert_int_equal(db_int(f->path, "PRAGMA user_version"), version);
+}
+
 /* The `n` readings an old database keeps one a row in `table` (raw, or
  * tail before packs), in check_all_readings' order, in an array with
  * `spare` more entries; the caller frees it. */
@@ -580,10 +589,7 @@ static char *db_text(const char *path, const char *sql) {
  * latest values and counter are untouched and the ledger's chain holds. */
 static void a_schema_6_database_migrates_in_place_and_reads_the_same(void **state) {
   fx_t *f = *state;
-  char cmd[256];
-  snprintf(cmd, sizeof(cmd), "cp tests/data/main-db/site-v6.db %s", f->path);
-  assert_int_equal(system(cmd), 0);
-  assert_int_equal(db_int(f->path, "PRAGMA user_version"), 6);
+  old_database(f, 6);
   int64_t nraw = db_int(f->path, "SELECT count(*) FROM raw");
   assert_int_equal(nraw, 3461);
   char *rolls = db_text(f->path, ROLL_SUM);
@@ -631,10 +637,7 @@ static void a_schema_6_database_migrates_in_place_and_reads_the_same(void **stat
  * and compaction makes blocks of them. */
 static void a_schema_9_database_migrates_to_packs_and_reads_the_same(void **state) {
   fx_t *f = *state;
-  char cmd[256];
-  snprintf(cmd, sizeof(cmd), "cp tests/data/main-db/site-v9.db %s", f->path);
-  assert_int_equal(system(cmd), 0);
-  assert_int_equal(db_int(f->path, "PRAGMA user_version"), 9);
+  old_database(f, 9);
   int64_t nraw = db_int(f->path, "SELECT count(*) FROM tail");
   assert_int_equal(nraw, 15136);
   assert_int_equal(db_int(f->path, "SELECT count(*) FROM latest"), 0);
@@ -1762,10 +1765,8 @@ static const char *const BLOCK_ROWS =
 static void a_schema_10_database_migrates_rollups_and_reads_the_same(void **state) {
   fx_t *f = *state;
   static const char *const tables[] = {"roll_1m", "roll_1h", "roll_1d"};
-  char cmd[256], *before[3];
-  snprintf(cmd, sizeof(cmd), "cp tests/data/main-db/site-v10.db %s", f->path);
-  assert_int_equal(system(cmd), 0);
-  assert_int_equal(db_int(f->path, "PRAGMA user_version"), 10);
+  char *before[3];
+  old_database(f, 10);
   assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m") > 10000);
   assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE n = 1") > 100);
   assert_true(db_int(f->path, "SELECT count(*) FROM roll_1m WHERE n > 2") > 100);
