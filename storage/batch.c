@@ -828,11 +828,6 @@ static int chk_cmp(const void *a, const void *b) {
   return (x->t > y->t) - (x->t < y->t);
 }
 
-static int i64_cmp(const void *a, const void *b) {
-  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-  return (x > y) - (x < y);
-}
-
 /* The first of k[0..n) (sorted) not before (series, t). */
 static size_t chk_lower(const chk_t *k, size_t n, int64_t series, int64_t t) {
   size_t lo = 0, hi = n;
@@ -894,7 +889,7 @@ static int tail_find(stor_db_t *db, const chk_t *k, size_t n) {
   for (size_t i = 0; i < n; i++)
     ts[i] = k[i].t;
   if (n > 1)
-    qsort(ts, n, sizeof(*ts), i64_cmp);
+    qsort(ts, n, sizeof(*ts), stor__cmp_i64);
   int rc = SQLITE_OK;
   /* Times are >= 0 (stor_append), so t - STOR_PACK_SPAN_MS cannot wrap. */
   int64_t lo = ts[0] - STOR_PACK_SPAN_MS, hi = ts[0];
@@ -920,8 +915,8 @@ static int tail_find(stor_db_t *db, const chk_t *k, size_t n) {
  * (one pack a series a commit at a site's pace). */
 static int insert_raw(stor_db_t *db, const sort_ctx_t *c, size_t n) {
   stage_t sg = {0};
-  chk_t *k = NULL;
-  size_t nk = 0, capk = 0;
+  chk_t *k = NULL; /* at most n, made at the first check */
+  size_t nk = 0;
   stor_blk_seen_t seen = {0};
   int rc = SQLITE_OK;
   for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
@@ -933,17 +928,9 @@ static int insert_raw(stor_db_t *db, const sort_ctx_t *c, size_t n) {
       rc = -has;
     } else if (has) {
       db->state[i] = ST_DUP;
+    } else if (!k && !(k = malloc(n * sizeof(*k)))) {
+      rc = SQLITE_NOMEM;
     } else {
-      if (nk == capk) {
-        size_t want = capk ? capk * 2 : 256;
-        chk_t *grown = realloc(k, want * sizeof(*k));
-        if (!grown) {
-          rc = SQLITE_NOMEM;
-          break;
-        }
-        k = grown;
-        capk = want;
-      }
       k[nk++] = (chk_t){.series = series, .t = t, .i = i};
       db->state[i] = ST_INSERTED;
     }

@@ -143,14 +143,9 @@ static int block_load(sqlite3_stmt *st, int col, stor_sample_t **out, size_t *n)
   return SQLITE_OK;
 }
 
-static int cmp_t(const void *a, const void *b) {
-  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-  return (x > y) - (x < y);
-}
-
 int stor__block_has(stor_db_t *db, stor_blk_seen_t *c, int64_t series, int64_t t_ms) {
   if (c->s && c->series == series && t_ms >= c->t0 && t_ms <= c->t1)
-    return bsearch(&t_ms, c->s, c->n, sizeof(*c->s), cmp_t) != NULL;
+    return bsearch(&t_ms, c->s, c->n, sizeof(*c->s), stor__cmp_i64) != NULL;
   sqlite3_stmt *st = db->s_blk_at;
   sqlite3_bind_int64(st, 1, series);
   sqlite3_bind_int64(st, 2, t_ms);
@@ -161,7 +156,7 @@ int stor__block_has(stor_db_t *db, stor_blk_seen_t *c, int64_t series, int64_t t
     rc = block_load(st, 2, &s, &n);
     /* stor_sample_t starts with its t: a search on the times. */
     if (rc == SQLITE_OK) {
-      has = bsearch(&t_ms, s, n, sizeof(*s), cmp_t) != NULL;
+      has = bsearch(&t_ms, s, n, sizeof(*s), stor__cmp_i64) != NULL;
       free(c->s);
       *c = (stor_blk_seen_t){.series = series,
                              .t0 = sqlite3_column_int64(st, 3),

@@ -88,6 +88,9 @@ int stor__err(sqlite3 *db, int rc);
 /* stor__err() after logging "what: sqlite message" at error level. */
 int stor__fail(sqlite3 *db, int rc, const char *what);
 int stor__prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st);
+/* qsort/bsearch order of int64_t, or of structs that start with one
+ * (stor_sample_t's t_ms). */
+int stor__cmp_i64(const void *a, const void *b);
 int stor__exec(sqlite3 *db, const char *sql);
 /* Reads a one-value pragma or query into *v. */
 int stor__query_int(sqlite3 *db, const char *sql, int64_t *v);

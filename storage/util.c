@@ -111,6 +111,11 @@ int stor__query_int(sqlite3 *db, const char *sql, int64_t *v) {
   return ret;
 }
 
+int stor__cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
 /* Beyond 2^53 / 100 a double has no hundredths to keep. */
 #define CENTI_MAX 9.0e13
 
