@@ -103,6 +103,12 @@ static stor_reading_t rd(uint32_t device, int q, int64_t t_ms, double v) {
   return (stor_reading_t){.device = device, .quantity = (uint8_t)q, .t_ms = t_ms, .value = v};
 }
 
+/* r[0..n): device d's PM10, one a second from T0, valued 0, 1, 2 ... */
+static void pm10_seconds(stor_reading_t *r, int n, uint32_t d) {
+  for (int i = 0; i < n; i++)
+    r[i] = rd(d, PROTO_Q_PM10, T0 + i * 1000, i);
+}
+
 static void append1(fx_t *f, stor_reading_t r) { assert_int_equal(stor_append(f->db, &r, 1), 0); }
 
 /* Points of a series over [since, until); the caller frees them. */
@@ -248,8 +254,7 @@ static void a_batch_starts_before_batch_ms_once_batch_readings_are_queued(void *
   open_with(f, &o);
   uint32_t d = dev(f, "dust-01");
   stor_reading_t r[99];
-  for (int i = 0; i < 99; i++)
-    r[i] = rd(d, PROTO_Q_PM10, T0 + i * 1000, i);
+  pm10_seconds(r, 99, d);
   assert_int_equal(stor_append(f->db, r, 99), 0);
   /* 99 wait for the window (10 minutes): nothing may commit meanwhile. */
   assert_int_equal(stats(f).committed, 0);
@@ -269,8 +274,7 @@ static void batch_readings_above_half_the_queue_is_taken_as_half(void **state) {
   open_with(f, &o);
   uint32_t d = dev(f, "dust-01");
   stor_reading_t r[500];
-  for (int i = 0; i < 500; i++)
-    r[i] = rd(d, PROTO_Q_PM10, T0 + i * 1000, i);
+  pm10_seconds(r, 500, d);
   assert_int_equal(stor_append(f->db, r, 500), 0);
   wait_committed(f, 500);
   assert_int_equal(stats(f).batches, 1);
@@ -288,8 +292,7 @@ static void a_backlog_is_committed_batch_readings_at_a_time(void **state) {
   open_with(f, &o);
   uint32_t d = dev(f, "dust-01");
   stor_reading_t r[450];
-  for (int i = 0; i < 450; i++)
-    r[i] = rd(d, PROTO_Q_PM10, T0 + i * 1000, i);
+  pm10_seconds(r, 450, d);
   stor__test_hold(f->db, true);
   assert_int_equal(stor_append(f->db, r, 450), 0);
   assert_int_equal(stats(f).queued, 450);
@@ -311,8 +314,7 @@ static void append_refuses_a_call_that_does_not_fit_whole_with_eagain(void **sta
   uint32_t d = dev(f, "dust-01");
   stor_reading_t r[5];
   stor__test_hold(f->db, true);
-  for (int i = 0; i < 5; i++)
-    r[i] = rd(d, PROTO_Q_PM10, T0 + i * 1000, i);
+  pm10_seconds(r, 5, d);
   assert_int_equal(stor_append(f->db, r, 5), 0);
   for (int i = 0; i < 4; i++)
     r[i] = rd(d, PROTO_Q_PM10, T0 + (10 + i) * 1000, i);
