@@ -282,6 +282,32 @@ static void a_pass_makes_frames_a_signed_ticket_and_seals_that_verify(void **sta
   found_free(&rs);
 }
 
+/* A minute's frame waits for the storage's batch window, whatever lag_s
+ * says (here 0): a reading acknowledged at the minute's end is committed,
+ * and read, at most batch_ms (5 s by default) later. */
+static void a_minute_frame_waits_out_the_batch_window(void **state) {
+  fx_t *f = *state;
+  seed(f);
+  assert_int_equal(f->cfg->uplink_lag_s, 0);
+  assert_int_equal(f->cfg->batch_ms, 5000);
+  uplink_builder_t *b;
+  char err[256];
+  assert_int_equal(uplink_builder_new(&f->gw, &b, err, sizeof(err)), 0);
+  uplink_build_result_t r;
+  found_t m = {0};
+  uplink_builder_run(b, (double)(f->hour + 60 + 5), &r);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(stor_outbox_history(f->rd, "2051", f->hour, f->hour, 10, keep, &m), 0);
+  assert_int_equal(m.n, 0);
+  uplink_builder_run(b, (double)(f->hour + 60 + 6), &r);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(stor_outbox_history(f->rd, "2051", f->hour, f->hour + 60, 10, keep, &m), 0);
+  assert_int_equal(m.n, 1);
+  assert_string_equal(hj212_get(decode(&m.m[0]), -1, "a34002-Flag"), "N");
+  found_free(&m);
+  uplink_builder_free(b);
+}
+
 /* The site profile (6061): made at the first start before any other
  * signed record, with the name escaped, the areas and the coordinates;
  * not again on a restart with the same configuration; again, chained on,
@@ -610,6 +636,8 @@ int main(void) {
                                       fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(a_finished_day_of_machinery_becomes_a_signed_summary,
                                       fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(a_minute_frame_waits_out_the_batch_window, fx_setup,
+                                      fx_teardown),
       cmocka_unit_test(datatime_round_trips_in_beijing_time),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

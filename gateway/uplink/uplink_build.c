@@ -841,9 +841,19 @@ static int store(uplink_builder_t *b, uplink_build_result_t *res) {
 
 /* ---- a pass */
 
+/* How long after a period ends its frame is made, s: `lag_s`, but never
+ * less than the storage's batch window and a second, since a reading
+ * acknowledged in a period's last moment is read only once committed (at
+ * most batch_ms later), and a frame made before would say Flag=B for a
+ * minute that had data. */
+static int64_t frame_lag(const sg_config_t *cfg) {
+  int64_t commit = ((int64_t)cfg->batch_ms + 999) / 1000 + 1;
+  return cfg->uplink_lag_s > commit ? cfg->uplink_lag_s : commit;
+}
+
 static int make_due(uplink_builder_t *b, double now) {
   const sg_config_t *cfg = b->cfg;
-  int64_t t = (int64_t)now, lag = cfg->uplink_lag_s;
+  int64_t t = (int64_t)now, lag = frame_lag(cfg);
   int rc = 0;
   if (!b->restart_made) {
     char dt[15], rt[15];
@@ -978,8 +988,7 @@ static int make_seals(uplink_builder_t *b, double now, uplink_build_result_t *re
   int64_t t = (int64_t)now, before = b->next_seal;
   for (int k = 0; k < SEALS_PER_PASS; k++) {
     int64_t h = b->next_seal, end = h + 3600;
-    if (end + cfg->uplink_lag_s > t || b->next_minute < end || b->next_hour < end ||
-        b->next_rtd < end)
+    if (end + frame_lag(cfg) > t || b->next_minute < end || b->next_hour < end || b->next_rtd < end)
       break;
     digest_acc_t d = {0};
     int rc = stor_outbox_env_frames(b->rd, h, end, on_env_frame, &d);
