@@ -11,7 +11,8 @@
 #   (c) and the paced latency again on a gateway with main's old 50 ms
 #   batch window, the baseline for the write budget's longer one;
 #   (d) the uplink's drain; (e) bytes written per reading at 300 and 3,000
-#   readings/s, against the 50 ms window (bench/written.sh); (f) database
+#   readings/s, against the 50 ms window (bench/written.sh), and at 300/s
+#   over whole compaction cycles (bench/steady.c); (f) database
 #   bytes per reading for a simulated week of the demo site (bench/week.sh);
 #   (g) reads over a month of the demo site (bench/month.sh).
 # Prints the figures and ends with one `bench: key=value ...` line. It never
@@ -194,6 +195,13 @@ check "<= 60 bytes written per reading at 300/s (${w300:-?}; batch_ms = 50: ${wb
 check "<= 30 bytes written per reading at 3,000/s (${w3000:-?}; batch_ms = 50: ${wb3000:-?})" "${w3000:-1e9}" 30 "<="
 check "fewer bytes written than with 50 ms windows at 300/s" "${w300:-1e9}" "${wb300:-0}" "<"
 check "fewer bytes written than with 50 ms windows at 3,000/s" "${w3000:-1e9}" "${wb3000:-0}" "<"
+# (e') the same pace over whole compaction cycles, with the rollup flush
+# and the compaction steps the 30 s above never reach, on a database that
+# has run for a while (bench/steady.c: storage alone, no daemon).
+st_out=$("$BIN/steady" "$T/steady.db" 3000 1500 4 2>&1) || true
+printf '%s\n' "$st_out" | grep -v '^bench:' || true
+wst=$(printf '%s\n' "$st_out" | sed -n 's/^bench: written_steady_300=//p' | tail -1)
+check "<= 60 bytes written per reading at 300/s over whole compaction cycles (${wst:-?})" "${wst:-1e9}" 60 "<="
 # (f) database bytes per reading for a simulated week of the demo site,
 # every table included (bench/week.sh; issue 15: at most 8).
 wk_out=$(SITEGATE_BIN="$BIN" bash "$(dirname "$0")/week.sh" 2>&1) || true
@@ -208,4 +216,4 @@ mo_out=$(SITEGATE_BIN="$BIN" bash "$(dirname "$0")/month.sh" 2>&1) || true
 printf '%s\n' "$mo_out" | grep -v '^bench:' || true
 mfield() { printf '%s\n' "$mo_out" | grep '^bench:' | tail -1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 step1m=$(mfield step1m_30d_ms); raw30=$(mfield raw_30d_ms); repm=$(mfield report_month_ms)
-echo "bench: bare_req_s=$bare_req ingest1_req_s=$req1 ratio=$ratio ingest10_records_s=$rec10 ingest10_batch50_records_s=$rec10b p99_ms_at_10k=$p99 p99_batch50_ms_at_10k=$p99b rss_mb=$rss_mb rss_batch50_mb=$rss0_mb bytes_per_reading=$bpr late_commit_max_ms=${slowest:-0} ingest1_1000ports_req_s=$req1k ingest10_json_records_s=$rec10j json10_records_s=$rec10j json10_decode_records_s=${jsmn_dec:-0} uplink_drain_records_s=${drain:-0} written_per_reading_300=${w300:-0} written_per_reading_3000=${w3000:-0} written_baseline_300=${wb300:-0} written_baseline_3000=${wb3000:-0} bytes_per_reading_week=${bprw:-0} step1m_30d_ms=${step1m:-0} raw_30d_ms=${raw30:-0} report_month_ms=${repm:-0}"
+echo "bench: bare_req_s=$bare_req ingest1_req_s=$req1 ratio=$ratio ingest10_records_s=$rec10 ingest10_batch50_records_s=$rec10b p99_ms_at_10k=$p99 p99_batch50_ms_at_10k=$p99b rss_mb=$rss_mb rss_batch50_mb=$rss0_mb bytes_per_reading=$bpr late_commit_max_ms=${slowest:-0} ingest1_1000ports_req_s=$req1k ingest10_json_records_s=$rec10j json10_records_s=$rec10j json10_decode_records_s=${jsmn_dec:-0} uplink_drain_records_s=${drain:-0} written_per_reading_300=${w300:-0} written_per_reading_3000=${w3000:-0} written_baseline_300=${wb300:-0} written_baseline_3000=${wb3000:-0} written_steady_300=${wst:-0} bytes_per_reading_week=${bprw:-0} step1m_30d_ms=${step1m:-0} raw_30d_ms=${raw30:-0} report_month_ms=${repm:-0}"

@@ -6,17 +6,16 @@
 # quantities) takes a paced load for WRITTEN_SECONDS; the figure is the
 # daemon's write_bytes (/proc/PID/io, the block layer's count of bytes
 # dirtied) from the moment it is ready to its exit after SIGTERM (read
-# from the shell that reaped it), over the readings it stored. This is the
-# steady state of a box that has run for a while: start-up (schema, device
+# from the shell that reaped it), over the readings it stored. This is 30 s
+# of ingest on a box that has run before: start-up (schema, device
 # ids) is left out, and so are the rows of its 3,000 series, which a site
 # makes once in its life (the first readings of a fresh database made them
 # in the measured run: 16 of the 80 bytes a reading at 300/s on 7 Dec
 # 2026). Every commit's WAL frames, the checkpoints, the -shm file and the
-# closing checkpoint are in. Two steady-state costs are not, since 30 s
+# closing checkpoint are in. Two costs of the long run are not, since 30 s
 # holds neither: the rollup and latest-value flush (every 10 minutes) and
-# compaction (every 131,072 readings or hour). Measured at the storage
-# level (storage/BLOCKS.md, "Left" 1) they add about 10 and 46-94 bytes a
-# reading at 300/s with 3,000 series. The baseline, in the same run, is the same
+# compaction (every 131,072 readings or hour); bench/steady.c measures the
+# whole (written_steady_300). The baseline, in the same run, is the same
 # load with `batch_ms = 50` (main's window before issue 15). Prints its
 # figures and one `bench: written_per_reading_300=...
 # written_per_reading_3000=... written_baseline_300=...
