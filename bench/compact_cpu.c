@@ -1,17 +1,19 @@
-/* compact_cpu [SERIES [ROUNDS [PER_ROUND]]]: the writer's CPU per reading,
+/* compact_cpu [SERIES [FIRST [ROUNDS [PER_ROUND]]]]: the writer's CPU a reading,
  * not wall-clock (issue 15, "≥ 300,000 records/s sustained": on a shared
  * 2-core box throughput moves with the other loads, CPU time much less).
  *
  * A fresh database in a temporary folder gets SERIES devices (10,000, as
- * bench/run.sh's (c)); each round appends PER_ROUND (10) readings a
- * device in 10-record packs, with sitesim load's values (whole numbers)
- * and times 1 s apart, commits them and their rollups (stor_flush), then
- * compacts the whole tail (stor__test_compact): about a gateway's step
- * (131,072 readings). Each of the ROUNDS (16) rounds starts its times 53 ms
- * after the one before, over the same seconds, as bench/run.sh's runs
- * each start a day back: from the second round on, every series' step
- * merges its readings into the series' block, which grows by PER_ROUND a
- * round, as the bench's steps after its first (c) run do. The same is done with values that decimal
+ * bench/run.sh's (c)); each round appends readings a device in 10-record
+ * packs, with sitesim load's values (whole numbers) and times 1 s apart,
+ * commits them and their rollups (stor_flush), then compacts the whole
+ * tail (stor__test_compact). The first round's FIRST (100) readings a
+ * device are the first (c) run's and are not counted; each of the
+ * ROUNDS - 1 (15) rounds after it, PER_ROUND (10) readings a device (about a
+ * gateway's step of 131,072 readings), starts its times 53 ms after the
+ * one before, over the same seconds, as bench/run.sh's runs each start a
+ * day back: every series' step then merges its readings into the series'
+ * block, which grows by PER_ROUND a round, as the bench's steps after its
+ * first (c) run do. The same is done with values that decimal
  * arithmetic leaves a unit in the last place off (the demo site's: the codec's decimal mode).
  * Prints, per profile: commit_ns  the writer's CPU a reading for the commits (the process's CPU
  * less this thread's, which only queues) compact_ns the CPU a reading for the compaction (this
@@ -51,8 +53,8 @@ static double value_of(bool decimal, long ctr, unsigned j) {
   return decimal ? (double)(300 + k) * 0.1 : 30.0 + (double)k; /* 30.1 is 301 * 0.1 */
 }
 
-static int run(bool decimal, long series, long rounds, long per_round, double *commit_ns,
-               double *compact_ns) {
+static int run(bool decimal, long series, long first, long rounds, long per_round,
+               double *commit_ns, double *compact_ns) {
   char dir[] = "/tmp/compact_cpu.XXXXXX", path[64];
   if (!mkdtemp(dir))
     return -1;
@@ -78,7 +80,8 @@ static int run(bool decimal, long series, long rounds, long per_round, double *c
   double c_ns = 0, k_ns = 0, c_n = 0, k_n = 0;
   for (long r = 0; rc == 0 && r < rounds; r++) {
     double before = others_ns();
-    for (long p = 0; rc == 0 && p < per_round / 10; p++) {
+    long packs = (r == 0 ? first : per_round) / 10;
+    for (long p = 0; rc == 0 && p < packs; p++) {
       for (long d = 0; rc == 0 && d < series; d++) {
         stor_reading_t pack[10];
         for (unsigned j = 0; j < 10; j++)
@@ -103,9 +106,9 @@ static int run(bool decimal, long series, long rounds, long per_round, double *c
     }
     if (getenv("COMPACT_CPU_DEBUG"))
       fprintf(stderr, "round %ld: %lld compacted\n", r, (long long)done);
-    c_ns += mid - before;
-    c_n += (double)(series * (per_round / 10) * 10);
     if (r > 0) { /* the first round makes the blocks the others merge into */
+      c_ns += mid - before;
+      c_n += (double)(series * packs * 10);
       k_ns += after - mid;
       k_n += (double)done;
     }
@@ -156,17 +159,19 @@ static void codec(bool decimal, double *enc_ns, double *dec_ns) {
 
 int main(int argc, char **argv) {
   long series = argc > 1 ? strtol(argv[1], NULL, 10) : 10000;
-  long rounds = argc > 2 ? strtol(argv[2], NULL, 10) : 16;
-  long per_round = argc > 3 ? strtol(argv[3], NULL, 10) : 10;
-  if (series <= 0 || rounds < 2 || rounds > 18 || per_round < 10) {
+  long first = argc > 2 ? strtol(argv[2], NULL, 10) : 100;
+  long rounds = argc > 3 ? strtol(argv[3], NULL, 10) : 16;
+  long per_round = argc > 4 ? strtol(argv[4], NULL, 10) : 10;
+  if (series <= 0 || first < 10 || rounds < 2 || rounds > 18 || per_round < 10 ||
+      per_round > first) {
     fprintf(stderr,
-            "usage: compact_cpu [SERIES [ROUNDS 2..18 [READINGS A SERIES A ROUND >= 10]]]\n");
+            "usage: compact_cpu [SERIES [FIRST >= 10 [ROUNDS 2..18 [PER_ROUND 10..FIRST]]]]\n");
     return 2;
   }
   log_threshold = LOG_LVL_WARN;
   double f[2][4];
   for (int d = 0; d < 2; d++) {
-    if (run(d, series, rounds, per_round, &f[d][0], &f[d][1]) != 0) {
+    if (run(d, series, first, rounds, per_round, &f[d][0], &f[d][1]) != 0) {
       fprintf(stderr, "compact_cpu: the %s run failed\n", d ? "decimal" : "whole-number");
       return 1;
     }
