@@ -218,25 +218,28 @@ static int64_t div_exact(const divisor_t *d, int64_t v) {
   return (int64_t)((uint64_t)(v >> d->k) * d->inv);
 }
 
-/* STOR_BLOCK_DEC's values once their divisor g and whether any c is not 0
- * (`any`) or beyond +-1 (`esc`) are known: one split a value. */
-static void dec_body(out_t *o, const stor_sample_t *s, size_t n, uint64_t g, bool any, bool esc) {
-  uint8_t codes[(STOR_BLOCK_MAX + 3) / 4];
+/* A value's hundredths when it has a split (in_hundredths): dec_split's q
+ * without c, which costs a division. */
+static inline int64_t dec_q(double v) { return round_half_away(v * 100.0); }
+
+static uint8_t code_of(int64_t c) { return c == 0 ? 0 : c == 1 ? 1 : c == -1 ? 2 : 3; }
+
+/* STOR_BLOCK_DEC's values once their divisor g and their 2-bit codes (NULL:
+ * every c is 0) are known; `esc`: a c beyond +-1, for which the values are
+ * split again. */
+static void dec_body(out_t *o, const stor_sample_t *s, size_t n, uint64_t g, const uint8_t *codes,
+                     bool esc) {
   divisor_t d;
   divisor_set(&d, g);
   put_varint(o, g);
-  int64_t q = 0, c = 0, prev = 0;
-  if (any)
-    memset(codes, 0, (n + 3) / 4);
+  int64_t q, c = 0, prev = 0;
   for (size_t i = 0; i < n; i++) {
-    dec_split(s[i].v, &q, &c);
+    q = dec_q(s[i].v);
     put_varint(o, zigzag(i == 0 ? q : div_exact(&d, q - prev)));
     prev = q;
-    if (c != 0)
-      codes[i / 4] |= (uint8_t)((c == 1 ? 1 : c == -1 ? 2 : 3) << (2 * (i % 4)));
   }
-  put_byte(o, any);
-  if (!any)
+  put_byte(o, codes != NULL);
+  if (!codes)
     return;
   for (size_t i = 0; i < (n + 3) / 4; i++)
     put_byte(o, codes[i]);
@@ -248,9 +251,11 @@ static void dec_body(out_t *o, const stor_sample_t *s, size_t n, uint64_t g, boo
 }
 
 static bool put_dec(out_t *o, const stor_sample_t *s, size_t n) {
+  uint8_t codes[(STOR_BLOCK_MAX + 3) / 4];
   int64_t q, c, prev = 0;
   uint64_t g = 0;
   bool any = false, esc = false;
+  memset(codes, 0, (n + 3) / 4);
   for (size_t i = 0; i < n; i++) {
     if (!dec_split(s[i].v, &q, &c))
       return false;
@@ -258,27 +263,30 @@ static bool put_dec(out_t *o, const stor_sample_t *s, size_t n) {
       g = gcd(g, abs64(q - prev)); /* both within 2^53 */
     any |= c != 0;
     esc |= c < -1 || c > 1;
+    codes[i / 4] |= (uint8_t)(code_of(c) << (2 * (i % 4)));
     prev = q;
   }
-  dec_body(o, s, n, g == 0 ? 1 : g, any, esc);
+  dec_body(o, s, n, g == 0 ? 1 : g, any ? codes : NULL, esc);
   return true;
 }
 
 /* What stor__block_encode needs to pick a mode: the bytes the values take
  * in each (0: the mode cannot hold them), from one pass over them and, when
- * their hundredths share a divisor g > 1, a second over the hundredths. */
+ * their hundredths share a divisor g > 1, a second over the hundredths; and
+ * STOR_BLOCK_DEC's 2-bit codes, in codes[(n + 3) / 4]. */
 typedef struct plan {
   size_t scaled, dec, xor;
   uint64_t g;    /* STOR_BLOCK_DEC's divisor */
   bool any, esc; /* STOR_BLOCK_DEC: a c not 0; a c beyond +-1 */
 } plan_t;
 
-static bool plan_values(const stor_sample_t *s, size_t n, plan_t *pl) {
+static bool plan_values(const stor_sample_t *s, size_t n, plan_t *pl, uint8_t *codes) {
   uint64_t prev_bits = 0;
   int64_t prev_q = 0, q0 = 0;
   size_t xor = 8, deltas = 0, esc = 0;
   bool dec = true, any = false;
   divisor_t d = {0};
+  memset(codes, 0, (n + 3) / 4);
   for (size_t i = 0; i < n; i++) {
     double v = s[i].v;
     if (!isfinite(v))
@@ -305,6 +313,7 @@ static bool plan_values(const stor_sample_t *s, size_t n, plan_t *pl) {
     prev_q = q;
     if (c != 0) {
       any = true;
+      codes[i / 4] |= (uint8_t)(code_of(c) << (2 * (i % 4)));
       if (c < -1 || c > 1)
         esc += varint_len(zigzag(c));
     }
@@ -317,8 +326,7 @@ static bool plan_values(const stor_sample_t *s, size_t n, plan_t *pl) {
     deltas = varint_len(zigzag(q0));
     prev_q = q0;
     for (size_t i = 1; i < n; i++) {
-      int64_t q = 0, c;
-      dec_split(s[i].v, &q, &c);
+      int64_t q = dec_q(s[i].v);
       deltas += varint_len(zigzag(div_exact(&d, q - prev_q)));
       prev_q = q;
     }
@@ -432,7 +440,8 @@ ssize_t stor__block_encode_mode(const stor_sample_t *s, size_t n, int mode, uint
 ssize_t stor__block_encode(const stor_sample_t *s, size_t n, uint8_t *buf, size_t cap) {
   out_t o = {.p = buf, .cap = buf ? cap : 0};
   plan_t pl;
-  if (put_head(s, n, STOR_BLOCK_SCALED2, &o) != 0 || !plan_values(s, n, &pl))
+  uint8_t codes[(STOR_BLOCK_MAX + 3) / 4];
+  if (put_head(s, n, STOR_BLOCK_SCALED2, &o) != 0 || !plan_values(s, n, &pl, codes))
     return -EINVAL;
   int mode = STOR_BLOCK_XOR2;
   size_t best = pl.xor ;
@@ -444,10 +453,18 @@ ssize_t stor__block_encode(const stor_sample_t *s, size_t n, uint8_t *buf, size_
     mode = STOR_BLOCK_SCALED2;
   if (o.cap > 0)
     o.p[0] = (uint8_t)mode;
-  if (mode == STOR_BLOCK_DEC)
-    dec_body(&o, s, n, pl.g, pl.any, pl.esc);
-  else
+  if (mode == STOR_BLOCK_DEC) {
+    dec_body(&o, s, n, pl.g, pl.any ? codes : NULL, pl.esc);
+  } else if (mode == STOR_BLOCK_SCALED2) { /* every value its hundredths: no check */
+    int64_t prev = 0;
+    for (size_t i = 0; i < n; i++) {
+      int64_t h = dec_q(s[i].v);
+      put_varint(&o, zigzag(h - prev));
+      prev = h;
+    }
+  } else {
     put_values(&o, s, n, mode);
+  }
   return o.full ? -ENOSPC : (ssize_t)o.len;
 }
 
@@ -462,7 +479,8 @@ static int get_dec(in_t *in, stor_sample_t *out, size_t count) {
     if (get_zigzag(in, &v) != 0)
       return -EBADMSG;
     if (i > 0) {
-      common = gcd(common, abs64(v));
+      if (common != 1) /* once 1, it stays 1 */
+        common = gcd(common, abs64(v));
       if (__builtin_mul_overflow(v, (int64_t)g, &v))
         return -EBADMSG;
     }
@@ -547,13 +565,13 @@ int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_
   } else if ((head & 0xf) == (STOR_BLOCK_SCALED & 0xf)) {
     int64_t h = 0;
     for (size_t i = 0; i < count; i++) {
-      int64_t back;
       if (get_zigzag(&in, &v) != 0 || __builtin_add_overflow(h, v, &h) || h > HUNDREDTHS_MAX ||
           h < -HUNDREDTHS_MAX)
         return -EBADMSG;
       out[i].v = (double)h / 100.0;
-      /* Large hundredths that no double holds exactly were never encoded. */
-      if (!hundredths(out[i].v, &back) || back != h)
+      /* Large hundredths that no double holds exactly were never encoded:
+       * the value must give h back (and then h / 100.0 is the value). */
+      if (!in_hundredths(out[i].v) || round_half_away(out[i].v * 100.0) != h)
         return -EBADMSG;
     }
   } else {
