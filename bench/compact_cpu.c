@@ -13,12 +13,14 @@
  * one before, over the same seconds, as bench/run.sh's runs each start a
  * day back: every series' step then merges its readings into the series'
  * block, which grows by PER_ROUND a round, as the bench's steps after its
- * first (c) run do. The same is done with values that decimal
- * arithmetic leaves a unit in the last place off (the demo site's: the codec's decimal mode).
- * Prints, per profile: commit_ns  the writer's CPU a reading for the commits (the process's CPU
- * less this thread's, which only queues) compact_ns the CPU a reading for the compaction (this
- * thread waits) and the codec alone on one core: encode_ns and decode_ns a reading of 1,000-reading
- * blocks. Ends with one `compact:` line of the figures. */
+ * first (c) run do. The same is done with values that decimal arithmetic
+ * leaves a unit in the last place off (the demo site's: the codec's
+ * decimal mode). For each it prints commit_ns, the writer's CPU a reading
+ * for the commits (the process's CPU less this thread's, which only
+ * queues), and compact_ns, the CPU a reading for the compaction (this
+ * thread waits), then the codec alone on one core, encode_ns and
+ * decode_ns a reading of blocks of 1,000. Ends with one `compact:` line of
+ * the figures. */
 #include "common/common.h"
 #include "protocol/protocol.h"
 #include "storage/storage.h"
@@ -104,8 +106,6 @@ static int run(bool decimal, long series, long first, long rounds, long per_roun
       rc = -1;
       break;
     }
-    if (getenv("COMPACT_CPU_DEBUG"))
-      fprintf(stderr, "round %ld: %lld compacted\n", r, (long long)done);
     if (r > 0) { /* the first round makes the blocks the others merge into */
       c_ns += mid - before;
       c_n += (double)(series * packs * 10);
