@@ -94,6 +94,10 @@ static int get_byte(in_t *in, uint8_t *b) {
 /* Canonical LEB128 of at most 64 bits: no byte after the last non-zero
  * group, and a tenth byte of at most 1. */
 static int get_varint(in_t *in, uint64_t *u) {
+  if (in->at < in->len && !(in->p[in->at] & 0x80)) { /* one byte: most of them */
+    *u = in->p[in->at++];
+    return 0;
+  }
   uint64_t v = 0;
   for (int shift = 0; shift < 70; shift += 7) {
     uint8_t b;
@@ -135,22 +139,39 @@ static double bits_dbl(uint64_t u) {
 /* Hundredths within 2^53, where every integer is a double. */
 #define HUNDREDTHS_MAX (INT64_C(1) << 53)
 
-bool stor__block_hundredths(double v, int64_t *h) {
-  if (!isfinite(v) || fabs(v) * 100.0 > (double)HUNDREDTHS_MAX || (v == 0 && signbit(v)))
+/* llround(x) for |x| <= 2^53, exactly, without the library call: the
+ * conversion truncates, and a double's fraction x - trunc(x) is exact, so
+ * comparing it with one half rounds halves away from zero as llround does. */
+static inline int64_t round_half_away(double x) {
+  int64_t t = (int64_t)x;
+  double f = x - (double)t;
+  return t + (f >= 0.5) - (f <= -0.5);
+}
+
+static inline bool in_hundredths(double v) {
+  return isfinite(v) && fabs(v) * 100.0 <= (double)HUNDREDTHS_MAX;
+}
+
+static inline bool hundredths(double v, int64_t *h) {
+  if (!in_hundredths(v) || (v == 0 && signbit(v)))
     return false; /* -0 would come back as 0 */
-  int64_t x = llround(v * 100.0);
+  int64_t x = round_half_away(v * 100.0);
   if ((double)x / 100.0 != v)
     return false;
   *h = x;
   return true;
 }
 
+bool stor__block_hundredths(double v, int64_t *h) { return hundredths(v, h); }
+
 /* The split of a value for STOR_BLOCK_DEC: false when v has none (not
- * finite, or too large for hundredths within 2^53). */
-static bool dec_split(double v, int64_t *q, int64_t *c) {
-  if (!isfinite(v) || fabs(v) * 100.0 > (double)HUNDREDTHS_MAX)
+ * finite, or too large for hundredths within 2^53). c is 0 exactly when v
+ * is its hundredths (STOR_BLOCK_SCALED's rule): the bit patterns differ
+ * for -0, which is no hundredths, and agree for every value that is. */
+static inline bool dec_split(double v, int64_t *q, int64_t *c) {
+  if (!in_hundredths(v))
     return false;
-  *q = llround(v * 100.0);
+  *q = round_half_away(v * 100.0);
   *c = (int64_t)(dbl_bits(v) - dbl_bits((double)*q / 100.0)); /* two's complement */
   return true;
 }
@@ -166,42 +187,151 @@ static uint64_t gcd(uint64_t a, uint64_t b) {
 
 static uint64_t abs64(int64_t v) { return v < 0 ? -(uint64_t)v : (uint64_t)v; }
 
+static size_t varint_len(uint64_t u) { return 1 + (size_t)(63 - __builtin_clzll(u | 1)) / 7; }
+
+/* Division by g >= 1 of numbers it divides, and the test whether it
+ * divides one, without a division instruction a value (Hacker's Delight
+ * 10-16, 10-17): g = m * 2^k with m odd; a multiple of 2^k divided by 2^k
+ * is a multiple of m exactly when its product with m's inverse modulo
+ * 2^64 is at most (2^64 - 1) / m, and that product is then the quotient. */
+typedef struct divisor {
+  uint64_t g, inv, lim;
+  int k;
+} divisor_t;
+
+static void divisor_set(divisor_t *d, uint64_t g) {
+  d->g = g;
+  d->k = __builtin_ctzll(g);
+  uint64_t m = g >> d->k, x = m; /* m * m = 1 mod 8: 3 bits, doubled each step */
+  for (int i = 0; i < 5; i++)
+    x *= 2 - m * x;
+  d->inv = x;
+  d->lim = UINT64_MAX / m;
+}
+
+static bool divides(const divisor_t *d, uint64_t a) {
+  return (a & ((UINT64_C(1) << d->k) - 1)) == 0 && (a >> d->k) * d->inv <= d->lim;
+}
+
+/* v / g for a v that g divides (two's complement throughout). */
+static int64_t div_exact(const divisor_t *d, int64_t v) {
+  return (int64_t)((uint64_t)(v >> d->k) * d->inv);
+}
+
+/* A value's hundredths when it has a split (in_hundredths): dec_split's q
+ * without c, which costs a division. */
+static inline int64_t dec_q(double v) { return round_half_away(v * 100.0); }
+
+static uint8_t code_of(int64_t c) { return c == 0 ? 0 : c == 1 ? 1 : c == -1 ? 2 : 3; }
+
+/* STOR_BLOCK_DEC's values once their divisor g and their 2-bit codes (NULL:
+ * every c is 0) are known; `esc`: a c beyond +-1, for which the values are
+ * split again. */
+static void dec_body(out_t *o, const stor_sample_t *s, size_t n, uint64_t g, const uint8_t *codes,
+                     bool esc) {
+  divisor_t d;
+  divisor_set(&d, g);
+  put_varint(o, g);
+  int64_t q, c = 0, prev = 0;
+  for (size_t i = 0; i < n; i++) {
+    q = dec_q(s[i].v);
+    put_varint(o, zigzag(i == 0 ? q : div_exact(&d, q - prev)));
+    prev = q;
+  }
+  put_byte(o, codes != NULL);
+  if (!codes)
+    return;
+  for (size_t i = 0; i < (n + 3) / 4; i++)
+    put_byte(o, codes[i]);
+  for (size_t i = 0; esc && i < n; i++) {
+    dec_split(s[i].v, &q, &c);
+    if (c < -1 || c > 1)
+      put_varint(o, zigzag(c));
+  }
+}
+
 static bool put_dec(out_t *o, const stor_sample_t *s, size_t n) {
+  uint8_t codes[(STOR_BLOCK_MAX + 3) / 4];
   int64_t q, c, prev = 0;
   uint64_t g = 0;
-  bool any = false;
+  bool any = false, esc = false;
+  memset(codes, 0, (n + 3) / 4);
   for (size_t i = 0; i < n; i++) {
     if (!dec_split(s[i].v, &q, &c))
       return false;
     if (i > 0)
       g = gcd(g, abs64(q - prev)); /* both within 2^53 */
     any |= c != 0;
+    esc |= c < -1 || c > 1;
+    codes[i / 4] |= (uint8_t)(code_of(c) << (2 * (i % 4)));
     prev = q;
   }
-  if (g == 0)
-    g = 1;
-  put_varint(o, g);
+  dec_body(o, s, n, g == 0 ? 1 : g, any ? codes : NULL, esc);
+  return true;
+}
+
+/* What stor__block_encode needs to pick a mode: the bytes the values take
+ * in each (0: the mode cannot hold them), from one pass over them and, when
+ * their hundredths share a divisor g > 1, a second over the hundredths; and
+ * STOR_BLOCK_DEC's 2-bit codes, in codes[(n + 3) / 4]. */
+typedef struct plan {
+  size_t scaled, dec, xor;
+  uint64_t g;    /* STOR_BLOCK_DEC's divisor */
+  bool any, esc; /* STOR_BLOCK_DEC: a c not 0; a c beyond +-1 */
+} plan_t;
+
+static bool plan_values(const stor_sample_t *s, size_t n, plan_t *pl, uint8_t *codes) {
+  uint64_t prev_bits = 0;
+  int64_t prev_q = 0, q0 = 0;
+  size_t xor = 8, deltas = 0, esc = 0;
+  bool dec = true, any = false;
+  divisor_t d = {0};
+  memset(codes, 0, (n + 3) / 4);
   for (size_t i = 0; i < n; i++) {
-    dec_split(s[i].v, &q, &c);
-    put_varint(o, zigzag(i == 0 ? q : (q - prev) / (int64_t)g));
-    prev = q;
-  }
-  put_byte(o, any);
-  if (!any)
-    return true;
-  for (size_t i = 0; i < n; i += 4) {
-    uint8_t b = 0;
-    for (size_t k = i; k < n && k < i + 4; k++) {
-      dec_split(s[k].v, &q, &c);
-      b |= (uint8_t)((c == 0 ? 0 : c == 1 ? 1 : c == -1 ? 2 : 3) << (2 * (k - i)));
+    double v = s[i].v;
+    if (!isfinite(v))
+      return false; /* no mode holds it */
+    uint64_t bits = dbl_bits(v), x = bits ^ prev_bits;
+    if (i > 0)
+      xor += x == 0 ? 1 : 9 - (size_t)(__builtin_clzll(x) / 8) - (size_t)(__builtin_ctzll(x) / 8);
+    prev_bits = bits;
+    int64_t q = 0, c = 0;
+    if (!dec || !dec_split(v, &q, &c)) {
+      dec = false;
+      continue;
     }
-    put_byte(o, b);
+    if (i == 0) {
+      q0 = q;
+      deltas += varint_len(zigzag(q));
+    } else {
+      int64_t dq = q - prev_q; /* both within 2^53 */
+      uint64_t a = abs64(dq);
+      deltas += varint_len(zigzag(dq));
+      if (a != 0 && d.g != 1 && (d.g == 0 || !divides(&d, a)))
+        divisor_set(&d, gcd(d.g, a));
+    }
+    prev_q = q;
+    if (c != 0) {
+      any = true;
+      codes[i / 4] |= (uint8_t)(code_of(c) << (2 * (i % 4)));
+      if (c < -1 || c > 1)
+        esc += varint_len(zigzag(c));
+    }
   }
-  for (size_t i = 0; i < n; i++) {
-    dec_split(s[i].v, &q, &c);
-    if (c < -1 || c > 1)
-      put_varint(o, zigzag(c));
+  *pl = (plan_t){.xor = xor, .any = any, .esc = esc > 0, .g = d.g == 0 ? 1 : d.g};
+  if (!dec)
+    return true;
+  pl->scaled = any ? 0 : deltas; /* every value its hundredths */
+  if (pl->g > 1) {               /* the deltas divided by g */
+    deltas = varint_len(zigzag(q0));
+    prev_q = q0;
+    for (size_t i = 1; i < n; i++) {
+      int64_t q = dec_q(s[i].v);
+      deltas += varint_len(zigzag(div_exact(&d, q - prev_q)));
+      prev_q = q;
+    }
   }
+  pl->dec = varint_len(pl->g) + deltas + 1 + (any ? (n + 3) / 4 + esc : 0);
   return true;
 }
 
@@ -250,9 +380,9 @@ static bool mode_known(int mode) {
          mode == STOR_BLOCK_XOR2 || mode == STOR_BLOCK_DEC;
 }
 
-/* Writes (or, past o->cap, counts) one block: 0, or -EINVAL when the
- * samples break the contract or a value cannot be written in `mode`. */
-static int encode(const stor_sample_t *s, size_t n, int mode, out_t *o) {
+/* Writes (or, past o->cap, counts) a block's mode byte, n and times: 0, or
+ * -EINVAL when the samples break the contract. */
+static int put_head(const stor_sample_t *s, size_t n, int mode, out_t *o) {
   if (!s || n == 0 || n > STOR_BLOCK_MAX || !mode_known(mode) || s[0].t_ms < 0)
     return -EINVAL;
   bool runs = mode >> 4 >= 2;
@@ -276,6 +406,15 @@ static int encode(const stor_sample_t *s, size_t n, int mode, out_t *o) {
       put_varint(o, r);
     }
   }
+  return 0;
+}
+
+/* Writes (or counts) one block: 0, or -EINVAL when the samples break the
+ * contract or a value cannot be written in `mode`. */
+static int encode(const stor_sample_t *s, size_t n, int mode, out_t *o) {
+  int rc = put_head(s, n, mode, o);
+  if (rc != 0)
+    return rc;
   return put_values(o, s, n, mode) ? 0 : -EINVAL;
 }
 
@@ -293,20 +432,40 @@ ssize_t stor__block_encode_mode(const stor_sample_t *s, size_t n, int mode, uint
   return o.full ? -ENOSPC : (ssize_t)o.len;
 }
 
+/* The times are the same bytes in every version 2 mode: they are written
+ * once, the values' sizes in each mode are worked out (plan_values), and
+ * the values are written in the smallest, the first of SCALED2, DEC and
+ * XOR2 on a tie: the bytes stor__block_encode_mode gives in the mode whose
+ * stor__block_size is least. */
 ssize_t stor__block_encode(const stor_sample_t *s, size_t n, uint8_t *buf, size_t cap) {
-  static const int order[] = {STOR_BLOCK_SCALED2, STOR_BLOCK_DEC, STOR_BLOCK_XOR2};
-  size_t best = 0;
-  int mode = -1;
-  for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
-    size_t len = stor__block_size(s, n, order[i]);
-    if (len > 0 && (best == 0 || len < best)) {
-      best = len;
-      mode = order[i];
-    }
-  }
-  if (mode < 0)
+  out_t o = {.p = buf, .cap = buf ? cap : 0};
+  plan_t pl;
+  uint8_t codes[(STOR_BLOCK_MAX + 3) / 4];
+  if (put_head(s, n, STOR_BLOCK_SCALED2, &o) != 0 || !plan_values(s, n, &pl, codes))
     return -EINVAL;
-  return stor__block_encode_mode(s, n, mode, buf, cap);
+  int mode = STOR_BLOCK_XOR2;
+  size_t best = pl.xor ;
+  if (pl.dec > 0 && pl.dec <= best) {
+    mode = STOR_BLOCK_DEC;
+    best = pl.dec;
+  }
+  if (pl.scaled > 0 && pl.scaled <= best)
+    mode = STOR_BLOCK_SCALED2;
+  if (o.cap > 0)
+    o.p[0] = (uint8_t)mode;
+  if (mode == STOR_BLOCK_DEC) {
+    dec_body(&o, s, n, pl.g, pl.any ? codes : NULL, pl.esc);
+  } else if (mode == STOR_BLOCK_SCALED2) { /* every value its hundredths: no check */
+    int64_t prev = 0;
+    for (size_t i = 0; i < n; i++) {
+      int64_t h = dec_q(s[i].v);
+      put_varint(&o, zigzag(h - prev));
+      prev = h;
+    }
+  } else {
+    put_values(&o, s, n, mode);
+  }
+  return o.full ? -ENOSPC : (ssize_t)o.len;
 }
 
 static int get_dec(in_t *in, stor_sample_t *out, size_t count) {
@@ -320,7 +479,8 @@ static int get_dec(in_t *in, stor_sample_t *out, size_t count) {
     if (get_zigzag(in, &v) != 0)
       return -EBADMSG;
     if (i > 0) {
-      common = gcd(common, abs64(v));
+      if (common != 1) /* once 1, it stays 1 */
+        common = gcd(common, abs64(v));
       if (__builtin_mul_overflow(v, (int64_t)g, &v))
         return -EBADMSG;
     }
@@ -349,7 +509,7 @@ static int get_dec(in_t *in, stor_sample_t *out, size_t count) {
     double x = bits_dbl(dbl_bits((double)qi / 100.0) + (uint64_t)c);
     /* Canonical: the value splits back into the same q (and so the same
      * c, taken from the same q / 100.0). */
-    if (!isfinite(x) || fabs(x) * 100.0 > (double)HUNDREDTHS_MAX || llround(x * 100.0) != qi)
+    if (!in_hundredths(x) || round_half_away(x * 100.0) != qi)
       return -EBADMSG;
     out[i].v = x;
   }
@@ -405,13 +565,13 @@ int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_
   } else if ((head & 0xf) == (STOR_BLOCK_SCALED & 0xf)) {
     int64_t h = 0;
     for (size_t i = 0; i < count; i++) {
-      int64_t back;
       if (get_zigzag(&in, &v) != 0 || __builtin_add_overflow(h, v, &h) || h > HUNDREDTHS_MAX ||
           h < -HUNDREDTHS_MAX)
         return -EBADMSG;
       out[i].v = (double)h / 100.0;
-      /* Large hundredths that no double holds exactly were never encoded. */
-      if (!stor__block_hundredths(out[i].v, &back) || back != h)
+      /* Large hundredths that no double holds exactly were never encoded:
+       * the value must give h back (and then h / 100.0 is the value). */
+      if (!in_hundredths(out[i].v) || round_half_away(out[i].v * 100.0) != h)
         return -EBADMSG;
     }
   } else {

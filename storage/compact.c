@@ -171,43 +171,6 @@ int stor__block_has(stor_db_t *db, stor_blk_seen_t *c, int64_t series, int64_t t
   return rc == SQLITE_OK ? has : -rc;
 }
 
-/* Writes samples s[0..n) (ascending, unique) of `series` as blocks. */
-static int blocks_put(stor_db_t *db, int64_t series, const stor_sample_t *s, size_t n) {
-  int rc = SQLITE_OK;
-  uint8_t *buf = NULL;
-  for (size_t at = 0; rc == SQLITE_OK && at < n;) {
-    /* At most STOR_BLOCK_MAX readings over at most STOR_BLOCK_SPAN_MS, so
-     * retention can drop a block soon after its readings age out. */
-    size_t k = 1;
-    while (at + k < n && k < STOR_BLOCK_MAX && s[at + k].t_ms - s[at].t_ms <= STOR_BLOCK_SPAN_MS)
-      k++;
-    size_t cap = 32 + k * 20; /* worst case: 10 B a time, 9 a value */
-    uint8_t *grown = realloc(buf, cap);
-    if (!grown) {
-      rc = SQLITE_NOMEM;
-      break;
-    }
-    buf = grown;
-    ssize_t len = stor__block_encode(s + at, k, buf, cap);
-    if (len < 0) {
-      rc = SQLITE_INTERNAL; /* the tail holds only valid readings */
-      break;
-    }
-    sqlite3_stmt *st = db->s_blk_put;
-    sqlite3_bind_int64(st, 1, series);
-    sqlite3_bind_int64(st, 2, s[at].t_ms);
-    sqlite3_bind_int64(st, 3, s[at + k - 1].t_ms);
-    sqlite3_bind_int64(st, 4, (int64_t)k);
-    sqlite3_bind_blob(st, 5, buf, (int)len, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-    at += k;
-  }
-  free(buf);
-  return rc;
-}
-
 /* Appends samples to a growing array. */
 typedef struct samples {
   stor_sample_t *s;
@@ -228,21 +191,95 @@ static bool samples_room(samples_t *a, size_t more) {
   return true;
 }
 
+/* What a step's series share, so that each does not allocate its own: the
+ * new samples of one series, the old ones of the blocks it merges with,
+ * their merge, the blocks' keys and the encoder's output. */
+typedef struct scratch {
+  samples_t one, old, merged;
+  int64_t *t0s;
+  size_t t0_cap;
+  uint8_t *buf;
+  size_t buf_cap;
+} scratch_t;
+
+static void scratch_free(scratch_t *w) {
+  free(w->one.s);
+  free(w->old.s);
+  free(w->merged.s);
+  free(w->t0s);
+  free(w->buf);
+}
+
+/* Writes samples s[0..n) (ascending, unique) of `series` as blocks. */
+static int blocks_put(stor_db_t *db, scratch_t *w, int64_t series, const stor_sample_t *s,
+                      size_t n) {
+  int rc = SQLITE_OK;
+  for (size_t at = 0; rc == SQLITE_OK && at < n;) {
+    /* At most STOR_BLOCK_MAX readings over at most STOR_BLOCK_SPAN_MS, so
+     * retention can drop a block soon after its readings age out. */
+    size_t k = 1;
+    while (at + k < n && k < STOR_BLOCK_MAX && s[at + k].t_ms - s[at].t_ms <= STOR_BLOCK_SPAN_MS)
+      k++;
+    size_t cap = 32 + k * 20; /* worst case: 10 B a time, 9 a value */
+    if (cap > w->buf_cap) {
+      uint8_t *grown = realloc(w->buf, cap);
+      if (!grown) {
+        rc = SQLITE_NOMEM;
+        break;
+      }
+      w->buf = grown;
+      w->buf_cap = cap;
+    }
+    ssize_t len = stor__block_encode(s + at, k, w->buf, w->buf_cap);
+    if (len < 0) {
+      rc = SQLITE_INTERNAL; /* the tail holds only valid readings */
+      break;
+    }
+    sqlite3_stmt *st = db->s_blk_put;
+    sqlite3_bind_int64(st, 1, series);
+    sqlite3_bind_int64(st, 2, s[at].t_ms);
+    sqlite3_bind_int64(st, 3, s[at + k - 1].t_ms);
+    sqlite3_bind_int64(st, 4, (int64_t)k);
+    sqlite3_bind_blob(st, 5, w->buf, (int)len, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    at += k;
+  }
+  return rc;
+}
+
 static int cmp_sample(const void *a, const void *b) {
   const stor_sample_t *x = a, *y = b;
   return (x->t_ms > y->t_ms) - (x->t_ms < y->t_ms);
 }
 
+/* Decodes the block in column 3 of `st`, whose readings are counted in
+ * column 2, onto the end of `a`. */
+static int block_append(sqlite3_stmt *st, samples_t *a) {
+  const uint8_t *data = sqlite3_column_blob(st, 3);
+  size_t len = (size_t)sqlite3_column_bytes(st, 3), k = 0;
+  int64_t cap = sqlite3_column_int64(st, 2);
+  if (cap <= 0 || cap > STOR_BLOCK_MAX)
+    return SQLITE_CORRUPT;
+  if (!samples_room(a, (size_t)cap))
+    return SQLITE_NOMEM;
+  if (stor__block_decode(data, len, a->s + a->n, (size_t)cap, &k, NULL) != 0)
+    return SQLITE_CORRUPT;
+  a->n += k;
+  return SQLITE_OK;
+}
+
 /* Writes one series' new samples s[0..n) (ascending, unique), merged with
  * the blocks they overlap and a small last block before them. *dropped
  * counts new samples a block held already. */
-static int series_compact(stor_db_t *db, int64_t series, const stor_sample_t *s, size_t n,
-                          int64_t *dropped) {
+static int series_compact(stor_db_t *db, scratch_t *w, int64_t series, const stor_sample_t *s,
+                          size_t n, int64_t *dropped) {
   sqlite3_stmt *st = db->s_blk_near;
-  samples_t old = {0};
-  int64_t *t0s = NULL; /* the blocks merged */
-  size_t ndel = 0, del_cap = 0;
+  samples_t *old = &w->old, *m = &w->merged;
+  size_t ndel = 0;
   int rc;
+  old->n = 0;
   sqlite3_bind_int64(st, 1, series);
   sqlite3_bind_int64(st, 2, s[n - 1].t_ms);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -253,75 +290,60 @@ static int series_compact(stor_db_t *db, int64_t series, const stor_sample_t *s,
     if (!overlaps && (bn >= STOR_BLOCK_SMALL ||
                       s[n - 1].t_ms - sqlite3_column_int64(st, 0) > STOR_BLOCK_SPAN_MS))
       break;
-    if (ndel == del_cap) {
-      size_t want = del_cap ? del_cap * 2 : 8;
-      int64_t *grown = realloc(t0s, want * sizeof(*grown));
+    if (ndel == w->t0_cap) {
+      size_t want = w->t0_cap ? w->t0_cap * 2 : 8;
+      int64_t *grown = realloc(w->t0s, want * sizeof(*grown));
       if (!grown) {
         rc = SQLITE_NOMEM;
         break;
       }
-      t0s = grown;
-      del_cap = want;
+      w->t0s = grown;
+      w->t0_cap = want;
     }
-    stor_sample_t *b = NULL;
-    size_t k = 0;
-    if ((rc = block_load(st, 3, &b, &k)) != SQLITE_OK)
+    if ((rc = block_append(st, old)) != SQLITE_OK)
       break;
-    if (!samples_room(&old, k)) {
-      free(b);
-      rc = SQLITE_NOMEM;
-      break;
-    }
-    memcpy(old.s + old.n, b, k * sizeof(*b));
-    old.n += k;
-    free(b);
-    t0s[ndel++] = sqlite3_column_int64(st, 0);
+    w->t0s[ndel++] = sqlite3_column_int64(st, 0);
     if (!overlaps)
       break; /* the small block before the new samples: nothing older */
   }
   sqlite3_reset(st);
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE && rc != SQLITE_OK) {
-    free(old.s);
-    free(t0s);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE && rc != SQLITE_OK)
     return rc;
-  }
   rc = SQLITE_OK;
-  if (ndel == 0) {
-    free(t0s);
-    return blocks_put(db, series, s, n);
-  }
+  if (ndel == 0)
+    return blocks_put(db, w, series, s, n);
 
   for (size_t i = 0; rc == SQLITE_OK && i < ndel; i++) {
     sqlite3_bind_int64(db->s_blk_del, 1, series);
-    sqlite3_bind_int64(db->s_blk_del, 2, t0s[i]);
+    sqlite3_bind_int64(db->s_blk_del, 2, w->t0s[i]);
     rc = sqlite3_step(db->s_blk_del);
     sqlite3_reset(db->s_blk_del);
     rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
   }
-  /* The old samples (each block ascending, blocks newest first) sorted,
-   * then merged with the new ones; on a tie the block's copy stays. */
-  samples_t m = {0};
-  if (rc == SQLITE_OK && !samples_room(&m, old.n + n))
+  /* The old samples (each block ascending, blocks newest first: sorted
+   * already when there is one) sorted, then merged with the new ones; on a
+   * tie the block's copy stays. */
+  m->n = 0;
+  if (rc == SQLITE_OK && !samples_room(m, old->n + n))
     rc = SQLITE_NOMEM;
   if (rc == SQLITE_OK) {
-    qsort(old.s, old.n, sizeof(*old.s), cmp_sample);
+    if (ndel > 1)
+      qsort(old->s, old->n, sizeof(*old->s), cmp_sample);
     size_t i = 0, j = 0;
-    while (i < old.n || j < n) {
-      if (j == n || (i < old.n && old.s[i].t_ms < s[j].t_ms)) {
-        m.s[m.n++] = old.s[i++];
-      } else if (i == old.n || s[j].t_ms < old.s[i].t_ms) {
-        m.s[m.n++] = s[j++];
+    const stor_sample_t *o = old->s;
+    while (i < old->n || j < n) {
+      if (j == n || (i < old->n && o[i].t_ms < s[j].t_ms)) {
+        m->s[m->n++] = o[i++];
+      } else if (i == old->n || s[j].t_ms < o[i].t_ms) {
+        m->s[m->n++] = s[j++];
       } else {
-        m.s[m.n++] = old.s[i++];
+        m->s[m->n++] = o[i++];
         j++;
         ++*dropped;
       }
     }
-    rc = blocks_put(db, series, m.s, m.n);
+    rc = blocks_put(db, w, series, m->s, m->n);
   }
-  free(m.s);
-  free(old.s);
-  free(t0s);
   return rc;
 }
 
@@ -330,6 +352,36 @@ static int cmp_row(const void *a, const void *b) {
   if (x->series != y->series)
     return x->series < y->series ? -1 : 1;
   return (x->t > y->t) - (x->t < y->t);
+}
+
+/* The rows' order by series, each series' rows in the order read: a
+ * counting sort, stable, over the series ids (the series table's rowids,
+ * dense). The tail gives its rows in time order, so each series' readings
+ * come out ascending but where a late reading's pack overlaps another.
+ * Ids far beyond the rows' count are sorted by comparison instead. NULL
+ * when out of memory. */
+static uint32_t *order_by_series(row_t *rows, size_t n, uint32_t max) {
+  uint32_t *order = malloc(n * sizeof(*order)), *pos = NULL;
+  if (!order)
+    return NULL;
+  if (max > 4 * n + 65536) {
+    qsort(rows, n, sizeof(*rows), cmp_row);
+    for (size_t i = 0; i < n; i++)
+      order[i] = (uint32_t)i;
+    return order;
+  }
+  if (!(pos = calloc((size_t)max + 2, sizeof(*pos)))) {
+    free(order);
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++)
+    pos[rows[i].series + 1]++;
+  for (size_t s = 1; s <= (size_t)max + 1; s++)
+    pos[s] += pos[s - 1];
+  for (size_t i = 0; i < n; i++)
+    order[pos[rows[i].series]++] = (uint32_t)i;
+  free(pos);
+  return order;
 }
 
 static int step_done(sqlite3_stmt *st) {
@@ -351,6 +403,7 @@ static int one_int(sqlite3_stmt *st, int64_t *v, bool *found) {
 
 int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
   row_t *rows = NULL;
+  uint32_t *order = NULL, max_series = 0;
   size_t nrows = 0, cap = 0;
   int64_t min_t = 0, dropped = 0, done = 0;
   bool found = false;
@@ -408,6 +461,8 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
       cap = want;
     }
     uint32_t series = (uint32_t)sqlite3_column_int64(st, 0);
+    if (series > max_series)
+      max_series = series;
     for (size_t i = 0; i < k; i++)
       rows[nrows++] = (row_t){.series = series, .t = p[i].t_ms, .v = p[i].v};
   }
@@ -415,30 +470,42 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
   if (rc != SQLITE_DONE)
     goto end;
   rc = SQLITE_OK;
-  if (nrows > 1)
-    qsort(rows, nrows, sizeof(*rows), cmp_row);
+  if (nrows > 0 && !(order = order_by_series(rows, nrows, max_series)))
+    rc = SQLITE_NOMEM;
 
-  samples_t one = {0};
+  scratch_t w = {0};
+  samples_t *one = &w.one;
   for (size_t i = 0; rc == SQLITE_OK && i < nrows;) {
+    uint32_t series = rows[order[i]].series;
     size_t j = i;
-    one.n = 0;
-    while (j < nrows && rows[j].series == rows[i].series)
+    while (j < nrows && rows[order[j]].series == series)
       j++;
-    if (!samples_room(&one, j - i)) {
+    one->n = 0;
+    if (!samples_room(one, j - i)) {
       rc = SQLITE_NOMEM;
       break;
     }
+    bool sorted = true;
     for (size_t k = i; k < j; k++) {
-      if (one.n > 0 && one.s[one.n - 1].t_ms == rows[k].t) {
+      const row_t *r = &rows[order[k]];
+      sorted &= one->n == 0 || one->s[one->n - 1].t_ms <= r->t;
+      one->s[one->n++] = (stor_sample_t){.t_ms = r->t, .v = r->v};
+    }
+    if (!sorted) /* a late reading's pack overlaps another of the series */
+      qsort(one->s, one->n, sizeof(*one->s), cmp_sample);
+    size_t kept = 0;
+    for (size_t k = 0; k < one->n; k++) {
+      if (kept > 0 && one->s[kept - 1].t_ms == one->s[k].t_ms) {
         ++dropped; /* in two packs, which the batch's check prevents: once */
         continue;
       }
-      one.s[one.n++] = (stor_sample_t){.t_ms = rows[k].t, .v = rows[k].v};
+      one->s[kept++] = one->s[k];
     }
-    rc = series_compact(db, rows[i].series, one.s, one.n, &dropped);
+    one->n = kept;
+    rc = series_compact(db, &w, series, one->s, one->n, &dropped);
     i = j;
   }
-  free(one.s);
+  scratch_free(&w);
   if (rc == SQLITE_OK) {
     sqlite3_bind_int64(db->s_tail_del, 1, cut);
     rc = step_done(db->s_tail_del);
@@ -454,6 +521,7 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
 
 end:
   stor__pages_free(rows, cap * sizeof(*rows));
+  free(order);
   if (rc == SQLITE_OK)
     rc = step_done(db->s_commit);
   if (rc == SQLITE_OK)

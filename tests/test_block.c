@@ -339,6 +339,115 @@ static void packs_keep_to_their_span_and_size(void **state) {
   assert_int_equal(stor__pack_decode(-1, buf, (size_t)len, out, &n), -EBADMSG);
 }
 
+/* Whole numbers in steps of 7 (sitesim load's values move so): the
+ * hundredths' deltas share 700, so the decimal mode writes them a byte each
+ * where the scaled mode takes two; with the divisor's own two bytes it is
+ * still the smaller from five readings on. */
+static void whole_numbers_in_steps_of_seven_are_decimal_mode_with_divisor_700(void **state) {
+  (void)state;
+  const stor_sample_t s[] = {{0, 30.0}, {1000, 37.0}, {2000, 44.0}, {3000, 51.0}, {4000, 58.0}};
+  const uint8_t want[] = {
+      0x22,                   /* version 2, decimal */
+      0x05,                   /* n */
+      0x00,                   /* t0 0 */
+      0xd0, 0x0f,             /* +1000 */
+      0x00, 0x02,             /* a run of three delta-of-deltas 0 */
+      0xbc, 0x05,             /* g 700 = 0x2bc: 0x3c|0x80, 0x05 */
+      0xf0, 0x2e,             /* q0 3000: zigzag 6000 = 0x1770: 0x70|0x80, 0x2e */
+      0x02,                   /* +1 (x 700) */
+      0x02, 0x02, 0x02, 0x00, /* no corrections */
+  };
+  expect_bytes(s, 5, want, sizeof(want));
+  /* The scaled mode, which would have been one byte longer: each +700 is
+   * zigzag 1400 = 0x578, two bytes 0xf8 0x0a. */
+  assert_int_equal(stor__block_size(s, 5, STOR_BLOCK_SCALED2), sizeof(want) + 1);
+  /* Three readings: the scaled mode (6 value bytes against 7). */
+  uint8_t buf[64];
+  ssize_t len = stor__block_encode(s, 3, buf, sizeof(buf));
+  assert_int_equal(len, stor__block_size(s, 3, STOR_BLOCK_SCALED2));
+  assert_int_equal(buf[0], STOR_BLOCK_SCALED2);
+  assert_int_equal(stor__block_size(s, 3, STOR_BLOCK_DEC), (size_t)len + 1);
+}
+
+/* stor__block_encode works the three modes' sizes out in one pass instead
+ * of encoding in each: its bytes must be those of the mode with the fewest
+ * (the first of SCALED2, DEC and XOR2 on a tie), which stor__block_size
+ * measures by encoding. Blocks of every kind of value the modes split on:
+ * whole numbers, hundredths, tenths a unit in the last place off, escaped
+ * corrections, -0, values beyond hundredths' 2^53, and arbitrary doubles. */
+static void the_encoder_writes_the_smallest_of_the_three_modes(void **state) {
+  (void)state;
+  enum { N = 300, KINDS = 9 };
+  static stor_sample_t s[N];
+  static uint8_t buf[32 + N * 20], want[32 + N * 20];
+  static const int modes[] = {STOR_BLOCK_SCALED2, STOR_BLOCK_DEC, STOR_BLOCK_XOR2};
+  int chosen[3] = {0};
+  uint64_t x = 88172645463325252u; /* xorshift64 */
+  for (int round = 0; round < 400; round++) {
+    int kind = round % KINDS;
+    size_t n = 1 + (size_t)(round * 37 % N);
+    int64_t t = 0;
+    for (size_t i = 0; i < n; i++) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      t += 1 + (int64_t)(x % 4 == 0 ? x % 5000 : 1000);
+      int64_t k = (int64_t)(x >> 40) % 2000 - 1000;
+      double v;
+      switch (kind) {
+      case 0:
+        v = 30.0 + (double)(k % 120);
+        break; /* whole */
+      case 1:
+        v = (double)k / 100.0;
+        break; /* hundredths */
+      case 2:
+        v = (double)(400 + k % 64) * 0.1;
+        break; /* tenths, a unit off */
+      case 3:
+        v = i % 5 == 0 ? (double)(float)(k * 0.1) : k * 0.1;
+        break; /* escapes */
+      case 4:
+        v = i % 7 == 0 ? -0.0 : (double)k;
+        break; /* -0: no hundredths */
+      case 5:
+        v = i % 11 == 0 ? 1e300 : (double)k * 0.5;
+        break; /* beyond 2^53 / 100 */
+      case 6:
+        v = (double)(k % 3) * 1000.0;
+        break; /* few levels */
+      case 7:
+        v = 20.0;
+        break; /* constant */
+      default: {
+        uint64_t bits = x * 0x9E3779B97F4A7C15u;
+        memcpy(&v, &bits, sizeof(v));
+        if (!isfinite(v))
+          v = (double)k;
+      }
+      }
+      s[i] = (stor_sample_t){.t_ms = t, .v = v};
+    }
+    size_t best = 0;
+    int pick = -1;
+    for (int m = 0; m < 3; m++) {
+      size_t len = stor__block_size(s, n, modes[m]);
+      if (len > 0 && (best == 0 || len < best)) {
+        best = len;
+        pick = m;
+      }
+    }
+    assert_true(pick >= 0);
+    chosen[pick]++;
+    assert_int_equal(stor__block_encode_mode(s, n, modes[pick], want, sizeof(want)), (ssize_t)best);
+    assert_int_equal(stor__block_encode(s, n, buf, sizeof(buf)), (ssize_t)best);
+    assert_memory_equal(buf, want, best);
+    /* Counting only, and a buffer a byte short. */
+    assert_int_equal(stor__block_encode(s, n, NULL, 0), -ENOSPC);
+    assert_int_equal(stor__block_encode(s, n, buf, best - 1), -ENOSPC);
+  }
+  for (int m = 0; m < 3; m++)
+    assert_true(chosen[m] > 0); /* each mode was the smallest somewhere */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(scaled_block_of_three_readings_a_second_apart_is_eleven_bytes),
@@ -354,6 +463,8 @@ int main(void) {
       cmocka_unit_test(decoder_refuses_damaged_blocks),
       cmocka_unit_test(a_pack_is_a_block_with_times_from_its_row),
       cmocka_unit_test(packs_keep_to_their_span_and_size),
+      cmocka_unit_test(whole_numbers_in_steps_of_seven_are_decimal_mode_with_divisor_700),
+      cmocka_unit_test(the_encoder_writes_the_smallest_of_the_three_modes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
