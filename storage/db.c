@@ -312,18 +312,22 @@ static int64_t compact_turn(stor_db_t *db, int64_t cut) {
  * MB of blocks) it can be most of a young file, and with auto_vacuum =
  * INCREMENTAL (schema.c) it is given back: once the free list holds
  * STOR_VACUUM_MIN_PAGES and a STOR_VACUUM_SHARE-th of the file, whenever
- * nothing is queued, STOR_VACUUM_CHUNK pages a transaction, and all of it
- * at close. Each page given back is a page moved from the end of the file
- * (written to the WAL and checkpointed), so a smaller free list waits to
- * be reused. */
+ * nothing is queued, STOR_VACUUM_CHUNK pages a transaction; and at close
+ * all of it, whatever its size (once per stop, at most a page moved per
+ * page given back: a file left for a copy, a backup or the next start
+ * holds no more than it needs). Each page given back is a page moved from
+ * the end of the file (written to the WAL and checkpointed), so while the
+ * writer runs a smaller free list waits to be reused. */
 
-/* Writer (or the closing thread): whether the free list is to be given
- * back. */
-static bool vacuum_due(stor_db_t *db) {
+/* Writer: whether the free list is to be given back; at close whatever
+ * its size. */
+static bool vacuum_due(stor_db_t *db, bool closing) {
   int64_t pages = 0, free_pages = 0;
   if (!db->incremental || stor__query_int(db->db, "PRAGMA freelist_count", &free_pages) != 0 ||
       stor__query_int(db->db, "PRAGMA page_count", &pages) != 0)
     return false;
+  if (closing)
+    return free_pages > 0;
   return free_pages >= db->vacuum_min && free_pages * STOR_VACUUM_SHARE >= pages;
 }
 
@@ -377,7 +381,7 @@ static void close_tidy(stor_db_t *db) {
       log_warn("%s: compaction at close: %s; the next start goes on with it", db->path,
                strerror((int)-rc));
   }
-  if (vacuum_due(db))
+  if (vacuum_due(db, true))
     vacuum_step(db, 0);
 }
 
@@ -436,7 +440,7 @@ static void *writer_main(void *arg) {
     if (!due && db->count == 0 && !db->stopping && !db->ret.active && db->incremental &&
         now >= db->next_vacuum_check) {
       pthread_mutex_unlock(&db->mu);
-      bool more = vacuum_due(db) && vacuum_step(db, STOR_VACUUM_CHUNK) == 0;
+      bool more = vacuum_due(db, false) && vacuum_step(db, STOR_VACUUM_CHUNK) == 0;
       pthread_mutex_lock(&db->mu);
       if (!more)
         db->next_vacuum_check = sg_mono_ms() + STOR_COMPACT_CHECK_MS;

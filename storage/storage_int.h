@@ -357,9 +357,10 @@ int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_
 #define STOR_COMPACT_CHECK_MS (60 * 1000)    /* the age is looked at this often */
 /* Free pages given back (db.c; the database has auto_vacuum = INCREMENTAL,
  * schema.c): when nothing is queued, or at close, and the free list holds
- * at least STOR_VACUUM_MIN_PAGES and a STOR_VACUUM_SHARE-th of the file,
- * STOR_VACUUM_CHUNK pages a transaction. Below that they wait for the next
- * tail growth or blocks to reuse them: moving pages costs writes. */
+ * at least STOR_VACUUM_MIN_PAGES and a STOR_VACUUM_SHARE-th of the file
+ * (at close, whatever its size), STOR_VACUUM_CHUNK pages a transaction.
+ * Below that they wait for the next tail growth or blocks to reuse them:
+ * moving pages costs writes. */
 #define STOR_VACUUM_MIN_PAGES 4096
 #define STOR_VACUUM_SHARE 4
 #define STOR_VACUUM_CHUNK 1024

@@ -996,6 +996,55 @@ static void close_compacts_a_tail_a_step_long_and_gives_its_pages_back(void **st
   free(ids);
 }
 
+/* At close the free list goes back whatever its share of the file (while
+ * the writer runs, only once it is a quarter of it): here the writer
+ * compacts old readings on its own and frees their tail pages, in a file
+ * that devices with long names make large. */
+static void close_gives_free_pages_back_whatever_their_share(void **state) {
+  fx_t *f = *state;
+  open_db(f);
+  stor__test_vacuum_min(f->db, INT64_MAX);
+  enum { DEVICES = 2000, OLD = 40, BALLAST = 10000 };
+  uint32_t ids[DEVICES];
+  many_devices(f, ids, DEVICES);
+  {
+    char(*names)[201] = calloc(BALLAST, sizeof(*names));
+    const char **ptrs = calloc(BALLAST, sizeof(*ptrs));
+    uint32_t *bids = calloc(BALLAST, sizeof(*bids));
+    assert_true(names && ptrs && bids);
+    for (int k = 0; k < BALLAST; k++) {
+      snprintf(names[k], sizeof(names[k]), "%0200d", k);
+      ptrs[k] = names[k];
+    }
+    assert_int_equal(stor_device_ids(f->db, ptrs, BALLAST, bids), 0);
+    free(names);
+    free(ptrs);
+    free(bids);
+  }
+  stor_reading_t r[DEVICES];
+  for (int i = 0; i < OLD; i++) { /* a commit each: tail rows of one reading */
+    for (int k = 0; k < DEVICES; k++)
+      r[k] = rd(ids[k], PROTO_Q_PM10, T0 + i * 1000LL, k % 100);
+    assert_int_equal(stor_append(f->db, r, DEVICES), 0);
+    wait_committed(f, (uint64_t)(i + 1) * DEVICES);
+  }
+  assert_int_equal(stor_flush(f->db), 0); /* rolled up: the writer compacts them (old) */
+  for (int waited = 0; db_int(f->path, "SELECT count(*) FROM tail") > 0; waited++) {
+    if (waited >= 10000)
+      fail_msg("the writer did not compact the old readings");
+    sleep_ms(1);
+  }
+  int64_t pages = db_int(f->path, "PRAGMA page_count");
+  int64_t freed = db_int(f->path, "PRAGMA freelist_count");
+  assert_true(freed >= 64 && freed * STOR_VACUUM_SHARE < pages);
+  stor__test_vacuum_min(f->db, 64);
+  close_db(f);
+  assert_int_equal(db_int(f->path, "PRAGMA freelist_count"), 0);
+  assert_true(db_int(f->path, "PRAGMA page_count") <= pages - freed);
+  assert_int_equal(db_int(f->path, "SELECT sum(n) FROM block"), OLD * DEVICES);
+  check_integrity(f);
+}
+
 static void retention_deletes_old_raw_rows_and_keeps_rollups(void **state) {
   fx_t *f = *state;
   stor_options_t o = defaults(f);
@@ -1988,6 +2037,7 @@ int main(void) {
       T(compaction_of_many_series_reads_back_every_reading),
       T(free_pages_go_back_when_the_writer_is_idle),
       T(close_compacts_a_tail_a_step_long_and_gives_its_pages_back),
+      T(close_gives_free_pages_back_whatever_their_share),
       T(retention_deletes_old_raw_rows_and_keeps_rollups),
       T(retention_writes_pending_rollups_before_deleting_their_raw_rows),
       T(disk_full_refuses_appends_keeps_accepted_readings_and_resumes),
