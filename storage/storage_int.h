@@ -328,10 +328,11 @@ int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_
  * deletes them, a step of at most about STOR_COMPACT_ROWS readings at a
  * time. It starts a step when the tail holds STOR_COMPACT_ROWS readings or
  * its oldest row is STOR_COMPACT_AGE_MS old, taking then every row older
- * than STOR_COMPACT_KEEP_MS. (Not at close: measured with
- * bench/written.sh, compacting 90,000 fresh readings at stop wrote 36 more
- * bytes a reading, the tail's range delete dirtying its leaves, and left
- * the file larger, its freed tail pages included.) A series' last block
+ * than STOR_COMPACT_KEEP_MS. At close only a tail of STOR_COMPACT_ROWS
+ * readings or more, due for a step anyway, is compacted, and the pages it
+ * freed given back (db.c, close_tidy): compacting 90,000 fresh readings at
+ * stop wrote 36 more bytes a reading (bench/written.sh), the tail's range
+ * delete dirtying its leaves. A series' last block
  * with fewer than STOR_BLOCK_SMALL readings is extended rather than
  * followed by another small one; a reading into an already compacted span
  * (late) is merged into the block it falls in.
@@ -354,6 +355,15 @@ int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_
 #define STOR_BLOCK_SMALL 1024
 #define STOR_BLOCK_SPAN_MS (6 * 3600 * 1000) /* the time a block may span */
 #define STOR_COMPACT_CHECK_MS (60 * 1000)    /* the age is looked at this often */
+/* Free pages given back (db.c; the database has auto_vacuum = INCREMENTAL,
+ * schema.c): when nothing is queued, or at close, and the free list holds
+ * at least STOR_VACUUM_MIN_PAGES and a STOR_VACUUM_SHARE-th of the file
+ * (at close, whatever its size), STOR_VACUUM_CHUNK pages a transaction.
+ * Below that they wait for the next tail growth or blocks to reuse them:
+ * moving pages costs writes. */
+#define STOR_VACUUM_MIN_PAGES 4096
+#define STOR_VACUUM_SHARE 4
+#define STOR_VACUUM_CHUNK 1024
 
 /* Prepares the compactor's statements and reads the tail's size. */
 int stor__compact_open(stor_db_t *db);
@@ -462,6 +472,9 @@ struct stor_db {
   uint64_t next_compact_check;
   uint64_t compact_failed_until; /* after a failed step, monotonic ms */
   uint64_t compacted;            /* readings compacted since open (stats) */
+  bool incremental;              /* auto_vacuum = INCREMENTAL: free pages can be given back */
+  int64_t vacuum_min;            /* STOR_VACUUM_MIN_PAGES; tests lower it */
+  uint64_t next_vacuum_check;    /* monotonic ms */
   uint32_t *order;               /* batch_readings offsets from head, sorted per batch */
   uint32_t *sid;                 /* series (index into series.ser) of each sorted reading */
   uint32_t *cnt;                 /* readings per series, for sorting a batch */
@@ -508,6 +521,9 @@ void stor__test_roll_ms(stor_db_t *db, int ms);
 /* Compacts the whole tail into blocks now; the readings compacted or a
  * negative errno. */
 int64_t stor__test_compact(stor_db_t *db);
+/* The free pages the writer lets stand before it gives them back
+ * (STOR_VACUUM_MIN_PAGES); it looks again at once. */
+void stor__test_vacuum_min(stor_db_t *db, int64_t pages);
 /* PRAGMA max_page_count on the writer's connection; returns the new limit
  * or a negative errno. */
 int64_t stor__test_set_max_page_count(stor_db_t *db, int64_t pages);

@@ -601,6 +601,7 @@ static void a_schema_6_database_migrates_in_place_and_reads_the_same(void **stat
 
   open_db(f); /* migrates */
   assert_int_equal(db_int(f->path, "PRAGMA user_version"), stor__schema_version());
+  assert_int_equal(db_int(f->path, "PRAGMA auto_vacuum"), 2);
   /* Version 10's packs: whatever the writer has not compacted yet is a
    * pack of the one reading of its row. */
   assert_int_equal(db_int(f->path, "SELECT count(*) FROM tail WHERE n != 1"), 0);
@@ -875,6 +876,173 @@ static void compaction_of_many_series_reads_back_every_reading(void **state) {
     free(p);
   }
   assert_int_equal(db_int(f->path, "SELECT count(*) FROM block"), DEVICES);
+}
+
+/* ---- free pages (db.c): a compaction step frees the tail pages of its
+ * rows; a free list that is a large share of the file goes back */
+
+/* Waits until PRAGMA freelist_count is below `below` (10 s at most). */
+static void wait_freelist_below(fx_t *f, int64_t below) {
+  for (int waited = 0; db_int(f->path, "PRAGMA freelist_count") >= below && waited < 10000;
+       waited++)
+    sleep_ms(1);
+  int64_t left = db_int(f->path, "PRAGMA freelist_count");
+  if (left >= below)
+    fail_msg("the free list still holds %lld pages, want fewer than %lld", (long long)left,
+             (long long)below);
+}
+
+static void check_integrity(fx_t *f) {
+  char *ok = db_text(f->path, "PRAGMA integrity_check");
+  assert_string_equal(ok, "ok");
+  free(ok);
+}
+
+/* `n` devices named dev-K, registered together, into ids[]. */
+static void many_devices(fx_t *f, uint32_t *ids, int n) {
+  char(*names)[16] = calloc((size_t)n, sizeof(*names));
+  const char **ptrs = calloc((size_t)n, sizeof(*ptrs));
+  assert_true(names && ptrs);
+  for (int k = 0; k < n; k++) {
+    snprintf(names[k], sizeof(names[k]), "dev-%d", k);
+    ptrs[k] = names[k];
+  }
+  assert_int_equal(stor_device_ids(f->db, ptrs, (size_t)n, ids), 0);
+  free(names);
+  free(ptrs);
+}
+
+/* A new file gives free pages back (auto_vacuum = INCREMENTAL): once a
+ * compaction step has freed a tail's pages and they are a large share of
+ * the file, the writer gives them back while nothing is queued, and every
+ * reading reads back. */
+static void free_pages_go_back_when_the_writer_is_idle(void **state) {
+  fx_t *f = *state;
+  open_db(f);
+  assert_int_equal(db_int(f->path, "PRAGMA auto_vacuum"), 2);
+  stor__test_vacuum_min(f->db, INT64_MAX); /* none given back until below */
+  enum { DEVICES = 500, EACH = 40 };
+  uint32_t ids[DEVICES];
+  many_devices(f, ids, DEVICES);
+  for (int i = 0; i < EACH; i++) { /* a commit each: tail rows of one reading */
+    stor_reading_t r[DEVICES];
+    for (int k = 0; k < DEVICES; k++)
+      r[k] = rd(ids[k], PROTO_Q_PM10, T0 + i * 1000LL + k, (i * 7 + k) % 300 / 10.0);
+    assert_int_equal(stor_append(f->db, r, DEVICES), 0);
+    wait_committed(f, (uint64_t)(i + 1) * DEVICES);
+  }
+  assert_true(stor__test_compact(f->db) >= 0);
+  int64_t pages = db_int(f->path, "PRAGMA page_count");
+  int64_t freed = db_int(f->path, "PRAGMA freelist_count");
+  assert_true(freed >= 64 && freed * STOR_VACUUM_SHARE >= pages);
+
+  stor__test_vacuum_min(f->db, 64);
+  wait_freelist_below(f, 64);
+  int64_t left = db_int(f->path, "PRAGMA freelist_count");
+  assert_true(db_int(f->path, "PRAGMA page_count") <= pages - (freed - left));
+  check_integrity(f);
+  for (int k = 0; k < DEVICES; k += 99) {
+    char name[16];
+    snprintf(name, sizeof(name), "dev-%d", k);
+    size_t n = 0;
+    stor_point_t *p = query(f, name, PROTO_Q_PM10, STOR_STEP_RAW, 0, INT64_MAX, &n);
+    assert_int_equal(n, EACH);
+    for (int i = 0; i < EACH; i++)
+      assert_true(p[i].t_ms == T0 + i * 1000LL + k && p[i].mean == (i * 7 + k) % 300 / 10.0);
+    free(p);
+  }
+  close_db(f);
+  assert_int_equal(db_int(f->path, "SELECT sum(n) FROM block"), DEVICES * EACH);
+}
+
+/* At close, a tail a compaction step long (due for one anyway) is
+ * compacted, its pending rollups written first, and the pages it took are
+ * given back: the file holds no free page. A shorter tail stays. */
+static void close_compacts_a_tail_a_step_long_and_gives_its_pages_back(void **state) {
+  fx_t *f = *state;
+  stor_options_t o = defaults(f);
+  o.queue_max = 200000;
+  open_with(f, &o);
+  stor__test_vacuum_min(f->db, 64);
+  enum { DEVICES = 1000, EACH = STOR_COMPACT_ROWS / DEVICES + 1 };
+  uint32_t *ids = calloc(DEVICES, sizeof(*ids));
+  assert_non_null(ids);
+  many_devices(f, ids, DEVICES);
+  /* The last minutes: too young for the age trigger; not rolled up yet,
+   * so the writer cannot compact them before close. */
+  const int64_t t0 = (int64_t)(sg_now() - EACH - 60) * 1000;
+  for (int i = 0; i < EACH; i++) {
+    stor_reading_t r[DEVICES];
+    for (int k = 0; k < DEVICES; k++)
+      r[k] = rd(ids[k], PROTO_Q_PM10, t0 + i * 1000LL, (i + k) % 50);
+    assert_int_equal(stor_append(f->db, r, DEVICES), 0);
+    if (i % 10 == 9)
+      wait_committed(f, (uint64_t)(i + 1) * DEVICES);
+  }
+  wait_committed(f, (uint64_t)EACH * DEVICES);
+  assert_int_equal(db_int(f->path, "SELECT sum(n) FROM tail"), EACH * DEVICES);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM latest"), 0);
+  close_db(f);
+
+  assert_true(db_int(f->path, "SELECT coalesce(sum(n), 0) FROM tail") < STOR_COMPACT_ROWS);
+  assert_int_equal(db_int(f->path, "SELECT coalesce(sum(n), 0) FROM tail") +
+                       db_int(f->path, "SELECT sum(n) FROM block"),
+                   EACH * DEVICES);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM latest"), DEVICES);
+  assert_int_equal(db_int(f->path, "PRAGMA freelist_count"), 0);
+  check_integrity(f);
+  assert_int_equal(count_raw(f, "dev-0", PROTO_Q_PM10), EACH);
+  assert_int_equal(count_raw(f, "dev-999", PROTO_Q_PM10), EACH);
+  free(ids);
+}
+
+/* At close the free list goes back whatever its share of the file (while
+ * the writer runs, only once it is a quarter of it): here the writer
+ * compacts old readings on its own and frees their tail pages, in a file
+ * that devices with long names make large. */
+static void close_gives_free_pages_back_whatever_their_share(void **state) {
+  fx_t *f = *state;
+  open_db(f);
+  stor__test_vacuum_min(f->db, INT64_MAX);
+  enum { DEVICES = 2000, OLD = 40, BALLAST = 10000 };
+  uint32_t ids[DEVICES];
+  many_devices(f, ids, DEVICES);
+  {
+    char(*names)[201] = calloc(BALLAST, sizeof(*names));
+    const char **ptrs = calloc(BALLAST, sizeof(*ptrs));
+    uint32_t *bids = calloc(BALLAST, sizeof(*bids));
+    assert_true(names && ptrs && bids);
+    for (int k = 0; k < BALLAST; k++) {
+      snprintf(names[k], sizeof(names[k]), "%0200d", k);
+      ptrs[k] = names[k];
+    }
+    assert_int_equal(stor_device_ids(f->db, ptrs, BALLAST, bids), 0);
+    free(names);
+    free(ptrs);
+    free(bids);
+  }
+  stor_reading_t r[DEVICES];
+  for (int i = 0; i < OLD; i++) { /* a commit each: tail rows of one reading */
+    for (int k = 0; k < DEVICES; k++)
+      r[k] = rd(ids[k], PROTO_Q_PM10, T0 + i * 1000LL, k % 100);
+    assert_int_equal(stor_append(f->db, r, DEVICES), 0);
+    wait_committed(f, (uint64_t)(i + 1) * DEVICES);
+  }
+  assert_int_equal(stor_flush(f->db), 0); /* rolled up: the writer compacts them (old) */
+  for (int waited = 0; db_int(f->path, "SELECT count(*) FROM tail") > 0; waited++) {
+    if (waited >= 10000)
+      fail_msg("the writer did not compact the old readings");
+    sleep_ms(1);
+  }
+  int64_t pages = db_int(f->path, "PRAGMA page_count");
+  int64_t freed = db_int(f->path, "PRAGMA freelist_count");
+  assert_true(freed >= 64 && freed * STOR_VACUUM_SHARE < pages);
+  stor__test_vacuum_min(f->db, 64);
+  close_db(f);
+  assert_int_equal(db_int(f->path, "PRAGMA freelist_count"), 0);
+  assert_true(db_int(f->path, "PRAGMA page_count") <= pages - freed);
+  assert_int_equal(db_int(f->path, "SELECT sum(n) FROM block"), OLD * DEVICES);
+  check_integrity(f);
 }
 
 static void retention_deletes_old_raw_rows_and_keeps_rollups(void **state) {
@@ -1790,12 +1958,17 @@ static void a_schema_10_database_migrates_rollups_and_reads_the_same(void **stat
   free(one);
   int64_t nraw = db_int(f->path, "SELECT value FROM counter WHERE name = 'raw_rows'");
 
-  /* The migration alone, before a writer rolls up the pending readings. */
+  /* The migration alone, before a writer rolls up the pending readings:
+   * version 12 rewrites the file so that it can give free pages back. */
+  assert_int_equal(db_int(f->path, "PRAGMA auto_vacuum"), 0);
   sqlite3 *db = NULL;
   assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
   assert_int_equal(stor__migrate(db, f->path), 0);
   sqlite3_close(db);
   assert_int_equal(db_int(f->path, "PRAGMA user_version"), stor__schema_version());
+  assert_int_equal(db_int(f->path, "PRAGMA auto_vacuum"), 2);
+  assert_int_equal(db_int(f->path, "PRAGMA freelist_count"), 0);
+  check_integrity(f);
   for (int i = 0; i < 3; i++) {
     char *after = rollup_rows(f->path, tables[i], true);
     if (strcmp(after, before[i]) != 0)
@@ -1862,6 +2035,9 @@ int main(void) {
       T(late_readings_and_resends_into_compacted_spans_are_stored_once),
       T(a_batch_of_resends_for_many_series_stores_each_reading_once),
       T(compaction_of_many_series_reads_back_every_reading),
+      T(free_pages_go_back_when_the_writer_is_idle),
+      T(close_compacts_a_tail_a_step_long_and_gives_its_pages_back),
+      T(close_gives_free_pages_back_whatever_their_share),
       T(retention_deletes_old_raw_rows_and_keeps_rollups),
       T(retention_writes_pending_rollups_before_deleting_their_raw_rows),
       T(disk_full_refuses_appends_keeps_accepted_readings_and_resumes),
