@@ -469,8 +469,9 @@ static const char *const migrations[] = {
      * temporary file, then the pages through the WAL), and needs as much
      * room; a file that cannot be vacuumed (no room, another connection
      * reading) stays as it was, keeps working and reuses its free pages as
-     * before, and says so in the log. The pointer map pages it adds (one
-     * per 204 pages of 1 KiB) cost about 0.5% of the file. */
+     * before, and says so in the log; so does one larger than
+     * STOR_VACUUM_MIGRATE_MAX, which would hold up the start too long. The pointer map pages it
+     * adds (one per 204 pages of 1 KiB) cost about 0.5% of the file. */
     NULL,
 };
 
@@ -515,10 +516,22 @@ int stor__check_version(sqlite3 *db, const char *path) {
 /* Migration 12 (above): makes an older file auto_vacuum = INCREMENTAL with
  * a VACUUM, outside any transaction. Never fails the open: a file that
  * cannot be vacuumed keeps working as it is. */
+static int64_t vacuum_migrate_max = STOR_VACUUM_MIGRATE_MAX;
+
+void stor__test_vacuum_migrate_max(int64_t bytes) { vacuum_migrate_max = bytes; }
+
 static void vacuum_incremental(sqlite3 *db, const char *path) {
-  int64_t mode = 0;
+  int64_t mode = 0, pages = 0, page_size = 0;
   if (stor__query_int(db, "PRAGMA auto_vacuum", &mode) != 0 || mode == 2)
     return; /* a new file is made so (db.c) */
+  if (stor__query_int(db, "PRAGMA page_count", &pages) != 0 ||
+      stor__query_int(db, "PRAGMA page_size", &page_size) != 0 ||
+      pages * page_size > vacuum_migrate_max) {
+    log_warn("%s: %lld MB, too large to rewrite at start (VACUUM) within the start timeout; it "
+             "keeps its free pages for reuse, as before",
+             path, (long long)(pages * page_size >> 20));
+    return;
+  }
   log_info("%s: rewriting the file once (VACUUM) so that it can give free pages back", path);
   int rc = sqlite3_exec(db, "PRAGMA auto_vacuum = INCREMENTAL; VACUUM", NULL, NULL, NULL);
   if (rc != SQLITE_OK || stor__query_int(db, "PRAGMA auto_vacuum", &mode) != 0 || mode != 2)

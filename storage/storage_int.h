@@ -364,6 +364,11 @@ int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_
 #define STOR_VACUUM_MIN_PAGES 4096
 #define STOR_VACUUM_SHARE 4
 #define STOR_VACUUM_CHUNK 1024
+/* Migration 12's VACUUM runs on files up to this size only: it writes
+ * about twice the file before the daemon can say it is ready, and systemd
+ * gives a start 120 s (deploy/sitegated.service); 256 MiB is some 25 s at
+ * 20 MB/s, a slow eMMC's pace. A larger file keeps its free pages. */
+#define STOR_VACUUM_MIGRATE_MAX ((int64_t)256 << 20)
 
 /* Prepares the compactor's statements and reads the tail's size. */
 int stor__compact_open(stor_db_t *db);
@@ -524,6 +529,8 @@ int64_t stor__test_compact(stor_db_t *db);
 /* The free pages the writer lets stand before it gives them back
  * (STOR_VACUUM_MIN_PAGES); it looks again at once. */
 void stor__test_vacuum_min(stor_db_t *db, int64_t pages);
+/* Lowers STOR_VACUUM_MIGRATE_MAX for the opens that follow (tests). */
+void stor__test_vacuum_migrate_max(int64_t bytes);
 /* PRAGMA max_page_count on the writer's connection; returns the new limit
  * or a negative errno. */
 int64_t stor__test_set_max_page_count(stor_db_t *db, int64_t pages);

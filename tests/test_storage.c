@@ -2009,6 +2009,26 @@ static void a_schema_10_database_migrates_rollups_and_reads_the_same(void **stat
   free(ok);
 }
 
+/* A file too large to rewrite within the start timeout is migrated without
+ * the VACUUM: it keeps auto_vacuum off, opens, and stores as before. */
+static void a_file_too_large_to_vacuum_at_start_is_migrated_without(void **state) {
+  fx_t *f = *state;
+  old_database(f, 10);
+  stor__test_vacuum_migrate_max(4096);
+  open_db(f);
+  stor__test_vacuum_migrate_max(STOR_VACUUM_MIGRATE_MAX);
+  assert_int_equal(db_int(f->path, "PRAGMA user_version"), stor__schema_version());
+  assert_int_equal(db_int(f->path, "PRAGMA auto_vacuum"), 0);
+  int64_t nraw = db_int(f->path, "SELECT value FROM counter WHERE name = 'raw_rows'");
+  append1(f, rd(dev(f, "dust-01"), PROTO_Q_PM10, 1000, 42.0));
+  assert_int_equal(stor_flush(f->db), 0);
+  close_db(f);
+  assert_int_equal(db_int(f->path, "SELECT value FROM counter WHERE name = 'raw_rows'"), nraw + 1);
+  char *ok = db_text(f->path, "PRAGMA integrity_check");
+  assert_string_equal(ok, "ok");
+  free(ok);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, fx_setup, fx_teardown)
@@ -2030,6 +2050,7 @@ int main(void) {
       T(a_schema_6_database_migrates_in_place_and_reads_the_same),
       T(a_schema_9_database_migrates_to_packs_and_reads_the_same),
       T(a_schema_10_database_migrates_rollups_and_reads_the_same),
+      T(a_file_too_large_to_vacuum_at_start_is_migrated_without),
       T(a_commit_stores_a_pack_per_series_and_resends_stay_single),
       T(readers_find_pending_readings_from_the_oldest_one),
       T(late_readings_and_resends_into_compacted_spans_are_stored_once),
