@@ -248,7 +248,15 @@ typedef struct latest_set {
   const sg_config_t *cfg;
   latest_row_t *rows;
   size_t n, cap;
+  bool unsorted; /* a row came before the one it follows */
 } latest_set_t;
+
+static int cmp_latest(const void *a, const void *b) {
+  const latest_row_t *x = a, *y = b;
+  if (x->dev != y->dev)
+    return x->dev < y->dev ? -1 : 1;
+  return x->quantity - y->quantity;
+}
 
 static int on_latest(void *arg, const char *device, int quantity, int64_t t_ms, double value) {
   latest_set_t *ls = arg;
@@ -263,15 +271,11 @@ static int on_latest(void *arg, const char *device, int quantity, int64_t t_ms, 
     ls->rows = r;
     ls->cap = cap;
   }
-  ls->rows[ls->n++] = (latest_row_t){(size_t)(d - ls->cfg->devices), quantity, t_ms, value};
+  ls->rows[ls->n] = (latest_row_t){(size_t)(d - ls->cfg->devices), quantity, t_ms, value};
+  if (ls->n && cmp_latest(&ls->rows[ls->n - 1], &ls->rows[ls->n]) > 0)
+    ls->unsorted = true;
+  ls->n++;
   return 0;
-}
-
-static int cmp_latest(const void *a, const void *b) {
-  const latest_row_t *x = a, *y = b;
-  if (x->dev != y->dev)
-    return x->dev < y->dev ? -1 : 1;
-  return x->quantity - y->quantity;
 }
 
 /* One device of /api/status at most: its id, type and counters, every
@@ -416,7 +420,9 @@ static void api_status(const http_req_t *req, http_resp_t *resp) {
   int64_t raw_rows = -1, db_bytes = -1;
   stor_reader_counts(req->reader, &raw_rows, &db_bytes);
   stor_latest(req->reader, on_latest, &s->ls);
-  if (s->ls.n) /* qsort of NULL is undefined, even for no rows */
+  /* stor_latest gives them by device name, the order of cfg->devices when
+   * both compare bytes: then no sort (glibc's takes a copy of the rows). */
+  if (s->ls.unsorted)
     qsort(s->ls.rows, s->ls.n, sizeof(*s->ls.rows), cmp_latest);
 
   double now = s->now;
