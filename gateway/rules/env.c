@@ -604,6 +604,7 @@ static void work_on_run(uv_work_t *w) {
   e->replays = 0;
   for (size_t k = 0; k < n; k++)
     judge_device(e, order[k]);
+  stor_reader_trim(e->reader); /* idle until the next tick */
 }
 
 static void env_free(struct env *e) {
