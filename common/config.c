@@ -505,7 +505,11 @@ static sg_device_t *new_device(parse_t *p, const char *id) {
   memset(dev, 0, sizeof(*dev));
   memset(&p->dev_seen[c->n_devices * N_OPTIONS], 0, N_OPTIONS * sizeof(bool));
   c->n_devices++;
-  strcpy(dev->id, id);
+  if (!(dev->id = strings_add(c, id))) {
+    c->n_devices--;
+    fail(p, p->line, "out of memory");
+    return NULL;
+  }
   dev->line = p->line;
   set_defaults(p, "device", dev);
   return dev;
@@ -1143,10 +1147,9 @@ int sg_config_check_keys(const sg_config_t *cfg, char *err, size_t errlen) {
 }
 
 const sg_device_t *sg_config_device(const sg_config_t *cfg, const char *id) {
-  sg_device_t key;
-  if (cfg->n_devices == 0 || strlen(id) > SG_ID_MAX)
+  sg_device_t key = {.id = id};
+  if (cfg->n_devices == 0)
     return NULL;
-  strcpy(key.id, id);
   return bsearch(&key, cfg->devices, cfg->n_devices, sizeof(key), cmp_device);
 }
 

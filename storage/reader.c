@@ -111,6 +111,11 @@ void stor_reader_close(stor_reader_t *r) {
   free(r);
 }
 
+void stor_reader_trim(stor_reader_t *r) {
+  if (r)
+    sqlite3_db_release_memory(r->db);
+}
+
 sqlite3 *stor__reader_db(stor_reader_t *r) { return r ? r->db : NULL; }
 
 /* The series of (device, quantity): 0 with *series 0 when the device is

@@ -137,6 +137,11 @@ typedef struct stor_point {
  * schema does not exist yet, -ENOTSUP for a newer schema. */
 int stor_reader_open(const char *path, stor_reader_t **out);
 void stor_reader_close(stor_reader_t *r);
+/* Gives back the reader's page cache (up to STOR_READER_CACHE_KIB): for a
+ * reader that sits idle between requests or ticks. Its next query reads
+ * its pages again, from the kernel's page cache. Same thread rules as a
+ * query. */
+void stor_reader_trim(stor_reader_t *r);
 
 /* Points of one device's quantity with since_ms <= t < until_ms, oldest
  * first, at most `limit`. Daily buckets start at local midnight (the process's

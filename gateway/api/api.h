@@ -7,6 +7,7 @@
 #include "gateway/core/core.h"
 
 #include <jansson.h>
+#include <sys/types.h>
 
 /* Local HTTP API (http.c), on a pool of libmicrohttpd threads; each request
  * borrows a read-only storage connection. Endpoints are rows of the route
@@ -33,7 +34,13 @@ typedef struct http_resp {
   json_t *json;    /* the body as JSON (owned, sent compact), or */
   char *text;      /* a malloc'ed body of another type */
   size_t text_len;
-  const char *content_type; /* with text: "text/csv; charset=utf-8", ... */
+  const char *content_type; /* with text or stream: "text/csv; charset=utf-8", ... */
+  /* or a body made while it is sent (libmicrohttpd's content reader: the
+   * bytes put in buf, MHD_CONTENT_READER_END_OF_STREAM at the end, or
+   * END_WITH_ERROR), with its state, freed by stream_free once sent */
+  ssize_t (*stream)(void *arg, uint64_t pos, char *buf, size_t max);
+  void *stream_arg;
+  void (*stream_free)(void *arg);
 } http_resp_t;
 
 typedef void (*http_handler_t)(const http_req_t *req, http_resp_t *resp);

@@ -37,6 +37,7 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
 #include <microhttpd.h>
@@ -57,6 +58,8 @@
  * Each may hold a storage read connection (512 KiB of page cache) while it
  * answers, so the pool is small; readers are opened when first needed. */
 #define HTTP_THREADS 4
+/* A streamed answer (/api/status) is made this many bytes at a time. */
+#define HTTP_STREAM_BLOCK (16 * 1024)
 
 /* Slow clients (above): a request's headers must arrive within
  * HTTP_HEADERS_S of the connection (or of its previous answer), its body
@@ -123,6 +126,10 @@ static int reader_take(struct http_api *h, stor_reader_t **out) {
 }
 
 static void reader_give(struct http_api *h, stor_reader_t *r) {
+  /* An idle reader keeps no cache: four of them held 2 MB between the
+   * requests (a dashboard's poll reads its pages again from the kernel's
+   * page cache, a fraction of a millisecond). */
+  stor_reader_trim(r);
   pthread_mutex_lock(&h->mu);
   assert(h->n_idle < HTTP_THREADS);
   h->idle[h->n_idle++] = r;
@@ -230,12 +237,10 @@ int http_query_time(const http_req_t *req, const char *name, double def, double 
   return 0;
 }
 
-static json_t *json_time(int64_t ms) { return ms ? json_real((double)ms / 1000.0) : json_null(); }
-
 /* The latest value of each series, gathered flat and sorted by device so
  * that /api/status can stream one device at a time: a site of 10,000
- * devices must not build a 20 MB JSON tree (the gateway's RSS target is
- * 32 MB). */
+ * devices must not build its 2.5 MB answer in memory, let alone a JSON tree
+ * of it (the gateway's RSS target is 32 MB). */
 typedef struct latest_row {
   size_t dev; /* index in cfg->devices */
   int quantity;
@@ -247,7 +252,15 @@ typedef struct latest_set {
   const sg_config_t *cfg;
   latest_row_t *rows;
   size_t n, cap;
+  bool unsorted; /* a row came before the one it follows */
 } latest_set_t;
+
+static int cmp_latest(const void *a, const void *b) {
+  const latest_row_t *x = a, *y = b;
+  if (x->dev != y->dev)
+    return x->dev < y->dev ? -1 : 1;
+  return x->quantity - y->quantity;
+}
 
 static int on_latest(void *arg, const char *device, int quantity, int64_t t_ms, double value) {
   latest_set_t *ls = arg;
@@ -262,30 +275,161 @@ static int on_latest(void *arg, const char *device, int quantity, int64_t t_ms, 
     ls->rows = r;
     ls->cap = cap;
   }
-  ls->rows[ls->n++] = (latest_row_t){(size_t)(d - ls->cfg->devices), quantity, t_ms, value};
+  ls->rows[ls->n] = (latest_row_t){(size_t)(d - ls->cfg->devices), quantity, t_ms, value};
+  if (ls->n && cmp_latest(&ls->rows[ls->n - 1], &ls->rows[ls->n]) > 0)
+    ls->unsorted = true;
+  ls->n++;
   return 0;
 }
 
-static int cmp_latest(const void *a, const void *b) {
-  const latest_row_t *x = a, *y = b;
-  if (x->dev != y->dev)
-    return x->dev < y->dev ? -1 : 1;
-  return x->quantity - y->quantity;
+/* One device of /api/status at most: its id, type and counters, every
+ * refusal reason and every quantity (each value at most 25 bytes). */
+#define STATUS_DEVICE_MAX (256 + SG_ID_MAX + GW_REJECT_COUNT * 48 + PROTO_Q_COUNT * (32 + 2 * 25))
+
+/* /api/status as it is sent: the head (gateway and storage, made when the
+ * request came), then one device after another, each made when the
+ * connection can take it, then "]}". `piece` is the text made but not yet
+ * sent (the head first, then dev_text). */
+typedef struct status_stream {
+  gw_t *gw;
+  double now;
+  latest_set_t ls;
+  size_t dev, r; /* the next device, and its first row in ls */
+  char *head;    /* malloc'ed */
+  const char *piece;
+  size_t piece_len, piece_off;
+  bool ended; /* "]}" made */
+  char dev_text[STATUS_DEVICE_MAX];
+} status_stream_t;
+
+static void status_stream_free(void *arg) {
+  status_stream_t *s = arg;
+  free(s->ls.rows);
+  free(s->head);
+  free(s);
+}
+
+/* Appends to a device's text (sized for the worst case, STATUS_DEVICE_MAX;
+ * *n past the end says it was not). */
+__attribute__((format(printf, 3, 4))) static void put(char *buf, size_t *n, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  size_t room = *n < STATUS_DEVICE_MAX ? STATUS_DEVICE_MAX - *n : 0;
+  int k = vsnprintf(buf + *n, room, fmt, ap);
+  va_end(ap);
+  *n += k > 0 ? (size_t)k : 0;
+}
+
+/* A number as jansson writes a real with JSON_REAL_PRECISION(10) (".0"
+ * after an integral one), or null. */
+static void put_real(char *buf, size_t *n, double v) {
+  if (!isfinite(v)) {
+    put(buf, n, "null");
+    return;
+  }
+  char num[32];
+  snprintf(num, sizeof(num), "%.10g", v);
+  put(buf, n, "%s%s", num, strpbrk(num, ".e") ? "" : ".0");
+}
+
+static void put_time(char *buf, size_t *n, int64_t ms) {
+  if (ms)
+    put_real(buf, n, (double)ms / 1000.0);
+  else
+    put(buf, n, "null");
+}
+
+/* The next device's object, with a leading comma after the first, written
+ * with snprintf (ids and names are [A-Za-z0-9._-]: nothing to escape): as
+ * a jansson tree it cost a bench's /api/status polls 15-30 s of CPU. The
+ * length, or 0 when it did not fit. */
+static size_t status_device(status_stream_t *s) {
+  gw_t *gw = s->gw;
+  size_t i = s->dev++, n = 0;
+  char *b = s->dev_text;
+  const gw_device_t *d = &gw->devices[i];
+  put(b, &n, "%s{\"id\":\"%s\",\"type\":\"%s\",\"interval_s\":%d,\"last_seen\":", i ? "," : "",
+      d->conf->id, sg_devtype_name(d->conf->type), d->conf->interval_s);
+  put_time(b, &n, atomic_load(&d->last_ms));
+  put(b, &n, ",\"online\":%s,\"packs\":%" PRIu64 ",\"records\":%" PRIu64 ",\"rejects\":%" PRIu64,
+      gw_device_online(gw, d, s->now) ? "true" : "false", (uint64_t)atomic_load(&d->packs),
+      (uint64_t)atomic_load(&d->records), (uint64_t)atomic_load(&d->rejects));
+  put(b, &n, ",\"reject_reasons\":{"); /* those that happened */
+  const char *sep = "";
+  for (int k = 0; k < GW_REJECT_COUNT; k++) {
+    uint64_t c = gw_device_rejects_by(d, k);
+    if (c) {
+      put(b, &n, "%s\"%s\":%" PRIu64, sep, gw_reject_name(k), c);
+      sep = ",";
+    }
+  }
+  put(b, &n, "},\"latest\":{");
+  sep = "";
+  for (; s->r < s->ls.n && s->ls.rows[s->r].dev == i; s->r++) {
+    const latest_row_t *l = &s->ls.rows[s->r];
+    put(b, &n, "%s\"%s\":{\"t\":", sep, proto_quantity_name(l->quantity));
+    put_time(b, &n, l->t_ms);
+    put(b, &n, ",\"v\":");
+    put_real(b, &n, l->value);
+    put(b, &n, "}");
+    sep = ",";
+  }
+  put(b, &n, "}}");
+  return n < STATUS_DEVICE_MAX ? n : 0;
+}
+
+/* libmicrohttpd's content reader: fills `buf` with what comes next. */
+static ssize_t status_read(void *arg, uint64_t pos, char *buf, size_t max) {
+  (void)pos;
+  status_stream_t *s = arg;
+  size_t put = 0;
+  while (put < max) {
+    if (s->piece_off == s->piece_len) {
+      s->piece_off = s->piece_len = 0;
+      if (s->dev < s->gw->cfg->n_devices) {
+        s->piece = s->dev_text;
+        s->piece_len = status_device(s);
+        if (!s->piece_len)
+          return MHD_CONTENT_READER_END_WITH_ERROR; /* STATUS_DEVICE_MAX is wrong */
+      } else if (!s->ended) {
+        s->piece = "]}";
+        s->piece_len = 2;
+        s->ended = true;
+      } else
+        break;
+    }
+    size_t n = s->piece_len - s->piece_off;
+    if (n > max - put)
+      n = max - put;
+    memcpy(buf + put, s->piece + s->piece_off, n);
+    s->piece_off += n;
+    put += n;
+  }
+  return put ? (ssize_t)put : MHD_CONTENT_READER_END_OF_STREAM;
 }
 
 static void api_status(const http_req_t *req, http_resp_t *resp) {
   gw_t *gw = req->gw;
   const sg_config_t *cfg = gw->cfg;
-  double now = sg_now();
+  status_stream_t *s = calloc(1, sizeof(*s));
+  if (!s) {
+    http_error(resp, 503, API_ERR_NO_MEMORY, "out of memory");
+    return;
+  }
+  s->gw = gw;
+  s->now = sg_now();
+  s->ls.cfg = cfg;
   stor_stats_t st;
   stor_get_stats(gw->db, &st);
   int64_t raw_rows = -1, db_bytes = -1;
   stor_reader_counts(req->reader, &raw_rows, &db_bytes);
-  latest_set_t ls = {.cfg = cfg};
-  stor_latest(req->reader, on_latest, &ls);
-  if (ls.n) /* qsort of NULL is undefined, even for no rows */
-    qsort(ls.rows, ls.n, sizeof(*ls.rows), cmp_latest);
+  stor_latest(req->reader, on_latest, &s->ls);
+  /* stor_latest gives them by device name, the order of cfg->devices when
+   * both compare bytes: then no sort (glibc's takes a copy of the rows). */
+  if (s->ls.unsorted)
+    qsort(s->ls.rows, s->ls.n, sizeof(*s->ls.rows), cmp_latest);
 
+  double now = s->now;
   size_t online = gw_devices_online(gw, now);
   json_t *rejects = json_object();
   for (int i = 0; i < GW_REJECT_COUNT; i++)
@@ -315,53 +459,23 @@ static void api_status(const http_req_t *req, http_resp_t *resp) {
                 (json_int_t)atomic_load(&c->dtls_pending), "pending_max", GW_DTLS_MAX_HANDSHAKES));
   char *head_text = json_dumps(head, JSON_COMPACT | JSON_REAL_PRECISION(10));
   json_decref(head);
-  char *body = NULL;
-  size_t body_len = 0;
-  FILE *f = open_memstream(&body, &body_len);
-  if (!f || !head_text) {
-    if (f)
-      fclose(f);
-    free(body);
+  /* {...head...,"devices":[ then the devices, then ]} */
+  size_t n = head_text ? strlen(head_text) : 0;
+  s->head = n ? malloc(n + sizeof(",\"devices\":[")) : NULL;
+  if (!s->head) {
     free(head_text);
-    free(ls.rows);
+    status_stream_free(s);
     http_error(resp, 503, API_ERR_NO_MEMORY, "out of memory");
     return;
   }
-  /* {...head...,"devices":[{...},...]} */
-  fprintf(f, "%.*s,\"devices\":[", (int)strlen(head_text) - 1, head_text);
+  memcpy(s->head, head_text, n - 1);
+  memcpy(s->head + n - 1, ",\"devices\":[", sizeof(",\"devices\":["));
+  s->piece = s->head;
+  s->piece_len = strlen(s->head);
   free(head_text);
-  size_t r = 0;
-  for (size_t i = 0; i < cfg->n_devices; i++) {
-    const gw_device_t *d = &gw->devices[i];
-    int64_t last = atomic_load(&d->last_ms);
-    bool on = gw_device_online(gw, d, now);
-    json_t *latest = json_object();
-    for (; r < ls.n && ls.rows[r].dev == i; r++)
-      json_object_set_new(
-          latest, proto_quantity_name(ls.rows[r].quantity),
-          json_pack("{s:o,s:f}", "t", json_time(ls.rows[r].t_ms), "v", ls.rows[r].value));
-    json_t *why = json_object(); /* the device's refusals by reason, those that happened */
-    for (int k = 0; k < GW_REJECT_COUNT; k++) {
-      uint64_t n = gw_device_rejects_by(d, k);
-      if (n)
-        json_object_set_new(why, gw_reject_name(k), json_integer((json_int_t)n));
-    }
-    json_t *dev =
-        json_pack("{s:s,s:s,s:i,s:o,s:b,s:I,s:I,s:I,s:o,s:o}", "id", d->conf->id, "type",
-                  sg_devtype_name(d->conf->type), "interval_s", d->conf->interval_s, "last_seen",
-                  json_time(last), "online", on, "packs", (json_int_t)atomic_load(&d->packs),
-                  "records", (json_int_t)atomic_load(&d->records), "rejects",
-                  (json_int_t)atomic_load(&d->rejects), "reject_reasons", why, "latest", latest);
-    if (i)
-      fputc(',', f);
-    json_dumpf(dev, f, JSON_COMPACT | JSON_REAL_PRECISION(10));
-    json_decref(dev);
-  }
-  fputs("]}", f);
-  fclose(f);
-  free(ls.rows);
-  resp->text = body;
-  resp->text_len = body_len;
+  resp->stream = status_read;
+  resp->stream_arg = s;
+  resp->stream_free = status_stream_free;
   resp->content_type = "application/json; charset=utf-8";
 }
 
@@ -570,10 +684,20 @@ static enum MHD_Result respond(struct MHD_Connection *c, http_resp_t *resp) {
     char *text = json_dumps(resp->json, JSON_COMPACT | JSON_REAL_PRECISION(10));
     json_decref(resp->json);
     free(resp->text);
+    if (resp->stream)
+      resp->stream_free(resp->stream_arg);
     if (!text)
       return MHD_NO;
     r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(r, "Content-Type", "application/json; charset=utf-8");
+  } else if (resp->stream) {
+    r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, HTTP_STREAM_BLOCK, resp->stream,
+                                          resp->stream_arg, resp->stream_free);
+    if (!r) {
+      resp->stream_free(resp->stream_arg);
+      return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", resp->content_type);
   } else {
     r = MHD_create_response_from_buffer(resp->text_len, resp->text ? resp->text : (char *)"",
                                         resp->text ? MHD_RESPMEM_MUST_FREE
