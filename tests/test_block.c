@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "storage/storage_int.h"
+#include "tests/fuzz/block_least.h"
 
 #include <errno.h>
 #include <math.h>
@@ -380,7 +381,6 @@ static void the_encoder_writes_the_smallest_of_the_three_modes(void **state) {
   enum { N = 300, KINDS = 9 };
   static stor_sample_t s[N];
   static uint8_t buf[32 + N * 20], want[32 + N * 20];
-  static const int modes[] = {STOR_BLOCK_SCALED2, STOR_BLOCK_DEC, STOR_BLOCK_XOR2};
   int chosen[3] = {0};
   uint64_t x = 88172645463325252u; /* xorshift64 */
   for (int round = 0; round < 400; round++) {
@@ -426,18 +426,12 @@ static void the_encoder_writes_the_smallest_of_the_three_modes(void **state) {
       }
       s[i] = (stor_sample_t){.t_ms = t, .v = v};
     }
-    size_t best = 0;
-    int pick = -1;
-    for (int m = 0; m < 3; m++) {
-      size_t len = stor__block_size(s, n, modes[m]);
-      if (len > 0 && (best == 0 || len < best)) {
-        best = len;
-        pick = m;
-      }
-    }
+    size_t best;
+    int pick = block_least(s, n, &best);
     assert_true(pick >= 0);
     chosen[pick]++;
-    assert_int_equal(stor__block_encode_mode(s, n, modes[pick], want, sizeof(want)), (ssize_t)best);
+    assert_int_equal(stor__block_encode_mode(s, n, block_modes[pick], want, sizeof(want)),
+                     (ssize_t)best);
     assert_int_equal(stor__block_encode(s, n, buf, sizeof(buf)), (ssize_t)best);
     assert_memory_equal(buf, want, best);
     /* Counting only, and a buffer a byte short. */

@@ -15,6 +15,7 @@
  * (compact.c) must be refused or give at most STOR_PACK_MAX readings from
  * the row's t, within STOR_PACK_SPAN_MS of it. */
 #include "storage/storage_int.h"
+#include "tests/fuzz/block_least.h"
 
 #include <errno.h>
 #include <math.h>
@@ -64,19 +65,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     abort();
   /* The encoder's choice, from sizes it works out without encoding: the
    * least of the three modes' (the first on a tie), byte for byte. */
-  static const int modes[] = {STOR_BLOCK_SCALED2, STOR_BLOCK_DEC, STOR_BLOCK_XOR2};
   static uint8_t least[CAP * 20];
-  size_t best = 0;
-  int pick = -1;
-  for (int m = 0; m < 3; m++) {
-    size_t sz = stor__block_size(s, n, modes[m]);
-    if (sz > 0 && (best == 0 || sz < best)) {
-      best = sz;
-      pick = m;
-    }
-  }
+  size_t best;
+  int pick = block_least(s, n, &best);
   if (pick < 0 || (size_t)len != best ||
-      stor__block_encode_mode(s, n, modes[pick], least, sizeof(least)) != len ||
+      stor__block_encode_mode(s, n, block_modes[pick], least, sizeof(least)) != len ||
       memcmp(least, buf, best) != 0)
     abort();
   if (stor__block_decode(buf, (size_t)len, back, CAP, &n2, &mode2) != 0 || n2 != n)

@@ -9,6 +9,7 @@
  * samples, bit for bit; samples no mode holds must be refused with
  * -EINVAL, and a buffer a byte short with -ENOSPC. */
 #include "storage/storage_int.h"
+#include "tests/fuzz/block_least.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -22,7 +23,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static stor_sample_t s[CAP], back[CAP];
   static uint8_t buf[32 + CAP * 20], want[32 + CAP * 20];
-  static const int modes[] = {STOR_BLOCK_SCALED2, STOR_BLOCK_DEC, STOR_BLOCK_XOR2};
   size_t n = 0;
   int64_t t = 1765000000000;
   for (; n < CAP && (n + 1) * 10 <= size; n++) {
@@ -34,15 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     s[n].t_ms = t;
     memcpy(&s[n].v, &bits, sizeof(double));
   }
-  size_t best = 0;
-  int pick = -1;
-  for (int m = 0; m < 3; m++) {
-    size_t len = stor__block_size(s, n, modes[m]);
-    if (len > 0 && (best == 0 || len < best)) {
-      best = len;
-      pick = m;
-    }
-  }
+  size_t best;
+  int pick = block_least(s, n, &best);
   ssize_t len = stor__block_encode(s, n, buf, sizeof(buf));
   if (pick < 0) {
     if (len != -EINVAL)
@@ -50,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
   }
   if (len != (ssize_t)best ||
-      stor__block_encode_mode(s, n, modes[pick], want, sizeof(want)) != len ||
+      stor__block_encode_mode(s, n, block_modes[pick], want, sizeof(want)) != len ||
       memcmp(buf, want, best) != 0)
     abort();
   if (stor__block_encode(s, n, buf, best - 1) != -ENOSPC)
@@ -58,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t got = 0;
   int mode = -1;
   if (stor__block_decode(want, best, back, CAP, &got, &mode) != 0 || got != n ||
-      mode != modes[pick])
+      mode != block_modes[pick])
     abort();
   for (size_t i = 0; i < n; i++)
     if (back[i].t_ms != s[i].t_ms || memcmp(&back[i].v, &s[i].v, sizeof(double)) != 0)
