@@ -352,8 +352,8 @@ static int64_t compact_now(stor_db_t *db, bool all) {
   int64_t rc = 0, total = 0;
   for (int tries = 0; tries < 4; tries++) {
     for (;;) {
-      int64_t cut = all ? stor__compact_due(db, 0, true)
-                        : (db->tail_rows >= STOR_COMPACT_ROWS && !db->reload ? INT64_MAX : 0);
+      /* At time 0 no row is old enough: only a tail a step long is due. */
+      int64_t cut = stor__compact_due(db, 0, all);
       if (cut == 0 || (rc = compact_turn(db, cut)) <= 0)
         break;
       total += rc;
