@@ -49,6 +49,13 @@ int sg_parse_time(const char *s, double now, double *out);
 #define SG_KIND_MAX 31 /* an equipment kind: crane, hoist, pump ... */
 #define SG_URI_MAX 127 /* an equipment controller's coap:// URI */
 
+/* Significant digits of a real in the JSON the gateway writes: a time in
+ * Unix seconds to the millisecond needs 13 (10 before the point until
+ * 2286, 3 after); with 10 a reading's time lost its milliseconds. 13
+ * still hides binary arithmetic's last bits (0.0612 mg/m3 is
+ * 61.199999999999996 ug/m3: 61.2). */
+#define SG_JSON_DIGITS 13
+
 typedef enum {
   SG_DEV_DUST,
   SG_DEV_NOISE,

@@ -320,7 +320,7 @@ __attribute__((format(printf, 3, 4))) static void put(char *buf, size_t *n, cons
   *n += k > 0 ? (size_t)k : 0;
 }
 
-/* A number as jansson writes a real with JSON_REAL_PRECISION(10) (".0"
+/* A number as jansson writes a real with JSON_REAL_PRECISION(SG_JSON_DIGITS) (".0"
  * after an integral one), or null. */
 static void put_real(char *buf, size_t *n, double v) {
   if (!isfinite(v)) {
@@ -328,7 +328,7 @@ static void put_real(char *buf, size_t *n, double v) {
     return;
   }
   char num[32];
-  snprintf(num, sizeof(num), "%.10g", v);
+  snprintf(num, sizeof(num), "%.*g", SG_JSON_DIGITS, v);
   put(buf, n, "%s%s", num, strpbrk(num, ".e") ? "" : ".0");
 }
 
@@ -457,7 +457,7 @@ static void api_status(const http_req_t *req, http_resp_t *resp) {
                 (json_int_t)atomic_load(&c->dtls_abandoned), "failed",
                 (json_int_t)atomic_load(&c->dtls_failed), "pending",
                 (json_int_t)atomic_load(&c->dtls_pending), "pending_max", GW_DTLS_MAX_HANDSHAKES));
-  char *head_text = json_dumps(head, JSON_COMPACT | JSON_REAL_PRECISION(10));
+  char *head_text = json_dumps(head, JSON_COMPACT | JSON_REAL_PRECISION(SG_JSON_DIGITS));
   json_decref(head);
   /* {...head...,"devices":[ then the devices, then ]} */
   size_t n = head_text ? strlen(head_text) : 0;
@@ -681,7 +681,7 @@ bool http_host_ok(const char *host, const char *names) {
 static enum MHD_Result respond(struct MHD_Connection *c, http_resp_t *resp) {
   struct MHD_Response *r;
   if (resp->json) {
-    char *text = json_dumps(resp->json, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    char *text = json_dumps(resp->json, JSON_COMPACT | JSON_REAL_PRECISION(SG_JSON_DIGITS));
     json_decref(resp->json);
     free(resp->text);
     if (resp->stream)

@@ -331,7 +331,7 @@ int api_get_text(const ctl_t *ctl, const char *path, char **out, size_t *len) {
 }
 
 void print_json(const json_t *j) {
-  char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+  char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(SG_JSON_DIGITS));
   if (s)
     printf("%s\n", s);
   free(s);

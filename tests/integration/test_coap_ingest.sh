@@ -7,6 +7,10 @@ now=$(now_s)
 
 r=$(coap post /r 110 "[{\"bn\":\"dust-01/\",\"bt\":$now,\"n\":\"pm10\",\"v\":56.3},{\"n\":\"pm2_5\",\"v\":31.5}]")
 expect_code 2.04 "$r" "SenML JSON pack"
+# Times keep their milliseconds, here half a second apart (SenML times are
+# seconds as a number, RFC 8428 section 4.5.3).
+r=$(coap post /r 110 "[{\"bn\":\"dust-01/\",\"bt\":$((now - 10)).875,\"n\":\"pm2_5\",\"v\":30},{\"n\":\"pm2_5\",\"t\":-0.5,\"v\":31}]")
+expect_code 2.04 "$r" "SenML JSON pack with milliseconds"
 r=$(coap post /r 50 "[{\"bn\":\"dust-01/\",\"bt\":$((now - 60)),\"n\":\"pm10\",\"v\":0.0612,\"u\":\"mg/m3\"}]")
 expect_code 2.04 "$r" "JSON (50) pack in mg/m3"
 # SenML CBOR: [{-2:"noise-01/", -3:now, 0:"la", 2:63.5}] (RFC 8428 section 6 labels)
@@ -51,6 +55,13 @@ wait_for 30 "the accepted readings committed (storage queue empty)" committed
 [ "$(json 'sorted(round(p["v"], 3) for p in j["points"])' <"$T/r.json")" = "[56.3, 61.2]" ] ||
   fail "mg/m3 not converted: $(cat "$T/r.json")"
 [ "$(json 'j["unit"]' <"$T/r.json")" = "ug/m3" ] || fail "unit"
+# Both through sitectl and the API: the times as sent, to the millisecond.
+ms='sorted(round(p["t"] % 1, 3) for p in j["points"] if p["v"] in (30, 31))'
+"$BIN/sitectl" readings dust-01 pm2_5 --since -10m --json >"$T/ms.json" || fail "sitectl readings pm2_5"
+[ "$(json "$ms" <"$T/ms.json")" = "[0.375, 0.875]" ] || fail "milliseconds lost: $(cat "$T/ms.json")"
+curl -sf "$SITECTL_URL/api/readings?device=dust-01&quantity=pm2_5&since=$((now - 600))" >"$T/ms.json" ||
+  fail "GET /api/readings"
+[ "$(json "$ms" <"$T/ms.json")" = "[0.375, 0.875]" ] || fail "milliseconds lost in the API: $(cat "$T/ms.json")"
 "$BIN/sitectl" readings noise-01 la --since -10m --json >"$T/la.json" || fail "sitectl readings noise-01 la"
 json 'j["points"][0]["v"]' <"$T/la.json" | grep -qx 63.5 || fail "CBOR reading not stored: $(cat "$T/la.json")"
 # The person's table has a header and the values.

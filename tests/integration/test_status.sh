@@ -35,7 +35,7 @@ a = d["dust-01"]
 want("dust-01: %r" % a, a["type"] == "dust" and a["online"] is True and a["packs"] == 1 and a["records"] == 2
      and a["rejects"] == 0 and a["reject_reasons"] == {} and isinstance(a["last_seen"], float)
      and abs(a["last_seen"] - now) < 60)
-t = float("%.10g" % (now + 0.25)) # times have 10 digits, as every answer's (JSON_REAL_PRECISION)
+t = now + 0.25 # times to the millisecond (protocol/HTTP.md: 13 digits)
 want("dust-01 latest: %r" % a["latest"], a["latest"] == {"pm10": {"t": t, "v": 56.3}, "pm2_5": {"t": t, "v": 31.0}})
 b = d["dust-02"]
 want("dust-02: %r" % b, b["rejects"] == 1 and b["reject_reasons"] == {"needs_dtls": 1} and b["latest"] == {}
