@@ -60,7 +60,7 @@
   "INSERT INTO " table "(series, t, n, vmin, vmax, vsum, esum) VALUES(?1, ?2, ?3, ?4,"             \
   " CASE WHEN ?5 = ?4 THEN NULL ELSE ?5 END,"                                                      \
   " CASE WHEN (?3 = 1 AND ?6 = ?4) OR (?3 = 2 AND ?6 = ?4 + ?5) THEN NULL ELSE ?6 END, ?7)"        \
-  " ON CONFLICT(series, t) DO UPDATE SET n = " ROLL_NEW_N ", vmin = " ROLL_NEW_MIN ","             \
+  " ON CONFLICT(t, series) DO UPDATE SET n = " ROLL_NEW_N ", vmin = " ROLL_NEW_MIN ","             \
   " vmax = CASE WHEN " ROLL_NEW_MAX " = " ROLL_NEW_MIN " THEN NULL ELSE " ROLL_NEW_MAX " END,"     \
   " vsum = CASE WHEN (" ROLL_NEW_N " = 1 AND " ROLL_NEW_SUM " = " ROLL_NEW_MIN ") OR (" ROLL_NEW_N \
   " = 2 AND " ROLL_NEW_SUM " = " ROLL_NEW_MIN " + " ROLL_NEW_MAX ")"                               \

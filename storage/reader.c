@@ -24,12 +24,20 @@ struct stor_reader {
   sqlite3_stmt *s_find, *s_points[4], *s_latest, *s_count, *s_pages, *s_page_size;
   sqlite3_stmt *s_begin, *s_end, *s_blk_first, *s_tail; /* raw: s_points[0] is blocks */
   sqlite3_stmt *s_rolled, *s_tail_all, *s_pend_from;
+  sqlite3_stmt *s_span[4];   /* a rollup table's first and last bucket in a range */
+  sqlite3_stmt *s_next_day; /* roll_1d's next bucket start */
   int64_t day0, day1; /* the last local day looked up, [day0, day1) in seconds */
 };
 
+/* Rollup tables are keyed (t, series) (schema.c, version 13): a series'
+ * buckets are looked up one by one, between the first and the last bucket
+ * any series has in the range. */
 #define ROLL_SELECT(table)                                                                         \
-  "SELECT t, n, vmin, " STOR_ROLL_VMAX ", " STOR_ROLL_VSUM ", esum FROM " table                    \
-  " WHERE series = ?1 AND t >= ?2 AND t < ?3 ORDER BY t LIMIT ?4"
+  "SELECT n, vmin, " STOR_ROLL_VMAX ", " STOR_ROLL_VSUM ", esum FROM " table                       \
+  " WHERE t = ?2 AND series = ?1"
+#define ROLL_SPAN(table)                                                                           \
+  "SELECT (SELECT t FROM " table " WHERE t >= ?1 AND t < ?2 ORDER BY t LIMIT 1),"                  \
+  " (SELECT t FROM " table " WHERE t >= ?1 AND t < ?2 ORDER BY t DESC LIMIT 1)"
 
 static int prepare(stor_reader_t *r) {
   const struct {
@@ -51,6 +59,10 @@ static int prepare(stor_reader_t *r) {
       {&r->s_points[STOR_STEP_1M], ROLL_SELECT("roll_1m")},
       {&r->s_points[STOR_STEP_1H], ROLL_SELECT("roll_1h")},
       {&r->s_points[STOR_STEP_1D], ROLL_SELECT("roll_1d")},
+      {&r->s_span[STOR_STEP_1M], ROLL_SPAN("roll_1m")},
+      {&r->s_span[STOR_STEP_1H], ROLL_SPAN("roll_1h")},
+      {&r->s_span[STOR_STEP_1D], ROLL_SPAN("roll_1d")},
+      {&r->s_next_day, "SELECT t FROM roll_1d WHERE t > ?1 ORDER BY t LIMIT 1"},
       {&r->s_tail, "SELECT t, data FROM tail WHERE t > ?2 - " STR(
                        STOR_PACK_SPAN_MS) " AND t < ?3 AND series = ?1"},
       /* Every series, for stor_latest: with its latest row if it has one,
@@ -104,7 +116,8 @@ void stor_reader_close(stor_reader_t *r) {
   sqlite3_stmt *stmts[] = {r->s_find,      r->s_points[0], r->s_points[1], r->s_points[2],
                            r->s_points[3], r->s_latest,    r->s_count,     r->s_pages,
                            r->s_page_size, r->s_begin,     r->s_end,       r->s_blk_first,
-                           r->s_tail,      r->s_rolled,    r->s_tail_all,  r->s_pend_from};
+                           r->s_tail,      r->s_rolled,    r->s_tail_all,  r->s_pend_from,
+                           r->s_span[1],   r->s_span[2],   r->s_span[3],   r->s_next_day};
   for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
     sqlite3_finalize(stmts[i]);
   sqlite3_close(r->db);
@@ -415,31 +428,85 @@ static int pending_buckets(stor_reader_t *r, int64_t series, bool level, stor_st
   return SQLITE_OK;
 }
 
+/* The first and last bucket start of `step`'s table in [lo, hi) seconds,
+ * of any series; *b > *e when it has none. */
+static int roll_span(stor_reader_t *r, stor_step_t step, int64_t lo, int64_t hi, int64_t *b,
+                     int64_t *e) {
+  sqlite3_stmt *st = r->s_span[step];
+  sqlite3_bind_int64(st, 1, lo);
+  sqlite3_bind_int64(st, 2, hi);
+  int rc = sqlite3_step(st);
+  *b = 1;
+  *e = 0;
+  if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+    *b = sqlite3_column_int64(st, 0);
+    *e = sqlite3_column_int64(st, 1);
+  }
+  sqlite3_reset(st);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* *t becomes the start of the next bucket of `step` that a row may have:
+ * minutes and hours are UTC multiples of 60 and 3600 s (batch.c); days
+ * start at local midnight as the writer saw it, so the next day is the
+ * next start the table holds. */
+static int bucket_next(stor_reader_t *r, stor_step_t step, int64_t *t) {
+  if (step != STOR_STEP_1D) {
+    *t += step == STOR_STEP_1M ? 60 : 3600;
+    return SQLITE_OK;
+  }
+  sqlite3_stmt *st = r->s_next_day;
+  sqlite3_bind_int64(st, 1, *t);
+  int rc = sqlite3_step(st);
+  *t = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : INT64_MAX;
+  sqlite3_reset(st);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* The series' row of the bucket starting at *t or of the next one that
+ * has one, up to `last`: SQLITE_ROW with *x, or SQLITE_DONE. */
+static int roll_row(stor_reader_t *r, stor_step_t step, int64_t series, int64_t *t, int64_t last,
+                    acc_t *x) {
+  sqlite3_stmt *st = r->s_points[step];
+  int rc = SQLITE_OK;
+  while (rc == SQLITE_OK && *t <= last) {
+    sqlite3_bind_int64(st, 1, series);
+    sqlite3_bind_int64(st, 2, *t);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+      *x = (acc_t){.t = *t,
+                   .n = sqlite3_column_int64(st, 0),
+                   .vmin = sqlite3_column_double(st, 1),
+                   .vmax = sqlite3_column_double(st, 2),
+                   .vsum = sqlite3_column_double(st, 3),
+                   .esum = sqlite3_column_double(st, 4),
+                   .level = sqlite3_column_type(st, 4) != SQLITE_NULL};
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE)
+      rc = bucket_next(r, step, t);
+  }
+  return rc == SQLITE_OK ? SQLITE_DONE : rc;
+}
+
 /* Rollup points of `step` starting in [since, until), at most `limit`:
  * the table's rows merged with the pending buckets, in one read
  * transaction. */
 static int roll_points(stor_reader_t *r, int64_t series, bool level, stor_step_t step,
                        int64_t since, int64_t until, size_t limit, pts_t *out) {
   int64_t lo = ceil_div(since, 1000), hi = ceil_div(until, 1000); /* rollups keep seconds */
+  int64_t t = 1, last = 0;
   acc_t *pend = NULL;
   size_t np = 0, pi = 0;
   int rc = read_begin(r);
   if (rc == SQLITE_OK)
     rc = pending_buckets(r, series, level, step, lo, hi, &pend, &np);
-  sqlite3_stmt *st = r->s_points[step];
+  if (rc == SQLITE_OK)
+    rc = roll_span(r, step, lo, hi, &t, &last);
   if (rc == SQLITE_OK) {
-    sqlite3_bind_int64(st, 1, series);
-    sqlite3_bind_int64(st, 2, lo);
-    sqlite3_bind_int64(st, 3, hi);
-    sqlite3_bind_int64(st, 4, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
-    while (out->n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-      acc_t x = {.t = sqlite3_column_int64(st, 0),
-                 .n = sqlite3_column_int64(st, 1),
-                 .vmin = sqlite3_column_double(st, 2),
-                 .vmax = sqlite3_column_double(st, 3),
-                 .vsum = sqlite3_column_double(st, 4),
-                 .esum = sqlite3_column_double(st, 5),
-                 .level = sqlite3_column_type(st, 5) != SQLITE_NULL};
+    acc_t x;
+    while (out->n < limit && (rc = roll_row(r, step, series, &t, last, &x)) == SQLITE_ROW) {
+      if ((rc = bucket_next(r, step, &t)) != SQLITE_OK)
+        break;
       for (; pi < np && pend[pi].t < x.t && out->n < limit; pi++)
         if (!pts_add(out, &pend[pi]))
           break;
@@ -454,7 +521,6 @@ static int roll_points(stor_reader_t *r, int64_t series, bool level, stor_step_t
         break;
       }
     }
-    sqlite3_reset(st);
     rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
   }
   for (; rc == SQLITE_OK && pi < np && out->n < limit; pi++)

@@ -8,10 +8,12 @@
  *
  * A pass visits the series in id order and deletes, per series, the
  * blocks wholly older than the cut (a block straddling it stays until it
- * is wholly old: raw readings are kept *at least* raw_days) and then the
- * minute rollups older than the cut, through the primary keys: a range
- * delete, no scan. Its last step deletes the tail rows older than the cut
- * (rare: the compactor keeps the tail young). It runs as many short
+ * is wholly old: raw readings are kept *at least* raw_days) through the
+ * blocks' (series, t0) index; then the minute rollups older than their
+ * cut, of every series at once, from the start of roll_1m (keyed (t,
+ * series), schema.c version 13): a range delete, no scan. Its last step
+ * deletes the tail rows older than the cut (rare: the compactor keeps the
+ * tail young). It runs as many short
  * transactions of at most STOR_RETENTION_CHUNK rows and STOR_RETENTION_SERIES
  * series, one between two batches, so a reading never waits behind more
  * than one of them. The writer starts a pass an hour after the last one;
@@ -32,10 +34,11 @@ int stor__retention_open(stor_db_t *db) {
       /* The t of the (limit + 1)th oldest row: rows before it are `limit`. */
       {&db->s_bound[0],
        "SELECT t0 FROM block WHERE series = ?1 AND t0 < ?2 ORDER BY t0 LIMIT 1 OFFSET ?3"},
+      /* The key of the (limit + 1)th oldest minute row before the cut. */
       {&db->s_bound[1],
-       "SELECT t FROM roll_1m WHERE series = ?1 AND t < ?2 ORDER BY t LIMIT 1 OFFSET ?3"},
+       "SELECT t, series FROM roll_1m WHERE t < ?2 ORDER BY t, series LIMIT 1 OFFSET ?3"},
       {&db->s_delete[0], "DELETE FROM block WHERE series = ?1 AND t0 < ?2 AND t1 < ?3 RETURNING n"},
-      {&db->s_delete[1], "DELETE FROM roll_1m WHERE series = ?1 AND t < ?2"},
+      {&db->s_delete[1], "DELETE FROM roll_1m WHERE (t, series) < (?2, ?1)"},
   };
   int rc = 0;
   for (size_t i = 0; rc == 0 && i < sizeof(stmts) / sizeof(stmts[0]); i++)
@@ -70,25 +73,29 @@ void stor__retention_cancel(stor_db_t *db, int64_t result) {
   db->ret.req = NULL;
 }
 
-/* Deletes at most `budget` rows of one series older than `cut` from
- * `table` (0 raw, 1 roll_1m); *more says whether older rows remain. */
+/* Deletes at most `budget` rows older than `cut` from `table`: 0 the
+ * blocks of one series, 1 the minute rollups of every series (`series`
+ * unused); *more says whether older rows remain. */
 static int delete_some(stor_db_t *db, int table, int64_t series, int64_t cut, int64_t budget,
                        int64_t *deleted, bool *more) {
   sqlite3_stmt *bound = db->s_bound[table], *del = db->s_delete[table];
-  sqlite3_bind_int64(bound, 1, series);
+  if (table == 0)
+    sqlite3_bind_int64(bound, 1, series);
   sqlite3_bind_int64(bound, 2, cut);
   /* Blocks: a budget of rows is about budget / 64 blocks. */
   sqlite3_bind_int64(bound, 3, table == 0 ? 1 + budget / 64 : budget);
-  int64_t upto = cut;
+  int64_t upto = cut, upto_series = 0; /* minutes: every row before (cut, 0) */
   int rc = sqlite3_step(bound);
   *more = rc == SQLITE_ROW;
   if (rc == SQLITE_ROW) {
     upto = sqlite3_column_int64(bound, 0);
+    if (table == 1)
+      upto_series = sqlite3_column_int64(bound, 1);
     rc = SQLITE_DONE;
   }
   sqlite3_reset(bound);
   if (rc == SQLITE_DONE) {
-    sqlite3_bind_int64(del, 1, series);
+    sqlite3_bind_int64(del, 1, table == 0 ? series : upto_series);
     sqlite3_bind_int64(del, 2, upto);
     if (table == 0)
       sqlite3_bind_int64(del, 3, cut);
@@ -126,25 +133,28 @@ void stor__retention_step(stor_db_t *db) {
   int table = db->ret.table, visited = 0;
   bool found = true;
   int rc = step_done(db->s_begin);
-  while (rc == SQLITE_OK && budget > 0 && visited < STOR_RETENTION_SERIES) {
+  /* Table 0: each series' blocks; then table 1: every series' minutes. */
+  while (rc == SQLITE_OK && table == 0 && budget > 0 && visited < STOR_RETENTION_SERIES) {
     int64_t id = 0, deleted = 0;
     bool more = false;
-    if ((rc = next_series(db, series, &id, &found)) != SQLITE_OK || !found)
+    if ((rc = next_series(db, series, &id, &found)) != SQLITE_OK)
       break;
-    rc = delete_some(db, table, id, db->ret.cut_ms[table], budget, &deleted, &more);
-    budget -= deleted;
-    if (table == 0)
-      raw_deleted += deleted;
-    series = id;
-    if (more)
-      continue; /* the budget is spent: resume here next time */
-    if (table == 0) {
+    if (!found) {
       table = 1;
-    } else {
-      table = 0;
-      series = id + 1;
-      visited++;
+      break;
     }
+    rc = delete_some(db, 0, id, db->ret.cut_ms[0], budget, &deleted, &more);
+    budget -= deleted;
+    raw_deleted += deleted;
+    series = more ? id : id + 1; /* more: the budget is spent, resume here next time */
+    visited += !more;
+  }
+  found = true;
+  if (rc == SQLITE_OK && table == 1 && budget > 0) {
+    int64_t deleted = 0;
+    bool more = false;
+    rc = delete_some(db, 1, 0, db->ret.cut_ms[1], budget, &deleted, &more);
+    found = more;
   }
   if (rc == SQLITE_OK && !found) {
     /* The pass's end: tail rows whose readings are all older than the
