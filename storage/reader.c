@@ -24,9 +24,9 @@ struct stor_reader {
   sqlite3_stmt *s_find, *s_points[4], *s_latest, *s_count, *s_pages, *s_page_size;
   sqlite3_stmt *s_begin, *s_end, *s_blk_first, *s_tail; /* raw: s_points[0] is blocks */
   sqlite3_stmt *s_rolled, *s_tail_all, *s_pend_from;
-  sqlite3_stmt *s_span[4];   /* a rollup table's first and last bucket in a range */
+  sqlite3_stmt *s_span[4];  /* a rollup table's first and last bucket in a range */
   sqlite3_stmt *s_next_day; /* roll_1d's next bucket start */
-  int64_t day0, day1; /* the last local day looked up, [day0, day1) in seconds */
+  int64_t day0, day1;       /* the last local day looked up, [day0, day1) in seconds */
 };
 
 /* Rollup tables are keyed (t, series) (schema.c, version 13): a series'

@@ -38,7 +38,8 @@
   "  series INTEGER NOT NULL, t INTEGER NOT NULL, n INTEGER NOT NULL,"                             \
   "  vmin REAL NOT NULL, vmax REAL, vsum REAL, esum REAL,"                                         \
   "  PRIMARY KEY(t, series)) WITHOUT ROWID;"                                                       \
-  "INSERT INTO " t "_13 SELECT series, t, n, vmin, vmax, vsum, esum FROM " t " ORDER BY t, series;" \
+  "INSERT INTO " t "_13 SELECT series, t, n, vmin, vmax, vsum, esum FROM " t                       \
+  " ORDER BY t, series;"                                                                           \
   "DROP TABLE " t ";"                                                                              \
   "ALTER TABLE " t "_13 RENAME TO " t ";"
 

@@ -1131,8 +1131,8 @@ static void retention_deletes_old_minutes_of_every_series_in_chunks(void **state
   assert_int_equal(db_int(f->path, "SELECT count(*) FROM roll_1m"), 3);
   for (int k = 0; k < 3; k++) {
     size_t n = 0;
-    stor_point_t *p = query(f, names[k], k == 2 ? PROTO_Q_LA : PROTO_Q_PM10, STOR_STEP_1M, 0,
-                            INT64_MAX, &n);
+    stor_point_t *p =
+        query(f, names[k], k == 2 ? PROTO_Q_LA : PROTO_Q_PM10, STOR_STEP_1M, 0, INT64_MAX, &n);
     assert_int_equal(n, 1);
     check_point(&p[0], kept, 1, 5, 5, 5);
     free(p);
