@@ -23,9 +23,12 @@ static void watchdog_on_tick(uv_timer_t *t) {
  * the same migration again, for ever. Storage calls this at most every
  * GW_OPENING_NOTIFY_MS while SQLite works (statements running, the WAL
  * written) and at each step. The extension is what a start may go without
- * any: longer than the steps that report nothing (a commit's fsync, the
- * drop of a large table, some seconds on a slow card), short enough that a
- * start that has stalled is still killed and restarted. */
+ * any: far longer than the single calls that report nothing (a commit's
+ * fsync, the drop of a large table: at most 0.14 s between two reports
+ * while a 58 MB schema 6 file migrated on the 2-core VM, so seconds on a
+ * card 20 times slower), short enough that a start that has stalled is
+ * still killed and restarted. STATUS= says what it does and how long that
+ * step has taken (`systemctl status`). */
 void gw__notify_opening(void *arg, const stor_opening_t *o) {
   (void)arg;
   sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%llu\nSTATUS=%s (%.0f s)",
