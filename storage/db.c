@@ -55,6 +55,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -496,11 +497,18 @@ typedef struct wal_file {
 
 static sqlite3_vfs wal_vfs, *root_vfs;
 
+/* stor_open's report while it runs on this thread (NULL otherwise): a
+ * written buffer is work done, and some long steps write without running
+ * statements (migration 12's VACUUM copies the new file back through the
+ * WAL in one call). */
+static _Thread_local stor_opener_t *wal_opener;
+
 static int wal_flush(wal_file_t *f) {
   if (f->len == 0)
     return SQLITE_OK;
   int rc = f->real->pMethods->xWrite(f->real, f->buf, f->len, f->off);
   f->len = 0;
+  stor__opening_tick(wal_opener);
   return rc;
 }
 
@@ -705,6 +713,41 @@ static const char *writer_vfs(void) {
   return wal_vfs_rc == SQLITE_OK ? wal_vfs.zName : NULL;
 }
 
+/* ---- what the open is doing (stor_opening_fn) */
+
+static void opening_call(stor_opener_t *op, uint64_t now) {
+  op->last_ms = now;
+  op->o.step_s = (double)(now - op->step_ms) / 1000.0;
+  op->fn(op->arg, &op->o);
+}
+
+void stor__opening_step(stor_opener_t *op, int schema, const char *fmt, ...) {
+  if (!op || !op->fn)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(op->what, sizeof(op->what), fmt, ap);
+  va_end(ap);
+  op->o.what = op->what;
+  op->o.schema = schema;
+  op->step_ms = sg_mono_ms();
+  opening_call(op, op->step_ms);
+}
+
+void stor__opening_tick(stor_opener_t *op) {
+  if (!op || !op->fn || !op->o.what)
+    return;
+  uint64_t now = sg_mono_ms();
+  if (now - op->last_ms >= (uint64_t)op->every_ms)
+    opening_call(op, now);
+}
+
+/* SQLite's progress handler: 0 lets the statement go on. */
+static int opening_on_progress(void *arg) {
+  stor__opening_tick(arg);
+  return 0;
+}
+
 /* ---- open and close */
 
 static int set_journal_wal(stor_db_t *db) {
@@ -830,10 +873,21 @@ int stor_open(const stor_options_t *opt, stor_db_t **out) {
     rc = -ENOMEM;
     goto fail;
   }
-  if ((rc = open_connection(db, opt)) != 0 || (rc = stor__migrate(db->db, db->path)) != 0 ||
-      (rc = prepare(db)) != 0 || (rc = stor__batch_open(db)) != 0 ||
-      (rc = stor__retention_open(db)) != 0 || (rc = stor__compact_open(db)) != 0 ||
-      (rc = stor__ckpt_start(db)) != 0 ||
+  /* The report of what takes long here (migrations, reading back what a
+   * crash left pending), from this thread only: the writer's connection is
+   * the writer thread's once it starts. */
+  stor_opener_t op = {.fn = opt->on_opening,
+                      .arg = opt->opening_arg,
+                      .every_ms = opt->opening_ms > 0 ? opt->opening_ms : STOR_OPENING_MS};
+  if ((rc = open_connection(db, opt)) != 0)
+    goto fail;
+  if (op.fn) {
+    sqlite3_progress_handler(db->db, STOR_OPENING_VM_OPS, opening_on_progress, &op);
+    wal_opener = &op;
+  }
+  if ((rc = stor__migrate(db->db, db->path, &op)) != 0 || (rc = prepare(db)) != 0 ||
+      (rc = stor__batch_open(db)) != 0 || (rc = stor__retention_open(db)) != 0 ||
+      (rc = stor__compact_open(db)) != 0 || (rc = stor__ckpt_start(db)) != 0 ||
       (rc = stor__query_int(db->db, "SELECT max(id) FROM device", &max_device)) != 0)
     goto fail;
   db->max_device = (uint32_t)max_device;
@@ -845,12 +899,15 @@ int stor_open(const stor_options_t *opt, stor_db_t **out) {
   /* What a crash left without rollups (raw rows newer than their series'
    * latest value) is rolled up now; failing that, by the writer. */
   uint64_t ins = 0, dups = 0;
+  stor__opening_step(&op, 0, "reading back the readings not rolled up yet");
   if (stor__batch_commit(db, 0, true, &ins, &dups) != 0) {
     log_warn("%s: cannot write the rollups a crash left unwritten yet: %s; retrying", db->path,
              db->errmsg);
     db->roll_pending = true;
     db->roll_due = sg_mono_ms();
   }
+  sqlite3_progress_handler(db->db, 0, NULL, NULL);
+  wal_opener = NULL;
   if ((rc = -pthread_create(&db->thread, NULL, writer_main, db)) != 0) {
     log_err("%s: cannot start the writer thread: %s", db->path, strerror(-rc));
     goto fail;
@@ -860,6 +917,9 @@ int stor_open(const stor_options_t *opt, stor_db_t **out) {
   return 0;
 
 fail:
+  if (db->db)
+    sqlite3_progress_handler(db->db, 0, NULL, NULL);
+  wal_opener = NULL;
   stor_close(db);
   return rc;
 }

@@ -11,6 +11,8 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/statvfs.h>
 
 /* 0x53475445, "SGTE": tells a sitegate database from another program's
  * SQLite file. */
@@ -479,11 +481,13 @@ static const char *const migrations[] = {
      * no SQL (NULL) and stor__migrate runs vacuum_incremental instead. It
      * rewrites the file once, writing about twice its size (a copy in a
      * temporary file, then the pages through the WAL), and needs as much
-     * room; a file that cannot be vacuumed (no room, another connection
-     * reading) stays as it was, keeps working and reuses its free pages as
-     * before, and says so in the log; so does one larger than
-     * STOR_VACUUM_MIGRATE_MAX, which would hold up the start too long. The pointer map pages it
-     * adds (one per 204 pages of 1 KiB) cost about 0.5% of the file. */
+     * room; a file that cannot be vacuumed (less than STOR_VACUUM_ROOM
+     * times its size free, another connection reading) stays as it was,
+     * keeps working and reuses its free pages as before, and says so in
+     * the log. A large file takes long (minutes on a slow eMMC); the open
+     * reports its progress meanwhile (vacuum_incremental). The pointer map
+     * pages it adds (one per 204 pages of 1 KiB) cost about 0.5% of the
+     * file. */
     NULL,
     /* 13: rollups keyed time first, (t, series). Keyed series first, each
      * flush of the pending buckets (every STOR_PEND_MAX minutes or before
@@ -541,39 +545,80 @@ int stor__check_version(sqlite3 *db, const char *path) {
 
 /* Migration 12 (above): makes an older file auto_vacuum = INCREMENTAL with
  * a VACUUM, outside any transaction. Never fails the open: a file that
- * cannot be vacuumed keeps working as it is. */
-static int64_t vacuum_migrate_max = STOR_VACUUM_MIGRATE_MAX;
+ * cannot be vacuumed keeps working as it is.
+ *
+ * There is no bound on the file's size: the VACUUM may take minutes on a
+ * large file on a slow eMMC, and stor_open's report (stor_opening_fn,
+ * called from SQLite's progress handler and the WAL's writes throughout)
+ * lets sitegated tell systemd it is making progress, so the start timeout
+ * does not kill it half-way. (It was bounded to 256 MiB for that timeout
+ * alone.) What does bound it is room: the VACUUM writes a copy of the file
+ * to a temporary file (SQLite's temporary directory, /var/tmp under
+ * systemd, mostly the same file system), then the new pages through the
+ * WAL beside the file, so it runs only when the file system holding the
+ * file has STOR_VACUUM_ROOM times the file's size free. Otherwise it would
+ * fill the disk before failing, at a moment other programs on the box may
+ * need it; such a file keeps its free pages for reuse, as before, and says
+ * so. */
+static int64_t vacuum_room = -1; /* tests: the free bytes to assume; -1: statvfs's */
 
-void stor__test_vacuum_migrate_max(int64_t bytes) { vacuum_migrate_max = bytes; }
+void stor__test_vacuum_room(int64_t bytes) { vacuum_room = bytes; }
 
-static void vacuum_incremental(sqlite3 *db, const char *path) {
+/* Free bytes on the file system that holds `path`, -1 if unknown. */
+static int64_t room_beside(const char *path) {
+  if (vacuum_room >= 0)
+    return vacuum_room;
+  char dir[4096];
+  snprintf(dir, sizeof(dir), "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (!slash)
+    snprintf(dir, sizeof(dir), ".");
+  else
+    slash[slash == dir] = '\0'; /* "/x.db": "/" */
+  struct statvfs fs;
+  if (statvfs(dir, &fs) != 0)
+    return -1;
+  return (int64_t)fs.f_bavail * (int64_t)fs.f_frsize;
+}
+
+static void vacuum_incremental(sqlite3 *db, const char *path, stor_opener_t *op, int v) {
   int64_t mode = 0, pages = 0, page_size = 0;
   if (stor__query_int(db, "PRAGMA auto_vacuum", &mode) != 0 || mode == 2)
     return; /* a new file is made so (db.c) */
   if (stor__query_int(db, "PRAGMA page_count", &pages) != 0 ||
-      stor__query_int(db, "PRAGMA page_size", &page_size) != 0 ||
-      pages * page_size > vacuum_migrate_max) {
-    log_warn("%s: %lld MB, too large to rewrite at start (VACUUM) within the start timeout; it "
-             "keeps its free pages for reuse, as before",
-             path, (long long)(pages * page_size >> 20));
+      stor__query_int(db, "PRAGMA page_size", &page_size) != 0)
+    return;
+  int64_t size = pages * page_size, room = room_beside(path);
+  if (room >= 0 && room < STOR_VACUUM_ROOM * size) {
+    log_warn("%s: %lld MB, and %lld MB free beside it: too little room to rewrite it (VACUUM "
+             "needs %d times its size); it keeps its free pages for reuse, as before",
+             path, (long long)(size >> 20), (long long)(room >> 20), STOR_VACUUM_ROOM);
     return;
   }
   log_info("%s: rewriting the file once (VACUUM) so that it can give free pages back", path);
+  stor__opening_step(op, v,
+                     "migrating the database to schema %d of %d: rewriting the file "
+                     "(VACUUM, %lld MB)",
+                     v, N_MIGRATIONS, (long long)(size >> 20));
   int rc = sqlite3_exec(db, "PRAGMA auto_vacuum = INCREMENTAL; VACUUM", NULL, NULL, NULL);
   if (rc != SQLITE_OK || stor__query_int(db, "PRAGMA auto_vacuum", &mode) != 0 || mode != 2)
     log_warn("%s: cannot rewrite the file (%s); it keeps its free pages for reuse, as before", path,
              sqlite3_errmsg(db));
 }
 
-int stor__migrate(sqlite3 *db, const char *path) {
+int stor__migrate(sqlite3 *db, const char *path, stor_opener_t *op) {
   int64_t version = 0;
   int rc = check(db, path, &version);
+  if (rc == 0 && version == 0)
+    stor__opening_step(op, N_MIGRATIONS, "creating the database (schema %d)", N_MIGRATIONS);
   for (int v = (int)version + 1; rc == 0 && v <= N_MIGRATIONS; v++) {
     char what[64], set[64];
     snprintf(what, sizeof(what), "%s: migration %d", path, v);
     snprintf(set, sizeof(set), "PRAGMA user_version = %d", v);
+    if (version > 0)
+      stor__opening_step(op, v, "migrating the database to schema %d of %d", v, N_MIGRATIONS);
     if (!migrations[v - 1])
-      vacuum_incremental(db, path);
+      vacuum_incremental(db, path, op, v);
     int src = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     if (src == SQLITE_OK && v == 1)
       src = sqlite3_exec(db, "PRAGMA application_id = " STR(STOR_APPLICATION_ID), NULL, NULL, NULL);

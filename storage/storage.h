@@ -37,13 +37,33 @@ typedef struct stor_reading {
   double value;     /* canonical unit */
 } stor_reading_t;
 
+/* What stor_open is busy with, for a caller that shows it or must prove
+ * it is alive meanwhile (sitegated tells systemd, which would otherwise
+ * take a long schema migration on a large file for a hung start, kill it
+ * and have it start the same migration again). */
+typedef struct stor_opening {
+  const char *what; /* for a person: "migrating the database to schema 8 of 12" */
+  int schema;       /* the schema version being migrated to; 0 in the other steps */
+  double step_s;    /* seconds since this step began */
+} stor_opening_t;
+/* Called on stor_open's thread, inside it: when a step begins (each
+ * migration, migration 12's VACUUM, reading back pending readings) and,
+ * while SQLite works on it (statements run or the WAL is written), at
+ * most every `opening_ms`. A step that stalls (a single call that does not
+ * return) calls nothing. `o` is the callee's to read during the call only.
+ * It must not call this module; it cannot change or stop the open. */
+typedef void (*stor_opening_fn)(void *arg, const stor_opening_t *o);
+
 typedef struct stor_options {
   const char *path;
-  int batch_ms;           /* longest wait before queued readings are committed */
-  size_t batch_readings;  /* queued readings that start a commit before batch_ms ends */
-  size_t queue_max;       /* readings the queue holds before stor_append refuses */
-  int raw_days;           /* raw readings older than this are deleted */
-  int64_t max_page_count; /* 0: none; tests use it to simulate a full disk */
+  int batch_ms;               /* longest wait before queued readings are committed */
+  size_t batch_readings;      /* queued readings that start a commit before batch_ms ends */
+  size_t queue_max;           /* readings the queue holds before stor_append refuses */
+  int raw_days;               /* raw readings older than this are deleted */
+  int64_t max_page_count;     /* 0: none; tests use it to simulate a full disk */
+  stor_opening_fn on_opening; /* NULL: none */
+  void *opening_arg;          /* on_opening's */
+  int opening_ms;             /* on_opening's least interval within a step; 0: 1000 */
 } stor_options_t;
 
 /* Upper bounds of the commit-duration buckets, ms (stor_stats_t). */

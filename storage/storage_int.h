@@ -142,9 +142,34 @@ void stor__pages_release(void *base, size_t from, size_t to);
 /* Migrations are one ordered list in schema.c; a module that needs tables
  * appends an entry there, never edits a released one. */
 int stor__schema_version(void); /* the newest version this code knows */
+/* stor_open's report of what it is doing (storage.h stor_opening_fn), kept
+ * on its stack while it opens. */
+typedef struct stor_opener {
+  stor_opening_fn fn; /* NULL: nothing is reported */
+  void *arg;
+  int64_t every_ms;
+  uint64_t step_ms; /* sg_mono_ms() when the step began */
+  uint64_t last_ms; /* of the last call */
+  stor_opening_t o;
+  char what[128];
+} stor_opener_t;
+/* SQLite's progress handler looks at the clock every this many virtual
+ * machine instructions (tens of microseconds' work). */
+#define STOR_OPENING_VM_OPS 10000
+#define STOR_OPENING_MS 1000 /* stor_options_t.opening_ms's default */
+/* A new step: reports it at once. `schema` as stor_opening_t's. Accepts
+ * NULL (nothing to report). */
+void stor__opening_step(stor_opener_t *op, int schema, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Work within the step: reported if every_ms has passed since the last
+ * call. Accepts NULL. */
+void stor__opening_tick(stor_opener_t *op);
+
 /* Refuses a database from newer code or another program, then applies the
- * missing migrations, each in its own transaction. `path` is for messages. */
-int stor__migrate(sqlite3 *db, const char *path);
+ * missing migrations, each in its own transaction. `path` is for messages;
+ * `op` (NULL: none) is told each migration as it begins, and SQLite's work
+ * within it if the caller has set the connection's progress handler so. */
+int stor__migrate(sqlite3 *db, const char *path, stor_opener_t *op);
 /* Checks that an existing database is one this code can read. */
 int stor__check_version(sqlite3 *db, const char *path);
 
@@ -364,11 +389,13 @@ int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_
 #define STOR_VACUUM_MIN_PAGES 4096
 #define STOR_VACUUM_SHARE 4
 #define STOR_VACUUM_CHUNK 1024
-/* Migration 12's VACUUM runs on files up to this size only: it writes
- * about twice the file before the daemon can say it is ready, and systemd
- * gives a start 120 s (deploy/sitegated.service); 256 MiB is some 25 s at
- * 20 MB/s, a slow eMMC's pace. A larger file keeps its free pages. */
-#define STOR_VACUUM_MIGRATE_MAX ((int64_t)256 << 20)
+/* Migration 12's VACUUM runs only when the file system holding the file
+ * has this many times the file's size free: it writes a copy to a
+ * temporary file and then the pages through the WAL (schema.c,
+ * vacuum_incremental). Its size is not bounded: it used to be (256 MiB)
+ * for systemd's start timeout alone, which the open's progress reports now
+ * extend (stor_opening_fn, gateway/core/notify.c). */
+#define STOR_VACUUM_ROOM 2
 
 /* Prepares the compactor's statements and reads the tail's size. */
 int stor__compact_open(stor_db_t *db);
@@ -529,8 +556,9 @@ int64_t stor__test_compact(stor_db_t *db);
 /* The free pages the writer lets stand before it gives them back
  * (STOR_VACUUM_MIN_PAGES); it looks again at once. */
 void stor__test_vacuum_min(stor_db_t *db, int64_t pages);
-/* Lowers STOR_VACUUM_MIGRATE_MAX for the opens that follow (tests). */
-void stor__test_vacuum_migrate_max(int64_t bytes);
+/* The free bytes migration 12 assumes beside the file for the opens that
+ * follow (tests); -1: the file system's. */
+void stor__test_vacuum_room(int64_t bytes);
 /* PRAGMA max_page_count on the writer's connection; returns the new limit
  * or a negative errno. */
 int64_t stor__test_set_max_page_count(stor_db_t *db, int64_t pages);

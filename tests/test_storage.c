@@ -631,6 +631,134 @@ static void a_schema_6_database_migrates_in_place_and_reads_the_same(void **stat
   free(w);
 }
 
+/* What stor_open reported (stor_opening_fn), each call copied. */
+typedef struct opening_call {
+  char what[128];
+  int schema;
+  double step_s;
+} opening_call_t;
+typedef struct openings {
+  opening_call_t call[4096];
+  size_t n, dropped;
+} openings_t;
+
+/* Records the call and does nothing else. */
+static void record_opening(void *arg, const stor_opening_t *o) {
+  openings_t *r = arg;
+  if (r->n == sizeof(r->call) / sizeof(r->call[0])) {
+    r->dropped++;
+    return;
+  }
+  snprintf(r->call[r->n].what, sizeof(r->call[0].what), "%s", o->what);
+  r->call[r->n].schema = o->schema;
+  r->call[r->n].step_s = o->step_s;
+  r->n++;
+}
+
+/* site-v6.db with its raw rows copied `copies` times, each copy an hour
+ * earlier than the one before (older than the rollups' latest values, so
+ * nothing is rolled up at open, and within raw_days). */
+static void grow_raw(const char *path, int copies) {
+  sqlite3 *db = NULL;
+  char sql[512];
+  snprintf(sql, sizeof(sql),
+           "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < %d)"
+           " INSERT INTO raw(series, t, v) SELECT series, t - i * 3600000, v FROM raw, k;"
+           "UPDATE counter SET value = (SELECT count(*) FROM raw) WHERE name = 'raw_rows'",
+           copies);
+  assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+/* Opening a schema 6 database with a caller's report: each migration is
+ * reported as it begins, in order, then migration 12's VACUUM and reading
+ * back what is pending; within a step that works longer than opening_ms
+ * (migration 8 moving 200,000 readings) it is called again, never sooner
+ * than opening_ms after the last call; and the callback, which does
+ * nothing, changes nothing: every reading, rollup and the ledger read as
+ * before. */
+static void an_open_reports_each_migration_and_the_work_within_it(void **state) {
+  fx_t *f = *state;
+  old_database(f, 6);
+  grow_raw(f->path, 57);
+  int64_t nraw = db_int(f->path, "SELECT count(*) FROM raw");
+  assert_int_equal(nraw, 3461 * 58);
+  char *rolls = db_text(f->path, ROLL_SUM);
+  char *ledger = db_text(f->path, "SELECT count(*) || ' ' || hex(hash) FROM ledger_head");
+  want_row_t *w = old_readings(f->path, "raw", (size_t)nraw, 0);
+
+  static openings_t r;
+  memset(&r, 0, sizeof(r));
+  stor_options_t o = defaults(f);
+  o.on_opening = record_opening;
+  o.opening_arg = &r;
+  o.opening_ms = 1;
+  open_with(f, &o);
+  assert_int_equal(db_int(f->path, "PRAGMA user_version"), stor__schema_version());
+  assert_int_equal(stor__schema_version(), 12); /* the steps below */
+
+  /* The steps, each reported first with step_s 0. */
+  static const char *const steps[] = {
+      "migrating the database to schema 7 of 12",
+      "migrating the database to schema 8 of 12",
+      "migrating the database to schema 9 of 12",
+      "migrating the database to schema 10 of 12",
+      "migrating the database to schema 11 of 12",
+      "migrating the database to schema 12 of 12",
+      "migrating the database to schema 12 of 12: rewriting the file (VACUUM, ",
+      "reading back the readings not rolled up yet",
+  };
+  static const int schemas[] = {7, 8, 9, 10, 11, 12, 12, 0};
+  size_t k = 0, in_8 = 0;
+  assert_true(r.n > 0);
+  assert_int_equal(r.dropped, 0);
+  for (size_t i = 0; i < r.n; i++) {
+    const opening_call_t *c = &r.call[i];
+    bool next = k + 1 < sizeof(steps) / sizeof(steps[0]) &&
+                strncmp(c->what, steps[k + 1], strlen(steps[k + 1])) == 0;
+    if (i == 0 || next) {
+      if (i > 0)
+        k++;
+      if (strncmp(c->what, steps[k], strlen(steps[k])) != 0 || c->step_s != 0)
+        fail_msg("call %zu: \"%s\" at %.3f s, want step %zu \"%s\" at 0", i, c->what, c->step_s, k,
+                 steps[k]);
+    } else {
+      if (strncmp(c->what, steps[k], strlen(steps[k])) != 0)
+        fail_msg("call %zu: \"%s\" within step \"%s\"", i, c->what, steps[k]);
+      if (llround(c->step_s * 1000) < llround(r.call[i - 1].step_s * 1000) + 1) /* ms */
+        fail_msg("call %zu (\"%s\") at %.3f s, less than opening_ms after the last (%.3f s)", i,
+                 c->what, c->step_s, r.call[i - 1].step_s);
+      in_8 += k == 1;
+    }
+    if (c->schema != schemas[k])
+      fail_msg("call %zu (\"%s\"): schema %d, want %d", i, c->what, c->schema, schemas[k]);
+  }
+  if (k != sizeof(steps) / sizeof(steps[0]) - 1)
+    fail_msg("the report ended at step %zu (\"%s\")", k, steps[k]);
+  if (in_8 == 0)
+    fail_msg("migration 8 (moving %lld readings) was not reported while it worked",
+             (long long)nraw);
+  print_message("opening reported %zu calls, %zu within migration 8\n", r.n, in_8);
+
+  check_all_readings(f, w, (size_t)nraw);
+  close_db(f);
+  check_all_readings(f, w, (size_t)nraw);
+  char *rolls2 = db_text(f->path, ROLL_SUM);
+  assert_string_equal(rolls2, rolls);
+  char *ledger2 = db_text(f->path, "SELECT count(*) || ' ' || hex(hash) FROM ledger_head");
+  assert_string_equal(ledger2, ledger);
+  assert_int_equal(db_int(f->path, "SELECT value FROM counter WHERE name = 'raw_rows'"), nraw);
+  char *ok = db_text(f->path, "PRAGMA integrity_check");
+  assert_string_equal(ok, "ok");
+  free(ok);
+  free(rolls);
+  free(rolls2);
+  free(ledger);
+  free(ledger2);
+  free(w);
+}
+
 /* tests/data/main-db/site-v9.db was written by main before packed tail
  * rows (schema 9, one tail row a reading; make.sh 9): its 15,136 readings
  * are all in the tail and none is rolled up yet (the writer writes
@@ -2008,7 +2136,7 @@ static void a_schema_10_database_migrates_rollups_and_reads_the_same(void **stat
   assert_int_equal(db_int(f->path, "PRAGMA auto_vacuum"), 0);
   sqlite3 *db = NULL;
   assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-  assert_int_equal(stor__migrate(db, f->path), 0);
+  assert_int_equal(stor__migrate(db, f->path, NULL), 0);
   sqlite3_close(db);
   assert_int_equal(db_int(f->path, "PRAGMA user_version"), stor__schema_version());
   assert_int_equal(db_int(f->path, "PRAGMA auto_vacuum"), 2);
@@ -2054,14 +2182,17 @@ static void a_schema_10_database_migrates_rollups_and_reads_the_same(void **stat
   free(ok);
 }
 
-/* A file too large to rewrite within the start timeout is migrated without
- * the VACUUM: it keeps auto_vacuum off, opens, and stores as before. */
-static void a_file_too_large_to_vacuum_at_start_is_migrated_without(void **state) {
+/* A file with less than STOR_VACUUM_ROOM times its size free beside it is
+ * migrated without the VACUUM (which would fill the disk before failing):
+ * it keeps auto_vacuum off, opens, and stores as before. With just enough
+ * room it is rewritten. */
+static void a_file_without_room_to_vacuum_at_start_is_migrated_without(void **state) {
   fx_t *f = *state;
   old_database(f, 10);
-  stor__test_vacuum_migrate_max(4096);
+  int64_t size = db_int(f->path, "PRAGMA page_count") * db_int(f->path, "PRAGMA page_size");
+  stor__test_vacuum_room(STOR_VACUUM_ROOM * size - 1);
   open_db(f);
-  stor__test_vacuum_migrate_max(STOR_VACUUM_MIGRATE_MAX);
+  stor__test_vacuum_room(-1);
   assert_int_equal(db_int(f->path, "PRAGMA user_version"), stor__schema_version());
   assert_int_equal(db_int(f->path, "PRAGMA auto_vacuum"), 0);
   int64_t nraw = db_int(f->path, "SELECT value FROM counter WHERE name = 'raw_rows'");
@@ -2072,6 +2203,13 @@ static void a_file_too_large_to_vacuum_at_start_is_migrated_without(void **state
   char *ok = db_text(f->path, "PRAGMA integrity_check");
   assert_string_equal(ok, "ok");
   free(ok);
+
+  old_database(f, 10);
+  stor__test_vacuum_room(STOR_VACUUM_ROOM * size);
+  open_db(f);
+  stor__test_vacuum_room(-1);
+  close_db(f);
+  assert_int_equal(db_int(f->path, "PRAGMA auto_vacuum"), 2);
 }
 
 int main(void) {
@@ -2093,9 +2231,10 @@ int main(void) {
       T(hours_and_days_from_minutes_across_a_half_hour_zone_midnight),
       T(hours_and_days_from_minutes_when_a_midnight_cuts_a_minute),
       T(a_schema_6_database_migrates_in_place_and_reads_the_same),
+      T(an_open_reports_each_migration_and_the_work_within_it),
       T(a_schema_9_database_migrates_to_packs_and_reads_the_same),
       T(a_schema_10_database_migrates_rollups_and_reads_the_same),
-      T(a_file_too_large_to_vacuum_at_start_is_migrated_without),
+      T(a_file_without_room_to_vacuum_at_start_is_migrated_without),
       T(a_commit_stores_a_pack_per_series_and_resends_stay_single),
       T(readers_find_pending_readings_from_the_oldest_one),
       T(late_readings_and_resends_into_compacted_spans_are_stored_once),

@@ -527,7 +527,9 @@ int gw_core_open(gw_t *gw, const sg_config_t *cfg, uv_loop_t *loop) {
                        .batch_ms = cfg->batch_ms,
                        .batch_readings = (size_t)cfg->batch_readings,
                        .queue_max = (size_t)cfg->queue_max,
-                       .raw_days = cfg->raw_days};
+                       .raw_days = cfg->raw_days,
+                       .on_opening = gw__notify_opening,
+                       .opening_ms = GW_OPENING_NOTIFY_MS};
   /* One instance per database: refused here, before anything reads it. */
   if ((rc = stor_lock(cfg->db_path, &gw->lock_fd, NULL)) != 0 || (rc = calls_open(gw)) != 0 ||
       (rc = stor_open(&so, &gw->db)) != 0)
@@ -547,6 +549,9 @@ void gw_core_run(gw_t *gw, void (*stop_parts)(gw_t *gw)) {
   uv_signal_start(&gw->sig_int, on_signal, SIGINT);
   uv_timer_init(loop, &gw->lag_timer);
   gw->lag_timer.data = gw;
+  /* The loop's clock is as old as uv_loop_init, before storage opened
+   * (a migration may take minutes): the lag is measured from now. */
+  uv_update_time(loop);
   gw->lag_expected_ms = uv_now(loop) + LAG_TICK_MS;
   uv_timer_start(&gw->lag_timer, lag_on_tick, LAG_TICK_MS, LAG_TICK_MS);
   gw->running = true;

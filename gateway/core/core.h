@@ -195,6 +195,14 @@ int gw_core_close_loop(gw_t *gw, int rc);
  * watchdog pings it asked for), or stopping (and stops them). Loop thread. */
 void gw__notify_ready(gw_t *gw);
 void gw__notify_stopping(gw_t *gw);
+/* While storage opens (stor_opening_fn; `arg` unused): tells systemd what
+ * it is doing and that it is making progress, so that a long schema
+ * migration is not taken for a hung start. At most every
+ * GW_OPENING_NOTIFY_MS; each call gives the start GW_OPENING_EXTEND_S more
+ * (EXTEND_TIMEOUT_USEC, systemd 236 or later; older ones ignore it). */
+#define GW_OPENING_NOTIFY_MS 1000
+#define GW_OPENING_EXTEND_S 30
+void gw__notify_opening(void *arg, const stor_opening_t *o);
 
 /* The registry entry of a device id, or NULL. */
 gw_device_t *gw_device_find(gw_t *gw, const char *id);
