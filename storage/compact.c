@@ -31,11 +31,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct row {
-  uint32_t series;
-  int64_t t;
-  double v;
-} row_t;
+/* A step's tail rows: each pack's readings are in `samples` from `at`
+ * (16 bytes a reading, 12 a pack: 10-reading packs take 17 bytes a
+ * reading where a row per reading with its series took 24, and the order
+ * 4 a reading). */
+typedef struct pack_ref {
+  uint32_t series, at, n;
+} pack_ref_t;
 
 int stor__compact_open(stor_db_t *db) {
   const struct {
@@ -347,25 +349,25 @@ static int series_compact(stor_db_t *db, scratch_t *w, int64_t series, const sto
   return rc;
 }
 
-static int cmp_row(const void *a, const void *b) {
-  const row_t *x = a, *y = b;
+static int cmp_pack(const void *a, const void *b) {
+  const pack_ref_t *x = a, *y = b;
   if (x->series != y->series)
     return x->series < y->series ? -1 : 1;
-  return (x->t > y->t) - (x->t < y->t);
+  return (x->at > y->at) - (x->at < y->at);
 }
 
-/* The rows' order by series, each series' rows in the order read: a
+/* The packs' order by series, each series' packs in the order read: a
  * counting sort, stable, over the series ids (the series table's rowids,
- * dense). The tail gives its rows in time order, so each series' readings
+ * dense). The tail gives its packs in time order, so each series' readings
  * come out ascending but where a late reading's pack overlaps another.
- * Ids far beyond the rows' count are sorted by comparison instead. NULL
+ * Ids far beyond the packs' count are sorted by comparison instead. NULL
  * when out of memory. */
-static uint32_t *order_by_series(row_t *rows, size_t n, uint32_t max) {
+static uint32_t *order_by_series(pack_ref_t *packs, size_t n, uint32_t max) {
   uint32_t *order = malloc(n * sizeof(*order)), *pos = NULL;
   if (!order)
     return NULL;
   if (max > 4 * n + 65536) {
-    qsort(rows, n, sizeof(*rows), cmp_row);
+    qsort(packs, n, sizeof(*packs), cmp_pack);
     for (size_t i = 0; i < n; i++)
       order[i] = (uint32_t)i;
     return order;
@@ -375,13 +377,32 @@ static uint32_t *order_by_series(row_t *rows, size_t n, uint32_t max) {
     return NULL;
   }
   for (size_t i = 0; i < n; i++)
-    pos[rows[i].series + 1]++;
+    pos[packs[i].series + 1]++;
   for (size_t s = 1; s <= (size_t)max + 1; s++)
     pos[s] += pos[s - 1];
   for (size_t i = 0; i < n; i++)
-    order[pos[rows[i].series]++] = (uint32_t)i;
+    order[pos[packs[i].series]++] = (uint32_t)i;
   free(pos);
   return order;
+}
+
+/* Makes room for `more` elements of `size` bytes in an array of pages
+ * (stor__pages_alloc, so that it goes back to the kernel after a step). */
+static bool pages_room(void **a, size_t *cap, size_t n, size_t more, size_t size, size_t first) {
+  if (n + more <= *cap)
+    return true;
+  size_t want = *cap ? *cap * 2 : first;
+  while (want < n + more)
+    want *= 2;
+  void *grown = stor__pages_alloc(want * size);
+  if (!grown)
+    return false;
+  if (*a)
+    memcpy(grown, *a, n * size);
+  stor__pages_free(*a, *cap * size);
+  *a = grown;
+  *cap = want;
+  return true;
 }
 
 static int step_done(sqlite3_stmt *st) {
@@ -402,9 +423,10 @@ static int one_int(sqlite3_stmt *st, int64_t *v, bool *found) {
 }
 
 int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
-  row_t *rows = NULL;
+  pack_ref_t *packs = NULL;
+  stor_sample_t *samples = NULL;
   uint32_t *order = NULL, max_series = 0;
-  size_t nrows = 0, cap = 0;
+  size_t npacks = 0, pack_cap = 0, nrows = 0, cap = 0;
   int64_t min_t = 0, dropped = 0, done = 0;
   bool found = false;
   int rc = step_done(db->s_begin);
@@ -443,53 +465,46 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
   st = db->s_tail_take;
   sqlite3_bind_int64(st, 1, cut);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    stor_sample_t p[STOR_PACK_MAX];
-    size_t k = 0;
-    if ((rc = stor__pack_column(st, 1, p, &k)) != SQLITE_OK)
+    if (!pages_room((void **)&samples, &cap, nrows, STOR_PACK_MAX, sizeof(*samples),
+                    STOR_COMPACT_ROWS + 2 * STOR_PACK_MAX) ||
+        !pages_room((void **)&packs, &pack_cap, npacks, 1, sizeof(*packs), 16384)) {
+      rc = SQLITE_NOMEM;
       break;
-    if (nrows + k > cap) { /* from mmap, so that it goes back to the kernel after */
-      size_t want = cap ? cap * 2 : STOR_COMPACT_ROWS + 2 * STOR_PACK_MAX;
-      row_t *grown = stor__pages_alloc(want * sizeof(*grown));
-      if (!grown) {
-        rc = SQLITE_NOMEM;
-        break;
-      }
-      if (rows)
-        memcpy(grown, rows, nrows * sizeof(*rows));
-      stor__pages_free(rows, cap * sizeof(*rows));
-      rows = grown;
-      cap = want;
     }
+    size_t k = 0;
+    if ((rc = stor__pack_column(st, 1, samples + nrows, &k)) != SQLITE_OK)
+      break;
     uint32_t series = (uint32_t)sqlite3_column_int64(st, 0);
     if (series > max_series)
       max_series = series;
-    for (size_t i = 0; i < k; i++)
-      rows[nrows++] = (row_t){.series = series, .t = p[i].t_ms, .v = p[i].v};
+    packs[npacks++] = (pack_ref_t){.series = series, .at = (uint32_t)nrows, .n = (uint32_t)k};
+    nrows += k;
   }
   sqlite3_reset(st);
   if (rc != SQLITE_DONE)
     goto end;
   rc = SQLITE_OK;
-  if (nrows > 0 && !(order = order_by_series(rows, nrows, max_series)))
+  if (npacks > 0 && !(order = order_by_series(packs, npacks, max_series)))
     rc = SQLITE_NOMEM;
 
   scratch_t w = {0};
   samples_t *one = &w.one;
-  for (size_t i = 0; rc == SQLITE_OK && i < nrows;) {
-    uint32_t series = rows[order[i]].series;
-    size_t j = i;
-    while (j < nrows && rows[order[j]].series == series)
-      j++;
+  for (size_t i = 0; rc == SQLITE_OK && i < npacks;) {
+    uint32_t series = packs[order[i]].series;
+    size_t j = i, total = 0;
+    for (; j < npacks && packs[order[j]].series == series; j++)
+      total += packs[order[j]].n;
     one->n = 0;
-    if (!samples_room(one, j - i)) {
+    if (!samples_room(one, total)) {
       rc = SQLITE_NOMEM;
       break;
     }
     bool sorted = true;
     for (size_t k = i; k < j; k++) {
-      const row_t *r = &rows[order[k]];
-      sorted &= one->n == 0 || one->s[one->n - 1].t_ms <= r->t;
-      one->s[one->n++] = (stor_sample_t){.t_ms = r->t, .v = r->v};
+      const pack_ref_t *pk = &packs[order[k]];
+      sorted &= one->n == 0 || one->s[one->n - 1].t_ms <= samples[pk->at].t_ms;
+      memcpy(one->s + one->n, samples + pk->at, pk->n * sizeof(*samples));
+      one->n += pk->n;
     }
     if (!sorted) /* a late reading's pack overlaps another of the series */
       qsort(one->s, one->n, sizeof(*one->s), cmp_sample);
@@ -520,7 +535,8 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
   done = (int64_t)nrows;
 
 end:
-  stor__pages_free(rows, cap * sizeof(*rows));
+  stor__pages_free(samples, cap * sizeof(*samples));
+  stor__pages_free(packs, pack_cap * sizeof(*packs));
   free(order);
   if (rc == SQLITE_OK)
     rc = step_done(db->s_commit);

@@ -965,6 +965,52 @@ static void a_batch_of_resends_for_many_series_stores_each_reading_once(void **s
 
 /* Blocks are at most STOR_BLOCK_MAX readings; a series' blocks never
  * overlap, and many series compacted in one step each read back whole. */
+/* Series ids far beyond a step's packs (a site that once had very many
+ * series): the step orders its packs by comparison instead of counting
+ * (compact.c, order_by_series), and every reading is read back, each
+ * series' ascending. */
+static void compaction_orders_the_packs_of_far_series_ids_too(void **state) {
+  fx_t *f = *state;
+  open_db(f);
+  uint32_t low = dev(f, "noise-01");
+  dev(f, "noise-02");
+  close_db(f);
+  char sql[160];
+  snprintf(sql, sizeof(sql),
+           "INSERT INTO series(id, device, quantity) SELECT CASE name WHEN 'noise-01' THEN 1"
+           " ELSE 1000000 END, id, %d FROM device WHERE name IN ('noise-01', 'noise-02')",
+           PROTO_Q_LA);
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_close(db), SQLITE_OK);
+  open_db(f);
+  uint32_t far = dev(f, "noise-02");
+  enum { EACH = 300 };
+  for (int i = 0; i < EACH; i++) { /* interleaved, in packs of 1 to 3 */
+    stor_reading_t r[2] = {rd(low, PROTO_Q_LA, T0 + i * 1000LL, 40 + i % 7),
+                           rd(far, PROTO_Q_LA, T0 + i * 1000LL + 1, 50 + i % 5)};
+    assert_int_equal(stor_append(f->db, r, 2), 0);
+    if (i % 3 == 2)
+      wait_committed(f, (uint64_t)(i + 1) * 2);
+  }
+  assert_int_equal(stor_flush(f->db), 0);
+  assert_true(stor__test_compact(f->db) >= 0);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM tail"), 0);
+  assert_int_equal(db_int(f->path, "SELECT min(series) || max(series) FROM block"), 11000000);
+  static const char *const names[] = {"noise-01", "noise-02"};
+  for (int k = 0; k < 2; k++) {
+    size_t n = 0;
+    stor_point_t *p = query(f, names[k], PROTO_Q_LA, STOR_STEP_RAW, T0, T0 + DAY_MS, &n);
+    assert_int_equal(n, EACH);
+    for (int i = 0; i < EACH; i++) {
+      assert_int_equal(p[i].t_ms, T0 + i * 1000LL + k);
+      assert_true(p[i].mean == (k ? 50 + i % 5 : 40 + i % 7));
+    }
+    free(p);
+  }
+}
+
 static void compaction_of_many_series_reads_back_every_reading(void **state) {
   fx_t *f = *state;
   open_db(f);
@@ -2240,6 +2286,7 @@ int main(void) {
       T(readers_find_pending_readings_from_the_oldest_one),
       T(late_readings_and_resends_into_compacted_spans_are_stored_once),
       T(a_batch_of_resends_for_many_series_stores_each_reading_once),
+      T(compaction_orders_the_packs_of_far_series_ids_too),
       T(compaction_of_many_series_reads_back_every_reading),
       T(free_pages_go_back_when_the_writer_is_idle),
       T(close_compacts_a_tail_a_step_long_and_gives_its_pages_back),
