@@ -319,3 +319,32 @@ browser_ready() {
       fail "npm ci in tests/browser: $(tail -5 "$T/npm.log")"
   fi
 }
+
+# in_systemd_check: sets IN_SYSTEMD to the in-systemd tool (shared/tools/
+# beside the clone, where CI copies it, or SITEGATE_IN_SYSTEMD_TOOL) and
+# fails unless it is there and we are root: a test that needs a real
+# systemd says so rather than passing.
+in_systemd_check() {
+  IN_SYSTEMD=${SITEGATE_IN_SYSTEMD_TOOL:-$HERE/../../../shared/tools/in-systemd}
+  [ -f "$IN_SYSTEMD" ] || fail "no $IN_SYSTEMD: this test needs shared/tools/in-systemd beside the clone"
+  [ "$(id -u)" = 0 ] || fail "this test boots systemd (in-systemd) and needs root"
+}
+
+# in_systemd SCRIPT [VAR=VALUE...]: runs SCRIPT again inside a throwaway
+# systemd, with SITEGATE_IN_SYSTEMD=1, this SITEGATE_BIN and
+# SITEGATE_PYTHON and the VARs, and exits with its status (after systemd's
+# console when it failed). Everything SCRIPT does there is thrown away with
+# the overlay.
+in_systemd() {
+  script=$1
+  shift
+  in_systemd_check
+  rc=0
+  IN_SYSTEMD_LOG=$T/systemd.log bash "$IN_SYSTEMD" env SITEGATE_IN_SYSTEMD=1 \
+    SITEGATE_BIN="$BIN" SITEGATE_PYTHON="$PY" "$@" bash "$script" || rc=$?
+  if [ $rc -ne 0 ]; then
+    echo "--- systemd's console (last 15 lines)" >&2
+    tail -15 "$T/systemd.log" >&2
+  fi
+  exit $rc
+}

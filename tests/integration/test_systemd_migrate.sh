@@ -17,20 +17,7 @@
 source "$(dirname "$0")/lib.sh"
 REPO=$(cd "$HERE/../.." && pwd)
 
-if [ -z "${SITEGATE_IN_SYSTEMD:-}" ]; then
-  IN_SYSTEMD=${SITEGATE_IN_SYSTEMD_TOOL:-$REPO/../shared/tools/in-systemd}
-  [ -f "$IN_SYSTEMD" ] || fail "no $IN_SYSTEMD: this test needs shared/tools/in-systemd beside the clone"
-  [ "$(id -u)" = 0 ] || fail "this test boots systemd (in-systemd) and needs root"
-  rc=0
-  IN_SYSTEMD_LOG=$T/systemd.log bash "$IN_SYSTEMD" env SITEGATE_IN_SYSTEMD=1 \
-    SITEGATE_BIN="$BIN" SITEGATE_PYTHON="$PY" bash "$HERE/test_systemd_migrate.sh" || rc=$?
-  if [ $rc -ne 0 ]; then
-    echo "--- systemd's console (last 15 lines)" >&2
-    tail -15 "$T/systemd.log" >&2
-    exit $rc
-  fi
-  exit 0
-fi
+[ -n "${SITEGATE_IN_SYSTEMD:-}" ] || in_systemd "$HERE/test_systemd_migrate.sh"
 
 # ---- inside the throwaway systemd
 CONF=/etc/sitegate/sitegate.conf

@@ -14,9 +14,7 @@ source "$(dirname "$0")/lib.sh"
 REPO=$(cd "$HERE/../.." && pwd)
 
 if [ -z "${SITEGATE_IN_SYSTEMD:-}" ]; then
-  IN_SYSTEMD=${SITEGATE_IN_SYSTEMD_TOOL:-$REPO/../shared/tools/in-systemd}
-  [ -f "$IN_SYSTEMD" ] || fail "no $IN_SYSTEMD: this test needs shared/tools/in-systemd beside the clone"
-  [ "$(id -u)" = 0 ] || fail "this test boots systemd (in-systemd) and needs root"
+  in_systemd_check
   OLD=${SITEGATE_UPGRADE_FROM:-$(git -C "$REPO" log --first-parent --diff-filter=A --format=%H -1 -- debian/control)}
   [ -n "$OLD" ] || fail "no commit with debian/control to upgrade from"
   echo "upgrade: from $(git -C "$REPO" log -1 --format='%h %s' "$OLD" | cut -c1-72)"
@@ -39,17 +37,8 @@ if [ -z "${SITEGATE_IN_SYSTEMD:-}" ]; then
   DEB_BUILD_OPTIONS=nocheck make -s -C "$REPO" deb BUILD=build/upgrade/new >"$T/deb.log" 2>&1 ||
     fail "make deb: $(tail -15 "$T/deb.log")"
   arch=$(dpkg --print-architecture)
-  rc=0
-  IN_SYSTEMD_LOG=$T/systemd.log bash "$IN_SYSTEMD" env SITEGATE_IN_SYSTEMD=1 \
-    SITEGATE_BIN="$BIN" SITEGATE_PYTHON="$PY" OLD_DEBS="$UP/old/build/deb/$arch" \
-    NEW_DEBS="$UP/new/deb/$arch" OLD_VERSION="$oldver" NEW_VERSION="$newver" \
-    bash "$HERE/upgrade_packages.sh" || rc=$?
-  if [ $rc -ne 0 ]; then
-    echo "--- systemd's console (last 15 lines)" >&2
-    tail -15 "$T/systemd.log" >&2
-    exit $rc
-  fi
-  exit 0
+  in_systemd "$HERE/upgrade_packages.sh" OLD_DEBS="$UP/old/build/deb/$arch" \
+    NEW_DEBS="$UP/new/deb/$arch" OLD_VERSION="$oldver" NEW_VERSION="$newver"
 fi
 
 # ---- inside the throwaway systemd
