@@ -374,7 +374,7 @@ int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_
 /* Bytes a pack of n readings takes at most: 3 of header, 10 a time (a
  * varint) and 9 a value (XOR: a control byte and 8). */
 #define STOR_PACK_BYTES(n) (16 + (size_t)(n)*19)
-#define STOR_COMPACT_ROWS 131072           /* 16 B each in memory during a step, and 12 a pack */
+#define STOR_COMPACT_ROWS 131072           /* 16 B each in memory during a step, and 16 a pack */
 #define STOR_COMPACT_AGE_MS (3600 * 1000)  /* an older tail row starts a step */
 #define STOR_COMPACT_KEEP_MS (1800 * 1000) /* rows younger than this then stay */
 #define STOR_BLOCK_SMALL 1024
