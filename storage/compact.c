@@ -413,17 +413,6 @@ static int step_done(sqlite3_stmt *st) {
   return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/* One integer from a statement with no bindings left; *found false when it
- * returns no row. */
-static int one_int(sqlite3_stmt *st, int64_t *v, bool *found) {
-  int rc = sqlite3_step(st);
-  *found = rc == SQLITE_ROW;
-  if (rc == SQLITE_ROW)
-    *v = sqlite3_column_int64(st, 0);
-  sqlite3_reset(st);
-  return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
 int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
   pack_ref_t *packs = NULL;
   stor_sample_t *samples = NULL;
@@ -433,7 +422,7 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
   bool found = false;
   int rc = step_done(db->s_begin);
   if (rc == SQLITE_OK)
-    rc = one_int(db->s_tail_min, &min_t, &found);
+    rc = stor__one_int(db->s_tail_min, &min_t, &found);
   if (rc != SQLITE_OK || !found || min_t >= cut)
     goto end;
   /* At most about STOR_COMPACT_ROWS readings: the rows before the one that
@@ -544,7 +533,7 @@ end:
   if (rc == SQLITE_OK)
     rc = step_done(db->s_commit);
   if (rc == SQLITE_OK)
-    rc = one_int(db->s_tail_min, &min_t, &found);
+    rc = stor__one_int(db->s_tail_min, &min_t, &found);
   if (rc != SQLITE_OK) {
     int err = stor__fail(db->db, rc, "compaction");
     if (!sqlite3_get_autocommit(db->db))

@@ -193,10 +193,8 @@ static int cmp_point(const void *a, const void *b) {
 /* counter.pending_from in the open read transaction: no pending reading
  * is older (the tail's start when the row is missing). */
 static int pending_from(stor_reader_t *r, int64_t *from) {
-  int rc = sqlite3_step(r->s_pend_from);
-  *from = rc == SQLITE_ROW ? sqlite3_column_int64(r->s_pend_from, 0) : INT64_MIN;
-  sqlite3_reset(r->s_pend_from);
-  return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+  *from = INT64_MIN;
+  return stor__one_int(r->s_pend_from, from, NULL);
 }
 
 /* The series' tail readings in [since, until), ascending (its packs may
@@ -372,11 +370,8 @@ static int pending_buckets(stor_reader_t *r, int64_t series, bool level, stor_st
   *out = NULL;
   *n = 0;
   sqlite3_bind_int64(r->s_rolled, 1, series);
-  int rc = sqlite3_step(r->s_rolled);
-  if (rc == SQLITE_ROW)
-    rolled = sqlite3_column_int64(r->s_rolled, 0);
-  sqlite3_reset(r->s_rolled);
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+  int rc = stor__one_int(r->s_rolled, &rolled, NULL);
+  if (rc != SQLITE_OK)
     return rc;
   /* A reading is at or after its bucket's start, and within a day (25 h
    * at a clock change) of it. */
@@ -455,12 +450,9 @@ static int bucket_next(stor_reader_t *r, stor_step_t step, int64_t *t) {
     *t += step == STOR_STEP_1M ? 60 : 3600;
     return SQLITE_OK;
   }
-  sqlite3_stmt *st = r->s_next_day;
-  sqlite3_bind_int64(st, 1, *t);
-  int rc = sqlite3_step(st);
-  *t = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : INT64_MAX;
-  sqlite3_reset(st);
-  return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+  sqlite3_bind_int64(r->s_next_day, 1, *t);
+  *t = INT64_MAX; /* no later day */
+  return stor__one_int(r->s_next_day, t, NULL);
 }
 
 /* The series' row of the bucket starting at *t or of the next one that

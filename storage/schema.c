@@ -10,8 +10,8 @@
 #include "storage/storage_int.h"
 
 #include <errno.h>
+#include <libgen.h>
 #include <stdio.h>
-#include <string.h>
 #include <sys/statvfs.h>
 
 /* 0x53475445, "SGTE": tells a sitegate database from another program's
@@ -575,13 +575,8 @@ static int64_t room_beside(const char *path) {
     return vacuum_room;
   char dir[4096];
   snprintf(dir, sizeof(dir), "%s", path);
-  char *slash = strrchr(dir, '/');
-  if (!slash)
-    snprintf(dir, sizeof(dir), ".");
-  else
-    slash[slash == dir] = '\0'; /* "/x.db": "/" */
   struct statvfs fs;
-  if (statvfs(dir, &fs) != 0)
+  if (statvfs(dirname(dir), &fs) != 0)
     return -1;
   return (int64_t)fs.f_bavail * (int64_t)fs.f_frsize;
 }

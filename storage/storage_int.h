@@ -94,6 +94,10 @@ int stor__cmp_i64(const void *a, const void *b);
 int stor__exec(sqlite3 *db, const char *sql);
 /* Reads a one-value pragma or query into *v. */
 int stor__query_int(sqlite3 *db, const char *sql, int64_t *v);
+/* Steps a prepared statement, bindings set, whose first column is an
+ * integer, and resets it: *v is the first row's (left as it was when there
+ * is none, which *found says unless NULL). SQLITE_OK or SQLite's error. */
+int stor__one_int(sqlite3_stmt *st, int64_t *v, bool *found);
 /* Steps a statement that returns no row, then resets it and clears its
  * bindings for the next use: 0, or the error as stor__fail() gives it with
  * `what`. */

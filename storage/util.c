@@ -93,6 +93,16 @@ int stor__step_done(sqlite3 *db, sqlite3_stmt *st, const char *what) {
   return rc == SQLITE_DONE ? 0 : stor__fail(db, rc, what);
 }
 
+int stor__one_int(sqlite3_stmt *st, int64_t *v, bool *found) {
+  int rc = sqlite3_step(st);
+  if (found)
+    *found = rc == SQLITE_ROW;
+  if (rc == SQLITE_ROW)
+    *v = sqlite3_column_int64(st, 0);
+  sqlite3_reset(st);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 int stor__query_int(sqlite3 *db, const char *sql, int64_t *v) {
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);

@@ -487,6 +487,14 @@ static void day_buckets_start_at_local_midnight(void **state) {
 
 /* ---- the block layout (compact.c) */
 
+/* Runs `sql` (statements that return nothing) on the file at `path`. */
+static void db_exec(const char *path, const char *sql) {
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
 static int64_t db_int(const char *path, const char *sql) {
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
@@ -659,16 +667,13 @@ static void record_opening(void *arg, const stor_opening_t *o) {
  * earlier than the one before (older than the rollups' latest values, so
  * nothing is rolled up at open, and within raw_days). */
 static void grow_raw(const char *path, int copies) {
-  sqlite3 *db = NULL;
   char sql[512];
   snprintf(sql, sizeof(sql),
            "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < %d)"
            " INSERT INTO raw(series, t, v) SELECT series, t - i * 3600000, v FROM raw, k;"
            "UPDATE counter SET value = (SELECT count(*) FROM raw) WHERE name = 'raw_rows'",
            copies);
-  assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-  assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-  assert_int_equal(sqlite3_close(db), SQLITE_OK);
+  db_exec(path, sql);
 }
 
 /* Opening a schema 6 database with a caller's report: each migration is
@@ -980,10 +985,7 @@ static void compaction_orders_the_packs_of_far_series_ids_too(void **state) {
            "INSERT INTO series(id, device, quantity) SELECT CASE name WHEN 'noise-01' THEN 1"
            " ELSE 1000000 END, id, %d FROM device WHERE name IN ('noise-01', 'noise-02')",
            PROTO_Q_LA);
-  sqlite3 *db = NULL;
-  assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-  assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-  assert_int_equal(sqlite3_close(db), SQLITE_OK);
+  db_exec(f->path, sql);
   open_db(f);
   uint32_t far = dev(f, "noise-02");
   enum { EACH = 300 };
