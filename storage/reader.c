@@ -26,7 +26,16 @@ struct stor_reader {
   sqlite3_stmt *s_rolled, *s_tail_all, *s_pend_from;
   sqlite3_stmt *s_span[4];  /* a rollup table's first and last bucket in a range */
   sqlite3_stmt *s_next_day; /* roll_1d's next bucket start */
-  int64_t day0, day1;       /* the last local day looked up, [day0, day1) in seconds */
+  sqlite3_stmt *s_dev_series;
+  int64_t day0, day1; /* the last local day looked up, [day0, day1) in seconds */
+  /* stor_reader_hold: the read transaction that queries share till
+   * stor_reader_release, and the tail readings of the held series: those
+   * of series h_ids[k] (ascending) are h_s[h_at[k] .. h_at[k + 1]),
+   * ascending. */
+  bool held;
+  int64_t *h_ids;
+  size_t *h_at, n_held;
+  stor_sample_t *h_s;
 };
 
 /* Rollup tables are keyed (t, series) (schema.c, version 13): a series'
@@ -75,6 +84,8 @@ static int prepare(stor_reader_t *r) {
        * after counter.pending_from (schema.c, version 10). */
       {&r->s_tail_all, "SELECT series, t, data FROM tail WHERE t > ?1 - " STR(STOR_PACK_SPAN_MS)},
       {&r->s_pend_from, "SELECT value FROM counter WHERE name = 'pending_from'"},
+      {&r->s_dev_series,
+       "SELECT s.id FROM series s JOIN device d ON d.id = s.device WHERE d.name = ?1"},
       {&r->s_count, "SELECT value FROM counter WHERE name = 'raw_rows'"},
       {&r->s_pages, "PRAGMA page_count"},
       {&r->s_page_size, "PRAGMA page_size"},
@@ -113,11 +124,12 @@ fail:
 void stor_reader_close(stor_reader_t *r) {
   if (!r)
     return;
-  sqlite3_stmt *stmts[] = {r->s_find,      r->s_points[0], r->s_points[1], r->s_points[2],
-                           r->s_points[3], r->s_latest,    r->s_count,     r->s_pages,
-                           r->s_page_size, r->s_begin,     r->s_end,       r->s_blk_first,
-                           r->s_tail,      r->s_rolled,    r->s_tail_all,  r->s_pend_from,
-                           r->s_span[1],   r->s_span[2],   r->s_span[3],   r->s_next_day};
+  stor_reader_release(r);
+  sqlite3_stmt *stmts[] = {
+      r->s_find,    r->s_points[0], r->s_points[1], r->s_points[2], r->s_points[3], r->s_latest,
+      r->s_count,   r->s_pages,     r->s_page_size, r->s_begin,     r->s_end,       r->s_blk_first,
+      r->s_tail,    r->s_rolled,    r->s_tail_all,  r->s_pend_from, r->s_span[1],   r->s_span[2],
+      r->s_span[3], r->s_next_day,  r->s_dev_series};
   for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
     sqlite3_finalize(stmts[i]);
   sqlite3_close(r->db);
@@ -178,11 +190,23 @@ static bool pts_push(pts_t *a, int64_t t_ms, double v) {
 }
 
 /* Begins the read transaction that a query's several statements share (the
- * compactor moves rows between the tail and the blocks meanwhile). */
+ * compactor moves rows between the tail and the blocks meanwhile); within
+ * a hold, the hold's. */
 static int read_begin(stor_reader_t *r) {
+  if (r->held)
+    return SQLITE_OK;
   int rc = sqlite3_step(r->s_begin);
   sqlite3_reset(r->s_begin);
   return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Ends it: `rc`, or the end's error when rc is SQLITE_OK. */
+static int read_end(stor_reader_t *r, int rc) {
+  if (r->held)
+    return rc;
+  int end = sqlite3_step(r->s_end);
+  sqlite3_reset(r->s_end);
+  return rc == SQLITE_OK && end != SQLITE_DONE ? end : rc;
 }
 
 static int cmp_point(const void *a, const void *b) {
@@ -197,9 +221,32 @@ static int pending_from(stor_reader_t *r, int64_t *from) {
   return stor__one_int(r->s_pend_from, from, NULL);
 }
 
+/* Held series k's tail readings in [since, until). */
+static int held_rows(stor_reader_t *r, size_t k, int64_t since, int64_t until, pts_t *out) {
+  const stor_sample_t *s = r->h_s + r->h_at[k], *end = r->h_s + r->h_at[k + 1];
+  size_t lo = 0, hi = (size_t)(end - s);
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (s[mid].t_ms < since)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  for (s += lo; s < end && s->t_ms < until; s++)
+    if (!pts_push(out, s->t_ms, s->v))
+      return SQLITE_NOMEM;
+  return SQLITE_OK;
+}
+
 /* The series' tail readings in [since, until), ascending (its packs may
- * overlap in time when late readings came). */
+ * overlap in time when late readings came): a held series' from memory,
+ * another's from the packs in the range, every series' (the tail is keyed
+ * time first). */
 static int tail_rows(stor_reader_t *r, int64_t series, int64_t since, int64_t until, pts_t *out) {
+  const int64_t *h =
+      r->n_held ? bsearch(&series, r->h_ids, r->n_held, sizeof(*r->h_ids), stor__cmp_i64) : NULL;
+  if (h)
+    return held_rows(r, (size_t)(h - r->h_ids), since, until, out);
   sqlite3_stmt *st = r->s_tail;
   size_t first = out->n;
   bool sorted = true;
@@ -231,6 +278,136 @@ static int tail_rows(stor_reader_t *r, int64_t series, int64_t since, int64_t un
   if (!sorted)
     qsort(out->p + first, out->n - first, sizeof(*out->p), cmp_point);
   return SQLITE_OK;
+}
+
+/* ---- holds */
+
+/* One pass over the whole tail: the readings of each of the n series
+ * ids[] (ascending) counted into at[i] (fill false), or copied to h_s at
+ * at[i], which moves on past them (fill). */
+static int held_scan(stor_reader_t *r, const int64_t *ids, size_t n, size_t *at, bool fill) {
+  sqlite3_stmt *st = r->s_tail_all;
+  sqlite3_bind_int64(st, 1, INT64_MIN + STOR_PACK_SPAN_MS);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    int64_t id = sqlite3_column_int64(st, 0);
+    const int64_t *k = bsearch(&id, ids, n, sizeof(*ids), stor__cmp_i64);
+    if (!k)
+      continue;
+    stor_sample_t p[STOR_PACK_MAX];
+    size_t m = 0;
+    if ((rc = stor__pack_column(st, 1, p, &m)) != SQLITE_OK)
+      break;
+    size_t i = (size_t)(k - ids);
+    if (fill)
+      memcpy(r->h_s + at[i], p, m * sizeof(*p));
+    at[i] += m;
+  }
+  sqlite3_reset(st);
+  return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* The ids of the devices' series into r->h_ids (ascending, once each). */
+static int held_ids(stor_reader_t *r, const char *const *devices, size_t n) {
+  sqlite3_stmt *st = r->s_dev_series;
+  size_t cap = 0;
+  int rc = SQLITE_OK;
+  for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+    sqlite3_bind_text(st, 1, devices[i], -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      if (r->n_held == cap) {
+        size_t want = cap ? cap * 2 : 64;
+        int64_t *grown = realloc(r->h_ids, want * sizeof(*grown));
+        if (!grown) {
+          rc = SQLITE_NOMEM;
+          break;
+        }
+        r->h_ids = grown;
+        cap = want;
+      }
+      r->h_ids[r->n_held++] = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+  }
+  if (rc != SQLITE_OK || r->n_held == 0)
+    return rc;
+  qsort(r->h_ids, r->n_held, sizeof(*r->h_ids), stor__cmp_i64);
+  size_t k = 1;
+  for (size_t i = 1; i < r->n_held; i++)
+    if (r->h_ids[i] != r->h_ids[k - 1])
+      r->h_ids[k++] = r->h_ids[i];
+  r->n_held = k;
+  return SQLITE_OK;
+}
+
+/* The held series' tail readings: counted, the series beyond max_samples
+ * left out, then read into one array (two passes over the tail, which the
+ * hold's transaction keeps as it was). */
+static int held_load(stor_reader_t *r, size_t max_samples) {
+  size_t n = r->n_held, *at = calloc(n + 1, sizeof(*at));
+  if (!(r->h_at = at))
+    return SQLITE_NOMEM;
+  int rc = held_scan(r, r->h_ids, n, at + 1, false); /* counts in at[1..n] */
+  if (rc != SQLITE_OK)
+    return rc;
+  size_t kept = 0, total = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t c = at[i + 1];
+    if (c > max_samples - total)
+      continue; /* read from the tail's packs, as without a hold */
+    r->h_ids[kept] = r->h_ids[i];
+    at[kept + 1] = total; /* its start: the fill moves it to its end */
+    total += c;
+    kept++;
+  }
+  r->n_held = kept;
+  if (total == 0)
+    return SQLITE_OK;
+  if (!(r->h_s = malloc(total * sizeof(*r->h_s))))
+    return SQLITE_NOMEM;
+  if ((rc = held_scan(r, r->h_ids, kept, at + 1, true)) != SQLITE_OK)
+    return rc;
+  /* A series' packs may overlap in time (late readings), never in
+   * readings; stor_sample_t starts with its t. */
+  for (size_t i = 0; i < kept; i++)
+    qsort(r->h_s + at[i], at[i + 1] - at[i], sizeof(*r->h_s), stor__cmp_i64);
+  return SQLITE_OK;
+}
+
+int stor_reader_hold(stor_reader_t *r, const char *const *devices, size_t n, size_t max_samples) {
+  if (!r || (n > 0 && !devices))
+    return -EINVAL;
+  if (r->held)
+    return -EBUSY;
+  int rc = read_begin(r);
+  if (rc == SQLITE_OK) {
+    r->held = true;
+    rc = held_ids(r, devices, n);
+  }
+  if (rc == SQLITE_OK && r->n_held > 0)
+    rc = held_load(r, max_samples);
+  if (rc == SQLITE_OK)
+    return 0;
+  stor_reader_release(r);
+  return rc == SQLITE_NOMEM ? -ENOMEM : stor__fail(r->db, rc, "hold");
+}
+
+void stor_reader_release(stor_reader_t *r) {
+  if (!r)
+    return;
+  free(r->h_ids);
+  free(r->h_at);
+  free(r->h_s);
+  r->h_ids = NULL;
+  r->h_at = NULL;
+  r->h_s = NULL;
+  r->n_held = 0;
+  if (r->held) {
+    r->held = false;
+    read_end(r, SQLITE_OK);
+  }
 }
 
 /* Raw readings: the blocks overlapping [since, until) merged with the tail
@@ -304,11 +481,7 @@ static int raw_points(stor_reader_t *r, int64_t series, int64_t since, int64_t u
       ti++;
   free(s);
   free(tail.p);
-  int end = sqlite3_step(r->s_end);
-  sqlite3_reset(r->s_end);
-  if (rc == SQLITE_OK && end != SQLITE_DONE)
-    rc = end;
-  return rc;
+  return read_end(r, rc);
 }
 
 /* ---- rollups: the tables' rows plus what is pending in the tail */
@@ -519,11 +692,7 @@ static int roll_points(stor_reader_t *r, int64_t series, bool level, stor_step_t
     if (!pts_add(out, &pend[pi]))
       rc = SQLITE_NOMEM;
   free(pend);
-  int end = sqlite3_step(r->s_end);
-  sqlite3_reset(r->s_end);
-  if (rc == SQLITE_OK && end != SQLITE_DONE)
-    rc = end;
-  return rc;
+  return read_end(r, rc);
 }
 
 int stor_query(stor_reader_t *r, const char *device, int quantity, stor_step_t step,
@@ -639,12 +808,8 @@ int stor_latest(stor_reader_t *r, stor_latest_cb cb, void *arg) {
   }
   sqlite3_reset(st);
   free(tail);
-  int end = sqlite3_step(r->s_end);
-  sqlite3_reset(r->s_end);
-  int ret = rc == SQLITE_DONE && end == SQLITE_DONE
-                ? 0
-                : stor__fail(r->db, rc == SQLITE_DONE ? end : rc, "latest");
-  return ret;
+  rc = read_end(r, rc == SQLITE_DONE ? SQLITE_OK : rc);
+  return rc == SQLITE_OK ? 0 : stor__fail(r->db, rc, "latest");
 }
 
 static int one_int(stor_reader_t *r, sqlite3_stmt *st, int64_t *v) {

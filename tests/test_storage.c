@@ -2086,6 +2086,138 @@ static void a_commit_stores_a_pack_per_series_and_resends_stay_single(void **sta
  * readings writes the oldest pending one (newer than its series'
  * latest.t), a commit of rollups alone leaves it, and readers scan the
  * tail from there: a quiet series' old pending reading is still found. */
+/* Every query below of a device's quantity q, as one array of points, a
+ * point with t_ms -1 after each query's answer (the caller frees it). */
+static stor_point_t *answers(fx_t *f, const char *device, int q, size_t *n) {
+  static const struct {
+    stor_step_t step;
+    int64_t since, until;
+  } ask[] = {{STOR_STEP_RAW, 0, INT64_MAX},
+             {STOR_STEP_RAW, T0 + 4000, T0 + 7000},
+             {STOR_STEP_RAW, T0 + 99500, T0 + 130000},
+             {STOR_STEP_1M, 0, INT64_MAX},
+             {STOR_STEP_1H, T0, T0 + HOUR_MS},
+             {STOR_STEP_1D, 0, INT64_MAX}};
+  stor_point_t *all = NULL;
+  *n = 0;
+  for (size_t i = 0; i < sizeof(ask) / sizeof(ask[0]); i++) {
+    size_t k = 0;
+    stor_point_t *p = query(f, device, q, ask[i].step, ask[i].since, ask[i].until, &k);
+    all = realloc(all, (*n + k + 1) * sizeof(*all));
+    assert_non_null(all);
+    if (k > 0)
+      memcpy(all + *n, p, k * sizeof(*p));
+    all[*n + k] = (stor_point_t){.t_ms = -1};
+    *n += k + 1;
+    free(p);
+  }
+  return all;
+}
+
+static void check_same_answers(fx_t *f, const char *device, int q, const stor_point_t *want,
+                               size_t nw) {
+  size_t n = 0;
+  stor_point_t *got = answers(f, device, q, &n);
+  if (n != nw)
+    print_error("%s: %zu points within the hold, %zu without one\n", device, n, nw);
+  assert_int_equal(n, nw);
+  for (size_t i = 0; i < n; i++) {
+    const stor_point_t *g = &got[i], *w = &want[i];
+    if (g->t_ms != w->t_ms || g->n != w->n || g->min != w->min || g->max != w->max ||
+        g->mean != w->mean)
+      print_error("%s: point %zu within the hold t=%lld n=%u mean=%g, without one t=%lld n=%u "
+                  "mean=%g\n",
+                  device, i, (long long)g->t_ms, g->n, g->mean, (long long)w->t_ms, w->n, w->mean);
+    assert_true(g->t_ms == w->t_ms && g->n == w->n && g->min == w->min && g->max == w->max &&
+                g->mean == w->mean);
+  }
+  free(got);
+}
+
+/* stor_reader_hold: queries within a hold answer exactly as without one,
+ * for held series (from the one read of the tail), for series the
+ * max_samples bound leaves out and for series not asked for, raw and
+ * rolled up, with readings in blocks, late readings in the tail and
+ * rollups pending; and they keep the hold's snapshot while the writer
+ * commits. */
+static void queries_within_a_hold_answer_as_without_and_keep_its_snapshot(void **state) {
+  fx_t *f = *state;
+  open_db(f);
+  uint32_t a = dev(f, "dust-a"), b = dev(f, "dust-b"), c = dev(f, "dust-c");
+  /* a: 100 s compacted into a block with gaps, then late readings into the
+   * gaps and newer ones, in the tail; b and c: tail packs only, a later
+   * commit's packs starting before an earlier one's end. */
+  for (int i = 0; i < 100; i++)
+    if (i % 10 != 5)
+      append1(f, rd(a, PROTO_Q_PM10, T0 + i * 1000LL, 10 + i));
+  assert_int_equal(stor_flush(f->db), 0);
+  assert_true(stor__test_compact(f->db) >= 0);
+  uint64_t committed = stats(f).committed;
+  for (int i = 0; i < 100; i++) {
+    stor_reading_t r[] = {rd(a, PROTO_Q_PM10, T0 + (i % 10 == 5 ? i : 100 + i) * 1000LL, i),
+                          rd(b, PROTO_Q_PM10, T0 + i * 2000LL, 200 + i),
+                          rd(c, PROTO_Q_TSP, T0 + i * 1500LL, 300 + i)};
+    assert_int_equal(stor_append(f->db, r, 3), 0);
+    if (i % 50 == 49) {
+      committed += 150;
+      wait_committed(f, committed);
+    }
+  }
+  for (int i = 0; i < 30; i++) /* late, between b's readings, in a commit of their own */
+    append1(f, rd(b, PROTO_Q_PM10, T0 + i * 2000LL + 1000, 500 + i));
+  committed += 30;
+  wait_committed(f, committed);
+  assert_true(db_int(f->path, "SELECT count(*) FROM tail") > 0);
+
+  const char *const devs[] = {"dust-a", "dust-b", "dust-c"};
+  const int qs[] = {PROTO_Q_PM10, PROTO_Q_PM10, PROTO_Q_TSP};
+  stor_point_t *want[3];
+  size_t nw[3];
+  for (int i = 0; i < 3; i++)
+    want[i] = answers(f, devs[i], qs[i], &nw[i]);
+  assert_true(nw[0] > 100 && nw[1] > 100 && nw[2] > 100);
+  seen_t s0 = {0};
+  assert_int_equal(stor_latest(reader(f), on_latest, &s0), 0);
+
+  /* a and b held whole; then a bound that leaves a out (100 tail
+   * readings) and keeps b (130); then one that keeps neither. c is not
+   * asked for, nor is an unknown device; b is asked for twice. */
+  const char *const hold[] = {"dust-b", "nobody", "dust-a", "dust-b"};
+  const size_t bounds[] = {SIZE_MAX, 130, 0};
+  for (size_t k = 0; k < sizeof(bounds) / sizeof(bounds[0]); k++) {
+    assert_int_equal(stor_reader_hold(reader(f), hold, 4, bounds[k]), 0);
+    assert_int_equal(stor_reader_hold(reader(f), hold, 4, bounds[k]), -EBUSY);
+    for (int i = 0; i < 3; i++)
+      check_same_answers(f, devs[i], qs[i], want[i], nw[i]);
+    seen_t s = {0};
+    assert_int_equal(stor_latest(reader(f), on_latest, &s), 0);
+    assert_memory_equal(&s, &s0, sizeof(s));
+    if (k == 0) { /* a commit while held: not seen till the release */
+      append1(f, rd(b, PROTO_Q_PM10, T0 + 500000, 1));
+      wait_committed(f, ++committed);
+      check_same_answers(f, "dust-b", PROTO_Q_PM10, want[1], nw[1]);
+    }
+    stor_reader_release(reader(f));
+    stor_reader_release(reader(f)); /* nothing held: nothing done */
+    if (k == 0) {
+      size_t n = 0;
+      free(query(f, "dust-b", PROTO_Q_PM10, STOR_STEP_RAW, T0 + 500000, INT64_MAX, &n));
+      assert_int_equal(n, 1);
+      free(want[1]);
+      want[1] = answers(f, "dust-b", PROTO_Q_PM10, &nw[1]);
+      memset(&s0, 0, sizeof(s0));
+      assert_int_equal(stor_latest(reader(f), on_latest, &s0), 0);
+    }
+  }
+  /* A hold of no device: the snapshot alone. */
+  assert_int_equal(stor_reader_hold(reader(f), NULL, 0, SIZE_MAX), 0);
+  check_same_answers(f, "dust-c", PROTO_Q_TSP, want[2], nw[2]);
+  stor_reader_release(reader(f));
+  assert_int_equal(stor_reader_hold(reader(f), NULL, 1, SIZE_MAX), -EINVAL);
+  for (int i = 0; i < 3; i++)
+    free(want[i]);
+}
+
 static void readers_find_pending_readings_from_the_oldest_one(void **state) {
   fx_t *f = *state;
   open_db(f);
@@ -2285,6 +2417,7 @@ int main(void) {
       T(a_schema_10_database_migrates_rollups_and_reads_the_same),
       T(a_file_without_room_to_vacuum_at_start_is_migrated_without),
       T(a_commit_stores_a_pack_per_series_and_resends_stay_single),
+      T(queries_within_a_hold_answer_as_without_and_keep_its_snapshot),
       T(readers_find_pending_readings_from_the_oldest_one),
       T(late_readings_and_resends_into_compacted_spans_are_stored_once),
       T(a_batch_of_resends_for_many_series_stores_each_reading_once),

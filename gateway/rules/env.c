@@ -63,13 +63,21 @@
 #define ENV_REPLAY_STEP_S 60.0         /* data time between two replayed evaluations */
 #define ENV_REPLAY_LAG_S 120.0         /* data this recent (or 2 intervals) is live */
 #define ENV_REPLAY_MAX_S (12 * 3600.0) /* data time replayed per device and tick */
-/* Wall time an evaluation may spend replaying. A replay's raw reads cost
- * every series' tail packs in their range (storage/BLOCKS.md): with 10,000
- * devices sending a day late (make bench) one read took 25-50 ms and an
- * evaluation of 512 devices 25 s, a core the writer needed. Past this, the
+/* Wall time an evaluation may spend replaying. Past this, the
  * evaluation's other devices keep their replay (and their live windows)
- * for their next evaluation, where they replay first. */
+ * for their next evaluation, where they replay first. (When each raw read
+ * went through every series' tail packs in its range, with 10,000 devices
+ * sending a day late (make bench) one read took 25-50 ms and an
+ * evaluation of 512 devices 25 s, a core the writer needed.) */
 #define ENV_REPLAY_BUDGET_MS (ENV_TICK_MS / 4)
+/* An evaluation reads the tail once for its slice's series, holding at
+ * most this many of their readings (16 bytes each: 1 MB; the series beyond
+ * it are read one by one): stor_reader_hold. Read one by one, each series
+ * went through every series' tail packs in its range (the tail is keyed
+ * time first, storage/BLOCKS.md): during make bench's 10-record packs of
+ * 10,000 devices a day late, the evaluations' reads took 17% of the
+ * gateway's CPU, on the writer's core (core.c); with the hold 0.8%. */
+#define ENV_HELD_MAX 65536
 
 /* One verdict, with its strings kept; its message is in the evaluation's
  * text (most verdicts say all is normal, in a sentence shorter than the
@@ -365,10 +373,9 @@ static bool replay(struct env *e, size_t di, const sg_device_t *d) {
   /* A device judged from its first reading: its main series is loaded
    * from the start, which gives that reading and the samples the replay
    * needs in one read (the windows reach back at least a step before the
-   * first replayed time, so they hold no sample before it). A raw read
-   * costs every series' tail packs in its range (storage/BLOCKS.md), so
-   * the replay reads each series once, and only up to the data time it
-   * judges. */
+   * first replayed time, so they hold no sample before it). The replay
+   * reads each series once, and only up to the data time it judges: a
+   * day's backlog is a day of blocks to decode. */
   int mainq = d->type == SG_DEV_NOISE ? PROTO_Q_LA : PROTO_Q_PM10;
   env_sample_t *main_s = NULL;
   size_t main_n = 0;
@@ -589,8 +596,13 @@ static void work_on_run(uv_work_t *w) {
       return;
     }
   }
-  int rc = read_newest(e->reader, e->gw->cfg, e->newest);
-  if (rc != 0)
+  /* The slice's series read the tail once (ENV_HELD_MAX). */
+  const char *names[ENV_SLICE];
+  for (size_t i = e->slice_begin; i < e->slice_end; i++)
+    names[i - e->slice_begin] = e->gw->cfg->devices[i].id;
+  int rc = stor_reader_hold(e->reader, names, e->slice_end - e->slice_begin, ENV_HELD_MAX);
+  int newest = read_newest(e->reader, e->gw->cfg, e->newest);
+  if (rc != 0 || (rc = newest) != 0)
     e->err = rc;
   e->text_len = 0;
   /* The devices whose replay the budget put off go first. The first replay
@@ -604,6 +616,7 @@ static void work_on_run(uv_work_t *w) {
   e->replays = 0;
   for (size_t k = 0; k < n; k++)
     judge_device(e, order[k]);
+  stor_reader_release(e->reader);
   stor_reader_trim(e->reader); /* idle until the next tick */
 }
 
