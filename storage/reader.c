@@ -390,8 +390,9 @@ int stor_reader_hold(stor_reader_t *r, const char *const *devices, size_t n, siz
     rc = held_load(r, max_samples);
   if (rc == SQLITE_OK)
     return 0;
+  int err = rc == SQLITE_NOMEM ? -ENOMEM : stor__fail(r->db, rc, "hold");
   stor_reader_release(r);
-  return rc == SQLITE_NOMEM ? -ENOMEM : stor__fail(r->db, rc, "hold");
+  return err;
 }
 
 void stor_reader_release(stor_reader_t *r) {
