@@ -1,7 +1,8 @@
 /* The read side: one read-only connection per thread. In WAL mode a reader
  * sees the last committed state and neither waits for the writer nor holds
  * it up; each call resets its statements before returning, so no snapshot
- * outlives a call (an open one would keep the checkpoint from finishing).
+ * outlives a call (an open one would keep the checkpoint from finishing),
+ * but for a hold's (stor_reader_hold), which its caller keeps short.
  *
  * The writer writes rollups and latest values late (batch.c, db.c): the
  * tables hold exactly a series' readings with t <= latest.t, and the newer
