@@ -70,14 +70,6 @@
  * sending a day late (make bench) one read took 25-50 ms and an
  * evaluation of 512 devices 25 s, a core the writer needed.) */
 #define ENV_REPLAY_BUDGET_MS (ENV_TICK_MS / 4)
-/* An evaluation reads the tail once for its slice's series, holding at
- * most this many of their readings (16 bytes each: 1 MB; the series beyond
- * it are read one by one): stor_reader_hold. Read one by one, each series
- * went through every series' tail packs in its range (the tail is keyed
- * time first, storage/BLOCKS.md): during make bench's 10-record packs of
- * 10,000 devices a day late, the evaluations' reads took 17% of the
- * gateway's CPU, on the writer's core (core.c); with the hold 0.8%. */
-#define ENV_HELD_MAX 65536
 
 /* One verdict, with its strings kept; its message is in the evaluation's
  * text (most verdicts say all is normal, in a sentence shorter than the
