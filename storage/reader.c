@@ -814,14 +814,13 @@ int stor_latest(stor_reader_t *r, stor_latest_cb cb, void *arg) {
   return rc == SQLITE_OK ? 0 : stor__fail(r->db, rc, "latest");
 }
 
+/* stor__one_int, a missing row being damage. */
 static int one_int(stor_reader_t *r, sqlite3_stmt *st, int64_t *v) {
-  int rc = sqlite3_step(st), ret = 0;
-  if (rc == SQLITE_ROW)
-    *v = sqlite3_column_int64(st, 0);
-  else
-    ret = stor__fail(r->db, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc, "counts");
-  sqlite3_reset(st);
-  return ret;
+  bool found = false;
+  int rc = stor__one_int(st, v, &found);
+  if (rc == SQLITE_OK && !found)
+    rc = SQLITE_CORRUPT;
+  return rc == SQLITE_OK ? 0 : stor__fail(r->db, rc, "counts");
 }
 
 int stor_reader_counts(stor_reader_t *r, int64_t *raw_rows, int64_t *db_bytes) {
