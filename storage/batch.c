@@ -935,7 +935,7 @@ static int insert_raw(stor_db_t *db, const sort_ctx_t *c, size_t n) {
       db->state[i] = ST_INSERTED;
     }
   }
-  free(seen.s);
+  free(seen.data);
   if (rc == SQLITE_OK && nk > 0) {
     qsort(k, nk, sizeof(*k), chk_cmp);
     rc = tail_find(db, k, nk);

@@ -468,6 +468,79 @@ ssize_t stor__block_encode(const stor_sample_t *s, size_t n, uint8_t *buf, size_
   return o.full ? -ENOSPC : (ssize_t)o.len;
 }
 
+/* The times of a block, one by one from its t0 (storage_int.h,
+ * stor_blk_walk_t). */
+typedef stor_blk_walk_t times_t;
+
+static inline int time_next(times_t *tm, in_t *in, int64_t *t) {
+  int64_t v;
+  size_t i = tm->i++;
+  if (i == 0) {
+    if (get_zigzag(in, &tm->t) != 0 || tm->t < 0)
+      return -EBADMSG;
+    *t = tm->t;
+    return 0;
+  }
+  if (tm->run > 0) {
+    tm->run--; /* d stays */
+  } else {
+    if (get_zigzag(in, &v) != 0)
+      return -EBADMSG;
+    if (i == 1)
+      tm->d = v;
+    else if (__builtin_add_overflow(tm->d, v, &tm->d))
+      return -EBADMSG;
+    if (tm->runs && i > 1 && v == 0) {
+      /* The whole run: not past the block, and not followed by a 0. */
+      if (get_varint(in, &tm->run) != 0 || tm->run > tm->count - 1 - i)
+        return -EBADMSG;
+      if (i + tm->run + 1 < tm->count && in->at < in->len && in->p[in->at] == 0)
+        return -EBADMSG;
+    }
+  }
+  if (tm->d <= 0 || __builtin_add_overflow(tm->t, tm->d, &tm->t))
+    return -EBADMSG;
+  *t = tm->t;
+  return 0;
+}
+
+int stor__block_walk(stor_blk_walk_t *w, const uint8_t *buf, size_t len) {
+  in_t in = {.p = buf, .len = buf ? len : 0};
+  uint8_t head;
+  uint64_t count;
+  if (get_byte(&in, &head) != 0 || !mode_known(head) || get_varint(&in, &count) != 0 ||
+      count == 0 || count > STOR_BLOCK_MAX)
+    return -EBADMSG;
+  *w = (stor_blk_walk_t){
+      .p = buf, .len = in.len, .at = in.at, .count = count, .runs = head >> 4 >= 2};
+  return 0;
+}
+
+int stor__block_walk_to(stor_blk_walk_t *w, int64_t t_ms) {
+  /* The last time read is the first at or after the last time asked for:
+   * a later question may be answered by it, an earlier one starts over. */
+  if (w->i > 0 && t_ms < w->probe && stor__block_walk(w, w->p, w->len) != 0)
+    return -EBADMSG;
+  w->probe = t_ms;
+  if (w->i > 0 && w->t >= t_ms)
+    return w->t == t_ms;
+  in_t in = {.p = w->p, .len = w->len, .at = w->at};
+  int rc = 0;
+  while (w->i < w->count) {
+    int64_t t;
+    if (time_next(w, &in, &t) != 0) {
+      rc = -EBADMSG;
+      break;
+    }
+    if (t >= t_ms) {
+      rc = t == t_ms;
+      break;
+    }
+  }
+  w->at = in.at;
+  return rc;
+}
+
 static int get_dec(in_t *in, stor_sample_t *out, size_t count) {
   uint64_t g, kg, common = 0;
   int64_t q = 0, v;
@@ -527,38 +600,15 @@ int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_
   uint64_t count;
   if (get_byte(&in, &head) != 0 || !mode_known(head))
     return -EBADMSG;
-  bool runs = head >> 4 >= 2;
   if (get_varint(&in, &count) != 0 || count == 0 || count > STOR_BLOCK_MAX)
     return -EBADMSG;
   if (count > cap || !out)
     return -ENOSPC;
-  int64_t t, d = 0, v;
-  uint64_t run = 0;
-  if (get_zigzag(&in, &t) != 0 || t < 0)
-    return -EBADMSG;
-  out[0].t_ms = t;
-  for (size_t i = 1; i < count; i++) {
-    if (run > 0) {
-      run--; /* d stays */
-    } else {
-      if (get_zigzag(&in, &v) != 0)
-        return -EBADMSG;
-      if (i == 1)
-        d = v;
-      else if (__builtin_add_overflow(d, v, &d))
-        return -EBADMSG;
-      if (runs && i > 1 && v == 0) {
-        /* The whole run: not past the block, and not followed by a 0. */
-        if (get_varint(&in, &run) != 0 || run > count - 1 - i)
-          return -EBADMSG;
-        if (i + run + 1 < count && in.at < in.len && in.p[in.at] == 0)
-          return -EBADMSG;
-      }
-    }
-    if (d <= 0 || __builtin_add_overflow(t, d, &t))
+  times_t tm = {.count = count, .runs = head >> 4 >= 2};
+  for (size_t i = 0; i < count; i++)
+    if (time_next(&tm, &in, &out[i].t_ms) != 0)
       return -EBADMSG;
-    out[i].t_ms = t;
-  }
+  int64_t v;
   if (head == STOR_BLOCK_DEC) {
     if (get_dec(&in, out, count) != 0)
       return -EBADMSG;

@@ -35,7 +35,7 @@ static int on_wal(void *arg, sqlite3 *conn, const char *name, int pages) {
 
 static void *ckpt_main(void *arg) {
   stor_db_t *db = arg;
-  stor__thread_nice(STOR_CKPT_NICE);
+  stor__thread_start("sg-checkpoint", STOR_CKPT_NICE);
   int failing = SQLITE_OK;
   pthread_mutex_lock(&db->mu);
   for (;;) {

@@ -7,9 +7,10 @@
  * box out (issue 15). Readings arrive interleaved from every series; the
  * tail takes them in time order, so a commit appends to a few leaf pages.
  * Once they are old enough, or the tail big enough, one step reads the
- * oldest rows (at most about STOR_COMPACT_ROWS, so memory stays bounded),
- * sorts them by series and writes each series' span as one block: one
- * leaf page per series per step instead of one per series per commit.
+ * oldest rows (at most about STOR_COMPACT_BYTES of them, still encoded, so
+ * memory stays bounded), sorts them by series and writes each series'
+ * span as one block: one leaf page per series per step instead of one per
+ * series per commit.
  *
  * A step merges instead of appending where it must: with blocks of the
  * series that its rows overlap (late readings, already compacted around
@@ -31,14 +32,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A step's tail rows: each pack's readings are in `samples` from `at`
- * (16 bytes a reading, 12 a pack, and 4 a pack for the order: 10-reading
- * packs, as under load, take 17.6 bytes a reading where a row per reading
- * with its series and its order took 28; packs of one, as at a quiet
- * site's pace, 32). The arrays are pages (stor__pages_alloc): only what
- * a step fills is resident, and it goes back to the kernel after. */
+/* A step's tail rows as read, still encoded: a pack of one keeps its value
+ * here, a larger one its bytes in the step's byte array from `at`. They are
+ * decoded a series at a time, so a step holds about 5 bytes a reading of
+ * 10-reading packs (24 a pack, 4 for its place in the order, and the
+ * pack's bytes) where decoded readings took 17.6, and takes about four
+ * times as many in the same memory (STOR_COMPACT_BYTES): each series'
+ * block is rewritten once for all of them. Packs of one, as at a quiet
+ * site's pace, take 28. The arrays are pages (stor__pages_alloc): they go
+ * back to the kernel after the step. */
 typedef struct pack_ref {
-  uint32_t series, at, n;
+  int64_t t;
+  uint32_t series, n;
+  union {
+    struct {
+      uint32_t at, len;
+    } b;      /* n > 1 */
+    double v; /* n == 1 */
+  } u;
 } pack_ref_t;
 
 int stor__compact_open(stor_db_t *db) {
@@ -55,9 +66,10 @@ int stor__compact_open(stor_db_t *db) {
       {&db->s_blk_put, "INSERT INTO block(series, t0, t1, n, data) VALUES(?1, ?2, ?3, ?4, ?5)"},
       {&db->s_blk_del, "DELETE FROM block WHERE series = ?1 AND t0 = ?2"},
       {&db->s_tail_min, "SELECT t FROM tail ORDER BY t LIMIT 1"},
-      /* The rows' readings in key order, to bound a step. */
-      {&db->s_tail_nth, "SELECT t, n FROM tail WHERE t < ?1 ORDER BY t"},
-      {&db->s_tail_take, "SELECT series, t, data FROM tail WHERE t < ?1"},
+      /* The rows in key order, with what they take in a step's memory. */
+      {&db->s_tail_nth, "SELECT t, n, CASE n WHEN 1 THEN 0 ELSE length(data) END FROM tail"
+                        " WHERE t < ?1 ORDER BY t"},
+      {&db->s_tail_take, "SELECT series, t, data, n FROM tail WHERE t < ?1"},
       {&db->s_tail_del, "DELETE FROM tail WHERE t < ?1"},
       {&db->s_tail_all, "SELECT series, t, data FROM tail"},
       /* Every series' packs with keys in (?1, ?2]: the resend check's. */
@@ -84,7 +96,7 @@ int64_t stor__compact_due(stor_db_t *db, int64_t now_ms, bool all) {
   if (all)
     return INT64_MAX;
   if (db->tail_rows >= STOR_COMPACT_ROWS)
-    return INT64_MAX; /* the step itself takes only the oldest STOR_COMPACT_ROWS */
+    return INT64_MAX; /* the step itself takes only the oldest STOR_COMPACT_BYTES */
   if (db->tail_min_t < now_ms - STOR_COMPACT_AGE_MS && now_ms - STOR_COMPACT_KEEP_MS > 0)
     return now_ms - STOR_COMPACT_KEEP_MS;
   return 0;
@@ -128,46 +140,41 @@ int stor__pack_column(sqlite3_stmt *st, int col, stor_sample_t *out, size_t *n) 
 
 /* ---- blocks */
 
-/* Decodes the block in column `col` of `st`, whose readings are counted
- * in column `col - 1`, into a fresh array. */
-static int block_load(sqlite3_stmt *st, int col, stor_sample_t **out, size_t *n) {
-  const uint8_t *data = sqlite3_column_blob(st, col);
-  size_t len = (size_t)sqlite3_column_bytes(st, col);
-  int64_t cap = sqlite3_column_int64(st, col - 1);
-  *out = NULL;
-  if (cap <= 0 || cap > STOR_BLOCK_MAX)
-    return SQLITE_CORRUPT;
-  if (!(*out = malloc((size_t)cap * sizeof(**out))))
-    return SQLITE_NOMEM;
-  if (stor__block_decode(data, len, *out, (size_t)cap, n, NULL) != 0) {
-    free(*out);
-    *out = NULL;
-    return SQLITE_CORRUPT;
-  }
-  return SQLITE_OK;
+/* Whether the block read last holds a reading at t_ms. Its times only, as
+ * far as t_ms, and a series' readings (in time order) one walk: decoding
+ * the block whole for each series took 12% of the writer's time under
+ * late readings. */
+static int seen_has(stor_blk_seen_t *c, int64_t t_ms) {
+  int has = stor__block_walk_to(&c->walk, t_ms);
+  return has >= 0 ? has : -SQLITE_CORRUPT;
 }
 
 int stor__block_has(stor_db_t *db, stor_blk_seen_t *c, int64_t series, int64_t t_ms) {
-  if (c->s && c->series == series && t_ms >= c->t0 && t_ms <= c->t1)
-    return bsearch(&t_ms, c->s, c->n, sizeof(*c->s), stor__cmp_i64) != NULL;
+  if (c->data && c->series == series && t_ms >= c->t0 && t_ms <= c->t1)
+    return seen_has(c, t_ms);
   sqlite3_stmt *st = db->s_blk_at;
   sqlite3_bind_int64(st, 1, series);
   sqlite3_bind_int64(st, 2, t_ms);
   int rc = sqlite3_step(st), has = 0;
   if (rc == SQLITE_ROW && sqlite3_column_int64(st, 0) >= t_ms) {
-    stor_sample_t *s = NULL;
-    size_t n = 0;
-    rc = block_load(st, 2, &s, &n);
-    /* stor_sample_t starts with its t: a search on the times. */
-    if (rc == SQLITE_OK) {
-      has = bsearch(&t_ms, s, n, sizeof(*s), stor__cmp_i64) != NULL;
-      free(c->s);
-      *c = (stor_blk_seen_t){.series = series,
-                             .t0 = sqlite3_column_int64(st, 3),
-                             .t1 = sqlite3_column_int64(st, 0),
-                             .s = s,
-                             .n = n};
+    const void *data = sqlite3_column_blob(st, 2);
+    size_t len = (size_t)sqlite3_column_bytes(st, 2);
+    if (len > c->cap) {
+      uint8_t *grown = realloc(c->data, len);
+      if (!grown) {
+        sqlite3_reset(st);
+        return -SQLITE_NOMEM;
+      }
+      c->data = grown;
+      c->cap = len;
     }
+    if (len > 0)
+      memcpy(c->data, data, len);
+    c->series = series;
+    c->t0 = sqlite3_column_int64(st, 3);
+    c->t1 = sqlite3_column_int64(st, 0);
+    has = stor__block_walk(&c->walk, c->data, len) == 0 ? seen_has(c, t_ms) : -SQLITE_CORRUPT;
+    rc = has < 0 ? -has : SQLITE_OK;
   } else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
     rc = SQLITE_OK;
   }
@@ -219,11 +226,16 @@ static int blocks_put(stor_db_t *db, scratch_t *w, int64_t series, const stor_sa
                       size_t n) {
   int rc = SQLITE_OK;
   for (size_t at = 0; rc == SQLITE_OK && at < n;) {
-    /* At most STOR_BLOCK_MAX readings over at most STOR_BLOCK_SPAN_MS, so
-     * retention can drop a block soon after its readings age out. */
+    /* At most STOR_BLOCK_SPAN_MS, so retention can drop a block soon
+     * after its readings age out, and at most STOR_BLOCK_CAP readings, in
+     * pieces of equal size when a span holds more (no small remnant). */
     size_t k = 1;
-    while (at + k < n && k < STOR_BLOCK_MAX && s[at + k].t_ms - s[at].t_ms <= STOR_BLOCK_SPAN_MS)
+    while (at + k < n && s[at + k].t_ms - s[at].t_ms <= STOR_BLOCK_SPAN_MS)
       k++;
+    if (k > STOR_BLOCK_CAP) {
+      size_t pieces = (k + STOR_BLOCK_CAP - 1) / STOR_BLOCK_CAP;
+      k = (k + pieces - 1) / pieces;
+    }
     size_t cap = 32 + k * 20; /* worst case: 10 B a time, 9 a value */
     if (cap > w->buf_cap) {
       uint8_t *grown = realloc(w->buf, cap);
@@ -351,11 +363,71 @@ static int series_compact(stor_db_t *db, scratch_t *w, int64_t series, const sto
   return rc;
 }
 
+/* Writes the readings in w->one (ascending when `sorted`) of `series`,
+ * each once. */
+static int chunk_compact(stor_db_t *db, scratch_t *w, int64_t series, bool sorted,
+                         int64_t *dropped) {
+  samples_t *one = &w->one;
+  if (!sorted) /* a late reading's pack overlaps another of the series */
+    qsort(one->s, one->n, sizeof(*one->s), cmp_sample);
+  size_t kept = 0;
+  for (size_t k = 0; k < one->n; k++) {
+    if (kept > 0 && one->s[kept - 1].t_ms == one->s[k].t_ms) {
+      ++*dropped; /* in two packs, which the batch's check prevents: once */
+      continue;
+    }
+    one->s[kept++] = one->s[k];
+  }
+  one->n = kept;
+  return series_compact(db, w, series, one->s, one->n, dropped);
+}
+
+/* Compacts one series' packs pk[order[0..n)] (in the order read: by t),
+ * decoded in chunks of about STOR_COMPACT_CHUNK readings that do not
+ * overlap in time, so that a step of one series' backlog does not hold all
+ * of it decoded. */
+static int series_packs(stor_db_t *db, scratch_t *w, const pack_ref_t *pk, const uint32_t *order,
+                        size_t n, const uint8_t *bytes, int64_t *dropped) {
+  samples_t *one = &w->one;
+  int64_t series = pk[order[0]].series, last = INT64_MIN; /* the latest time in one */
+  bool sorted = true;
+  int rc = SQLITE_OK;
+  one->n = 0;
+  for (size_t k = 0; rc == SQLITE_OK && k < n; k++) {
+    const pack_ref_t *p = &pk[order[k]];
+    if (one->n >= STOR_COMPACT_CHUNK && p->t > last) {
+      rc = chunk_compact(db, w, series, sorted, dropped);
+      one->n = 0;
+      sorted = true;
+      last = INT64_MIN;
+    }
+    if (rc == SQLITE_OK && !samples_room(one, p->n))
+      rc = SQLITE_NOMEM;
+    if (rc != SQLITE_OK)
+      break;
+    sorted &= p->t >= last;
+    size_t got = 1;
+    if (p->n == 1)
+      one->s[one->n] = (stor_sample_t){.t_ms = p->t, .v = p->u.v};
+    else if (stor__pack_decode(p->t, bytes + p->u.b.at, p->u.b.len, one->s + one->n, &got) != 0 ||
+             got != p->n)
+      rc = SQLITE_CORRUPT;
+    if (rc != SQLITE_OK)
+      break;
+    one->n += p->n;
+    if (one->s[one->n - 1].t_ms > last)
+      last = one->s[one->n - 1].t_ms;
+  }
+  if (rc == SQLITE_OK && one->n > 0)
+    rc = chunk_compact(db, w, series, sorted, dropped);
+  return rc;
+}
+
 static int cmp_pack(const void *a, const void *b) {
   const pack_ref_t *x = a, *y = b;
   if (x->series != y->series)
     return x->series < y->series ? -1 : 1;
-  return (x->at > y->at) - (x->at < y->at);
+  return (x->t > y->t) - (x->t < y->t); /* the order read: the tail's key */
 }
 
 /* The packs' order by series, each series' packs in the order read: a
@@ -388,25 +460,6 @@ static uint32_t *order_by_series(pack_ref_t *packs, size_t n, uint32_t max) {
   return order;
 }
 
-/* Makes room for `more` elements of `size` bytes in an array of pages,
- * `first` of them at first. */
-static bool pages_room(void **a, size_t *cap, size_t n, size_t more, size_t size, size_t first) {
-  if (n + more <= *cap)
-    return true;
-  size_t want = *cap ? *cap * 2 : first;
-  while (want < n + more)
-    want *= 2;
-  void *grown = stor__pages_alloc(want * size);
-  if (!grown)
-    return false;
-  if (*a)
-    memcpy(grown, *a, n * size);
-  stor__pages_free(*a, *cap * size);
-  *a = grown;
-  *cap = want;
-  return true;
-}
-
 static int step_done(sqlite3_stmt *st) {
   int rc = sqlite3_step(st);
   sqlite3_reset(st);
@@ -415,9 +468,9 @@ static int step_done(sqlite3_stmt *st) {
 
 int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
   pack_ref_t *packs = NULL;
-  stor_sample_t *samples = NULL;
+  uint8_t *bytes = NULL;
   uint32_t *order = NULL, max_series = 0;
-  size_t npacks = 0, pack_cap = 0, nrows = 0, cap = 0;
+  size_t npacks = 0, pack_cap = 0, nbytes = 0, byte_cap = 0, nrows = 0;
   int64_t min_t = 0, dropped = 0, done = 0;
   bool found = false;
   int rc = step_done(db->s_begin);
@@ -425,18 +478,20 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
     rc = stor__one_int(db->s_tail_min, &min_t, &found);
   if (rc != SQLITE_OK || !found || min_t >= cut)
     goto end;
-  /* At most about STOR_COMPACT_ROWS readings: the rows before the one that
-   * brings the count there (all rows of one t go together). */
+  /* At most about STOR_COMPACT_BYTES of memory: the rows before the one
+   * that brings it there (all rows of one t go together). */
   sqlite3_stmt *st = db->s_tail_nth;
-  int64_t seen = 0;
+  size_t mem = 0;
   sqlite3_bind_int64(st, 1, cut);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    seen += sqlite3_column_int64(st, 1);
-    if (seen >= STOR_COMPACT_ROWS) {
-      int64_t t = sqlite3_column_int64(st, 0);
+    int64_t t = sqlite3_column_int64(st, 0);
+    mem += sizeof(*packs) + sizeof(*order) + (size_t)sqlite3_column_int64(st, 2);
+    if (mem >= STOR_COMPACT_BYTES) {
       cut = t > min_t ? t : min_t + 1;
       break;
     }
+    pack_cap++;
+    byte_cap += (size_t)sqlite3_column_int64(st, 2);
   }
   sqlite3_reset(st);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE)
@@ -453,24 +508,50 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
   if (cut <= min_t)
     goto end;
 
+  /* The rows before the cut, counted above in this transaction: the
+   * arrays' size. A row of min_t past the budget still goes (pack_cap 1). */
+  pack_cap += pack_cap == 0;
+  if (!(packs = stor__pages_alloc(pack_cap * sizeof(*packs))) ||
+      (byte_cap > 0 && !(bytes = stor__pages_alloc(byte_cap)))) {
+    rc = SQLITE_NOMEM;
+    goto end;
+  }
   st = db->s_tail_take;
   sqlite3_bind_int64(st, 1, cut);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (!pages_room((void **)&samples, &cap, nrows, STOR_PACK_MAX, sizeof(*samples),
-                    STOR_COMPACT_ROWS + 2 * STOR_PACK_MAX) ||
-        !pages_room((void **)&packs, &pack_cap, npacks, 1, sizeof(*packs),
-                    STOR_COMPACT_ROWS + 2 * STOR_PACK_MAX)) {
-      rc = SQLITE_NOMEM;
+    pack_ref_t *pk = &packs[npacks];
+    int type = sqlite3_column_type(st, 2);
+    size_t len = (size_t)sqlite3_column_bytes(st, 2);
+    if (npacks == pack_cap || (type == SQLITE_BLOB && len > byte_cap - nbytes)) {
+      rc = SQLITE_INTERNAL; /* not the rows counted */
       break;
     }
-    size_t k = 0;
-    if ((rc = stor__pack_column(st, 1, samples + nrows, &k)) != SQLITE_OK)
-      break;
-    uint32_t series = (uint32_t)sqlite3_column_int64(st, 0);
-    if (series > max_series)
-      max_series = series;
-    packs[npacks++] = (pack_ref_t){.series = series, .at = (uint32_t)nrows, .n = (uint32_t)k};
-    nrows += k;
+    int64_t n = sqlite3_column_int64(st, 3);
+    *pk = (pack_ref_t){.t = sqlite3_column_int64(st, 1),
+                       .series = (uint32_t)sqlite3_column_int64(st, 0),
+                       .n = (uint32_t)n};
+    if (type == SQLITE_BLOB) { /* decoded, and checked, with its series */
+      if (n < 2 || n > STOR_PACK_MAX) {
+        rc = SQLITE_CORRUPT;
+        break;
+      }
+      memcpy(bytes + nbytes, sqlite3_column_blob(st, 2), len);
+      pk->u.b.at = (uint32_t)nbytes;
+      pk->u.b.len = (uint32_t)len;
+      nbytes += len;
+    } else {
+      stor_sample_t one;
+      size_t k = 0;
+      if ((rc = stor__pack_column(st, 1, &one, &k)) != SQLITE_OK || n != 1) {
+        rc = SQLITE_CORRUPT;
+        break;
+      }
+      pk->u.v = one.v;
+    }
+    if (pk->series > max_series)
+      max_series = pk->series;
+    npacks++;
+    nrows += (size_t)n;
   }
   sqlite3_reset(st);
   if (rc != SQLITE_DONE)
@@ -480,37 +561,10 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
     rc = SQLITE_NOMEM;
 
   scratch_t w = {0};
-  samples_t *one = &w.one;
-  for (size_t i = 0; rc == SQLITE_OK && i < npacks;) {
-    uint32_t series = packs[order[i]].series;
-    size_t j = i, total = 0;
-    for (; j < npacks && packs[order[j]].series == series; j++)
-      total += packs[order[j]].n;
-    one->n = 0;
-    if (!samples_room(one, total)) {
-      rc = SQLITE_NOMEM;
-      break;
-    }
-    bool sorted = true;
-    for (size_t k = i; k < j; k++) {
-      const pack_ref_t *pk = &packs[order[k]];
-      sorted &= one->n == 0 || one->s[one->n - 1].t_ms <= samples[pk->at].t_ms;
-      memcpy(one->s + one->n, samples + pk->at, pk->n * sizeof(*samples));
-      one->n += pk->n;
-    }
-    if (!sorted) /* a late reading's pack overlaps another of the series */
-      qsort(one->s, one->n, sizeof(*one->s), cmp_sample);
-    size_t kept = 0;
-    for (size_t k = 0; k < one->n; k++) {
-      if (kept > 0 && one->s[kept - 1].t_ms == one->s[k].t_ms) {
-        ++dropped; /* in two packs, which the batch's check prevents: once */
-        continue;
-      }
-      one->s[kept++] = one->s[k];
-    }
-    one->n = kept;
-    rc = series_compact(db, &w, series, one->s, one->n, &dropped);
-    i = j;
+  for (size_t i = 0, j; rc == SQLITE_OK && i < npacks; i = j) {
+    for (j = i; j < npacks && packs[order[j]].series == packs[order[i]].series; j++)
+      ;
+    rc = series_packs(db, &w, packs, order + i, j - i, bytes, &dropped);
   }
   scratch_free(&w);
   if (rc == SQLITE_OK) {
@@ -527,7 +581,7 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
   done = (int64_t)nrows;
 
 end:
-  stor__pages_free(samples, cap * sizeof(*samples));
+  stor__pages_free(bytes, byte_cap);
   stor__pages_free(packs, pack_cap * sizeof(*packs));
   free(order);
   if (rc == SQLITE_OK)

@@ -388,7 +388,7 @@ static void close_tidy(stor_db_t *db) {
 
 static void *writer_main(void *arg) {
   stor_db_t *db = arg;
-  stor__thread_nice(STOR_WRITER_NICE);
+  stor__thread_start("sg-writer", STOR_WRITER_NICE);
   unsigned close_tries = 0;
   bool retention_owed = false; /* under load, batches and retention alternate */
   bool compact_owed = false;   /* and so do batches and compaction steps */

@@ -124,10 +124,11 @@ bool stor__local_day(int64_t s, int64_t *start, int64_t *end);
  * `base`: they read as zeros on next touch. Only for memory no other thread
  * may write meanwhile. */
 void *stor__pages_alloc(size_t bytes); /* NULL on failure */
-/* Lowers the calling thread's CPU priority (nice, Linux: per thread). */
-void stor__thread_nice(int nice);
 void stor__pages_free(void *base, size_t bytes);
 void stor__pages_release(void *base, size_t from, size_t to);
+/* Names the calling thread (at most 15 bytes: what top -H shows) and
+ * lowers its CPU priority (nice, Linux: per thread). */
+void stor__thread_start(const char *name, int nice);
 
 /* Rollups keep vmin, vmax and vsum times 100 in REAL columns. SQLite
  * writes a REAL with no fraction as a small integer, so 56.3 takes 2 bytes
@@ -345,6 +346,24 @@ ssize_t stor__block_encode(const stor_sample_t *s, size_t n, uint8_t *buf, size_
  * ascending, a value not finite). */
 int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_t cap, size_t *n,
                        int *mode);
+/* A walk through a block's times, for the resend check: it reads them
+ * only as far as the time asked for, and nothing of the values (only
+ * stor__block_decode checks a whole block). The bytes stay the caller's. */
+typedef struct stor_blk_walk {
+  const uint8_t *p;
+  size_t len, at;      /* where the next time starts */
+  uint64_t count, run; /* readings; what is left of a run of delta-of-delta 0 */
+  size_t i;            /* times read */
+  int64_t t, d;        /* the last time read, and its delta */
+  int64_t probe;       /* the last time asked for */
+  bool runs;           /* version 2 */
+} stor_blk_walk_t;
+/* Starts a walk through the block in buf: 0, or -EBADMSG. */
+int stor__block_walk(stor_blk_walk_t *w, const uint8_t *buf, size_t len);
+/* Whether the block holds a reading at `t_ms`: 1 or 0, or -EBADMSG when
+ * its times are damaged that far. Times asked for in ascending order are
+ * one walk; an earlier one starts it over. */
+int stor__block_walk_to(stor_blk_walk_t *w, int64_t t_ms);
 
 /* ---- the block layout (compact.c; the tables are schema.c's versions 8
  * and 10)
@@ -354,7 +373,7 @@ int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_
  * block codec with their times made relative to the row's t, its first
  * reading's); the compactor turns the
  * oldest tail rows into one block per series, in the transaction that
- * deletes them, a step of at most about STOR_COMPACT_ROWS readings at a
+ * deletes them, a step of at most about STOR_COMPACT_BYTES of rows at a
  * time. It starts a step when the tail holds STOR_COMPACT_ROWS readings or
  * its oldest row is STOR_COMPACT_AGE_MS old, taking then every row older
  * than STOR_COMPACT_KEEP_MS. At close only a tail of STOR_COMPACT_ROWS
@@ -378,10 +397,19 @@ int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_
 /* Bytes a pack of n readings takes at most: 3 of header, 10 a time (a
  * varint) and 9 a value (XOR: a control byte and 8). */
 #define STOR_PACK_BYTES(n) (16 + (size_t)(n)*19)
-#define STOR_COMPACT_ROWS 131072           /* 16 B each in memory during a step, and 16 a pack */
+#define STOR_COMPACT_ROWS 131072 /* readings in the tail that make a step due */
+/* What a step holds of its rows at most (compact.c, pack_ref_t): about
+ * 590,000 readings in 10-reading packs, 112,000 in packs of one. */
+#define STOR_COMPACT_BYTES (3 << 20)
+/* A series' readings a step decodes at a time (16 B each). */
+#define STOR_COMPACT_CHUNK 65536
 #define STOR_COMPACT_AGE_MS (3600 * 1000)  /* an older tail row starts a step */
 #define STOR_COMPACT_KEEP_MS (1800 * 1000) /* rows younger than this then stay */
 #define STOR_BLOCK_SMALL 1024
+/* A block the compactor writes holds at most this: a late reading merged
+ * into a block rewrites the whole block, and the resend check walks its
+ * times. */
+#define STOR_BLOCK_CAP (2 * STOR_BLOCK_SMALL)
 #define STOR_BLOCK_SPAN_MS (6 * 3600 * 1000) /* the time a block may span */
 #define STOR_COMPACT_CHECK_MS (60 * 1000)    /* the age is looked at this often */
 /* Free pages given back (db.c; the database has auto_vacuum = INCREMENTAL,
@@ -408,19 +436,20 @@ void stor__compact_free(stor_db_t *db);
  * now (0: none); `all` at close. */
 int64_t stor__compact_due(stor_db_t *db, int64_t now_ms, bool all);
 /* Writer: one step, in its own transaction, over the oldest tail rows with
- * a t before `cut` (at most about STOR_COMPACT_ROWS readings). Returns the
+ * a t before `cut` (at most about STOR_COMPACT_BYTES of them). Returns the
  * rows compacted (0: none left before `cut`), -EAGAIN when some of them
  * are not rolled up yet (a commit of pending rollups must come first), or
  * a negative errno, having rolled back. Rows not rolled up yet stay (0
  * when that is all of them). */
 int64_t stor__compact_step(stor_db_t *db, int64_t cut);
-/* The block stor__block_has decoded last: checks of one series' readings,
+/* The block stor__block_has read last: checks of one series' readings,
  * in time order, mostly fall in one block. Zeroed before the first call;
- * the caller frees s. */
+ * the caller frees data. */
 typedef struct stor_blk_seen {
   int64_t series, t0, t1;
-  stor_sample_t *s; /* its readings, n of them */
-  size_t n;
+  uint8_t *data; /* its bytes (room for cap) */
+  size_t cap;
+  stor_blk_walk_t walk; /* through data */
 } stor_blk_seen_t;
 /* Whether series `series` holds a reading at `t_ms` in its blocks: 1 yes,
  * 0 no, or a SQLite error code (negated). */

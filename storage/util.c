@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -168,7 +169,8 @@ void stor__pages_release(void *base, size_t from, size_t to) {
     madvise((char *)base + from, to - from, MADV_DONTNEED);
 }
 
-void stor__thread_nice(int nice) {
+void stor__thread_start(const char *name, int nice) {
+  pthread_setname_np(pthread_self(), name); /* top -H, perf, /proc/PID/task */
   /* Linux: a thread's nice value is its own (setpriority on its tid). A
    * sandbox may forbid it (EPERM from a seccomp filter): not allowed here,
    * said once for every thread. */

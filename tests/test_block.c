@@ -201,6 +201,36 @@ static void steady_times_are_runs_in_version_2(void **state) {
   expect_bytes(s, 6, want, sizeof(want));
 }
 
+/* The resend check's walk through the times (runs, irregular deltas and a
+ * version 1 block): ascending questions are one walk, an earlier one
+ * starts it over, and every answer is the decoded block's. */
+static void a_walk_through_the_times_answers_as_the_decoded_block(void **state) {
+  (void)state;
+  const stor_sample_t s[] = {{1000, 1}, {2000, 1}, {3000, 1}, {4000, 1}, {4500, 1}, {5000, 1}};
+  uint8_t buf[64];
+  ssize_t len = stor__block_encode(s, 6, buf, sizeof(buf));
+  assert_true(len > 0 && buf[0] >> 4 == 2);
+  const uint8_t v1[] = {0x10, 0x02, 0x00, 0x02, 0x00, 0x02}; /* times 0 and 1 */
+  static const struct {
+    int64_t t;
+    int has;
+  } ask[] = {{999, 0},  {1000, 1}, {1000, 1}, {2500, 0}, {3000, 1}, {4000, 1}, {4200, 0},
+             {2000, 1}, {1500, 0}, {4500, 1}, {5000, 1}, {5001, 0}, {0, 0},    {5000, 1}};
+  stor_blk_walk_t w;
+  assert_int_equal(stor__block_walk(&w, buf, (size_t)len), 0);
+  for (size_t i = 0; i < sizeof(ask) / sizeof(ask[0]); i++)
+    assert_int_equal(stor__block_walk_to(&w, ask[i].t), ask[i].has);
+  assert_int_equal(stor__block_walk(&w, v1, sizeof(v1)), 0);
+  assert_int_equal(stor__block_walk_to(&w, 1), 1);
+  assert_int_equal(stor__block_walk_to(&w, 0), 1);
+  assert_int_equal(stor__block_walk_to(&w, 2), 0);
+  /* Damaged times: a delta that does not ascend. */
+  const uint8_t bad[] = {0x10, 0x03, 0x00, 0x02, 0x03, 0x00, 0x00, 0x00};
+  assert_int_equal(stor__block_walk(&w, bad, sizeof(bad)), 0);
+  assert_int_equal(stor__block_walk_to(&w, 5), -EBADMSG);
+  assert_int_equal(stor__block_walk(&w, bad, 1), -EBADMSG);
+}
+
 /* Decimal values as arithmetic leaves them: 449 * 0.1 is 44.900000000000006,
  * the double after 44.9 (bit pattern + 1); 0.1 * 3 likewise after 0.3. */
 static void decimals_a_unit_off_are_tenths_and_two_bits(void **state) {
@@ -448,6 +478,7 @@ int main(void) {
       cmocka_unit_test(values_not_exact_in_hundredths_are_xor_coded),
       cmocka_unit_test(irregular_times_and_negative_values_round_trip),
       cmocka_unit_test(steady_times_are_runs_in_version_2),
+      cmocka_unit_test(a_walk_through_the_times_answers_as_the_decoded_block),
       cmocka_unit_test(decimals_a_unit_off_are_tenths_and_two_bits),
       cmocka_unit_test(a_correction_beyond_one_unit_is_escaped),
       cmocka_unit_test(a_noise_meter_second_by_second_costs_under_two_bytes_a_reading),

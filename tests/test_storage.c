@@ -890,6 +890,76 @@ static void late_readings_and_resends_into_compacted_spans_are_stored_once(void 
   assert_int_equal(count_raw(f, "dust-01", PROTO_Q_PM10), 93);
 }
 
+static void check_integrity(fx_t *f) {
+  char *ok = db_text(f->path, "PRAGMA integrity_check");
+  assert_string_equal(ok, "ok");
+  free(ok);
+}
+
+/* Blocks hold at most STOR_BLOCK_CAP readings, a span with more split in
+ * equal pieces, so a late reading rewrites a bounded block. A series'
+ * backlog longer than a step decodes at a time (STOR_COMPACT_CHUNK) is
+ * compacted whole, in order, in chunks. */
+static void blocks_stay_within_their_cap_and_a_backlog_compacts_in_chunks(void **state) {
+  fx_t *f = *state;
+  open_db(f);
+  uint32_t d = dev(f, "dust-01"), e = dev(f, "noise-01");
+  enum { SPAN = 3 * STOR_BLOCK_CAP, BACKLOG = STOR_COMPACT_CHUNK + 5000, PART = 5000 };
+  static stor_reading_t r[PART];
+  /* Twenty minutes ago: the compactor leaves rows this young in the tail
+   * until asked (stor__test_compact). SPAN readings 100 ms apart, a late
+   * one left out of the middle; a backlog of another series after them,
+   * 10 ms apart. */
+  const int64_t t0 = ((int64_t)time(NULL) - 1200) * 1000, b0 = t0 + SPAN * 100LL;
+  for (int from = 0; from < SPAN; from += PART) {
+    size_t n = 0;
+    for (int i = from; i < SPAN && i < from + PART; i++)
+      if (i != SPAN / 2)
+        r[n++] = rd(d, PROTO_Q_PM10, t0 + i * 100LL, i % 90);
+    assert_int_equal(stor_append(f->db, r, n), 0);
+    assert_int_equal(stor_flush(f->db), 0);
+  }
+  assert_true(stor__test_compact(f->db) >= 0);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM block"), 3);
+  assert_int_equal(db_int(f->path, "SELECT min(n) FROM block"), STOR_BLOCK_CAP - 1);
+  assert_int_equal(db_int(f->path, "SELECT max(n) FROM block"), STOR_BLOCK_CAP);
+  append1(f, rd(d, PROTO_Q_PM10, t0 + SPAN / 2 * 100LL, 7)); /* late, into a full block */
+  assert_int_equal(stor_flush(f->db), 0);
+  assert_true(stor__test_compact(f->db) >= 0);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM block"), 4);
+  assert_true(db_int(f->path, "SELECT max(n) FROM block") <= STOR_BLOCK_CAP);
+  assert_int_equal(db_int(f->path, "SELECT sum(n) FROM block"), SPAN);
+  size_t n = 0;
+  stor_point_t *p = query(f, "dust-01", PROTO_Q_PM10, STOR_STEP_RAW, t0, b0, &n);
+  assert_int_equal(n, SPAN);
+  for (int i = 0; i < SPAN; i++) {
+    assert_int_equal(p[i].t_ms, t0 + i * 100LL);
+    assert_true(p[i].mean == (i == SPAN / 2 ? 7 : i % 90));
+  }
+  free(p);
+
+  for (int from = 0; from < BACKLOG; from += PART) {
+    size_t k = 0;
+    for (int i = from; i < BACKLOG && i < from + PART; i++)
+      r[k++] = rd(e, PROTO_Q_LA, b0 + i * 10LL, 40 + i % 30);
+    assert_int_equal(stor_append(f->db, r, k), 0);
+    assert_int_equal(stor_flush(f->db), 0);
+  }
+  assert_int_equal(db_int(f->path, "SELECT sum(n) FROM tail"), BACKLOG); /* one step's */
+  assert_true(stor__test_compact(f->db) >= 0);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM tail"), 0);
+  assert_true(db_int(f->path, "SELECT max(n) FROM block") <= STOR_BLOCK_CAP);
+  assert_int_equal(db_int(f->path, "SELECT sum(n) FROM block"), SPAN + BACKLOG);
+  p = query(f, "noise-01", PROTO_Q_LA, STOR_STEP_RAW, b0, b0 + HOUR_MS, &n);
+  assert_int_equal(n, BACKLOG);
+  for (int i = 0; i < BACKLOG; i++) {
+    assert_int_equal(p[i].t_ms, b0 + i * 10LL);
+    assert_true(p[i].mean == 40 + i % 30);
+  }
+  free(p);
+  check_integrity(f);
+}
+
 /* One batch of resends and late readings for many series, some into
  * blocks and some into tail packs that share their time windows with
  * other series' packs: each reading is still stored once, the first value
@@ -1067,12 +1137,6 @@ static void wait_freelist_below(fx_t *f, int64_t below) {
   if (left >= below)
     fail_msg("the free list still holds %lld pages, want fewer than %lld", (long long)left,
              (long long)below);
-}
-
-static void check_integrity(fx_t *f) {
-  char *ok = db_text(f->path, "PRAGMA integrity_check");
-  assert_string_equal(ok, "ok");
-  free(ok);
 }
 
 /* `n` devices named dev-K, registered together, into ids[]. */
@@ -2420,6 +2484,7 @@ int main(void) {
       T(queries_within_a_hold_answer_as_without_and_keep_its_snapshot),
       T(readers_find_pending_readings_from_the_oldest_one),
       T(late_readings_and_resends_into_compacted_spans_are_stored_once),
+      T(blocks_stay_within_their_cap_and_a_backlog_compacts_in_chunks),
       T(a_batch_of_resends_for_many_series_stores_each_reading_once),
       T(compaction_orders_the_packs_of_far_series_ids_too),
       T(compaction_of_many_series_reads_back_every_reading),

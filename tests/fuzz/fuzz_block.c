@@ -11,9 +11,12 @@
  * readings and be no larger, but for a version 1 block, whose times
  * version 2 may write a byte longer (a lone delta-of-delta 0), and be
  * the bytes of the least of the three version 2 modes (fuzz_block_encode
- * checks that choice on arbitrary values). The same bytes as a tail row's pack
- * (compact.c) must be refused or give at most STOR_PACK_MAX readings from
- * the row's t, within STOR_PACK_SPAN_MS of it. */
+ * checks that choice on arbitrary values). The resend check's walk through
+ * the times must answer as the decoded block does, for times asked in
+ * order and out of it (and on any bytes, read nothing past them). The
+ * same bytes as a tail row's pack (compact.c) must be refused or give at
+ * most STOR_PACK_MAX readings from the row's t, within STOR_PACK_SPAN_MS
+ * of it. */
 #include "storage/storage_int.h"
 #include "tests/fuzz/block_least.h"
 
@@ -43,8 +46,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   n = 0;
   int rc = stor__block_decode(data, size, s, CAP, &n, &mode);
-  if (rc == -EBADMSG || rc == -ENOSPC)
+  stor_blk_walk_t w;
+  if (rc == -EBADMSG || rc == -ENOSPC) {
+    if (stor__block_walk(&w, data, size) == 0) /* only that it stays in the bytes */
+      for (int64_t t = 0; t < 4096 && stor__block_walk_to(&w, t * 977) >= 0; t++)
+        ;
     return 0;
+  }
   if (rc != 0 || n == 0 || n > CAP ||
       (mode != STOR_BLOCK_SCALED && mode != STOR_BLOCK_XOR && mode != STOR_BLOCK_SCALED2 &&
        mode != STOR_BLOCK_XOR2 && mode != STOR_BLOCK_DEC))
@@ -57,6 +65,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         !stor__block_hundredths(s[i].v, &h))
       abort();
   }
+  if (stor__block_walk(&w, data, size) != 0)
+    abort();
+  for (size_t i = 0; i < n; i++) { /* ascending: each time, and one before it */
+    if (stor__block_walk_to(&w, s[i].t_ms - 1) != (i > 0 && s[i - 1].t_ms == s[i].t_ms - 1) ||
+        stor__block_walk_to(&w, s[i].t_ms) != 1)
+      abort();
+  }
+  if (stor__block_walk_to(&w, s[n - 1].t_ms + 1) != 0 || stor__block_walk_to(&w, s[0].t_ms) != 1 ||
+      (s[0].t_ms > 0 && stor__block_walk_to(&w, s[0].t_ms - 1) != 0) ||
+      stor__block_walk_to(&w, s[n / 2].t_ms) != 1)
+    abort();
   ssize_t len = stor__block_encode_mode(s, n, mode, buf, sizeof(buf));
   if (len != (ssize_t)size || memcmp(buf, data, size) != 0)
     abort();
