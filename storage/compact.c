@@ -66,10 +66,7 @@ int stor__compact_open(stor_db_t *db) {
       {&db->s_blk_put, "INSERT INTO block(series, t0, t1, n, data) VALUES(?1, ?2, ?3, ?4, ?5)"},
       {&db->s_blk_del, "DELETE FROM block WHERE series = ?1 AND t0 = ?2"},
       {&db->s_tail_min, "SELECT t FROM tail ORDER BY t LIMIT 1"},
-      /* The rows in key order, with what they take in a step's memory. */
-      {&db->s_tail_nth, "SELECT t, n, CASE n WHEN 1 THEN 0 ELSE length(data) END FROM tail"
-                        " WHERE t < ?1 ORDER BY t"},
-      {&db->s_tail_take, "SELECT series, t, data, n FROM tail WHERE t < ?1"},
+      {&db->s_tail_take, "SELECT series, t, data, n FROM tail WHERE t < ?1 ORDER BY t"},
       {&db->s_tail_del, "DELETE FROM tail WHERE t < ?1"},
       {&db->s_tail_all, "SELECT series, t, data FROM tail"},
       /* Every series' packs with keys in (?1, ?2]: the resend check's. */
@@ -83,9 +80,9 @@ int stor__compact_open(stor_db_t *db) {
 }
 
 void stor__compact_free(stor_db_t *db) {
-  sqlite3_stmt *stmts[] = {db->s_blk_at,   db->s_blk_near, db->s_blk_put,   db->s_blk_del,
-                           db->s_tail_min, db->s_tail_nth, db->s_tail_take, db->s_tail_del,
-                           db->s_tail_all, db->s_tail_span};
+  sqlite3_stmt *stmts[] = {db->s_blk_at,   db->s_blk_near, db->s_blk_put,
+                           db->s_blk_del,  db->s_tail_min, db->s_tail_take,
+                           db->s_tail_del, db->s_tail_all, db->s_tail_span};
   for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
     sqlite3_finalize(stmts[i]);
 }
@@ -460,6 +457,25 @@ static uint32_t *order_by_series(pack_ref_t *packs, size_t n, uint32_t max) {
   return order;
 }
 
+/* Makes room for `more` elements of `size` bytes in an array of pages,
+ * `first` of them at first. */
+static bool pages_room(void **a, size_t *cap, size_t n, size_t more, size_t size, size_t first) {
+  if (n + more <= *cap)
+    return true;
+  size_t want = *cap ? *cap * 2 : first;
+  while (want < n + more)
+    want *= 2;
+  void *grown = stor__pages_alloc(want * size);
+  if (!grown)
+    return false;
+  if (*a)
+    memcpy(grown, *a, n * size);
+  stor__pages_free(*a, *cap * size);
+  *a = grown;
+  *cap = want;
+  return true;
+}
+
 static int step_done(sqlite3_stmt *st) {
   int rc = sqlite3_step(st);
   sqlite3_reset(st);
@@ -478,25 +494,6 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
     rc = stor__one_int(db->s_tail_min, &min_t, &found);
   if (rc != SQLITE_OK || !found || min_t >= cut)
     goto end;
-  /* At most about STOR_COMPACT_BYTES of memory: the rows before the one
-   * that brings it there (all rows of one t go together). */
-  sqlite3_stmt *st = db->s_tail_nth;
-  size_t mem = 0;
-  sqlite3_bind_int64(st, 1, cut);
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    int64_t t = sqlite3_column_int64(st, 0);
-    mem += sizeof(*packs) + sizeof(*order) + (size_t)sqlite3_column_int64(st, 2);
-    if (mem >= STOR_COMPACT_BYTES) {
-      cut = t > min_t ? t : min_t + 1;
-      break;
-    }
-    pack_cap++;
-    byte_cap += (size_t)sqlite3_column_int64(st, 2);
-  }
-  sqlite3_reset(st);
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-    goto end;
-  rc = SQLITE_OK;
   /* Only what is rolled up: the packs whose readings all lie before the
    * oldest pending one (the next rollup commit lets the rest go). */
   if (db->reload) {
@@ -508,28 +505,38 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
   if (cut <= min_t)
     goto end;
 
-  /* The rows before the cut, counted above in this transaction: the
-   * arrays' size. A row of min_t past the budget still goes (pack_cap 1). */
-  pack_cap += pack_cap == 0;
-  if (!(packs = stor__pages_alloc(pack_cap * sizeof(*packs))) ||
-      (byte_cap > 0 && !(bytes = stor__pages_alloc(byte_cap)))) {
-    rc = SQLITE_NOMEM;
-    goto end;
-  }
-  st = db->s_tail_take;
+  /* The rows in key order (t first) up to about STOR_COMPACT_BYTES of
+   * memory: those before the t whose rows would bring it there (all rows
+   * of one t go together, min_t's whatever they take). */
+  sqlite3_stmt *st = db->s_tail_take;
+  size_t mem = 0, t_packs = 0, t_bytes = 0, t_rows = 0; /* where this t's rows start */
+  int64_t cur_t = -1;
   sqlite3_bind_int64(st, 1, cut);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    pack_ref_t *pk = &packs[npacks];
+    int64_t t = sqlite3_column_int64(st, 1), n = sqlite3_column_int64(st, 3);
     int type = sqlite3_column_type(st, 2);
-    size_t len = (size_t)sqlite3_column_bytes(st, 2);
-    if (npacks == pack_cap || (type == SQLITE_BLOB && len > byte_cap - nbytes)) {
-      rc = SQLITE_INTERNAL; /* not the rows counted */
+    size_t len = type == SQLITE_BLOB ? (size_t)sqlite3_column_bytes(st, 2) : 0;
+    if (t != cur_t) {
+      cur_t = t;
+      t_packs = npacks;
+      t_bytes = nbytes;
+      t_rows = nrows;
+    }
+    mem += sizeof(*packs) + sizeof(*order) + len;
+    if (mem >= STOR_COMPACT_BYTES && t > min_t) {
+      npacks = t_packs;
+      nbytes = t_bytes;
+      nrows = t_rows;
+      cut = t;
       break;
     }
-    int64_t n = sqlite3_column_int64(st, 3);
-    *pk = (pack_ref_t){.t = sqlite3_column_int64(st, 1),
-                       .series = (uint32_t)sqlite3_column_int64(st, 0),
-                       .n = (uint32_t)n};
+    if (!pages_room((void **)&packs, &pack_cap, npacks, 1, sizeof(*packs), 4096) ||
+        !pages_room((void **)&bytes, &byte_cap, nbytes, len, 1, 65536)) {
+      rc = SQLITE_NOMEM;
+      break;
+    }
+    pack_ref_t *pk = &packs[npacks];
+    *pk = (pack_ref_t){.t = t, .series = (uint32_t)sqlite3_column_int64(st, 0), .n = (uint32_t)n};
     if (type == SQLITE_BLOB) { /* decoded, and checked, with its series */
       if (n < 2 || n > STOR_PACK_MAX) {
         rc = SQLITE_CORRUPT;
@@ -554,7 +561,7 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
     nrows += (size_t)n;
   }
   sqlite3_reset(st);
-  if (rc != SQLITE_DONE)
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW)
     goto end;
   rc = SQLITE_OK;
   if (npacks > 0 && !(order = order_by_series(packs, npacks, max_series)))

@@ -530,8 +530,8 @@ struct stor_db {
   sqlite3_stmt *s_series_get, *s_series_put, *s_series_all, *s_pend_rows, *s_dev_get, *s_dev_put,
       *s_pend_from;
   sqlite3_stmt *s_next_series, *s_bound[2], *s_delete[2];
-  sqlite3_stmt *s_blk_at, *s_blk_near, *s_blk_put, *s_blk_del, *s_tail_min, *s_tail_nth,
-      *s_tail_take, *s_tail_del, *s_tail_all, *s_tail_span;
+  sqlite3_stmt *s_blk_at, *s_blk_near, *s_blk_put, *s_blk_del, *s_tail_min, *s_tail_take,
+      *s_tail_del, *s_tail_all, *s_tail_span;
   int64_t tail_rows;  /* about: readings in tail (the compactor's trigger) */
   int64_t tail_min_t; /* the oldest row's t; INT64_MAX: none */
   uint64_t next_compact_check;
