@@ -7,10 +7,9 @@
  * box out (issue 15). Readings arrive interleaved from every series; the
  * tail takes them in time order, so a commit appends to a few leaf pages.
  * Once they are old enough, or the tail big enough, one step reads the
- * oldest rows (at most about STOR_COMPACT_BYTES of them, still encoded, so
- * memory stays bounded), sorts them by series and writes each series'
- * span as one block: one leaf page per series per step instead of one per
- * series per commit.
+ * oldest rows (a bounded number, still encoded: storage_int.h), sorts
+ * them by series and writes each series' span as one block: one leaf
+ * page per series per step instead of one per series per commit.
  *
  * A step merges instead of appending where it must: with blocks of the
  * series that its rows overlap (late readings, already compacted around
@@ -39,7 +38,8 @@
  * pack's bytes) where decoded readings took 17.6, and takes about four
  * times as many in the same memory (STOR_COMPACT_BYTES): each series'
  * block is rewritten once for all of them. Packs of one, as at a quiet
- * site's pace, take 28. The arrays are pages (stor__pages_alloc): they go
+ * site's pace, take 28, and a step still takes STOR_COMPACT_ROWS of
+ * them (3.5 MiB; 4 before). The arrays are pages (stor__pages_alloc): they go
  * back to the kernel after the step. */
 typedef struct pack_ref {
   int64_t t;
@@ -93,7 +93,7 @@ int64_t stor__compact_due(stor_db_t *db, int64_t now_ms, bool all) {
   if (all)
     return INT64_MAX;
   if (db->tail_rows >= STOR_COMPACT_ROWS)
-    return INT64_MAX; /* the step itself takes only the oldest STOR_COMPACT_BYTES */
+    return INT64_MAX; /* the step itself takes only the oldest rows */
   if (db->tail_min_t < now_ms - STOR_COMPACT_AGE_MS && now_ms - STOR_COMPACT_KEEP_MS > 0)
     return now_ms - STOR_COMPACT_KEEP_MS;
   return 0;
@@ -505,9 +505,10 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
   if (cut <= min_t)
     goto end;
 
-  /* The rows in key order (t first) up to about STOR_COMPACT_BYTES of
-   * memory: those before the t whose rows would bring it there (all rows
-   * of one t go together, min_t's whatever they take). */
+  /* The rows in key order (t first) until they hold STOR_COMPACT_ROWS
+   * readings and take STOR_COMPACT_BYTES of memory: those before the t
+   * whose rows would bring them there (all rows of one t go together,
+   * min_t's whatever they take). */
   sqlite3_stmt *st = db->s_tail_take;
   size_t mem = 0, t_packs = 0, t_bytes = 0, t_rows = 0; /* where this t's rows start */
   int64_t cur_t = -1;
@@ -523,7 +524,7 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
       t_rows = nrows;
     }
     mem += sizeof(*packs) + sizeof(*order) + len;
-    if (mem >= STOR_COMPACT_BYTES && t > min_t) {
+    if (mem >= STOR_COMPACT_BYTES && nrows >= STOR_COMPACT_ROWS && t > min_t) {
       npacks = t_packs;
       nbytes = t_bytes;
       nrows = t_rows;

@@ -371,17 +371,17 @@ int stor__block_walk_to(stor_blk_walk_t *w, int64_t t_ms);
  * Readings land in `tail`, one row per series per commit (a pack: the
  * series' readings of that commit, the value alone for one, else in the
  * block codec with their times made relative to the row's t, its first
- * reading's); the compactor turns the
- * oldest tail rows into one block per series, in the transaction that
- * deletes them, a step of at most about STOR_COMPACT_BYTES of rows at a
- * time. It starts a step when the tail holds STOR_COMPACT_ROWS readings or
- * its oldest row is STOR_COMPACT_AGE_MS old, taking then every row older
- * than STOR_COMPACT_KEEP_MS. At close only a tail of STOR_COMPACT_ROWS
- * readings or more, due for a step anyway, is compacted, and the pages it
- * freed given back (db.c, close_tidy): compacting 90,000 fresh readings at
- * stop wrote 36 more bytes a reading (bench/written.sh), the tail's range
- * delete dirtying its leaves. A series' last block
- * with fewer than STOR_BLOCK_SMALL readings is extended rather than
+ * reading's); the compactor turns the oldest tail rows into one block per
+ * series, in the transaction that deletes them, a bounded step at a time
+ * (below). It starts a step when the tail holds STOR_COMPACT_ROWS
+ * readings or its oldest row is STOR_COMPACT_AGE_MS old, taking then
+ * every row older than STOR_COMPACT_KEEP_MS. At close only a tail of
+ * STOR_COMPACT_ROWS readings or more, due for a step anyway, is
+ * compacted, and the pages it freed given back (db.c, close_tidy):
+ * compacting 90,000 fresh readings at stop wrote 36 more bytes a reading
+ * (bench/written.sh), the tail's range delete dirtying its leaves. A
+ * series' last block with fewer than STOR_BLOCK_SMALL readings is
+ * extended rather than
  * followed by another small one; a reading into an already compacted span
  * (late) is merged into the block it falls in.
  *
@@ -397,9 +397,11 @@ int stor__block_walk_to(stor_blk_walk_t *w, int64_t t_ms);
 /* Bytes a pack of n readings takes at most: 3 of header, 10 a time (a
  * varint) and 9 a value (XOR: a control byte and 8). */
 #define STOR_PACK_BYTES(n) (16 + (size_t)(n)*19)
-#define STOR_COMPACT_ROWS 131072 /* readings in the tail that make a step due */
-/* What a step holds of its rows at most (compact.c, pack_ref_t): about
- * 590,000 readings in 10-reading packs, 112,000 in packs of one. */
+/* Readings in the tail that make a step due. A step takes rows until they
+ * hold STOR_COMPACT_ROWS readings and take STOR_COMPACT_BYTES of memory
+ * (compact.c, pack_ref_t): about 590,000 readings in 10-reading packs,
+ * 131,072 in packs of one (3.5 MiB). */
+#define STOR_COMPACT_ROWS 131072
 #define STOR_COMPACT_BYTES (3 << 20)
 /* A series' readings a step decodes at a time (16 B each). */
 #define STOR_COMPACT_CHUNK 65536
@@ -436,7 +438,8 @@ void stor__compact_free(stor_db_t *db);
  * now (0: none); `all` at close. */
 int64_t stor__compact_due(stor_db_t *db, int64_t now_ms, bool all);
 /* Writer: one step, in its own transaction, over the oldest tail rows with
- * a t before `cut` (at most about STOR_COMPACT_BYTES of them). Returns the
+ * a t before `cut` (about STOR_COMPACT_ROWS readings or STOR_COMPACT_BYTES
+ * of them, whichever is more). Returns the
  * rows compacted (0: none left before `cut`), -EAGAIN when some of them
  * are not rolled up yet (a commit of pending rollups must come first), or
  * a negative errno, having rolled back. Rows not rolled up yet stay (0
