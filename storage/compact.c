@@ -35,12 +35,12 @@
  * here, a larger one its bytes in the step's byte array from `at`. They are
  * decoded a series at a time, so a step holds about 5 bytes a reading of
  * 10-reading packs (24 a pack, 4 for its place in the order, and the
- * pack's bytes) where decoded readings took 17.6, and takes about four
- * times as many in the same memory (STOR_COMPACT_BYTES): each series'
+ * pack's bytes) where decoded readings took 17.6, and takes three times
+ * as many in about the same memory (STOR_COMPACT_BYTES): each series'
  * block is rewritten once for all of them. Packs of one, as at a quiet
  * site's pace, take 28, and a step still takes STOR_COMPACT_ROWS of
- * them (3.5 MiB; 4 before). The arrays are pages (stor__pages_alloc): they go
- * back to the kernel after the step. */
+ * them (3.5 MiB; 4 before). The arrays are pages (stor__pages_alloc):
+ * they go back to the kernel after the step. */
 typedef struct pack_ref {
   int64_t t;
   uint32_t series, n;
