@@ -595,16 +595,14 @@ static int get_dec(in_t *in, stor_sample_t *out, size_t count) {
 
 int stor__block_decode(const uint8_t *buf, size_t len, stor_sample_t *out, size_t cap, size_t *n,
                        int *mode) {
-  in_t in = {.p = buf, .len = buf ? len : 0};
-  uint8_t head;
-  uint64_t count;
-  if (get_byte(&in, &head) != 0 || !mode_known(head))
+  times_t tm; /* the head (mode byte and n) is the walk's to read */
+  if (stor__block_walk(&tm, buf, len) != 0)
     return -EBADMSG;
-  if (get_varint(&in, &count) != 0 || count == 0 || count > STOR_BLOCK_MAX)
-    return -EBADMSG;
+  uint8_t head = buf[0];
+  uint64_t count = tm.count;
   if (count > cap || !out)
     return -ENOSPC;
-  times_t tm = {.count = count, .runs = head >> 4 >= 2};
+  in_t in = {.p = buf, .len = tm.len, .at = tm.at};
   for (size_t i = 0; i < count; i++)
     if (time_next(&tm, &in, &out[i].t_ms) != 0)
       return -EBADMSG;
