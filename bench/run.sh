@@ -93,7 +93,9 @@ echo "    slowest commit of the (b) runs: at most ${slowest} ms"
 #   more than four compaction steps and the writer compacts between
 #   commits, and each later run stores about half as much a second
 #   (records/s, four runs: 140,071 CBOR, then 66,162 and 64,670 JSON and
-#   69,656 CBOR).
+#   69,656 CBOR). (Since then the writer compacts between commits only
+#   once the tail holds 16 steps, STOR_COMPACT_BURST, and the runs' tail
+#   grows towards it.)
 # So a first run, not counted, brings the writer to the state the measured
 # ones share; each run starts on an empty queue and sends the same packs,
 # in the order CBOR, JSON, JSON, CBOR, and each figure is the mean of its

@@ -482,7 +482,7 @@ static int step_done(sqlite3_stmt *st) {
   return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
+int64_t stor__compact_step(stor_db_t *db, int64_t cut, bool brief) {
   pack_ref_t *packs = NULL;
   uint8_t *bytes = NULL;
   uint32_t *order = NULL, max_series = 0;
@@ -506,9 +506,10 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
     goto end;
 
   /* The rows in key order (t first) until they hold STOR_COMPACT_ROWS
-   * readings and take STOR_COMPACT_BYTES of memory: those before the t
-   * whose rows would bring them there (all rows of one t go together,
-   * min_t's whatever they take). */
+   * readings and take STOR_COMPACT_BYTES of memory (a brief step: any):
+   * those before the t whose rows would bring them there (all rows of one
+   * t go together, min_t's whatever they take). */
+  size_t budget = brief ? 0 : STOR_COMPACT_BYTES;
   sqlite3_stmt *st = db->s_tail_take;
   size_t mem = 0, t_packs = 0, t_bytes = 0, t_rows = 0; /* where this t's rows start */
   int64_t cur_t = -1;
@@ -524,7 +525,7 @@ int64_t stor__compact_step(stor_db_t *db, int64_t cut) {
       t_rows = nrows;
     }
     mem += sizeof(*packs) + sizeof(*order) + len;
-    if (mem >= STOR_COMPACT_BYTES && nrows >= STOR_COMPACT_ROWS && t > min_t) {
+    if (mem >= budget && nrows >= STOR_COMPACT_ROWS && t > min_t) {
       npacks = t_packs;
       nbytes = t_bytes;
       nrows = t_rows;

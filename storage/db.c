@@ -296,10 +296,10 @@ static bool retention_turn(stor_db_t *db, bool start) {
 
 /* Writer, outside mu: one compaction step over the tail rows before
  * `cut`; -EAGAIN when it must wait for a commit of pending rollups. */
-static int64_t compact_turn(stor_db_t *db, int64_t cut) {
+static int64_t compact_turn(stor_db_t *db, int64_t cut, bool brief) {
   int64_t rc = stor__roll_prepare(db);
   if (rc == 0)
-    rc = stor__compact_step(db, cut);
+    rc = stor__compact_step(db, cut, brief);
   return rc;
 }
 
@@ -355,7 +355,7 @@ static int64_t compact_now(stor_db_t *db, bool all) {
     for (;;) {
       /* At time 0 no row is old enough: only a tail a step long is due. */
       int64_t cut = stor__compact_due(db, 0, all);
-      if (cut == 0 || (rc = compact_turn(db, cut)) <= 0)
+      if (cut == 0 || (rc = compact_turn(db, cut, false)) <= 0)
         break;
       total += rc;
     }
@@ -416,10 +416,11 @@ static void *writer_main(void *arg) {
       continue;
     }
     /* Compaction gives way to ingest: with a batch due it runs only once
-     * the tail is four steps long (a burst is compacted after it). */
+     * the tail holds STOR_COMPACT_BURST readings (a burst is compacted
+     * after it), a brief step after each commit. */
     if (!db->stopping && !db->roll_now && !db->ret.active && now >= db->next_compact_check &&
         now >= db->compact_failed_until &&
-        (!due || (compact_owed && db->tail_rows >= 4 * STOR_COMPACT_ROWS))) {
+        (!due || (compact_owed && db->tail_rows >= STOR_COMPACT_BURST))) {
       compact_owed = false;
       int64_t cut = stor__compact_due(db, wall_ms(), false);
       if (cut == 0) {
@@ -427,7 +428,7 @@ static void *writer_main(void *arg) {
         continue;
       }
       pthread_mutex_unlock(&db->mu);
-      int64_t rc = compact_turn(db, cut);
+      int64_t rc = compact_turn(db, cut, due);
       pthread_mutex_lock(&db->mu);
       if (rc == 0) /* nothing it may take yet: a commit looks again */
         db->next_compact_check = sg_mono_ms() + STOR_COMPACT_CHECK_MS;
@@ -1191,5 +1192,16 @@ void stor__test_vacuum_min(stor_db_t *db, int64_t pages) {
 
 int64_t stor__test_compact(stor_db_t *db) {
   stor_req_t req = {.fn = compact_fn};
+  return stor__request_post(db, &req);
+}
+
+static int64_t step_fn(stor_db_t *db, stor_req_t *req) {
+  uint64_t ins = 0, dups = 0; /* the rollups a step waits for, first */
+  int rc = stor__batch_commit(db, 0, true, &ins, &dups);
+  return rc != 0 ? rc : compact_turn(db, INT64_MAX, req->arg != 0);
+}
+
+int64_t stor__test_step(stor_db_t *db, bool brief) {
+  stor_req_t req = {.fn = step_fn, .arg = brief};
   return stor__request_post(db, &req);
 }

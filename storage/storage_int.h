@@ -402,9 +402,22 @@ int stor__block_walk_to(stor_blk_walk_t *w, int64_t t_ms);
  * (compact.c, pack_ref_t): about 390,000 readings in 10-reading packs,
  * 131,072 in packs of one (3.5 MiB). With 3 MiB (590,000 readings) the
  * gateway's peak RSS in bench/run.sh rose by about 1 MB, to 31.2 against
- * the target of 32. */
+ * the target of 32. A brief step, taken while a batch waits, stops at
+ * STOR_COMPACT_ROWS readings: it holds commits up for a third as long. */
 #define STOR_COMPACT_ROWS 131072
 #define STOR_COMPACT_BYTES (2 << 20)
+/* With a batch waiting, compaction gives way to ingest until the tail
+ * holds this many readings (about 10 MB of 10-reading packs): a burst of
+ * that size is committed at the pace of commits alone and compacted once
+ * it has passed. Beyond it, a brief step follows each commit. bench/run.sh's
+ * first gateway up to (c), five runs of each build alternating (8 Dec
+ * 2026), with 4 steps and full ones while batches waited: CBOR 181,000 to
+ * 326,000 records/s (mean 255,000; a step of 390,000 readings held
+ * commits up long enough for the queue to fill), JSON 281,000-309,000,
+ * peak RSS 30.8-32.9 MB; with these: CBOR 294,000-328,000 (mean 312,000),
+ * JSON 271,000-329,000, 27.7-30.0 MB. The larger bound alone gave CBOR
+ * 256,000-332,000 and brief steps alone 219,000-310,000 (four runs each). */
+#define STOR_COMPACT_BURST (16 * STOR_COMPACT_ROWS)
 /* A series' readings a step decodes at a time (16 B each). */
 #define STOR_COMPACT_CHUNK 65536
 #define STOR_COMPACT_AGE_MS (3600 * 1000)  /* an older tail row starts a step */
@@ -441,12 +454,13 @@ void stor__compact_free(stor_db_t *db);
 int64_t stor__compact_due(stor_db_t *db, int64_t now_ms, bool all);
 /* Writer: one step, in its own transaction, over the oldest tail rows with
  * a t before `cut` (about STOR_COMPACT_ROWS readings or STOR_COMPACT_BYTES
- * of them, whichever is more). Returns the
+ * of them, whichever is more; when `brief`, about STOR_COMPACT_ROWS
+ * readings, whatever memory they take). Returns the
  * rows compacted (0: none left before `cut`), -EAGAIN when some of them
  * are not rolled up yet (a commit of pending rollups must come first), or
  * a negative errno, having rolled back. Rows not rolled up yet stay (0
  * when that is all of them). */
-int64_t stor__compact_step(stor_db_t *db, int64_t cut);
+int64_t stor__compact_step(stor_db_t *db, int64_t cut, bool brief);
 /* The block stor__block_has read last: checks of one series' readings,
  * in time order, mostly fall in one block. Zeroed before the first call;
  * the caller frees data. */
@@ -591,6 +605,9 @@ void stor__test_roll_ms(stor_db_t *db, int ms);
 /* Compacts the whole tail into blocks now; the readings compacted or a
  * negative errno. */
 int64_t stor__test_compact(stor_db_t *db);
+/* Writes the pending rollups, then runs one compaction step (brief or
+ * not: stor__compact_step); what the step returns. */
+int64_t stor__test_step(stor_db_t *db, bool brief);
 /* The free pages the writer lets stand before it gives them back
  * (STOR_VACUUM_MIN_PAGES); it looks again at once. */
 void stor__test_vacuum_min(stor_db_t *db, int64_t pages);

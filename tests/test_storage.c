@@ -1196,6 +1196,46 @@ static void free_pages_go_back_when_the_writer_is_idle(void **state) {
   assert_int_equal(db_int(f->path, "SELECT sum(n) FROM block"), DEVICES * EACH);
 }
 
+/* A brief step (the writer's, with a batch waiting) takes about
+ * STOR_COMPACT_ROWS readings, as many as make a step due, so it holds
+ * commits up for less time; a step with nothing waiting takes as many as
+ * fit in STOR_COMPACT_BYTES, here the whole tail. */
+static void a_brief_step_takes_only_the_readings_that_make_a_step_due(void **state) {
+  fx_t *f = *state;
+  open_db(f);
+  stor__test_roll_ms(f->db, 3600 * 1000); /* pending: the writer leaves them */
+  uint32_t d = dev(f, "dust-01");
+  enum { N = STOR_COMPACT_ROWS + 20000, PART = 5000 };
+  static stor_reading_t r[PART];
+  /* 10 ms apart (packs of STOR_PACK_MAX), ending a minute ago. */
+  const int64_t t0 = ((int64_t)time(NULL) - 60) * 1000 - N * 10LL;
+  for (int from = 0; from < N; from += PART) {
+    size_t n = 0;
+    for (int i = from; i < N && i < from + PART; i++)
+      r[n++] = rd(d, PROTO_Q_PM10, t0 + i * 10LL, i % 90);
+    assert_int_equal(stor_append(f->db, r, n), 0);
+    wait_committed(f, (uint64_t)from + n); /* not stor_flush: it rolls up */
+  }
+  assert_int_equal(db_int(f->path, "SELECT sum(n) FROM tail"), N);
+  assert_true(stor__test_step(f->db, true) > 0);
+  int64_t left = db_int(f->path, "SELECT sum(n) FROM tail");
+  assert_true(left > N - STOR_COMPACT_ROWS - STOR_PACK_MAX);
+  assert_true(left <= N - STOR_COMPACT_ROWS);
+  assert_int_equal(db_int(f->path, "SELECT sum(n) FROM block"), N - left);
+  assert_true(stor__test_step(f->db, false) > 0);
+  assert_int_equal(db_int(f->path, "SELECT count(*) FROM tail"), 0);
+  assert_int_equal(db_int(f->path, "SELECT sum(n) FROM block"), N);
+  size_t n = 0;
+  stor_point_t *p = query(f, "dust-01", PROTO_Q_PM10, STOR_STEP_RAW, t0, t0 + N * 10LL, &n);
+  assert_int_equal(n, N);
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(p[i].t_ms, t0 + i * 10LL);
+    assert_true(p[i].mean == i % 90);
+  }
+  free(p);
+  check_integrity(f);
+}
+
 /* At close, a tail a compaction step long (due for one anyway) is
  * compacted, its pending rollups written first, and the pages it took are
  * given back: the file holds no free page. A shorter tail stays. */
@@ -2489,6 +2529,7 @@ int main(void) {
       T(compaction_orders_the_packs_of_far_series_ids_too),
       T(compaction_of_many_series_reads_back_every_reading),
       T(free_pages_go_back_when_the_writer_is_idle),
+      T(a_brief_step_takes_only_the_readings_that_make_a_step_due),
       T(close_compacts_a_tail_a_step_long_and_gives_its_pages_back),
       T(close_gives_free_pages_back_whatever_their_share),
       T(retention_deletes_old_raw_rows_and_keeps_rollups),
