@@ -881,30 +881,44 @@ static int tail_scan(stor_db_t *db, const chk_t *k, size_t n, int64_t lo, int64_
  * (t - STOR_PACK_SPAN_MS, t]; those windows, merged, are each read once
  * for the whole batch. (A query a series, as before, read every series'
  * packs in the window each time: tail keys start with t. A batch of 16,384
- * resends to 10,000 series took 24 s.) */
+ * resends to 10,000 series took 24 s.) Each series' windows are merged
+ * first, in its readings' order, so only those spans are sorted. */
+typedef struct span {
+  int64_t lo, hi;
+} span_t;
+
+static int span_cmp(const void *a, const void *b) {
+  const span_t *x = a, *y = b;
+  return (x->lo > y->lo) - (x->lo < y->lo);
+}
+
 static int tail_find(stor_db_t *db, const chk_t *k, size_t n) {
-  int64_t *ts = malloc(n * sizeof(*ts));
-  if (!ts)
+  span_t *sp = malloc(n * sizeof(*sp));
+  if (!sp)
     return SQLITE_NOMEM;
-  for (size_t i = 0; i < n; i++)
-    ts[i] = k[i].t;
-  if (n > 1)
-    qsort(ts, n, sizeof(*ts), stor__cmp_i64);
-  int rc = SQLITE_OK;
   /* Times are >= 0 (stor_append), so t - STOR_PACK_SPAN_MS cannot wrap. */
-  int64_t lo = ts[0] - STOR_PACK_SPAN_MS, hi = ts[0];
-  for (size_t i = 1; rc == SQLITE_OK && i <= n; i++) {
-    if (i < n && ts[i] - STOR_PACK_SPAN_MS <= hi) {
-      hi = ts[i];
+  size_t ns = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (ns > 0 && k[i - 1].series == k[i].series && k[i].t - STOR_PACK_SPAN_MS <= sp[ns - 1].hi)
+      sp[ns - 1].hi = k[i].t;
+    else
+      sp[ns++] = (span_t){k[i].t - STOR_PACK_SPAN_MS, k[i].t};
+  }
+  if (ns > 1)
+    qsort(sp, ns, sizeof(*sp), span_cmp);
+  int rc = SQLITE_OK;
+  span_t w = sp[0];
+  for (size_t i = 1; rc == SQLITE_OK && i <= ns; i++) {
+    if (i < ns && sp[i].lo <= w.hi) {
+      if (sp[i].hi > w.hi)
+        w.hi = sp[i].hi;
       continue;
     }
-    rc = tail_scan(db, k, n, lo, hi);
-    if (i < n) {
-      lo = ts[i] - STOR_PACK_SPAN_MS;
-      hi = ts[i];
-    }
+    rc = tail_scan(db, k, n, w.lo, w.hi);
+    if (i < ns)
+      w = sp[i];
   }
-  free(ts);
+  free(sp);
   return rc;
 }
 
@@ -937,7 +951,13 @@ static int insert_raw(stor_db_t *db, const sort_ctx_t *c, size_t n) {
   }
   free(seen.data);
   if (rc == SQLITE_OK && nk > 0) {
-    qsort(k, nk, sizeof(*k), chk_cmp);
+    /* In the batch's order, by series and time (series index order is id
+     * order, sort_batch): sorted only where that does not hold. */
+    for (size_t j = 1; j < nk; j++)
+      if (chk_cmp(&k[j - 1], &k[j]) > 0) {
+        qsort(k, nk, sizeof(*k), chk_cmp);
+        break;
+      }
     rc = tail_find(db, k, nk);
   }
   free(k);
